@@ -1,0 +1,1 @@
+//! config: see ARCHITECTURE.md, section "Client, cache, audit, policy".

@@ -1,0 +1,1 @@
+//! monitor: see ARCHITECTURE.md, section "Client, cache, audit, policy".

@@ -1,0 +1,1 @@
+//! policy: see ARCHITECTURE.md, section "Client, cache, audit, policy".

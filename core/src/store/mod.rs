@@ -1,0 +1,66 @@
+//! The `SecretStore` trait and the built-in stores.
+//!
+//! One trait covers the integrated local vault, the memory, env and file stores, and every
+//! provider crate (AWS, ...). What a store must do is written once, in the conformance suite
+//! (`providers/conformance`), which every store runs.
+
+mod types;
+
+pub mod memory;
+
+pub use types::{
+    Capabilities, DeleteOptions, ListEntry, ListOptions, ListPage, PutOptions, SecretMetadata,
+    SecretName, SecretRef, SecretVersion, Stage, VersionId, VersionInfo, VersionSelector,
+};
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::secret::Secret;
+
+/// A place secrets live. Implementations are `Send + Sync` and cheap to share behind an `Arc`.
+///
+/// Errors: `NotFound` for a missing secret, version or stage; `Conflict` for a failed
+/// compare-and-set; `Unsupported` for operations outside [`SecretStore::capabilities`];
+/// `Unavailable` for transient remote failures. No error carries a value.
+#[async_trait]
+pub trait SecretStore: Send + Sync + std::fmt::Debug {
+    /// A short kind name for logs, audit and errors (`"local"`, `"aws"`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// What this store supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Reads one version.
+    async fn get(&self, name: &SecretName, selector: &VersionSelector) -> Result<SecretVersion>;
+
+    /// Writes a new version (creating the secret if needed) and returns its metadata.
+    /// The value is borrowed: the store copies it into its own (encrypted or remote) storage.
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &Secret,
+        options: &PutOptions,
+    ) -> Result<VersionInfo>;
+
+    /// Metadata without values.
+    async fn describe(&self, name: &SecretName) -> Result<SecretMetadata>;
+
+    /// One page of names.
+    async fn list(&self, options: &ListOptions) -> Result<ListPage>;
+
+    /// Soft-deletes (or, with `force`, destroys) a secret.
+    async fn delete(&self, name: &SecretName, options: &DeleteOptions) -> Result<()>;
+
+    /// Undoes a soft delete within the recovery window.
+    async fn restore(&self, name: &SecretName) -> Result<()>;
+
+    /// Moves `stage` to `version` (or removes it from whichever version has it with `None`).
+    /// Moving `CURRENT` moves the old current version to `PREVIOUS`.
+    async fn set_stage(
+        &self,
+        name: &SecretName,
+        stage: &Stage,
+        version: Option<&VersionId>,
+    ) -> Result<()>;
+}

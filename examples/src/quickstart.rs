@@ -1,0 +1,2 @@
+//! Quickstart (being built).
+fn main() {}

@@ -16,7 +16,7 @@
 //! own, locked and unmapped with them.
 //!
 //! When the kernel refuses to lock (`RLIMIT_MEMLOCK`), the [`MemoryPolicy`] decides:
-//! [`MemoryPolicy::Strict`] fails with [`ErrorKind::MemoryLock`](crate::ErrorKind::MemoryLock);
+//! [`MemoryPolicy::Strict`] fails with [`ErrorKind::MemoryLock`];
 //! [`MemoryPolicy::BestEffort`] (the default) continues with unlocked memory, logs one `tracing`
 //! warning per process, counts every failure in `sealbox_memory_lock_failures_total` and reports
 //! it through [`LockedBuf::is_locked`].

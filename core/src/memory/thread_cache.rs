@@ -105,8 +105,8 @@ mod tests {
 
     #[test]
     fn limits_fit_in_a_page() {
-        for class in 0..CLASS_SIZES.len() {
-            assert!(limit(class) >= 1 && limit(class) * CLASS_SIZES[class] <= 4096);
+        for (class, size) in CLASS_SIZES.iter().enumerate() {
+            assert!(limit(class) >= 1 && limit(class) * size <= 4096);
         }
     }
 

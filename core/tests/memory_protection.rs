@@ -267,6 +267,83 @@ fn pages_are_unlocked_when_their_last_secret_is_dropped() {
     assert!(still_locked <= 2, "{still_locked} empty pages still locked");
 }
 
+/// Runs `child` in a forked copy of this process and returns its raw wait status. `child` must
+/// only read memory and make async-signal-safe calls (the test process has other threads).
+fn in_forked_child(child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: fork duplicates this process; the child below only reads memory, calls setrlimit
+    // and _exit (async-signal-safe), so the other threads' locks cannot deadlock it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: setrlimit reads the struct; a crash below then leaves no core file.
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
+        let code = child();
+        // SAFETY: _exit ends the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(code) }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child created above; `status` is a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    status
+}
+
+#[test]
+fn a_forked_child_sees_secrets_as_zeros() {
+    if !kernel_has_wipeonfork() {
+        eprintln!("SKIPPED: kernel older than 4.14 has no MADV_WIPEONFORK");
+        return;
+    }
+    let small = Secret::init_with(64, |b| {
+        b.fill(0x5a);
+        Ok(())
+    })
+    .unwrap();
+    let large = Secret::init_with(9000, |b| {
+        b.fill(0x5a);
+        Ok(())
+    })
+    .unwrap();
+    let spans = [
+        (small.expose_secret().as_ptr(), 64),
+        (large.expose_secret().as_ptr(), 9000),
+    ];
+    let status = in_forked_child(|| {
+        let zeroed = spans.iter().all(|&(ptr, len)| {
+            // SAFETY: the secrets' memory stays mapped in the child (wiped, not unmapped).
+            (0..len).all(|i| unsafe { ptr.add(i).read_volatile() } == 0)
+        });
+        if zeroed { 0 } else { 1 }
+    });
+    assert!(libc::WIFEXITED(status), "child crashed: {status:#x}");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "the child saw secret bytes");
+    // The parent's copy is untouched.
+    assert!(small.expose_secret().iter().all(|&b| b == 0x5a));
+    assert!(large.expose_secret().iter().all(|&b| b == 0x5a));
+}
+
+#[test]
+fn running_off_either_end_of_a_large_secret_faults() {
+    let s = random_secret(5000);
+    let start = s.expose_secret().as_ptr();
+    let data_len = 5000usize.next_multiple_of(page_size());
+    for offset in [-1isize, data_len as isize] {
+        let status = in_forked_child(|| {
+            // SAFETY: deliberately reads the guard page just outside the secret's data pages;
+            // this is expected to kill the child with SIGSEGV.
+            let byte = unsafe { start.offset(offset).read_volatile() };
+            i32::from(byte)
+        });
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
+            "reading at offset {offset} did not fault: status {status:#x}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // No copy survives
 
@@ -433,6 +510,8 @@ const NOBODY: u32 = 65534;
 /// The tests above, re-run unprivileged.
 const GENERAL_TESTS: &[&str] = &[
     "live_secret_pages_are_locked_and_excluded_from_dumps",
+    "a_forked_child_sees_secrets_as_zeros",
+    "running_off_either_end_of_a_large_secret_faults",
     "pages_are_unlocked_when_their_last_secret_is_dropped",
     "no_copy_of_a_value_survives_its_drop",
     "try_clone_and_string_conversion_leave_no_copy",

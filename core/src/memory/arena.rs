@@ -215,7 +215,7 @@ impl Slot {
 
     /// Wipes the slot and returns it: to this thread's cache when it is a locked slot of a
     /// process-wide pool and the cache has room, otherwise to its pool.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release(self) {
         // SAFETY: the slot is `size()` bytes owned by `self` (consumed here), 32-byte aligned;
         // nobody else can reach it until it is cached or pushed back on a free list.
@@ -273,7 +273,7 @@ impl Pool {
 
     /// Hands out a zeroed slot under `policy`: from this thread's cache when it holds one (a
     /// cached slot is always locked, so it satisfies either policy), otherwise from the pool.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take(&'static self, policy: MemoryPolicy) -> Result<Slot> {
         if let Some(slot) = self.class.and_then(thread_cache::take) {
             return Ok(slot);
@@ -282,6 +282,7 @@ impl Pool {
     }
 
     /// Hands out a zeroed slot from the pool itself under `policy`.
+    #[inline(never)]
     pub(crate) fn alloc(&'static self, policy: MemoryPolicy) -> Result<Slot> {
         let mut st = self.state();
         let chunk_ptr = st.chunk_with_free_slot(self.slot_size)?;
@@ -342,6 +343,7 @@ impl Pool {
 
     /// Returns a wiped slot to the pool; unlocks its page and unmaps its chunk when they fall
     /// empty (beyond the spares kept).
+    #[inline(never)]
     fn return_wiped(&self, slot: Slot) {
         debug_assert!(std::ptr::eq(self, slot.pool));
         let mut st = self.state();

@@ -98,8 +98,26 @@ impl LockedBuf {
     /// Fails with [`ErrorKind::MemoryLock`] when the pages cannot be locked and `policy` is
     /// [`MemoryPolicy::Strict`], with [`ErrorKind::Io`] when the kernel refuses the mapping, and
     /// with [`ErrorKind::InvalidInput`] for lengths no mapping can hold.
-    #[inline]
+    // Always inlined: the slot path is a few dozen instructions, and returning this large
+    // `Result` from an out-of-line call costs more (store-forwarding stalls) than the work.
+    #[inline(always)]
     pub fn alloc(len: usize, policy: MemoryPolicy) -> Result<LockedBuf> {
+        match arena::pool_for(len) {
+            Some(pool) => {
+                let slot = pool.take(policy)?;
+                Ok(LockedBuf {
+                    ptr: slot.ptr(),
+                    len,
+                    backing: Backing::Slot(slot),
+                })
+            }
+            None => Self::alloc_unpooled(len, policy),
+        }
+    }
+
+    /// Empty buffers and buffers too large for a slot.
+    #[inline(never)]
+    fn alloc_unpooled(len: usize, policy: MemoryPolicy) -> Result<LockedBuf> {
         if len == 0 {
             return Ok(LockedBuf {
                 ptr: NonNull::dangling(),
@@ -107,18 +125,6 @@ impl LockedBuf {
                 backing: Backing::Empty,
             });
         }
-        if let Some(pool) = arena::pool_for(len) {
-            let slot = pool.take(policy)?;
-            return Ok(LockedBuf {
-                ptr: slot.ptr(),
-                len,
-                backing: Backing::Slot(slot),
-            });
-        }
-        Self::alloc_mapping(len, policy)
-    }
-
-    fn alloc_mapping(len: usize, policy: MemoryPolicy) -> Result<LockedBuf> {
         let data_len = mapping::round_to_pages(len)
             .filter(|&l| l <= isize::MAX as usize / 2)
             .ok_or_else(|| {
@@ -213,27 +219,30 @@ impl LockedBuf {
 }
 
 impl Drop for LockedBuf {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         let wipe_len = self.wipe_len();
         match std::mem::replace(&mut self.backing, Backing::Empty) {
             Backing::Empty => {}
             // The pool wipes the slot before it can be reused.
             Backing::Slot(slot) => slot.release(),
-            Backing::Mapping { mapping, locked } => {
-                // SAFETY: `wipe_len` bytes from the start of the data area are owned by this
-                // buffer, page-aligned and a multiple of 32 bytes; no borrow of them outlives
-                // `&mut self`.
-                unsafe { arena::wipe(mapping.data(), wipe_len) };
-                let data_len = mapping.data_len();
-                drop(mapping); // munmap also releases the lock
-                LARGE_MAPPED.fetch_sub(data_len, Ordering::Relaxed);
-                LARGE_LIVE.fetch_sub(1, Ordering::Relaxed);
-                if locked {
-                    LARGE_LOCKED.fetch_sub(data_len, Ordering::Relaxed);
-                }
-            }
+            Backing::Mapping { mapping, locked } => release_mapping(mapping, locked, wipe_len),
         }
+    }
+}
+
+/// Wipes the first `wipe_len` bytes of a large buffer's mapping and unmaps it.
+#[inline(never)]
+fn release_mapping(mapping: GuardedMapping, locked: bool, wipe_len: usize) {
+    // SAFETY: `wipe_len` bytes from the start of the data area belonged to the dropped buffer
+    // (now consumed), are page-aligned and a multiple of 32 bytes, and nothing borrows them.
+    unsafe { arena::wipe(mapping.data(), wipe_len) };
+    let data_len = mapping.data_len();
+    drop(mapping); // munmap also releases the lock
+    LARGE_MAPPED.fetch_sub(data_len, Ordering::Relaxed);
+    LARGE_LIVE.fetch_sub(1, Ordering::Relaxed);
+    if locked {
+        LARGE_LOCKED.fetch_sub(data_len, Ordering::Relaxed);
     }
 }
 

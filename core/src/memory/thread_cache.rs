@@ -58,7 +58,7 @@ pub(crate) fn limit(class: usize) -> usize {
 }
 
 /// A cached slot of size class `class`, if this thread has one.
-#[inline]
+#[inline(always)]
 pub(crate) fn take(class: usize) -> Option<Slot> {
     CACHE
         .try_with(|c| c.try_borrow_mut().ok()?.classes[class].pop())
@@ -68,7 +68,7 @@ pub(crate) fn take(class: usize) -> Option<Slot> {
 
 /// Keeps a wiped, locked slot of size class `class` for this thread's next allocation. Gives
 /// the slot back when the cache is full, or is being torn down at thread exit.
-#[inline]
+#[inline(always)]
 pub(crate) fn stash(class: usize, slot: Slot) -> Option<Slot> {
     let mut slot = Some(slot);
     // `try_with` fails only during thread teardown; the slot then stays in `slot`.
@@ -81,7 +81,9 @@ pub(crate) fn stash(class: usize, slot: Slot) -> Option<Slot> {
             if cached.capacity() == 0 {
                 cached.reserve_exact(limit(class));
             }
-            cached.extend(slot.take());
+            if let Some(s) = slot.take() {
+                cached.push(s);
+            }
         }
     });
     slot

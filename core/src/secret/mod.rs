@@ -40,7 +40,7 @@ impl Secret {
     }
 
     /// Like [`Secret::init_with`] with an explicit policy.
-    #[inline]
+    #[inline(always)]
     pub fn init_with_policy(
         len: usize,
         policy: MemoryPolicy,

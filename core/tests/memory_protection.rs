@@ -556,7 +556,9 @@ fn run_child(mode: &str, tests: &[&str], unprivileged: bool) -> Output {
         .args(tests)
         .env(CHILD_ENV, mode)
         .current_dir(dir.path());
-    let out = cmd.output().unwrap();
+    let out = cmd
+        .output()
+        .expect("could not start the child (the unprivileged run needs prlimit and setpriv from util-linux)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -301,6 +301,8 @@ impl Pool {
                 st.spare_locked_pages -= 1;
             }
         } else {
+            // Also reached for a page already in use whose lock failed earlier under
+            // BestEffort: every allocation on it retries, so it heals once memory frees up.
             match mapping::lock(page_addr, mapping::page_size()) {
                 Ok(()) => page.locked = true,
                 Err(e) => lock_error = Some(e),

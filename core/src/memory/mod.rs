@@ -9,11 +9,17 @@
 //! - **wiped** with `zeroize` when released, before the memory is reused or unmapped.
 //!
 //! Secrets up to 2 KiB share slots in an arena of 64 KiB chunks (size classes of 32 B to
-//! 2 KiB), so that a small secret costs about as much as a heap allocation: one uncontended mutex
-//! round trip each way, no system call in the steady state. A page is locked when it receives its
-//! first live slot and unlocked only when no live slot uses it (each pool keeps a couple of empty
-//! pages locked and one empty chunk mapped to avoid churn). Larger secrets get a mapping of their
-//! own, locked and unmapped with them.
+//! 2 KiB), so that a small secret costs about as much as a heap allocation: no system call in the
+//! steady state, and usually no lock either, because each thread keeps a few wiped slots of each
+//! size (at most 4 KiB per size) for its next allocations. A page is locked when it receives its
+//! first slot and unlocked only when no live secret and no thread-cached slot uses it; each size
+//! class keeps up to two empty pages locked and one empty chunk mapped to avoid churn, and
+//! [`release_thread_cache`] hands a thread's cached slots back. Larger secrets get a mapping of
+//! their own, locked and unmapped with them.
+//!
+//! Locked memory therefore stays a little above what live secrets need: at most two pages per
+//! size class (56 KiB with 4 KiB pages) plus the pages of thread-cached slots. Budget for that
+//! when setting `RLIMIT_MEMLOCK`.
 //!
 //! When the kernel refuses to lock (`RLIMIT_MEMLOCK`), the [`MemoryPolicy`] decides:
 //! [`MemoryPolicy::Strict`] fails with [`ErrorKind::MemoryLock`];
@@ -259,7 +265,8 @@ impl std::fmt::Debug for LockedBuf {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ArenaStats {
-    /// Buffers currently allocated (empty buffers excluded).
+    /// Buffers currently allocated (empty buffers excluded), counting the free slots that
+    /// threads keep cached for reuse.
     pub live_buffers: usize,
     /// Bytes of data pages mapped for secrets (guard pages excluded).
     pub mapped_bytes: usize,

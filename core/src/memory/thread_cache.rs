@@ -140,6 +140,40 @@ mod tests {
     }
 
     #[test]
+    fn secrets_freed_on_other_threads_stay_private_and_wiped() {
+        use std::sync::mpsc;
+        let (tx, rx) = mpsc::channel::<(u8, LockedBuf)>();
+        let producers: Vec<_> = (1..=3u8)
+            .map(|t| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        let mut b = LockedBuf::alloc(64, MemoryPolicy::Strict).unwrap();
+                        assert!(
+                            b.as_slice().iter().all(|&x| x == 0),
+                            "reused slot not wiped"
+                        );
+                        b.as_mut_slice().fill(t);
+                        tx.send((t, b)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        // The consumer frees everything: its cache fills, the rest goes back to the pool, and
+        // the producers keep allocating from the pool concurrently.
+        for (t, b) in rx {
+            assert!(
+                b.as_slice().iter().all(|&x| x == t),
+                "slot shared between secrets"
+            );
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+    }
+
+    #[test]
     fn the_cache_is_bounded() {
         std::thread::spawn(|| {
             let bufs: Vec<LockedBuf> = (0..40)

@@ -5,7 +5,8 @@
 //! - **excluded from core dumps** (`MADV_DONTDUMP`),
 //! - **zeroed in forked children** (`MADV_WIPEONFORK`, Linux 4.14 and later),
 //! - **fenced by guard pages** (`PROT_NONE`) before and after every mapping, so a linear overrun
-//!   faults instead of reading a neighbour,
+//!   out of a mapping faults instead of reading whatever lies next to it (within a chunk, slots
+//!   sit side by side: there Rust's bounds checks are the protection),
 //! - **wiped** with `zeroize` when released, before the memory is reused or unmapped.
 //!
 //! Secrets up to 2 KiB share slots in an arena of 64 KiB chunks (size classes of 32 B to

@@ -360,29 +360,6 @@ fn with_aad<R>(header: &[u8], context: &[u8], f: impl FnOnce(Aad<&[u8]>) -> R) -
     }
 }
 
-/// Decrypts with a key whose bytes the caller already holds, for unwrapping: the plaintext
-/// must be exactly `len` bytes.
-pub(crate) fn open_key_material(
-    key: &DataKey,
-    context: &[u8],
-    envelope: &[u8],
-    len: usize,
-) -> Result<Secret> {
-    let view = Envelope::parse(envelope)?;
-    if view.plaintext_len() != len {
-        return Err(Error::new(
-            ErrorKind::Integrity,
-            format!(
-                "wrapped key holds {} bytes, expected {len}",
-                view.plaintext_len()
-            ),
-        ));
-    }
-    let secret = Envelope::open_view(key, context, &view)?;
-    debug_assert_eq!(secret.expose_secret().len(), len);
-    Ok(secret)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

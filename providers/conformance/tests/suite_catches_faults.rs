@@ -35,15 +35,14 @@ impl SecretStore for Faulty {
         self.inner.capabilities()
     }
     async fn get(&self, name: &SecretName, selector: &VersionSelector) -> Result<SecretVersion> {
-        if self.fault == Fault::SoftDeleteKeepsReading {
-            if let Ok(meta) = self.inner.describe(name).await
-                && meta.deleted.is_some()
-            {
-                self.inner.restore(name).await?;
-                let v = self.inner.get(name, selector).await;
-                self.inner.delete(name, &DeleteOptions::default()).await?;
-                return v;
-            }
+        if self.fault == Fault::SoftDeleteKeepsReading
+            && let Ok(meta) = self.inner.describe(name).await
+            && meta.deleted.is_some()
+        {
+            self.inner.restore(name).await?;
+            let v = self.inner.get(name, selector).await;
+            self.inner.delete(name, &DeleteOptions::default()).await?;
+            return v;
         }
         self.inner.get(name, selector).await
     }

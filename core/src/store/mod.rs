@@ -6,6 +6,9 @@
 
 mod types;
 
+pub mod env;
+pub mod file;
+mod listing;
 pub mod memory;
 
 pub use types::{

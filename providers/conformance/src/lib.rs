@@ -150,7 +150,7 @@ pub async fn writes_unsupported(
         return Ok(());
     }
     let c = Check("writes_unsupported");
-    let name = c.name(&format!("{prefix}/conformance-write-probe"))?;
+    let name = c.name(&under(prefix, "conformance-write-probe"))?;
     let value = c.secret(b"probe")?;
     c.kind(
         store.put(&name, &value, &PutOptions::default()).await,
@@ -194,7 +194,7 @@ pub async fn missing_is_not_found(
     prefix: &str,
 ) -> Outcome {
     let c = Check("missing_is_not_found");
-    let name = c.name(&format!("{prefix}/conformance-no-such-secret"))?;
+    let name = c.name(&under(prefix, "conformance-no-such-secret"))?;
     for selector in [
         VersionSelector::Current,
         VersionSelector::Stage(Stage::Pending),
@@ -222,7 +222,7 @@ pub async fn put_get_round_trip(
     prefix: &str,
 ) -> Outcome {
     let c = Check("put_get_round_trip");
-    let name = c.name(&format!("{prefix}/round-trip/database"))?;
+    let name = c.name(&under(prefix, "round-trip/database"))?;
     let value = br#"{"username":"app","password":"pw-1","host":"db","port":5432}"#;
     let mut tags = BTreeMap::new();
     tags.insert("team".to_owned(), "platform".to_owned());
@@ -307,7 +307,7 @@ pub async fn versions_and_selectors(
     prefix: &str,
 ) -> Outcome {
     let c = Check("versions_and_selectors");
-    let name = c.name(&format!("{prefix}/versions/token"))?;
+    let name = c.name(&under(prefix, "versions/token"))?;
     let values: [&[u8]; 3] = [b"value-a", b"value-b", b"value-c"];
     let mut ids = Vec::new();
     for v in values {
@@ -368,7 +368,7 @@ pub async fn stage_moves(store: &dyn SecretStore, caps: Capabilities, prefix: &s
         return Ok(());
     }
     let c = Check("stage_moves");
-    let name = c.name(&format!("{prefix}/stages/password"))?;
+    let name = c.name(&under(prefix, "stages/password"))?;
     let v1 = c
         .put(store, &name, b"one", &PutOptions::default())
         .await?
@@ -506,7 +506,7 @@ pub async fn stage_moves(store: &dyn SecretStore, caps: Capabilities, prefix: &s
         ErrorKind::NotFound,
         "set_stage to an unknown version",
     )?;
-    let missing = c.name(&format!("{prefix}/stages/missing"))?;
+    let missing = c.name(&under(prefix, "stages/missing"))?;
     c.kind(
         store.set_stage(&missing, &Stage::Pending, Some(&v1)).await,
         ErrorKind::NotFound,
@@ -523,7 +523,7 @@ pub async fn compare_and_set(store: &dyn SecretStore, caps: Capabilities, prefix
         return Ok(());
     }
     let c = Check("compare_and_set");
-    let name = c.name(&format!("{prefix}/cas/counter"))?;
+    let name = c.name(&under(prefix, "cas/counter"))?;
     let create = PutOptions {
         expected_current: Some(None),
         ..PutOptions::default()
@@ -576,7 +576,7 @@ pub async fn idempotency_tokens(
     prefix: &str,
 ) -> Outcome {
     let c = Check("idempotency_tokens");
-    let name = c.name(&format!("{prefix}/idempotency/key"))?;
+    let name = c.name(&under(prefix, "idempotency/key"))?;
     let v0 = c
         .put(store, &name, b"base", &PutOptions::default())
         .await?
@@ -630,19 +630,19 @@ pub async fn list_prefix_and_paging(
     let mut expected = BTreeSet::new();
     let mut created = Vec::new();
     for i in 0..7 {
-        let name = c.name(&format!("{prefix}/list/item-{i}"))?;
+        let name = c.name(&under(prefix, &format!("list/item-{i}")))?;
         c.put(store, &name, b"listed", &PutOptions::default())
             .await?;
         expected.insert(name.to_string());
         created.push(name);
     }
     // Shares the string prefix `.../list` but not `.../list/`.
-    let outside = c.name(&format!("{prefix}/list-outside"))?;
+    let outside = c.name(&under(prefix, "list-outside"))?;
     c.put(store, &outside, b"not listed", &PutOptions::default())
         .await?;
     created.push(outside);
 
-    let list_prefix = format!("{prefix}/list/");
+    let list_prefix = under(prefix, "list/");
     let entries = c.list_all(store, caps, &list_prefix, false).await?;
     let got: BTreeSet<String> = entries.iter().map(|e| e.name.to_string()).collect();
     c.ensure(got == expected, || {
@@ -664,8 +664,8 @@ pub async fn delete_restore_force(
     prefix: &str,
 ) -> Outcome {
     let c = Check("delete_restore_force");
-    let name = c.name(&format!("{prefix}/delete/secret"))?;
-    let list_prefix = format!("{prefix}/delete/");
+    let name = c.name(&under(prefix, "delete/secret"))?;
+    let list_prefix = under(prefix, "delete/");
     c.put(store, &name, b"keep me", &PutOptions::default())
         .await?;
     let force = DeleteOptions {
@@ -750,7 +750,7 @@ pub async fn delete_restore_force(
 pub async fn not_found_kinds(store: &dyn SecretStore, caps: Capabilities, prefix: &str) -> Outcome {
     missing_is_not_found(store, caps, prefix).await?;
     let c = Check("not_found_kinds");
-    let name = c.name(&format!("{prefix}/not-found/exists"))?;
+    let name = c.name(&under(prefix, "not-found/exists"))?;
     c.put(store, &name, b"here", &PutOptions::default()).await?;
     c.kind(
         store
@@ -768,7 +768,7 @@ pub async fn not_found_kinds(store: &dyn SecretStore, caps: Capabilities, prefix
             "get of a stage no version carries",
         )?;
     }
-    let missing = c.name(&format!("{prefix}/not-found/missing"))?;
+    let missing = c.name(&under(prefix, "not-found/missing"))?;
     c.kind(
         store.delete(&missing, &DeleteOptions::default()).await,
         ErrorKind::NotFound,
@@ -787,7 +787,7 @@ pub async fn large_and_binary_values(
     prefix: &str,
 ) -> Outcome {
     let c = Check("large_and_binary_values");
-    let name = c.name(&format!("{prefix}/large/blob"))?;
+    let name = c.name(&under(prefix, "large/blob"))?;
     let len = caps.max_value_len.min(64 * 1024);
     let large: Vec<u8> = if caps.binary {
         (0..len).map(|i| (i * 7 + 3) as u8).collect()
@@ -843,7 +843,7 @@ pub async fn concurrent_writers(
     const WRITERS: usize = 8;
     const WRITES_EACH: usize = 3;
     let c = Check("concurrent_writers");
-    let name = c.name(&format!("{prefix}/race/cas"))?;
+    let name = c.name(&under(prefix, "race/cas"))?;
     let v0 = c
         .put(store, &name, b"start", &PutOptions::default())
         .await?
@@ -942,6 +942,14 @@ pub async fn concurrent_writers(
     })?;
     c.cleanup(store, std::slice::from_ref(name)).await;
     Ok(())
+}
+
+/// `rest` under the run's prefix; the prefix may be empty or end in `/` (as list prefixes do).
+fn under(prefix: &str, rest: &str) -> String {
+    match prefix.trim_end_matches('/') {
+        "" => rest.to_owned(),
+        p => format!("{p}/{rest}"),
+    }
 }
 
 /// A version id no store hands out (shaped like a UUID so stores that validate the id format

@@ -251,6 +251,18 @@ fn value_aad(
     aad
 }
 
+/// Opens a value envelope with its row's DEK. The DEK comes from the same row, so an envelope
+/// naming another key was moved here from elsewhere: that is `Integrity`, not `WrongKey`.
+fn open_value(dek: &DataKey, aad: &[u8], envelope: &[u8]) -> Result<Secret> {
+    Envelope::open(dek, aad, envelope).map_err(|e| match e.kind() {
+        ErrorKind::WrongKey => Error::new(
+            ErrorKind::Integrity,
+            "the stored ciphertext belongs to another secret (moved or tampered with)",
+        ),
+        _ => e,
+    })
+}
+
 fn parse_version(id: &VersionId) -> Option<i64> {
     id.as_str().parse::<i64>().ok().filter(|v| *v > 0)
 }
@@ -566,7 +578,7 @@ impl LocalVault {
             match &dek {
                 Some(Ok((key, wrapped))) => {
                     let aad = value_aad(&self.inner.store_id, &ns, &name, version, wrapped);
-                    match Envelope::open(key, &aad, &envelope) {
+                    match open_value(key, &aad, &envelope) {
                         Ok(_) => report.versions_ok += 1,
                         Err(e) => report.failures.push(VerifyFailure {
                             name: name.clone(),
@@ -846,7 +858,7 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
                     .map_err(err)?;
                 if let Some((v, envelope, created)) = earlier {
                     let aad = value_aad(&req.store_id, &req.namespace, name, v, &req.wrapped);
-                    let stored = Envelope::open(&req.dek, &aad, &envelope)?;
+                    let stored = open_value(&req.dek, &aad, &envelope)?;
                     if !stored.ct_eq(&req.value) {
                         return Err(Error::new(
                             ErrorKind::Conflict,
@@ -1016,7 +1028,7 @@ impl SecretStore for LocalVault {
             row.version,
             &wrapped,
         );
-        let value = Envelope::open(&dek, &aad, &row.envelope).map_err(|e| {
+        let value = open_value(&dek, &aad, &row.envelope).map_err(|e| {
             Error::new(
                 e.kind(),
                 format!("secret {name} version {}: {}", row.version, e.message()),

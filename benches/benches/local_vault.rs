@@ -159,7 +159,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     for n in SIZES {
         let dir = tempfile::tempdir().unwrap();
-        let vault = rt.block_on(build_vault(&dir.path().join("vault"), n));
+        let vault = rt.block_on(build_vault(dir.path(), n));
         let raw_path = dir.path().join("raw.sqlite3");
         let mut raw = build_raw(&raw_path, n);
         // Checkpointed sizes: what the stored versions cost at rest.

@@ -245,10 +245,10 @@ impl BackgroundRuntime {
     }
 }
 
-/// The answer to a read: the handle, the audit resource and how the cache answered.
+/// The answer to a read: the handle (which knows its audit resource) and how the cache
+/// answered.
 pub(crate) struct CacheAnswer {
     pub(crate) handle: SecretHandle,
-    pub(crate) resource: Arc<Resource>,
     pub(crate) outcome: CacheOutcome,
 }
 
@@ -332,10 +332,14 @@ impl SecretCache {
             && now < entry.retry_at.load(Ordering::Relaxed)
         {
             inner.metrics.stale.incr();
+            inner.metrics.fast_stale.incr();
             CacheOutcome::Stale
         } else {
             return None;
         };
+        if outcome == CacheOutcome::Hit {
+            inner.metrics.fast_hits.incr();
+        }
         Some(self.answer(entry, outcome))
     }
 
@@ -355,11 +359,7 @@ impl SecretCache {
                 }))
             }
         };
-        Ok(CacheAnswer {
-            handle,
-            resource: entry.meta.resource.clone(),
-            outcome,
-        })
+        Ok(CacheAnswer { handle, outcome })
     }
 
     fn spawn_refresh(&self, entry: Arc<Entry>) {

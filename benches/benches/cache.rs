@@ -49,7 +49,11 @@ fn store() -> Arc<MemoryStore> {
     s
 }
 
-fn client(store: Arc<MemoryStore>, sealed: bool, audit: Option<&std::path::Path>) -> BlockingSealbox {
+fn client(
+    store: Arc<MemoryStore>,
+    sealed: bool,
+    audit: Option<&std::path::Path>,
+) -> BlockingSealbox {
     let mut b = Sealbox::builder()
         .store(store)
         .principal(Principal::new("svc:bench"))
@@ -76,8 +80,10 @@ fn client(store: Arc<MemoryStore>, sealed: bool, audit: Option<&std::path::Path>
 
 fn hit(c: &mut Criterion) {
     let names: Vec<String> = (0..KEYS).map(name).collect();
-    let floor: HashMap<String, Arc<Vec<u8>>> =
-        names.iter().map(|n| (n.clone(), Arc::new(vec![7u8; 64]))).collect();
+    let floor: HashMap<String, Arc<Vec<u8>>> = names
+        .iter()
+        .map(|n| (n.clone(), Arc::new(vec![7u8; 64])))
+        .collect();
     let moka_cache: moka::sync::Cache<String, Arc<Vec<u8>>> = moka::sync::Cache::new(100_000);
     for n in &names {
         moka_cache.insert(n.clone(), Arc::new(vec![7u8; 64]));
@@ -114,7 +120,15 @@ fn hit(c: &mut Criterion) {
     let mut g = c.benchmark_group("hit_audit_burst");
     const BURST: u64 = 20_000;
     g.bench_function("hashmap_get_arc_clone", |b| {
-        b.iter_custom(|iters| burst(iters, BURST, || {}, |n| black_box(floor.get(n).cloned()).map(drop), &names))
+        b.iter_custom(|iters| {
+            burst(
+                iters,
+                BURST,
+                || {},
+                |n| black_box(floor.get(n).cloned()).map(drop),
+                &names,
+            )
+        })
     });
     g.bench_function("sealbox_audit", |b| {
         b.iter_custom(|iters| {
@@ -122,7 +136,14 @@ fn hit(c: &mut Criterion) {
                 iters,
                 BURST,
                 || audited.flush_audit().unwrap(),
-                |n| black_box(audited.get(n).unwrap()).version().as_str().len().checked_sub(0).map(drop),
+                |n| {
+                    black_box(audited.get(n).unwrap())
+                        .version()
+                        .as_str()
+                        .len()
+                        .checked_sub(0)
+                        .map(drop)
+                },
                 &names,
             )
         })
@@ -159,8 +180,10 @@ fn threads(c: &mut Criterion) {
     let st = store();
     let plain = client(st.clone(), false, None);
     let names: Vec<String> = (0..KEYS).map(name).collect();
-    let floor: HashMap<String, Arc<Vec<u8>>> =
-        names.iter().map(|n| (n.clone(), Arc::new(vec![7u8; 64]))).collect();
+    let floor: HashMap<String, Arc<Vec<u8>>> = names
+        .iter()
+        .map(|n| (n.clone(), Arc::new(vec![7u8; 64])))
+        .collect();
     let mut g = c.benchmark_group("threads");
     // Each iteration is one get per thread; time per iteration = time for `threads` gets.
     for t in [1usize, 2] {
@@ -199,7 +222,10 @@ fn parallel(threads: usize, iters: u64, f: impl Fn(usize, usize) + Sync) -> Dura
             });
         }
     });
-    start.lock().unwrap().map_or(Duration::ZERO, |s| s.elapsed())
+    start
+        .lock()
+        .unwrap()
+        .map_or(Duration::ZERO, |s| s.elapsed())
 }
 
 fn miss(c: &mut Criterion) {
@@ -215,7 +241,10 @@ fn miss(c: &mut Criterion) {
         .no_cache()
         .build()
         .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let n = name(7);
     let sn = SecretName::new(n.clone()).unwrap();
     let mut g = c.benchmark_group("miss");

@@ -355,8 +355,22 @@ mod tests {
         line.push_str(",\"hash\":\"x\"}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         for key in [
-            "timestamp", "level", "event", "user", "action", "resource", "source_ip", "success",
-            "request_id", "store", "version", "cache", "reason", "seq", "prev_hash", "hash",
+            "timestamp",
+            "level",
+            "event",
+            "user",
+            "action",
+            "resource",
+            "source_ip",
+            "success",
+            "request_id",
+            "store",
+            "version",
+            "cache",
+            "reason",
+            "seq",
+            "prev_hash",
+            "hash",
         ] {
             assert!(v.get(key).is_some(), "{key} missing in {line}");
         }

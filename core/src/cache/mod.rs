@@ -100,13 +100,17 @@ impl Default for CacheConfig {
 impl CacheConfig {
     fn validate(&self) -> Result<()> {
         if self.ttl.is_zero() {
-            return Err(Error::config("cache.ttl must be more than zero (or set enabled: false)"));
+            return Err(Error::config(
+                "cache.ttl must be more than zero (or set enabled: false)",
+            ));
         }
         if self.capacity == 0 {
             return Err(Error::config("cache.capacity must be at least 1"));
         }
-        if !(self.refresh_ahead > 0.0) {
-            return Err(Error::config("cache.refresh_ahead must be a fraction above 0 (e.g. 0.8)"));
+        if self.refresh_ahead.is_nan() || self.refresh_ahead <= 0.0 {
+            return Err(Error::config(
+                "cache.refresh_ahead must be a fraction above 0 (e.g. 0.8)",
+            ));
         }
         Ok(())
     }
@@ -268,7 +272,9 @@ impl SecretCache {
             .max_capacity(config.capacity)
             .time_to_live(lifetime)
             .eviction_listener(
-                move |key: Arc<Box<str>>, entry: Arc<Entry>, cause: moka::notification::RemovalCause| {
+                move |key: Arc<Box<str>>,
+                      entry: Arc<Entry>,
+                      cause: moka::notification::RemovalCause| {
                     if cause != moka::notification::RemovalCause::Replaced {
                         let _ = listener_index
                             .pin()
@@ -347,11 +353,10 @@ impl SecretCache {
         let handle = match &entry.value {
             Value::Plain(h) => SecretHandle::from_inner(h.clone()),
             Value::Sealed(sealed) => {
-                let sealer = self
-                    .inner
-                    .sealer
-                    .as_ref()
-                    .ok_or_else(|| Error::internal("sealed cache entry without a sealing key"))?;
+                let sealer =
+                    self.inner.sealer.as_ref().ok_or_else(|| {
+                        Error::internal("sealed cache entry without a sealing key")
+                    })?;
                 let value = sealer.open(sealed, entry.key.as_bytes())?;
                 SecretHandle::from_inner(Arc::new(HandleInner {
                     meta: entry.meta.clone(),
@@ -398,7 +403,9 @@ impl SecretCache {
         name: SecretName,
         store_id: Arc<str>,
     ) -> Result<()> {
-        self.flight(key, store, name, store_id, true).await.map(|_| ())
+        self.flight(key, store, name, store_id, true)
+            .await
+            .map(|_| ())
     }
 
     async fn flight(

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use handle::{Principal, SecretHandle};
 pub(crate) use handle::{HandleInner, VersionMeta};
+pub use handle::{Principal, SecretHandle};
 pub use router::Router;
 
 use crate::audit::{Action, AuditEvent, AuditLog, AuditLogBuilder, CacheOutcome, Resource};
@@ -342,7 +342,12 @@ impl Sealbox {
         }
     }
 
-    fn authorize(&self, capability: Capability, action: Action, resource: &Arc<Resource>) -> Result<()> {
+    fn authorize(
+        &self,
+        capability: Capability,
+        action: Action,
+        resource: &Arc<Resource>,
+    ) -> Result<()> {
         let policy = self.inner.policy.load();
         if !policy.is_enforcing() {
             return Ok(());
@@ -386,7 +391,11 @@ impl Sealbox {
     /// Policy and audit for a read that has its value.
     #[inline]
     fn admit_read(&self, handle: SecretHandle, outcome: CacheOutcome) -> Result<SecretHandle> {
-        if self.inner.policy_enforcing.load(std::sync::atomic::Ordering::Relaxed) {
+        if self
+            .inner
+            .policy_enforcing
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             self.authorize(Capability::Read, Action::Read, handle.resource())?;
         }
         if self.inner.audit.is_some() {
@@ -443,7 +452,12 @@ impl Sealbox {
                 .await
                 .map(|a| (a.handle, a.outcome)),
             None => self
-                .fetch_direct(&route.store, route.name, route.store_id, &VersionSelector::Current)
+                .fetch_direct(
+                    &route.store,
+                    route.name,
+                    route.store_id,
+                    &VersionSelector::Current,
+                )
                 .await
                 .map(|(h, _)| (h, CacheOutcome::Miss)),
         };
@@ -584,7 +598,10 @@ impl Sealbox {
             }
             Err(e) => {
                 self.inner.metrics.store_error(e.kind());
-                self.audit_failure(self.event(Action::Write, resource).failed(e.kind().as_str()));
+                self.audit_failure(
+                    self.event(Action::Write, resource)
+                        .failed(e.kind().as_str()),
+                );
                 Err(e)
             }
         }
@@ -656,7 +673,8 @@ impl Sealbox {
             }
             Err(e) => {
                 self.audit_failure(
-                    self.event(Action::Describe, resource).failed(e.kind().as_str()),
+                    self.event(Action::Describe, resource)
+                        .failed(e.kind().as_str()),
                 );
                 Err(e)
             }
@@ -682,7 +700,10 @@ impl Sealbox {
             Ok(()) => self.audit_ok(self.event(Action::Delete, resource)),
             Err(e) => {
                 self.inner.metrics.store_error(e.kind());
-                self.audit_failure(self.event(Action::Delete, resource).failed(e.kind().as_str()));
+                self.audit_failure(
+                    self.event(Action::Delete, resource)
+                        .failed(e.kind().as_str()),
+                );
                 Err(e)
             }
         }
@@ -808,7 +829,12 @@ impl BlockingSealbox {
     }
 
     /// See [`Sealbox::put_with`].
-    pub fn put_with(&self, name: &str, value: &Secret, options: &PutOptions) -> Result<VersionInfo> {
+    pub fn put_with(
+        &self,
+        name: &str,
+        value: &Secret,
+        options: &PutOptions,
+    ) -> Result<VersionInfo> {
         self.rt.block_on(self.client.put_with(name, value, options))
     }
 

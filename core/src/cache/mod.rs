@@ -15,7 +15,7 @@
 //! * **Stale-if-error**: when the store fails (anything but not-found, denied or bad input), an
 //!   entry up to `max_stale` past its TTL is served and flagged (`CacheOutcome::Stale`); the
 //!   store is retried at most every `ttl / 10` (capped at 5 s) meanwhile.
-//! * **Invalidation** on local writes and deletes, and [`SecretCache::refresh_now`].
+//! * **Invalidation** on local writes and deletes, and `Sealbox::refresh_now`.
 //! * **Sealed mode**: values kept AES-256-GCM-encrypted in memory (see `sealed.rs`).
 
 mod clock;

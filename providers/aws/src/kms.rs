@@ -18,18 +18,24 @@
 //! docs); sealbox's own copy lives in a locked [`Secret`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyState, KeyUsageType};
+use sealbox::keys::{KeyId, KeyProvider, KeyVersion, WrappedKey};
 use sealbox::{Error, ErrorKind, ExposeSecret, Result, Secret};
+use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
 use crate::config::AwsConfig;
 use crate::error::{self, Call};
 
 const SERVICE: &str = "KMS";
+/// The encryption-context key under which sealbox's wrap context (hex) is bound.
+const CONTEXT_KEY: &str = "sealbox:context";
 /// KMS `Encrypt` takes at most 4096 bytes of plaintext.
 pub const MAX_PLAINTEXT_LEN: usize = 4096;
 
@@ -39,6 +45,9 @@ pub const MAX_PLAINTEXT_LEN: usize = 4096;
 pub struct KmsMasterKey {
     client: Client,
     key_id: String,
+    provider_id: KeyId,
+    /// The master version, learnt from `ListKeyRotations` on first use.
+    version: Arc<Mutex<Option<KeyVersion>>>,
 }
 
 impl std::fmt::Debug for KmsMasterKey {
@@ -78,15 +87,44 @@ impl KmsMasterKey {
         if key_id.is_empty() {
             return Err(Error::config("the AWS KMS key id is empty"));
         }
+        let provider_id = KeyId::new(format!("aws-kms:{key_id}")).map_err(|e| {
+            Error::config(format!(
+                "KMS key id {key_id:?} cannot name a key provider: {e}"
+            ))
+        })?;
         Ok(KmsMasterKey {
             client: Client::new(sdk),
             key_id,
+            provider_id,
+            version: Arc::new(Mutex::new(None)),
         })
     }
 
     /// The key id as configured (id, ARN or alias).
     pub fn key_id(&self) -> &str {
         &self.key_id
+    }
+
+    /// The KMS key's rotations so far (automatic and on demand), all pages.
+    async fn rotation_count(&self, key_id: &str) -> Result<u32> {
+        let mut count = 0usize;
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .list_key_rotations()
+                .key_id(key_id)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| self.explain(error::from_sdk(self.call("ListKeyRotations"), e)))?;
+            count += page.rotations.map_or(0, |r| r.len());
+            match page.next_marker {
+                Some(m) if page.truncated && !m.is_empty() => marker = Some(m),
+                _ => break,
+            }
+        }
+        u32::try_from(count).map_err(|_| Error::internal("KMS reports too many rotations"))
     }
 
     /// The SDK client underneath.
@@ -158,7 +196,7 @@ impl KmsMasterKey {
 
     /// Encrypts `plaintext` (a KEK) under the KMS key, bound to `context`. Returns KMS's
     /// ciphertext blob, which is safe to store anywhere.
-    pub async fn wrap(
+    pub async fn encrypt_key(
         &self,
         plaintext: &Secret,
         context: &BTreeMap<String, String>,
@@ -184,10 +222,10 @@ impl KmsMasterKey {
             .ok_or_else(|| Error::internal("KMS Encrypt answered without a ciphertext"))
     }
 
-    /// Decrypts a blob from [`KmsMasterKey::wrap`] with the same `context`. A blob from another
+    /// Decrypts a blob from [`KmsMasterKey::encrypt_key`] with the same `context`. A blob from another
     /// key or with another context fails with `Integrity` (KMS cannot tell the two apart and
     /// says `InvalidCiphertextException`); a disabled key fails with `AccessDenied`.
-    pub async fn unwrap(
+    pub async fn decrypt_key(
         &self,
         wrapped: &[u8],
         context: &BTreeMap<String, String>,
@@ -215,6 +253,11 @@ impl KmsMasterKey {
         Secret::from_zeroizing(Zeroizing::new(plaintext.into_inner()))
     }
 
+    /// The KMS encryption context for sealbox's binary wrap context.
+    fn context_map(context: &[u8]) -> BTreeMap<String, String> {
+        BTreeMap::from([(CONTEXT_KEY.to_owned(), hex::encode(context))])
+    }
+
     /// Adds what to do next to the errors people hit with KMS keys.
     fn explain(&self, err: Error) -> Error {
         let hint = match err.kind() {
@@ -231,5 +274,73 @@ impl KmsMasterKey {
             return err;
         }
         error::rekind(&err, err.kind(), format!("{}{hint}", err.message()))
+    }
+}
+
+/// Versions: KMS keeps every generation of key material and picks the right one from the
+/// blob, so a master "version" here is `1 + the number of rotations` KMS lists for the key.
+/// [`KeyProvider::rotate`] asks KMS for an on-demand rotation (`kms:RotateKeyOnDemand`; AWS
+/// allows a limited number per key) and the keyring then rewraps every KEK under the new
+/// material. Blobs from any earlier generation keep unwrapping.
+#[async_trait]
+impl KeyProvider for KmsMasterKey {
+    fn id(&self) -> &KeyId {
+        &self.provider_id
+    }
+
+    async fn current_version(&self) -> Result<KeyVersion> {
+        let mut cached = self.version.lock().await;
+        if let Some(v) = *cached {
+            return Ok(v);
+        }
+        let info = self.describe().await?;
+        let rotations = self.rotation_count(&info.key_id).await?;
+        let v = KeyVersion::new(rotations.saturating_add(1))?;
+        *cached = Some(v);
+        Ok(v)
+    }
+
+    async fn wrap(&self, context: &[u8], key: &Secret) -> Result<WrappedKey> {
+        let master_version = self.current_version().await?;
+        let ciphertext = self.encrypt_key(key, &Self::context_map(context)).await?;
+        Ok(WrappedKey {
+            provider: self.provider_id.clone(),
+            master_version,
+            ciphertext,
+        })
+    }
+
+    async fn unwrap(&self, context: &[u8], wrapped: &WrappedKey) -> Result<Secret> {
+        if wrapped.provider != self.provider_id {
+            return Err(Error::new(
+                ErrorKind::WrongKey,
+                format!(
+                    "this key was wrapped by {}, not by {}",
+                    wrapped.provider, self.provider_id
+                ),
+            ));
+        }
+        self.decrypt_key(&wrapped.ciphertext, &Self::context_map(context))
+            .await
+    }
+
+    async fn rotate(&self) -> Result<KeyVersion> {
+        let mut cached = self.version.lock().await;
+        let info = self.ensure_usable().await?;
+        let before = match *cached {
+            Some(v) => v,
+            None => KeyVersion::new(self.rotation_count(&info.key_id).await?.saturating_add(1))?,
+        };
+        self.client
+            .rotate_key_on_demand()
+            .key_id(&info.key_id)
+            .send()
+            .await
+            .map_err(|e| self.explain(error::from_sdk(self.call("RotateKeyOnDemand"), e)))?;
+        // AWS finishes the rotation in the background; the new material is used for every
+        // Encrypt once it is done, and old blobs decrypt either way.
+        let next = before.next()?;
+        *cached = Some(next);
+        Ok(next)
     }
 }

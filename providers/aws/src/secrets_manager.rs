@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use aws_sdk_secretsmanager::primitives::{Blob, DateTime};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, SecretVersionsListEntry, Tag};
 use sealbox::store::{
@@ -136,6 +137,27 @@ impl AwsSecretsManager {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// `DescribeSecret` and every version, concurrently (one round trip of latency). A missing
+    /// secret ends both at once with `NotFound` from `DescribeSecret` (ListSecretVersionIds is
+    /// not asked to say it: moto answers 500 there).
+    async fn described_versions(
+        &self,
+        name: &SecretName,
+        id: &str,
+    ) -> Result<(DescribeSecretOutput, Vec<SecretVersionsListEntry>)> {
+        let describe = async {
+            self.client
+                .describe_secret()
+                .secret_id(id)
+                .send()
+                .await
+                .map_err(|e| {
+                    not_found_as_name(error::from_sdk(Self::call("DescribeSecret", id), e), name)
+                })
+        };
+        futures::try_join!(describe, self.all_versions(id))
     }
 
     /// `UpdateSecretVersionStage`: puts `label` on `to` (or removes it with `None`), taking it
@@ -521,17 +543,7 @@ impl SecretStore for AwsSecretsManager {
 
     async fn describe(&self, name: &SecretName) -> Result<SecretMetadata> {
         let id = self.secret_id(name);
-        let describe = async {
-            self.client
-                .describe_secret()
-                .secret_id(&id)
-                .send()
-                .await
-                .map_err(|e| error::from_sdk(Self::call("DescribeSecret", &id), e))
-        };
-        let (described, versions) = futures::join!(describe, self.all_versions(&id));
-        let d = described.map_err(|e| not_found_as_name(e, name))?;
-        let versions = versions.map_err(|e| not_found_as_name(e, name))?;
+        let (d, versions) = self.described_versions(name, &id).await?;
         let mut versions: Vec<(Option<SystemTime>, VersionInfo)> = versions
             .into_iter()
             .filter_map(|v| {
@@ -672,10 +684,12 @@ impl SecretStore for AwsSecretsManager {
     ) -> Result<()> {
         let label = stage::to_label(stage)?;
         let id = self.secret_id(name);
-        let versions = self
-            .all_versions(&id)
-            .await
-            .map_err(|e| not_found_as_name(e, name))?;
+        let (described, versions) = self.described_versions(name, &id).await?;
+        if described.deleted_date.is_some() {
+            return Err(Error::not_found(format!(
+                "secret {name} is scheduled for deletion; restore it to change its stages"
+            )));
+        }
         let holder_of = |label: &str| -> Option<String> {
             versions
                 .iter()

@@ -53,18 +53,21 @@ async fn a_kek_wraps_and_unwraps_under_a_kms_alias_bound_to_its_context() {
     assert!(info.enabled);
 
     let kek = Secret::random(32).unwrap();
-    let wrapped = master.wrap(&kek, &context("predis")).await.unwrap();
+    let wrapped = master.encrypt_key(&kek, &context("predis")).await.unwrap();
     assert!(wrapped.len() > 32);
     assert!(
         !wrapped.windows(32).any(|w| w == kek.expose_secret()),
         "the blob must not contain the KEK in clear"
     );
-    let back = master.unwrap(&wrapped, &context("predis")).await.unwrap();
+    let back = master
+        .decrypt_key(&wrapped, &context("predis"))
+        .await
+        .unwrap();
     assert!(back.ct_eq(&kek));
 
     // Another namespace's context cannot open it.
     let err = master
-        .unwrap(&wrapped, &context("other"))
+        .decrypt_key(&wrapped, &context("other"))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
@@ -73,7 +76,7 @@ async fn a_kek_wraps_and_unwraps_under_a_kms_alias_bound_to_its_context() {
     new_key(&kms, &other_alias).await;
     let other = KmsMasterKey::from_sdk_config(&sdk, &other_alias).unwrap();
     let err = other
-        .unwrap(&wrapped, &context("predis"))
+        .decrypt_key(&wrapped, &context("predis"))
         .await
         .unwrap_err();
     assert!(
@@ -85,7 +88,7 @@ async fn a_kek_wraps_and_unwraps_under_a_kms_alias_bound_to_its_context() {
     );
     assert_eq!(
         master
-            .unwrap(&[], &context("predis"))
+            .decrypt_key(&[], &context("predis"))
             .await
             .unwrap_err()
             .kind(),
@@ -104,18 +107,18 @@ async fn a_disabled_key_fails_with_access_denied_and_says_so() {
     let key_id = new_key(&kms, &alias).await;
     let master = KmsMasterKey::from_sdk_config(&sdk, &alias).unwrap();
     let kek = Secret::random(32).unwrap();
-    let wrapped = master.wrap(&kek, &context("predis")).await.unwrap();
+    let wrapped = master.encrypt_key(&kek, &context("predis")).await.unwrap();
 
     kms.disable_key().key_id(&key_id).send().await.unwrap();
     let err = master
-        .unwrap(&wrapped, &context("predis"))
+        .decrypt_key(&wrapped, &context("predis"))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
     assert!(err.message().contains("Disabled"), "{err}");
     assert_eq!(
         master
-            .wrap(&kek, &context("predis"))
+            .encrypt_key(&kek, &context("predis"))
             .await
             .unwrap_err()
             .kind(),
@@ -123,7 +126,10 @@ async fn a_disabled_key_fails_with_access_denied_and_says_so() {
     );
 
     kms.enable_key().key_id(&key_id).send().await.unwrap();
-    let back = master.unwrap(&wrapped, &context("predis")).await.unwrap();
+    let back = master
+        .decrypt_key(&wrapped, &context("predis"))
+        .await
+        .unwrap();
     assert!(back.ct_eq(&kek));
 }
 

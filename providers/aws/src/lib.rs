@@ -42,3 +42,43 @@ pub mod stage;
 pub use config::AwsConfig;
 pub use kms::{KmsKeyInfo, KmsMasterKey};
 pub use secrets_manager::AwsSecretsManager;
+
+use std::sync::Arc;
+
+use sealbox::config::{ProviderConfig, ProviderRegistry};
+use sealbox::store::SecretStore;
+
+/// The provider name in config files (`provider: aws`).
+pub const PROVIDER: &str = "aws";
+
+/// Registers the `aws` store provider, so `Sealbox::from_config` and the CLI find it:
+///
+/// ```
+/// let mut registry = sealbox::config::ProviderRegistry::with_builtins();
+/// sealbox_aws::register(&mut registry);
+/// assert!(registry.stores.names().any(|n| n == "aws"));
+/// ```
+///
+/// The `config:` block is an [`AwsConfig`]; its errors name the key path
+/// (`stores.aws.config.region`).
+pub fn register(registry: &mut ProviderRegistry) {
+    registry
+        .stores
+        .register(PROVIDER, |c: ProviderConfig| async move {
+            let config: AwsConfig = c.deserialize()?;
+            config.validate().map_err(|e| {
+                sealbox::Error::config(format!("{}: {}", c.key_path(), e.message()))
+            })?;
+            let store = AwsSecretsManager::connect(&config).await?;
+            Ok(Arc::new(store) as Arc<dyn SecretStore>)
+        });
+}
+
+/// [`register`] into the process-wide registry that `Sealbox::from_config` uses.
+pub fn register_global() -> sealbox::Result<()> {
+    let mut registry = ProviderRegistry::global()
+        .write()
+        .map_err(|_| sealbox::Error::internal("the global provider registry lock is poisoned"))?;
+    register(&mut registry);
+    Ok(())
+}

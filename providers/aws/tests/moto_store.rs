@@ -435,3 +435,33 @@ async fn values_over_the_aws_limit_are_refused_before_sending() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
+
+#[tokio::test]
+async fn an_assumed_role_with_external_id_reads_and_writes() {
+    let Some(ep) = endpoint("an_assumed_role_with_external_id_reads_and_writes") else {
+        return;
+    };
+    let config = sealbox_aws::AwsConfig {
+        role_arn: Some("arn:aws:iam::123456789012:role/sealbox-reader".into()),
+        external_id: Some("predis-7f3a".into()),
+        role_session_name: Some("sealbox-tests".into()),
+        prefix: Some(format!("sealbox-tests/{}", support::unique("assume-role"))),
+        ..support::moto_config(&ep)
+    };
+    let sdk = support::sdk_config(&config).await;
+    // The credentials in use are the role's (moto's STS answers AssumeRole), not the base ones.
+    let creds = aws_sdk_secretsmanager::config::ProvideCredentials::provide_credentials(
+        &sdk.credentials_provider().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_ne!(creds.access_key_id(), "testing");
+    let store = sealbox_aws::AwsSecretsManager::from_sdk_config(&sdk, &config).unwrap();
+    let n = name("cross/account");
+    store
+        .put(&n, &secret(b"v"), &PutOptions::default())
+        .await
+        .unwrap();
+    let got = store.get(&n, &VersionSelector::Current).await.unwrap();
+    assert_eq!(got.value.expose_secret(), b"v");
+}

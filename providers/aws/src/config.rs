@@ -114,12 +114,12 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
 impl AwsConfig {
     /// Checks values that the SDK would only reject at the first call.
     pub fn validate(&self) -> Result<()> {
-        if let Some(url) = &self.endpoint_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(Error::config(format!(
-                    "aws endpoint_url {url:?} must start with http:// or https://"
-                )));
-            }
+        if let Some(url) = &self.endpoint_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(Error::config(format!(
+                "aws endpoint_url {url:?} must start with http:// or https://"
+            )));
         }
         if let Some(region) = &self.region {
             let ok = !region.is_empty()
@@ -137,12 +137,12 @@ impl AwsConfig {
                 "aws external_id is only used with role_arn; set role_arn or remove external_id",
             ));
         }
-        if let Some(arn) = &self.role_arn {
-            if !arn.starts_with("arn:") {
-                return Err(Error::config(format!(
-                    "aws role_arn {arn:?} must be an ARN (arn:aws:iam::ACCOUNT:role/NAME)"
-                )));
-            }
+        if let Some(arn) = &self.role_arn
+            && !arn.starts_with("arn:")
+        {
+            return Err(Error::config(format!(
+                "aws role_arn {arn:?} must be an ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+            )));
         }
         if self.max_attempts == Some(0) {
             return Err(Error::config("aws max_attempts must be at least 1"));

@@ -152,14 +152,14 @@ impl KmsMasterKey {
         let meta = out
             .key_metadata
             .ok_or_else(|| Error::internal("KMS DescribeKey answered without key metadata"))?;
-        if let Some(usage) = &meta.key_usage {
-            if *usage != KeyUsageType::EncryptDecrypt {
-                return Err(Error::config(format!(
-                    "KMS key {} has usage {}; sealbox needs a symmetric ENCRYPT_DECRYPT key",
-                    self.key_id,
-                    usage.as_str()
-                )));
-            }
+        if let Some(usage) = &meta.key_usage
+            && *usage != KeyUsageType::EncryptDecrypt
+        {
+            return Err(Error::config(format!(
+                "KMS key {} has usage {}; sealbox needs a symmetric ENCRYPT_DECRYPT key",
+                self.key_id,
+                usage.as_str()
+            )));
         }
         Ok(KmsKeyInfo {
             arn: meta.arn.clone().unwrap_or_default(),

@@ -1,6 +1,6 @@
 //! # sealbox-aws
 //!
-//! AWS for sealbox: [`AwsSecretsManager`], a [`SecretStore`](sealbox::store::SecretStore) over
+//! AWS for sealbox: [`AwsSecretsManager`], a `SecretStore` over
 //! AWS Secrets Manager, and [`KmsMasterKey`], an AWS KMS key that wraps sealbox's KEKs so the
 //! local vault can be sealed by KMS.
 //!

@@ -721,25 +721,25 @@ impl SecretStore for AwsSecretsManager {
         }
         self.move_label(&id, label, holder.as_deref(), Some(target.as_str()))
             .await?;
-        if *stage == Stage::Current {
-            if let Some(old_current) = holder {
-                // AWS moves AWSPREVIOUS to the old current version itself; make sure of it
-                // rather than rely on it, since emulators differ.
-                let now = self.all_versions(&id).await?;
-                let labels_of = |vid: &str| -> Vec<String> {
-                    now.iter()
-                        .find(|v| v.version_id.as_deref() == Some(vid))
-                        .map(|v| v.version_stages.clone().unwrap_or_default())
-                        .unwrap_or_default()
-                };
-                if !labels_of(&old_current).iter().any(|l| l == AWS_PREVIOUS) {
-                    let previous = now
-                        .iter()
-                        .find(|v| v.version_stages.iter().flatten().any(|l| l == AWS_PREVIOUS))
-                        .and_then(|v| v.version_id.clone());
-                    self.move_label(&id, AWS_PREVIOUS, previous.as_deref(), Some(&old_current))
-                        .await?;
-                }
+        if *stage == Stage::Current
+            && let Some(old_current) = holder
+        {
+            // AWS moves AWSPREVIOUS to the old current version itself; make sure of it
+            // rather than rely on it, since emulators differ.
+            let now = self.all_versions(&id).await?;
+            let labels_of = |vid: &str| -> Vec<String> {
+                now.iter()
+                    .find(|v| v.version_id.as_deref() == Some(vid))
+                    .map(|v| v.version_stages.clone().unwrap_or_default())
+                    .unwrap_or_default()
+            };
+            if !labels_of(&old_current).iter().any(|l| l == AWS_PREVIOUS) {
+                let previous = now
+                    .iter()
+                    .find(|v| v.version_stages.iter().flatten().any(|l| l == AWS_PREVIOUS))
+                    .and_then(|v| v.version_id.clone());
+                self.move_label(&id, AWS_PREVIOUS, previous.as_deref(), Some(&old_current))
+                    .await?;
             }
         }
         Ok(())

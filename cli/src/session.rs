@@ -1,0 +1,59 @@
+//! Opening the store a command works on, from `--vault`/`--key-file` or `--config`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sealbox::store::SecretStore;
+use sealbox::{Error, ErrorKind, Result};
+
+/// Where the vault, its key and the config are (from flags or the environment).
+#[derive(Debug, Clone, Default)]
+pub struct Locations {
+    /// `--vault` / `SEALBOX_VAULT`.
+    pub vault: Option<PathBuf>,
+    /// `--key-file` / `SEALBOX_KEY_FILE`.
+    pub key_file: Option<PathBuf>,
+    /// `--config` / `SEALBOX_CONFIG`.
+    pub config: Option<PathBuf>,
+}
+
+impl Locations {
+    /// The vault and key file paths, or a config error saying which flag is missing.
+    pub fn vault_and_key(&self) -> Result<(&PathBuf, &PathBuf)> {
+        let vault = self.vault.as_ref().ok_or_else(|| {
+            Error::config("no vault given: pass --vault PATH or set SEALBOX_VAULT")
+        })?;
+        let key = self.key_file.as_ref().ok_or_else(|| {
+            Error::config("no master key file given: pass --key-file PATH or set SEALBOX_KEY_FILE")
+        })?;
+        Ok((vault, key))
+    }
+}
+
+/// An open store for one command.
+#[derive(Debug)]
+pub struct Session {
+    store: Arc<dyn SecretStore>,
+}
+
+impl Session {
+    /// Opens what `locations` points at.
+    pub async fn open(locations: &Locations) -> Result<Session> {
+        if locations.config.is_some() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "--config is not supported by this build yet; use --vault and --key-file",
+            ));
+        }
+        let _ = locations.vault_and_key()?;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "the local vault is not in this build yet",
+        ))
+    }
+
+    /// The store data commands work on.
+    pub fn store(&self) -> &dyn SecretStore {
+        self.store.as_ref()
+    }
+}

@@ -41,6 +41,10 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<Outcome> {
     match cli.command {
         Command::Init => vault::init(&locations).await,
         Command::Audit(cmd) => vault::audit(cmd).await,
+        // Refuse an unconfirmed erasure before touching the vault at all.
+        Command::Namespace(crate::args::NamespaceCommand::Erase { yes: false, .. }) => {
+            Err(vault::erase_needs_confirmation())
+        }
         command => {
             let session = Session::open(&locations).await?;
             run_on_session(&session, command, io).await

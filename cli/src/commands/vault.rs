@@ -30,13 +30,18 @@ pub async fn keys(session: &Session, command: KeysCommand) -> Result<Outcome> {
 pub async fn namespace(session: &Session, command: NamespaceCommand) -> Result<Outcome> {
     let NamespaceCommand::Erase { yes, .. } = &command;
     if !yes {
-        return Err(Error::invalid_input(
-            "erasing a namespace destroys its keys and every secret in it for ever; \
-             add --yes to confirm",
-        ));
+        return Err(erase_needs_confirmation());
     }
     let _ = session;
     Err(not_built("namespace erasure"))
+}
+
+/// The error for `namespace erase` without `--yes`.
+pub fn erase_needs_confirmation() -> Error {
+    Error::invalid_input(
+        "erasing a namespace destroys its keys and every secret in it for ever; \
+         add --yes to confirm",
+    )
 }
 
 /// `sealbox verify`.

@@ -1,0 +1,151 @@
+//! End-to-end tests: the built `sealbox` binary, run as a process, as an operator would.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A scratch directory with a vault path and a key path in it (created by `init`).
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    fn vault(&self) -> PathBuf {
+        self.dir.path().join("vault.db")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("master.key")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `sealbox` with this scratch's vault and key in the environment.
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        run_with_env(
+            args,
+            stdin,
+            &[
+                ("SEALBOX_VAULT", &self.vault()),
+                ("SEALBOX_KEY_FILE", &self.key()),
+            ],
+        )
+    }
+}
+
+fn run_with_env(args: &[&str], stdin: &[u8], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealbox"));
+    cmd.args(args)
+        .env_remove("SEALBOX_VAULT")
+        .env_remove("SEALBOX_KEY_FILE")
+        .env_remove("SEALBOX_CONFIG")
+        .env_remove("SEALBOX_AUDIT_KEY_FILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn sealbox");
+    let mut input = child.stdin.take().expect("stdin");
+    // The child may exit before reading (usage errors); a broken pipe is fine then.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().expect("wait for sealbox")
+}
+
+fn run(args: &[&str]) -> Output {
+    run_with_env(args, b"", &[])
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("sealbox exited by signal")
+}
+
+#[test]
+fn help_documents_every_command_and_the_exit_codes() {
+    let o = run(&["--help"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let help = stdout(&o);
+    for command in [
+        "init",
+        "put",
+        "get",
+        "list",
+        "describe",
+        "delete",
+        "restore",
+        "versions",
+        "stage",
+        "keys",
+        "namespace",
+        "verify",
+        "audit",
+    ] {
+        assert!(help.contains(command), "{command} missing from --help");
+    }
+    assert!(help.contains("Exit codes:"), "{help}");
+}
+
+#[test]
+fn the_readme_lists_the_same_exit_codes_as_help() {
+    let help = stdout(&run(&["--help"]));
+    let table = &help[help.find("Exit codes:").expect("exit codes in help")..];
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("cli/README.md");
+    assert!(
+        readme.contains(table.trim_end()),
+        "cli/README.md must contain the exit code table exactly as --help prints it:\n{table}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["frobnicate"][..],
+        &["get"],
+        &["stage", "a/b", "PENDING"],
+        &["get", "a/b", "--reveal", "--out", "f"],
+        &["delete", "a/b", "--recovery-days", "0"],
+    ] {
+        let o = run(args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_missing_vault_is_a_config_error_naming_the_flag() {
+    let o = run(&["list"]);
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: config: no vault given: pass --vault"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn namespace_erase_requires_yes_before_anything_is_opened() {
+    let s = Scratch::new();
+    let o = s.run(&["namespace", "erase", "acme"], b"");
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
+    assert!(!s.vault().exists());
+    let _ = s.path("unused");
+}

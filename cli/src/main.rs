@@ -4,6 +4,7 @@
 //! [`exit`]; no value is ever printed except by `get --reveal`.
 
 mod args;
+mod client_store;
 mod commands;
 mod exit;
 mod output;

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sealbox::store::SecretStore;
-use sealbox::{Error, ErrorKind, Result};
+use sealbox::{Error, ErrorKind, Result, Sealbox};
+
+use crate::client_store::ClientStore;
 
 /// Where the vault, its key and the config are (from flags or the environment).
 #[derive(Debug, Clone, Default)]
@@ -39,11 +41,17 @@ pub struct Session {
 impl Session {
     /// Opens what `locations` points at.
     pub async fn open(locations: &Locations) -> Result<Session> {
-        if locations.config.is_some() {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "--config is not supported by this build yet; use --vault and --key-file",
-            ));
+        if let Some(config) = &locations.config {
+            if locations.vault.is_some() || locations.key_file.is_some() {
+                return Err(Error::config(
+                    "--config and --vault/--key-file (or SEALBOX_CONFIG and SEALBOX_VAULT/\
+                     SEALBOX_KEY_FILE) both given; use one or the other",
+                ));
+            }
+            let client = Sealbox::from_config(config).await?;
+            return Ok(Session {
+                store: Arc::new(ClientStore::new(client)),
+            });
         }
         let _ = locations.vault_and_key()?;
         Err(Error::new(

@@ -53,11 +53,14 @@ fn main() -> ExitCode {
         stderr: &mut stderr,
     };
     let result = runtime.block_on(commands::run(cli, &mut io));
-    match result.and_then(|outcome| {
+    let result = result.and_then(|mut outcome| {
+        let failure = outcome.take_failure();
         outcome
             .print(json, &mut stdout)
-            .map_err(|e| sealbox::Error::io("writing to standard output", e))
-    }) {
+            .map_err(|e| sealbox::Error::io("writing to standard output", e))?;
+        failure.map_or(Ok(()), Err)
+    });
+    match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "sealbox: {e}");

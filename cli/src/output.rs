@@ -21,6 +21,9 @@ pub enum Outcome {
         json: serde_json::Value,
         /// The text form.
         human: String,
+        /// Set when the report describes a failure (a verification that found a problem): the
+        /// report is printed, then the error, and the exit code is the error's.
+        failure: Option<sealbox::Error>,
     },
     /// The command already wrote its output (`get --reveal` writes raw bytes).
     Written,
@@ -34,6 +37,28 @@ impl Outcome {
             // but if it ever did the text form is still useful, so fall back to null.
             json: serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
             human: report.human(),
+            failure: None,
+        }
+    }
+
+    /// Like [`Outcome::report`] for a report of a failed check: printed, then `failure` decides
+    /// the exit code.
+    pub fn failed_report(report: &impl Report, failure: sealbox::Error) -> Outcome {
+        match Outcome::report(report) {
+            Outcome::Report { json, human, .. } => Outcome::Report {
+                json,
+                human,
+                failure: Some(failure),
+            },
+            written => written,
+        }
+    }
+
+    /// Takes the failure out, if any, leaving the report printable.
+    pub fn take_failure(&mut self) -> Option<sealbox::Error> {
+        match self {
+            Outcome::Report { failure, .. } => failure.take(),
+            Outcome::Written => None,
         }
     }
 

@@ -36,6 +36,8 @@ impl Locations {
 #[derive(Debug)]
 pub struct Session {
     store: Arc<dyn SecretStore>,
+    /// The client when opened from `--config`: its audit log is flushed before exit.
+    client: Option<Sealbox>,
 }
 
 impl Session {
@@ -50,7 +52,8 @@ impl Session {
             }
             let client = Sealbox::from_config(config).await?;
             return Ok(Session {
-                store: Arc::new(ClientStore::new(client)),
+                store: Arc::new(ClientStore::new(client.clone())),
+                client: Some(client),
             });
         }
         let _ = locations.vault_and_key()?;
@@ -58,6 +61,14 @@ impl Session {
             ErrorKind::Unsupported,
             "the local vault is not in this build yet",
         ))
+    }
+
+    /// Writes everything the command left queued (audit events) before the process exits.
+    pub async fn finish(&self) -> Result<()> {
+        match &self.client {
+            Some(client) => client.flush_audit().await,
+            None => Ok(()),
+        }
     }
 
     /// The store data commands work on.

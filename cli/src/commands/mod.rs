@@ -1,5 +1,6 @@
 //! Running a parsed command line: opening what it needs and dispatching to the command.
 
+pub mod audit;
 pub mod secrets;
 pub mod vault;
 
@@ -40,14 +41,18 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<Outcome> {
     };
     match cli.command {
         Command::Init => vault::init(&locations).await,
-        Command::Audit(cmd) => vault::audit(cmd).await,
+        Command::Audit(cmd) => audit::run(cmd),
         // Refuse an unconfirmed erasure before touching the vault at all.
         Command::Namespace(crate::args::NamespaceCommand::Erase { yes: false, .. }) => {
             Err(vault::erase_needs_confirmation())
         }
         command => {
             let session = Session::open(&locations).await?;
-            run_on_session(&session, command, io).await
+            let result = run_on_session(&session, command, io).await;
+            // Flush the audit trail even when the command failed: failures are audited too.
+            let flushed = session.finish().await;
+            let outcome = result?;
+            flushed.map(|()| outcome)
         }
     }
 }

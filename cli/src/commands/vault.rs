@@ -3,7 +3,7 @@
 
 use sealbox::{Error, ErrorKind, Result};
 
-use crate::args::{AuditCommand, KeysCommand, NamespaceCommand};
+use crate::args::{KeysCommand, NamespaceCommand};
 use crate::output::Outcome;
 use crate::session::{Locations, Session};
 
@@ -48,10 +48,4 @@ pub fn erase_needs_confirmation() -> Error {
 pub async fn verify(session: &Session) -> Result<Outcome> {
     let _ = session;
     Err(not_built("vault verification"))
-}
-
-/// `sealbox audit ...`.
-pub async fn audit(command: AuditCommand) -> Result<Outcome> {
-    let _ = command;
-    Err(not_built("audit log verification"))
 }

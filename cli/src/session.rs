@@ -1,12 +1,18 @@
 //! Opening the store a command works on, from `--vault`/`--key-file` or `--config`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sealbox::keys::{KeyId, LocalKeyFile};
 use sealbox::store::SecretStore;
+use sealbox::store::local::LocalVault;
 use sealbox::{Error, ErrorKind, Result, Sealbox};
 
 use crate::client_store::ClientStore;
+
+/// The id the local master key is known by in the vault's key records (the same id the
+/// library's examples and config use for a local key file).
+pub const MASTER_KEY_ID: &str = "local";
 
 /// Where the vault, its key and the config are (from flags or the environment).
 #[derive(Debug, Clone, Default)]
@@ -21,21 +27,38 @@ pub struct Locations {
 
 impl Locations {
     /// The vault and key file paths, or a config error saying which flag is missing.
-    pub fn vault_and_key(&self) -> Result<(&PathBuf, &PathBuf)> {
-        let vault = self.vault.as_ref().ok_or_else(|| {
+    pub fn vault_and_key(&self) -> Result<(&Path, &Path)> {
+        let vault = self.vault.as_deref().ok_or_else(|| {
             Error::config("no vault given: pass --vault PATH or set SEALBOX_VAULT")
         })?;
-        let key = self.key_file.as_ref().ok_or_else(|| {
+        let key = self.key_file.as_deref().ok_or_else(|| {
             Error::config("no master key file given: pass --key-file PATH or set SEALBOX_KEY_FILE")
         })?;
         Ok((vault, key))
     }
 }
 
+/// Opens the master key file at `path` (never creates one: a typo must not mint a new key).
+pub fn open_key_file(path: &Path) -> Result<Arc<LocalKeyFile>> {
+    if !path.exists() {
+        return Err(Error::config(format!(
+            "master key file {} does not exist; check --key-file, or run `sealbox init` \
+             to create a new vault and key",
+            path.display()
+        )));
+    }
+    Ok(Arc::new(LocalKeyFile::open(
+        KeyId::new(MASTER_KEY_ID)?,
+        path,
+    )?))
+}
+
 /// An open store for one command.
 #[derive(Debug)]
 pub struct Session {
     store: Arc<dyn SecretStore>,
+    /// The local vault, for key operations and verification (`--vault` sessions only).
+    vault: Option<LocalVault>,
     /// The client when opened from `--config`: its audit log is flushed before exit.
     client: Option<Sealbox>,
 }
@@ -53,14 +76,18 @@ impl Session {
             let client = Sealbox::from_config(config).await?;
             return Ok(Session {
                 store: Arc::new(ClientStore::new(client.clone())),
+                vault: None,
                 client: Some(client),
             });
         }
-        let _ = locations.vault_and_key()?;
-        Err(Error::new(
-            ErrorKind::Unsupported,
-            "the local vault is not in this build yet",
-        ))
+        let (vault_path, key_path) = locations.vault_and_key()?;
+        let key = open_key_file(key_path)?;
+        let vault = LocalVault::open(vault_path, key).await?;
+        Ok(Session {
+            store: Arc::new(vault.clone()),
+            vault: Some(vault),
+            client: None,
+        })
     }
 
     /// Writes everything the command left queued (audit events) before the process exits.
@@ -74,5 +101,15 @@ impl Session {
     /// The store data commands work on.
     pub fn store(&self) -> &dyn SecretStore {
         self.store.as_ref()
+    }
+
+    /// The local vault, or an error naming the operation for `--config` sessions.
+    pub fn vault(&self, operation: &str) -> Result<&LocalVault> {
+        self.vault.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!("{operation} works on a local vault: use --vault and --key-file"),
+            )
+        })
     }
 }

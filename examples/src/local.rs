@@ -1,45 +1,68 @@
 //! The local vault operations the quickstart shows: creation with a new master key file, master
 //! key rotation, verification and namespace erasure.
-//!
-//! INTERIM: the local vault (`sealbox::store::local`) is being built on another branch; until it
-//! is merged these fail with `Unsupported` instead of pretending.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use sealbox::store::memory::MemoryStore;
+use sealbox::keys::{KeyId, LocalKeyFile};
+use sealbox::store::local::LocalVault;
 use sealbox::{Error, ErrorKind, Result};
 
 /// The vault type the quickstart works on.
-pub type Vault = MemoryStore;
+pub type Vault = LocalVault;
 
-fn not_built() -> Error {
-    Error::new(
-        ErrorKind::Unsupported,
-        "the local vault is not in this build yet",
-    )
-}
-
-/// Creates a master key file at `key_path` and a vault at `vault_path`.
+/// Creates a master key file at `key_path` (32 random bytes, mode 0600) and a new vault at
+/// `vault_path` sealed under it. An existing vault is refused rather than reused, so every run
+/// starts from the same state.
 pub async fn create(vault_path: &Path, key_path: &Path) -> Result<Arc<Vault>> {
-    let _ = (vault_path, key_path);
-    Err(not_built())
+    if vault_path.exists() {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "{} already exists; give the quickstart an empty directory",
+                vault_path.display()
+            ),
+        ));
+    }
+    let key = Arc::new(LocalKeyFile::open_or_create(
+        KeyId::new("local")?,
+        key_path,
+    )?);
+    Ok(Arc::new(LocalVault::create(vault_path, key).await?))
 }
 
 /// Rotates the master key; returns a one-line summary.
 pub async fn rotate_master(vault: &Vault) -> Result<String> {
-    let _ = vault;
-    Err(not_built())
+    let version = vault.rotate_master().await?;
+    Ok(format!(
+        "master key rotated to {version}; every namespace key was rewrapped under it"
+    ))
 }
 
-/// Decrypts every version; returns a one-line summary.
+/// Decrypts and authenticates every version; returns a one-line summary, or the first failure.
 pub async fn verify(vault: &Vault) -> Result<String> {
-    let _ = vault;
-    Err(not_built())
+    let report = vault.verify().await?;
+    if let Some(first) = report.failures.first() {
+        return Err(Error::new(
+            first.kind,
+            format!(
+                "{} item(s) failed verification, first {}: {}",
+                report.failures.len(),
+                first.name,
+                first.message
+            ),
+        ));
+    }
+    Ok(format!(
+        "ok: {} secrets, {} versions decrypted and authenticated",
+        report.secrets, report.versions_ok
+    ))
 }
 
-/// Erases `namespace`; returns a one-line summary.
+/// Erases `namespace` (destroys its keys); returns a one-line summary.
 pub async fn erase_namespace(vault: &Vault, namespace: &str) -> Result<String> {
-    let _ = (vault, namespace);
-    Err(not_built())
+    let erased = vault.erase_namespace(namespace).await?;
+    Ok(format!(
+        "erased namespace {namespace}: its keys are destroyed, {erased} secret(s) unreadable for good"
+    ))
 }

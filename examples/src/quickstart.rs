@@ -89,7 +89,7 @@ async fn run(dir: Option<PathBuf>) -> Result<()> {
     };
     println!("   directory:  {} ({kept})", workdir.path().display());
     println!(
-        "   master key: {} (32 random bytes, mode 0600)",
+        "   master key: {} (random 256-bit key, mode 0600)",
         key_path.display()
     );
     println!(
@@ -175,6 +175,19 @@ async fn run(dir: Option<PathBuf>) -> Result<()> {
         v2.version
     );
     print_versions(store.as_ref(), &db).await?;
+    // The client caches values; the stage moved behind its back (straight on the store), so it
+    // serves the cached version until the entry expires or is refreshed.
+    let cached = client.get(DB).await?;
+    if *cached.version() == v2.version {
+        println!("   the client already serves version {}", v2.version);
+    } else {
+        println!(
+            "   the client's cache still serves version {} until its TTL; refresh_now re-reads it",
+            cached.version()
+        );
+    }
+    drop(cached);
+    client.refresh_now(DB).await?;
     let current = client.get_field(DB, "password").await?;
     println!(
         "   the client now reads the new password: {}",
@@ -245,14 +258,18 @@ async fn run(dir: Option<PathBuf>) -> Result<()> {
     let verified = local::verify(&vault).await?;
     println!("   verify: {verified}");
 
-    println!("\nDone. The same vault works with the CLI:");
-    println!(
-        "   cargo run -p sealbox-cli -- --vault {} --key-file {} list",
-        vault_path.display(),
-        key_path.display()
-    );
-    if let Workdir::Temporary(_) = workdir {
-        println!("   (this run's directory is temporary; pass a directory to keep it)");
+    println!("\nDone.");
+    match &workdir {
+        Workdir::Kept(_) => println!(
+            "   The vault is kept; try the CLI on it:\n   \
+             cargo run -p sealbox-cli -- --vault {} --key-file {} list",
+            vault_path.display(),
+            key_path.display()
+        ),
+        Workdir::Temporary(_) => println!(
+            "   The temporary directory is removed now; pass a directory to keep the vault \
+             and try the CLI on it."
+        ),
     }
     Ok(())
 }

@@ -312,3 +312,89 @@ fn a_wrong_or_exposed_key_file_is_refused() {
     assert!(stderr(&o).contains("master.key"), "{}", stderr(&o));
     assert!(o.stdout.is_empty());
 }
+
+fn vault_db(v: &Vault) -> rusqlite::Connection {
+    rusqlite::Connection::open(v.vault()).expect("open the vault file behind sealbox's back")
+}
+
+/// The envelope of `name` at `version`.
+fn envelope(conn: &rusqlite::Connection, name: &str, version: i64) -> Vec<u8> {
+    conn.query_row(
+        "SELECT envelope FROM versions WHERE version = ?2 AND secret_id = \
+         (SELECT id FROM secrets WHERE name = ?1)",
+        rusqlite::params![name, version],
+        |r| r.get(0),
+    )
+    .expect("read an envelope")
+}
+
+fn set_envelope(conn: &rusqlite::Connection, name: &str, version: i64, bytes: &[u8]) {
+    let changed = conn
+        .execute(
+            "UPDATE versions SET envelope = ?3 WHERE version = ?2 AND secret_id = \
+             (SELECT id FROM secrets WHERE name = ?1)",
+            rusqlite::params![name, version, bytes],
+        )
+        .expect("write an envelope");
+    assert_eq!(changed, 1);
+}
+
+#[test]
+fn swapped_ciphertexts_fail_verify_and_reads_with_integrity_errors() {
+    let v = Vault::init();
+    v.ok(&["put", "predis/prod/a"], b"value-of-a-1");
+    v.ok(&["put", "predis/prod/a"], b"value-of-a-2");
+    v.ok(&["put", "predis/prod/b"], b"value-of-b-1");
+    let conn = vault_db(&v);
+    // Same secret, same data key: only the binding of the version number catches it.
+    let (one, two) = (
+        envelope(&conn, "predis/prod/a", 1),
+        envelope(&conn, "predis/prod/a", 2),
+    );
+    set_envelope(&conn, "predis/prod/a", 1, &two);
+    set_envelope(&conn, "predis/prod/a", 2, &one);
+    // Another secret's ciphertext: sealed under another data key.
+    let other = envelope(&conn, "predis/prod/a", 1);
+    set_envelope(&conn, "predis/prod/b", 1, &other);
+    drop(conn);
+
+    let o = v.run(&["get", "predis/prod/a", "--reveal"], b"");
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    assert!(
+        stderr(&o).starts_with("sealbox: integrity: "),
+        "{}",
+        stderr(&o)
+    );
+    let o = v.run(&["get", "predis/prod/b", "--reveal"], b"");
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+
+    let o = v.run(&["--json", "verify"], b"");
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let failures = report["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 3, "{report}");
+    assert_no_value(&o, "value-of-");
+}
+
+#[test]
+fn a_flipped_byte_is_an_integrity_error() {
+    let v = Vault::init();
+    v.ok(&["put", TOKEN], TOKEN_VALUE.as_bytes());
+    let conn = vault_db(&v);
+    let mut bytes = envelope(&conn, TOKEN, 1);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    set_envelope(&conn, TOKEN, 1, &bytes);
+    drop(conn);
+    let o = v.run(&["get", TOKEN, "--reveal"], b"");
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: integrity: "),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+}

@@ -15,11 +15,11 @@ use crate::exit;
 #[derive(Debug, Parser)]
 #[command(name = "sealbox", version, after_help = exit::HELP_TABLE)]
 pub struct Cli {
-    /// The local vault file.
+    /// The local vault file (or a directory holding `vault.sqlite3`).
     #[arg(long, global = true, env = "SEALBOX_VAULT", value_name = "PATH")]
     pub vault: Option<PathBuf>,
 
-    /// The master key file of the vault (32 random bytes, mode 0600).
+    /// The vault's master key file (random 256-bit keys, mode 0600).
     #[arg(long, global = true, env = "SEALBOX_KEY_FILE", value_name = "PATH")]
     pub key_file: Option<PathBuf>,
 

@@ -11,7 +11,7 @@ use sealbox::{Error, ErrorKind, Result};
 /// The vault type the quickstart works on.
 pub type Vault = LocalVault;
 
-/// Creates a master key file at `key_path` (32 random bytes, mode 0600) and a new vault at
+/// Creates a master key file at `key_path` (a random 256-bit key, mode 0600) and a new vault at
 /// `vault_path` sealed under it. An existing vault is refused rather than reused, so every run
 /// starts from the same state.
 pub async fn create(vault_path: &Path, key_path: &Path) -> Result<Arc<Vault>> {

@@ -62,9 +62,17 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::from(exit::OK),
+        // The reader went away (`sealbox list | head -1`): nothing left to tell anyone.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "sealbox: {e}");
             ExitCode::from(exit::for_kind(e.kind()))
         }
     }
+}
+
+fn is_broken_pipe(e: &sealbox::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }

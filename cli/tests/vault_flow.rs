@@ -398,3 +398,51 @@ fn a_flipped_byte_is_an_integrity_error() {
     );
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn init_reuses_an_existing_key_file_for_a_second_vault() {
+    let v = Vault::init();
+    let second = v.path("second.db");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealbox"));
+    let o = cmd
+        .args(["--json", "--vault", second.to_str().unwrap(), "init"])
+        .env("SEALBOX_KEY_FILE", v.key())
+        .env_remove("SEALBOX_VAULT")
+        .env_remove("SEALBOX_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["key_created"], false);
+    assert_eq!(mode(&second), 0o600);
+}
+
+#[test]
+fn a_missing_key_file_is_never_created_by_an_ordinary_command() {
+    let v = Vault::init();
+    let typo = v.path("typo.key");
+    let o = v.run_with_key(&typo, &["list"], b"");
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+    assert!(stderr(&o).contains("typo.key"), "{}", stderr(&o));
+    assert!(!typo.exists());
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let v = Vault::init();
+    for i in 0..3 {
+        v.ok(&["put", &format!("predis/prod/s{i}")], b"v");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealbox"))
+        .arg("list")
+        .env("SEALBOX_VAULT", v.vault())
+        .env("SEALBOX_KEY_FILE", v.key())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}

@@ -82,7 +82,16 @@ impl Session {
         }
         let (vault_path, key_path) = locations.vault_and_key()?;
         let key = open_key_file(key_path)?;
-        let vault = LocalVault::open(vault_path, key).await?;
+        let vault = LocalVault::open(vault_path, key).await.map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::not_found(format!(
+                    "no vault at {}; check --vault, or create one with `sealbox init`",
+                    vault_path.display()
+                ))
+            } else {
+                e
+            }
+        })?;
         Ok(Session {
             store: Arc::new(vault.clone()),
             vault: Some(vault),

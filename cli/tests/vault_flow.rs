@@ -446,3 +446,19 @@ fn a_closed_pipe_ends_quietly() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
 }
+
+#[test]
+fn a_missing_vault_says_how_to_make_one() {
+    let v = Vault::init();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealbox"));
+    let o = cmd
+        .args(["--vault", v.path("absent.db").to_str().unwrap(), "list"])
+        .env("SEALBOX_KEY_FILE", v.key())
+        .env_remove("SEALBOX_VAULT")
+        .env_remove("SEALBOX_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("sealbox init"), "{}", stderr(&o));
+    assert!(!v.path("absent.db").exists());
+}

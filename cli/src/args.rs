@@ -90,7 +90,7 @@ pub struct PutArgs {
     /// The value itself. Unsafe: command lines are visible to other users (`ps`) and kept in
     /// shell history. Prefer stdin or --file.
     #[arg(long, value_name = "VALUE")]
-    pub value: Option<String>,
+    pub value: Option<ArgvValue>,
 
     /// Remove one trailing newline (`\n` or `\r\n`) from the value, as `echo` adds one.
     #[arg(long)]
@@ -115,6 +115,37 @@ pub struct PutArgs {
     /// A tag KEY=VALUE to merge into the secret's tags (repeatable; never put secrets in tags).
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
+}
+
+/// A value given on the command line (`--value`): redacted in `Debug`, wiped on drop. (The
+/// process's own copy of argv cannot be wiped; that is why `--value` warns.)
+#[derive(Clone)]
+pub struct ArgvValue(String);
+
+impl ArgvValue {
+    /// Takes the text out, leaving nothing behind in `self` for `Drop` to wipe.
+    pub fn into_bytes(mut self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(std::mem::take(&mut self.0).into_bytes())
+    }
+}
+
+impl std::str::FromStr for ArgvValue {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ArgvValue(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for ArgvValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArgvValue([REDACTED])")
+    }
+}
+
+impl Drop for ArgvValue {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// `sealbox get`.
@@ -253,6 +284,14 @@ mod tests {
         assert!(
             Cli::try_parse_from(["sealbox", "stage", "a/b", "PENDING", "3", "--remove"]).is_err()
         );
+    }
+
+    #[test]
+    fn argv_values_never_show_in_debug() {
+        let cli = Cli::try_parse_from(["sealbox", "put", "a/b", "--value", "hunter2"]).unwrap();
+        let debug = format!("{cli:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("REDACTED"), "{debug}");
     }
 
     #[test]

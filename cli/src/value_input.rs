@@ -9,6 +9,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use sealbox::{Error, Result, Secret};
+
+use crate::args::ArgvValue;
 use zeroize::Zeroizing;
 
 /// Printed to stderr when `--value` is used.
@@ -28,7 +30,7 @@ pub enum ValueSource<'a> {
     /// A file.
     File(&'a Path),
     /// The command line (`--value`).
-    Argv(String),
+    Argv(ArgvValue),
 }
 
 impl std::fmt::Debug for ValueSource<'_> {
@@ -72,7 +74,7 @@ pub fn read_value(
         ValueSource::Argv(value) => {
             // A failed warning must not stop the command; the value is used either way.
             let _ = writeln!(warnings, "{ARGV_WARNING}");
-            Zeroizing::new(value.into_bytes())
+            value.into_bytes()
         }
     };
     let mut len = buf.len();
@@ -171,7 +173,13 @@ mod tests {
     #[test]
     fn argv_values_warn() {
         let mut warnings = Vec::new();
-        let s = read_value(ValueSource::Argv("v4lue".into()), 16, false, &mut warnings).unwrap();
+        let s = read_value(
+            ValueSource::Argv("v4lue".parse().unwrap()),
+            16,
+            false,
+            &mut warnings,
+        )
+        .unwrap();
         assert_eq!(s.expose_secret(), b"v4lue");
         let text = String::from_utf8(warnings).unwrap();
         assert!(text.contains("warning: --value"), "{text}");

@@ -22,7 +22,7 @@ step "installing Python test tools"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
   -r "$root/scripts/requirements-test.txt"
-export SEALBOX_TEST_VENV="$venv"
+export SEALBOX_TEST_VENV="$venv" SEALBOX_PY_VENV="$venv"
 export PATH="$venv/bin:$PATH"
 
 # --- moto, started once for the whole run -----------------------------------------------------

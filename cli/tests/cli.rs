@@ -232,3 +232,55 @@ fn config_and_vault_together_are_refused() {
     let o = s.run(&["--config", config.to_str().unwrap(), "list"], b"");
     assert_eq!(code(&o), 8, "{}", stderr(&o));
 }
+
+#[test]
+fn a_config_with_a_local_store_serves_data_and_vault_commands_and_audits_them() {
+    let s = Scratch::new();
+    let config = s.path("sealbox.yaml");
+    std::fs::write(
+        &config,
+        "secrets: {provider: local, config: {path: ./vault.db, key_file: ./master.key}}\n\
+         principal: user:ops\n\
+         audit: {path: ./audit.jsonl}\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let with_config = |args: &[&str], stdin: &[u8]| {
+        let mut all = vec!["--config", c];
+        all.extend_from_slice(args);
+        run_with_env(&all, stdin, &[])
+    };
+    let o = with_config(&["put", "predis/prod/api/auth-token"], b"t0ken-value");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = with_config(&["get", "predis/prod/api/auth-token", "--reveal"], b"");
+    assert_eq!(o.stdout, b"t0ken-value", "{}", stderr(&o));
+    let o = with_config(&["put", "acme/prod/api/key"], b"acme-value");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    for args in [
+        &["keys", "rotate-master"][..],
+        &["keys", "rotate-kek", "predis"],
+        &["verify"],
+        &["namespace", "erase", "acme", "--yes"],
+    ] {
+        let o = with_config(args, b"");
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    }
+    let o = with_config(&["restore", "predis/prod/api/auth-token"], b"");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--vault"), "{}", stderr(&o));
+
+    // The same vault through --vault/--key-file: one key id for every front end.
+    let o = s.run(&["get", "predis/prod/api/auth-token", "--reveal"], b"");
+    assert_eq!(o.stdout, b"t0ken-value", "{}", stderr(&o));
+    let o = s.run(&["get", "acme/prod/api/key"], b"");
+    assert_ne!(code(&o), 0, "acme was erased");
+
+    let log = s.path("audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("\"action\":\"erase\""), "{text}");
+    assert!(text.contains("\"action\":\"key\""), "{text}");
+    assert!(!text.contains("t0ken-value") && !text.contains("acme-value"));
+    let o = run(&["audit", "verify", log.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}

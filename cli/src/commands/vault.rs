@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use sealbox::audit::Action;
+use sealbox::config::LOCAL_MASTER_KEY_ID;
 use sealbox::keys::{KeyId, LocalKeyFile};
 use sealbox::store::local::{LocalVault, VerifyReport, database_path};
 use sealbox::{Error, ErrorKind, Result};
@@ -9,7 +11,7 @@ use serde::Serialize;
 
 use crate::args::{KeysCommand, NamespaceCommand};
 use crate::output::{Outcome, Report};
-use crate::session::{Locations, MASTER_KEY_ID, Session, open_key_file};
+use crate::session::{Locations, Session, open_key_file};
 
 // --------------------------------------------------------------------------------------- init
 
@@ -84,7 +86,7 @@ fn create_key_file(path: &Path) -> Result<std::sync::Arc<LocalKeyFile>> {
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
     Ok(std::sync::Arc::new(LocalKeyFile::open_or_create(
-        KeyId::new(MASTER_KEY_ID)?,
+        KeyId::new(LOCAL_MASTER_KEY_ID)?,
         path,
     )?))
 }
@@ -123,17 +125,19 @@ impl Report for KekRotationReport {
 
 /// `sealbox keys ...`.
 pub async fn keys(session: &Session, command: KeysCommand) -> Result<Outcome> {
+    let vault = session.vault().await?;
     match command {
         KeysCommand::RotateMaster => {
-            let vault = session.vault("master key rotation")?;
-            let version = vault.rotate_master().await?;
+            let result = vault.rotate_master().await;
+            session.audit(Action::Key, "master", &result)?;
             Ok(Outcome::report(&MasterRotationReport {
-                master_version: version.get(),
+                master_version: result?.get(),
             }))
         }
         KeysCommand::RotateKek { namespace } => {
-            let vault = session.vault("namespace key rotation")?;
-            let rotation = vault.rotate_kek(&namespace).await?;
+            let result = vault.rotate_kek(&namespace).await;
+            session.audit(Action::Key, &namespace, &result)?;
+            let rotation = result?;
             Ok(Outcome::report(&KekRotationReport {
                 namespace,
                 kek_version: rotation.version.get(),
@@ -174,11 +178,12 @@ pub async fn namespace(session: &Session, command: NamespaceCommand) -> Result<O
     if !yes {
         return Err(erase_needs_confirmation());
     }
-    let vault = session.vault("namespace erasure")?;
-    let erased = vault.erase_namespace(&namespace).await?;
+    let vault = session.vault().await?;
+    let result = vault.erase_namespace(&namespace).await;
+    session.audit(Action::Erase, &namespace, &result)?;
     Ok(Outcome::report(&EraseReport {
+        secrets_erased: result?,
         namespace,
-        secrets_erased: erased,
     }))
 }
 
@@ -265,7 +270,7 @@ fn verify_outcome(report: &VerifyReport) -> Outcome {
 
 /// `sealbox verify`.
 pub async fn verify(session: &Session) -> Result<Outcome> {
-    let report = session.vault("verify")?.verify().await?;
+    let report = session.vault().await?.verify().await?;
     Ok(verify_outcome(&report))
 }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use sealbox::config::LOCAL_MASTER_KEY_ID;
 use sealbox::keys::{KeyId, LocalKeyFile};
 use sealbox::store::local::LocalVault;
 use sealbox::{Error, ErrorKind, Result};
@@ -25,7 +26,7 @@ pub async fn create(vault_path: &Path, key_path: &Path) -> Result<Arc<Vault>> {
         ));
     }
     let key = Arc::new(LocalKeyFile::open_or_create(
-        KeyId::new("local")?,
+        KeyId::new(LOCAL_MASTER_KEY_ID)?,
         key_path,
     )?);
     Ok(Arc::new(LocalVault::create(vault_path, key).await?))

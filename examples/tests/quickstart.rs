@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use sealbox::ExposeSecret;
+use sealbox::config::LOCAL_MASTER_KEY_ID;
 use sealbox::keys::{KeyId, LocalKeyFile};
 use sealbox::store::local::LocalVault;
 use sealbox::store::{SecretName, SecretStore, VersionId, VersionSelector};
@@ -52,7 +53,8 @@ async fn quickstart_runs_and_prints_no_value() {
     }
 
     // Every value the run left in the vault, and the password field of each JSON version.
-    let key = Arc::new(LocalKeyFile::open(KeyId::new("local").unwrap(), &key_path).unwrap());
+    let key =
+        Arc::new(LocalKeyFile::open(KeyId::new(LOCAL_MASTER_KEY_ID).unwrap(), &key_path).unwrap());
     let vault = LocalVault::open(&vault_path, key).await.unwrap();
     let mut values = Vec::new();
     for name in [

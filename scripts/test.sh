@@ -26,11 +26,11 @@ export SEALBOX_TEST_VENV="$venv" SEALBOX_PY_VENV="$venv"
 export PATH="$venv/bin:$PATH"
 
 # --- moto, started once for the whole run -----------------------------------------------------
-# shellcheck source=scripts/moto.sh
-source "$root/scripts/moto.sh"
-moto_start
-trap moto_stop EXIT
-export SEALBOX_TEST_AWS_ENDPOINT="$MOTO_ENDPOINT"
+export SEALBOX_MOTO_VENV="$venv"
+moto_env=$(bash "$root/scripts/moto.sh" env)
+eval "$moto_env"
+trap 'bash "$root/scripts/moto.sh" stop' EXIT
+echo "moto listening on $SEALBOX_TEST_AWS_ENDPOINT"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN || true
 

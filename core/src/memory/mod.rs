@@ -5,18 +5,25 @@
 //! - **excluded from core dumps** (`MADV_DONTDUMP`),
 //! - **zeroed in forked children** (`MADV_WIPEONFORK`, Linux 4.14 and later),
 //! - **fenced by guard pages** (`PROT_NONE`) before and after every mapping, so a linear overrun
-//!   faults instead of reading a neighbour,
+//!   out of a mapping faults instead of reading whatever lies next to it (within a chunk, slots
+//!   sit side by side: there Rust's bounds checks are the protection),
 //! - **wiped** with `zeroize` when released, before the memory is reused or unmapped.
 //!
 //! Secrets up to 2 KiB share slots in an arena of 64 KiB chunks (size classes of 32 B to
-//! 2 KiB), so that a small secret costs about as much as a heap allocation: one uncontended mutex
-//! round trip each way, no system call in the steady state. A page is locked when it receives its
-//! first live slot and unlocked only when no live slot uses it (each pool keeps a couple of empty
-//! pages locked and one empty chunk mapped to avoid churn). Larger secrets get a mapping of their
-//! own, locked and unmapped with them.
+//! 2 KiB), so that a small secret costs about as much as a heap allocation: no system call in the
+//! steady state, and usually no lock either, because each thread keeps a few wiped slots of each
+//! size (at most 4 KiB per size) for its next allocations. A page is locked when it receives its
+//! first slot and unlocked only when no live secret and no thread-cached slot uses it; each size
+//! class keeps up to two empty pages locked and one empty chunk mapped to avoid churn, and
+//! [`release_thread_cache`] hands a thread's cached slots back. Larger secrets get a mapping of
+//! their own, locked and unmapped with them.
+//!
+//! Locked memory therefore stays a little above what live secrets need: at most two pages per
+//! size class (56 KiB with 4 KiB pages) plus the pages of thread-cached slots. Budget for that
+//! when setting `RLIMIT_MEMLOCK`.
 //!
 //! When the kernel refuses to lock (`RLIMIT_MEMLOCK`), the [`MemoryPolicy`] decides:
-//! [`MemoryPolicy::Strict`] fails with [`ErrorKind::MemoryLock`](crate::ErrorKind::MemoryLock);
+//! [`MemoryPolicy::Strict`] fails with [`ErrorKind::MemoryLock`];
 //! [`MemoryPolicy::BestEffort`] (the default) continues with unlocked memory, logs one `tracing`
 //! warning per process, counts every failure in `sealbox_memory_lock_failures_total` and reports
 //! it through [`LockedBuf::is_locked`].
@@ -43,12 +50,14 @@ mod arena;
 mod harden;
 mod mapping;
 mod policy;
+mod thread_cache;
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use harden::harden_process;
 pub use policy::{LOCK_FAILURES_METRIC, MemoryPolicy, default_policy, set_default_policy};
+pub use thread_cache::release_thread_cache;
 
 use crate::error::{Error, ErrorKind, Result};
 use arena::Slot;
@@ -70,6 +79,9 @@ pub struct LockedBuf {
     backing: Backing,
 }
 
+// A word-sized tag keeps `LockedBuf` (and `Result<LockedBuf>`) made of whole words, so moving
+// one costs plain word copies rather than store-forwarding stalls on a byte-sized tag.
+#[repr(usize)]
 enum Backing {
     /// Zero-length buffers own no memory.
     Empty,
@@ -93,7 +105,26 @@ impl LockedBuf {
     /// Fails with [`ErrorKind::MemoryLock`] when the pages cannot be locked and `policy` is
     /// [`MemoryPolicy::Strict`], with [`ErrorKind::Io`] when the kernel refuses the mapping, and
     /// with [`ErrorKind::InvalidInput`] for lengths no mapping can hold.
+    // Always inlined: the slot path is a few dozen instructions, and returning this large
+    // `Result` from an out-of-line call costs more (store-forwarding stalls) than the work.
+    #[inline(always)]
     pub fn alloc(len: usize, policy: MemoryPolicy) -> Result<LockedBuf> {
+        match arena::pool_for(len) {
+            Some(pool) => {
+                let slot = pool.take(policy)?;
+                Ok(LockedBuf {
+                    ptr: slot.ptr(),
+                    len,
+                    backing: Backing::Slot(slot),
+                })
+            }
+            None => Self::alloc_unpooled(len, policy),
+        }
+    }
+
+    /// Empty buffers and buffers too large for a slot.
+    #[inline(never)]
+    fn alloc_unpooled(len: usize, policy: MemoryPolicy) -> Result<LockedBuf> {
         if len == 0 {
             return Ok(LockedBuf {
                 ptr: NonNull::dangling(),
@@ -101,18 +132,6 @@ impl LockedBuf {
                 backing: Backing::Empty,
             });
         }
-        if let Some(pool) = arena::pool_for(len) {
-            let slot = pool.alloc(policy)?;
-            return Ok(LockedBuf {
-                ptr: slot.ptr(),
-                len,
-                backing: Backing::Slot(slot),
-            });
-        }
-        Self::alloc_mapping(len, policy)
-    }
-
-    fn alloc_mapping(len: usize, policy: MemoryPolicy) -> Result<LockedBuf> {
         let data_len = mapping::round_to_pages(len)
             .filter(|&l| l <= isize::MAX as usize / 2)
             .ok_or_else(|| {
@@ -146,6 +165,7 @@ impl LockedBuf {
     }
 
     /// Length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -158,6 +178,7 @@ impl LockedBuf {
     /// Whether the pages holding this buffer are locked in RAM. Always `true` for an empty
     /// buffer (there is nothing to lock); `false` when [`MemoryPolicy::BestEffort`] had to
     /// continue without a lock.
+    #[inline]
     pub fn is_locked(&self) -> bool {
         match &self.backing {
             Backing::Empty => true,
@@ -167,6 +188,7 @@ impl LockedBuf {
     }
 
     /// The bytes.
+    #[inline]
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr` points to at least `len` initialised bytes owned by `self` (or is
         // dangling with `len == 0`), and `&self` rules out concurrent mutation.
@@ -174,6 +196,7 @@ impl LockedBuf {
     }
 
     /// The bytes, writable.
+    #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`, and `&mut self` makes this the only access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
@@ -190,6 +213,7 @@ impl LockedBuf {
 
     /// Bytes of memory behind the buffer that `Drop` wipes: the whole slot, or the data pages
     /// up to the length rounded to a word.
+    #[inline]
     fn wipe_len(&self) -> usize {
         match &self.backing {
             Backing::Empty => 0,
@@ -202,26 +226,30 @@ impl LockedBuf {
 }
 
 impl Drop for LockedBuf {
+    #[inline(always)]
     fn drop(&mut self) {
         let wipe_len = self.wipe_len();
         match std::mem::replace(&mut self.backing, Backing::Empty) {
             Backing::Empty => {}
             // The pool wipes the slot before it can be reused.
             Backing::Slot(slot) => slot.release(),
-            Backing::Mapping { mapping, locked } => {
-                // SAFETY: `wipe_len` bytes from the start of the data area are owned by this
-                // buffer, page-aligned and a multiple of 32 bytes; no borrow of them outlives
-                // `&mut self`.
-                unsafe { arena::wipe(mapping.data(), wipe_len) };
-                let data_len = mapping.data_len();
-                drop(mapping); // munmap also releases the lock
-                LARGE_MAPPED.fetch_sub(data_len, Ordering::Relaxed);
-                LARGE_LIVE.fetch_sub(1, Ordering::Relaxed);
-                if locked {
-                    LARGE_LOCKED.fetch_sub(data_len, Ordering::Relaxed);
-                }
-            }
+            Backing::Mapping { mapping, locked } => release_mapping(mapping, locked, wipe_len),
         }
+    }
+}
+
+/// Wipes the first `wipe_len` bytes of a large buffer's mapping and unmaps it.
+#[inline(never)]
+fn release_mapping(mapping: GuardedMapping, locked: bool, wipe_len: usize) {
+    // SAFETY: `wipe_len` bytes from the start of the data area belonged to the dropped buffer
+    // (now consumed), are page-aligned and a multiple of 32 bytes, and nothing borrows them.
+    unsafe { arena::wipe(mapping.data(), wipe_len) };
+    let data_len = mapping.data_len();
+    drop(mapping); // munmap also releases the lock
+    LARGE_MAPPED.fetch_sub(data_len, Ordering::Relaxed);
+    LARGE_LIVE.fetch_sub(1, Ordering::Relaxed);
+    if locked {
+        LARGE_LOCKED.fetch_sub(data_len, Ordering::Relaxed);
     }
 }
 
@@ -238,7 +266,8 @@ impl std::fmt::Debug for LockedBuf {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ArenaStats {
-    /// Buffers currently allocated (empty buffers excluded).
+    /// Buffers currently allocated (empty buffers excluded), counting the free slots that
+    /// threads keep cached for reuse.
     pub live_buffers: usize,
     /// Bytes of data pages mapped for secrets (guard pages excluded).
     pub mapped_bytes: usize,

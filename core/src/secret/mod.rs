@@ -34,11 +34,13 @@ pub struct Secret {
 
 impl Secret {
     /// Allocates `len` bytes under the default memory policy and lets `init` fill them in place.
+    #[inline]
     pub fn init_with(len: usize, init: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<Secret> {
         Self::init_with_policy(len, memory::default_policy(), init)
     }
 
     /// Like [`Secret::init_with`] with an explicit policy.
+    #[inline(always)]
     pub fn init_with_policy(
         len: usize,
         policy: MemoryPolicy,
@@ -376,9 +378,9 @@ mod tests {
 
     #[test]
     fn equality_is_explicit_and_length_aware() {
-        let a = Secret::from_mut_slice(&mut *b"abc".to_vec()).unwrap();
+        let a = Secret::from_mut_slice(&mut b"abc".to_vec()).unwrap();
         let b = a.try_clone().unwrap();
-        let c = Secret::from_mut_slice(&mut *b"abd".to_vec()).unwrap();
+        let c = Secret::from_mut_slice(&mut b"abd".to_vec()).unwrap();
         assert!(a.ct_eq(&b));
         assert!(!a.ct_eq(&c));
         assert!(!a.ct_eq_bytes(b"ab"));
@@ -395,7 +397,7 @@ mod tests {
             bad.into_string().unwrap_err().kind(),
             ErrorKind::InvalidInput
         );
-        let good = Secret::from_mut_slice(&mut *"é".as_bytes().to_vec()).unwrap();
+        let good = Secret::from_mut_slice(&mut "é".as_bytes().to_vec()).unwrap();
         assert_eq!(good.into_string().unwrap().expose_secret(), "é");
     }
 

@@ -1,0 +1,302 @@
+//! The command line, as clap derive types. Names, stages and versions stay plain strings here
+//! and are validated by the commands, so a bad name is an `invalid_input` error (exit 8) with
+//! sealbox's own message rather than a usage error.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit;
+
+/// sealbox: keep secrets in an encrypted local vault and manage them.
+///
+/// Values are read from standard input or a file, never from the command line unless
+/// `--value` is given; they are printed only by `get --reveal`.
+#[derive(Debug, Parser)]
+#[command(name = "sealbox", version, after_help = exit::HELP_TABLE)]
+pub struct Cli {
+    /// The local vault file (or a directory holding `vault.sqlite3`).
+    #[arg(long, global = true, env = "SEALBOX_VAULT", value_name = "PATH")]
+    pub vault: Option<PathBuf>,
+
+    /// The vault's master key file (random 256-bit keys, mode 0600).
+    #[arg(long, global = true, env = "SEALBOX_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
+    /// A sealbox YAML config file (instead of --vault and --key-file).
+    #[arg(long, global = true, env = "SEALBOX_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every `sealbox` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new vault and its master key file (both mode 0600).
+    Init,
+    /// Store a new version of a secret (value from stdin, --file, or --value).
+    Put(PutArgs),
+    /// Read a secret: metadata by default, the value only with --reveal or --out.
+    Get(GetArgs),
+    /// List secret names.
+    List(ListArgs),
+    /// Show a secret's metadata (never its value).
+    Describe(NameArg),
+    /// Delete a secret (recoverable for a while unless --force).
+    Delete(DeleteArgs),
+    /// Undo a soft delete.
+    Restore(NameArg),
+    /// List a secret's versions and their stages.
+    Versions(NameArg),
+    /// Move a stage (CURRENT, PENDING, PREVIOUS or a custom label) to a version, or remove it.
+    Stage(StageArgs),
+    /// Key operations.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Namespace operations.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
+    /// Decrypt every version of every secret in the vault and report problems.
+    Verify,
+    /// Audit log operations.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// One secret name.
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The secret name, e.g. predis/prod/database/password.
+    pub name: String,
+}
+
+/// `sealbox put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The secret name, e.g. predis/prod/database/password.
+    pub name: String,
+
+    /// Read the value from this file instead of stdin.
+    #[arg(long, value_name = "PATH", conflicts_with = "value")]
+    pub file: Option<PathBuf>,
+
+    /// The value itself. Unsafe: command lines are visible to other users (`ps`) and kept in
+    /// shell history. Prefer stdin or --file.
+    #[arg(long, value_name = "VALUE")]
+    pub value: Option<ArgvValue>,
+
+    /// Remove one trailing newline (`\n` or `\r\n`) from the value, as `echo` adds one.
+    #[arg(long)]
+    pub trim_newline: bool,
+
+    /// Stage to put on the new version (repeatable). Default: CURRENT.
+    #[arg(long = "stage", value_name = "STAGE")]
+    pub stages: Vec<String>,
+
+    /// Compare-and-set: fail with a conflict unless the CURRENT version is this one.
+    #[arg(long, value_name = "VERSION", conflicts_with = "create_only")]
+    pub expect_version: Option<String>,
+
+    /// Compare-and-set: fail with a conflict if the secret already exists.
+    #[arg(long)]
+    pub create_only: bool,
+
+    /// Description of the secret.
+    #[arg(long)]
+    pub description: Option<String>,
+
+    /// A tag KEY=VALUE to merge into the secret's tags (repeatable; never put secrets in tags).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+}
+
+/// A value given on the command line (`--value`): redacted in `Debug`, wiped on drop. (The
+/// process's own copy of argv cannot be wiped; that is why `--value` warns.)
+#[derive(Clone)]
+pub struct ArgvValue(String);
+
+impl ArgvValue {
+    /// Takes the text out, leaving nothing behind in `self` for `Drop` to wipe.
+    pub fn into_bytes(mut self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(std::mem::take(&mut self.0).into_bytes())
+    }
+}
+
+impl std::str::FromStr for ArgvValue {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ArgvValue(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for ArgvValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArgvValue([REDACTED])")
+    }
+}
+
+impl Drop for ArgvValue {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// `sealbox get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The secret name.
+    pub name: String,
+
+    /// Read this version id instead of CURRENT.
+    #[arg(long, value_name = "VERSION", conflicts_with = "stage")]
+    pub version: Option<String>,
+
+    /// Read the version carrying this stage instead of CURRENT.
+    #[arg(long, value_name = "STAGE")]
+    pub stage: Option<String>,
+
+    /// Only this top-level field of a JSON secret (e.g. password).
+    #[arg(long, value_name = "FIELD")]
+    pub field: Option<String>,
+
+    /// Write the value to standard output.
+    #[arg(long, conflicts_with = "out")]
+    pub reveal: bool,
+
+    /// Write the value to this file, created with mode 0600.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+
+    /// With --out, replace an existing file.
+    #[arg(long, requires = "out")]
+    pub overwrite: bool,
+}
+
+/// `sealbox list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only names starting with this prefix.
+    pub prefix: Option<String>,
+
+    /// Include soft-deleted secrets.
+    #[arg(long)]
+    pub deleted: bool,
+}
+
+/// `sealbox delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The secret name.
+    pub name: String,
+
+    /// Destroy at once, with no recovery window. Irreversible.
+    #[arg(long, conflicts_with = "recovery_days")]
+    pub force: bool,
+
+    /// Days the secret stays restorable (default 30).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub recovery_days: Option<u32>,
+}
+
+/// `sealbox stage`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["version", "remove"])))]
+pub struct StageArgs {
+    /// The secret name.
+    pub name: String,
+    /// The stage: CURRENT, PENDING, PREVIOUS or a custom label.
+    pub stage: String,
+    /// The version to put the stage on.
+    pub version: Option<String>,
+    /// Remove the stage from whichever version has it.
+    #[arg(long)]
+    pub remove: bool,
+}
+
+/// `sealbox keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Rotate the master key: rewrap every namespace key under a new master key version.
+    RotateMaster,
+    /// Rotate a namespace's key (KEK): rewrap every data key of that namespace.
+    RotateKek {
+        /// The namespace (first path segment of its secrets, e.g. predis).
+        namespace: String,
+    },
+}
+
+/// `sealbox namespace ...`.
+#[derive(Debug, Subcommand)]
+pub enum NamespaceCommand {
+    /// Destroy a namespace's keys: every secret in it becomes unreadable, for ever.
+    Erase {
+        /// The namespace to erase.
+        namespace: String,
+        /// Confirm the irreversible erasure.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `sealbox audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check an audit log's hash chain and report the first broken, missing, reordered or edited
+    /// line.
+    Verify {
+        /// The audit log (JSON lines).
+        file: PathBuf,
+        /// The audit chain key file.
+        #[arg(long, env = "SEALBOX_AUDIT_KEY_FILE", value_name = "PATH")]
+        audit_key_file: Option<PathBuf>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_documents_exit_codes() {
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("Exit codes:"), "{help}");
+        assert!(help.contains("8  invalid input"), "{help}");
+    }
+
+    #[test]
+    fn stage_needs_a_version_or_remove() {
+        assert!(Cli::try_parse_from(["sealbox", "stage", "a/b", "PENDING"]).is_err());
+        assert!(Cli::try_parse_from(["sealbox", "stage", "a/b", "PENDING", "3"]).is_ok());
+        assert!(Cli::try_parse_from(["sealbox", "stage", "a/b", "PENDING", "--remove"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["sealbox", "stage", "a/b", "PENDING", "3", "--remove"]).is_err()
+        );
+    }
+
+    #[test]
+    fn argv_values_never_show_in_debug() {
+        let cli = Cli::try_parse_from(["sealbox", "put", "a/b", "--value", "hunter2"]).unwrap();
+        let debug = format!("{cli:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("REDACTED"), "{debug}");
+    }
+
+    #[test]
+    fn reveal_and_out_exclude_each_other() {
+        let r = Cli::try_parse_from(["sealbox", "get", "a/b", "--reveal", "--out", "f"]);
+        assert!(r.is_err());
+    }
+}

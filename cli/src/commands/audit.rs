@@ -1,0 +1,211 @@
+//! `sealbox audit verify FILE`: checks an audit log's keyed hash chain.
+//!
+//! The chain key is read from `--audit-key-file`, or from `FILE.key` beside the log (where the
+//! audit log keeps it when no key file is configured). Verification never creates a key: a
+//! missing key file is a config error, not a fresh key that would make every line look edited.
+
+use std::path::{Path, PathBuf};
+
+use sealbox::audit::{AuditKey, ProblemKind, VerifyReport, default_key_path, verify_file};
+use sealbox::{Error, ErrorKind, Result, Secret};
+use serde::Serialize;
+
+use crate::args::AuditCommand;
+use crate::output::{Outcome, Report};
+
+/// Longest key file accepted (keys are 32 bytes; anything much larger is not a key file).
+const MAX_KEY_FILE: usize = 1024;
+
+#[derive(Debug, Serialize)]
+struct ProblemRow {
+    line: u64,
+    kind: &'static str,
+    detail: String,
+}
+
+#[derive(Debug, Serialize)]
+struct AuditVerifyReport {
+    file: String,
+    ok: bool,
+    lines: u64,
+    last_seq: Option<u64>,
+    /// Whether the `.head` anchor was checked (without it a cut-off tail goes unnoticed).
+    anchored: bool,
+    problem: Option<ProblemRow>,
+}
+
+impl Report for AuditVerifyReport {
+    fn human(&self) -> String {
+        let mut out = match &self.problem {
+            None => format!("{}: ok, {} lines verified\n", self.file, self.lines),
+            Some(p) => format!("{}: line {}: {}: {}\n", self.file, p.line, p.kind, p.detail),
+        };
+        if !self.anchored {
+            out.push_str(
+                "note: no .head anchor beside the file, so lines cut off the end \
+                 cannot be detected\n",
+            );
+        }
+        out
+    }
+}
+
+fn kind_name(kind: ProblemKind) -> &'static str {
+    match kind {
+        ProblemKind::Broken => "broken",
+        ProblemKind::Edited => "edited",
+        ProblemKind::Missing => "missing",
+        ProblemKind::Reordered => "reordered",
+    }
+}
+
+/// Runs `sealbox audit ...`.
+pub fn run(command: AuditCommand) -> Result<Outcome> {
+    let AuditCommand::Verify {
+        file,
+        audit_key_file,
+    } = command;
+    let key_path = audit_key_file.unwrap_or_else(|| default_key_path(&file));
+    let key = load_key(&key_path)?;
+    let report = verify_file(&file, &key)?;
+    Ok(render(&file, &report))
+}
+
+fn render(file: &Path, report: &VerifyReport) -> Outcome {
+    let rendered = AuditVerifyReport {
+        file: file.display().to_string(),
+        ok: report.is_ok(),
+        lines: report.lines,
+        last_seq: report.last_seq,
+        anchored: report.anchored,
+        problem: report.problem.as_ref().map(|p| ProblemRow {
+            line: p.line,
+            kind: kind_name(p.kind),
+            detail: p.detail.clone(),
+        }),
+    };
+    match &report.problem {
+        None => Outcome::report(&rendered),
+        Some(p) => Outcome::failed_report(
+            &rendered,
+            Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "audit log {} fails verification at line {} ({})",
+                    file.display(),
+                    p.line,
+                    kind_name(p.kind)
+                ),
+            ),
+        ),
+    }
+}
+
+fn load_key(path: &PathBuf) -> Result<AuditKey> {
+    let mut file = std::fs::File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::config(format!(
+                "audit key file {} does not exist; pass --audit-key-file PATH",
+                path.display()
+            ))
+        } else {
+            Error::io(format!("opening audit key file {}", path.display()), e)
+        }
+    })?;
+    let secret = Secret::from_reader(&mut file, MAX_KEY_FILE)?;
+    AuditKey::new(&secret).map_err(|_| {
+        Error::config(format!(
+            "audit key file {} must hold at least 32 bytes",
+            path.display()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealbox::audit::{AuditLog, FsyncPolicy};
+    use sealbox::store::memory::MemoryStore;
+    use std::sync::Arc;
+
+    /// Writes a real audit log through a client: one write and three reads.
+    async fn audited_log(dir: &Path) -> PathBuf {
+        let log = dir.join("audit.log");
+        let client = sealbox::Sealbox::builder()
+            .store(Arc::new(MemoryStore::new()))
+            .audit(AuditLog::builder().file(&log, FsyncPolicy::Batch))
+            .build()
+            .unwrap();
+        let mut raw = *b"t0ken";
+        let value = Secret::from_mut_slice(&mut raw).unwrap();
+        client.put("app/api/token", &value).await.unwrap();
+        for _ in 0..3 {
+            client.get("app/api/token").await.unwrap();
+        }
+        client.flush_audit().await.unwrap();
+        log
+    }
+
+    fn verify(file: &Path, key: Option<PathBuf>) -> Result<Outcome> {
+        run(AuditCommand::Verify {
+            file: file.to_path_buf(),
+            audit_key_file: key,
+        })
+    }
+
+    fn json(outcome: &Outcome) -> serde_json::Value {
+        match outcome {
+            Outcome::Report { json, .. } => json.clone(),
+            Outcome::Written => serde_json::Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_untouched_log_verifies_with_the_key_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = audited_log(dir.path()).await;
+        let mut outcome = verify(&log, None).unwrap();
+        assert!(outcome.take_failure().is_none());
+        let j = json(&outcome);
+        assert_eq!(j["ok"], true, "{j}");
+        assert!(j["lines"].as_u64().unwrap() >= 4, "{j}");
+        assert!(!j.to_string().contains("t0ken"));
+    }
+
+    #[tokio::test]
+    async fn an_edited_line_is_an_integrity_failure_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = audited_log(dir.path()).await;
+        let text = std::fs::read_to_string(&log).unwrap();
+        let edited = text.replacen("\"success\":true", "\"success\":false", 1);
+        assert_ne!(text, edited, "the log has a success field to edit");
+        std::fs::write(&log, edited).unwrap();
+        let mut outcome = verify(&log, None).unwrap();
+        let failure = outcome.take_failure().expect("a failure");
+        assert_eq!(failure.kind(), ErrorKind::Integrity);
+        let j = json(&outcome);
+        assert_eq!(j["ok"], false);
+        assert_eq!(j["problem"]["kind"], "edited");
+        assert_eq!(j["problem"]["line"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_is_a_config_error_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = audited_log(dir.path()).await;
+        let absent = dir.path().join("absent.key");
+        let err = verify(&log, Some(absent.clone())).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(!absent.exists());
+    }
+
+    #[tokio::test]
+    async fn another_key_makes_every_line_look_edited() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = audited_log(dir.path()).await;
+        let other = dir.path().join("other.key");
+        std::fs::write(&other, [7u8; 32]).unwrap();
+        let mut outcome = verify(&log, Some(other)).unwrap();
+        assert_eq!(outcome.take_failure().unwrap().kind(), ErrorKind::Integrity);
+    }
+}

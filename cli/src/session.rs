@@ -1,0 +1,209 @@
+//! Opening the store a command works on, from `--vault`/`--key-file` or `--config`.
+//!
+//! With `--vault`/`--key-file` every command works on the local vault directly. With `--config`
+//! the data commands go through the `Sealbox` client the config describes (policy, audit), and
+//! the vault commands (restore, stage, keys, namespace, verify) open the config's local store
+//! themselves and record what they did in the client's audit log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sealbox::audit::{Action, AuditEvent, Resource};
+use sealbox::config::{Config, LOCAL_MASTER_KEY_ID, ProviderConfig};
+use sealbox::keys::{KeyId, LocalKeyFile};
+use sealbox::store::SecretStore;
+use sealbox::store::local::LocalVault;
+use sealbox::{Error, ErrorKind, Result, Sealbox};
+
+use crate::client_store::ClientStore;
+
+/// Where the vault, its key and the config are (from flags or the environment).
+#[derive(Debug, Clone, Default)]
+pub struct Locations {
+    /// `--vault` / `SEALBOX_VAULT`.
+    pub vault: Option<PathBuf>,
+    /// `--key-file` / `SEALBOX_KEY_FILE`.
+    pub key_file: Option<PathBuf>,
+    /// `--config` / `SEALBOX_CONFIG`.
+    pub config: Option<PathBuf>,
+}
+
+impl Locations {
+    /// The vault and key file paths, or a config error saying which flag is missing.
+    pub fn vault_and_key(&self) -> Result<(&Path, &Path)> {
+        let vault = self.vault.as_deref().ok_or_else(|| {
+            Error::config("no vault given: pass --vault PATH or set SEALBOX_VAULT")
+        })?;
+        let key = self.key_file.as_deref().ok_or_else(|| {
+            Error::config("no master key file given: pass --key-file PATH or set SEALBOX_KEY_FILE")
+        })?;
+        Ok((vault, key))
+    }
+}
+
+/// Opens the master key file at `path` (never creates one: a typo must not mint a new key).
+pub fn open_key_file(path: &Path) -> Result<Arc<LocalKeyFile>> {
+    if !path.exists() {
+        return Err(Error::config(format!(
+            "master key file {} does not exist; check --key-file, or run `sealbox init` \
+             to create a new vault and key",
+            path.display()
+        )));
+    }
+    Ok(Arc::new(LocalKeyFile::open(
+        KeyId::new(LOCAL_MASTER_KEY_ID)?,
+        path,
+    )?))
+}
+
+/// Opens an existing vault (never creates one).
+async fn open_vault(vault_path: &Path, key_path: &Path) -> Result<LocalVault> {
+    let key = open_key_file(key_path)?;
+    LocalVault::open(vault_path, key).await.map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            Error::not_found(format!(
+                "no vault at {}; check --vault, or create one with `sealbox init`",
+                vault_path.display()
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+/// The vault and key file of the one `local` store in the config at `path`.
+fn local_store_in_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    let config = Config::from_path(path)?;
+    let base = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .map(Path::to_path_buf);
+    let locals: Vec<_> = config
+        .store_configs()
+        .into_iter()
+        .filter(|(_, _, s)| s.provider == "local")
+        .collect();
+    let (id, at, store) = match locals.as_slice() {
+        [one] => one,
+        [] => {
+            return Err(Error::config(format!(
+                "{} has no `local` store; vault commands need one (or --vault and --key-file)",
+                path.display()
+            )));
+        }
+        several => {
+            let ids: Vec<&str> = several.iter().map(|(id, _, _)| id.as_str()).collect();
+            return Err(Error::config(format!(
+                "{} has several local stores ({}); use --vault and --key-file to pick one",
+                path.display(),
+                ids.join(", ")
+            )));
+        }
+    };
+    let pc = ProviderConfig::new("local", format!("{at}.config"), store.config.clone(), base);
+    let vault = pc
+        .path("path")?
+        .ok_or_else(|| Error::config(format!("{at}.config.path: required")))?;
+    let key = pc.path("key_file")?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "store {id} gets its master key from the environment or a passphrase; vault \
+                 commands through --config support key_file only (use --vault and --key-file)"
+            ),
+        )
+    })?;
+    Ok((vault, key))
+}
+
+/// An open store for one command.
+#[derive(Debug)]
+pub struct Session {
+    store: Arc<dyn SecretStore>,
+    /// The local vault behind `--vault`, opened at once.
+    vault: Option<LocalVault>,
+    /// The config file, whose local store vault commands open on demand.
+    config: Option<PathBuf>,
+    /// The client when opened from `--config`: it audits vault commands, and its audit log is
+    /// flushed before exit.
+    client: Option<Sealbox>,
+}
+
+impl Session {
+    /// Opens what `locations` points at.
+    pub async fn open(locations: &Locations) -> Result<Session> {
+        if let Some(config) = &locations.config {
+            if locations.vault.is_some() || locations.key_file.is_some() {
+                return Err(Error::config(
+                    "--config and --vault/--key-file (or SEALBOX_CONFIG and SEALBOX_VAULT/\
+                     SEALBOX_KEY_FILE) both given; use one or the other",
+                ));
+            }
+            let client = Sealbox::from_config(config).await?;
+            return Ok(Session {
+                store: Arc::new(ClientStore::new(client.clone())),
+                vault: None,
+                config: Some(config.clone()),
+                client: Some(client),
+            });
+        }
+        let (vault_path, key_path) = locations.vault_and_key()?;
+        let vault = open_vault(vault_path, key_path).await?;
+        Ok(Session {
+            store: Arc::new(vault.clone()),
+            vault: Some(vault),
+            config: None,
+            client: None,
+        })
+    }
+
+    /// Writes everything the command left queued (audit events) before the process exits.
+    pub async fn finish(&self) -> Result<()> {
+        match &self.client {
+            Some(client) => client.flush_audit().await,
+            None => Ok(()),
+        }
+    }
+
+    /// The store data commands work on.
+    pub fn store(&self) -> &dyn SecretStore {
+        self.store.as_ref()
+    }
+
+    /// The local vault: the one behind `--vault`, or the config's local store.
+    pub async fn vault(&self) -> Result<LocalVault> {
+        if let Some(v) = &self.vault {
+            return Ok(v.clone());
+        }
+        let config = self
+            .config
+            .as_deref()
+            .ok_or_else(|| Error::internal("a session without a vault or a config"))?;
+        let (vault_path, key_path) = local_store_in_config(config)?;
+        open_vault(&vault_path, &key_path).await
+    }
+
+    /// Records a vault command in the client's audit log (`--config` sessions; `--vault`
+    /// sessions have no audit log). `resource` names what was acted on, never a value.
+    pub fn audit<T>(&self, action: Action, resource: &str, result: &Result<T>) -> Result<()> {
+        let Some(client) = &self.client else {
+            return Ok(());
+        };
+        let event = AuditEvent::access(
+            action,
+            client.principal().clone(),
+            Resource::named(resource),
+        );
+        let event = match result {
+            Ok(_) => event,
+            Err(e) => event.failed(e.kind().as_str()),
+        };
+        client.record_event(event)
+    }
+}

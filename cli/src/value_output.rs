@@ -1,0 +1,111 @@
+//! Writing a value to a file that only its owner can read (`get --out`).
+//!
+//! The file is created with mode 0600 from the start (never created wider and narrowed after),
+//! and an existing file is replaced only with `--overwrite`, by renaming a fresh 0600 file over
+//! it, so a reader never sees a partly written value and the old file's mode is not inherited.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sealbox::{Error, ErrorKind, Result};
+
+/// Writes `value` to `path` with mode 0600. Without `overwrite`, an existing file is an
+/// `AlreadyExists` error and is left untouched.
+pub fn write_private_file(path: &Path, value: &[u8], overwrite: bool) -> Result<()> {
+    if !overwrite {
+        let file = create_private(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{} already exists; remove it or pass --overwrite",
+                        path.display()
+                    ),
+                )
+            } else {
+                Error::io(format!("creating {}", path.display()), e)
+            }
+        })?;
+        return fill(file, path, value).inspect_err(|_| {
+            // A half-written value file is worse than none.
+            let _ = std::fs::remove_file(path);
+        });
+    }
+    let tmp = temp_path(path);
+    let file =
+        create_private(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+    fill(file, &tmp, value)
+        .and_then(|()| {
+            std::fs::rename(&tmp, path)
+                .map_err(|e| Error::io(format!("replacing {}", path.display()), e))
+        })
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
+fn create_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+fn fill(mut file: File, path: &Path, value: &[u8]) -> Result<()> {
+    file.write_all(value)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "value".to_owned());
+    path.with_file_name(format!(".{name}.sealbox-{}.tmp", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn creates_an_owner_only_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        write_private_file(&path, b"v", false).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"v");
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn refuses_to_replace_without_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        std::fs::write(&path, b"old").unwrap();
+        let err = write_private_file(&path, b"new", false).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+    }
+
+    #[test]
+    fn overwrite_replaces_a_wide_file_with_an_owner_only_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        std::fs::write(&path, b"old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private_file(&path, b"new", true).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(mode(&path), 0o600);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+    }
+}

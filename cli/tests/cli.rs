@@ -1,0 +1,286 @@
+//! End-to-end tests: the built `sealbox` binary, run as a process, as an operator would.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A scratch directory with a vault path and a key path in it (created by `init`).
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    fn vault(&self) -> PathBuf {
+        self.dir.path().join("vault.db")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("master.key")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `sealbox` with this scratch's vault and key in the environment.
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        run_with_env(
+            args,
+            stdin,
+            &[
+                ("SEALBOX_VAULT", &self.vault()),
+                ("SEALBOX_KEY_FILE", &self.key()),
+            ],
+        )
+    }
+}
+
+fn run_with_env(args: &[&str], stdin: &[u8], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealbox"));
+    cmd.args(args)
+        .env_remove("SEALBOX_VAULT")
+        .env_remove("SEALBOX_KEY_FILE")
+        .env_remove("SEALBOX_CONFIG")
+        .env_remove("SEALBOX_AUDIT_KEY_FILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn sealbox");
+    let mut input = child.stdin.take().expect("stdin");
+    // The child may exit before reading (usage errors); a broken pipe is fine then.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().expect("wait for sealbox")
+}
+
+fn run(args: &[&str]) -> Output {
+    run_with_env(args, b"", &[])
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("sealbox exited by signal")
+}
+
+#[test]
+fn help_documents_every_command_and_the_exit_codes() {
+    let o = run(&["--help"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let help = stdout(&o);
+    for command in [
+        "init",
+        "put",
+        "get",
+        "list",
+        "describe",
+        "delete",
+        "restore",
+        "versions",
+        "stage",
+        "keys",
+        "namespace",
+        "verify",
+        "audit",
+    ] {
+        assert!(help.contains(command), "{command} missing from --help");
+    }
+    assert!(help.contains("Exit codes:"), "{help}");
+}
+
+#[test]
+fn the_readme_lists_the_same_exit_codes_as_help() {
+    let help = stdout(&run(&["--help"]));
+    let table = &help[help.find("Exit codes:").expect("exit codes in help")..];
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("cli/README.md");
+    assert!(
+        readme.contains(table.trim_end()),
+        "cli/README.md must contain the exit code table exactly as --help prints it:\n{table}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["frobnicate"][..],
+        &["get"],
+        &["stage", "a/b", "PENDING"],
+        &["get", "a/b", "--reveal", "--out", "f"],
+        &["delete", "a/b", "--recovery-days", "0"],
+    ] {
+        let o = run(args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_missing_vault_is_a_config_error_naming_the_flag() {
+    let o = run(&["list"]);
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: config: no vault given: pass --vault"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn namespace_erase_requires_yes_before_anything_is_opened() {
+    let s = Scratch::new();
+    let o = s.run(&["namespace", "erase", "acme"], b"");
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
+    assert!(!s.vault().exists());
+}
+
+/// A config with an in-memory store and an audit log in `dir` (the memory store forgets
+/// everything between processes; the audit log does not).
+fn audited_config(dir: &Path, policy: &str) -> PathBuf {
+    let config = dir.join("sealbox.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "secrets: {{provider: memory}}\n\
+             principal: user:ops\n\
+             audit: {{path: ./audit.jsonl, fsync: batch}}\n\
+             {policy}"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn config_clients_are_audited_and_the_log_verifies() {
+    let s = Scratch::new();
+    let config = audited_config(s.dir.path(), "");
+    let config = config.to_str().unwrap();
+    let o = run_with_env(
+        &["--config", config, "put", "app/api/token"],
+        b"t0ken-value",
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run_with_env(&["--config", config, "get", "app/api/missing"], b"", &[]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+
+    let log = s.path("audit.jsonl");
+    let text = std::fs::read_to_string(&log).expect("the audit log was written");
+    assert!(text.lines().count() >= 2, "{text}");
+    assert!(!text.contains("t0ken-value"));
+
+    let log_s = log.to_str().unwrap();
+    let o = run(&["audit", "verify", log_s]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("ok"), "{}", stdout(&o));
+
+    // Reorder two lines: detected, reported with the line, exit 6.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.swap(0, 1);
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let o = run(&["--json", "audit", "verify", log_s]);
+    assert_eq!(code(&o), 6, "{}{}", stdout(&o), stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["problem"]["line"], 1);
+    assert!(
+        stderr(&o).starts_with("sealbox: integrity: "),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn policy_denials_exit_4() {
+    let s = Scratch::new();
+    let policy =
+        "policy: {rules: [{principals: [\"user:ops\"], allow: [read], secrets: [\"app/*\"]}]}\n";
+    let config = audited_config(s.dir.path(), policy);
+    let o = run_with_env(
+        &["--config", config.to_str().unwrap(), "put", "app/api/token"],
+        b"v",
+        &[],
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: access_denied: "),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn config_and_vault_together_are_refused() {
+    let s = Scratch::new();
+    let config = audited_config(s.dir.path(), "");
+    let o = s.run(&["--config", config.to_str().unwrap(), "list"], b"");
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+}
+
+#[test]
+fn a_config_with_a_local_store_serves_data_and_vault_commands_and_audits_them() {
+    let s = Scratch::new();
+    let config = s.path("sealbox.yaml");
+    std::fs::write(
+        &config,
+        "secrets: {provider: local, config: {path: ./vault.db, key_file: ./master.key}}\n\
+         principal: user:ops\n\
+         audit: {path: ./audit.jsonl}\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let with_config = |args: &[&str], stdin: &[u8]| {
+        let mut all = vec!["--config", c];
+        all.extend_from_slice(args);
+        run_with_env(&all, stdin, &[])
+    };
+    let o = with_config(&["put", "predis/prod/api/auth-token"], b"t0ken-value");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = with_config(&["get", "predis/prod/api/auth-token", "--reveal"], b"");
+    assert_eq!(o.stdout, b"t0ken-value", "{}", stderr(&o));
+    let o = with_config(&["put", "acme/prod/api/key"], b"acme-value");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    for args in [
+        &["keys", "rotate-master"][..],
+        &["keys", "rotate-kek", "predis"],
+        &["verify"],
+        &["namespace", "erase", "acme", "--yes"],
+    ] {
+        let o = with_config(args, b"");
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    }
+    let o = with_config(&["restore", "predis/prod/api/auth-token"], b"");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--vault"), "{}", stderr(&o));
+
+    // The same vault through --vault/--key-file: one key id for every front end.
+    let o = s.run(&["get", "predis/prod/api/auth-token", "--reveal"], b"");
+    assert_eq!(o.stdout, b"t0ken-value", "{}", stderr(&o));
+    let o = s.run(&["get", "acme/prod/api/key"], b"");
+    assert_ne!(code(&o), 0, "acme was erased");
+
+    let log = s.path("audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("\"action\":\"erase\""), "{text}");
+    assert!(text.contains("\"action\":\"key\""), "{text}");
+    assert!(!text.contains("t0ken-value") && !text.contains("acme-value"));
+    let o = run(&["audit", "verify", log.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}

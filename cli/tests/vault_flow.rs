@@ -1,0 +1,464 @@
+//! End-to-end: the `sealbox` binary on a real local vault in a temporary directory.
+//!
+//! Every test also checks that no value reaches stdout or stderr except through
+//! `get --reveal`.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Vault {
+    dir: tempfile::TempDir,
+}
+
+impl Vault {
+    /// A fresh vault made by `sealbox init`.
+    fn init() -> Vault {
+        let v = Vault {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        };
+        let o = v.run(&["init"], b"");
+        assert_eq!(code(&o), 0, "init: {}", stderr(&o));
+        v
+    }
+
+    fn vault(&self) -> PathBuf {
+        self.dir.path().join("vault.db")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("master.key")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        self.run_with_key(&self.key(), args, stdin)
+    }
+
+    fn run_with_key(&self, key: &Path, args: &[&str], stdin: &[u8]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealbox"));
+        cmd.args(args)
+            .env("SEALBOX_VAULT", self.vault())
+            .env("SEALBOX_KEY_FILE", key)
+            .env_remove("SEALBOX_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn sealbox");
+        let mut input = child.stdin.take().expect("stdin");
+        let _ = input.write_all(stdin);
+        drop(input);
+        child.wait_with_output().expect("wait for sealbox")
+    }
+
+    /// Runs and requires success; returns stdout.
+    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
+        let o = self.run(args, stdin);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    }
+
+    /// Runs with `--json` and requires success; returns the parsed document.
+    fn json(&self, args: &[&str], stdin: &[u8]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ok(&all, stdin);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("sealbox exited by signal")
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn assert_no_value(o: &Output, value: &str) {
+    assert!(!stdout(o).contains(value), "value on stdout: {}", stdout(o));
+    assert!(!stderr(o).contains(value), "value on stderr: {}", stderr(o));
+}
+
+const DB: &str = "predis/prod/database/password";
+const DB_JSON: &str =
+    r#"{"username":"predis","password":"Zq8kL2vN5xR7tY1w","host":"db.internal","port":5432}"#;
+const DB_PASSWORD: &str = "Zq8kL2vN5xR7tY1w";
+const TOKEN: &str = "predis/prod/api/auth-token";
+const TOKEN_VALUE: &str = "9f2c4e6a8b0d1f3e5a7c9e1b3d5f7a9c";
+
+#[test]
+fn init_creates_owner_only_files_and_never_overwrites() {
+    let v = Vault::init();
+    assert_eq!(mode(&v.vault()), 0o600);
+    assert_eq!(mode(&v.key()), 0o600);
+    let key_before = std::fs::read(v.key()).unwrap();
+    let o = v.run(&["init"], b"");
+    assert_eq!(code(&o), 5, "second init must refuse: {}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: already_exists: "),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(v.key()).unwrap(), key_before);
+}
+
+#[test]
+fn put_and_get_never_show_the_value_unless_revealed() {
+    let v = Vault::init();
+    let o = v.run(&["put", DB], DB_JSON.as_bytes());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_no_value(&o, DB_PASSWORD);
+
+    let o = v.run(&["get", DB], b"");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_no_value(&o, DB_PASSWORD);
+    assert!(stdout(&o).contains("not shown"), "{}", stdout(&o));
+
+    let got = v.json(&["get", DB], b"");
+    assert_eq!(got["length"], DB_JSON.len());
+    assert_eq!(got["stages"][0], "CURRENT");
+
+    let o = v.run(&["get", DB, "--reveal"], b"");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(o.stdout, DB_JSON.as_bytes());
+
+    let out = v.path("db.json");
+    let out_s = out.to_str().unwrap();
+    let o = v.run(&["get", DB, "--out", out_s], b"");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_no_value(&o, DB_PASSWORD);
+    assert_eq!(std::fs::read(&out).unwrap(), DB_JSON.as_bytes());
+    assert_eq!(mode(&out), 0o600);
+}
+
+#[test]
+fn json_fields_and_argv_values() {
+    let v = Vault::init();
+    v.ok(
+        &["put", DB, "--file", &write_file(&v, "in.json", DB_JSON)],
+        b"",
+    );
+    let o = v.run(&["get", DB, "--field", "password", "--reveal"], b"");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), DB_PASSWORD);
+
+    let o = v.run(&["put", TOKEN, "--value", TOKEN_VALUE], b"");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning: --value"), "{}", stderr(&o));
+    assert_no_value(&o, TOKEN_VALUE);
+    let o = v.run(&["get", TOKEN, "--reveal"], b"");
+    assert_eq!(stdout(&o), TOKEN_VALUE);
+}
+
+fn write_file(v: &Vault, name: &str, content: &str) -> String {
+    let p = v.path(name);
+    std::fs::write(&p, content).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn versions_stages_and_compare_and_set() {
+    let v = Vault::init();
+    let first = v.json(&["put", TOKEN, "--create-only"], b"token-one");
+    let first_version = first["version"].as_str().unwrap().to_owned();
+
+    let o = v.run(&["put", TOKEN, "--create-only"], b"token-two");
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: conflict: "),
+        "{}",
+        stderr(&o)
+    );
+
+    let second = v.json(
+        &[
+            "put",
+            TOKEN,
+            "--stage",
+            "PENDING",
+            "--expect-version",
+            &first_version,
+        ],
+        b"token-two",
+    );
+    let second_version = second["version"].as_str().unwrap().to_owned();
+    let o = v.run(&["put", TOKEN, "--expect-version", "999"], b"token-three");
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+
+    let versions = v.json(&["versions", TOKEN], b"");
+    let rows = versions["versions"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let o = v.run(&["get", TOKEN, "--stage", "PENDING", "--reveal"], b"");
+    assert_eq!(o.stdout, b"token-two");
+
+    v.ok(&["stage", TOKEN, "CURRENT", &second_version], b"");
+    v.ok(&["stage", TOKEN, "PENDING", "--remove"], b"");
+    let o = v.run(&["get", TOKEN, "--reveal"], b"");
+    assert_eq!(o.stdout, b"token-two");
+    let o = v.run(&["get", TOKEN, "--stage", "PREVIOUS", "--reveal"], b"");
+    assert_eq!(o.stdout, b"token-one");
+    let o = v.run(
+        &["get", TOKEN, "--version", &first_version, "--reveal"],
+        b"",
+    );
+    assert_eq!(o.stdout, b"token-one");
+
+    let described = v.json(&["describe", TOKEN], b"");
+    assert_eq!(described["name"], TOKEN);
+    assert_eq!(described["versions"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn list_delete_restore_and_not_found() {
+    let v = Vault::init();
+    v.ok(&["put", "predis/prod/a"], b"1");
+    v.ok(&["put", "predis/dev/b"], b"2");
+    let listed = v.json(&["list", "predis/prod/"], b"");
+    assert_eq!(listed["secrets"].as_array().unwrap().len(), 1);
+    let text = v.ok(&["list"], b"");
+    assert_eq!(text.lines().count(), 2, "{text}");
+
+    v.ok(&["delete", "predis/prod/a", "--recovery-days", "7"], b"");
+    let o = v.run(&["get", "predis/prod/a"], b"");
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: not_found: "),
+        "{}",
+        stderr(&o)
+    );
+    v.ok(&["restore", "predis/prod/a"], b"");
+    v.ok(&["get", "predis/prod/a"], b"");
+
+    v.ok(&["delete", "predis/prod/a", "--force"], b"");
+    let o = v.run(&["restore", "predis/prod/a"], b"");
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+
+    let o = v.run(&["get", "not a name"], b"");
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: invalid_input: "),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn key_rotation_verify_and_namespace_erasure() {
+    let v = Vault::init();
+    v.ok(&["put", DB], DB_JSON.as_bytes());
+    v.ok(&["put", "acme/prod/api/key"], b"acme-token-value");
+
+    v.ok(&["keys", "rotate-master"], b"");
+    v.ok(&["keys", "rotate-kek", "predis"], b"");
+    let verified = v.json(&["verify"], b"");
+    assert_eq!(verified["ok"], true, "{verified}");
+    let o = v.run(&["get", DB, "--reveal"], b"");
+    assert_eq!(o.stdout, DB_JSON.as_bytes());
+
+    let o = v.run(&["namespace", "erase", "acme"], b"");
+    assert_eq!(code(&o), 8, "erase needs --yes: {}", stderr(&o));
+    v.ok(&["namespace", "erase", "acme", "--yes"], b"");
+    let o = v.run(&["get", "acme/prod/api/key", "--reveal"], b"");
+    assert!(
+        code(&o) == 6 || code(&o) == 3,
+        "erased secrets are destroyed or gone: {} {}",
+        code(&o),
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+    let o = v.run(&["get", DB, "--reveal"], b"");
+    assert_eq!(
+        o.stdout,
+        DB_JSON.as_bytes(),
+        "other namespaces are untouched"
+    );
+}
+
+#[test]
+fn a_wrong_or_exposed_key_file_is_refused() {
+    let v = Vault::init();
+    v.ok(&["put", TOKEN], TOKEN_VALUE.as_bytes());
+
+    let other = Vault::init();
+    let o = v.run_with_key(&other.key(), &["get", TOKEN, "--reveal"], b"");
+    assert_eq!(code(&o), 6, "wrong key: {}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: wrong_key: "),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+
+    std::fs::set_permissions(v.key(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = v.run(&["get", TOKEN, "--reveal"], b"");
+    assert_ne!(code(&o), 0, "a world-readable key file must be refused");
+    assert!(stderr(&o).contains("master.key"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+}
+
+fn vault_db(v: &Vault) -> rusqlite::Connection {
+    rusqlite::Connection::open(v.vault()).expect("open the vault file behind sealbox's back")
+}
+
+/// The envelope of `name` at `version`.
+fn envelope(conn: &rusqlite::Connection, name: &str, version: i64) -> Vec<u8> {
+    conn.query_row(
+        "SELECT envelope FROM versions WHERE version = ?2 AND secret_id = \
+         (SELECT id FROM secrets WHERE name = ?1)",
+        rusqlite::params![name, version],
+        |r| r.get(0),
+    )
+    .expect("read an envelope")
+}
+
+fn set_envelope(conn: &rusqlite::Connection, name: &str, version: i64, bytes: &[u8]) {
+    let changed = conn
+        .execute(
+            "UPDATE versions SET envelope = ?3 WHERE version = ?2 AND secret_id = \
+             (SELECT id FROM secrets WHERE name = ?1)",
+            rusqlite::params![name, version, bytes],
+        )
+        .expect("write an envelope");
+    assert_eq!(changed, 1);
+}
+
+#[test]
+fn swapped_ciphertexts_fail_verify_and_reads_with_integrity_errors() {
+    let v = Vault::init();
+    v.ok(&["put", "predis/prod/a"], b"value-of-a-1");
+    v.ok(&["put", "predis/prod/a"], b"value-of-a-2");
+    v.ok(&["put", "predis/prod/b"], b"value-of-b-1");
+    let conn = vault_db(&v);
+    // Same secret, same data key: only the binding of the version number catches it.
+    let (one, two) = (
+        envelope(&conn, "predis/prod/a", 1),
+        envelope(&conn, "predis/prod/a", 2),
+    );
+    set_envelope(&conn, "predis/prod/a", 1, &two);
+    set_envelope(&conn, "predis/prod/a", 2, &one);
+    // Another secret's ciphertext: sealed under another data key.
+    let other = envelope(&conn, "predis/prod/a", 1);
+    set_envelope(&conn, "predis/prod/b", 1, &other);
+    drop(conn);
+
+    let o = v.run(&["get", "predis/prod/a", "--reveal"], b"");
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    assert!(
+        stderr(&o).starts_with("sealbox: integrity: "),
+        "{}",
+        stderr(&o)
+    );
+    let o = v.run(&["get", "predis/prod/b", "--reveal"], b"");
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+
+    let o = v.run(&["--json", "verify"], b"");
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let failures = report["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 3, "{report}");
+    assert_no_value(&o, "value-of-");
+}
+
+#[test]
+fn a_flipped_byte_is_an_integrity_error() {
+    let v = Vault::init();
+    v.ok(&["put", TOKEN], TOKEN_VALUE.as_bytes());
+    let conn = vault_db(&v);
+    let mut bytes = envelope(&conn, TOKEN, 1);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    set_envelope(&conn, TOKEN, 1, &bytes);
+    drop(conn);
+    let o = v.run(&["get", TOKEN, "--reveal"], b"");
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: integrity: "),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn init_reuses_an_existing_key_file_for_a_second_vault() {
+    let v = Vault::init();
+    let second = v.path("second.db");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealbox"));
+    let o = cmd
+        .args(["--json", "--vault", second.to_str().unwrap(), "init"])
+        .env("SEALBOX_KEY_FILE", v.key())
+        .env_remove("SEALBOX_VAULT")
+        .env_remove("SEALBOX_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["key_created"], false);
+    assert_eq!(mode(&second), 0o600);
+}
+
+#[test]
+fn a_missing_key_file_is_never_created_by_an_ordinary_command() {
+    let v = Vault::init();
+    let typo = v.path("typo.key");
+    let o = v.run_with_key(&typo, &["list"], b"");
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+    assert!(stderr(&o).contains("typo.key"), "{}", stderr(&o));
+    assert!(!typo.exists());
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let v = Vault::init();
+    for i in 0..3 {
+        v.ok(&["put", &format!("predis/prod/s{i}")], b"v");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealbox"))
+        .arg("list")
+        .env("SEALBOX_VAULT", v.vault())
+        .env("SEALBOX_KEY_FILE", v.key())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_missing_vault_says_how_to_make_one() {
+    let v = Vault::init();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealbox"));
+    let o = cmd
+        .args(["--vault", v.path("absent.db").to_str().unwrap(), "list"])
+        .env("SEALBOX_KEY_FILE", v.key())
+        .env_remove("SEALBOX_VAULT")
+        .env_remove("SEALBOX_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("sealbox init"), "{}", stderr(&o));
+    assert!(!v.path("absent.db").exists());
+}

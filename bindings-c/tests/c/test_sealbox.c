@@ -155,12 +155,25 @@ static void test_errors_never_contain_values(void) {
   const char *value = "{\"username\":\"predis\",\"password\":\"hunter2-not-in-errors\"}";
   const char *name = "predis/prod/database";
   CHECK_RESULT(sb_put(c, name, (const uint8_t *)value, strlen(value)), SB_RESULT_OK);
+  sb_secret *field = NULL;
+  CHECK_RESULT(sb_get_field(c, name, "password", &field), SB_RESULT_OK);
+  CHECK(bytes_equal(field, "hunter2-not-in-errors"));
+  const char *ver = NULL;
+  size_t ver_len = 0;
+  CHECK_RESULT(sb_secret_version(field, &ver, &ver_len), SB_RESULT_OK);
+  CHECK(ver_len > 0);
+  sb_secret_free(field);
+
   sb_secret *s = SENTINEL;
   sb_result r = sb_get_field(c, name, "no-such-field", &s);
   CHECK(r != SB_RESULT_OK);
   CHECK(s == SENTINEL);
   CHECK(strstr(last_error(), "hunter2") == NULL);
   CHECK(strstr(last_error(), "predis\"") == NULL);
+  /* A value that is not a JSON object has no fields. */
+  CHECK_RESULT(sb_put(c, "app/plain", (const uint8_t *)"not json", 8), SB_RESULT_OK);
+  CHECK_RESULT(sb_get_field(c, "app/plain", "password", &s), SB_RESULT_INVALID_INPUT);
+  CHECK(s == SENTINEL);
   sb_client_free(c);
 }
 

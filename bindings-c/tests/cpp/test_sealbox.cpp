@@ -99,6 +99,7 @@ TEST(Error, CarriesTheCodeAndAMessageWithoutValues) {
     EXPECT_STREQ(e.code_name(), "SB_RESULT_NOT_FOUND");
     EXPECT_NE(std::string(e.what()).find("predis/prod/missing"), std::string::npos);
   }
+  EXPECT_EQ(client.get_field("predis/prod/database", "password").str(), "hunter2");
   try {
     client.get_field("predis/prod/database", "nope");
     FAIL() << "expected sealbox::Error";

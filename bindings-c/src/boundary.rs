@@ -94,7 +94,10 @@ mod tests {
         assert_eq!(r, sb_result::Panic);
         let msg = last_error::get();
         assert!(msg.starts_with("sb_test: a panic was caught"), "{msg}");
-        assert!(!msg.contains("boom"), "panic payloads are not echoed: {msg}");
+        assert!(
+            !msg.contains("boom"),
+            "panic payloads are not echoed: {msg}"
+        );
     }
 
     #[test]

@@ -220,7 +220,12 @@ pub unsafe extern "C" fn sb_get_field(
         let value = handle.secret().json_field(field)?;
         let version = handle.version().clone();
         // SAFETY: checked non-NULL, writable by contract.
-        unsafe { write_out(out, sb_secret::into_raw(SecretValue::Field { value, version })) };
+        unsafe {
+            write_out(
+                out,
+                sb_secret::into_raw(SecretValue::Field { value, version }),
+            )
+        };
         Ok(())
     })
 }

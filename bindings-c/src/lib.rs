@@ -36,8 +36,8 @@ pub use client::{
 pub use last_error::sb_last_error_message;
 pub use list::{sb_list, sb_list_free, sb_list_iter, sb_list_next};
 pub use metadata::{
-    sb_describe, sb_metadata, sb_metadata_current_version, sb_metadata_free,
-    sb_metadata_updated, sb_metadata_version_at, sb_metadata_version_count,
+    sb_describe, sb_metadata, sb_metadata_current_version, sb_metadata_free, sb_metadata_updated,
+    sb_metadata_version_at, sb_metadata_version_count,
 };
 pub use result::{sb_result, sb_result_name};
 pub use secret::{sb_secret, sb_secret_data, sb_secret_free, sb_secret_version};

@@ -23,7 +23,10 @@ pub(crate) unsafe fn utf8<'a>(ptr: *const c_char, param: &'static str) -> Result
 ///
 /// # Safety
 /// As [`utf8`].
-pub(crate) unsafe fn path<'a>(ptr: *const c_char, param: &'static str) -> Result<&'a Path, Failure> {
+pub(crate) unsafe fn path<'a>(
+    ptr: *const c_char,
+    param: &'static str,
+) -> Result<&'a Path, Failure> {
     if ptr.is_null() {
         return Err(Failure::null(param));
     }

@@ -33,7 +33,10 @@ fn checked_in_header_matches_a_fresh_generation() {
             .lines()
             .zip(checked_in.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(|| "length differs".to_owned(), |i| format!("line {}", i + 1));
+            .map_or_else(
+                || "length differs".to_owned(),
+                |i| format!("line {}", i + 1),
+            );
         panic!(
             "include/sealbox.h is stale ({first_diff}); regenerate it with cbindgen 0.29.4 (see this file's header)"
         );

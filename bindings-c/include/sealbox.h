@@ -151,8 +151,8 @@ sb_result sb_client_open_local(const char *dir,
 // `client_out` is NULL or writable.
 sb_result sb_client_open_memory(struct sb_client **client_out);
 
-// Frees a client (its cache is wiped, queued audit events are flushed first by the client).
-// Secrets it returned stay valid until freed. NULL is accepted and ignored.
+// Frees a client and its cache. Call `sb_audit_flush` first to be sure every queued audit
+// event is written. Secrets it returned stay valid until freed. NULL is accepted and ignored.
 //
 // # Safety
 // `client` is NULL or a live client that no thread uses any more.

@@ -103,8 +103,8 @@ pub unsafe extern "C" fn sb_client_open_memory(client_out: *mut *mut sb_client) 
     })
 }
 
-/// Frees a client (its cache is wiped, queued audit events are flushed first by the client).
-/// Secrets it returned stay valid until freed. NULL is accepted and ignored.
+/// Frees a client and its cache. Call `sb_audit_flush` first to be sure every queued audit
+/// event is written. Secrets it returned stay valid until freed. NULL is accepted and ignored.
 ///
 /// # Safety
 /// `client` is NULL or a live client that no thread uses any more.

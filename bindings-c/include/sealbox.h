@@ -316,6 +316,12 @@ sb_result sb_metadata_updated(const struct sb_metadata *metadata,
 // `metadata` is NULL or live and not used again.
 void sb_metadata_free(struct sb_metadata *metadata);
 
+// Hardens the calling process for holding secrets: no core dumps (`RLIMIT_CORE = 0`) and
+// not dumpable (`PR_SET_DUMPABLE = 0`, so unprivileged users cannot ptrace it or read its
+// memory). Irreversible for the process and inherited by children; call it early in `main`.
+// `SB_RESULT_IO` when the kernel refuses, `SB_RESULT_UNSUPPORTED` on systems without it.
+sb_result sb_harden_process(void);
+
 // The name of a result code (`"SB_RESULT_NOT_FOUND"`), or `"SB_RESULT_UNRECOGNISED"` for a
 // number that is not a code. The string is static and NUL-terminated; never free it.
 // Never fails and never returns NULL.

@@ -320,6 +320,9 @@ class Client {
   sb_client* raw_ = nullptr;
 };
 
+/// Hardens the process for holding secrets (no core dumps, not dumpable); irreversible.
+inline void harden_process() { detail::check(sb_harden_process()); }
+
 /// The library version at run time ("0.1.0"); compare with SB_VERSION_MAJOR/MINOR/PATCH.
 inline std::string_view version() noexcept { return sb_version(); }
 

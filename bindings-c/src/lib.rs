@@ -24,6 +24,7 @@ mod last_error;
 mod list;
 mod metadata;
 mod params;
+mod process;
 mod result;
 mod secret;
 
@@ -39,6 +40,7 @@ pub use metadata::{
     sb_describe, sb_metadata, sb_metadata_current_version, sb_metadata_free, sb_metadata_updated,
     sb_metadata_version_at, sb_metadata_version_count,
 };
+pub use process::sb_harden_process;
 pub use result::{sb_result, sb_result_name};
 pub use secret::{sb_secret, sb_secret_data, sb_secret_free, sb_secret_version};
 

@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -388,6 +391,22 @@ static void test_open_local(void) {
   CHECK(system(cmd) == 0);
 }
 
+/* Hardening is irreversible, so it is checked in a child process. */
+static void test_harden_process(void) {
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    if (sb_harden_process() != SB_RESULT_OK) _exit(2);
+    struct rlimit core;
+    if (getrlimit(RLIMIT_CORE, &core) != 0 || core.rlim_cur != 0) _exit(3);
+    if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) _exit(4);
+    _exit(0);
+  }
+  int status = -1;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* ---- 8 threads x 10k gets on one client ---- */
 
 enum { THREADS = 8, GETS_PER_THREAD = 10000 };
@@ -521,6 +540,7 @@ int main(void) {
   test_secret_outlives_client();
   test_open_errors();
   test_open_local();
+  test_harden_process();
   test_threads_share_one_client();
   test_free_wipes_the_value();
   printf("%d passed, %d failed\n", passed, failed);

@@ -30,7 +30,6 @@
 
 use rand::Rng;
 use ring::aead::{Aad, NONCE_LEN, Nonce, Tag};
-use secrecy::ExposeSecret;
 
 use super::data_key::DataKey;
 use super::ids::{KeyVersion, MAX_KEY_ID_LEN};
@@ -364,6 +363,7 @@ fn with_aad<R>(header: &[u8], context: &[u8], f: impl FnOnce(Aad<&[u8]>) -> R) -
 mod tests {
     use super::*;
     use crate::keys::KeyId;
+    use secrecy::ExposeSecret;
 
     fn key(id: &str, v: u32) -> DataKey {
         DataKey::generate(KeyId::new(id).unwrap(), KeyVersion::new(v).unwrap()).unwrap()

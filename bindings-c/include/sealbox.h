@@ -133,10 +133,15 @@ const char *sb_version(void);
 sb_result sb_client_open(const char *config_path,
                          struct sb_client **client_out);
 
-// Opens a client over the integrated local vault in directory `dir`, creating it if needed,
-// with the master key in `key_file` (32 random bytes, mode 0600).
+// Opens a client over the integrated local vault in directory `dir` (or a vault file path),
+// creating the vault if there is none, with the master key in `key_file` (sealbox's key file
+// format, mode 0600), created with a fresh random key if it does not exist. The client has
+// the default cache and no audit sink or policy; use `sb_client_open` with a config for
+// those.
 //
-// Returns `SB_RESULT_UNSUPPORTED` in builds without the local vault.
+// Errors: `SB_RESULT_CONFIG` for a key file or vault with loose permissions or another
+// format, `SB_RESULT_WRONG_KEY` when the key does not open the vault, `SB_RESULT_IO` for
+// unreadable paths, `SB_RESULT_INTEGRITY` for a damaged vault.
 //
 // # Safety
 // `dir` and `key_file` are NULL or NUL-terminated; `client_out` is NULL or writable.

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use sealbox::client::BlockingSealbox;
 use sealbox::store::memory::MemoryStore;
 use sealbox::store::{DeleteOptions, Stage, VersionId, VersionSelector};
-use sealbox::{Error, ErrorKind, Sealbox, Secret};
+use sealbox::{Error, Sealbox, Secret};
 
 use crate::boundary::{Failure, ffi_boundary, ffi_free_boundary};
 use crate::handle::{BoxedHandle, out_param, write_out};
 use crate::params;
+use crate::providers;
 use crate::result::sb_result;
 use crate::secret::{SecretValue, sb_secret};
 
@@ -50,17 +51,22 @@ pub unsafe extern "C" fn sb_client_open(
         // SAFETY: NULL or NUL-terminated by contract.
         let path = unsafe { params::path(config_path, "config_path") }?;
         let out = out_param(client_out, "client_out")?;
-        let client = BlockingSealbox::from_config(path)?;
+        let client = BlockingSealbox::from_config_with(path, &providers::registry())?;
         // SAFETY: checked non-NULL, writable by contract.
         unsafe { write_out(out, sb_client::into_raw(client)) };
         Ok(())
     })
 }
 
-/// Opens a client over the integrated local vault in directory `dir`, creating it if needed,
-/// with the master key in `key_file` (32 random bytes, mode 0600).
+/// Opens a client over the integrated local vault in directory `dir` (or a vault file path),
+/// creating the vault if there is none, with the master key in `key_file` (sealbox's key file
+/// format, mode 0600), created with a fresh random key if it does not exist. The client has
+/// the default cache and no audit sink or policy; use `sb_client_open` with a config for
+/// those.
 ///
-/// Returns `SB_RESULT_UNSUPPORTED` in builds without the local vault.
+/// Errors: `SB_RESULT_CONFIG` for a key file or vault with loose permissions or another
+/// format, `SB_RESULT_WRONG_KEY` when the key does not open the vault, `SB_RESULT_IO` for
+/// unreadable paths, `SB_RESULT_INTEGRITY` for a damaged vault.
 ///
 /// # Safety
 /// `dir` and `key_file` are NULL or NUL-terminated; `client_out` is NULL or writable.
@@ -72,15 +78,22 @@ pub unsafe extern "C" fn sb_client_open_local(
 ) -> sb_result {
     ffi_boundary("sb_client_open_local", || {
         // SAFETY: NULL or NUL-terminated by contract.
-        let _dir = unsafe { params::path(dir, "dir") }?;
+        let dir = unsafe { params::path(dir, "dir") }?;
         // SAFETY: NULL or NUL-terminated by contract.
-        let _key_file = unsafe { params::path(key_file, "key_file") }?;
-        let _out = out_param(client_out, "client_out")?;
-        Err(Error::new(
-            ErrorKind::Unsupported,
-            "this build does not include the local vault yet; use sb_client_open with a config",
-        )
-        .into())
+        let key_file = unsafe { params::path(key_file, "key_file") }?;
+        let out = out_param(client_out, "client_out")?;
+        // Opening runs on a short-lived runtime: the vault keeps no task on it, and the
+        // client below brings its own.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting a runtime to open the local vault", e))?;
+        let vault = rt.block_on(providers::open_local(dir, key_file))?;
+        drop(rt);
+        let client = Sealbox::builder().store(vault).build()?.blocking()?;
+        // SAFETY: checked non-NULL, writable by contract.
+        unsafe { write_out(out, sb_client::into_raw(client)) };
+        Ok(())
     })
 }
 

@@ -25,6 +25,7 @@ mod list;
 mod metadata;
 mod params;
 mod process;
+mod providers;
 mod result;
 mod secret;
 

@@ -117,15 +117,44 @@ fn list_iterates_then_reports_done() {
 }
 
 #[test]
-fn local_vault_is_refused_with_a_code_until_this_build_has_it() {
+fn the_local_vault_round_trips_across_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let vault =
-        std::ffi::CString::new(dir.path().join("v").to_string_lossy().as_bytes()).expect("path");
-    let key =
-        std::ffi::CString::new(dir.path().join("k").to_string_lossy().as_bytes()).expect("path");
-    let mut c = null_mut();
-    // SAFETY: paths are NUL-terminated; the output is a local.
-    let r = unsafe { sb_client_open_local(vault.as_ptr(), key.as_ptr(), &mut c) };
-    assert_eq!(r, sb_result::Unsupported);
-    assert!(c.is_null());
+    let cpath = |p: &str| {
+        std::ffi::CString::new(dir.path().join(p).to_string_lossy().as_bytes()).expect("path")
+    };
+    let (vault, key) = (cpath("vault"), cpath("master.key"));
+    std::fs::create_dir(dir.path().join("vault")).expect("mkdir");
+    // SAFETY: paths and names are NUL-terminated; outputs are locals; handles freed once.
+    unsafe {
+        let mut c = null_mut();
+        assert_eq!(
+            sb_client_open_local(vault.as_ptr(), key.as_ptr(), &mut c),
+            sb_result::Ok,
+            "{}",
+            last_error()
+        );
+        assert_eq!(
+            sb_put(
+                c,
+                c"predis/prod/api/auth-token".as_ptr(),
+                b"tok".as_ptr(),
+                3
+            ),
+            sb_result::Ok
+        );
+        sb_client_free(c);
+        let mut c = null_mut();
+        assert_eq!(
+            sb_client_open_local(vault.as_ptr(), key.as_ptr(), &mut c),
+            sb_result::Ok
+        );
+        let mut s = null_mut();
+        assert_eq!(
+            sb_get(c, c"predis/prod/api/auth-token".as_ptr(), &mut s),
+            sb_result::Ok
+        );
+        assert_eq!(data(s), b"tok");
+        sb_secret_free(s);
+        sb_client_free(c);
+    }
 }

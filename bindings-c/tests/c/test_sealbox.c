@@ -405,6 +405,9 @@ static void test_harden_process(void) {
   int status = -1;
   CHECK(waitpid(pid, &status, 0) == pid);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "hardening child: status %d\n", status);
+  }
 }
 
 /* ---- 8 threads x 10k gets on one client ---- */

@@ -73,6 +73,22 @@ fn bench_cache_hit(c: &mut Criterion) {
             black_box(h.expose_secret().len())
         })
     });
+    // Where the difference goes: the C path's name handling (strlen + UTF-8 check) and its
+    // heap-allocated handle, each added to the Rust call on its own.
+    group.bench_function("rust_plus_cstr_utf8", |b| {
+        b.iter(|| {
+            // SAFETY: NAME is a NUL-terminated literal.
+            let n = unsafe { CStr::from_ptr(black_box(NAME.as_ptr())) };
+            let h = rust.get(n.to_str().expect("utf-8")).expect("get");
+            black_box(h.expose_secret().len())
+        })
+    });
+    group.bench_function("rust_plus_boxed_handle", |b| {
+        b.iter(|| {
+            let h = black_box(Box::new(rust.get(black_box(name)).expect("get")));
+            black_box(h.expose_secret().len())
+        })
+    });
     group.bench_function("c_sb_get_data_free", |b| {
         b.iter(|| black_box(c_get_data_free(black_box(c_client))))
     });

@@ -13,7 +13,7 @@ use crate::handle::{BoxedHandle, out_param, write_out};
 use crate::params;
 use crate::providers;
 use crate::result::sb_result;
-use crate::secret::{SecretValue, sb_secret};
+use crate::secret::{FieldValue, SecretValue, sb_secret};
 
 /// A sealbox client: policy, cache, audit and stores behind one handle.
 ///
@@ -236,7 +236,7 @@ pub unsafe extern "C" fn sb_get_field(
         unsafe {
             write_out(
                 out,
-                sb_secret::into_raw(SecretValue::Field { value, version }),
+                sb_secret::into_raw(SecretValue::Field(Box::new(FieldValue { value, version }))),
             )
         };
         Ok(())

@@ -22,30 +22,35 @@ pub struct sb_secret {
     _private: [u8; 0],
 }
 
-/// What an `sb_secret` holds.
+/// What an `sb_secret` holds. The common case, a whole version, is one pointer (an `Arc`
+/// shared with the cache), so the handle's allocation on the hot path stays small.
 #[derive(Debug)]
 pub(crate) enum SecretValue {
     /// A whole secret version, as the client returned it.
     Whole(SecretHandle),
     /// One JSON field of a version.
-    Field {
-        value: SecretString,
-        version: VersionId,
-    },
+    Field(Box<FieldValue>),
+}
+
+/// One JSON field of a version and the version it came from.
+#[derive(Debug)]
+pub(crate) struct FieldValue {
+    pub(crate) value: SecretString,
+    pub(crate) version: VersionId,
 }
 
 impl SecretValue {
     fn bytes(&self) -> &[u8] {
         match self {
             SecretValue::Whole(h) => h.expose_secret(),
-            SecretValue::Field { value, .. } => value.expose_secret().as_bytes(),
+            SecretValue::Field(f) => f.value.expose_secret().as_bytes(),
         }
     }
 
     fn version(&self) -> &str {
         match self {
             SecretValue::Whole(h) => h.version().as_str(),
-            SecretValue::Field { version, .. } => version.as_str(),
+            SecretValue::Field(f) => f.version.as_str(),
         }
     }
 }

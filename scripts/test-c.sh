@@ -104,6 +104,7 @@ if cmake -S "$ROOT/bindings-c/tests" -B "$WORK/build-plain" -DCMAKE_PREFIX_PATH=
    cmake --build "$WORK/build-plain" -j "$JOBS" >/dev/null; then
   for t in test_sealbox_c test_sealbox_cpp17 test_sealbox_cpp20; do
     if valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite \
+         --suppressions="$ROOT/bindings-c/tests/valgrind.supp" \
          --errors-for-leak-kinds=definite "$WORK/build-plain/$t" >"$WORK/valgrind-$t.log" 2>&1; then
       ok "valgrind $t: no errors, no definite leaks"
     else

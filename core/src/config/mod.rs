@@ -32,6 +32,7 @@
 //! Interpolated values and provider settings are held in ordinary memory while the client is
 //! built; only values that reach a `Secret` (through [`ProviderConfig::secret`]) are locked.
 
+mod builtin;
 mod registry;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use builtin::{LOCAL_MASTER_KEY_ID, open_local_vault, register_builtin_stores};
 pub use registry::{Factories, Factory, FactoryFuture, ProviderConfig, ProviderRegistry};
 
 use crate::audit::{AuditConfig, AuditLogBuilder};

@@ -101,11 +101,7 @@ impl ProviderRegistry {
         r.stores.register("memory", |c: ProviderConfig| async move {
             memory_store(&c).map(|s| s as Arc<dyn SecretStore>)
         });
-        // Built-in stores from other modules register here when they land:
-        //   "env"   -> store::env::EnvStore
-        //   "file"  -> store::file::FileStore
-        //   "local" -> store::local::LocalVault::open_or_create(path, key provider from
-        //              `key_file` / passphrase / env via the key-provider registry)
+        super::register_builtin_stores(&mut r);
         r
     }
 

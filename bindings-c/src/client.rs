@@ -4,6 +4,7 @@ use std::ffi::c_char;
 use std::sync::Arc;
 
 use sealbox::client::BlockingSealbox;
+use sealbox::config::open_local_vault;
 use sealbox::store::memory::MemoryStore;
 use sealbox::store::{DeleteOptions, Stage, VersionId, VersionSelector};
 use sealbox::{Error, Sealbox, Secret};
@@ -11,7 +12,6 @@ use sealbox::{Error, Sealbox, Secret};
 use crate::boundary::{Failure, ffi_boundary, ffi_free_boundary};
 use crate::handle::{BoxedHandle, out_param, write_out};
 use crate::params;
-use crate::providers;
 use crate::result::sb_result;
 use crate::secret::{FieldValue, SecretValue, sb_secret};
 
@@ -51,7 +51,7 @@ pub unsafe extern "C" fn sb_client_open(
         // SAFETY: NULL or NUL-terminated by contract.
         let path = unsafe { params::path(config_path, "config_path") }?;
         let out = out_param(client_out, "client_out")?;
-        let client = BlockingSealbox::from_config_with(path, &providers::registry())?;
+        let client = BlockingSealbox::from_config(path)?;
         // SAFETY: checked non-NULL, writable by contract.
         unsafe { write_out(out, sb_client::into_raw(client)) };
         Ok(())
@@ -88,7 +88,7 @@ pub unsafe extern "C" fn sb_client_open_local(
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting a runtime to open the local vault", e))?;
-        let vault = rt.block_on(providers::open_local(dir, key_file))?;
+        let vault = rt.block_on(open_local_vault(dir, key_file))?;
         drop(rt);
         let client = Sealbox::builder().store(vault).build()?.blocking()?;
         // SAFETY: checked non-NULL, writable by contract.

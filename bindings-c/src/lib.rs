@@ -25,7 +25,6 @@ mod list;
 mod metadata;
 mod params;
 mod process;
-mod providers;
 mod result;
 mod secret;
 

@@ -3,9 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use sealbox::audit::{
-    AuditKey, AuditLog, AuditMode, FsyncPolicy, ProblemKind, verify_file,
-};
+use sealbox::audit::{AuditKey, AuditLog, AuditMode, FsyncPolicy, ProblemKind, verify_file};
 use sealbox::cache::CacheConfig;
 use sealbox::policy::{Capability, Policy, Rule};
 use sealbox::store::SecretStore;
@@ -53,7 +51,11 @@ fn small_log(n: usize) -> (tempfile::TempDir, PathBuf, AuditKey) {
     let path = dir.path().join("audit.jsonl");
     let (_, k) = key();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let c = client(AuditLog::builder().key(k.clone()).file(&path, FsyncPolicy::Never));
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Never),
+    );
     rt.block_on(async {
         c.put("a/b", &secret("value-never-logged")).await.unwrap();
         for _ in 1..n {
@@ -72,7 +74,11 @@ fn two_threads_times_200k_gets_plus_writes_are_all_recorded_and_verify() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let (_, k) = key();
-    let c = client(AuditLog::builder().key(k.clone()).file(&path, FsyncPolicy::Never));
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Never),
+    );
     let b = c.blocking().unwrap();
     b.put("app/hot", &secret("v0")).unwrap();
     b.put("app/other", &secret("w0")).unwrap();
@@ -114,7 +120,11 @@ fn every_edit_deletion_and_reordering_is_found_at_its_line() {
         edited[i] = edited[i].replace("svc:test", "svc:tess");
         write_lines(&path, &edited);
         let p = verify_file(&path, &k).unwrap().problem.unwrap();
-        assert_eq!((p.line, p.kind), (i as u64 + 1, ProblemKind::Edited), "edit {i}");
+        assert_eq!(
+            (p.line, p.kind),
+            (i as u64 + 1, ProblemKind::Edited),
+            "edit {i}"
+        );
 
         // deletion
         let mut deleted = original.clone();
@@ -130,7 +140,11 @@ fn every_edit_deletion_and_reordering_is_found_at_its_line() {
             swapped.swap(i, i + 1);
             write_lines(&path, &swapped);
             let p = verify_file(&path, &k).unwrap().problem.unwrap();
-            assert_eq!((p.line, p.kind), (i as u64 + 1, ProblemKind::Reordered), "swap {i}");
+            assert_eq!(
+                (p.line, p.kind),
+                (i as u64 + 1, ProblemKind::Reordered),
+                "swap {i}"
+            );
         }
 
         // a garbage line
@@ -153,7 +167,11 @@ fn every_edit_deletion_and_reordering_is_found_at_its_line() {
 fn a_log_continues_its_chain_after_a_restart() {
     let (_dir, path, k) = small_log(3);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let c = client(AuditLog::builder().key(k.clone()).file(&path, FsyncPolicy::Batch));
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Batch),
+    );
     rt.block_on(async {
         c.put("a/b", &secret("x")).await.unwrap();
         c.get("a/b").await.unwrap();
@@ -169,7 +187,11 @@ fn a_log_continues_its_chain_after_a_restart() {
     // a log whose last line does not verify under the key refuses to continue
     let mut wrong = [1u8; 32];
     let wrong = AuditKey::new(&Secret::from_mut_slice(&mut wrong).unwrap()).unwrap();
-    let err = AuditLog::builder().key(wrong).file(&path, FsyncPolicy::Never).build().unwrap_err();
+    let err = AuditLog::builder()
+        .key(wrong)
+        .file(&path, FsyncPolicy::Never)
+        .build()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Integrity);
 }
 
@@ -193,7 +215,10 @@ fn strict_mode_fails_accesses_once_the_log_cannot_be_written() {
     std::fs::remove_dir_all(&logdir).unwrap();
     let err = b.get("a/b").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    assert_eq!(b.put("a/c", &secret("y")).unwrap_err().kind(), ErrorKind::Unavailable);
+    assert_eq!(
+        b.put("a/c", &secret("y")).unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
     // once the path is writable again, accesses go through again
     std::fs::create_dir(&logdir).unwrap();
     assert_eq!(b.get("a/b").unwrap().expose_secret(), b"x");
@@ -206,7 +231,11 @@ fn best_effort_mode_keeps_events_while_the_sink_is_down() {
     std::fs::create_dir(&logdir).unwrap();
     let path = logdir.join("audit.jsonl");
     let (_, k) = key();
-    let c = client(AuditLog::builder().key(k.clone()).file(&path, FsyncPolicy::Batch));
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Batch),
+    );
     let b = c.blocking().unwrap();
     b.put("a/b", &secret("x")).unwrap();
     b.flush_audit().unwrap();
@@ -236,26 +265,43 @@ fn events_name_what_happened_and_never_hold_a_value() {
             Ok(())
         }))
         .policy(Policy::new(vec![
-            Rule::allow(&["svc:app"], &[Capability::Read, Capability::Write, Capability::List], &["app/*"]).unwrap(),
+            Rule::allow(
+                &["svc:app"],
+                &[Capability::Read, Capability::Write, Capability::List],
+                &["app/*"],
+            )
+            .unwrap(),
         ]))
         .principal(Principal::new("svc:app"))
         .build()
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        c.put("app/db", &secret("TOPSECRET-VALUE-123")).await.unwrap();
+        c.put("app/db", &secret("TOPSECRET-VALUE-123"))
+            .await
+            .unwrap();
         c.get("app/db").await.unwrap();
         c.get("app/db").await.unwrap();
         c.list("app/").await.unwrap();
-        assert_eq!(c.get("app/missing").await.unwrap_err().kind(), ErrorKind::NotFound);
-        let other = c.as_principal(Principal::new("svc:intruder")).with_source("203.0.113.7");
-        assert_eq!(other.get("app/db").await.unwrap_err().kind(), ErrorKind::AccessDenied);
+        assert_eq!(
+            c.get("app/missing").await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        let other = c
+            .as_principal(Principal::new("svc:intruder"))
+            .with_source("203.0.113.7");
+        assert_eq!(
+            other.get("app/db").await.unwrap_err().kind(),
+            ErrorKind::AccessDenied
+        );
         c.flush_audit().await.unwrap();
     });
     let lines = seen.lock().unwrap().clone();
     assert!(lines.iter().all(|l| !l.contains("TOPSECRET")));
-    let events: Vec<serde_json::Value> =
-        lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let summary: Vec<(String, String, bool, String)> = events
         .iter()
         .map(|e| {
@@ -284,7 +330,12 @@ fn events_name_what_happened_and_never_hold_a_value() {
     assert_eq!(events[4]["reason"], "not_found");
     assert_eq!(events[5]["source_ip"], "203.0.113.7");
     assert_eq!(events[5]["level"], "warn");
-    assert!(events[0]["source_ip"].as_str().unwrap().starts_with("process:"));
+    assert!(
+        events[0]["source_ip"]
+            .as_str()
+            .unwrap()
+            .starts_with("process:")
+    );
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e["seq"], i as u64);
     }

@@ -32,7 +32,10 @@ impl Double {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         if self.failing.load(Ordering::SeqCst) {
-            return Err(Error::new(ErrorKind::Unavailable, "store double is failing"));
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "store double is failing",
+            ));
         }
         Ok(())
     }
@@ -132,7 +135,11 @@ async fn hits_are_served_until_the_ttl_expires() {
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
     assert_eq!(store.gets(), 1);
     store.set("app/db/password", "v2").await;
-    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1", "still cached");
+    assert_eq!(
+        value(&client, "app/db/password").await.unwrap(),
+        "v1",
+        "still cached"
+    );
     tokio::time::sleep(Duration::from_millis(260)).await;
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v2");
     assert_eq!(store.gets(), 2);
@@ -177,7 +184,10 @@ async fn stale_if_error_serves_within_max_stale_and_fails_beyond() {
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
     assert!(client.metrics().stale >= 2);
     let calls_while_failing = store.gets();
-    assert_eq!(calls_while_failing, 2, "retries are spaced, not one per call");
+    assert_eq!(
+        calls_while_failing, 2,
+        "retries are spaced, not one per call"
+    );
     tokio::time::sleep(Duration::from_millis(450)).await;
     let err = value(&client, "app/db/password").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
@@ -220,7 +230,11 @@ async fn concurrent_misses_share_the_failure_too() {
     store.failing.store(true, Ordering::SeqCst);
     let results =
         futures::future::join_all((0..20).map(|_| value(&client, "app/db/password"))).await;
-    assert!(results.iter().all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Unavailable));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Unavailable)
+    );
     assert_eq!(store.gets(), 1);
 }
 
@@ -230,18 +244,34 @@ async fn local_writes_and_deletes_invalidate() {
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
     let mut raw = *b"v2";
     client
-        .put("app/db/password", &Secret::from_mut_slice(&mut raw).unwrap())
+        .put(
+            "app/db/password",
+            &Secret::from_mut_slice(&mut raw).unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v2");
     // the same secret cached under another reference string is invalidated too
-    assert_eq!(value(&client, "sb://default/app/db/password").await.unwrap(), "v2");
+    assert_eq!(
+        value(&client, "sb://default/app/db/password")
+            .await
+            .unwrap(),
+        "v2"
+    );
     let mut raw = *b"v3";
     client
-        .put("app/db/password", &Secret::from_mut_slice(&mut raw).unwrap())
+        .put(
+            "app/db/password",
+            &Secret::from_mut_slice(&mut raw).unwrap(),
+        )
         .await
         .unwrap();
-    assert_eq!(value(&client, "sb://default/app/db/password").await.unwrap(), "v3");
+    assert_eq!(
+        value(&client, "sb://default/app/db/password")
+            .await
+            .unwrap(),
+        "v3"
+    );
     client
         .delete(
             "app/db/password",
@@ -277,11 +307,17 @@ async fn version_check_renews_without_refetching_the_value() {
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
-    assert_eq!((store.gets(), store.describes.load(Ordering::SeqCst)), (1, 1));
+    assert_eq!(
+        (store.gets(), store.describes.load(Ordering::SeqCst)),
+        (1, 1)
+    );
     store.set("app/db/password", "v2").await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v2");
-    assert_eq!((store.gets(), store.describes.load(Ordering::SeqCst)), (2, 2));
+    assert_eq!(
+        (store.gets(), store.describes.load(Ordering::SeqCst)),
+        (2, 2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +360,10 @@ fn a_hit_completes_without_any_async_runtime() {
     assert_eq!(v, "v1");
     assert_eq!(store.gets(), 1);
     let blocking = client.blocking().unwrap();
-    assert_eq!(blocking.get("app/db/password").unwrap().expose_secret(), b"v1");
+    assert_eq!(
+        blocking.get("app/db/password").unwrap().expose_secret(),
+        b"v1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

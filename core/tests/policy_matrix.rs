@@ -42,21 +42,91 @@ rules:
 fn decision_matrix() {
     let p = policy();
     let cases: &[(&str, Capability, &str, Decision)] = &[
-        ("svc:predis-cache", Read, "predis/prod/database/password", Decision::Allow),
-        ("svc:predis-cache", List, "predis/prod/database/password", Decision::Allow),
-        ("svc:predis-cache", Write, "predis/prod/database/password", Decision::DefaultDeny),
-        ("svc:predis-cache", Read, "predis/staging/database/password", Decision::DefaultDeny),
-        ("svc:other", Read, "predis/prod/database/password", Decision::DefaultDeny),
-        ("svc:rotator", Rotate, "predis/prod/api-key", Decision::Allow),
-        ("svc:rotator", Delete, "predis/prod/api-key", Decision::DefaultDeny),
+        (
+            "svc:predis-cache",
+            Read,
+            "predis/prod/database/password",
+            Decision::Allow,
+        ),
+        (
+            "svc:predis-cache",
+            List,
+            "predis/prod/database/password",
+            Decision::Allow,
+        ),
+        (
+            "svc:predis-cache",
+            Write,
+            "predis/prod/database/password",
+            Decision::DefaultDeny,
+        ),
+        (
+            "svc:predis-cache",
+            Read,
+            "predis/staging/database/password",
+            Decision::DefaultDeny,
+        ),
+        (
+            "svc:other",
+            Read,
+            "predis/prod/database/password",
+            Decision::DefaultDeny,
+        ),
+        (
+            "svc:rotator",
+            Rotate,
+            "predis/prod/api-key",
+            Decision::Allow,
+        ),
+        (
+            "svc:rotator",
+            Delete,
+            "predis/prod/api-key",
+            Decision::DefaultDeny,
+        ),
         ("user:admin", Delete, "anything/at/all", Decision::Allow),
-        ("user:admin", Read, "predis/prod/break-glass/root", Decision::ExplicitDeny),
-        ("user:admin", Write, "predis/prod/break-glass/root", Decision::Allow),
-        ("tenant:acme", Read, "predis/customer/acme/db", Decision::Allow),
-        ("tenant:acme", Read, "predis/customer/globex/db", Decision::DefaultDeny),
-        ("tenant:acme", Delete, "predis/customer/acme/db", Decision::Allow),
-        ("tenant:acme", Rotate, "predis/customer/acme/db", Decision::DefaultDeny),
-        ("tenant:acme/evil", Read, "predis/customer/acme/db", Decision::DefaultDeny),
+        (
+            "user:admin",
+            Read,
+            "predis/prod/break-glass/root",
+            Decision::ExplicitDeny,
+        ),
+        (
+            "user:admin",
+            Write,
+            "predis/prod/break-glass/root",
+            Decision::Allow,
+        ),
+        (
+            "tenant:acme",
+            Read,
+            "predis/customer/acme/db",
+            Decision::Allow,
+        ),
+        (
+            "tenant:acme",
+            Read,
+            "predis/customer/globex/db",
+            Decision::DefaultDeny,
+        ),
+        (
+            "tenant:acme",
+            Delete,
+            "predis/customer/acme/db",
+            Decision::Allow,
+        ),
+        (
+            "tenant:acme",
+            Rotate,
+            "predis/customer/acme/db",
+            Decision::DefaultDeny,
+        ),
+        (
+            "tenant:acme/evil",
+            Read,
+            "predis/customer/acme/db",
+            Decision::DefaultDeny,
+        ),
     ];
     for (who, cap, name, want) in cases {
         assert_eq!(
@@ -77,7 +147,11 @@ fn every_capability_is_denied_by_default_once_a_rule_exists() {
             "{cap}"
         );
     }
-    assert!(Policy::allow_all().check(&Principal::new("svc:b"), Admin, "x/y").is_allowed());
+    assert!(
+        Policy::allow_all()
+            .check(&Principal::new("svc:b"), Admin, "x/y")
+            .is_allowed()
+    );
 }
 
 #[tokio::test]
@@ -88,7 +162,11 @@ async fn the_client_enforces_tenant_isolation_on_every_operation() {
         ("predis/customer/globex/db", "g"),
     ] {
         store
-            .put(&SecretName::new(name).unwrap(), &secret(v), &PutOptions::default())
+            .put(
+                &SecretName::new(name).unwrap(),
+                &secret(v),
+                &PutOptions::default(),
+            )
             .await
             .unwrap();
     }
@@ -99,17 +177,28 @@ async fn the_client_enforces_tenant_isolation_on_every_operation() {
         .build()
         .unwrap();
     assert!(client.get("predis/customer/acme/db").await.is_ok());
-    let denied = |r: sealbox::Result<()>| assert_eq!(r.unwrap_err().kind(), ErrorKind::AccessDenied);
+    let denied =
+        |r: sealbox::Result<()>| assert_eq!(r.unwrap_err().kind(), ErrorKind::AccessDenied);
     denied(client.get("predis/customer/globex/db").await.map(drop));
     denied(client.describe("predis/customer/globex/db").await.map(drop));
-    denied(client.put("predis/customer/globex/db", &secret("x")).await.map(drop));
+    denied(
+        client
+            .put("predis/customer/globex/db", &secret("x"))
+            .await
+            .map(drop),
+    );
     denied(
         client
             .delete("predis/customer/globex/db", &DeleteOptions::default())
             .await,
     );
     // the sb:// spelling routes to the same name and gets the same answer
-    denied(client.get("sb://default/predis/customer/globex/db").await.map(drop));
+    denied(
+        client
+            .get("sb://default/predis/customer/globex/db")
+            .await
+            .map(drop),
+    );
     // listing shows only the tenant's own names
     let names: Vec<String> = client
         .list("predis/customer/")
@@ -130,7 +219,11 @@ async fn the_client_enforces_tenant_isolation_on_every_operation() {
 async fn a_cached_value_is_not_served_to_a_principal_the_policy_denies() {
     let store = Arc::new(MemoryStore::new());
     store
-        .put(&SecretName::new("predis/prod/db").unwrap(), &secret("v"), &PutOptions::default())
+        .put(
+            &SecretName::new("predis/prod/db").unwrap(),
+            &secret("v"),
+            &PutOptions::default(),
+        )
         .await
         .unwrap();
     let client = Sealbox::builder()
@@ -146,7 +239,9 @@ async fn a_cached_value_is_not_served_to_a_principal_the_policy_denies() {
         ErrorKind::AccessDenied
     );
     // a policy change applies to cached entries at once
-    client.set_policy(Policy::new(vec![Rule::deny(&["*"], &[Read], &["*"]).unwrap()]));
+    client.set_policy(Policy::new(vec![
+        Rule::deny(&["*"], &[Read], &["*"]).unwrap(),
+    ]));
     assert_eq!(
         client.get("predis/prod/db").await.unwrap_err().kind(),
         ErrorKind::AccessDenied
@@ -161,9 +256,23 @@ fn rule_config_errors_name_the_rule() {
     .unwrap();
     let err = Policy::from_config(&config).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
-    assert!(err.message().starts_with("policy.rules[0]:"), "{}", err.message());
+    assert!(
+        err.message().starts_with("policy.rules[0]:"),
+        "{}",
+        err.message()
+    );
     let config: PolicyConfig =
         serde_norway::from_str("rules:\n  - principals: [a]\n    secrets: [b]\n").unwrap();
-    assert!(Policy::from_config(&config).unwrap_err().message().contains("rules[0]"));
-    assert!(serde_norway::from_str::<PolicyConfig>("rules:\n  - principals: [a]\n    secrets: [b]\n    allow: [fly]\n").is_err());
+    assert!(
+        Policy::from_config(&config)
+            .unwrap_err()
+            .message()
+            .contains("rules[0]")
+    );
+    assert!(
+        serde_norway::from_str::<PolicyConfig>(
+            "rules:\n  - principals: [a]\n    secrets: [b]\n    allow: [fly]\n"
+        )
+        .is_err()
+    );
 }

@@ -33,9 +33,7 @@ impl AuditKey {
     /// A key from secret bytes (at least 32 of them).
     pub fn new(secret: &Secret) -> Result<AuditKey> {
         if secret.len() < 32 {
-            return Err(Error::invalid_input(
-                "an audit key needs at least 32 bytes",
-            ));
+            return Err(Error::invalid_input("an audit key needs at least 32 bytes"));
         }
         Ok(AuditKey {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret()),

@@ -270,6 +270,15 @@ fn opt_field(out: &mut String, key: &str, value: Option<&str>) {
 }
 
 fn push_json_string(out: &mut String, value: &str) {
+    if value
+        .bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+    {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     // serde_json's escaping is the reference; serialising a &str cannot fail.
     match serde_json::to_string(value) {
         Ok(s) => out.push_str(&s),
@@ -304,11 +313,25 @@ fn process_tag() -> u32 {
     })
 }
 
-/// A new request id (process-unique).
+/// A new request id (process-unique). Threads reserve blocks of ids so that concurrent
+/// callers do not contend on one counter.
 pub fn next_request_id() -> u64 {
+    use std::cell::Cell;
     use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    const BLOCK: u64 = 1024;
+    static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static RANGE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    RANGE.with(|r| {
+        let (mut next, mut end) = r.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+            end = next + BLOCK;
+        }
+        r.set((next + 1, end));
+        next
+    })
 }
 
 #[cfg(test)]
@@ -332,8 +355,22 @@ mod tests {
         line.push_str(",\"hash\":\"x\"}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         for key in [
-            "timestamp", "level", "event", "user", "action", "resource", "source_ip", "success",
-            "request_id", "store", "version", "cache", "reason", "seq", "prev_hash", "hash",
+            "timestamp",
+            "level",
+            "event",
+            "user",
+            "action",
+            "resource",
+            "source_ip",
+            "success",
+            "request_id",
+            "store",
+            "version",
+            "cache",
+            "reason",
+            "seq",
+            "prev_hash",
+            "hash",
         ] {
             assert!(v.get(key).is_some(), "{key} missing in {line}");
         }

@@ -239,9 +239,11 @@ impl AuditSink for TracingSink {
     }
 }
 
+type RecordFn = Box<dyn FnMut(&AuditRecord<'_>) -> io::Result<()> + Send>;
+
 /// Calls a function for every record (an error return fails the batch for this sink).
 pub struct CallbackSink {
-    f: Box<dyn FnMut(&AuditRecord<'_>) -> io::Result<()> + Send>,
+    f: RecordFn,
 }
 
 impl CallbackSink {

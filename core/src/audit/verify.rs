@@ -101,9 +101,9 @@ pub fn verify_file(path: &Path, key: &AuditKey) -> Result<VerifyReport> {
     };
     let parsed: Vec<std::result::Result<Line, ProblemKind>> =
         lines.iter().map(|l| parse(key, l)).collect();
-    let mut expected_seq = 0u64;
     let mut prev = GENESIS.to_owned();
     for (i, line) in parsed.iter().enumerate() {
+        let expected_seq = i as u64;
         let at = i as u64 + 1;
         let fail = |kind, detail: String| Problem {
             line: at,
@@ -139,7 +139,6 @@ pub fn verify_file(path: &Path, key: &AuditKey) -> Result<VerifyReport> {
             ));
             return Ok(report);
         }
-        expected_seq += 1;
         prev = line.hash.clone();
         report.last_seq = Some(line.seq);
         report.last_hash = Some(line.hash.clone());

@@ -139,7 +139,8 @@ impl Writer {
         let mut body = String::with_capacity(512);
         for p in pending {
             body.clear();
-            p.event.write_body(&mut body, head.next_seq, &head.prev_hash);
+            p.event
+                .write_body(&mut body, head.next_seq, &head.prev_hash);
             let hash = self.key.mac_hex(body.as_bytes());
             let mut line = String::with_capacity(body.len() + HASH_MARKER.len() + 66);
             line.push_str(&body);

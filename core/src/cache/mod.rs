@@ -15,7 +15,7 @@
 //! * **Stale-if-error**: when the store fails (anything but not-found, denied or bad input), an
 //!   entry up to `max_stale` past its TTL is served and flagged (`CacheOutcome::Stale`); the
 //!   store is retried at most every `ttl / 10` (capped at 5 s) meanwhile.
-//! * **Invalidation** on local writes and deletes, and [`SecretCache::refresh_now`].
+//! * **Invalidation** on local writes and deletes, and `Sealbox::refresh_now`.
 //! * **Sealed mode**: values kept AES-256-GCM-encrypted in memory (see `sealed.rs`).
 
 mod clock;
@@ -100,13 +100,17 @@ impl Default for CacheConfig {
 impl CacheConfig {
     fn validate(&self) -> Result<()> {
         if self.ttl.is_zero() {
-            return Err(Error::config("cache.ttl must be more than zero (or set enabled: false)"));
+            return Err(Error::config(
+                "cache.ttl must be more than zero (or set enabled: false)",
+            ));
         }
         if self.capacity == 0 {
             return Err(Error::config("cache.capacity must be at least 1"));
         }
-        if !(self.refresh_ahead > 0.0) {
-            return Err(Error::config("cache.refresh_ahead must be a fraction above 0 (e.g. 0.8)"));
+        if self.refresh_ahead.is_nan() || self.refresh_ahead <= 0.0 {
+            return Err(Error::config(
+                "cache.refresh_ahead must be a fraction above 0 (e.g. 0.8)",
+            ));
         }
         Ok(())
     }
@@ -245,10 +249,10 @@ impl BackgroundRuntime {
     }
 }
 
-/// The answer to a read: the handle, the audit resource and how the cache answered.
+/// The answer to a read: the handle (which knows its audit resource) and how the cache
+/// answered.
 pub(crate) struct CacheAnswer {
     pub(crate) handle: SecretHandle,
-    pub(crate) resource: Arc<Resource>,
     pub(crate) outcome: CacheOutcome,
 }
 
@@ -268,7 +272,9 @@ impl SecretCache {
             .max_capacity(config.capacity)
             .time_to_live(lifetime)
             .eviction_listener(
-                move |key: Arc<Box<str>>, entry: Arc<Entry>, cause: moka::notification::RemovalCause| {
+                move |key: Arc<Box<str>>,
+                      entry: Arc<Entry>,
+                      cause: moka::notification::RemovalCause| {
                     if cause != moka::notification::RemovalCause::Replaced {
                         let _ = listener_index
                             .pin()
@@ -332,10 +338,14 @@ impl SecretCache {
             && now < entry.retry_at.load(Ordering::Relaxed)
         {
             inner.metrics.stale.incr();
+            inner.metrics.fast_stale.incr();
             CacheOutcome::Stale
         } else {
             return None;
         };
+        if outcome == CacheOutcome::Hit {
+            inner.metrics.fast_hits.incr();
+        }
         Some(self.answer(entry, outcome))
     }
 
@@ -343,11 +353,10 @@ impl SecretCache {
         let handle = match &entry.value {
             Value::Plain(h) => SecretHandle::from_inner(h.clone()),
             Value::Sealed(sealed) => {
-                let sealer = self
-                    .inner
-                    .sealer
-                    .as_ref()
-                    .ok_or_else(|| Error::internal("sealed cache entry without a sealing key"))?;
+                let sealer =
+                    self.inner.sealer.as_ref().ok_or_else(|| {
+                        Error::internal("sealed cache entry without a sealing key")
+                    })?;
                 let value = sealer.open(sealed, entry.key.as_bytes())?;
                 SecretHandle::from_inner(Arc::new(HandleInner {
                     meta: entry.meta.clone(),
@@ -355,11 +364,7 @@ impl SecretCache {
                 }))
             }
         };
-        Ok(CacheAnswer {
-            handle,
-            resource: entry.meta.resource.clone(),
-            outcome,
-        })
+        Ok(CacheAnswer { handle, outcome })
     }
 
     fn spawn_refresh(&self, entry: Arc<Entry>) {
@@ -398,7 +403,9 @@ impl SecretCache {
         name: SecretName,
         store_id: Arc<str>,
     ) -> Result<()> {
-        self.flight(key, store, name, store_id, true).await.map(|_| ())
+        self.flight(key, store, name, store_id, true)
+            .await
+            .map(|_| ())
     }
 
     async fn flight(

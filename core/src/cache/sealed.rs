@@ -112,15 +112,24 @@ mod tests {
         let s = Sealer::new().unwrap();
         let sealed = s.seal(&secret(b"hunter2-hunter2"), b"k").unwrap();
         assert_ne!(&*sealed.ciphertext, b"hunter2-hunter2");
-        assert_eq!(s.open(&sealed, b"k").unwrap().expose_secret(), b"hunter2-hunter2");
+        assert_eq!(
+            s.open(&sealed, b"k").unwrap().expose_secret(),
+            b"hunter2-hunter2"
+        );
     }
 
     #[test]
     fn wrong_binding_or_tamper_is_an_integrity_error() {
         let s = Sealer::new().unwrap();
         let mut sealed = s.seal(&secret(b"value"), b"a").unwrap();
-        assert_eq!(s.open(&sealed, b"b").unwrap_err().kind(), ErrorKind::Integrity);
+        assert_eq!(
+            s.open(&sealed, b"b").unwrap_err().kind(),
+            ErrorKind::Integrity
+        );
         sealed.ciphertext[0] ^= 1;
-        assert_eq!(s.open(&sealed, b"a").unwrap_err().kind(), ErrorKind::Integrity);
+        assert_eq!(
+            s.open(&sealed, b"a").unwrap_err().kind(),
+            ErrorKind::Integrity
+        );
     }
 }

@@ -88,6 +88,11 @@ impl SecretHandle {
         self.inner.meta.resource.store.as_deref().unwrap_or("")
     }
 
+    /// The audit resource (name, store, version) of this version.
+    pub(crate) fn resource(&self) -> &Arc<Resource> {
+        &self.inner.meta.resource
+    }
+
     /// The value.
     pub fn secret(&self) -> &Secret {
         &self.inner.value

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use handle::{Principal, SecretHandle};
 pub(crate) use handle::{HandleInner, VersionMeta};
+pub use handle::{Principal, SecretHandle};
 pub use router::Router;
 
 use crate::audit::{Action, AuditEvent, AuditLog, AuditLogBuilder, CacheOutcome, Resource};
@@ -39,6 +39,8 @@ struct Inner {
     cache: Option<SecretCache>,
     audit: Option<AuditLog>,
     policy: ArcSwap<Policy>,
+    /// Whether `policy` has rules: the hit path reads this instead of loading the policy.
+    policy_enforcing: std::sync::atomic::AtomicBool,
     metrics: Arc<ClientMetrics>,
 }
 
@@ -205,6 +207,7 @@ impl SealboxBuilder {
                 router,
                 cache,
                 audit,
+                policy_enforcing: std::sync::atomic::AtomicBool::new(self.policy.is_enforcing()),
                 policy: ArcSwap::from_pointee(self.policy),
                 metrics,
             }),
@@ -278,7 +281,11 @@ impl Sealbox {
 
     /// Replaces the access policy (takes effect for the next call, cached entries included).
     pub fn set_policy(&self, policy: Policy) {
+        let enforcing = policy.is_enforcing();
         self.inner.policy.store(Arc::new(policy));
+        self.inner
+            .policy_enforcing
+            .store(enforcing, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counter values.
@@ -335,7 +342,12 @@ impl Sealbox {
         }
     }
 
-    fn authorize(&self, capability: Capability, action: Action, resource: &Arc<Resource>) -> Result<()> {
+    fn authorize(
+        &self,
+        capability: Capability,
+        action: Action,
+        resource: &Arc<Resource>,
+    ) -> Result<()> {
         let policy = self.inner.policy.load();
         if !policy.is_enforcing() {
             return Ok(());
@@ -359,25 +371,35 @@ impl Sealbox {
     /// The cache-hit path: no runtime, no lock. `None` means the slow path must run.
     #[inline]
     pub(crate) fn get_cached(&self, reference: &str) -> Option<Result<SecretHandle>> {
+        // Counted by the cache itself (gets, hits, stale), so the hit path touches one counter.
         let answer = self.inner.cache.as_ref()?.lookup(reference)?;
-        Some(self.finish_read(answer.map(|a| (a.handle, a.resource, a.outcome))))
+        Some(answer.and_then(|a| self.admit_read(a.handle, a.outcome)))
     }
 
-    fn finish_read(
-        &self,
-        answer: Result<(SecretHandle, Arc<Resource>, CacheOutcome)>,
-    ) -> Result<SecretHandle> {
+    fn finish_read(&self, answer: Result<(SecretHandle, CacheOutcome)>) -> Result<SecretHandle> {
         let m = &self.inner.metrics;
         m.gets.incr();
-        let (handle, resource, outcome) = answer?;
+        let (handle, outcome) = answer?;
         match outcome {
             CacheOutcome::Hit => m.hits.incr(),
             CacheOutcome::Miss => m.misses.incr(),
             CacheOutcome::Stale => {}
         }
-        self.authorize(Capability::Read, Action::Read, &resource)?;
+        self.admit_read(handle, outcome)
+    }
+
+    /// Policy and audit for a read that has its value.
+    #[inline]
+    fn admit_read(&self, handle: SecretHandle, outcome: CacheOutcome) -> Result<SecretHandle> {
+        if self
+            .inner
+            .policy_enforcing
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.authorize(Capability::Read, Action::Read, handle.resource())?;
+        }
         if self.inner.audit.is_some() {
-            let mut e = self.event(Action::Read, resource);
+            let mut e = self.event(Action::Read, handle.resource().clone());
             e.cache = Some(outcome);
             if outcome == CacheOutcome::Stale {
                 e.reason = Some("store unavailable; served stale from cache".into());
@@ -428,11 +450,16 @@ impl Sealbox {
             Some(cache) => cache
                 .fetch(reference, route.store.clone(), route.name, route.store_id)
                 .await
-                .map(|a| (a.handle, a.resource, a.outcome)),
+                .map(|a| (a.handle, a.outcome)),
             None => self
-                .fetch_direct(&route.store, route.name, route.store_id, &VersionSelector::Current)
+                .fetch_direct(
+                    &route.store,
+                    route.name,
+                    route.store_id,
+                    &VersionSelector::Current,
+                )
                 .await
-                .map(|(h, r)| (h, r, CacheOutcome::Miss)),
+                .map(|(h, _)| (h, CacheOutcome::Miss)),
         };
         match answer {
             Ok(a) => self.finish_read(Ok(a)),
@@ -571,7 +598,10 @@ impl Sealbox {
             }
             Err(e) => {
                 self.inner.metrics.store_error(e.kind());
-                self.audit_failure(self.event(Action::Write, resource).failed(e.kind().as_str()));
+                self.audit_failure(
+                    self.event(Action::Write, resource)
+                        .failed(e.kind().as_str()),
+                );
                 Err(e)
             }
         }
@@ -643,7 +673,8 @@ impl Sealbox {
             }
             Err(e) => {
                 self.audit_failure(
-                    self.event(Action::Describe, resource).failed(e.kind().as_str()),
+                    self.event(Action::Describe, resource)
+                        .failed(e.kind().as_str()),
                 );
                 Err(e)
             }
@@ -669,7 +700,10 @@ impl Sealbox {
             Ok(()) => self.audit_ok(self.event(Action::Delete, resource)),
             Err(e) => {
                 self.inner.metrics.store_error(e.kind());
-                self.audit_failure(self.event(Action::Delete, resource).failed(e.kind().as_str()));
+                self.audit_failure(
+                    self.event(Action::Delete, resource)
+                        .failed(e.kind().as_str()),
+                );
                 Err(e)
             }
         }
@@ -795,7 +829,12 @@ impl BlockingSealbox {
     }
 
     /// See [`Sealbox::put_with`].
-    pub fn put_with(&self, name: &str, value: &Secret, options: &PutOptions) -> Result<VersionInfo> {
+    pub fn put_with(
+        &self,
+        name: &str,
+        value: &Secret,
+        options: &PutOptions,
+    ) -> Result<VersionInfo> {
         self.rt.block_on(self.client.put_with(name, value, options))
     }
 

@@ -14,6 +14,9 @@ pub(crate) struct Route {
     pub(crate) field: Option<String>,
 }
 
+/// A store a listing visits: its id, the store and the prefix to list there.
+pub(crate) type ListTarget = (Arc<str>, Arc<dyn SecretStore>, String);
+
 /// Named stores, prefix routes (longest wins, on `/` boundaries) and a default store.
 #[derive(Clone, Debug)]
 pub struct Router {
@@ -40,7 +43,9 @@ impl Router {
                 )));
             }
             if !seen.insert(id.clone()) {
-                return Err(Error::config(format!("store id {id:?} is configured twice")));
+                return Err(Error::config(format!(
+                    "store id {id:?} is configured twice"
+                )));
             }
         }
         let index = |id: &str| {
@@ -66,7 +71,7 @@ impl Router {
             }
             compiled.push((prefix, index(&id)?));
         }
-        compiled.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        compiled.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         Ok(Router {
             stores: stores
                 .into_iter()
@@ -128,7 +133,7 @@ impl Router {
     }
 
     /// The stores a listing of `prefix` must visit, with whether each entry name belongs to it.
-    pub(crate) fn list_targets(&self, prefix: &str) -> Result<Vec<(Arc<str>, Arc<dyn SecretStore>, String)>> {
+    pub(crate) fn list_targets(&self, prefix: &str) -> Result<Vec<ListTarget>> {
         if let Some(rest) = prefix.strip_prefix("sb://") {
             let (id, p) = rest.split_once('/').unwrap_or((rest, ""));
             let store = self.store(id).ok_or_else(|| {
@@ -147,7 +152,13 @@ impl Router {
         }
         Ok(targets
             .into_iter()
-            .map(|i| (self.stores[i].0.clone(), self.stores[i].1.clone(), prefix.to_owned()))
+            .map(|i| {
+                (
+                    self.stores[i].0.clone(),
+                    self.stores[i].1.clone(),
+                    prefix.to_owned(),
+                )
+            })
             .collect())
     }
 
@@ -171,7 +182,11 @@ mod tests {
     fn router() -> Router {
         let s = || Arc::new(MemoryStore::new()) as Arc<dyn SecretStore>;
         Router::new(
-            vec![("main".into(), s()), ("aws".into(), s()), ("ci".into(), s())],
+            vec![
+                ("main".into(), s()),
+                ("aws".into(), s()),
+                ("ci".into(), s()),
+            ],
             vec![
                 ("predis/prod/".into(), "aws".into()),
                 ("predis/prod/ci".into(), "ci".into()),
@@ -191,7 +206,10 @@ mod tests {
         assert_eq!(id("predis/staging/x"), "main");
         assert_eq!(id("sb://ci/predis/staging/x"), "ci");
         assert_eq!(id("sb:///predis/prod/x"), "aws");
-        assert_eq!(r.resolve("sb://nope/x").unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            r.resolve("sb://nope/x").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]

@@ -115,7 +115,13 @@ impl Config {
             .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?;
         config.base_dir = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .map(Path::to_path_buf);
         Ok(config)
     }
@@ -138,7 +144,9 @@ impl Config {
             Error::config(format!("invalid YAML{at}"))
         })?;
         if value.is_null() {
-            return Err(Error::config("the config is empty; it needs `secrets` or `stores`"));
+            return Err(Error::config(
+                "the config is empty; it needs `secrets` or `stores`",
+            ));
         }
         interpolate(&mut value, &mut String::new(), env)?;
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
@@ -232,9 +240,8 @@ impl Config {
             let mut a = a.clone();
             a.path = a.path.as_deref().map(|p| self.path(p));
             a.key_file = a.key_file.as_deref().map(|p| self.path(p));
-            builder = builder.audit(
-                AuditLogBuilder::from_config(&a).map_err(|e| prefix_error("audit", e))?,
-            );
+            builder = builder
+                .audit(AuditLogBuilder::from_config(&a).map_err(|e| prefix_error("audit", e))?);
         }
         if let Some(p) = &self.policy {
             builder = builder.policy(Policy::from_config(p)?);
@@ -370,9 +377,24 @@ pub(crate) struct Redacted<'a>(pub(crate) &'a serde_json::Value);
 
 fn is_public_key(key: &str) -> bool {
     const PUBLIC: &[&str] = &[
-        "path", "region", "url", "endpoint", "mount_path", "prefix", "namespace", "provider",
-        "auth_method", "vault_url", "kms_key_id", "project", "project_id", "tenant_id",
-        "client_id", "directory", "dir", "role_id_file",
+        "path",
+        "region",
+        "url",
+        "endpoint",
+        "mount_path",
+        "prefix",
+        "namespace",
+        "provider",
+        "auth_method",
+        "vault_url",
+        "kms_key_id",
+        "project",
+        "project_id",
+        "tenant_id",
+        "client_id",
+        "directory",
+        "dir",
+        "role_id_file",
     ];
     PUBLIC.contains(&key)
         || key.ends_with("_file")

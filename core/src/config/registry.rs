@@ -279,7 +279,9 @@ impl ProviderConfig {
 
     /// A path setting, resolved against the config file's directory when relative.
     pub fn path(&self, key: &str) -> Result<Option<PathBuf>> {
-        Ok(self.string(key)?.map(|p| resolve(self.base_dir.as_deref(), &p)))
+        Ok(self
+            .string(key)?
+            .map(|p| resolve(self.base_dir.as_deref(), &p)))
     }
 }
 

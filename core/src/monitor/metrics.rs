@@ -99,8 +99,12 @@ impl Histogram {
 /// Every counter the client keeps.
 #[derive(Debug, Default)]
 pub struct ClientMetrics {
-    /// Reads (`get`, `get_field`).
+    /// Reads (`get`, `get_field`) that took the slow path.
     pub gets: StripedCounter,
+    /// Reads answered by the cache's hit path (counted once: also a get and a hit).
+    pub fast_hits: StripedCounter,
+    /// Stale reads answered by the hit path (also counted in `stale`).
+    pub fast_stale: StripedCounter,
     /// Reads answered from the cache.
     pub hits: StripedCounter,
     /// Reads that went to the store.
@@ -138,8 +142,8 @@ impl ClientMetrics {
     /// A point-in-time copy.
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
-            gets: self.gets.get(),
-            hits: self.hits.get(),
+            gets: self.gets.get() + self.fast_hits.get() + self.fast_stale.get(),
+            hits: self.hits.get() + self.fast_hits.get(),
             misses: self.misses.get(),
             stale: self.stale.get(),
             denies: self.denies.get(),

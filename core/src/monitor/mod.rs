@@ -86,7 +86,11 @@ pub struct Hours {
 
 impl Hours {
     fn minutes(text: &str, what: &str) -> Result<i64> {
-        let bad = || Error::config(format!("monitor.hours.{what}: expected HH:MM, got {text:?}"));
+        let bad = || {
+            Error::config(format!(
+                "monitor.hours.{what}: expected HH:MM, got {text:?}"
+            ))
+        };
         let (h, m) = text.split_once(':').ok_or_else(bad)?;
         let h: i64 = h.parse().map_err(|_| bad())?;
         let m: i64 = m.parse().map_err(|_| bad())?;
@@ -292,7 +296,11 @@ impl Monitor {
             if !inside {
                 alerts.push(alert(
                     AlertKind::OutsideHours,
-                    format!("access at {:02}:{:02} outside configured hours", minute / 60, minute % 60),
+                    format!(
+                        "access at {:02}:{:02} outside configured hours",
+                        minute / 60,
+                        minute % 60
+                    ),
                 ));
             }
         }
@@ -383,7 +391,11 @@ mod tests {
         let mut kinds = vec![];
         for i in 0..8 {
             let t = t0 + Duration::from_secs(i);
-            kinds.extend(m.check(&event("user:eve", "a/b", false, t)).into_iter().map(|a| a.kind));
+            kinds.extend(
+                m.check(&event("user:eve", "a/b", false, t))
+                    .into_iter()
+                    .map(|a| a.kind),
+            );
         }
         assert_eq!(kinds, vec![AlertKind::FailedAccessBurst]);
         // failures spread over more than the window do not alert
@@ -423,22 +435,37 @@ mod tests {
         });
         let day = SystemTime::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400);
         // 07:00 UTC = 09:00 local: inside
-        assert!(m.check(&event("u", "a", true, day + Duration::from_secs(7 * 3600))).is_empty());
+        assert!(
+            m.check(&event("u", "a", true, day + Duration::from_secs(7 * 3600)))
+                .is_empty()
+        );
         // 17:00 UTC = 19:00 local: outside
         let a = m.check(&event("u", "a", true, day + Duration::from_secs(17 * 3600)));
-        assert_eq!(a.iter().map(|a| a.kind).collect::<Vec<_>>(), vec![AlertKind::OutsideHours]);
+        assert_eq!(
+            a.iter().map(|a| a.kind).collect::<Vec<_>>(),
+            vec![AlertKind::OutsideHours]
+        );
         let mut e = event("u", "a", true, day + Duration::from_secs(7 * 3600));
         e.source = Some(Arc::from("203.0.113.9"));
         let a = m.check(&e);
-        assert_eq!(a.iter().map(|a| a.kind).collect::<Vec<_>>(), vec![AlertKind::UnknownSource]);
-        assert!(Monitor::new(
-            MonitorConfig {
-                hours: Some(Hours { start: "25:00".into(), end: "1:00".into(), utc_offset: None }),
-                ..MonitorConfig::default()
-            },
-            vec![],
-            Arc::default()
-        )
-        .is_err());
+        assert_eq!(
+            a.iter().map(|a| a.kind).collect::<Vec<_>>(),
+            vec![AlertKind::UnknownSource]
+        );
+        assert!(
+            Monitor::new(
+                MonitorConfig {
+                    hours: Some(Hours {
+                        start: "25:00".into(),
+                        end: "1:00".into(),
+                        utc_offset: None
+                    }),
+                    ..MonitorConfig::default()
+                },
+                vec![],
+                Arc::default()
+            )
+            .is_err()
+        );
     }
 }

@@ -312,9 +312,13 @@ mod tests {
 
     #[test]
     fn one_rule_turns_on_default_deny() {
-        let policy =
-            Policy::default().with_rule(Rule::allow(&["svc:cache"], &[Read], &["predis/prod/*"]).unwrap());
-        assert!(policy.check(&p("svc:cache"), Read, "predis/prod/database/password").is_allowed());
+        let policy = Policy::default()
+            .with_rule(Rule::allow(&["svc:cache"], &[Read], &["predis/prod/*"]).unwrap());
+        assert!(
+            policy
+                .check(&p("svc:cache"), Read, "predis/prod/database/password")
+                .is_allowed()
+        );
         assert_eq!(
             policy.check(&p("svc:cache"), Write, "predis/prod/database/password"),
             Decision::DefaultDeny
@@ -335,12 +339,20 @@ mod tests {
             Rule::allow(&["user:*"], &[Admin], &["*"]).unwrap(),
             Rule::deny(&["user:mallory"], &[Read], &["predis/prod/*"]).unwrap(),
         ]);
-        assert!(policy.check(&p("user:alice"), Read, "predis/prod/x").is_allowed());
+        assert!(
+            policy
+                .check(&p("user:alice"), Read, "predis/prod/x")
+                .is_allowed()
+        );
         assert_eq!(
             policy.check(&p("user:mallory"), Read, "predis/prod/x"),
             Decision::ExplicitDeny
         );
-        assert!(policy.check(&p("user:mallory"), Write, "predis/prod/x").is_allowed());
+        assert!(
+            policy
+                .check(&p("user:mallory"), Write, "predis/prod/x")
+                .is_allowed()
+        );
     }
 
     #[test]

@@ -34,7 +34,9 @@ impl Pattern {
     /// Compiles `source`. `{` must open a variable named with ASCII letters, digits or `_`.
     pub fn new(source: &str) -> Result<Pattern> {
         if source.is_empty() {
-            return Err(Error::config("an empty pattern matches nothing; use \"*\" for everything"));
+            return Err(Error::config(
+                "an empty pattern matches nothing; use \"*\" for everything",
+            ));
         }
         let mut tokens = Vec::new();
         let mut literal = String::new();
@@ -65,9 +67,7 @@ impl Pattern {
                     tokens.push(Token::Var(var));
                 }
                 '}' => {
-                    return Err(Error::config(format!(
-                        "pattern {source:?}: unmatched '}}'"
-                    )));
+                    return Err(Error::config(format!("pattern {source:?}: unmatched '}}'")));
                 }
                 c => literal.push(c),
             }
@@ -157,7 +157,11 @@ mod tests {
         assert!(!p.matches("predis/production"));
         assert!(!p.matches("predis/staging/x"));
         assert!(Pattern::new("*").unwrap().matches("anything/at/all"));
-        assert!(Pattern::new("svc:predis-*").unwrap().matches("svc:predis-cache"));
+        assert!(
+            Pattern::new("svc:predis-*")
+                .unwrap()
+                .matches("svc:predis-cache")
+        );
     }
 
     #[test]

@@ -271,5 +271,38 @@ fn miss(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hit, threads, miss);
+/// Sustained audit throughput: events enqueued and flushed to a file, per event.
+fn audit_writer(c: &mut Criterion) {
+    use sealbox::audit::{Action, AuditEvent, Resource};
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::builder()
+        .file(dir.path().join("audit.jsonl"), FsyncPolicy::Never)
+        .build()
+        .unwrap();
+    let resource = Arc::new(Resource {
+        name: name(1).into(),
+        store: Some(Arc::from("default")),
+        version: Some(sealbox::store::VersionId::new("1")),
+    });
+    let who = Principal::new("svc:bench");
+    let mut g = c.benchmark_group("audit");
+    g.bench_function("writer_event_sustained", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                log.enqueue(AuditEvent::access(
+                    Action::Read,
+                    who.clone(),
+                    resource.clone(),
+                ))
+                .unwrap();
+            }
+            log.flush().unwrap();
+            start.elapsed()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, hit, threads, miss, audit_writer);
 criterion_main!(benches);

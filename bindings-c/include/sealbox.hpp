@@ -1,0 +1,331 @@
+// sealbox C++ wrapper: header-only, C++17, over the C ABI in sealbox.h.
+//
+//   sealbox::Client client = sealbox::Client::open("sealbox.yaml");
+//   sealbox::Secret password = client.get("predis/prod/database/password");
+//   connect(user, password.str());          // std::string_view into locked memory
+//   // password's bytes are wiped when it goes out of scope
+//
+// Rules:
+// - Every failure throws sealbox::Error, which carries the sb_result code and the message
+//   (never a secret value).
+// - sealbox::Secret is move-only and owns an sb_secret; its views (str(), bytes(), and span()
+//   in C++20) point into locked memory and are valid while the Secret lives. The wrapper
+//   never copies a value: copying one is an explicit act of the caller.
+// - sealbox::Client is move-only and thread-safe: share it by reference between threads.
+//   Secrets stay valid after their Client is destroyed.
+// - std::span is C++20, so this C++17 header gives bytes() as sealbox::ByteView, a small
+//   read-only span-like view; built as C++20 or later, Secret::span() and
+//   ByteView::as_span() also give a std::span<const std::byte>.
+#ifndef SEALBOX_HPP
+#define SEALBOX_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#if __cplusplus >= 202002L && __has_include(<span>)
+#include <span>
+#define SEALBOX_HAS_STD_SPAN 1
+#endif
+
+#include "sealbox.h"
+
+namespace sealbox {
+
+/// A failure reported by the C ABI: the sb_result code and the thread's last error message.
+class Error : public std::runtime_error {
+ public:
+  Error(sb_result code, const std::string& message)
+      : std::runtime_error(message), code_(code) {}
+
+  /// The sb_result code (SB_RESULT_NOT_FOUND, ...).
+  sb_result code() const noexcept { return code_; }
+
+  /// The code's name ("SB_RESULT_NOT_FOUND").
+  const char* code_name() const noexcept { return sb_result_name(code_); }
+
+ private:
+  sb_result code_;
+};
+
+namespace detail {
+
+inline std::string last_error_message() {
+  char buf[1024];
+  size_t written = 0;
+  if (sb_last_error_message(buf, sizeof buf, &written) != SB_RESULT_OK) {
+    return std::string();
+  }
+  return std::string(buf, written);
+}
+
+inline void check(sb_result r) {
+  if (r != SB_RESULT_OK) {
+    throw Error(r, last_error_message());
+  }
+}
+
+inline std::string_view view(const char* data, size_t len) noexcept {
+  return len == 0 ? std::string_view() : std::string_view(data, len);
+}
+
+}  // namespace detail
+
+/// A read-only view of bytes (C++17 stand-in for std::span<const std::byte>).
+class ByteView {
+ public:
+  constexpr ByteView() noexcept = default;
+  constexpr ByteView(const std::byte* data, size_t size) noexcept : data_(data), size_(size) {}
+
+  constexpr const std::byte* data() const noexcept { return data_; }
+  constexpr size_t size() const noexcept { return size_; }
+  constexpr bool empty() const noexcept { return size_ == 0; }
+  constexpr const std::byte* begin() const noexcept { return data_; }
+  constexpr const std::byte* end() const noexcept { return data_ + size_; }
+  constexpr const std::byte& operator[](size_t i) const noexcept { return data_[i]; }
+
+#ifdef SEALBOX_HAS_STD_SPAN
+  constexpr std::span<const std::byte> as_span() const noexcept { return {data_, size_}; }
+  constexpr operator std::span<const std::byte>() const noexcept { return as_span(); }
+#endif
+
+ private:
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+/// A secret value in locked memory, wiped when destroyed. Move-only; views are valid while
+/// it lives.
+class Secret {
+ public:
+  /// An empty Secret (holds nothing; views are empty).
+  Secret() noexcept = default;
+
+  /// Takes ownership of a secret from the C ABI.
+  explicit Secret(sb_secret* raw) noexcept : raw_(raw) {}
+
+  Secret(const Secret&) = delete;
+  Secret& operator=(const Secret&) = delete;
+  Secret(Secret&& other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}
+  Secret& operator=(Secret&& other) noexcept {
+    if (this != &other) {
+      sb_secret_free(raw_);
+      raw_ = std::exchange(other.raw_, nullptr);
+    }
+    return *this;
+  }
+  ~Secret() { sb_secret_free(raw_); }
+
+  /// Whether this Secret holds a value.
+  explicit operator bool() const noexcept { return raw_ != nullptr; }
+
+  /// The value as bytes.
+  ByteView bytes() const {
+    if (raw_ == nullptr) return ByteView();
+    const uint8_t* data = nullptr;
+    size_t len = 0;
+    detail::check(sb_secret_data(raw_, &data, &len));
+    return ByteView(reinterpret_cast<const std::byte*>(data), len);
+  }
+
+  /// The value as text (not validated as UTF-8; not NUL-terminated).
+  std::string_view str() const {
+    ByteView b = bytes();
+    return detail::view(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+
+#ifdef SEALBOX_HAS_STD_SPAN
+  /// The value as a std::span (C++20).
+  std::span<const std::byte> span() const { return bytes().as_span(); }
+#endif
+
+  /// The version id the value came from.
+  std::string_view version() const {
+    if (raw_ == nullptr) return std::string_view();
+    const char* v = nullptr;
+    size_t len = 0;
+    detail::check(sb_secret_version(raw_, &v, &len));
+    return detail::view(v, len);
+  }
+
+  /// Wipes and releases the value now.
+  void reset() noexcept {
+    sb_secret_free(raw_);
+    raw_ = nullptr;
+  }
+
+  /// The C handle (still owned by this Secret).
+  const sb_secret* raw() const noexcept { return raw_; }
+
+ private:
+  sb_secret* raw_ = nullptr;
+};
+
+/// What describe() reports about a secret (never a value).
+struct Metadata {
+  /// Version ids, oldest first.
+  std::vector<std::string> versions;
+  /// The version staged CURRENT, empty when none.
+  std::string current_version;
+  /// Last write time in seconds since the Unix epoch, 0 when the store does not say.
+  int64_t updated_unix_seconds = 0;
+};
+
+/// A sealbox client. Move-only and thread-safe.
+class Client {
+ public:
+  /// Opens a client from a YAML config file.
+  static Client open(const std::string& config_path) {
+    sb_client* raw = nullptr;
+    detail::check(sb_client_open(config_path.c_str(), &raw));
+    return Client(raw);
+  }
+
+  /// Opens a client over the local vault in `dir` with the master key in `key_file`.
+  static Client open_local(const std::string& dir, const std::string& key_file) {
+    sb_client* raw = nullptr;
+    detail::check(sb_client_open_local(dir.c_str(), key_file.c_str(), &raw));
+    return Client(raw);
+  }
+
+  /// Opens a client over an empty in-memory store (tests, embedding).
+  static Client open_memory() {
+    sb_client* raw = nullptr;
+    detail::check(sb_client_open_memory(&raw));
+    return Client(raw);
+  }
+
+  /// Takes ownership of a client from the C ABI.
+  explicit Client(sb_client* raw) noexcept : raw_(raw) {}
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  Client(Client&& other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}
+  Client& operator=(Client&& other) noexcept {
+    if (this != &other) {
+      sb_client_free(raw_);
+      raw_ = std::exchange(other.raw_, nullptr);
+    }
+    return *this;
+  }
+  ~Client() { sb_client_free(raw_); }
+
+  /// The CURRENT version of `name`.
+  Secret get(const char* name) const {
+    sb_secret* raw = nullptr;
+    detail::check(sb_get(raw_, name, &raw));
+    return Secret(raw);
+  }
+  Secret get(const std::string& name) const { return get(name.c_str()); }
+
+  /// Version `version` of `name`.
+  Secret get_version(const std::string& name, const std::string& version) const {
+    sb_secret* raw = nullptr;
+    detail::check(sb_get_version(raw_, name.c_str(), version.c_str(), &raw));
+    return Secret(raw);
+  }
+
+  /// The version of `name` staged `stage` ("CURRENT", "PENDING", "PREVIOUS", custom).
+  Secret get_stage(const std::string& name, const std::string& stage) const {
+    sb_secret* raw = nullptr;
+    detail::check(sb_get_stage(raw_, name.c_str(), stage.c_str(), &raw));
+    return Secret(raw);
+  }
+
+  /// One field of the JSON object stored under `name`.
+  Secret get_field(const std::string& name, const std::string& field) const {
+    sb_secret* raw = nullptr;
+    detail::check(sb_get_field(raw_, name.c_str(), field.c_str(), &raw));
+    return Secret(raw);
+  }
+
+  /// Writes `value` as the new CURRENT version of `name` (copied into locked memory; wiping
+  /// the caller's buffer stays the caller's job).
+  void put(const std::string& name, ByteView value) const {
+    static const std::byte empty{};
+    const std::byte* data = value.data() != nullptr ? value.data() : &empty;
+    detail::check(
+        sb_put(raw_, name.c_str(), reinterpret_cast<const uint8_t*>(data), value.size()));
+  }
+  void put(const std::string& name, std::string_view value) const {
+    put(name, ByteView(reinterpret_cast<const std::byte*>(value.data()), value.size()));
+  }
+
+  /// Deletes `name` (soft unless `force`).
+  void remove(const std::string& name, bool force = false) const {
+    detail::check(sb_delete(raw_, name.c_str(), force));
+  }
+
+  /// Names under `prefix` ("" for all).
+  std::vector<std::string> list(const std::string& prefix = "") const {
+    sb_list_iter* it = nullptr;
+    detail::check(sb_list(raw_, prefix.c_str(), &it));
+    std::vector<std::string> names;
+    try {
+      const char* name = nullptr;
+      size_t len = 0;
+      sb_result r;
+      while ((r = sb_list_next(it, &name, &len)) == SB_RESULT_OK) {
+        names.emplace_back(name, len);
+      }
+      if (r != SB_RESULT_DONE) detail::check(r);
+    } catch (...) {
+      sb_list_free(it);
+      throw;
+    }
+    sb_list_free(it);
+    return names;
+  }
+
+  /// Metadata of `name`.
+  Metadata describe(const std::string& name) const {
+    sb_metadata* md = nullptr;
+    detail::check(sb_describe(raw_, name.c_str(), &md));
+    Metadata out;
+    try {
+      size_t count = 0;
+      detail::check(sb_metadata_version_count(md, &count));
+      for (size_t i = 0; i < count; i++) {
+        const char* id = nullptr;
+        size_t len = 0;
+        detail::check(sb_metadata_version_at(md, i, &id, &len));
+        out.versions.emplace_back(id, len);
+      }
+      const char* id = nullptr;
+      size_t len = 0;
+      if (sb_metadata_current_version(md, &id, &len) == SB_RESULT_OK) {
+        out.current_version.assign(id, len);
+      }
+      int64_t t = 0;
+      if (sb_metadata_updated(md, &t) == SB_RESULT_OK) out.updated_unix_seconds = t;
+    } catch (...) {
+      sb_metadata_free(md);
+      throw;
+    }
+    sb_metadata_free(md);
+    return out;
+  }
+
+  /// Writes queued audit events to the sinks.
+  void flush_audit() const { detail::check(sb_audit_flush(raw_)); }
+
+  /// The C handle (still owned by this Client).
+  const sb_client* raw() const noexcept { return raw_; }
+
+ private:
+  sb_client* raw_ = nullptr;
+};
+
+/// Hardens the process for holding secrets (no core dumps, not dumpable); irreversible.
+inline void harden_process() { detail::check(sb_harden_process()); }
+
+/// The library version at run time ("0.1.0"); compare with SB_VERSION_MAJOR/MINOR/PATCH.
+inline std::string_view version() noexcept { return sb_version(); }
+
+}  // namespace sealbox
+
+#endif  // SEALBOX_HPP

@@ -1,0 +1,160 @@
+//! The C ABI called from Rust, so `cargo test` covers its contract without a C compiler:
+//! outputs only on success, NULL and invalid UTF-8 as codes, secrets outliving the client.
+//! The full suite (every pointer parameter, threads, memory scan, sanitizers, valgrind) is the
+//! C and C++ one run by `scripts/test-c.sh`.
+
+use std::ffi::{CStr, c_char};
+use std::ptr::{null, null_mut};
+
+use sealbox_c::*;
+
+fn open() -> *mut sb_client {
+    let mut c = null_mut();
+    // SAFETY: the out-pointer is a local.
+    assert_eq!(unsafe { sb_client_open_memory(&mut c) }, sb_result::Ok);
+    c
+}
+
+fn last_error() -> String {
+    let mut buf = [0 as c_char; 256];
+    let mut n = 0usize;
+    // SAFETY: buf has 256 bytes; n is a local.
+    let r = unsafe { sb_last_error_message(buf.as_mut_ptr(), buf.len(), &mut n) };
+    assert_eq!(r, sb_result::Ok);
+    // SAFETY: sb_last_error_message NUL-terminated the buffer.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn data(s: *const sb_secret) -> Vec<u8> {
+    let mut p = null();
+    let mut len = 0usize;
+    // SAFETY: s is live; outputs are locals; the view is copied before s can be freed.
+    unsafe {
+        assert_eq!(sb_secret_data(s, &mut p, &mut len), sb_result::Ok);
+        std::slice::from_raw_parts(p, len).to_vec()
+    }
+}
+
+#[test]
+fn put_then_get_returns_the_bytes_and_a_version() {
+    let c = open();
+    let name = c"app/db";
+    // SAFETY: c is live, the name is NUL-terminated, the data is 5 readable bytes, outputs
+    // are locals, and every handle is freed once.
+    unsafe {
+        assert_eq!(
+            sb_put(c, name.as_ptr(), b"s3cr3".as_ptr(), 5),
+            sb_result::Ok
+        );
+        let mut s = null_mut();
+        assert_eq!(sb_get(c, name.as_ptr(), &mut s), sb_result::Ok);
+        assert_eq!(data(s), b"s3cr3");
+        let mut v = null();
+        let mut vlen = 0usize;
+        assert_eq!(sb_secret_version(s, &mut v, &mut vlen), sb_result::Ok);
+        assert!(vlen > 0);
+        sb_client_free(c);
+        // The secret outlives its client.
+        assert_eq!(data(s), b"s3cr3");
+        sb_secret_free(s);
+    }
+}
+
+#[test]
+fn a_failed_call_writes_no_output_and_has_no_side_effect() {
+    let c = open();
+    let sentinel = 0x5ea1 as *mut sb_secret;
+    let mut s = sentinel;
+    // SAFETY: c is live; NULL and invalid UTF-8 are what is being tested.
+    unsafe {
+        assert_eq!(sb_get(c, null(), &mut s), sb_result::NullParameter);
+        assert_eq!(
+            sb_get(c, c"a/\xff".as_ptr(), &mut s),
+            sb_result::InvalidUtf8
+        );
+        assert_eq!(
+            sb_get(c, c"a/missing".as_ptr(), &mut s),
+            sb_result::NotFound
+        );
+        assert_eq!(s, sentinel);
+        assert!(last_error().contains("a/missing"));
+        // A put refused for a NULL buffer writes nothing to the store.
+        assert_eq!(
+            sb_put(c, c"a/b".as_ptr(), null(), 0),
+            sb_result::NullParameter
+        );
+        assert_eq!(sb_get(c, c"a/b".as_ptr(), &mut s), sb_result::NotFound);
+        sb_client_free(c);
+    }
+}
+
+#[test]
+fn list_iterates_then_reports_done() {
+    let c = open();
+    // SAFETY: c is live; names are NUL-terminated; outputs are locals; handles freed once.
+    unsafe {
+        for n in [c"p/a", c"p/b", c"q/c"] {
+            assert_eq!(sb_put(c, n.as_ptr(), b"v".as_ptr(), 1), sb_result::Ok);
+        }
+        let mut it = null_mut();
+        assert_eq!(sb_list(c, c"p/".as_ptr(), &mut it), sb_result::Ok);
+        let mut names = Vec::new();
+        let (mut p, mut len) = (null(), 0usize);
+        while sb_list_next(it, &mut p, &mut len) == sb_result::Ok {
+            names.push(
+                String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len))
+                    .into_owned(),
+            );
+        }
+        assert_eq!(sb_list_next(it, &mut p, &mut len), sb_result::Done);
+        names.sort();
+        assert_eq!(names, ["p/a", "p/b"]);
+        sb_list_free(it);
+        sb_client_free(c);
+    }
+}
+
+#[test]
+fn the_local_vault_round_trips_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cpath = |p: &str| {
+        std::ffi::CString::new(dir.path().join(p).to_string_lossy().as_bytes()).expect("path")
+    };
+    let (vault, key) = (cpath("vault"), cpath("master.key"));
+    std::fs::create_dir(dir.path().join("vault")).expect("mkdir");
+    // SAFETY: paths and names are NUL-terminated; outputs are locals; handles freed once.
+    unsafe {
+        let mut c = null_mut();
+        assert_eq!(
+            sb_client_open_local(vault.as_ptr(), key.as_ptr(), &mut c),
+            sb_result::Ok,
+            "{}",
+            last_error()
+        );
+        assert_eq!(
+            sb_put(
+                c,
+                c"predis/prod/api/auth-token".as_ptr(),
+                b"tok".as_ptr(),
+                3
+            ),
+            sb_result::Ok
+        );
+        sb_client_free(c);
+        let mut c = null_mut();
+        assert_eq!(
+            sb_client_open_local(vault.as_ptr(), key.as_ptr(), &mut c),
+            sb_result::Ok
+        );
+        let mut s = null_mut();
+        assert_eq!(
+            sb_get(c, c"predis/prod/api/auth-token".as_ptr(), &mut s),
+            sb_result::Ok
+        );
+        assert_eq!(data(s), b"tok");
+        sb_secret_free(s);
+        sb_client_free(c);
+    }
+}

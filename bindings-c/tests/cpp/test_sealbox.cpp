@@ -1,0 +1,149 @@
+// The C++ wrapper: RAII, move-only secrets, views without copies, exceptions with codes.
+// Compiled as C++17 and as C++20 (where Secret::span() exists) by scripts/test-c.sh.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "sealbox.hpp"
+
+namespace {
+
+static_assert(!std::is_copy_constructible_v<sealbox::Secret>, "Secret is move-only");
+static_assert(!std::is_copy_assignable_v<sealbox::Secret>, "Secret is move-only");
+static_assert(std::is_nothrow_move_constructible_v<sealbox::Secret>, "Secret moves");
+static_assert(!std::is_copy_constructible_v<sealbox::Client>, "Client is move-only");
+static_assert(std::is_nothrow_move_constructible_v<sealbox::Client>, "Client moves");
+
+TEST(Version, RuntimeMatchesHeader) {
+  std::string expected = std::to_string(SB_VERSION_MAJOR) + "." +
+                         std::to_string(SB_VERSION_MINOR) + "." +
+                         std::to_string(SB_VERSION_PATCH);
+  EXPECT_EQ(sealbox::version(), expected);
+}
+
+TEST(Client, PutGetRoundTripWithVersions) {
+  auto client = sealbox::Client::open_memory();
+  client.put("predis/prod/database/password", std::string_view("v1"));
+  client.put("predis/prod/database/password", std::string_view("v2"));
+
+  sealbox::Secret s = client.get("predis/prod/database/password");
+  EXPECT_EQ(s.str(), "v2");
+  EXPECT_FALSE(s.version().empty());
+  EXPECT_EQ(client.get_stage("predis/prod/database/password", "PREVIOUS").str(), "v1");
+
+  sealbox::Metadata md = client.describe("predis/prod/database/password");
+  ASSERT_EQ(md.versions.size(), 2u);
+  EXPECT_EQ(md.current_version, s.version());
+  EXPECT_EQ(client.get_version("predis/prod/database/password", md.versions[0]).str(), "v1");
+  EXPECT_GT(md.updated_unix_seconds, 1600000000);
+}
+
+TEST(Secret, ViewsPointIntoTheSecretWithoutCopies) {
+  auto client = sealbox::Client::open_memory();
+  const std::byte raw[] = {std::byte{0}, std::byte{0xff}, std::byte{7}};
+  client.put("app/binary", sealbox::ByteView(raw, sizeof raw));
+  sealbox::Secret s = client.get("app/binary");
+  sealbox::ByteView b = s.bytes();
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[1], std::byte{0xff});
+  // str() and bytes() are the same memory: no copy was made.
+  EXPECT_EQ(static_cast<const void*>(s.str().data()), static_cast<const void*>(b.data()));
+#ifdef SEALBOX_HAS_STD_SPAN
+  std::span<const std::byte> sp = s.span();
+  EXPECT_EQ(sp.data(), b.data());
+  EXPECT_EQ(sp.size(), 3u);
+#endif
+}
+
+TEST(Secret, MovesTransferOwnership) {
+  auto client = sealbox::Client::open_memory();
+  client.put("app/k", std::string_view("value"));
+  sealbox::Secret a = client.get("app/k");
+  const char* where = a.str().data();
+  sealbox::Secret b = std::move(a);
+  EXPECT_FALSE(a);  // NOLINT(bugprone-use-after-move): the moved-from state is specified
+  EXPECT_TRUE(a.str().empty());
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b.str().data(), where);
+  sealbox::Secret c;
+  c = std::move(b);
+  EXPECT_EQ(c.str(), "value");
+  c.reset();
+  EXPECT_FALSE(c);
+}
+
+TEST(Secret, OutlivesItsClient) {
+  sealbox::Secret s;
+  {
+    auto client = sealbox::Client::open_memory();
+    client.put("app/outlives", std::string_view("still-here"));
+    s = client.get("app/outlives");
+  }
+  EXPECT_EQ(s.str(), "still-here");
+}
+
+TEST(Error, CarriesTheCodeAndAMessageWithoutValues) {
+  auto client = sealbox::Client::open_memory();
+  client.put("predis/prod/database", std::string_view("{\"password\":\"hunter2\"}"));
+  try {
+    client.get("predis/prod/missing");
+    FAIL() << "expected sealbox::Error";
+  } catch (const sealbox::Error& e) {
+    EXPECT_EQ(e.code(), SB_RESULT_NOT_FOUND);
+    EXPECT_STREQ(e.code_name(), "SB_RESULT_NOT_FOUND");
+    EXPECT_NE(std::string(e.what()).find("predis/prod/missing"), std::string::npos);
+  }
+  EXPECT_EQ(client.get_field("predis/prod/database", "password").str(), "hunter2");
+  try {
+    client.get_field("predis/prod/database", "nope");
+    FAIL() << "expected sealbox::Error";
+  } catch (const sealbox::Error& e) {
+    EXPECT_EQ(std::string(e.what()).find("hunter2"), std::string::npos);
+  }
+  try {
+    const char bad[] = {'a', '/', static_cast<char>(0xff), 0};
+    client.get(bad);
+    FAIL() << "expected sealbox::Error";
+  } catch (const sealbox::Error& e) {
+    EXPECT_EQ(e.code(), SB_RESULT_INVALID_UTF8);
+  }
+  EXPECT_THROW(sealbox::Client::open("/nonexistent/sealbox.yaml"), sealbox::Error);
+}
+
+TEST(Client, ListsAndDeletes) {
+  auto client = sealbox::Client::open_memory();
+  client.put("predis/prod/api/auth-token", std::string_view("t"));
+  client.put("predis/prod/database/password", std::string_view("p"));
+  client.put("other/x", std::string_view("x"));
+  std::vector<std::string> names = client.list("predis/");
+  std::sort(names.begin(), names.end());
+  ASSERT_EQ(names.size(), 2u);
+  EXPECT_EQ(names[0], "predis/prod/api/auth-token");
+  client.remove("other/x", true);
+  EXPECT_EQ(client.list("other/").size(), 0u);
+  client.flush_audit();
+}
+
+TEST(Client, SharedBetweenThreads) {
+  auto client = sealbox::Client::open_memory();
+  client.put("app/shared", std::string_view("shared-value"));
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; t++) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 1000; i++) {
+        if (client.get("app/shared").str() == "shared-value") ok++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 8000);
+}
+
+}  // namespace

@@ -1,0 +1,44 @@
+"""Shared fixtures: a client over the memory store and runtime-generated values."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+import sealbox
+
+
+@pytest.fixture
+def sb() -> Iterator[sealbox.Sealbox]:
+    """A fresh client over an in-memory store, closed after the test."""
+    with sealbox.Sealbox.memory(principal="svc:pytest") as client:
+        yield client
+
+
+def fresh_value(prefix: str = "v") -> bytearray:
+    """A value generated at run time (never a literal in this file), as a bytearray the caller
+    can hand to put() for wiping."""
+    return bytearray(f"{prefix}-{secrets.token_hex(16)}", "ascii")
+
+
+def _json_field_built() -> bool:
+    with sealbox.Sealbox.memory() as client:
+        client.put("probe/json", '{"a": "b"}')
+        try:
+            client.get_field("probe/json", "a").close()
+        except sealbox.Unsupported:
+            return False
+    return True
+
+
+JSON_FIELD_BUILT = _json_field_built()
+
+needs_json_field = pytest.mark.xfail(
+    not JSON_FIELD_BUILT,
+    reason="the core's Secret::json_field is not built in this checkout yet",
+    raises=sealbox.Unsupported,
+    strict=True,
+)
+"""Marks tests that need the core's JSON field access; they run for real once it exists."""

@@ -26,12 +26,13 @@ def test_put_accepts_bytes_memoryview_and_str_without_touching_them(
 ) -> None:
     raw = bytes(fresh_value())
     source = bytearray(raw)
-    value: bytes | memoryview | str = {
+    choices: dict[str, bytes | memoryview | str] = {
         "bytes": raw,
         "memoryview": memoryview(raw),
         "str": raw.decode(),
         "memoryview-of-bytearray": memoryview(source),
-    }[kind]
+    }
+    value = choices[kind]
     sb.put("app/token", value)
     assert sb.get("app/token").reveal_bytes() == raw
     assert source == raw, "only a bytearray passed directly is wiped"

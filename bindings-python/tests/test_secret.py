@@ -50,7 +50,7 @@ def test_with_yields_a_read_only_memoryview_on_the_value(sb: sealbox.Sealbox) ->
         assert view.format == "B"
         assert view == expected
         with pytest.raises(TypeError):
-            view[0] = 0  # type: ignore[index]
+            view[0] = 0
     assert secret.closed
 
 
@@ -203,4 +203,4 @@ def test_subclassing_secret_is_not_allowed() -> None:
 
 def test_secret_cannot_be_built_from_python() -> None:
     with pytest.raises(TypeError):
-        sealbox.Secret()  # type: ignore[call-arg]
+        sealbox.Secret()

@@ -3,11 +3,25 @@
 import datetime
 import os
 from types import TracebackType
-from typing import Any, Self, final
+from typing import Any, NoReturn, Self, final
 
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "Sealbox",
+    "_OpenedClient",
+    "Secret",
+    "_SecretBuffer",
+    "SecretMetadata",
+    "VersionInfo",
+    "_Baseline",
+    "_baseline",
+    "__version__",
+]
 
 __version__: str
 
+@disjoint_base
 class Sealbox:
     def __new__(cls, client: _OpenedClient) -> Self: ...
     @classmethod
@@ -56,7 +70,7 @@ class Sealbox:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool: ...
-    def __reduce__(self) -> None: ...
+    def __reduce__(self) -> NoReturn: ...
 
 @final
 class _OpenedClient: ...
@@ -91,16 +105,15 @@ class Secret:
         """An explicit copy of the value as ``bytes``, in ordinary (unprotected) memory."""
     def equals(self, other: Secret | bytes | bytearray | memoryview | str) -> bool:
         """Constant-time comparison (the length is not hidden)."""
-    def __reduce__(self) -> None: ...
-    def __reduce_ex__(self, protocol: Any, /) -> None: ...  # type: ignore[override]
-    def __getstate__(self) -> None: ...
-    def __copy__(self) -> None: ...
-    def __deepcopy__(self, memo: Any, /) -> None: ...
+    def __reduce__(self) -> NoReturn: ...
+    def __reduce_ex__(self, protocol: Any, /) -> NoReturn: ...
+    def __getstate__(self) -> NoReturn: ...
+    def __copy__(self) -> NoReturn: ...
+    def __deepcopy__(self, memo: Any, /) -> NoReturn: ...
 
 @final
 class _SecretBuffer:
-    def __buffer__(self, flags: int, /) -> memoryview: ...
-    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+    """The buffer exporter behind a secret's view (buffer protocol only)."""
 
 @final
 class VersionInfo:

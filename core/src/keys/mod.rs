@@ -1,2 +1,50 @@
-//! Key hierarchy and envelope encryption: master key (`KeyProvider`) -> KEK per namespace ->
-//! DEK per secret -> AES-256-GCM envelope. See ARCHITECTURE.md, section "Key hierarchy".
+//! Key hierarchy and envelope encryption: master key ([`KeyProvider`]) -> KEK per namespace ->
+//! DEK per secret -> AES-256-GCM [`Envelope`]. See ARCHITECTURE.md, section "Key hierarchy".
+//!
+//! # Using it from a store (the local vault)
+//!
+//! 1. Implement [`KeyStorage`] over your database: one [`NamespaceKeys`] record per namespace
+//!    (saved with compare-and-set on `revision`, e.g. `UPDATE .. WHERE revision = ?` in a
+//!    transaction) and one [`KeyCheck`] per master key version. Both are serde types; a JSON
+//!    column is enough. [`MemoryKeyStorage`] is the reference implementation.
+//! 2. Open a [`Keyring`] over a [`KeyProvider`] ([`LocalKeyFile`], [`PassphraseKey`],
+//!    [`EnvKey`], or a cloud KMS from a provider crate) and the storage. A wrong master key
+//!    fails here with [`ErrorKind::WrongKey`](crate::ErrorKind::WrongKey).
+//! 3. Writing a new secret: `let (dek, wrapped) = keyring.new_dek(&ns, dek_id).await?`, then
+//!    `Envelope::seal(&dek, &aad, value)` where `aad` binds store, namespace, name, version and
+//!    key ids; store the envelope and `wrapped.to_bytes()` in the same row/transaction. New
+//!    versions of the same secret can reuse the DEK (unwrap it, seal again) until
+//!    [`DataKey::needs_rotation`] or the DEK schedule says otherwise.
+//! 4. Reading: `WrappedDek::from_bytes`, `keyring.unwrap_dek(&ns, &wrapped)`,
+//!    `Envelope::open(&dek, &aad, &envelope)` -> a [`Secret`](crate::Secret) in locked memory.
+//! 5. Rotation: [`Keyring::rotate_master`] rewraps KEKs itself (they live in [`KeyStorage`]).
+//!    [`Keyring::rotate_kek`] makes a new KEK version; the store then calls
+//!    [`Keyring::rewrap_dek`] for each of its wrapped DEKs in that namespace and may retire
+//!    the old KEK with [`Keyring::set_min_decryption_version`]. [`Keyring::rotate_dek`] gives
+//!    a fresh DEK for re-encrypting one secret. [`RotationSchedule`] says when each is due.
+//! 6. Erasure: [`Keyring::shred_namespace`] destroys every KEK version of a namespace; every
+//!    value in it then fails with `KeyDestroyed`. Audit it.
+//!
+//! Callers who encrypt their own records use [`DataKey::generate`] and [`Envelope`] directly.
+
+mod data_key;
+mod env;
+mod envelope;
+mod file;
+mod ids;
+mod keyring;
+mod passphrase;
+mod provider;
+mod schedule;
+mod storage;
+
+pub use data_key::{DataKey, KEY_LEN, MAX_USES};
+pub use env::EnvKey;
+pub use envelope::{Algorithm, Envelope, EnvelopeView, FORMAT_V1, MAGIC, TAG_LEN};
+pub use file::LocalKeyFile;
+pub use ids::{KeyId, KeyVersion, MAX_KEY_ID_LEN};
+pub use keyring::{Keyring, WrappedDek};
+pub use passphrase::{PassphraseCost, PassphraseKey, PassphraseParams};
+pub use provider::{KeyCheck, KeyProvider, WrappedKey};
+pub use schedule::{KeyRole, RotationPeriod, RotationSchedule};
+pub use storage::{KekRecord, KeyStorage, MemoryKeyStorage, NamespaceKeys};

@@ -1,0 +1,338 @@
+//! [`LocalKeyFile`]: master key versions in a local file (0600), created if absent.
+//!
+//! File format (binary, all integers big-endian):
+//!
+//! ```text
+//! "SBXK"  magic
+//! u8      format version (1)
+//! u32     current version
+//! u16     number of versions n (1..=1024)
+//! n x     { u32 version, 32 bytes key }   (versions strictly increasing)
+//! 32      SHA-256 of everything above
+//! ```
+//!
+//! The file is read straight into locked memory. Refusals, each with a typed error: a file
+//! readable or writable by group or others ([`ErrorKind::Config`], with the `chmod` to run), a
+//! symlink or non-regular file (`Config`), another format (`Config`), a newer format
+//! (`UnsupportedVersion`), a short file (`Truncated`), a wrong size or checksum
+//! (`Integrity`).
+//!
+//! Rotation appends a version and replaces the file atomically (write to a temporary 0600
+//! file, fsync, rename). Rotations are serialised within a process; run master rotation from
+//! one process at a time (the local vault's file lock does this).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ring::digest;
+use secrecy::ExposeSecret;
+use zeroize::Zeroizing;
+
+use super::data_key::{DataKey, KEY_LEN};
+use super::ids::{KeyId, KeyVersion};
+use super::provider::{MasterKeys, local_provider};
+use crate::error::{Error, ErrorKind, Result};
+use crate::secret::Secret;
+
+const MAGIC: [u8; 4] = *b"SBXK";
+const FORMAT: u8 = 1;
+const HEAD: usize = 4 + 1 + 4 + 2;
+const ENTRY: usize = 4 + KEY_LEN;
+const SUM: usize = 32;
+const MAX_VERSIONS: usize = 1024;
+
+/// Master key versions in a 0600 file of 32 random bytes per version.
+#[derive(Debug)]
+pub struct LocalKeyFile {
+    path: PathBuf,
+    keys: MasterKeys,
+    rotation: Mutex<()>,
+}
+
+impl LocalKeyFile {
+    /// Opens the key file at `path`, creating it (0600, one random version) if it does not
+    /// exist. `id` names this master key in wrapped records (e.g. `"local"`).
+    pub fn open_or_create(id: KeyId, path: impl AsRef<Path>) -> Result<LocalKeyFile> {
+        let path = path.as_ref();
+        match fs::symlink_metadata(path) {
+            Ok(_) => Self::open(id, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(id, path),
+            Err(e) => Err(Error::io(format!("reading key file {}", path.display()), e)),
+        }
+    }
+
+    /// Opens an existing key file.
+    pub fn open(id: KeyId, path: impl AsRef<Path>) -> Result<LocalKeyFile> {
+        let path = path.as_ref().to_path_buf();
+        let raw = read_checked(&path)?;
+        let (current, versions) = parse(&id, &path, raw.expose_secret())?;
+        Ok(LocalKeyFile {
+            keys: MasterKeys::new(id, current, versions)?,
+            path,
+            rotation: Mutex::new(()),
+        })
+    }
+
+    fn create(id: KeyId, path: &Path) -> Result<LocalKeyFile> {
+        let first = DataKey::generate(id.clone(), KeyVersion::FIRST)?;
+        let keys = MasterKeys::new(
+            id.clone(),
+            KeyVersion::FIRST,
+            BTreeMap::from([(KeyVersion::FIRST, Arc::new(first))]),
+        )?;
+        let bytes = encode(&keys)?;
+        // Link the finished temporary file into place: unlike rename, `hard_link` fails if
+        // another process created the key file meanwhile, so no key is ever silently replaced.
+        let tmp = write_temp(path, &bytes)?;
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                sync_dir(path)?;
+                Ok(LocalKeyFile {
+                    path: path.to_path_buf(),
+                    keys,
+                    rotation: Mutex::new(()),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::open(id, path),
+            Err(e) => Err(Error::io(
+                format!("creating key file {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn rotate_now(&self) -> Result<KeyVersion> {
+        let _guard = self.rotation.lock().unwrap_or_else(|e| e.into_inner());
+        let next = self.keys.current_version().next()?;
+        let key = DataKey::generate(self.keys.id().clone(), next)?;
+        // Write the file first: a version that is not on disk must never wrap anything.
+        let mut bytes = encode_with(&self.keys, Some(&key))?;
+        let tmp = write_temp(&self.path, &bytes)?;
+        zeroize::Zeroize::zeroize(&mut *bytes);
+        fs::rename(&tmp, &self.path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            Error::io(format!("replacing key file {}", self.path.display()), e)
+        })?;
+        sync_dir(&self.path)?;
+        self.keys.install(key)?;
+        Ok(next)
+    }
+}
+
+local_provider!(LocalKeyFile, |this| this.rotate_now());
+
+fn read_checked(path: &Path) -> Result<Secret> {
+    let meta = fs::symlink_metadata(path)
+        .map_err(|e| Error::io(format!("reading key file {}", path.display()), e))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::config(format!(
+            "key file {} is not a regular file (symlinks are refused)",
+            path.display()
+        )));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::config(format!(
+            "key file {} is accessible by group or others (mode {mode:04o}); run \
+             `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    let max = HEAD + MAX_VERSIONS * ENTRY + SUM;
+    let mut file = File::open(path)
+        .map_err(|e| Error::io(format!("opening key file {}", path.display()), e))?;
+    Secret::from_reader(&mut file, max).map_err(|e| match e.kind() {
+        ErrorKind::InvalidInput => Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "key file {} is larger than any valid key file",
+                path.display()
+            ),
+        ),
+        _ => e,
+    })
+}
+
+fn parse(
+    id: &KeyId,
+    path: &Path,
+    raw: &[u8],
+) -> Result<(KeyVersion, BTreeMap<KeyVersion, Arc<DataKey>>)> {
+    let shown = path.display();
+    if raw.len() < HEAD {
+        if raw.len() >= 4 && raw[..4] != MAGIC {
+            return Err(not_a_key_file(path));
+        }
+        return Err(Error::new(
+            ErrorKind::Truncated,
+            format!("key file {shown} is truncated ({} bytes)", raw.len()),
+        ));
+    }
+    if raw[..4] != MAGIC {
+        return Err(not_a_key_file(path));
+    }
+    if raw[4] != FORMAT {
+        return Err(Error::new(
+            ErrorKind::UnsupportedVersion,
+            format!(
+                "key file {shown} has format {}; this build reads {FORMAT}",
+                raw[4]
+            ),
+        ));
+    }
+    let current = be32(&raw[5..9]);
+    let count = usize::from(u16::from_be_bytes([raw[9], raw[10]]));
+    let expected = HEAD + count * ENTRY + SUM;
+    if raw.len() < expected {
+        return Err(Error::new(
+            ErrorKind::Truncated,
+            format!(
+                "key file {shown} is truncated ({} of {expected} bytes)",
+                raw.len()
+            ),
+        ));
+    }
+    if raw.len() > expected || count == 0 || count > MAX_VERSIONS {
+        return Err(Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "key file {shown} has the wrong size for {count} key versions ({} bytes)",
+                raw.len()
+            ),
+        ));
+    }
+    let body = &raw[..expected - SUM];
+    let sum = digest::digest(&digest::SHA256, body);
+    if sum.as_ref() != &raw[expected - SUM..] {
+        return Err(Error::new(
+            ErrorKind::Integrity,
+            format!("key file {shown} failed its checksum: it is corrupted"),
+        ));
+    }
+    let mut versions = BTreeMap::new();
+    let mut previous = 0u32;
+    for entry in body[HEAD..].chunks_exact(ENTRY) {
+        let v = be32(&entry[..4]);
+        if v <= previous {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!("key file {shown} lists versions out of order"),
+            ));
+        }
+        previous = v;
+        let version = KeyVersion::new(v)?;
+        let material = Secret::init_with(KEY_LEN, |dst| {
+            dst.copy_from_slice(&entry[4..]);
+            Ok(())
+        })?;
+        versions.insert(
+            version,
+            Arc::new(DataKey::from_secret(id.clone(), version, material)?),
+        );
+    }
+    let current = KeyVersion::new(current).map_err(|_| {
+        Error::new(
+            ErrorKind::Integrity,
+            format!("key file {shown} has current version 0"),
+        )
+    })?;
+    Ok((current, versions))
+}
+
+fn not_a_key_file(path: &Path) -> Error {
+    Error::config(format!(
+        "{} is not a sealbox key file (bad magic bytes)",
+        path.display()
+    ))
+}
+
+fn be32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_be_bytes(a)
+}
+
+fn encode(keys: &MasterKeys) -> Result<Zeroizing<Vec<u8>>> {
+    encode_with(keys, None)
+}
+
+fn encode_with(keys: &MasterKeys, extra: Option<&DataKey>) -> Result<Zeroizing<Vec<u8>>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(HEAD + (MAX_VERSIONS / 8) * ENTRY + SUM));
+    let mut count = 0usize;
+    let mut body = Zeroizing::new(Vec::new());
+    keys.for_each_version(|v, material| {
+        count += 1;
+        body.extend_from_slice(&v.to_be_bytes());
+        body.extend_from_slice(material.expose_secret());
+        Ok(())
+    })?;
+    let current = match extra {
+        Some(key) => {
+            count += 1;
+            body.extend_from_slice(&key.version().to_be_bytes());
+            body.extend_from_slice(key.material().expose_secret());
+            key.version()
+        }
+        None => keys.current_version(),
+    };
+    let count16 = u16::try_from(count)
+        .ok()
+        .filter(|c| usize::from(*c) <= MAX_VERSIONS)
+        .ok_or_else(|| {
+            Error::invalid_input(format!("a key file holds at most {MAX_VERSIONS} versions"))
+        })?;
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT);
+    out.extend_from_slice(&current.to_be_bytes());
+    out.extend_from_slice(&count16.to_be_bytes());
+    out.extend_from_slice(&body);
+    let sum = digest::digest(&digest::SHA256, &out);
+    out.extend_from_slice(sum.as_ref());
+    Ok(out)
+}
+
+fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let name = path.file_name().ok_or_else(|| {
+        Error::config(format!("key file path {} has no file name", path.display()))
+    })?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let _ = fs::remove_file(&tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(format!("writing key file {}", tmp.display()), e)
+    })?;
+    Ok(tmp)
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}

@@ -1,0 +1,226 @@
+//! [`PassphraseKey`]: a master key derived from a passphrase with Argon2id.
+//!
+//! The salt and cost parameters are not secret but are needed to derive the same key again.
+//! They live in a [`PassphraseParams`] record, together with a key-check value that makes a
+//! wrong passphrase an immediate [`ErrorKind::WrongKey`]. Persisting the record is the
+//! caller's choice: [`PassphraseKey::create`] returns it (store it anywhere, e.g. beside the
+//! vault), or [`PassphraseKey::create_file`] / [`PassphraseKey::open_file`] keep it in a small
+//! JSON file (0600). Because the key-check value covers the derived key, editing the cost
+//! parameters in the file cannot silently weaken anything: the passphrase then no longer
+//! checks out.
+//!
+//! A passphrase-derived key has one version; [`KeyProvider::rotate`](super::KeyProvider::rotate)
+//! returns `Unsupported`. To change the passphrase, open a keyring with the old provider and
+//! rewrap under a new one.
+//!
+//! Not wiped: Argon2's working memory (the `argon2` crate is used without its `zeroize`
+//! feature); the derived key itself goes straight into locked memory.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::Rng;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use super::data_key::{DataKey, KEY_LEN};
+use super::ids::{KeyId, KeyVersion};
+use super::provider::{KeyCheck, MasterKeys, local_provider};
+use crate::error::{Error, ErrorKind, Result};
+use crate::secret::{Secret, SecretString};
+
+const SALT_LEN: usize = 16;
+const PARAMS_FORMAT: u32 = 1;
+
+/// Argon2id cost. The default is OWASP's recommendation (19 MiB, 2 passes, 1 lane).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassphraseCost {
+    /// Memory in KiB.
+    pub m_cost_kib: u32,
+    /// Passes.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+}
+
+impl Default for PassphraseCost {
+    fn default() -> Self {
+        PassphraseCost {
+            m_cost_kib: 19 * 1024,
+            t_cost: 2,
+            p_cost: 1,
+        }
+    }
+}
+
+/// What is needed, besides the passphrase, to derive the master key again. Not secret.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PassphraseParams {
+    /// Record format (1).
+    pub format: u32,
+    /// Always `"argon2id"` in format 1.
+    pub algorithm: String,
+    /// Argon2 version (19 = 0x13).
+    pub argon2_version: u32,
+    /// Cost parameters.
+    #[serde(flatten)]
+    pub cost: PassphraseCost,
+    /// Base64 salt (16 random bytes).
+    pub salt: String,
+    /// Key-check value of the derived key.
+    pub key_check: KeyCheck,
+}
+
+/// A master key derived from a passphrase (Argon2id). One version.
+#[derive(Debug)]
+pub struct PassphraseKey {
+    keys: MasterKeys,
+}
+
+impl PassphraseKey {
+    /// Derives a new master key with a fresh random salt; persist the returned parameters.
+    pub fn create(
+        id: KeyId,
+        passphrase: &SecretString,
+        cost: PassphraseCost,
+    ) -> Result<(PassphraseKey, PassphraseParams)> {
+        if passphrase.is_empty() {
+            return Err(Error::invalid_input("the passphrase must not be empty"));
+        }
+        let mut salt = [0u8; SALT_LEN];
+        rand::rng().fill_bytes(&mut salt);
+        let material = derive(passphrase, &salt, cost)?;
+        let params = PassphraseParams {
+            format: PARAMS_FORMAT,
+            algorithm: "argon2id".to_owned(),
+            argon2_version: 0x13,
+            cost,
+            salt: STANDARD.encode(salt),
+            key_check: KeyCheck::compute(&material),
+        };
+        Ok((Self::from_material(id, material)?, params))
+    }
+
+    /// Derives the master key again from stored parameters. A passphrase that does not match
+    /// the parameters' key-check value gives [`ErrorKind::WrongKey`].
+    pub fn open(
+        id: KeyId,
+        passphrase: &SecretString,
+        params: &PassphraseParams,
+    ) -> Result<PassphraseKey> {
+        if params.format != PARAMS_FORMAT
+            || params.algorithm != "argon2id"
+            || params.argon2_version != 0x13
+        {
+            return Err(Error::new(
+                ErrorKind::UnsupportedVersion,
+                format!(
+                    "passphrase parameters format {} / {} v{} are not supported by this build",
+                    params.format, params.algorithm, params.argon2_version
+                ),
+            ));
+        }
+        let salt = STANDARD
+            .decode(params.salt.as_bytes())
+            .map_err(|_| Error::config("passphrase parameters: salt is not valid base64"))?;
+        let material = derive(passphrase, &salt, params.cost)?;
+        if !KeyCheck::compute(&material).matches(&params.key_check) {
+            return Err(Error::new(
+                ErrorKind::WrongKey,
+                "wrong passphrase: it does not derive the master key these parameters were \
+                 created with",
+            ));
+        }
+        Self::from_material(id, material)
+    }
+
+    /// [`PassphraseKey::create`] and write the parameters to a new JSON file (0600).
+    pub fn create_file(
+        id: KeyId,
+        passphrase: &SecretString,
+        cost: PassphraseCost,
+        path: impl AsRef<Path>,
+    ) -> Result<PassphraseKey> {
+        let path = path.as_ref();
+        let (key, params) = Self::create(id, passphrase, cost)?;
+        let json = serde_json::to_vec_pretty(&params)
+            .map_err(|e| Error::internal(format!("encoding passphrase parameters: {e}")))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        f.write_all(&json)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        Ok(key)
+    }
+
+    /// Reads the parameters file and [`PassphraseKey::open`]s.
+    pub fn open_file(
+        id: KeyId,
+        passphrase: &SecretString,
+        path: impl AsRef<Path>,
+    ) -> Result<PassphraseKey> {
+        let path = path.as_ref();
+        let meta =
+            fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if meta.mode() & 0o022 != 0 {
+            return Err(Error::config(format!(
+                "passphrase parameters file {} is writable by group or others; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            )));
+        }
+        let bytes =
+            fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        // serde_json errors can quote input; the file holds no secret, but keep messages plain.
+        let params: PassphraseParams = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::config(format!(
+                "{} is not a passphrase parameters file (line {}, column {})",
+                path.display(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        Self::open(id, passphrase, &params)
+    }
+
+    fn from_material(id: KeyId, material: Secret) -> Result<PassphraseKey> {
+        let key = DataKey::from_secret(id.clone(), KeyVersion::FIRST, material)?;
+        Ok(PassphraseKey {
+            keys: MasterKeys::new(
+                id,
+                KeyVersion::FIRST,
+                BTreeMap::from([(KeyVersion::FIRST, Arc::new(key))]),
+            )?,
+        })
+    }
+}
+
+local_provider!(PassphraseKey, |this| Err(Error::new(
+    crate::ErrorKind::Unsupported,
+    format!(
+        "passphrase key {} has one version and cannot rotate; derive a new key from a new passphrase and rewrap the keyring under it",
+        this.keys.id()
+    )
+)));
+
+fn derive(passphrase: &SecretString, salt: &[u8], cost: PassphraseCost) -> Result<Secret> {
+    let params = Params::new(cost.m_cost_kib, cost.t_cost, cost.p_cost, Some(KEY_LEN))
+        .map_err(|e| Error::config(format!("invalid Argon2id cost parameters: {e}")))?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    Secret::init_with(KEY_LEN, |out| {
+        argon
+            .hash_password_into(passphrase.expose_secret().as_bytes(), salt, out)
+            .map_err(|e| Error::config(format!("Argon2id derivation failed: {e}")))
+    })
+}

@@ -1,0 +1,365 @@
+//! The master key: [`KeyProvider`] wraps and unwraps key material so that remote providers
+//! (KMS, Key Vault) never reveal the master key, plus the pieces the local providers share.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use ring::hmac;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::data_key::DataKey;
+use super::envelope::Envelope;
+use super::ids::{KeyId, KeyVersion};
+use crate::error::{Error, ErrorKind, Result};
+use crate::secret::Secret;
+
+/// Key material wrapped by a [`KeyProvider`]: which provider and master version, and the
+/// provider's opaque ciphertext (an [`Envelope`] for the local providers, a KMS blob for
+/// remote ones). Serialisable so stores can persist it as they like.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey {
+    /// The provider that wrapped it ([`KeyProvider::id`]).
+    pub provider: KeyId,
+    /// The master key version that wrapped it.
+    pub master_version: KeyVersion,
+    /// Provider-specific ciphertext.
+    #[serde(with = "base64_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrappedKey")
+            .field("provider", &self.provider)
+            .field("master_version", &self.master_version)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish()
+    }
+}
+
+/// A key-check value: HMAC-SHA-256 of a fixed label under a master key version. Stored beside
+/// the wrapped keys, it tells a wrong master key ([`ErrorKind::WrongKey`]) apart from
+/// tampered data ([`ErrorKind::Integrity`]) without revealing anything about the key.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyCheck([u8; 32]);
+
+const KEY_CHECK_LABEL: &[u8] = b"sealbox/key-check/v1";
+
+impl KeyCheck {
+    /// The check value of `key` (any length).
+    pub fn compute(key: &Secret) -> KeyCheck {
+        let mac = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, key.expose_secret()),
+            KEY_CHECK_LABEL,
+        );
+        let mut out = [0u8; 32];
+        out.copy_from_slice(mac.as_ref());
+        KeyCheck(out)
+    }
+
+    /// Constant-time comparison.
+    pub fn matches(&self, other: &KeyCheck) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// From 32 stored bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> KeyCheck {
+        KeyCheck(bytes)
+    }
+}
+
+impl TryFrom<String> for KeyCheck {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self> {
+        let bytes = hex::decode(value.as_bytes())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| Error::invalid_input("a key check value is 64 hex digits"))?;
+        Ok(KeyCheck(bytes))
+    }
+}
+
+impl From<KeyCheck> for String {
+    fn from(value: KeyCheck) -> Self {
+        hex::encode(value.0)
+    }
+}
+
+impl std::fmt::Debug for KeyCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyCheck({})", hex::encode(&self.0[..4]))
+    }
+}
+
+/// A master key source. Implementations: [`super::LocalKeyFile`], [`super::PassphraseKey`],
+/// [`super::EnvKey`] here; AWS KMS and Azure Key Vault in provider crates.
+///
+/// Errors: `NotFound` for a master version the provider does not have, `WrongKey` for
+/// ciphertext wrapped by another provider, `Integrity` when unwrapping fails authentication,
+/// `Unsupported` from [`KeyProvider::rotate`] where the provider cannot rotate,
+/// `Unavailable` for a remote provider that cannot be reached.
+#[async_trait]
+pub trait KeyProvider: Send + Sync + std::fmt::Debug {
+    /// The provider's id, recorded in every [`WrappedKey`] (`"local"`, `"env:SEALBOX_KEY"`).
+    fn id(&self) -> &KeyId;
+
+    /// The master version new wraps use.
+    async fn current_version(&self) -> Result<KeyVersion>;
+
+    /// Wraps `key` under the current master version, binding `context` (associated data).
+    async fn wrap(&self, context: &[u8], key: &Secret) -> Result<WrappedKey>;
+
+    /// Unwraps into locked memory. `context` must equal the one given to `wrap`.
+    async fn unwrap(&self, context: &[u8], wrapped: &WrappedKey) -> Result<Secret>;
+
+    /// Makes a new master version current; old versions stay available for `unwrap`.
+    async fn rotate(&self) -> Result<KeyVersion>;
+
+    /// The key-check value of `version`, when the provider can compute one. Remote providers
+    /// that detect a wrong key themselves return `Ok(None)` (the default).
+    async fn key_check(&self, version: KeyVersion) -> Result<Option<KeyCheck>> {
+        let _ = version;
+        Ok(None)
+    }
+}
+
+/// Master key versions held in this process (locked memory), shared by the local providers.
+#[derive(Debug)]
+pub(crate) struct MasterKeys {
+    id: KeyId,
+    state: RwLock<MasterState>,
+}
+
+#[derive(Debug)]
+struct MasterState {
+    current: KeyVersion,
+    versions: BTreeMap<KeyVersion, Arc<DataKey>>,
+}
+
+impl MasterKeys {
+    /// `versions` must contain `current`.
+    pub(crate) fn new(
+        id: KeyId,
+        current: KeyVersion,
+        versions: BTreeMap<KeyVersion, Arc<DataKey>>,
+    ) -> Result<MasterKeys> {
+        if !versions.contains_key(&current) {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!("master key {id}: current version {current} is missing"),
+            ));
+        }
+        Ok(MasterKeys {
+            id,
+            state: RwLock::new(MasterState { current, versions }),
+        })
+    }
+
+    pub(crate) fn id(&self) -> &KeyId {
+        &self.id
+    }
+
+    pub(crate) fn current_version(&self) -> KeyVersion {
+        self.read().current
+    }
+
+    /// Installs `key` as the new current version (it must be the next version).
+    pub(crate) fn install(&self, key: DataKey) -> Result<()> {
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| Error::internal("master key state lock poisoned"))?;
+        if key.version() <= state.current {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("master key {} is already at {}", self.id, state.current),
+            ));
+        }
+        state.current = key.version();
+        state.versions.insert(key.version(), Arc::new(key));
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, MasterState> {
+        // A panic while holding the lock cannot leave the map half-updated (single inserts),
+        // so a poisoned lock is still consistent.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn version(&self, version: KeyVersion) -> Result<Arc<DataKey>> {
+        self.read().versions.get(&version).cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "master key {} has no version {version}; was an older key file restored?",
+                self.id
+            ))
+        })
+    }
+
+    pub(crate) fn wrap(&self, context: &[u8], key: &Secret) -> Result<WrappedKey> {
+        let master = {
+            let state = self.read();
+            state.versions.get(&state.current).cloned()
+        }
+        .ok_or_else(|| Error::internal("current master version missing"))?;
+        Ok(WrappedKey {
+            provider: self.id.clone(),
+            master_version: master.version(),
+            ciphertext: Envelope::seal(&master, context, key.expose_secret())?,
+        })
+    }
+
+    pub(crate) fn unwrap(&self, context: &[u8], wrapped: &WrappedKey) -> Result<Secret> {
+        if wrapped.provider != self.id {
+            return Err(Error::new(
+                ErrorKind::WrongKey,
+                format!(
+                    "key was wrapped by master key provider {}, but provider {} is configured",
+                    wrapped.provider, self.id
+                ),
+            ));
+        }
+        let master = self.version(wrapped.master_version)?;
+        Envelope::open(&master, context, &wrapped.ciphertext)
+    }
+
+    pub(crate) fn key_check(&self, version: KeyVersion) -> Result<KeyCheck> {
+        Ok(KeyCheck::compute(self.version(version)?.material()))
+    }
+
+    /// Every version's material, oldest first, for persisting.
+    pub(crate) fn for_each_version(
+        &self,
+        mut f: impl FnMut(KeyVersion, &Secret) -> Result<()>,
+    ) -> Result<()> {
+        for (v, key) in &self.read().versions {
+            f(*v, key.material())?;
+        }
+        Ok(())
+    }
+}
+
+/// Implements [`KeyProvider`] for a type with a `keys: MasterKeys` field, given its rotate body.
+macro_rules! local_provider {
+    ($ty:ty, |$this:ident| $rotate:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::keys::KeyProvider for $ty {
+            fn id(&self) -> &$crate::keys::KeyId {
+                self.keys.id()
+            }
+            async fn current_version(&self) -> $crate::Result<$crate::keys::KeyVersion> {
+                Ok(self.keys.current_version())
+            }
+            async fn wrap(
+                &self,
+                context: &[u8],
+                key: &$crate::Secret,
+            ) -> $crate::Result<$crate::keys::WrappedKey> {
+                self.keys.wrap(context, key)
+            }
+            async fn unwrap(
+                &self,
+                context: &[u8],
+                wrapped: &$crate::keys::WrappedKey,
+            ) -> $crate::Result<$crate::Secret> {
+                self.keys.unwrap(context, wrapped)
+            }
+            async fn rotate(&self) -> $crate::Result<$crate::keys::KeyVersion> {
+                let $this = self;
+                $rotate
+            }
+            async fn key_check(
+                &self,
+                version: $crate::keys::KeyVersion,
+            ) -> $crate::Result<Option<$crate::keys::KeyCheck>> {
+                self.keys.key_check(version).map(Some)
+            }
+        }
+    };
+}
+pub(crate) use local_provider;
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> MasterKeys {
+        let id = KeyId::new("m").unwrap();
+        let k = DataKey::generate(id.clone(), KeyVersion::FIRST).unwrap();
+        MasterKeys::new(
+            id,
+            KeyVersion::FIRST,
+            BTreeMap::from([(KeyVersion::FIRST, Arc::new(k))]),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn wrap_unwrap_binds_context_and_provider() {
+        let m = keys();
+        let dek = Secret::random(32).unwrap();
+        let w = m.wrap(b"ctx", &dek).unwrap();
+        assert!(m.unwrap(b"ctx", &w).unwrap().ct_eq(&dek));
+        assert_eq!(
+            m.unwrap(b"other", &w).unwrap_err().kind(),
+            ErrorKind::Integrity
+        );
+        let mut foreign = w.clone();
+        foreign.provider = KeyId::new("kms").unwrap();
+        assert_eq!(
+            m.unwrap(b"ctx", &foreign).unwrap_err().kind(),
+            ErrorKind::WrongKey
+        );
+        let mut future = w;
+        future.master_version = KeyVersion::new(9).unwrap();
+        assert_eq!(
+            m.unwrap(b"ctx", &future).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn key_checks_differ_per_key_and_round_trip_through_serde() {
+        let a = KeyCheck::compute(&Secret::random(32).unwrap());
+        let b = KeyCheck::compute(&Secret::random(32).unwrap());
+        assert!(!a.matches(&b));
+        let json = serde_json::to_string(&a).unwrap();
+        let back: KeyCheck = serde_json::from_str(&json).unwrap();
+        assert!(back.matches(&a));
+        assert!(serde_json::from_str::<KeyCheck>("\"abcd\"").is_err());
+    }
+
+    #[test]
+    fn wrapped_key_serialises_as_json() {
+        let m = keys();
+        let w = m.wrap(b"", &Secret::random(32).unwrap()).unwrap();
+        let json = serde_json::to_string(&w).unwrap();
+        assert_eq!(serde_json::from_str::<WrappedKey>(&json).unwrap(), w);
+        assert!(format!("{w:?}").contains("ciphertext_len"));
+    }
+}

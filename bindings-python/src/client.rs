@@ -140,14 +140,19 @@ impl PySealbox {
         Ok(Self::instantiate(cls, with_principal(client, principal))?)
     }
 
-    /// A client over a fresh in-memory store (tests, examples); nothing is persisted.
+    /// A client over a fresh in-memory store (tests, examples); nothing is persisted. The
+    /// cache is on unless `cache=False`.
     #[classmethod]
-    #[pyo3(signature = (*, principal = None))]
+    #[pyo3(signature = (*, principal = None, cache = true))]
     fn memory<'py>(
         cls: &Bound<'py, PyType>,
         principal: Option<&str>,
+        cache: bool,
     ) -> BindingResult<Bound<'py, PyAny>> {
         let mut builder = Sealbox::builder().store(std::sync::Arc::new(MemoryStore::new()));
+        if !cache {
+            builder = builder.no_cache();
+        }
         if let Some(p) = principal_from(principal)? {
             builder = builder.principal(p);
         }

@@ -4,6 +4,7 @@
 //! these classes, subclasses [`client::PySealbox`] to add the asyncio variants and defines the
 //! exception classes that [`errors`] raises.
 
+mod audit;
 mod client;
 mod errors;
 mod metadata;
@@ -37,6 +38,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<secret::SecretBuffer>()?;
     m.add_class::<metadata::PySecretMetadata>()?;
     m.add_class::<metadata::PyVersionInfo>()?;
+    m.add_class::<audit::PyAuditReport>()?;
+    m.add_function(wrap_pyfunction!(audit::audit_verify, m)?)?;
     m.add_class::<Baseline>()?;
     m.add_function(wrap_pyfunction!(_baseline, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -22,23 +22,3 @@ def fresh_value(prefix: str = "v") -> bytearray:
     can hand to put() for wiping."""
     return bytearray(f"{prefix}-{secrets.token_hex(16)}", "ascii")
 
-
-def _json_field_built() -> bool:
-    with sealbox.Sealbox.memory() as client:
-        client.put("probe/json", '{"a": "b"}')
-        try:
-            client.get_field("probe/json", "a").close()
-        except sealbox.Unsupported:
-            return False
-    return True
-
-
-JSON_FIELD_BUILT = _json_field_built()
-
-needs_json_field = pytest.mark.xfail(
-    not JSON_FIELD_BUILT,
-    reason="the core's Secret::json_field is not built in this checkout yet",
-    raises=sealbox.Unsupported,
-    strict=True,
-)
-"""Marks tests that need the core's JSON field access; they run for real once it exists."""

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import sealbox
-from conftest import fresh_value, needs_json_field
+from conftest import fresh_value
 
 
 def test_async_variants_round_trip(sb: sealbox.Sealbox) -> None:
@@ -32,7 +32,6 @@ def test_async_variants_round_trip(sb: sealbox.Sealbox) -> None:
     asyncio.run(scenario())
 
 
-@needs_json_field
 def test_aget_field(sb: sealbox.Sealbox) -> None:
     async def scenario() -> None:
         await sb.aput("app/async/db", '{"password": "p-1"}')

@@ -31,13 +31,15 @@ from sealbox._errors import (
     Unavailable,
     Unsupported,
 )
-from sealbox._native import Secret, SecretMetadata, VersionInfo, __version__
+from sealbox._native import AuditReport, Secret, SecretMetadata, VersionInfo, __version__, audit_verify
 
 __all__ = [
     "Sealbox",
     "Secret",
     "SecretMetadata",
     "VersionInfo",
+    "AuditReport",
+    "audit_verify",
     "SealboxError",
     "NotFound",
     "AccessDenied",

@@ -14,6 +14,8 @@ __all__ = [
     "_SecretBuffer",
     "SecretMetadata",
     "VersionInfo",
+    "AuditReport",
+    "audit_verify",
     "_Baseline",
     "_baseline",
     "__version__",
@@ -37,7 +39,7 @@ class Sealbox:
     ) -> Self:
         """Opens (or creates) the local vault at ``path`` with the master key in ``key_file``."""
     @classmethod
-    def memory(cls, *, principal: str | None = None) -> Self:
+    def memory(cls, *, principal: str | None = None, cache: bool = True) -> Self:
         """A client over a fresh in-memory store; nothing is persisted."""
     def as_principal(self, principal: str) -> Self:
         """The same client (stores, cache, audit log) acting as another principal."""
@@ -150,6 +152,29 @@ class SecretMetadata:
     def tags(self) -> dict[str, str]: ...
     @property
     def rotation_period(self) -> datetime.timedelta | None: ...
+
+@final
+class AuditReport:
+    """The outcome of verifying an audit log's hash chain."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def lines(self) -> int: ...
+    @property
+    def last_seq(self) -> int | None: ...
+    @property
+    def anchored(self) -> bool: ...
+    @property
+    def problem_line(self) -> int | None: ...
+    @property
+    def problem_kind(self) -> str | None: ...
+    @property
+    def problem_detail(self) -> str | None: ...
+    def __bool__(self) -> bool: ...
+
+def audit_verify(path: str | os.PathLike[str], *, key_file: str | os.PathLike[str] | None = None) -> AuditReport:
+    """Verifies an audit log's keyed hash chain (key default: ``PATH.key``)."""
 
 @final
 class _Baseline:

@@ -167,42 +167,53 @@ impl SecretStore for MemoryStore {
         value: &Secret,
         options: &PutOptions,
     ) -> Result<VersionInfo> {
+        let max = self.capabilities().max_value_len;
+        if value.len() > max {
+            return Err(Error::invalid_input(format!(
+                "secret {name}: value of {} bytes exceeds the memory store's limit of {max}",
+                value.len()
+            )));
+        }
         let now = SystemTime::now();
         let mut map = self.lock()?;
-        if let Some(e) = map.get(name) {
-            if e.deleted.is_some() {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!("secret {name} is deleted; restore it before writing"),
-                ));
-            }
+        if let Some(e) = map.get(name)
+            && e.deleted.is_some()
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("secret {name} is deleted; restore it before writing"),
+            ));
         }
-        let current = map.get(name).and_then(Entry::current_id);
-        if let Some(expected) = &options.expected_current {
-            if *expected != current {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!("secret {name}: current version is not the expected one"),
-                ));
-            }
-        }
-        if let (Some(token), Some(entry)) = (&options.idempotency_token, map.get(name)) {
-            if let Some(id) = entry.tokens.get(token) {
-                let v = entry.versions.iter().find(|v| &v.id == id).ok_or_else(|| {
+        // A retried put (same token, same value) answers with the version the first attempt
+        // created, even when CURRENT has moved since: the caller's compare-and-set already
+        // succeeded once, only its reply was lost.
+        if let (Some(token), Some(entry)) = (&options.idempotency_token, map.get(name))
+            && let Some(id) = entry.tokens.get(token)
+        {
+            let v =
+                entry.versions.iter().find(|v| &v.id == id).ok_or_else(|| {
                     Error::internal("idempotency token points at a missing version")
                 })?;
-                if !v.value.ct_eq(value) {
-                    return Err(Error::new(
-                        ErrorKind::Conflict,
-                        "idempotency token reused with a different value",
-                    ));
-                }
-                return Ok(VersionInfo {
-                    version: v.id.clone(),
-                    stages: v.stages.clone(),
-                    created: Some(v.created),
-                });
+            if !v.value.ct_eq(value) {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("secret {name}: idempotency token reused with a different value"),
+                ));
             }
+            return Ok(VersionInfo {
+                version: v.id.clone(),
+                stages: v.stages.clone(),
+                created: Some(v.created),
+            });
+        }
+        let current = map.get(name).and_then(Entry::current_id);
+        if let Some(expected) = &options.expected_current
+            && *expected != current
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("secret {name}: current version is not the expected one"),
+            ));
         }
         let entry = map.entry(name.clone()).or_insert_with(|| Entry {
             versions: Vec::new(),

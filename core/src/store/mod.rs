@@ -6,6 +6,10 @@
 
 mod types;
 
+pub mod env;
+pub mod file;
+mod listing;
+pub mod local;
 pub mod memory;
 
 pub use types::{

@@ -1,0 +1,1357 @@
+//! `LocalVault`: the integrated, embedded default store. One SQLite file (WAL mode, through
+//! `rusqlite` with SQLite bundled), every value and every key stored only as envelopes under
+//! the key hierarchy.
+//!
+//! # Layout
+//! - `secrets`: one row per secret: name, namespace, its DEK wrapped by the namespace KEK,
+//!   metadata, soft-delete purge time.
+//! - `versions`: one row per version: the value sealed with the secret's DEK.
+//! - `stages`: `(secret, stage) -> version` (`CURRENT`, `PENDING`, `PREVIOUS`, custom).
+//! - `key_namespaces`, `master_checks`: the key hierarchy's records ([`crate::keys::KeyStorage`]).
+//! - `meta`: schema version, store id, key epoch.
+//!
+//! # Guarantees
+//! - **Binding.** A value's AAD binds the store id, namespace, name, version, and the DEK's id
+//!   and version; a DEK's AAD (in the keyring) binds namespace and DEK id. A ciphertext copied
+//!   to another row, name, version or vault fails with [`ErrorKind::Integrity`].
+//! - **Atomicity.** Every write is one `BEGIN IMMEDIATE` transaction with `synchronous = FULL`:
+//!   when `put` returns, the version is on disk; a crash leaves either all of a write or none.
+//! - **Several processes.** SQLite's locking with a busy timeout serialises writers across
+//!   processes; compare-and-set is checked inside the write transaction, so it holds across
+//!   processes too. Administrative operations (create, rotations, erasure) also take an
+//!   exclusive file lock on `<vault>.lock`.
+//! - **Refusals on open.** A vault file that group or others can access (`Config`), a file
+//!   shorter than its header says (`Truncated`), a non-SQLite or damaged file (`Integrity`,
+//!   `PRAGMA quick_check`), a schema from a newer build (`UnsupportedVersion`), a different
+//!   master key (`WrongKey`, from the stored key-check value). Nothing is written before these
+//!   checks pass.
+//!
+//! Reads run on the caller's thread (a WAL reader never waits for writers); writes run under
+//! [`tokio::task::spawn_blocking`] because they may wait for another process's write lock.
+
+mod key_storage;
+mod pool;
+mod schema;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use secrecy::ExposeSecret;
+
+use self::key_storage::SqliteKeyStorage;
+use self::pool::{Pool, open_connection};
+use self::schema::{SCHEMA_VERSION, sql_error};
+use super::{
+    Capabilities, DeleteOptions, ListEntry, ListOptions, ListPage, PutOptions, SecretMetadata,
+    SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionInfo, VersionSelector,
+    listing,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::{DataKey, Envelope, KeyId, KeyProvider, KeyVersion, Keyring, WrappedDek};
+use crate::secret::Secret;
+
+/// The file name used when the vault path is a directory.
+pub const DEFAULT_FILE_NAME: &str = "vault.sqlite3";
+
+/// How many times a write restarts after losing an optimistic race (a concurrent first write
+/// of the same secret, or a DEK rewrapped underneath it).
+const WRITE_RETRIES: usize = 8;
+
+/// Settings for [`LocalVault`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalVaultOptions {
+    /// How many leading name segments form the namespace (the KEK boundary). Default 1:
+    /// `predis/prod/db` is in namespace `predis`; with 2 it is in `predis/prod`.
+    pub namespace_depth: usize,
+    /// How long a write waits for another process's write lock before `Unavailable`.
+    pub busy_timeout: Duration,
+    /// Largest value accepted, in bytes (default 1 MiB).
+    pub max_value_len: usize,
+}
+
+impl Default for LocalVaultOptions {
+    fn default() -> Self {
+        LocalVaultOptions {
+            namespace_depth: 1,
+            busy_timeout: Duration::from_secs(10),
+            max_value_len: Capabilities::FULL.max_value_len,
+        }
+    }
+}
+
+/// What [`LocalVault::verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Secrets examined (including soft-deleted ones).
+    pub secrets: u64,
+    /// Versions that decrypted and authenticated.
+    pub versions_ok: u64,
+    /// Versions left under crypto-shredded keys (an interrupted erasure; not a failure).
+    pub versions_shredded: u64,
+    /// Versions or secrets that failed, with the reason.
+    pub failures: Vec<VerifyFailure>,
+}
+
+impl VerifyReport {
+    /// True when nothing failed.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// One failed item in a [`VerifyReport`]. Names and versions only, never values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyFailure {
+    /// The secret.
+    pub name: String,
+    /// The version, or `None` when the secret's DEK itself failed.
+    pub version: Option<i64>,
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// The error message.
+    pub message: String,
+}
+
+/// The result of [`LocalVault::rotate_kek`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KekRotation {
+    /// The namespace's new KEK version.
+    pub version: KeyVersion,
+    /// DEKs rewrapped under it.
+    pub rewrapped: u64,
+}
+
+/// The integrated local vault; see the [module docs](self).
+///
+/// ```no_run
+/// # async fn demo() -> sealbox::Result<()> {
+/// use std::sync::Arc;
+/// use sealbox::keys::{KeyId, LocalKeyFile};
+/// use sealbox::store::local::LocalVault;
+/// let key = Arc::new(LocalKeyFile::open_or_create(KeyId::new("local")?, "/srv/sealbox/master.key")?);
+/// let vault = LocalVault::open_or_create("/srv/sealbox", key).await?;
+/// assert!(vault.verify().await?.is_ok());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct LocalVault {
+    inner: Arc<Inner>,
+}
+
+/// An unwrapped DEK and the wrapped bytes it came from.
+type CachedDek = (Vec<u8>, Arc<DataKey>);
+
+/// One version as `verify` reads it: secret id, name, namespace, wrapped DEK, version,
+/// envelope.
+type VerifyRow = (i64, String, String, Vec<u8>, i64, Vec<u8>);
+
+struct Inner {
+    pool: Arc<Pool>,
+    keyring: Keyring,
+    store_id: String,
+    options: LocalVaultOptions,
+    /// Unwrapped DEKs by secret row id, with the wrapped bytes they came from.
+    deks: Mutex<HashMap<i64, CachedDek>>,
+    /// The `key_epoch` the caches were filled under; a change means keys moved elsewhere.
+    epoch: AtomicI64,
+}
+
+impl std::fmt::Debug for LocalVault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalVault")
+            .field("path", &self.inner.pool.path())
+            .field("store_id", &self.inner.store_id)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `dir_or_file` as the database path: an existing directory holds [`DEFAULT_FILE_NAME`].
+pub fn database_path(dir_or_file: impl AsRef<Path>) -> PathBuf {
+    let p = dir_or_file.as_ref();
+    if p.is_dir() {
+        p.join(DEFAULT_FILE_NAME)
+    } else {
+        p.to_path_buf()
+    }
+}
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// An exclusive advisory lock on `<vault>.lock`, released on drop.
+struct FileLock(fs::File);
+
+impl FileLock {
+    fn acquire(db: &Path) -> Result<FileLock> {
+        let path = lock_path(db);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))?;
+        fs4::FileExt::lock(&file)
+            .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
+        Ok(FileLock(file))
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = fs4::FileExt::unlock(&self.0);
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn to_time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let r = Secret::random(bytes)?;
+    Ok(hex::encode(r.expose_secret()))
+}
+
+/// The associated data of a value envelope.
+fn value_aad(
+    store_id: &str,
+    namespace: &str,
+    name: &str,
+    version: i64,
+    dek: &WrappedDek,
+) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(64 + name.len());
+    aad.extend_from_slice(b"sealbox/local/value/v1\0");
+    for part in [store_id, namespace, name] {
+        aad.extend_from_slice(part.as_bytes());
+        aad.push(0);
+    }
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad.extend_from_slice(dek.dek_id().as_str().as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(&dek.dek_version().to_be_bytes());
+    aad
+}
+
+fn parse_version(id: &VersionId) -> Option<i64> {
+    id.as_str().parse::<i64>().ok().filter(|v| *v > 0)
+}
+
+fn parse_stages(csv: Option<String>) -> Vec<Stage> {
+    csv.map(|s| {
+        let mut stages: Vec<Stage> = s.split(',').filter_map(|x| x.parse().ok()).collect();
+        stages.sort();
+        stages
+    })
+    .unwrap_or_default()
+}
+
+fn not_found(name: &SecretName) -> Error {
+    Error::not_found(format!("secret {name} does not exist"))
+}
+
+impl LocalVault {
+    /// Creates a new vault at `dir_or_file` (a directory gets [`DEFAULT_FILE_NAME`] inside;
+    /// missing parent directories are created `0700`). Fails with `AlreadyExists` if a vault
+    /// is there.
+    pub async fn create(
+        dir_or_file: impl AsRef<Path>,
+        provider: Arc<dyn KeyProvider>,
+    ) -> Result<LocalVault> {
+        Self::create_with(dir_or_file, provider, LocalVaultOptions::default()).await
+    }
+
+    /// [`LocalVault::create`] with options.
+    pub async fn create_with(
+        dir_or_file: impl AsRef<Path>,
+        provider: Arc<dyn KeyProvider>,
+        options: LocalVaultOptions,
+    ) -> Result<LocalVault> {
+        let db = database_path(dir_or_file);
+        if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        }
+        {
+            let _lock = FileLock::acquire(&db)?;
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&db)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!(
+                            "a local vault already exists at {}; open it instead",
+                            db.display()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(Error::io(format!("creating {}", db.display()), e)),
+            }
+            let init = (|| {
+                let mut conn = open_connection(&db, options.busy_timeout, true)?;
+                conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+                    .map_err(|e| sql_error("enabling WAL", e))?;
+                schema::migrate(&mut conn, SCHEMA_VERSION, &random_hex(16)?)?;
+                Ok::<_, Error>(())
+            })();
+            if let Err(e) = init {
+                // Leave no half-made vault behind for the next `create`.
+                let _ = fs::remove_file(&db);
+                return Err(e);
+            }
+        }
+        Self::open_db(db, provider, options).await
+    }
+
+    /// Opens an existing vault (`NotFound` if there is none), running the checks listed in
+    /// the [module docs](self).
+    pub async fn open(
+        dir_or_file: impl AsRef<Path>,
+        provider: Arc<dyn KeyProvider>,
+    ) -> Result<LocalVault> {
+        Self::open_with(dir_or_file, provider, LocalVaultOptions::default()).await
+    }
+
+    /// [`LocalVault::open`] with options.
+    pub async fn open_with(
+        dir_or_file: impl AsRef<Path>,
+        provider: Arc<dyn KeyProvider>,
+        options: LocalVaultOptions,
+    ) -> Result<LocalVault> {
+        Self::open_db(database_path(dir_or_file), provider, options).await
+    }
+
+    /// Opens the vault, creating it first if there is none.
+    pub async fn open_or_create(
+        dir_or_file: impl AsRef<Path>,
+        provider: Arc<dyn KeyProvider>,
+    ) -> Result<LocalVault> {
+        let db = database_path(dir_or_file);
+        if db.exists() {
+            return Self::open_db(db, provider, LocalVaultOptions::default()).await;
+        }
+        match Self::create_with(&db, provider.clone(), LocalVaultOptions::default()).await {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                Self::open_db(db, provider, LocalVaultOptions::default()).await
+            }
+            other => other,
+        }
+    }
+
+    async fn open_db(
+        db: PathBuf,
+        provider: Arc<dyn KeyProvider>,
+        options: LocalVaultOptions,
+    ) -> Result<LocalVault> {
+        if options.namespace_depth == 0 {
+            return Err(Error::config("namespace_depth must be at least 1"));
+        }
+        schema::check_mode(&db, "local vault file")?;
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        schema::check_mode(Path::new(&wal), "local vault journal")?;
+        schema::check_header(&db)?;
+        let mut conn = open_connection(&db, options.busy_timeout, false)?;
+        schema::check_structure(&conn, false)?;
+        let version = schema::stored_version(&conn)?;
+        schema::check_version(version)?;
+        if version == 0 {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!("{} is an empty database, not a sealbox vault", db.display()),
+            ));
+        }
+        if version < SCHEMA_VERSION {
+            let _lock = FileLock::acquire(&db)?;
+            schema::migrate(&mut conn, SCHEMA_VERSION, "")?;
+        }
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(|e| sql_error("reading the journal mode", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+                .map_err(|e| sql_error("enabling WAL", e))?;
+        }
+        let (store_id, epoch): (String, String) = conn
+            .query_row(
+                "SELECT (SELECT value FROM meta WHERE key = 'store_id'), \
+                        (SELECT value FROM meta WHERE key = 'key_epoch')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| sql_error("reading the vault identity", e))?;
+        drop(conn);
+        let pool = Arc::new(Pool::new(db, options.busy_timeout));
+        let storage = Arc::new(SqliteKeyStorage::new(pool.clone()));
+        let keyring = Keyring::open(provider, storage).await?;
+        let vault = LocalVault {
+            inner: Arc::new(Inner {
+                pool,
+                keyring,
+                store_id,
+                options,
+                deks: Mutex::new(HashMap::new()),
+                epoch: AtomicI64::new(epoch.parse().unwrap_or(0)),
+            }),
+        };
+        vault.check_keys().await?;
+        Ok(vault)
+    }
+
+    /// Key check on open: the current KEK of one live namespace must unwrap under the master
+    /// key, so a wrong provider fails now (`WrongKey`) rather than on the first read.
+    async fn check_keys(&self) -> Result<()> {
+        let conn = self.inner.pool.get()?;
+        let ns: Option<String> = conn
+            .query_row(
+                "SELECT namespace FROM secrets WHERE purge_at IS NULL LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| sql_error("reading a namespace", e))?;
+        drop(conn);
+        let Some(ns) = ns else { return Ok(()) };
+        let ns = KeyId::new(ns)
+            .map_err(|_| Error::new(ErrorKind::Integrity, "stored namespace is invalid"))?;
+        match self.inner.keyring.namespace_keys(&ns)? {
+            Some(record) if record.current().is_some() => {
+                self.inner.keyring.current_kek(&ns).await.map(drop)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.inner.pool.path()
+    }
+
+    /// This vault's random id (bound into every value's AAD).
+    pub fn store_id(&self) -> &str {
+        &self.inner.store_id
+    }
+
+    /// The keyring (for callers that need key metadata).
+    pub fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+
+    /// The namespace of `name` under this vault's `namespace_depth`.
+    pub fn namespace_of(&self, name: &SecretName) -> Result<KeyId> {
+        let depth = self.inner.options.namespace_depth;
+        let ns: Vec<&str> = name.as_str().split('/').take(depth).collect();
+        KeyId::new(ns.join("/")).map_err(|_| {
+            Error::invalid_input(format!(
+                "secret {name}: its namespace cannot name a key (use letters, digits and ._-:@+)"
+            ))
+        })
+    }
+
+    fn refresh_epoch(&self, epoch: i64) {
+        if self.inner.epoch.swap(epoch, Ordering::AcqRel) != epoch {
+            self.clear_key_caches();
+        }
+    }
+
+    fn clear_key_caches(&self) {
+        if let Ok(mut deks) = self.inner.deks.lock() {
+            deks.clear();
+        }
+        self.inner.keyring.clear_cache();
+    }
+
+    /// The DEK of secret `id`, from the cache when its wrapped bytes are unchanged.
+    async fn dek(
+        &self,
+        id: i64,
+        namespace: &KeyId,
+        wrapped_bytes: &[u8],
+    ) -> Result<(Arc<DataKey>, WrappedDek)> {
+        let wrapped = WrappedDek::from_bytes(wrapped_bytes)?;
+        if let Ok(deks) = self.inner.deks.lock()
+            && let Some((bytes, dek)) = deks.get(&id)
+            && bytes.as_slice() == wrapped_bytes
+        {
+            return Ok((dek.clone(), wrapped));
+        }
+        let dek = Arc::new(self.inner.keyring.unwrap_dek(namespace, &wrapped).await?);
+        if let Ok(mut deks) = self.inner.deks.lock() {
+            deks.insert(id, (wrapped_bytes.to_vec(), dek.clone()));
+        }
+        Ok((dek, wrapped))
+    }
+
+    /// Decrypts every version of every secret and runs SQLite's full `integrity_check`.
+    /// Structural damage is an `Integrity` error; per-version failures are listed in the
+    /// report.
+    pub async fn verify(&self) -> Result<VerifyReport> {
+        let rows = {
+            let conn = self.inner.pool.get()?;
+            schema::check_structure(&conn, true)?;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT s.id, s.name, s.namespace, s.dek, v.version, v.envelope \
+                     FROM secrets s JOIN versions v ON v.secret_id = s.id \
+                     ORDER BY s.id, v.version",
+                )
+                .map_err(|e| sql_error("reading versions", e))?;
+            let rows: Vec<VerifyRow> = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(|e| sql_error("reading versions", e))?;
+            rows
+        };
+        self.clear_key_caches();
+        let mut report = VerifyReport::default();
+        let mut last_secret = None;
+        let mut dek: Option<std::result::Result<(Arc<DataKey>, WrappedDek), Error>> = None;
+        for (id, name, ns, dek_bytes, version, envelope) in rows {
+            if last_secret != Some(id) {
+                last_secret = Some(id);
+                report.secrets += 1;
+                dek = Some(match KeyId::new(ns.clone()) {
+                    Ok(ns) => self.dek(id, &ns, &dek_bytes).await,
+                    Err(_) => Err(Error::new(
+                        ErrorKind::Integrity,
+                        "stored namespace is invalid",
+                    )),
+                });
+                if let Some(Err(e)) = &dek
+                    && e.kind() != ErrorKind::KeyDestroyed
+                {
+                    report.failures.push(VerifyFailure {
+                        name: name.clone(),
+                        version: None,
+                        kind: e.kind(),
+                        message: e.message().to_owned(),
+                    });
+                }
+            }
+            match &dek {
+                Some(Ok((key, wrapped))) => {
+                    let aad = value_aad(&self.inner.store_id, &ns, &name, version, wrapped);
+                    match Envelope::open(key, &aad, &envelope) {
+                        Ok(_) => report.versions_ok += 1,
+                        Err(e) => report.failures.push(VerifyFailure {
+                            name: name.clone(),
+                            version: Some(version),
+                            kind: e.kind(),
+                            message: e.message().to_owned(),
+                        }),
+                    }
+                }
+                Some(Err(e)) if e.kind() == ErrorKind::KeyDestroyed => {
+                    report.versions_shredded += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(report)
+    }
+
+    /// Master-key rotation: the provider makes a new master version and every KEK is
+    /// rewrapped under it. Values and DEKs are untouched. Returns the new master version.
+    pub async fn rotate_master(&self) -> Result<KeyVersion> {
+        let _lock = FileLock::acquire(self.path())?;
+        let version = self.inner.keyring.rotate_master().await?;
+        self.clear_key_caches();
+        Ok(version)
+    }
+
+    /// KEK rotation for `namespace`: a new KEK version, then every DEK of the namespace is
+    /// rewrapped under it (values are untouched).
+    pub async fn rotate_kek(&self, namespace: &str) -> Result<KekRotation> {
+        let ns = KeyId::new(namespace)?;
+        let _lock = FileLock::acquire(self.path())?;
+        let version = self.inner.keyring.rotate_kek(&ns).await?;
+        let rows: Vec<(i64, Vec<u8>)> = {
+            let conn = self.inner.pool.get()?;
+            let mut stmt = conn
+                .prepare("SELECT id, dek FROM secrets WHERE namespace = ?1")
+                .map_err(|e| sql_error("reading DEKs", e))?;
+            stmt.query_map([namespace], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| sql_error("reading DEKs", e))?
+        };
+        let mut updates = Vec::with_capacity(rows.len());
+        for (id, old) in rows {
+            let wrapped = WrappedDek::from_bytes(&old)?;
+            let new = self.inner.keyring.rewrap_dek(&ns, &wrapped).await?;
+            updates.push((id, old, new.to_bytes()));
+        }
+        let inner = self.inner.clone();
+        let rewrapped = blocking(move || {
+            let mut conn = inner.pool.get()?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| sql_error("rewrapping DEKs", e))?;
+            let mut n = 0u64;
+            for (id, old, new) in &updates {
+                // A DEK changed meanwhile was written under the new KEK already.
+                n += tx
+                    .execute(
+                        "UPDATE secrets SET dek = ?1 WHERE id = ?2 AND dek = ?3",
+                        params![new, id, old],
+                    )
+                    .map_err(|e| sql_error("rewrapping DEKs", e))? as u64;
+            }
+            tx.commit().map_err(|e| sql_error("rewrapping DEKs", e))?;
+            Ok(n)
+        })
+        .await?;
+        self.clear_key_caches();
+        Ok(KekRotation { version, rewrapped })
+    }
+
+    /// Crypto-shredding: destroys every KEK version of `namespace` (so every copy of its data,
+    /// in backups, WAL or free pages, is unreadable for good), then deletes its rows. Other
+    /// namespaces are untouched. Returns how many secrets were erased. Idempotent: re-running
+    /// completes an interrupted erasure.
+    pub async fn erase_namespace(&self, namespace: &str) -> Result<u64> {
+        let ns = KeyId::new(namespace)?;
+        let _lock = FileLock::acquire(self.path())?;
+        let has_keys = self.inner.keyring.namespace_keys(&ns)?.is_some();
+        if has_keys {
+            self.inner.keyring.shred_namespace(&ns).await?;
+        }
+        self.clear_key_caches();
+        let inner = self.inner.clone();
+        let owned = namespace.to_owned();
+        let erased = blocking(move || {
+            let mut conn = inner.pool.get()?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| sql_error("erasing a namespace", e))?;
+            let n = tx
+                .execute("DELETE FROM secrets WHERE namespace = ?1", [&owned])
+                .map_err(|e| sql_error("erasing a namespace", e))? as u64;
+            tx.commit()
+                .map_err(|e| sql_error("erasing a namespace", e))?;
+            Ok(n)
+        })
+        .await?;
+        if !has_keys && erased == 0 {
+            return Err(Error::not_found(format!(
+                "namespace {namespace} has no keys and no secrets"
+            )));
+        }
+        Ok(erased)
+    }
+
+    /// Drops idle database connections (they reopen on demand).
+    pub fn close_idle(&self) {
+        self.inner.pool.clear();
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Error::internal("local vault write task panicked or was cancelled"))?
+}
+
+/// One row read for `get`.
+struct Row {
+    secret_id: i64,
+    namespace: String,
+    dek: Vec<u8>,
+    version: i64,
+    envelope: Vec<u8>,
+    created: i64,
+    stages: Option<String>,
+    epoch: String,
+}
+
+const GET_BY_STAGE: &str = "SELECT s.id, s.namespace, s.dek, v.version, v.envelope, v.created, \
+    (SELECT group_concat(stage, ',') FROM stages WHERE secret_id = s.id AND version = v.version), \
+    (SELECT value FROM meta WHERE key = 'key_epoch') \
+    FROM secrets s \
+    JOIN stages st ON st.secret_id = s.id AND st.stage = ?2 \
+    JOIN versions v ON v.secret_id = s.id AND v.version = st.version \
+    WHERE s.name = ?1 AND s.purge_at IS NULL";
+
+const GET_BY_VERSION: &str = "SELECT s.id, s.namespace, s.dek, v.version, v.envelope, v.created, \
+    (SELECT group_concat(stage, ',') FROM stages WHERE secret_id = s.id AND version = v.version), \
+    (SELECT value FROM meta WHERE key = 'key_epoch') \
+    FROM secrets s \
+    JOIN versions v ON v.secret_id = s.id AND v.version = ?2 \
+    WHERE s.name = ?1 AND s.purge_at IS NULL";
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok(Row {
+        secret_id: r.get(0)?,
+        namespace: r.get(1)?,
+        dek: r.get(2)?,
+        version: r.get(3)?,
+        envelope: r.get(4)?,
+        created: r.get(5)?,
+        stages: r.get(6)?,
+        epoch: r.get(7)?,
+    })
+}
+
+/// What a write transaction needs; owned so it can move to a blocking thread.
+struct WriteRequest {
+    name: SecretName,
+    namespace: String,
+    store_id: String,
+    dek: Arc<DataKey>,
+    wrapped: WrappedDek,
+    wrapped_bytes: Vec<u8>,
+    /// True when `wrapped` is a fresh DEK for a secret that did not exist at read time.
+    creating: bool,
+    value: Secret,
+    options: PutOptions,
+}
+
+enum WriteOutcome {
+    Done(VersionInfo),
+    /// The optimistic read was stale (secret created or DEK changed meanwhile).
+    Retry,
+}
+
+fn current_version(tx: &Connection, secret_id: i64) -> Result<Option<i64>> {
+    tx.prepare_cached("SELECT version FROM stages WHERE secret_id = ?1 AND stage = 'CURRENT'")
+        .and_then(|mut s| s.query_row([secret_id], |r| r.get(0)).optional())
+        .map_err(|e| sql_error("reading the current version", e))
+}
+
+fn stages_of(tx: &Connection, secret_id: i64, version: i64) -> Result<Vec<Stage>> {
+    let csv: Option<String> = tx
+        .prepare_cached(
+            "SELECT group_concat(stage, ',') FROM stages WHERE secret_id = ?1 AND version = ?2",
+        )
+        .and_then(|mut s| s.query_row([secret_id, version], |r| r.get(0)))
+        .map_err(|e| sql_error("reading stages", e))?;
+    Ok(parse_stages(csv))
+}
+
+/// Puts `stage` on `version`; moving CURRENT pushes the old current version to PREVIOUS.
+/// Returns whether CURRENT moved.
+fn move_stage(tx: &Connection, secret_id: i64, stage: &Stage, version: i64) -> Result<bool> {
+    let err = |e| sql_error("moving a stage", e);
+    let old: Option<i64> = tx
+        .prepare_cached("SELECT version FROM stages WHERE secret_id = ?1 AND stage = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![secret_id, stage.as_str()], |r| r.get(0))
+                .optional()
+        })
+        .map_err(err)?;
+    if old == Some(version) {
+        return Ok(false);
+    }
+    if *stage == Stage::Current
+        && let Some(old) = old
+    {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO stages (secret_id, stage, version) VALUES (?1, 'PREVIOUS', ?2)",
+        )
+        .and_then(|mut s| s.execute([secret_id, old]))
+        .map_err(err)?;
+    }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO stages (secret_id, stage, version) VALUES (?1, ?2, ?3)",
+    )
+    .and_then(|mut s| s.execute(params![secret_id, stage.as_str(), version]))
+    .map_err(err)?;
+    Ok(*stage == Stage::Current && old.is_some())
+}
+
+fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcome> {
+    let err = |e| sql_error("writing a version", e);
+    let now = now_ms();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let name = req.name.as_str();
+    let row: Option<(i64, Vec<u8>, i64, Option<i64>)> = tx
+        .prepare_cached("SELECT id, dek, next_version, purge_at FROM secrets WHERE name = ?1")
+        .and_then(|mut s| {
+            s.query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()
+        })
+        .map_err(err)?;
+    let (secret_id, version, current) = match (row, req.creating) {
+        (None, true) => {
+            if let Some(Some(_)) = &req.options.expected_current {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "secret {name} does not exist, so its current version is not the expected one"
+                    ),
+                ));
+            }
+            tx.prepare_cached(
+                "INSERT INTO secrets (name, namespace, dek, next_version, created, updated) \
+                 VALUES (?1, ?2, ?3, 1, ?4, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![name, req.namespace, req.wrapped_bytes, now]))
+            .map_err(err)?;
+            (tx.last_insert_rowid(), 1, None)
+        }
+        (Some((id, dek, next, purge_at)), false) if dek == req.wrapped_bytes => {
+            if purge_at.is_some() {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("secret {name} is deleted; restore it before writing"),
+                ));
+            }
+            // A retried put answers with the version its first attempt created, even when
+            // CURRENT has moved since: only the reply was lost.
+            if let Some(token) = &req.options.idempotency_token {
+                let earlier: Option<(i64, Vec<u8>, i64)> = tx
+                    .prepare_cached(
+                        "SELECT version, envelope, created FROM versions WHERE secret_id = ?1 AND token = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![id, token], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                            .optional()
+                    })
+                    .map_err(err)?;
+                if let Some((v, envelope, created)) = earlier {
+                    let aad = value_aad(&req.store_id, &req.namespace, name, v, &req.wrapped);
+                    let stored = Envelope::open(&req.dek, &aad, &envelope)?;
+                    if !stored.ct_eq(&req.value) {
+                        return Err(Error::new(
+                            ErrorKind::Conflict,
+                            format!(
+                                "secret {name}: idempotency token reused with a different value"
+                            ),
+                        ));
+                    }
+                    return Ok(WriteOutcome::Done(VersionInfo {
+                        version: VersionId::new(v.to_string()),
+                        stages: stages_of(&tx, id, v)?,
+                        created: Some(to_time(created)),
+                    }));
+                }
+            }
+            (id, next, current_version(&tx, id)?)
+        }
+        _ => return Ok(WriteOutcome::Retry),
+    };
+    if let Some(expected) = &req.options.expected_current {
+        let expected = expected.as_ref().map(|v| parse_version(v).unwrap_or(-1));
+        if expected != current {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("secret {name}: current version is not the expected one"),
+            ));
+        }
+    }
+    let aad = value_aad(&req.store_id, &req.namespace, name, version, &req.wrapped);
+    let envelope = Envelope::seal(&req.dek, &aad, req.value.expose_secret())?;
+    tx.prepare_cached(
+        "INSERT INTO versions (secret_id, version, envelope, created, token) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![secret_id, version, envelope, now, req.options.idempotency_token])
+    })
+    .map_err(err)?;
+    let mut stages = req.options.stages.clone();
+    // The first version of a secret is always CURRENT, whatever stages were asked for.
+    if current.is_none() && !stages.contains(&Stage::Current) {
+        stages.push(Stage::Current);
+    }
+    let mut rotated = false;
+    for stage in &stages {
+        rotated |= move_stage(&tx, secret_id, stage, version)?;
+    }
+    let tags: Option<String> = if req.options.tags.is_empty() {
+        None
+    } else {
+        let stored: String = tx
+            .prepare_cached("SELECT tags FROM secrets WHERE id = ?1")
+            .and_then(|mut s| s.query_row([secret_id], |r| r.get(0)))
+            .map_err(err)?;
+        let mut merged: BTreeMap<String, String> =
+            serde_json::from_str(&stored).unwrap_or_default();
+        merged.extend(req.options.tags.clone());
+        Some(serde_json::to_string(&merged).map_err(|_| Error::internal("tags do not serialise"))?)
+    };
+    tx.prepare_cached(
+        "UPDATE secrets SET next_version = ?2, updated = ?3, \
+         last_rotated = CASE WHEN ?4 THEN ?3 ELSE last_rotated END, \
+         description = COALESCE(?5, description), tags = COALESCE(?6, tags) WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            secret_id,
+            version + 1,
+            now,
+            rotated,
+            req.options.description,
+            tags
+        ])
+    })
+    .map_err(err)?;
+    let stages = stages_of(&tx, secret_id, version)?;
+    tx.commit().map_err(err)?;
+    Ok(WriteOutcome::Done(VersionInfo {
+        version: VersionId::new(version.to_string()),
+        stages,
+        created: Some(to_time(now)),
+    }))
+}
+
+/// Runs `f` in a write transaction on a blocking thread.
+async fn write_tx<T: Send + 'static>(
+    inner: &Arc<Inner>,
+    context: &'static str,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let inner = inner.clone();
+    blocking(move || {
+        let mut conn = inner.pool.get()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| sql_error(context, e))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(|e| sql_error(context, e))?;
+        Ok(out)
+    })
+    .await
+}
+
+#[async_trait]
+impl SecretStore for LocalVault {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_value_len: self.inner.options.max_value_len,
+            ..Capabilities::FULL
+        }
+    }
+
+    async fn get(&self, name: &SecretName, selector: &VersionSelector) -> Result<SecretVersion> {
+        let row = {
+            let conn = self.inner.pool.get()?;
+            let result = match selector {
+                VersionSelector::Current => conn.prepare_cached(GET_BY_STAGE).and_then(|mut s| {
+                    s.query_row(params![name.as_str(), "CURRENT"], read_row)
+                        .optional()
+                }),
+                VersionSelector::Stage(stage) => {
+                    conn.prepare_cached(GET_BY_STAGE).and_then(|mut s| {
+                        s.query_row(params![name.as_str(), stage.as_str()], read_row)
+                            .optional()
+                    })
+                }
+                VersionSelector::Version(id) => match parse_version(id) {
+                    Some(v) => conn.prepare_cached(GET_BY_VERSION).and_then(|mut s| {
+                        s.query_row(params![name.as_str(), v], read_row).optional()
+                    }),
+                    None => Ok(None),
+                },
+            };
+            let row = result.map_err(|e| sql_error("reading a secret", e))?;
+            match row {
+                Some(row) => row,
+                None => {
+                    let exists: bool = conn
+                        .prepare_cached(
+                            "SELECT 1 FROM secrets WHERE name = ?1 AND purge_at IS NULL",
+                        )
+                        .and_then(|mut s| s.exists([name.as_str()]))
+                        .map_err(|e| sql_error("reading a secret", e))?;
+                    return Err(if exists {
+                        Error::not_found(format!("secret {name} has no version {selector:?}"))
+                    } else {
+                        not_found(name)
+                    });
+                }
+            }
+        };
+        self.refresh_epoch(row.epoch.parse().unwrap_or(-1));
+        let ns = KeyId::new(row.namespace.as_str()).map_err(|_| {
+            Error::new(
+                ErrorKind::Integrity,
+                format!("secret {name}: stored namespace is invalid"),
+            )
+        })?;
+        let (dek, wrapped) = self.dek(row.secret_id, &ns, &row.dek).await?;
+        let aad = value_aad(
+            &self.inner.store_id,
+            &row.namespace,
+            name.as_str(),
+            row.version,
+            &wrapped,
+        );
+        let value = Envelope::open(&dek, &aad, &row.envelope).map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!("secret {name} version {}: {}", row.version, e.message()),
+            )
+        })?;
+        Ok(SecretVersion {
+            value,
+            version: VersionId::new(row.version.to_string()),
+            stages: parse_stages(row.stages),
+            created: Some(to_time(row.created)),
+        })
+    }
+
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &Secret,
+        options: &PutOptions,
+    ) -> Result<VersionInfo> {
+        let max = self.inner.options.max_value_len;
+        if value.len() > max {
+            return Err(Error::invalid_input(format!(
+                "secret {name}: value of {} bytes exceeds the local vault's limit of {max}",
+                value.len()
+            )));
+        }
+        let ns = self.namespace_of(name)?;
+        for _ in 0..WRITE_RETRIES {
+            let existing: Option<(i64, Vec<u8>)> = {
+                let conn = self.inner.pool.get()?;
+                conn.prepare_cached("SELECT id, dek FROM secrets WHERE name = ?1")
+                    .and_then(|mut s| {
+                        s.query_row([name.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(|e| sql_error("reading a secret", e))?
+            };
+            let keys = match &existing {
+                Some((id, bytes)) => self
+                    .dek(*id, &ns, bytes)
+                    .await
+                    .map(|(d, w)| (d, w, bytes.clone(), false)),
+                None => {
+                    let dek_id = KeyId::new(format!("dek:{}", random_hex(12)?))?;
+                    self.inner.keyring.new_dek(&ns, dek_id).await.map(|(d, w)| {
+                        let bytes = w.to_bytes();
+                        (Arc::new(d), w, bytes, true)
+                    })
+                }
+            };
+            let (dek, wrapped, wrapped_bytes, creating) = match keys {
+                Ok(k) => k,
+                // Another process created or rotated this namespace's KEK at the same time.
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    self.clear_key_caches();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let req = WriteRequest {
+                name: name.clone(),
+                namespace: ns.as_str().to_owned(),
+                store_id: self.inner.store_id.clone(),
+                dek,
+                wrapped,
+                wrapped_bytes,
+                creating,
+                value: value.try_clone()?,
+                options: options.clone(),
+            };
+            let inner = self.inner.clone();
+            match blocking(move || {
+                let mut conn = inner.pool.get()?;
+                write_version(&mut conn, req)
+            })
+            .await?
+            {
+                WriteOutcome::Done(info) => return Ok(info),
+                WriteOutcome::Retry => continue,
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("secret {name}: too many concurrent changes; retry"),
+        ))
+    }
+
+    async fn describe(&self, name: &SecretName) -> Result<SecretMetadata> {
+        let conn = self.inner.pool.get()?;
+        let err = |e| sql_error("describing a secret", e);
+        type Head = (
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Option<String>,
+            String,
+            Option<i64>,
+            Option<i64>,
+        );
+        let head: Option<Head> = conn
+            .prepare_cached(
+                "SELECT id, created, updated, last_rotated, description, tags, rotation_period, purge_at \
+                 FROM secrets WHERE name = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([name.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                })
+                .optional()
+            })
+            .map_err(err)?;
+        let Some((
+            id,
+            created,
+            updated,
+            last_rotated,
+            description,
+            tags,
+            rotation_period,
+            purge_at,
+        )) = head
+        else {
+            return Err(not_found(name));
+        };
+        if purge_at.is_some_and(|p| p <= now_ms()) {
+            return Err(not_found(name));
+        }
+        let mut stages: HashMap<i64, Vec<Stage>> = HashMap::new();
+        {
+            let mut stmt = conn
+                .prepare_cached("SELECT version, stage FROM stages WHERE secret_id = ?1")
+                .map_err(err)?;
+            let rows: Vec<(i64, String)> = stmt
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(err)?;
+            for (v, s) in rows {
+                if let Ok(s) = s.parse() {
+                    stages.entry(v).or_default().push(s);
+                }
+            }
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT version, created FROM versions WHERE secret_id = ?1 ORDER BY version",
+            )
+            .map_err(err)?;
+        let versions: Vec<(i64, i64)> = stmt
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(err)?;
+        Ok(SecretMetadata {
+            name: name.clone(),
+            versions: versions
+                .into_iter()
+                .map(|(v, c)| {
+                    let mut st = stages.remove(&v).unwrap_or_default();
+                    st.sort();
+                    VersionInfo {
+                        version: VersionId::new(v.to_string()),
+                        stages: st,
+                        created: Some(to_time(c)),
+                    }
+                })
+                .collect(),
+            created: Some(to_time(created)),
+            updated: Some(to_time(updated)),
+            last_rotated: last_rotated.map(to_time),
+            description,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+            rotation_period: rotation_period.map(|s| Duration::from_secs(s.max(0) as u64)),
+            deleted: purge_at.map(to_time),
+        })
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        let page_size = options
+            .page_size
+            .unwrap_or(listing::DEFAULT_PAGE)
+            .clamp(1, 1000);
+        let conn = self.inner.pool.get()?;
+        // Names are ASCII below 0x7f, so `prefix..prefix\x7f` is exactly the prefix range.
+        let upper = format!("{}\u{7f}", options.prefix);
+        let after = options.page_token.clone().unwrap_or_default();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT name, updated, purge_at FROM secrets \
+                 WHERE name >= ?1 AND name < ?2 AND name > ?3 \
+                 AND (purge_at IS NULL OR (?4 AND purge_at > ?5)) \
+                 ORDER BY name LIMIT ?6",
+            )
+            .map_err(|e| sql_error("listing secrets", e))?;
+        let rows: Vec<(String, i64, Option<i64>)> = stmt
+            .query_map(
+                params![
+                    options.prefix,
+                    upper,
+                    after,
+                    options.include_deleted,
+                    now_ms(),
+                    (page_size + 1) as i64
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(|e| sql_error("listing secrets", e))?;
+        let more = rows.len() > page_size;
+        let mut entries = Vec::with_capacity(page_size);
+        for (name, updated, purge_at) in rows.into_iter().take(page_size) {
+            let name = SecretName::new(name).map_err(|_| {
+                Error::new(
+                    ErrorKind::Integrity,
+                    "local vault holds an invalid secret name",
+                )
+            })?;
+            entries.push(ListEntry {
+                name,
+                updated: Some(to_time(updated)),
+                deleted: purge_at.is_some(),
+            });
+        }
+        let next_page_token = if more {
+            entries.last().map(|e| e.name.to_string())
+        } else {
+            None
+        };
+        Ok(ListPage {
+            entries,
+            next_page_token,
+        })
+    }
+
+    async fn delete(&self, name: &SecretName, options: &DeleteOptions) -> Result<()> {
+        let owned = name.as_str().to_owned();
+        let force = options.force;
+        let purge_at = now_ms().saturating_add(options.recovery_window.as_millis() as i64);
+        let changed = write_tx(&self.inner, "deleting a secret", move |tx| {
+            let now = now_ms();
+            // Purge what has passed its recovery window while we hold the write lock.
+            tx.execute("DELETE FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= ?1", [now])
+                .map_err(|e| sql_error("purging deleted secrets", e))?;
+            let n = if force {
+                tx.execute("DELETE FROM secrets WHERE name = ?1", [&owned])
+            } else {
+                tx.execute(
+                    "UPDATE secrets SET purge_at = COALESCE(purge_at, ?2), updated = ?3 WHERE name = ?1",
+                    params![owned, purge_at, now],
+                )
+            }
+            .map_err(|e| sql_error("deleting a secret", e))?;
+            Ok(n)
+        })
+        .await?;
+        if changed == 0 {
+            return Err(not_found(name));
+        }
+        if let Ok(mut deks) = self.inner.deks.lock() {
+            deks.retain(|_, _| !force);
+        }
+        Ok(())
+    }
+
+    async fn restore(&self, name: &SecretName) -> Result<()> {
+        let owned = name.as_str().to_owned();
+        let changed = write_tx(&self.inner, "restoring a secret", move |tx| {
+            tx.execute(
+                "UPDATE secrets SET purge_at = NULL WHERE name = ?1 AND (purge_at IS NULL OR purge_at > ?2)",
+                params![owned, now_ms()],
+            )
+            .map_err(|e| sql_error("restoring a secret", e))
+        })
+        .await?;
+        if changed == 0 {
+            return Err(not_found(name));
+        }
+        Ok(())
+    }
+
+    async fn set_stage(
+        &self,
+        name: &SecretName,
+        stage: &Stage,
+        version: Option<&VersionId>,
+    ) -> Result<()> {
+        if version.is_none() && *stage == Stage::Current {
+            return Err(Error::invalid_input(
+                "CURRENT cannot be removed, only moved",
+            ));
+        }
+        let owned = name.clone();
+        let stage = stage.clone();
+        let version = version.cloned();
+        write_tx(&self.inner, "moving a stage", move |tx| {
+            let err = |e| sql_error("moving a stage", e);
+            let id: i64 = tx
+                .query_row(
+                    "SELECT id FROM secrets WHERE name = ?1 AND purge_at IS NULL",
+                    [owned.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?
+                .ok_or_else(|| not_found(&owned))?;
+            match version {
+                Some(v) => {
+                    let n = parse_version(&v).filter(|n| {
+                        tx.query_row(
+                            "SELECT 1 FROM versions WHERE secret_id = ?1 AND version = ?2",
+                            [id, *n],
+                            |_| Ok(()),
+                        )
+                        .is_ok()
+                    });
+                    let n = n.ok_or_else(|| {
+                        Error::not_found(format!("secret {owned} has no version {v}"))
+                    })?;
+                    if move_stage(tx, id, &stage, n)? {
+                        tx.execute(
+                            "UPDATE secrets SET last_rotated = ?2, updated = ?2 WHERE id = ?1",
+                            [id, now_ms()],
+                        )
+                        .map_err(err)?;
+                    }
+                }
+                None => {
+                    tx.execute(
+                        "DELETE FROM stages WHERE secret_id = ?1 AND stage = ?2",
+                        params![id, stage.as_str()],
+                    )
+                    .map_err(err)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}

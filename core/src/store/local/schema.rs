@@ -1,0 +1,374 @@
+//! The vault's SQLite schema, its version and migrations, and the checks run before a vault
+//! file is trusted: file mode, SQLite header (size and magic), `PRAGMA quick_check`, schema
+//! version.
+//!
+//! The schema version lives in the `meta` table. Migrations run in order inside one
+//! `BEGIN IMMEDIATE` transaction; a vault written by a newer build (a version above
+//! [`SCHEMA_VERSION`]) is refused with `UnsupportedVersion` before anything is written.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: u32 = 2;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the base schema.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE secrets (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        namespace TEXT NOT NULL,
+        dek BLOB NOT NULL,
+        next_version INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        updated INTEGER NOT NULL,
+        last_rotated INTEGER,
+        description TEXT,
+        tags TEXT NOT NULL DEFAULT '{}',
+        rotation_period INTEGER,
+        purge_at INTEGER
+    );
+    CREATE INDEX secrets_namespace ON secrets(namespace);
+    CREATE TABLE versions (
+        id INTEGER PRIMARY KEY,
+        secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        envelope BLOB NOT NULL,
+        created INTEGER NOT NULL,
+        token TEXT,
+        UNIQUE (secret_id, version)
+    );
+    CREATE UNIQUE INDEX versions_token ON versions(secret_id, token) WHERE token IS NOT NULL;
+    CREATE TABLE stages (
+        secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+        stage TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (secret_id, stage)
+    ) WITHOUT ROWID;
+    CREATE TABLE key_namespaces (
+        namespace TEXT PRIMARY KEY,
+        revision INTEGER NOT NULL,
+        record TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE master_checks (
+        provider TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        check_value TEXT NOT NULL,
+        PRIMARY KEY (provider, version)
+    ) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('key_epoch', '0');
+    "#,
+    // 1 -> 2: soft-deleted secrets are found by purge time without a scan.
+    "CREATE INDEX secrets_purge ON secrets(purge_at) WHERE purge_at IS NOT NULL;",
+];
+
+/// Maps a SQLite error to a sealbox kind: corruption is `Integrity`, a locked database
+/// `Unavailable`, a full disk or I/O failure `Io`.
+pub(crate) fn sql_error(context: &str, e: rusqlite::Error) -> Error {
+    use rusqlite::ffi::ErrorCode;
+    let kind = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => ErrorKind::Integrity,
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => ErrorKind::Unavailable,
+        Some(
+            ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::PermissionDenied
+            | ErrorCode::ReadOnly,
+        ) => ErrorKind::Io,
+        _ => ErrorKind::Internal,
+    };
+    let hint = match kind {
+        ErrorKind::Integrity => "; the vault file is damaged: restore it from a backup",
+        ErrorKind::Unavailable => "; another process holds the vault lock, retry later",
+        _ => "",
+    };
+    Error::new(kind, format!("local vault: {context}: {e}{hint}")).with_source(e)
+}
+
+/// Refuses a file that group or others can access, with the `chmod` that fixes it.
+pub(crate) fn check_mode(path: &Path, what: &str) -> Result<()> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("stat {}", path.display()), e)),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::config(format!(
+            "{what} {} has mode {mode:o}, readable or writable by group or others; run \
+             `chmod 600 {}` (sealbox refuses to use it as is)",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the SQLite header before SQLite sees the file: a file shorter than its header says
+/// is `Truncated`, a file that is not SQLite is `Integrity`.
+pub(crate) fn check_header(path: &Path) -> Result<()> {
+    let mut file = fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::not_found(format!(
+            "no local vault at {}; create one first",
+            path.display()
+        )),
+        _ => Error::io(format!("opening {}", path.display()), e),
+    })?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+        .len();
+    let mut header = [0u8; 100];
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+    if read < header.len() {
+        return Err(Error::new(
+            ErrorKind::Truncated,
+            format!(
+                "local vault {} is {len} bytes, shorter than a database header; restore it \
+                 from a backup",
+                path.display()
+            ),
+        ));
+    }
+    if &header[..16] != b"SQLite format 3\0" {
+        return Err(Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "{} is not a sealbox vault (no SQLite header); it may be damaged",
+                path.display()
+            ),
+        ));
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536u64,
+        n => u64::from(n),
+    };
+    let pages = u64::from(u32::from_be_bytes([
+        header[28], header[29], header[30], header[31],
+    ]));
+    // The header's page count is valid when its change counter matches "version valid for".
+    let counter_valid = header[24..28] == header[92..96];
+    if counter_valid && pages > 0 && len < pages * page_size {
+        return Err(Error::new(
+            ErrorKind::Truncated,
+            format!(
+                "local vault {} is {len} bytes but its header records {pages} pages of \
+                 {page_size} bytes: the file was truncated; restore it from a backup",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `PRAGMA quick_check` (or the slower `integrity_check` when `full`).
+pub(crate) fn check_structure(conn: &Connection, full: bool) -> Result<()> {
+    let pragma = if full {
+        "PRAGMA integrity_check"
+    } else {
+        "PRAGMA quick_check"
+    };
+    let mut stmt = conn
+        .prepare(pragma)
+        .map_err(|e| sql_error("checking the database structure", e))?;
+    let problems: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(|e| sql_error("checking the database structure", e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| sql_error("checking the database structure", e))?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Integrity,
+        format!(
+            "local vault failed its structure check ({} problem(s), first: {}); restore it \
+             from a backup",
+            problems.len(),
+            problems.first().map(String::as_str).unwrap_or("?")
+        ),
+    ))
+}
+
+/// The stored schema version, `0` for an empty database.
+pub(crate) fn stored_version(conn: &Connection) -> Result<u32> {
+    let has_meta: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+        .map_err(|e| sql_error("reading the schema", e))?;
+    if !has_meta {
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| sql_error("reading the schema", e))?;
+        if tables > 0 {
+            return Err(Error::config(
+                "this SQLite database is not a sealbox vault (it has other tables)",
+            ));
+        }
+        return Ok(0);
+    }
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| sql_error("reading the schema version", e))?;
+    v.and_then(|v| v.parse().ok()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Integrity,
+            "local vault has no readable schema version; it may be damaged",
+        )
+    })
+}
+
+/// Refuses a vault from a newer build.
+pub(crate) fn check_version(version: u32) -> Result<()> {
+    if version > SCHEMA_VERSION {
+        return Err(Error::new(
+            ErrorKind::UnsupportedVersion,
+            format!(
+                "local vault schema version {version} is newer than this build understands \
+                 ({SCHEMA_VERSION}); upgrade sealbox (the vault was not modified)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Brings the schema to `target` (normally [`SCHEMA_VERSION`]) in one transaction, writing
+/// `store_id` when the vault is new. Returns the version found before migrating.
+pub(crate) fn migrate(conn: &mut Connection, target: u32, store_id: &str) -> Result<u32> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_error("starting the migration", e))?;
+    // Re-read inside the write lock: another process may have migrated meanwhile.
+    let from = stored_version(&tx)?;
+    check_version(from)?;
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(from as usize)
+    {
+        tx.execute_batch(sql)
+            .map_err(|e| sql_error(&format!("applying schema migration {}", i + 1), e))?;
+    }
+    if from == 0 {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('store_id', ?1)",
+            [store_id],
+        )
+        .map_err(|e| sql_error("recording the store id", e))?;
+    }
+    if from < target {
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+            [target.to_string()],
+        )
+        .map_err(|e| sql_error("recording the schema version", e))?;
+    }
+    tx.commit()
+        .map_err(|e| sql_error("committing the migration", e))?;
+    Ok(from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        Connection::open_in_memory().unwrap()
+    }
+
+    #[test]
+    fn a_new_database_migrates_to_the_current_version() {
+        let mut c = conn();
+        assert_eq!(migrate(&mut c, SCHEMA_VERSION, "s1").unwrap(), 0);
+        assert_eq!(stored_version(&c).unwrap(), SCHEMA_VERSION);
+        // Idempotent.
+        assert_eq!(
+            migrate(&mut c, SCHEMA_VERSION, "s1").unwrap(),
+            SCHEMA_VERSION
+        );
+    }
+
+    #[test]
+    fn an_older_schema_is_upgraded_in_place() {
+        let mut c = conn();
+        migrate(&mut c, 1, "s1").unwrap();
+        assert_eq!(stored_version(&c).unwrap(), 1);
+        c.execute(
+            "INSERT INTO secrets (name, namespace, dek, next_version, created, updated) \
+             VALUES ('a', 'a', x'00', 1, 0, 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut c, SCHEMA_VERSION, "ignored").unwrap(), 1);
+        assert_eq!(stored_version(&c).unwrap(), SCHEMA_VERSION);
+        let idx: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'secrets_purge'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(idx, 1);
+        let rows: i64 = c
+            .query_row("SELECT count(*) FROM secrets", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1, "migration keeps data");
+        let id: String = c
+            .query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(id, "s1");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_untouched() {
+        let mut c = conn();
+        migrate(&mut c, SCHEMA_VERSION, "s1").unwrap();
+        c.execute(
+            "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
+        let err = migrate(&mut c, SCHEMA_VERSION, "s1").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnsupportedVersion);
+        assert_eq!(stored_version(&c).unwrap(), 99);
+    }
+
+    #[test]
+    fn a_foreign_database_is_refused() {
+        let mut c = conn();
+        c.execute_batch("CREATE TABLE users (id INTEGER)").unwrap();
+        assert_eq!(
+            migrate(&mut c, SCHEMA_VERSION, "s").unwrap_err().kind(),
+            ErrorKind::Config
+        );
+    }
+}

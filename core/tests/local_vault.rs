@@ -1,0 +1,221 @@
+//! The local vault: the whole conformance suite, plus the behaviour only it has (persistence
+//! across reopen, key rotation, namespace erasure, verify).
+
+use std::sync::Arc;
+
+use sealbox::keys::{KeyId, KeyProvider, LocalKeyFile};
+use sealbox::store::local::{LocalVault, LocalVaultOptions};
+use sealbox::store::{PutOptions, SecretName, SecretStore, VersionSelector};
+use sealbox::{ErrorKind, ExposeSecret, Secret};
+
+fn key(dir: &std::path::Path) -> Arc<dyn KeyProvider> {
+    Arc::new(
+        LocalKeyFile::open_or_create(KeyId::new("local").unwrap(), dir.join("master.key")).unwrap(),
+    )
+}
+
+fn secret(v: &[u8]) -> Secret {
+    Secret::init_with(v.len(), |d| {
+        d.copy_from_slice(v);
+        Ok(())
+    })
+    .unwrap()
+}
+
+fn name(s: &str) -> SecretName {
+    s.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_vault_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = LocalVault::create(dir.path(), key(dir.path()))
+        .await
+        .unwrap();
+    sealbox_conformance::run_all(&vault, vault.capabilities(), "conformance/local")
+        .await
+        .unwrap();
+    let report = vault.verify().await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[tokio::test]
+async fn the_conformance_suite_passes_on_a_current_thread_runtime_with_deep_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LocalVaultOptions {
+        namespace_depth: 2,
+        ..LocalVaultOptions::default()
+    };
+    let vault = LocalVault::create_with(dir.path().join("v.db"), key(dir.path()), options)
+        .await
+        .unwrap();
+    sealbox_conformance::run_all(&vault, vault.capabilities(), "ct")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn secrets_survive_reopening_and_master_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = name("predis/prod/database/password");
+    let v1 = {
+        let vault = LocalVault::create(dir.path(), key(dir.path()))
+            .await
+            .unwrap();
+        vault
+            .put(&n, &secret(b"pw-1"), &PutOptions::default())
+            .await
+            .unwrap();
+        let v2 = vault
+            .put(&n, &secret(b"pw-2"), &PutOptions::default())
+            .await
+            .unwrap();
+        let rotated = vault.rotate_master().await.unwrap();
+        assert_eq!(rotated.get(), 2);
+        v2.version
+    };
+    let vault = LocalVault::open(dir.path(), key(dir.path())).await.unwrap();
+    let got = vault.get(&n, &VersionSelector::Current).await.unwrap();
+    assert_eq!(got.value.expose_secret(), b"pw-2");
+    assert_eq!(got.version, v1);
+    let report = vault.verify().await.unwrap();
+    assert!(report.is_ok() && report.versions_ok == 2, "{report:?}");
+    assert!(matches!(
+        LocalVault::create(dir.path(), key(dir.path()))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::AlreadyExists
+    ));
+}
+
+#[tokio::test]
+async fn kek_rotation_rewraps_every_dek_of_the_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = LocalVault::create(dir.path(), key(dir.path()))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        vault
+            .put(
+                &name(&format!("tenant-a/s{i}")),
+                &secret(b"a"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    vault
+        .put(&name("tenant-b/s"), &secret(b"b"), &PutOptions::default())
+        .await
+        .unwrap();
+    let r = vault.rotate_kek("tenant-a").await.unwrap();
+    assert_eq!((r.version.get(), r.rewrapped), (2, 5));
+    let reopened = LocalVault::open(dir.path(), key(dir.path())).await.unwrap();
+    for i in 0..5 {
+        let got = reopened
+            .get(&name(&format!("tenant-a/s{i}")), &VersionSelector::Current)
+            .await
+            .unwrap();
+        assert_eq!(got.value.expose_secret(), b"a");
+    }
+    assert!(reopened.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn erasing_a_namespace_removes_it_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = LocalVault::create(dir.path(), key(dir.path()))
+        .await
+        .unwrap();
+    vault
+        .put(&name("gone/a"), &secret(b"x"), &PutOptions::default())
+        .await
+        .unwrap();
+    vault
+        .put(&name("gone/b"), &secret(b"y"), &PutOptions::default())
+        .await
+        .unwrap();
+    vault
+        .put(&name("kept/a"), &secret(b"z"), &PutOptions::default())
+        .await
+        .unwrap();
+    // A second handle (as another process would) caches the namespace's keys first.
+    let other = LocalVault::open(dir.path(), key(dir.path())).await.unwrap();
+    other
+        .get(&name("gone/a"), &VersionSelector::Current)
+        .await
+        .unwrap();
+
+    assert_eq!(vault.erase_namespace("gone").await.unwrap(), 2);
+    for v in [&vault, &other] {
+        let err = v
+            .get(&name("gone/a"), &VersionSelector::Current)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        let got = v
+            .get(&name("kept/a"), &VersionSelector::Current)
+            .await
+            .unwrap();
+        assert_eq!(got.value.expose_secret(), b"z");
+    }
+    let report = vault.verify().await.unwrap();
+    assert!(report.is_ok() && report.secrets == 1, "{report:?}");
+    // The namespace can be used again, under a fresh KEK.
+    vault
+        .put(&name("gone/a"), &secret(b"new"), &PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        vault
+            .get(&name("gone/a"), &VersionSelector::Current)
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        b"new"
+    );
+    assert_eq!(
+        vault
+            .erase_namespace("never-used")
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn opening_a_missing_vault_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = LocalVault::open(dir.path().join("nope.db"), key(dir.path()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn vault_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = LocalVault::create(dir.path().join("sub/dir"), key(dir.path()))
+        .await
+        .unwrap();
+    vault
+        .put(&name("a/b"), &secret(b"x"), &PutOptions::default())
+        .await
+        .unwrap();
+    let mode = std::fs::metadata(vault.path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let parent = std::fs::metadata(dir.path().join("sub"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(parent, 0o700);
+}

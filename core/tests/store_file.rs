@@ -1,0 +1,173 @@
+//! The file store: the read-only conformance suite over a directory (CSI-mount layout) and a
+//! single file, change detection, permission checks and symlink containment.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+
+use sealbox::store::file::{FileStore, PermissionCheck};
+use sealbox::store::{SecretName, SecretStore, VersionSelector};
+use sealbox::{ErrorKind, ExposeSecret};
+
+fn write(path: &Path, value: &[u8], mode: u32) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    fs::write(path, value).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn name(s: &str) -> SecretName {
+    s.parse().unwrap()
+}
+
+/// Builds the layout the Secrets Store CSI driver / kubelet atomic writer produces: real files
+/// in a timestamped hidden directory, `..data` pointing at it, and top-level symlinks.
+fn csi_mount(root: &Path) {
+    let ts = root.join("..2026_11_23_11_00_00.123");
+    write(&ts.join("api-token"), b"tok-abc", 0o600);
+    write(&ts.join("binary-key"), &[0, 255, 1, 254], 0o600);
+    symlink("..2026_11_23_11_00_00.123", root.join("..data")).unwrap();
+    symlink("..data/api-token", root.join("api-token")).unwrap();
+    symlink("..data/binary-key", root.join("binary-key")).unwrap();
+    write(
+        &root.join("predis/prod/database/password"),
+        br#"{"username":"predis","password":"pw"}"#,
+        0o600,
+    );
+}
+
+#[tokio::test]
+async fn a_csi_style_directory_passes_the_read_only_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    csi_mount(dir.path());
+    let store = FileStore::dir(dir.path())
+        .unwrap()
+        .permissions(PermissionCheck::Refuse);
+    let fixtures: [(&str, &[u8]); 3] = [
+        ("api-token", b"tok-abc"),
+        ("binary-key", &[0, 255, 1, 254]),
+        (
+            "predis/prod/database/password",
+            br#"{"username":"predis","password":"pw"}"#,
+        ),
+    ];
+    for prefix in ["", "predis/", "api"] {
+        sealbox_conformance::run_read_only(&store, store.capabilities(), prefix, &fixtures)
+            .await
+            .unwrap();
+    }
+    // Kubernetes' hidden machinery is neither listed nor readable.
+    let err = store
+        .get(&name("..data/api-token"), &VersionSelector::Current)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn a_single_file_passes_the_read_only_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db_password");
+    write(&path, b"hunter2-but-longer", 0o600);
+    let store = FileStore::file("predis/prod/database/password", &path).unwrap();
+    let fixtures: [(&str, &[u8]); 1] = [("predis/prod/database/password", b"hunter2-but-longer")];
+    sealbox_conformance::run_read_only(&store, store.capabilities(), "", &fixtures)
+        .await
+        .unwrap();
+    let err = store
+        .get(&name("other"), &VersionSelector::Current)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn a_replaced_file_is_re_read_and_gets_a_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("token"), b"first", 0o600);
+    let store = FileStore::dir(dir.path()).unwrap();
+    let n = name("token");
+    let v1 = store.get(&n, &VersionSelector::Current).await.unwrap();
+    assert_eq!(v1.value.expose_secret(), b"first");
+
+    // Atomic replacement, as rotation tooling and the kubelet do it.
+    write(&dir.path().join("token.tmp"), b"second", 0o600);
+    fs::rename(dir.path().join("token.tmp"), dir.path().join("token")).unwrap();
+    let v2 = store.get(&n, &VersionSelector::Current).await.unwrap();
+    assert_eq!(v2.value.expose_secret(), b"second");
+    assert_ne!(v1.version, v2.version);
+    let err = store
+        .get(&n, &VersionSelector::Version(v1.version.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+
+    // In-place rewrite with another length.
+    fs::write(dir.path().join("token"), b"third, longer").unwrap();
+    let v3 = store.get(&n, &VersionSelector::Current).await.unwrap();
+    assert_eq!(v3.value.expose_secret(), b"third, longer");
+
+    // Unchanged file: same version, served from the cache.
+    let again = store.get(&n, &VersionSelector::Current).await.unwrap();
+    assert_eq!(again.version, v3.version);
+
+    // Removed file: gone.
+    fs::remove_file(dir.path().join("token")).unwrap();
+    let err = store.get(&n, &VersionSelector::Current).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn world_readable_files_are_refused_on_request_and_read_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("open"), b"value", 0o644);
+    let n = name("open");
+    let strict = FileStore::dir(dir.path())
+        .unwrap()
+        .permissions(PermissionCheck::Refuse);
+    let err = strict.get(&n, &VersionSelector::Current).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io);
+    assert!(err.message().contains("644"), "{err}");
+    for check in [PermissionCheck::Warn, PermissionCheck::Allow] {
+        let store = FileStore::dir(dir.path()).unwrap().permissions(check);
+        let got = store.get(&n, &VersionSelector::Current).await.unwrap();
+        assert_eq!(got.value.expose_secret(), b"value");
+    }
+}
+
+#[tokio::test]
+async fn symlinks_out_of_the_root_are_neither_listed_nor_read() {
+    let outside = tempfile::tempdir().unwrap();
+    write(&outside.path().join("shadow"), b"outside", 0o600);
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("inside"), b"inside", 0o600);
+    symlink(outside.path().join("shadow"), dir.path().join("escape")).unwrap();
+    let store = FileStore::dir(dir.path()).unwrap();
+    let err = store
+        .get(&name("escape"), &VersionSelector::Current)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AccessDenied);
+    let page = store.list(&Default::default()).await.unwrap();
+    let names: Vec<_> = page.entries.iter().map(|e| e.name.to_string()).collect();
+    assert_eq!(names, ["inside"]);
+}
+
+#[tokio::test]
+async fn oversized_files_are_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("big"), &[b'x'; 100], 0o600);
+    let store = FileStore::dir(dir.path()).unwrap().max_value_len(64);
+    let err = store
+        .get(&name("big"), &VersionSelector::Current)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn a_missing_root_is_a_config_error() {
+    let err = FileStore::dir("/nonexistent/sealbox/root").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+}

@@ -5,12 +5,14 @@
 //! package subclasses this class to add the asyncio variants (`aget`, `aput`, ...).
 
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use sealbox::client::{BlockingSealbox, Principal};
+use sealbox::keys::{KeyId, LocalKeyFile};
+use sealbox::store::local::LocalVault;
 use sealbox::store::memory::MemoryStore;
 use sealbox::store::{DeleteOptions, Stage, VersionId, VersionSelector};
 use sealbox::{ExposeSecret, Sealbox};
@@ -76,16 +78,30 @@ fn with_principal(client: BlockingSealbox, principal: Option<Principal>) -> Bloc
     }
 }
 
-/// Opens the local vault at `path` with the master key in `key_file`.
+/// Opens (or creates) the local vault at `path` with the master key file `key_file` (created
+/// with mode 0600 when missing) and builds a client over it.
 fn open_local(
     path: &std::path::Path,
     key_file: &std::path::Path,
+    principal: Option<Principal>,
+    cache: bool,
 ) -> sealbox::Result<BlockingSealbox> {
-    let _ = (path, key_file);
-    Err(sealbox::Error::new(
-        sealbox::ErrorKind::Unsupported,
-        "this build of sealbox has no local vault yet; use Sealbox.open(config) or Sealbox.memory()",
-    ))
+    let key = LocalKeyFile::open_or_create(KeyId::new("local")?, key_file)?;
+    // Opening runs SQLite work through `spawn_blocking`, so it needs a runtime context; the
+    // client then gets its own long-lived runtime from `blocking()`.
+    let opener = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| sealbox::Error::io("starting a runtime to open the local vault", e))?;
+    let vault = opener.block_on(LocalVault::open_or_create(path, Arc::new(key)))?;
+    let mut builder = Sealbox::builder().store(Arc::new(vault));
+    if let Some(p) = principal {
+        builder = builder.principal(p);
+    }
+    if !cache {
+        builder = builder.no_cache();
+    }
+    builder.build()?.blocking()
 }
 
 #[pymethods]
@@ -125,19 +141,23 @@ impl PySealbox {
         Ok(Self::instantiate(cls, with_principal(client, principal))?)
     }
 
-    /// Opens (or creates) the local vault at `path`, its master key in `key_file` (created with
-    /// 32 random bytes and mode 0600 if missing).
+    /// Opens (or creates) the local vault at `path` (a directory or database file), its master
+    /// key in `key_file` (created with 32 random bytes and mode 0600 if missing). The cache is
+    /// on unless `cache=False`.
     #[classmethod]
-    #[pyo3(signature = (path, *, key_file, principal = None))]
+    #[pyo3(signature = (path, *, key_file, principal = None, cache = true))]
     fn local<'py>(
         cls: &Bound<'py, PyType>,
         path: PathBuf,
         key_file: PathBuf,
         principal: Option<&str>,
+        cache: bool,
     ) -> BindingResult<Bound<'py, PyAny>> {
         let principal = principal_from(principal)?;
-        let client = cls.py().detach(|| open_local(&path, &key_file))?;
-        Ok(Self::instantiate(cls, with_principal(client, principal))?)
+        let client = cls
+            .py()
+            .detach(|| open_local(&path, &key_file, principal, cache))?;
+        Ok(Self::instantiate(cls, client)?)
     }
 
     /// A client over a fresh in-memory store (tests, examples); nothing is persisted. The
@@ -149,7 +169,7 @@ impl PySealbox {
         principal: Option<&str>,
         cache: bool,
     ) -> BindingResult<Bound<'py, PyAny>> {
-        let mut builder = Sealbox::builder().store(std::sync::Arc::new(MemoryStore::new()));
+        let mut builder = Sealbox::builder().store(Arc::new(MemoryStore::new()));
         if !cache {
             builder = builder.no_cache();
         }

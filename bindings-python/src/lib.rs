@@ -8,6 +8,7 @@ mod audit;
 mod client;
 mod errors;
 mod metadata;
+mod providers;
 mod secret;
 mod value;
 
@@ -32,6 +33,7 @@ fn _baseline(name: &str) -> Baseline {
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    providers::register_missing();
     m.add_class::<client::PySealbox>()?;
     m.add_class::<client::OpenedClient>()?;
     m.add_class::<secret::PySecret>()?;

@@ -48,6 +48,7 @@ def test_core_errors_arrive_with_kind(sb: sealbox.Sealbox) -> None:
     with pytest.raises(sealbox.InvalidInput) as bad:
         sb.get("/leading/slash")
     assert bad.value.kind == "invalid_input"
-    with pytest.raises(sealbox.Unsupported) as unsupported:
-        sealbox.Sealbox.local("/nonexistent/dir/vault.db", key_file="/nonexistent/dir/key")
-    assert unsupported.value.kind == "unsupported"
+    with pytest.raises(sealbox.SealboxError) as unopenable:
+        sealbox.Sealbox.local("/nonexistent/dir/vault", key_file="/nonexistent/dir/master.key")
+    assert unopenable.value.kind in {"io", "not_found", "config"}
+    assert "/nonexistent/dir" in str(unopenable.value)

@@ -36,6 +36,7 @@ class Sealbox:
         *,
         key_file: str | os.PathLike[str],
         principal: str | None = None,
+        cache: bool = True,
     ) -> Self:
         """Opens (or creates) the local vault at ``path`` with the master key in ``key_file``."""
     @classmethod

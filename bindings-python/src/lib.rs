@@ -1,8 +1,8 @@
 //! Python binding for sealbox: the private extension module `sealbox._native`.
 //!
 //! The public API is the pure-Python package `sealbox` (in `python/sealbox/`), which re-exports
-//! these classes, subclasses [`client::PySealbox`] to add the asyncio variants and defines the
-//! exception classes that [`errors`] raises.
+//! these classes, subclasses the native `Sealbox` to add the asyncio variants and defines the
+//! exception classes that the `errors` module raises.
 
 mod audit;
 mod client;

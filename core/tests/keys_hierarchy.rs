@@ -321,6 +321,40 @@ async fn concurrent_first_writers_share_one_kek() {
     );
 }
 
+#[tokio::test]
+async fn two_keyrings_on_one_storage_see_each_others_rotation_retirement_and_shredding() {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
+    let provider = || -> Arc<dyn KeyProvider> {
+        Arc::new(EnvKey::from_base64(id("env"), &text, "test key").unwrap())
+    };
+    let storage = Arc::new(MemoryKeyStorage::new());
+    let a = Keyring::open(provider(), storage.clone()).await.unwrap();
+    let b = Keyring::open(provider(), storage.clone()).await.unwrap();
+    let ns = id("ns");
+    let (d1, e1) = write(&a, &ns, "s1", b"one").await;
+    assert_eq!(read(&b, &ns, "s1", &d1, &e1).await.unwrap(), b"one");
+    // B rotates and retires v1 after rewrapping what it knows of.
+    let v2 = b.rotate_kek(&ns).await.unwrap();
+    let d1 = b.rewrap_dek(&ns, &d1).await.unwrap();
+    b.set_min_decryption_version(&ns, v2).await.unwrap();
+    // A's next write uses v2, not its cached v1, so B can read it.
+    let (d2, e2) = write(&a, &ns, "s2", b"two").await;
+    assert_eq!(d2.kek_version(), v2);
+    assert_eq!(read(&b, &ns, "s2", &d2, &e2).await.unwrap(), b"two");
+    // Shredding by B reaches A once A refreshes.
+    b.shred_namespace(&ns).await.unwrap();
+    assert_eq!(
+        read(&b, &ns, "s1", &d1, &e1).await.unwrap_err().kind(),
+        ErrorKind::KeyDestroyed
+    );
+    a.refresh(&ns).unwrap();
+    assert_eq!(
+        read(&a, &ns, "s2", &d2, &e2).await.unwrap_err().kind(),
+        ErrorKind::KeyDestroyed
+    );
+}
+
 #[test]
 fn wrapped_dek_parsing_is_total() {
     for len in 0..64 {

@@ -66,8 +66,37 @@ async fn key_file_rotation_is_persisted_and_keeps_old_versions() {
     assert_eq!(reopened.current_version().await.unwrap().get(), 3);
     assert!(reopened.unwrap(b"", &old).await.unwrap().ct_eq(&dek));
     assert!(reopened.unwrap(b"", &new).await.unwrap().ct_eq(&dek));
-    // No temporary files are left behind.
-    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    // No temporary files are left behind (only the key file and its lock file).
+    let mut names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["master.key", "master.key.lock"]);
+}
+
+#[tokio::test]
+async fn two_processes_rotating_the_same_key_file_lose_no_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.key");
+    let a = LocalKeyFile::open_or_create(id("local"), &path).unwrap();
+    let b = LocalKeyFile::open(id("local"), &path).unwrap();
+    assert_eq!(a.rotate().await.unwrap().get(), 2);
+    // B has not seen v2; its rotation re-reads the file and makes v3 instead of a second v2.
+    assert_eq!(b.rotate().await.unwrap().get(), 3);
+    let dek = Secret::random(32).unwrap();
+    let by_a = a.wrap(b"", &dek).await.unwrap();
+    let by_b = b.wrap(b"", &dek).await.unwrap();
+    assert_eq!(
+        (by_a.master_version.get(), by_b.master_version.get()),
+        (2, 3)
+    );
+    // Each unwraps the other's, re-reading the file for a version it has not loaded.
+    assert!(a.unwrap(b"", &by_b).await.unwrap().ct_eq(&dek));
+    assert!(b.unwrap(b"", &by_a).await.unwrap().ct_eq(&dek));
+    let fresh = LocalKeyFile::open(id("local"), &path).unwrap();
+    assert_eq!(fresh.current_version().await.unwrap().get(), 3);
+    assert!(fresh.unwrap(b"", &by_a).await.unwrap().ct_eq(&dek));
 }
 
 #[test]

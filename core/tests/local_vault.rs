@@ -219,3 +219,50 @@ async fn vault_files_are_private() {
         & 0o777;
     assert_eq!(parent, 0o700);
 }
+
+#[tokio::test]
+async fn bulk_import_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = LocalVault::create(dir.path(), key(dir.path()))
+        .await
+        .unwrap();
+    let items: Vec<_> = (0..50)
+        .map(|i| {
+            (
+                name(&format!("bulk/s{i}")),
+                secret(format!("v{i}").as_bytes()),
+            )
+        })
+        .collect();
+    assert_eq!(vault.import(items).await.unwrap(), 50);
+    let got = vault
+        .get(&name("bulk/s7"), &VersionSelector::Current)
+        .await
+        .unwrap();
+    assert_eq!(got.value.expose_secret(), b"v7");
+    // A new version after import continues the numbering.
+    let next = vault
+        .put(&name("bulk/s7"), &secret(b"again"), &PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(next.version.as_str(), "2");
+
+    let clash = vec![
+        (name("bulk/new"), secret(b"n")),
+        (name("bulk/s1"), secret(b"dup")),
+    ];
+    assert_eq!(
+        vault.import(clash).await.unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    let err = vault
+        .get(&name("bulk/new"), &VersionSelector::Current)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "a failed import wrote nothing"
+    );
+    assert!(vault.verify().await.unwrap().is_ok());
+}

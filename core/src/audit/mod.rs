@@ -24,6 +24,7 @@ mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -244,6 +245,7 @@ impl AuditLogBuilder {
         let (tx, rx) = bounded(capacity);
         let head = resume.unwrap_or_default();
         let head_out = Arc::new(Mutex::new(head.clone()));
+        let healthy = Arc::new(AtomicBool::new(true));
         let writer = Writer {
             rx,
             sinks,
@@ -252,6 +254,7 @@ impl AuditLogBuilder {
             capacity,
             head,
             head_out: head_out.clone(),
+            healthy: healthy.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("sealbox-audit".into())
@@ -264,6 +267,7 @@ impl AuditLogBuilder {
                 strict_timeout: self.strict_timeout.unwrap_or_else(default_strict_timeout),
                 thread: Mutex::new(Some(thread)),
                 head: head_out,
+                healthy,
             }),
         })
     }
@@ -275,6 +279,7 @@ struct Shared {
     strict_timeout: Duration,
     thread: Mutex<Option<JoinHandle<()>>>,
     head: Arc<Mutex<ChainHead>>,
+    healthy: Arc<AtomicBool>,
 }
 
 impl Drop for Shared {
@@ -358,6 +363,12 @@ impl AuditLog {
             )),
             Err(_) => Err(gone()),
         }
+    }
+
+    /// Whether the last batch reached at least one sink. Strict mode refuses writes up front
+    /// while this is false, so a store is not changed without a record.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
     }
 
     /// The chain head after the last written batch (the next seq and the last hash): an anchor

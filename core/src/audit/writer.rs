@@ -34,6 +34,7 @@ pub(crate) struct Writer {
     pub(crate) capacity: usize,
     pub(crate) head: ChainHead,
     pub(crate) head_out: std::sync::Arc<std::sync::Mutex<ChainHead>>,
+    pub(crate) healthy: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Pending {
@@ -177,6 +178,8 @@ impl Writer {
                 ),
             }
         }
+        self.healthy
+            .store(any_ok, std::sync::atomic::Ordering::Release);
         if any_ok {
             self.head = head;
             if let Ok(mut out) = self.head_out.lock() {

@@ -594,6 +594,11 @@ impl SecretCache {
         }
     }
 
+    /// Runs moka's pending maintenance (evictions) now instead of on a later write.
+    pub fn run_pending_tasks(&self) {
+        self.inner.lifetimes.run_pending_tasks();
+    }
+
     /// Drops everything.
     pub fn clear(&self) {
         self.inner.index.pin().clear();

@@ -319,6 +319,22 @@ impl Sealbox {
         }
     }
 
+    /// Strict audit mode refuses changes while no sink can write, so that nothing changes
+    /// without a record.
+    fn audit_ready_for_change(&self, action: Action, resource: &Arc<Resource>) -> Result<()> {
+        match &self.inner.audit {
+            Some(a) if a.mode() == crate::audit::AuditMode::Strict && !a.is_healthy() => {
+                let reason = "audit sink unavailable; change refused (strict mode)";
+                self.audit_failure(self.event(action, resource.clone()).failed(reason));
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    "the audit log cannot be written and audit mode is strict; no change was made",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn authorize(&self, capability: Capability, action: Action, resource: &Arc<Resource>) -> Result<()> {
         let policy = self.inner.policy.load();
         if !policy.is_enforcing() {
@@ -538,6 +554,7 @@ impl Sealbox {
             version: None,
         });
         self.authorize(Capability::Write, Action::Write, &resource)?;
+        self.audit_ready_for_change(Action::Write, &resource)?;
         self.inner.metrics.writes.incr();
         let result = route.store.put(&route.name, value, options).await;
         if let Some(cache) = &self.inner.cache {
@@ -642,6 +659,7 @@ impl Sealbox {
             version: None,
         });
         self.authorize(Capability::Delete, Action::Delete, &resource)?;
+        self.audit_ready_for_change(Action::Delete, &resource)?;
         self.inner.metrics.writes.incr();
         let result = route.store.delete(&route.name, options).await;
         if let Some(cache) = &self.inner.cache {

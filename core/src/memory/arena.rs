@@ -10,6 +10,11 @@
 //!
 //! Every slot is wiped with `zeroize` when it is released, before the pool can hand it out again,
 //! so a slot is all zeros whenever it is free (fresh anonymous pages start zeroed).
+//!
+//! The process-wide pools sit behind small per-thread caches (see `thread_cache`): a thread
+//! that frees a locked slot keeps a few for its next allocations, so the common
+//! alloc-use-drop cycle takes no lock at all. Cached slots are wiped and still count as in use
+//! for their page, which therefore stays locked.
 
 use std::ptr::NonNull;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -18,6 +23,7 @@ use zeroize::Zeroize;
 
 use super::mapping::{self, GuardedMapping};
 use super::policy::{self, MemoryPolicy};
+use super::thread_cache;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Slot sizes of the pools, smallest first. Larger secrets get their own mapping.
@@ -35,16 +41,17 @@ const CHUNK_DATA_BYTES: usize = 64 * 1024;
 
 /// The process-wide pools, one per size class.
 static POOLS: [Pool; CLASS_SIZES.len()] = [
-    Pool::new(CLASS_SIZES[0]),
-    Pool::new(CLASS_SIZES[1]),
-    Pool::new(CLASS_SIZES[2]),
-    Pool::new(CLASS_SIZES[3]),
-    Pool::new(CLASS_SIZES[4]),
-    Pool::new(CLASS_SIZES[5]),
-    Pool::new(CLASS_SIZES[6]),
+    Pool::global(0),
+    Pool::global(1),
+    Pool::global(2),
+    Pool::global(3),
+    Pool::global(4),
+    Pool::global(5),
+    Pool::global(6),
 ];
 
 /// The pool serving `len` bytes, or `None` when `len` needs its own mapping (or is zero).
+#[inline]
 pub(crate) fn pool_for(len: usize) -> Option<&'static Pool> {
     if len == 0 || len > MAX_SLOT {
         return None;
@@ -64,6 +71,7 @@ pub(crate) fn pools() -> &'static [Pool] {
 ///
 /// # Safety
 /// `ptr .. ptr + bytes` must be writable memory owned by the caller, with no live references.
+#[inline]
 pub(crate) unsafe fn wipe(ptr: NonNull<u8>, bytes: usize) {
     debug_assert!((ptr.as_ptr() as usize).is_multiple_of(8) && bytes.is_multiple_of(8));
     // SAFETY: the caller guarantees the range is owned, writable and unaliased; alignment and
@@ -77,6 +85,8 @@ pub(crate) unsafe fn wipe(ptr: NonNull<u8>, bytes: usize) {
 #[derive(Debug)]
 pub(crate) struct Pool {
     slot_size: usize,
+    /// The size class, for the process-wide pools whose freed slots may wait in a thread cache.
+    class: Option<usize>,
     state: Mutex<PoolState>,
 }
 
@@ -156,32 +166,72 @@ impl Chunk {
 pub(crate) struct Slot {
     ptr: NonNull<u8>,
     chunk: NonNull<Chunk>,
-    index: u32,
     pool: &'static Pool,
-    locked: bool,
+    /// `index << 1 | locked`: whole words only, so moving a slot around (through `Option`s and
+    /// the thread cache) copies words instead of stalling on byte-sized pieces.
+    meta: usize,
 }
 
 impl Slot {
+    fn new(
+        ptr: NonNull<u8>,
+        chunk: NonNull<Chunk>,
+        pool: &'static Pool,
+        index: u32,
+        locked: bool,
+    ) -> Slot {
+        Slot {
+            ptr,
+            chunk,
+            pool,
+            meta: (index as usize) << 1 | usize::from(locked),
+        }
+    }
+
+    /// The slot's index in its chunk.
+    fn index(&self) -> u32 {
+        // Constructed from a `u32` in `Slot::new`.
+        (self.meta >> 1) as u32
+    }
+
     /// The first byte of the slot (`pool.slot_size()` bytes, 32-byte aligned).
+    #[inline]
     pub(crate) fn ptr(&self) -> NonNull<u8> {
         self.ptr
     }
 
     /// Whether the slot's page was locked when the slot was handed out; it stays locked until
     /// the slot is freed.
+    #[inline]
     pub(crate) fn is_locked(&self) -> bool {
-        self.locked
+        self.meta & 1 == 1
     }
 
     /// The slot's size in bytes.
+    #[inline]
     pub(crate) fn size(&self) -> usize {
         self.pool.slot_size
     }
 
-    /// Wipes the slot and returns it to its pool.
+    /// Wipes the slot and returns it: to this thread's cache when it is a locked slot of a
+    /// process-wide pool and the cache has room, otherwise to its pool.
+    #[inline]
     pub(crate) fn release(self) {
-        let pool = self.pool;
-        pool.free(self);
+        // SAFETY: the slot is `size()` bytes owned by `self` (consumed here), 32-byte aligned;
+        // nobody else can reach it until it is cached or pushed back on a free list.
+        unsafe { wipe(self.ptr, self.size()) };
+        let unstashed = match self.pool.class {
+            Some(class) if self.is_locked() => thread_cache::stash(class, self),
+            _ => Some(self),
+        };
+        if let Some(slot) = unstashed {
+            slot.pool.return_wiped(slot);
+        }
+    }
+
+    /// Returns an already wiped slot to its pool.
+    pub(crate) fn return_wiped(self) {
+        self.pool.return_wiped(self);
     }
 }
 
@@ -194,10 +244,18 @@ pub(crate) struct PoolStats {
 }
 
 impl Pool {
+    /// The process-wide pool of size class `class`.
+    const fn global(class: usize) -> Pool {
+        let mut pool = Pool::new(CLASS_SIZES[class]);
+        pool.class = Some(class);
+        pool
+    }
+
     /// An empty pool of `slot_size`-byte slots (a power of two, at least 32, at most half a page).
     pub(crate) const fn new(slot_size: usize) -> Pool {
         Pool {
             slot_size,
+            class: None,
             state: Mutex::new(PoolState {
                 chunks: Vec::new(),
                 hint: 0,
@@ -213,7 +271,17 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Hands out a zeroed slot under `policy`.
+    /// Hands out a zeroed slot under `policy`: from this thread's cache when it holds one (a
+    /// cached slot is always locked, so it satisfies either policy), otherwise from the pool.
+    #[inline]
+    pub(crate) fn take(&'static self, policy: MemoryPolicy) -> Result<Slot> {
+        if let Some(slot) = self.class.and_then(thread_cache::take) {
+            return Ok(slot);
+        }
+        self.alloc(policy)
+    }
+
+    /// Hands out a zeroed slot from the pool itself under `policy`.
     pub(crate) fn alloc(&'static self, policy: MemoryPolicy) -> Result<Slot> {
         let mut st = self.state();
         let chunk_ptr = st.chunk_with_free_slot(self.slot_size)?;
@@ -260,30 +328,29 @@ impl Pool {
         if let Some(cause) = lock_error {
             policy::best_effort_failure(cause);
         }
-        Ok(Slot {
-            ptr,
-            chunk: chunk_ptr,
-            index,
-            pool: self,
-            locked,
-        })
+        Ok(Slot::new(ptr, chunk_ptr, self, index, locked))
     }
 
-    /// Wipes `slot` and returns it to the pool; unlocks its page and unmaps its chunk when they
-    /// fall empty (beyond the spares kept).
-    pub(crate) fn free(&self, slot: Slot) {
-        debug_assert!(std::ptr::eq(self, slot.pool));
+    /// Wipes `slot` and returns it to the pool (never to a thread cache).
+    #[cfg(test)]
+    fn free(&self, slot: Slot) {
         // SAFETY: the slot is `slot_size` bytes owned by `slot` (consumed here), 32-byte aligned;
-        // nobody else can reach it until it is pushed back on the free list below.
+        // nobody else can reach it until it is pushed back on the free list.
         unsafe { wipe(slot.ptr, self.slot_size) };
+        self.return_wiped(slot);
+    }
 
+    /// Returns a wiped slot to the pool; unlocks its page and unmaps its chunk when they fall
+    /// empty (beyond the spares kept).
+    fn return_wiped(&self, slot: Slot) {
+        debug_assert!(std::ptr::eq(self, slot.pool));
         let mut st = self.state();
         // SAFETY: a chunk with a live slot is never unmapped, so the pointer is valid; the mutex
         // is held.
         let chunk = unsafe { &mut *slot.chunk.as_ptr() };
-        chunk.free.push(slot.index);
+        chunk.free.push(slot.index());
         chunk.live -= 1;
-        let page_index = slot.index as usize / chunk.slots_per_page;
+        let page_index = slot.index() as usize / chunk.slots_per_page;
         let page_addr = chunk.page_addr(page_index);
         let page = &mut chunk.pages[page_index];
         page.live -= 1;

@@ -43,12 +43,14 @@ mod arena;
 mod harden;
 mod mapping;
 mod policy;
+mod thread_cache;
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use harden::harden_process;
 pub use policy::{LOCK_FAILURES_METRIC, MemoryPolicy, default_policy, set_default_policy};
+pub use thread_cache::release_thread_cache;
 
 use crate::error::{Error, ErrorKind, Result};
 use arena::Slot;
@@ -70,6 +72,9 @@ pub struct LockedBuf {
     backing: Backing,
 }
 
+// A word-sized tag keeps `LockedBuf` (and `Result<LockedBuf>`) made of whole words, so moving
+// one costs plain word copies rather than store-forwarding stalls on a byte-sized tag.
+#[repr(usize)]
 enum Backing {
     /// Zero-length buffers own no memory.
     Empty,
@@ -93,6 +98,7 @@ impl LockedBuf {
     /// Fails with [`ErrorKind::MemoryLock`] when the pages cannot be locked and `policy` is
     /// [`MemoryPolicy::Strict`], with [`ErrorKind::Io`] when the kernel refuses the mapping, and
     /// with [`ErrorKind::InvalidInput`] for lengths no mapping can hold.
+    #[inline]
     pub fn alloc(len: usize, policy: MemoryPolicy) -> Result<LockedBuf> {
         if len == 0 {
             return Ok(LockedBuf {
@@ -102,7 +108,7 @@ impl LockedBuf {
             });
         }
         if let Some(pool) = arena::pool_for(len) {
-            let slot = pool.alloc(policy)?;
+            let slot = pool.take(policy)?;
             return Ok(LockedBuf {
                 ptr: slot.ptr(),
                 len,
@@ -146,6 +152,7 @@ impl LockedBuf {
     }
 
     /// Length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -158,6 +165,7 @@ impl LockedBuf {
     /// Whether the pages holding this buffer are locked in RAM. Always `true` for an empty
     /// buffer (there is nothing to lock); `false` when [`MemoryPolicy::BestEffort`] had to
     /// continue without a lock.
+    #[inline]
     pub fn is_locked(&self) -> bool {
         match &self.backing {
             Backing::Empty => true,
@@ -167,6 +175,7 @@ impl LockedBuf {
     }
 
     /// The bytes.
+    #[inline]
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr` points to at least `len` initialised bytes owned by `self` (or is
         // dangling with `len == 0`), and `&self` rules out concurrent mutation.
@@ -174,6 +183,7 @@ impl LockedBuf {
     }
 
     /// The bytes, writable.
+    #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`, and `&mut self` makes this the only access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
@@ -190,6 +200,7 @@ impl LockedBuf {
 
     /// Bytes of memory behind the buffer that `Drop` wipes: the whole slot, or the data pages
     /// up to the length rounded to a word.
+    #[inline]
     fn wipe_len(&self) -> usize {
         match &self.backing {
             Backing::Empty => 0,
@@ -202,6 +213,7 @@ impl LockedBuf {
 }
 
 impl Drop for LockedBuf {
+    #[inline]
     fn drop(&mut self) {
         let wipe_len = self.wipe_len();
         match std::mem::replace(&mut self.backing, Backing::Empty) {

@@ -34,11 +34,13 @@ pub struct Secret {
 
 impl Secret {
     /// Allocates `len` bytes under the default memory policy and lets `init` fill them in place.
+    #[inline]
     pub fn init_with(len: usize, init: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<Secret> {
         Self::init_with_policy(len, memory::default_policy(), init)
     }
 
     /// Like [`Secret::init_with`] with an explicit policy.
+    #[inline]
     pub fn init_with_policy(
         len: usize,
         policy: MemoryPolicy,

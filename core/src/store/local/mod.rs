@@ -64,6 +64,10 @@ pub const DEFAULT_FILE_NAME: &str = "vault.sqlite3";
 /// of the same secret, or a DEK rewrapped underneath it).
 const WRITE_RETRIES: usize = 8;
 
+/// Unwrapped DEKs kept per vault handle; beyond this a read unwraps the DEK again (about a
+/// microsecond under a cached KEK).
+const DEK_CACHE_ENTRIES: usize = 4096;
+
 /// Settings for [`LocalVault`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalVaultOptions {
@@ -249,6 +253,18 @@ fn value_aad(
     aad.push(0);
     aad.extend_from_slice(&dek.dek_version().to_be_bytes());
     aad
+}
+
+/// Opens a value envelope with its row's DEK. The DEK comes from the same row, so an envelope
+/// naming another key was moved here from elsewhere: that is `Integrity`, not `WrongKey`.
+fn open_value(dek: &DataKey, aad: &[u8], envelope: &[u8]) -> Result<Secret> {
+    Envelope::open(dek, aad, envelope).map_err(|e| match e.kind() {
+        ErrorKind::WrongKey => Error::new(
+            ErrorKind::Integrity,
+            "the stored ciphertext belongs to another secret (moved or tampered with)",
+        ),
+        _ => e,
+    })
 }
 
 fn parse_version(id: &VersionId) -> Option<i64> {
@@ -503,6 +519,12 @@ impl LocalVault {
         }
         let dek = Arc::new(self.inner.keyring.unwrap_dek(namespace, &wrapped).await?);
         if let Ok(mut deks) = self.inner.deks.lock() {
+            // Bounded: each DEK holds a key schedule in locked memory.
+            if deks.len() >= DEK_CACHE_ENTRIES
+                && let Some(evict) = deks.keys().next().copied()
+            {
+                deks.remove(&evict);
+            }
             deks.insert(id, (wrapped_bytes.to_vec(), dek.clone()));
         }
         Ok((dek, wrapped))
@@ -566,7 +588,7 @@ impl LocalVault {
             match &dek {
                 Some(Ok((key, wrapped))) => {
                     let aad = value_aad(&self.inner.store_id, &ns, &name, version, wrapped);
-                    match Envelope::open(key, &aad, &envelope) {
+                    match open_value(key, &aad, &envelope) {
                         Ok(_) => report.versions_ok += 1,
                         Err(e) => report.failures.push(VerifyFailure {
                             name: name.clone(),
@@ -672,6 +694,82 @@ impl LocalVault {
             )));
         }
         Ok(erased)
+    }
+
+    /// Bulk import of new secrets in one transaction: each gets its own DEK and version 1,
+    /// staged `CURRENT`. All or nothing: if any name already exists the import fails with
+    /// `AlreadyExists` and writes nothing. Returns how many secrets were written.
+    pub async fn import(&self, items: Vec<(SecretName, Secret)>) -> Result<u64> {
+        let max = self.inner.options.max_value_len;
+        let now = now_ms();
+        let mut rows = Vec::with_capacity(items.len());
+        for (name, value) in &items {
+            if value.len() > max {
+                return Err(Error::invalid_input(format!(
+                    "secret {name}: value of {} bytes exceeds the local vault's limit of {max}",
+                    value.len()
+                )));
+            }
+            let ns = self.namespace_of(name)?;
+            let dek_id = KeyId::new(format!("dek:{}", random_hex(12)?))?;
+            let (dek, wrapped) = self.inner.keyring.new_dek(&ns, dek_id).await?;
+            let aad = value_aad(
+                &self.inner.store_id,
+                ns.as_str(),
+                name.as_str(),
+                1,
+                &wrapped,
+            );
+            let envelope = Envelope::seal(&dek, &aad, value.expose_secret())?;
+            rows.push((
+                name.as_str().to_owned(),
+                ns.as_str().to_owned(),
+                wrapped.to_bytes(),
+                envelope,
+            ));
+        }
+        drop(items);
+        write_tx(&self.inner, "importing secrets", move |tx| {
+            let err = |e| sql_error("importing secrets", e);
+            let mut secret = tx
+                .prepare(
+                    "INSERT INTO secrets (name, namespace, dek, next_version, created, updated) \
+                     VALUES (?1, ?2, ?3, 2, ?4, ?4)",
+                )
+                .map_err(err)?;
+            let mut version = tx
+                .prepare("INSERT INTO versions (secret_id, version, envelope, created) VALUES (?1, 1, ?2, ?3)")
+                .map_err(err)?;
+            let mut stage = tx
+                .prepare("INSERT INTO stages (secret_id, stage, version) VALUES (?1, 'CURRENT', 1)")
+                .map_err(err)?;
+            for (name, ns, dek, envelope) in &rows {
+                match secret.execute(params![name, ns, dek, now]) {
+                    Ok(_) => {}
+                    Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                        return Err(Error::new(
+                            ErrorKind::AlreadyExists,
+                            format!("secret {name} already exists; nothing was imported"),
+                        ));
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+                let id = tx.last_insert_rowid();
+                version.execute(params![id, envelope, now]).map_err(err)?;
+                stage.execute([id]).map_err(err)?;
+            }
+            Ok(rows.len() as u64)
+        })
+        .await
+    }
+
+    /// Bytes the vault occupies on disk (database file plus write-ahead log).
+    pub fn disk_usage(&self) -> Result<u64> {
+        let db = self.path();
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        Ok(size(db) + size(Path::new(&wal)))
     }
 
     /// Drops idle database connections (they reopen on demand).
@@ -846,7 +944,7 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
                     .map_err(err)?;
                 if let Some((v, envelope, created)) = earlier {
                     let aad = value_aad(&req.store_id, &req.namespace, name, v, &req.wrapped);
-                    let stored = Envelope::open(&req.dek, &aad, &envelope)?;
+                    let stored = open_value(&req.dek, &aad, &envelope)?;
                     if !stored.ct_eq(&req.value) {
                         return Err(Error::new(
                             ErrorKind::Conflict,
@@ -1016,7 +1114,7 @@ impl SecretStore for LocalVault {
             row.version,
             &wrapped,
         );
-        let value = Envelope::open(&dek, &aad, &row.envelope).map_err(|e| {
+        let value = open_value(&dek, &aad, &row.envelope).map_err(|e| {
             Error::new(
                 e.kind(),
                 format!("secret {name} version {}: {}", row.version, e.message()),

@@ -1,0 +1,53 @@
+"""sealbox: secrets in locked memory, an encrypted local vault, one API over every store.
+
+Quick start::
+
+    import sealbox
+
+    with sealbox.Sealbox.local("vault.db", key_file="vault.key") as sb:
+        sb.put("predis/prod/database/password", bytearray(b"..."))  # the bytearray is wiped
+        with sb.get("predis/prod/database/password") as view:      # memoryview, no copy
+            connect(password=view)
+        # leaving the block wiped the bytes and invalidated the view
+
+A :class:`Secret` never shows its value in ``repr``/``str``, refuses pickling and copying, and is
+wiped on ``close()`` or at the end of its ``with`` block; :meth:`Secret.reveal` and
+:meth:`Secret.reveal_bytes` are the explicit, unprotected copies.
+
+Errors are :class:`SealboxError` subclasses; no message contains a secret value.
+"""
+
+from __future__ import annotations
+
+from sealbox._client import Sealbox
+from sealbox._errors import (
+    AccessDenied,
+    ConfigError,
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    SealboxError,
+    Unavailable,
+    Unsupported,
+)
+from sealbox._native import AuditReport, Secret, SecretMetadata, VersionInfo, __version__, audit_verify
+
+__all__ = [
+    "Sealbox",
+    "Secret",
+    "SecretMetadata",
+    "VersionInfo",
+    "AuditReport",
+    "audit_verify",
+    "SealboxError",
+    "NotFound",
+    "AccessDenied",
+    "Unavailable",
+    "IntegrityError",
+    "ConfigError",
+    "InvalidInput",
+    "Conflict",
+    "Unsupported",
+    "__version__",
+]

@@ -1,0 +1,185 @@
+"""Private native module of sealbox (Rust, PyO3). Use the ``sealbox`` package instead."""
+
+import datetime
+import os
+from types import TracebackType
+from typing import Any, NoReturn, Self, final
+
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "Sealbox",
+    "_OpenedClient",
+    "Secret",
+    "_SecretBuffer",
+    "SecretMetadata",
+    "VersionInfo",
+    "AuditReport",
+    "audit_verify",
+    "_Baseline",
+    "_baseline",
+    "__version__",
+]
+
+__version__: str
+
+@disjoint_base
+class Sealbox:
+    def __new__(cls, client: _OpenedClient) -> Self: ...
+    @classmethod
+    def open(cls, config_path: str | os.PathLike[str], *, principal: str | None = None) -> Self:
+        """Opens a client from a YAML config file (stores, cache, audit, policy)."""
+    @classmethod
+    def local(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        key_file: str | os.PathLike[str],
+        principal: str | None = None,
+        cache: bool = True,
+    ) -> Self:
+        """Opens (or creates) the local vault at ``path`` with the master key in ``key_file``."""
+    @classmethod
+    def memory(cls, *, principal: str | None = None, cache: bool = True) -> Self:
+        """A client over a fresh in-memory store; nothing is persisted."""
+    def as_principal(self, principal: str) -> Self:
+        """The same client (stores, cache, audit log) acting as another principal."""
+    @property
+    def principal(self) -> str:
+        """The principal this client acts as."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    def get(self, name: str, *, version: str | None = None, stage: str | None = None) -> Secret:
+        """Reads a secret: the CURRENT version, or the given version id or stage."""
+    def get_field(self, name: str, field: str) -> Secret:
+        """Reads one top-level field of a JSON secret as its own Secret."""
+    def put(self, name: str, value: bytes | bytearray | memoryview | str) -> str:
+        """Stores a new CURRENT version and returns its id; a bytearray is wiped once stored."""
+    def list(self, prefix: str = "") -> list[str]:
+        """The names under ``prefix``."""
+    def describe(self, name: str) -> SecretMetadata:
+        """Metadata of a secret, never its value."""
+    def delete(self, name: str, *, force: bool = False) -> None:
+        """Deletes a secret (soft delete unless ``force``)."""
+    def flush_audit(self) -> None:
+        """Writes every queued audit event to the sinks."""
+    def close(self) -> None:
+        """Closes the client; later calls raise ValueError."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool: ...
+    def __reduce__(self) -> NoReturn: ...
+
+@final
+class _OpenedClient: ...
+
+@final
+class Secret:
+    """A secret value in locked memory; see the ``sealbox`` package documentation."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def stage(self) -> str | None: ...
+    @property
+    def stages(self) -> tuple[str, ...]: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def locked(self) -> bool: ...
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool: ...
+    def close(self) -> None: ...
+    def reveal(self) -> str:
+        """An explicit copy of the value as ``str``, in ordinary (unprotected) memory."""
+    def reveal_bytes(self) -> bytes:
+        """An explicit copy of the value as ``bytes``, in ordinary (unprotected) memory."""
+    def equals(self, other: Secret | bytes | bytearray | memoryview | str) -> bool:
+        """Constant-time comparison (the length is not hidden)."""
+    def __reduce__(self) -> NoReturn: ...
+    def __reduce_ex__(self, protocol: Any, /) -> NoReturn: ...
+    def __getstate__(self) -> NoReturn: ...
+    def __copy__(self) -> NoReturn: ...
+    def __deepcopy__(self, memo: Any, /) -> NoReturn: ...
+
+@final
+class _SecretBuffer:
+    """The buffer exporter behind a secret's view (buffer protocol only)."""
+
+@final
+class VersionInfo:
+    """One version of a secret."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def stages(self) -> tuple[str, ...]: ...
+    @property
+    def created(self) -> datetime.datetime | None: ...
+
+@final
+class SecretMetadata:
+    """What a store knows about a secret, without its value."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def versions(self) -> tuple[VersionInfo, ...]: ...
+    @property
+    def current_version(self) -> str | None: ...
+    @property
+    def created(self) -> datetime.datetime | None: ...
+    @property
+    def updated(self) -> datetime.datetime | None: ...
+    @property
+    def last_rotated(self) -> datetime.datetime | None: ...
+    @property
+    def deleted(self) -> datetime.datetime | None: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def tags(self) -> dict[str, str]: ...
+    @property
+    def rotation_period(self) -> datetime.timedelta | None: ...
+
+@final
+class AuditReport:
+    """The outcome of verifying an audit log's hash chain."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def lines(self) -> int: ...
+    @property
+    def last_seq(self) -> int | None: ...
+    @property
+    def anchored(self) -> bool: ...
+    @property
+    def problem_line(self) -> int | None: ...
+    @property
+    def problem_kind(self) -> str | None: ...
+    @property
+    def problem_detail(self) -> str | None: ...
+    def __bool__(self) -> bool: ...
+
+def audit_verify(path: str | os.PathLike[str], *, key_file: str | os.PathLike[str] | None = None) -> AuditReport:
+    """Verifies an audit log's keyed hash chain (key default: ``PATH.key``)."""
+
+@final
+class _Baseline:
+    @property
+    def name_len(self) -> int: ...
+
+def _baseline(name: str) -> _Baseline: ...

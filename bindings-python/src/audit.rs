@@ -1,0 +1,106 @@
+//! `sealbox.audit_verify`: checks an audit log's keyed hash chain from Python.
+
+use std::path::{Path, PathBuf};
+
+use pyo3::prelude::*;
+use sealbox::Secret;
+use sealbox::audit::{AuditKey, ProblemKind, VerifyReport, default_key_path, verify_file};
+
+use crate::errors::BindingResult;
+
+/// The outcome of verifying an audit log. `ok` is true when every line verified; otherwise
+/// `problem_line`, `problem_kind` (`"broken"`, `"edited"`, `"missing"`, `"reordered"`) and
+/// `problem_detail` (sequence numbers, never content) describe the first problem.
+#[pyclass(module = "sealbox._native", name = "AuditReport", frozen, get_all)]
+#[derive(Debug)]
+pub struct PyAuditReport {
+    /// Whether the whole file verified.
+    ok: bool,
+    /// Lines read.
+    lines: u64,
+    /// `seq` of the last good line.
+    last_seq: Option<u64>,
+    /// Whether the `.head` anchor was found and checked (it detects a cut-off tail).
+    anchored: bool,
+    /// 1-based line number of the first problem.
+    problem_line: Option<u64>,
+    /// The kind of the first problem.
+    problem_kind: Option<&'static str>,
+    /// What was expected and what was found.
+    problem_detail: Option<String>,
+}
+
+#[pymethods]
+impl PyAuditReport {
+    fn __repr__(&self) -> String {
+        match (&self.problem_line, &self.problem_kind) {
+            (Some(line), Some(kind)) => format!(
+                "AuditReport(ok=False, lines={}, problem={kind} at line {line})",
+                self.lines
+            ),
+            _ => format!(
+                "AuditReport(ok=True, lines={}, anchored={})",
+                self.lines,
+                if self.anchored { "True" } else { "False" }
+            ),
+        }
+    }
+
+    fn __bool__(&self) -> bool {
+        self.ok
+    }
+}
+
+impl From<VerifyReport> for PyAuditReport {
+    fn from(r: VerifyReport) -> Self {
+        let ok = r.is_ok();
+        let (problem_line, problem_kind, problem_detail) = match r.problem {
+            Some(p) => (
+                Some(p.line),
+                Some(match p.kind {
+                    ProblemKind::Broken => "broken",
+                    ProblemKind::Edited => "edited",
+                    ProblemKind::Missing => "missing",
+                    ProblemKind::Reordered => "reordered",
+                }),
+                Some(p.detail),
+            ),
+            None => (None, None, None),
+        };
+        PyAuditReport {
+            ok,
+            lines: r.lines,
+            last_seq: r.last_seq,
+            anchored: r.anchored,
+            problem_line,
+            problem_kind,
+            problem_detail,
+        }
+    }
+}
+
+/// Reads the chain key from `path` without ever creating one (a verifier must not invent keys).
+fn read_key(path: &Path) -> sealbox::Result<AuditKey> {
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| sealbox::Error::io(format!("opening audit key {}", path.display()), e))?;
+    let secret = Secret::from_reader(&mut file, 1024)?;
+    AuditKey::new(&secret)
+}
+
+/// Verifies the audit log at `path` (its keyed hash chain and `.head` anchor) with the key in
+/// `key_file` (default: `PATH.key` beside the log). A tampered file is a report with
+/// `ok == False`; an unreadable file or key raises.
+#[pyfunction]
+#[pyo3(signature = (path, *, key_file = None))]
+pub(crate) fn audit_verify(
+    py: Python<'_>,
+    path: PathBuf,
+    key_file: Option<PathBuf>,
+) -> BindingResult<PyAuditReport> {
+    let report = py.detach(|| {
+        let key_path = key_file.unwrap_or_else(|| default_key_path(&path));
+        let key = read_key(&key_path)?;
+        verify_file(&path, &key)
+    })?;
+    Ok(report.into())
+}

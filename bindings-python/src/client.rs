@@ -1,0 +1,351 @@
+//! `sealbox.Sealbox`: the client, wrapping [`BlockingSealbox`].
+//!
+//! Every store call runs with the GIL released (`Python::detach`), so other Python threads run
+//! while one waits on a store, and many threads can call the same client at once. The Python
+//! package subclasses this class to add the asyncio variants (`aget`, `aput`, ...).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+use sealbox::client::{BlockingSealbox, Principal};
+use sealbox::keys::{KeyId, LocalKeyFile};
+use sealbox::store::local::LocalVault;
+use sealbox::store::memory::MemoryStore;
+use sealbox::store::{DeleteOptions, Stage, VersionId, VersionSelector};
+use sealbox::{ExposeSecret, Sealbox};
+
+use crate::errors::BindingResult;
+use crate::metadata::PySecretMetadata;
+use crate::secret::PySecret;
+use crate::value::SecretInput;
+
+/// A sealbox client. Build one with `Sealbox.open(config)`, `Sealbox.local(path, key_file=...)`
+/// or `Sealbox.memory()`; share it between threads freely.
+#[pyclass(module = "sealbox._native", name = "Sealbox", subclass, frozen)]
+#[derive(Debug)]
+pub struct PySealbox {
+    /// `None` once closed. Read-locked only long enough to clone the client (a few `Arc`s), so
+    /// no lock is held while the GIL is released.
+    client: RwLock<Option<BlockingSealbox>>,
+}
+
+/// Carries a built client into `Sealbox.__new__`, so that constructors create instances of the
+/// class they are called on (the Python subclass), not of this base class.
+#[pyclass(module = "sealbox._native", name = "_OpenedClient", frozen)]
+#[derive(Debug)]
+pub struct OpenedClient {
+    client: Mutex<Option<BlockingSealbox>>,
+}
+
+impl PySealbox {
+    fn client(&self) -> PyResult<BlockingSealbox> {
+        let guard = self.client.read().unwrap_or_else(|p| p.into_inner());
+        guard
+            .clone()
+            .ok_or_else(|| PyValueError::new_err("the Sealbox client is closed"))
+    }
+
+    /// Instantiates `cls` (this class or a subclass) around `client`.
+    fn instantiate<'py>(
+        cls: &Bound<'py, PyType>,
+        client: BlockingSealbox,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let token = Bound::new(
+            cls.py(),
+            OpenedClient {
+                client: Mutex::new(Some(client)),
+            },
+        )?;
+        cls.call1((token,))
+    }
+}
+
+fn principal_from(name: Option<&str>) -> BindingResult<Option<Principal>> {
+    match name {
+        None => Ok(None),
+        Some("") => Err(sealbox::Error::invalid_input("a principal name must not be empty").into()),
+        Some(n) => Ok(Some(Principal::new(n))),
+    }
+}
+
+fn with_principal(client: BlockingSealbox, principal: Option<Principal>) -> BlockingSealbox {
+    match principal {
+        Some(p) => client.as_principal(p),
+        None => client,
+    }
+}
+
+/// Opens (or creates) the local vault at `path` with the master key file `key_file` (created
+/// with mode 0600 when missing) and builds a client over it.
+fn open_local(
+    path: &std::path::Path,
+    key_file: &std::path::Path,
+    principal: Option<Principal>,
+    cache: bool,
+) -> sealbox::Result<BlockingSealbox> {
+    let key = LocalKeyFile::open_or_create(KeyId::new("local")?, key_file)?;
+    // Opening runs SQLite work through `spawn_blocking`, so it needs a runtime context; the
+    // client then gets its own long-lived runtime from `blocking()`.
+    let opener = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| sealbox::Error::io("starting a runtime to open the local vault", e))?;
+    let vault = opener.block_on(LocalVault::open_or_create(path, Arc::new(key)))?;
+    let mut builder = Sealbox::builder().store(Arc::new(vault));
+    if let Some(p) = principal {
+        builder = builder.principal(p);
+    }
+    if !cache {
+        builder = builder.no_cache();
+    }
+    builder.build()?.blocking()
+}
+
+#[pymethods]
+impl PySealbox {
+    #[new]
+    fn new(client: &Bound<'_, PyAny>) -> PyResult<PySealbox> {
+        let misuse = || {
+            PyTypeError::new_err(
+                "create a client with Sealbox.open(), Sealbox.local() or Sealbox.memory()",
+            )
+        };
+        let opened = client.cast::<OpenedClient>().map_err(|_| misuse())?;
+        let taken = opened
+            .get()
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let client = taken.ok_or_else(misuse)?;
+        Ok(PySealbox {
+            client: RwLock::new(Some(client)),
+        })
+    }
+
+    /// Opens a client from a YAML config file (stores, cache, audit, policy).
+    #[classmethod]
+    #[pyo3(signature = (config_path, *, principal = None))]
+    fn open<'py>(
+        cls: &Bound<'py, PyType>,
+        config_path: PathBuf,
+        principal: Option<&str>,
+    ) -> BindingResult<Bound<'py, PyAny>> {
+        let principal = principal_from(principal)?;
+        let client = cls
+            .py()
+            .detach(|| BlockingSealbox::from_config(&config_path))?;
+        Ok(Self::instantiate(cls, with_principal(client, principal))?)
+    }
+
+    /// Opens (or creates) the local vault at `path` (a directory or database file), its master
+    /// key in `key_file` (created with 32 random bytes and mode 0600 if missing). The cache is
+    /// on unless `cache=False`.
+    #[classmethod]
+    #[pyo3(signature = (path, *, key_file, principal = None, cache = true))]
+    fn local<'py>(
+        cls: &Bound<'py, PyType>,
+        path: PathBuf,
+        key_file: PathBuf,
+        principal: Option<&str>,
+        cache: bool,
+    ) -> BindingResult<Bound<'py, PyAny>> {
+        let principal = principal_from(principal)?;
+        let client = cls
+            .py()
+            .detach(|| open_local(&path, &key_file, principal, cache))?;
+        Ok(Self::instantiate(cls, client)?)
+    }
+
+    /// A client over a fresh in-memory store (tests, examples); nothing is persisted. The
+    /// cache is on unless `cache=False`.
+    #[classmethod]
+    #[pyo3(signature = (*, principal = None, cache = true))]
+    fn memory<'py>(
+        cls: &Bound<'py, PyType>,
+        principal: Option<&str>,
+        cache: bool,
+    ) -> BindingResult<Bound<'py, PyAny>> {
+        let mut builder = Sealbox::builder().store(Arc::new(MemoryStore::new()));
+        if !cache {
+            builder = builder.no_cache();
+        }
+        if let Some(p) = principal_from(principal)? {
+            builder = builder.principal(p);
+        }
+        let client = builder.build()?.blocking()?;
+        Ok(Self::instantiate(cls, client)?)
+    }
+
+    /// The same client (same stores, cache and audit log) acting as another principal.
+    fn as_principal<'py>(
+        slf: &Bound<'py, Self>,
+        principal: &str,
+    ) -> BindingResult<Bound<'py, PyAny>> {
+        let principal = principal_from(Some(principal))?.unwrap_or_default();
+        let client = slf.get().client()?.as_principal(principal);
+        Ok(Self::instantiate(&slf.get_type(), client)?)
+    }
+
+    /// The principal this client acts as.
+    #[getter]
+    fn principal(&self) -> PyResult<String> {
+        Ok(self.client()?.client().principal().as_str().to_owned())
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    /// Reads a secret: the `CURRENT` version, or the given `version` id or `stage`.
+    #[pyo3(signature = (name, *, version = None, stage = None))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        version: Option<&str>,
+        stage: Option<&str>,
+    ) -> BindingResult<PySecret> {
+        let selector = match (version, stage) {
+            (None, None) => VersionSelector::Current,
+            (Some(v), None) => VersionSelector::Version(VersionId::new(v)),
+            (None, Some(s)) => VersionSelector::Stage(s.parse::<Stage>()?),
+            (Some(_), Some(_)) => {
+                return Err(sealbox::Error::invalid_input(
+                    "pass either version or stage, not both",
+                )
+                .into());
+            }
+        };
+        let client = self.client()?;
+        let handle = py.detach(|| match &selector {
+            VersionSelector::Current => client.get(name),
+            other => client.get_version(name, other),
+        })?;
+        PySecret::from_handle(&handle)
+    }
+
+    /// Reads one top-level field of a JSON secret (`{"username", "password", ...}`) as its own
+    /// `Secret` (same name, version and stages).
+    fn get_field(&self, py: Python<'_>, name: &str, field: &str) -> BindingResult<PySecret> {
+        let client = self.client()?;
+        let (handle, value) = py.detach(|| -> sealbox::Result<_> {
+            let handle = client.get(name)?;
+            let value = handle.secret().json_field(field)?;
+            Ok((handle, value))
+        })?;
+        PySecret::from_parts(
+            handle.name().as_str(),
+            handle.version().as_str(),
+            handle
+                .stages()
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            value.expose_secret().as_bytes(),
+        )
+    }
+
+    /// Stores `value` (`bytes`, `bytearray`, `memoryview` or `str`) as the new `CURRENT`
+    /// version and returns its version id. A `bytearray` is zeroed once the value is stored;
+    /// on error it is left as it was, so nothing is lost.
+    fn put(&self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> BindingResult<String> {
+        let client = self.client()?;
+        let input = SecretInput::extract(value)?;
+        let info = py.detach(|| client.put(name, input.secret()))?;
+        input.wipe_source(py);
+        Ok(info.version.as_str().to_owned())
+    }
+
+    /// The names under `prefix` (all pages), in store order.
+    #[pyo3(signature = (prefix = ""))]
+    fn list(&self, py: Python<'_>, prefix: &str) -> BindingResult<Vec<String>> {
+        let client = self.client()?;
+        let entries = py.detach(|| client.list(prefix))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| !e.deleted)
+            .map(|e| e.name.as_str().to_owned())
+            .collect())
+    }
+
+    /// Metadata of a secret (versions, stages, dates, tags), never its value.
+    fn describe(&self, py: Python<'_>, name: &str) -> BindingResult<PySecretMetadata> {
+        let client = self.client()?;
+        let meta = py.detach(|| client.describe(name))?;
+        Ok(PySecretMetadata::new(py, &meta)?)
+    }
+
+    /// Deletes a secret: soft delete with the store's recovery window, or at once and for good
+    /// with `force=True`.
+    #[pyo3(signature = (name, *, force = false))]
+    fn delete(&self, py: Python<'_>, name: &str, force: bool) -> BindingResult<()> {
+        let client = self.client()?;
+        let options = DeleteOptions {
+            force,
+            ..DeleteOptions::default()
+        };
+        py.detach(|| client.delete(name, &options))?;
+        Ok(())
+    }
+
+    /// Writes every queued audit event to the configured sinks.
+    fn flush_audit(&self, py: Python<'_>) -> BindingResult<()> {
+        let client = self.client()?;
+        py.detach(|| client.flush_audit())?;
+        Ok(())
+    }
+
+    /// Closes the client: later calls raise `ValueError`. Secrets already read stay usable.
+    /// Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let client = self
+            .client
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        // Dropping the last handle shuts the runtime down, which waits for its threads.
+        py.detach(|| drop(client));
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err(
+            "a sealbox.Sealbox client cannot be pickled; open one in each process",
+        ))
+    }
+
+    fn __repr__(&self) -> String {
+        match self
+            .client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(c) => format!("Sealbox(principal='{}')", c.client().principal().as_str()),
+            None => "Sealbox(closed)".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the sealbox Python wheel (abi3, CPython >= 3.11) in a venv, installs it, and checks it:
+# stubtest (stubs vs the compiled module), mypy --strict (package, tests, example, bench) and
+# pytest (warnings are errors, xfail is strict).
+#
+# Needs only python3 >= 3.11 with venv, and the Rust toolchain. The venv lives in
+# target/py-venv (override with SEALBOX_PY_VENV); the wheel is built with the workspace's dev
+# profile into the workspace target/ dir, so it reuses what `cargo test` already compiled.
+# Extra arguments go to pytest, e.g. `scripts/test-python.sh -k wipe`.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${SEALBOX_PY_VENV:-$root/target/py-venv}"
+python="${PYTHON:-python3}"
+wheels="$root/target/wheels/python"
+
+"$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "sealbox needs CPython >= 3.11")'
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    echo "==> creating venv $venv"
+    "$python" -m venv "$venv"
+fi
+echo "==> installing build and test tools"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    'maturin>=1.9,<2' 'pytest>=8' 'mypy>=1.18'
+
+echo "==> building the wheel (cargo dev profile)"
+rm -rf "$wheels"
+(cd "$root/bindings-python" &&
+    "$venv/bin/maturin" build --profile dev --interpreter "$venv/bin/python" --out "$wheels")
+shopt -s nullglob
+built=("$wheels"/sealbox-*-abi3-*.whl)
+if [[ ${#built[@]} -ne 1 ]]; then
+    echo "expected exactly one abi3 wheel in $wheels, found ${#built[@]}" >&2
+    exit 1
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "${built[0]}"
+
+cd "$root/bindings-python"
+echo "==> stubtest"
+"$venv/bin/python" -m mypy.stubtest sealbox
+echo "==> mypy --strict"
+"$venv/bin/python" -m mypy
+echo "==> pytest"
+# Imports resolve to the installed wheel: python/ is not on sys.path from here.
+"$venv/bin/python" -m pytest -W error -o xfail_strict=true -p no:cacheprovider "$@"

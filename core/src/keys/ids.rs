@@ -48,8 +48,22 @@ impl KeyId {
     }
 }
 
+/// Which bytes may appear in a key id: a table, because the envelope parser checks every id
+/// byte on the hot path.
+const ID_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'.' | b'_' | b'-' | b'/' | b':' | b'@' | b'+');
+        b += 1;
+    }
+    table
+};
+
 fn is_id_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b':' | b'@' | b'+')
+    ID_BYTES[usize::from(b)]
 }
 
 impl TryFrom<String> for KeyId {

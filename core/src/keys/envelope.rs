@@ -30,7 +30,6 @@
 
 use rand::Rng;
 use ring::aead::{Aad, NONCE_LEN, Nonce, Tag};
-use secrecy::ExposeSecret;
 
 use super::data_key::DataKey;
 use super::ids::{KeyVersion, MAX_KEY_ID_LEN};
@@ -72,7 +71,7 @@ impl Algorithm {
 }
 
 /// A parsed envelope borrowing the input; nothing is decrypted yet.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct EnvelopeView<'a> {
     header: &'a [u8],
     algorithm: Algorithm,
@@ -110,7 +109,31 @@ impl<'a> EnvelopeView<'a> {
     }
 }
 
+impl std::fmt::Debug for EnvelopeView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvelopeView")
+            .field("algorithm", &self.algorithm)
+            .field("key_id", &self.key_id)
+            .field("key_version", &self.key_version)
+            .field("plaintext_len", &self.plaintext_len())
+            .finish()
+    }
+}
+
 /// Seals and opens envelopes with a [`DataKey`]. See the module docs for the format.
+///
+/// ```
+/// use sealbox::ExposeSecret;
+/// use sealbox::keys::{DataKey, Envelope, KeyId, KeyVersion};
+///
+/// let key = DataKey::generate(KeyId::new("billing/invoices")?, KeyVersion::FIRST)?;
+/// let context = b"invoice 2024-0042"; // binds the ciphertext to its record
+/// let sealed = Envelope::seal(&key, context, b"IBAN DE89 3704 0044 0532 0130 00")?;
+/// let opened = Envelope::open(&key, context, &sealed)?;
+/// assert_eq!(opened.expose_secret(), b"IBAN DE89 3704 0044 0532 0130 00");
+/// assert!(Envelope::open(&key, b"invoice 2024-0043", &sealed).is_err());
+/// # Ok::<(), sealbox::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Envelope;
 
@@ -364,6 +387,7 @@ fn with_aad<R>(header: &[u8], context: &[u8], f: impl FnOnce(Aad<&[u8]>) -> R) -
 mod tests {
     use super::*;
     use crate::keys::KeyId;
+    use secrecy::ExposeSecret;
 
     fn key(id: &str, v: u32) -> DataKey {
         DataKey::generate(KeyId::new(id).unwrap(), KeyVersion::new(v).unwrap()).unwrap()

@@ -18,8 +18,10 @@
 //! (`Integrity`).
 //!
 //! Rotation appends a version and replaces the file atomically (write to a temporary 0600
-//! file, fsync, rename). Rotations are serialised within a process; run master rotation from
-//! one process at a time (the local vault's file lock does this).
+//! file, fsync, rename), holding an exclusive lock on `<key file>.lock` and re-reading the
+//! file under it, so concurrent rotations in several processes never lose a version. A
+//! process that meets a master version it has not loaded (another process rotated) re-reads
+//! the file before answering `NotFound`.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -34,7 +36,7 @@ use zeroize::Zeroizing;
 
 use super::data_key::{DataKey, KEY_LEN};
 use super::ids::{KeyId, KeyVersion};
-use super::provider::{MasterKeys, local_provider};
+use super::provider::{KeyCheck, KeyProvider, MasterKeys, WrappedKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
 
@@ -79,12 +81,9 @@ impl LocalKeyFile {
 
     fn create(id: KeyId, path: &Path) -> Result<LocalKeyFile> {
         let first = DataKey::generate(id.clone(), KeyVersion::FIRST)?;
-        let keys = MasterKeys::new(
-            id.clone(),
-            KeyVersion::FIRST,
-            BTreeMap::from([(KeyVersion::FIRST, Arc::new(first))]),
-        )?;
-        let bytes = encode(&keys)?;
+        let versions = BTreeMap::from([(KeyVersion::FIRST, Arc::new(first))]);
+        let bytes = encode(&versions, None, KeyVersion::FIRST)?;
+        let keys = MasterKeys::new(id.clone(), KeyVersion::FIRST, versions)?;
         // Link the finished temporary file into place: unlike rename, `hard_link` fails if
         // another process created the key file meanwhile, so no key is ever silently replaced.
         let tmp = write_temp(path, &bytes)?;
@@ -112,25 +111,94 @@ impl LocalKeyFile {
         &self.path
     }
 
+    /// Re-reads the file and adopts versions another process added.
+    fn reload(&self) -> Result<()> {
+        let raw = read_checked(&self.path)?;
+        let (current, versions) = parse(self.keys.id(), &self.path, raw.expose_secret())?;
+        self.keys.merge(current, versions)
+    }
+
     fn rotate_now(&self) -> Result<KeyVersion> {
         let _guard = self.rotation.lock().unwrap_or_else(|e| e.into_inner());
-        let next = self.keys.current_version().next()?;
+        // Other processes rotate under the same lock file, and the file is re-read under it,
+        // so no process ever overwrites a version another one added.
+        let _lock = lock_file(&self.path)?;
+        let raw = read_checked(&self.path)?;
+        let (current, versions) = parse(self.keys.id(), &self.path, raw.expose_secret())?;
+        drop(raw);
+        let next = current.next()?;
         let key = DataKey::generate(self.keys.id().clone(), next)?;
         // Write the file first: a version that is not on disk must never wrap anything.
-        let mut bytes = encode_with(&self.keys, Some(&key))?;
+        let bytes = encode(&versions, Some(&key), current)?;
         let tmp = write_temp(&self.path, &bytes)?;
-        zeroize::Zeroize::zeroize(&mut *bytes);
+        drop(bytes);
         fs::rename(&tmp, &self.path).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             Error::io(format!("replacing key file {}", self.path.display()), e)
         })?;
         sync_dir(&self.path)?;
+        self.keys.merge(current, versions)?;
         self.keys.install(key)?;
         Ok(next)
     }
 }
 
-local_provider!(LocalKeyFile, |this| this.rotate_now());
+#[async_trait::async_trait]
+impl KeyProvider for LocalKeyFile {
+    fn id(&self) -> &KeyId {
+        self.keys.id()
+    }
+
+    async fn current_version(&self) -> Result<KeyVersion> {
+        Ok(self.keys.current_version())
+    }
+
+    async fn wrap(&self, context: &[u8], key: &Secret) -> Result<WrappedKey> {
+        self.keys.wrap(context, key)
+    }
+
+    async fn unwrap(&self, context: &[u8], wrapped: &WrappedKey) -> Result<Secret> {
+        match self.keys.unwrap(context, wrapped) {
+            // Another process may have rotated: look at the file again before giving up.
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.reload()?;
+                self.keys.unwrap(context, wrapped)
+            }
+            other => other,
+        }
+    }
+
+    async fn rotate(&self) -> Result<KeyVersion> {
+        self.rotate_now()
+    }
+
+    async fn key_check(&self, version: KeyVersion) -> Result<Option<KeyCheck>> {
+        if let Err(e) = self.keys.key_check(version) {
+            if e.kind() != ErrorKind::NotFound {
+                return Err(e);
+            }
+            self.reload()?;
+        }
+        self.keys.key_check(version).map(Some)
+    }
+}
+
+/// Holds an exclusive `flock` on `<key file>.lock` until dropped.
+fn lock_file(path: &Path) -> Result<File> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let lock_path = path.with_file_name(name);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| Error::io(format!("opening lock file {}", lock_path.display()), e))?;
+    fs4::FileExt::lock(&file)
+        .map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
+    Ok(file)
+}
 
 fn read_checked(path: &Path) -> Result<Secret> {
     let meta = fs::symlink_metadata(path)
@@ -264,40 +332,28 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes(a)
 }
 
-fn encode(keys: &MasterKeys) -> Result<Zeroizing<Vec<u8>>> {
-    encode_with(keys, None)
-}
-
-fn encode_with(keys: &MasterKeys, extra: Option<&DataKey>) -> Result<Zeroizing<Vec<u8>>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(HEAD + (MAX_VERSIONS / 8) * ENTRY + SUM));
-    let mut count = 0usize;
-    let mut body = Zeroizing::new(Vec::new());
-    keys.for_each_version(|v, material| {
-        count += 1;
-        body.extend_from_slice(&v.to_be_bytes());
-        body.extend_from_slice(material.expose_secret());
-        Ok(())
-    })?;
-    let current = match extra {
-        Some(key) => {
-            count += 1;
-            body.extend_from_slice(&key.version().to_be_bytes());
-            body.extend_from_slice(key.material().expose_secret());
-            key.version()
-        }
-        None => keys.current_version(),
-    };
+fn encode(
+    versions: &BTreeMap<KeyVersion, Arc<DataKey>>,
+    extra: Option<&DataKey>,
+    current: KeyVersion,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let count = versions.len() + usize::from(extra.is_some());
     let count16 = u16::try_from(count)
         .ok()
         .filter(|c| usize::from(*c) <= MAX_VERSIONS)
         .ok_or_else(|| {
             Error::invalid_input(format!("a key file holds at most {MAX_VERSIONS} versions"))
         })?;
+    let current = extra.map_or(current, |k| k.version());
+    let mut out = Zeroizing::new(Vec::with_capacity(HEAD + count * ENTRY + SUM));
     out.extend_from_slice(&MAGIC);
     out.push(FORMAT);
     out.extend_from_slice(&current.to_be_bytes());
     out.extend_from_slice(&count16.to_be_bytes());
-    out.extend_from_slice(&body);
+    for key in versions.values().map(|k| &**k).chain(extra) {
+        out.extend_from_slice(&key.version().to_be_bytes());
+        out.extend_from_slice(key.material().expose_secret());
+    }
     let sum = digest::digest(&digest::SHA256, &out);
     out.extend_from_slice(sum.as_ref());
     Ok(out)

@@ -340,6 +340,21 @@ impl Keyring {
         Ok(count)
     }
 
+    /// Re-reads the namespace's record from storage, dropping cached KEKs that another
+    /// process destroyed or that no longer exist. This process's cache otherwise only learns of
+    /// other processes' rotation, retirement or shredding on its next write to the namespace
+    /// or when it meets an unknown KEK version; a store shared by several processes calls this
+    /// when it sees the namespace's record change.
+    pub fn refresh(&self, namespace: &KeyId) -> Result<()> {
+        if self.reload(namespace)?.is_none() {
+            self.cache
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(namespace);
+        }
+        Ok(())
+    }
+
     /// Forgets every cached KEK (they are wiped once no caller holds them).
     pub fn clear_cache(&self) {
         self.cache
@@ -349,6 +364,9 @@ impl Keyring {
     }
 
     async fn wrap_dek(&self, namespace: &KeyId, dek: &DataKey) -> Result<WrappedDek> {
+        // Wrap under the KEK that is current in storage, not in a possibly stale cache: another
+        // process may have rotated and retired the version this one last saw.
+        self.reload(namespace)?;
         let mut kek = self.current_kek(namespace).await?;
         if kek.needs_rotation() {
             // Old KEK versions stay readable, so rotating early costs nothing but a record.

@@ -235,13 +235,22 @@ impl MasterKeys {
         Ok(KeyCheck::compute(self.version(version)?.material()))
     }
 
-    /// Every version's material, oldest first, for persisting.
-    pub(crate) fn for_each_version(
+    /// Adds versions this process has not seen (another process rotated) and moves
+    /// `current` forward if the newcomer is newer. Versions already held are kept as they are.
+    pub(crate) fn merge(
         &self,
-        mut f: impl FnMut(KeyVersion, &Secret) -> Result<()>,
+        current: KeyVersion,
+        versions: BTreeMap<KeyVersion, Arc<DataKey>>,
     ) -> Result<()> {
-        for (v, key) in &self.read().versions {
-            f(*v, key.material())?;
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| Error::internal("master key state lock poisoned"))?;
+        for (v, key) in versions {
+            state.versions.entry(v).or_insert(key);
+        }
+        if current > state.current && state.versions.contains_key(&current) {
+            state.current = current;
         }
         Ok(())
     }

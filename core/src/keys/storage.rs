@@ -168,3 +168,62 @@ impl KeyStorage for MemoryKeyStorage {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(revision: u64) -> NamespaceKeys {
+        NamespaceKeys {
+            namespace: KeyId::new("ns").unwrap(),
+            revision,
+            min_decryption_version: KeyVersion::FIRST,
+            keks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn save_is_a_compare_and_set_on_revision() {
+        let s = MemoryKeyStorage::new();
+        assert_eq!(
+            s.save_namespace(&record(2)).unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
+        s.save_namespace(&record(1)).unwrap();
+        assert_eq!(
+            s.save_namespace(&record(1)).unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
+        s.save_namespace(&record(2)).unwrap();
+        assert_eq!(
+            s.save_namespace(&record(4)).unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            s.load_namespace(&KeyId::new("ns").unwrap())
+                .unwrap()
+                .unwrap()
+                .revision,
+            2
+        );
+        assert_eq!(s.namespaces().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_master_check_cannot_be_replaced() {
+        let s = MemoryKeyStorage::new();
+        let id = KeyId::new("local").unwrap();
+        let a = KeyCheck::from_bytes([1; 32]);
+        let b = KeyCheck::from_bytes([2; 32]);
+        s.save_master_check(&id, KeyVersion::FIRST, &a).unwrap();
+        s.save_master_check(&id, KeyVersion::FIRST, &a).unwrap();
+        let err = s.save_master_check(&id, KeyVersion::FIRST, &b).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert!(
+            s.master_check(&id, KeyVersion::FIRST)
+                .unwrap()
+                .unwrap()
+                .matches(&a)
+        );
+    }
+}

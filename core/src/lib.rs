@@ -22,7 +22,7 @@ pub mod policy;
 pub mod secret;
 pub mod store;
 
-pub use client::{Sealbox, SealboxBuilder};
+pub use client::{BlockingSealbox, Principal, Sealbox, SealboxBuilder, SecretHandle};
 pub use error::{Error, ErrorKind, Result};
 pub use memory::{MemoryPolicy, harden_process};
 pub use secrecy::ExposeSecret;

@@ -1,1 +1,394 @@
-//! audit: see ARCHITECTURE.md, section "Client, cache, audit, policy".
+//! The audit log: every access becomes a JSON line in a keyed hash chain.
+//!
+//! ```text
+//! {"timestamp":"2026-11-23T11:47:26.123Z","level":"info","event":"secret.read","user":"svc:predis",
+//!  "action":"read","resource":"predis/prod/database/password","source_ip":"process:812@host1",
+//!  "success":true,"request_id":"9f1c22aa-1f","store":"main","version":"3","cache":"hit",
+//!  "reason":null,"seq":41,"prev_hash":"5d0c…","hash":"a11e…"}
+//! ```
+//!
+//! * The hot path only builds an [`AuditEvent`] (names, ids, no value) and enqueues it on a
+//!   bounded queue; the writer thread formats, signs and writes batches. A full queue blocks the
+//!   caller (backpressure) instead of dropping.
+//! * `hash = HMAC-SHA256(key, line up to ,"hash")`, and each line names the previous hash and
+//!   its `seq`: [`verify_file`] finds the first edited, missing, reordered or broken line. The file
+//!   sink also keeps `FILE.head` (the last seq and hash, MACed) so a cut-off tail is found too.
+//! * Strict mode ([`AuditMode::Strict`]): an access waits until its event is written by at least
+//!   one sink and fails with `Unavailable` when none can write it.
+//! * Sinks: [`FileSink`], [`TracingSink`], [`CallbackSink`], or any [`AuditSink`]; several at once.
+
+mod chain;
+mod event;
+mod sink;
+mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, bounded};
+use serde::Deserialize;
+
+pub use chain::{AuditKey, ChainHead, GENESIS};
+pub use event::{Action, AuditEvent, CacheOutcome, Level, Resource, next_request_id};
+pub use sink::{AuditRecord, AuditSink, CallbackSink, FileSink, FsyncPolicy, TracingSink};
+pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
+
+use crate::error::{Error, ErrorKind, Result};
+use writer::{Msg, Writer};
+
+/// Sees every event on the writer thread, in order, and may add events (the monitor's alerts).
+pub trait AuditObserver: Send + 'static {
+    /// Called once per event; push extra events (alerts) into `out`.
+    fn observe(&mut self, event: &AuditEvent, out: &mut Vec<AuditEvent>);
+}
+
+/// What happens when no sink can write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditMode {
+    /// Accesses go ahead; events wait in memory and are retried (backpressure once the queue
+    /// is full). The default.
+    #[default]
+    BestEffort,
+    /// An access fails unless its event was written by at least one sink.
+    Strict,
+}
+
+/// The `audit:` config section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Turn auditing off entirely (default on when the section is present).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The JSON-lines file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// When the file is fsynced.
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+    /// The chain key (32+ raw bytes). Default: `PATH.key` beside the log, created with 0600.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Also emit every line through `tracing`.
+    #[serde(default)]
+    pub tracing: bool,
+    /// `best_effort` or `strict`.
+    #[serde(default)]
+    pub mode: AuditMode,
+    /// Queue length before callers block.
+    #[serde(default = "default_capacity")]
+    pub queue_capacity: usize,
+    /// How long a strict-mode access waits for its event to be written.
+    #[serde(default = "default_strict_timeout", with = "humantime_serde")]
+    pub strict_timeout: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_capacity() -> usize {
+    65_536
+}
+
+fn default_strict_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            path: None,
+            fsync: FsyncPolicy::default(),
+            key_file: None,
+            tracing: false,
+            mode: AuditMode::default(),
+            queue_capacity: default_capacity(),
+            strict_timeout: default_strict_timeout(),
+        }
+    }
+}
+
+/// The key file used for a log at `path` when none is configured: `PATH.key`.
+pub fn default_key_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".key");
+    PathBuf::from(p)
+}
+
+/// Builds an [`AuditLog`].
+#[derive(Default)]
+pub struct AuditLogBuilder {
+    files: Vec<(PathBuf, FsyncPolicy)>,
+    sinks: Vec<Box<dyn AuditSink>>,
+    key: Option<AuditKey>,
+    mode: AuditMode,
+    capacity: Option<usize>,
+    strict_timeout: Option<Duration>,
+    observer: Option<Box<dyn AuditObserver>>,
+}
+
+impl std::fmt::Debug for AuditLogBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLogBuilder")
+            .field("files", &self.files)
+            .field("sinks", &self.sinks.len())
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLogBuilder {
+    /// Appends to a JSON-lines file.
+    pub fn file(mut self, path: impl Into<PathBuf>, fsync: FsyncPolicy) -> Self {
+        self.files.push((path.into(), fsync));
+        self
+    }
+
+    /// Emits every line through `tracing`.
+    pub fn tracing(self) -> Self {
+        self.sink(Box::new(TracingSink))
+    }
+
+    /// Calls `f` for every record.
+    pub fn callback(
+        self,
+        f: impl FnMut(&AuditRecord<'_>) -> std::io::Result<()> + Send + 'static,
+    ) -> Self {
+        self.sink(Box::new(CallbackSink::new(f)))
+    }
+
+    /// Any sink.
+    pub fn sink(mut self, sink: Box<dyn AuditSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// The chain key. Default: `FILE.key` beside the first file (created when missing), or an
+    /// ephemeral key without a file.
+    pub fn key(mut self, key: AuditKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Best effort or strict.
+    pub fn mode(mut self, mode: AuditMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Queue length before callers block (default 65 536).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity.max(1));
+        self
+    }
+
+    /// How long a strict-mode access waits for its event (default 5 s).
+    pub fn strict_timeout(mut self, timeout: Duration) -> Self {
+        self.strict_timeout = Some(timeout);
+        self
+    }
+
+    /// Sees every event on the writer thread (the monitor).
+    pub fn observer(mut self, observer: Box<dyn AuditObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// From the config section (file, key file, tracing, mode, capacity).
+    pub fn from_config(config: &AuditConfig) -> Result<AuditLogBuilder> {
+        let mut b = AuditLog::builder()
+            .mode(config.mode)
+            .queue_capacity(config.queue_capacity)
+            .strict_timeout(config.strict_timeout);
+        if let Some(key_file) = &config.key_file {
+            b = b.key(AuditKey::load_or_create(key_file)?);
+        }
+        if let Some(path) = &config.path {
+            b = b.file(path, config.fsync);
+        }
+        if config.tracing {
+            b = b.tracing();
+        }
+        Ok(b)
+    }
+
+    /// Opens the sinks and starts the writer thread.
+    pub fn build(self) -> Result<AuditLog> {
+        let key = match (self.key, self.files.first()) {
+            (Some(k), _) => k,
+            (None, Some((path, _))) => AuditKey::load_or_create(&default_key_path(path))?,
+            (None, None) => AuditKey::ephemeral()?,
+        };
+        let mut sinks: Vec<Box<dyn AuditSink>> = Vec::new();
+        let mut resume: Option<ChainHead> = None;
+        for (path, fsync) in &self.files {
+            let sink = FileSink::open(path, *fsync, Some(key.clone()))?;
+            if let Some(h) = sink.resume_from() {
+                if resume.as_ref().is_some_and(|r| *r != h) {
+                    return Err(Error::config(
+                        "two audit files continue different chains; give each log its own client",
+                    ));
+                }
+                resume = Some(h);
+            }
+            sinks.push(Box::new(sink));
+        }
+        sinks.extend(self.sinks);
+        let capacity = self.capacity.unwrap_or_else(default_capacity);
+        let (tx, rx) = bounded(capacity);
+        let head = resume.unwrap_or_default();
+        let head_out = Arc::new(Mutex::new(head.clone()));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let writer = Writer {
+            rx,
+            sinks,
+            key,
+            observer: self.observer,
+            capacity,
+            head,
+            head_out: head_out.clone(),
+            healthy: healthy.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("sealbox-audit".into())
+            .spawn(move || writer.run())
+            .map_err(|e| Error::io("starting the audit writer thread", e))?;
+        Ok(AuditLog {
+            shared: Arc::new(Shared {
+                tx,
+                mode: self.mode,
+                strict_timeout: self.strict_timeout.unwrap_or_else(default_strict_timeout),
+                thread: Mutex::new(Some(thread)),
+                head: head_out,
+                healthy,
+            }),
+        })
+    }
+}
+
+struct Shared {
+    tx: Sender<Msg>,
+    mode: AuditMode,
+    strict_timeout: Duration,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    head: Arc<Mutex<ChainHead>>,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Everything queued before this point is written (or retried a few times) first.
+        let _ = self.tx.send(Msg::Shutdown);
+        if let Ok(mut t) = self.thread.lock()
+            && let Some(t) = t.take()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A running audit log. Cheap to clone; the writer stops (after writing everything queued)
+/// when the last clone is dropped.
+#[derive(Clone)]
+pub struct AuditLog {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("mode", &self.shared.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Starts a builder.
+    pub fn builder() -> AuditLogBuilder {
+        AuditLogBuilder::default()
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> AuditMode {
+        self.shared.mode
+    }
+
+    /// Records an event. Best effort: enqueues (blocking while the queue is full). Strict:
+    /// waits until a sink wrote it and fails with `Unavailable` when none could.
+    pub fn record(&self, event: AuditEvent) -> Result<()> {
+        match self.shared.mode {
+            AuditMode::BestEffort => self.enqueue(event),
+            AuditMode::Strict => self.record_strict(event),
+        }
+    }
+
+    /// Enqueues without waiting for the write, whatever the mode (used for events of accesses
+    /// that already failed).
+    pub fn enqueue(&self, event: AuditEvent) -> Result<()> {
+        self.shared
+            .tx
+            .send(Msg::Event(event, None))
+            .map_err(|_| gone())
+    }
+
+    fn record_strict(&self, event: AuditEvent) -> Result<()> {
+        let (tx, rx) = bounded(1);
+        self.shared
+            .tx
+            .send_timeout(Msg::Event(event, Some(tx)), self.shared.strict_timeout)
+            .map_err(|_| strict_failed())?;
+        match rx.recv_timeout(self.shared.strict_timeout) {
+            Ok(true) => Ok(()),
+            _ => Err(strict_failed()),
+        }
+    }
+
+    /// Waits until every event recorded before this call is written. Fails with `Unavailable`
+    /// when no sink could write them (they stay queued and are retried).
+    pub fn flush(&self) -> Result<()> {
+        let (tx, rx) = bounded(1);
+        self.shared.tx.send(Msg::Flush(tx)).map_err(|_| gone())?;
+        match rx.recv() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::new(
+                ErrorKind::Unavailable,
+                "no audit sink could write the queued events; they are kept and retried",
+            )),
+            Err(_) => Err(gone()),
+        }
+    }
+
+    /// Whether the last batch reached at least one sink. Strict mode refuses writes up front
+    /// while this is false, so a store is not changed without a record.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    /// The chain head after the last written batch (the next seq and the last hash): an anchor
+    /// to compare a verified file against.
+    pub fn head(&self) -> ChainHead {
+        self.shared
+            .head
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn gone() -> Error {
+    Error::internal("the audit writer thread stopped; audit events cannot be recorded")
+}
+
+fn strict_failed() -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        "the audit log could not record this access and audit mode is strict; check the audit sinks",
+    )
+}

@@ -1,1 +1,614 @@
-//! cache: see ARCHITECTURE.md, section "Client, cache, audit, policy".
+//! The read cache in front of the stores.
+//!
+//! * **Hit path**: a lock-free read index (`papaya`, keyed by the reference string the caller
+//!   passed) answers with another `Arc` to the cached value. It takes no lock, does not enter
+//!   the async runtime, checks freshness on a coarse monotonic clock, and allocates nothing
+//!   (sealed mode allocates the freshly decrypted copy it returns).
+//! * **Capacity and TTL eviction**: `moka` owns the entries' lifetimes; its eviction listener
+//!   removes evicted entries from the index. Hits do not touch moka, so its admission policy
+//!   sees insertions, not reads (a deliberate trade for the hit cost).
+//! * **Misses** are single-flight: concurrent misses for one key share one store call.
+//! * **Refresh-ahead**: past `refresh_ahead x ttl`, the first hit starts one background refresh;
+//!   callers keep getting the cached value meanwhile.
+//! * **Version check**: before refetching, stores with `cheap_describe` are asked for the
+//!   CURRENT version id; when it did not change, the entry is renewed without a value fetch.
+//! * **Stale-if-error**: when the store fails (anything but not-found, denied or bad input), an
+//!   entry up to `max_stale` past its TTL is served and flagged (`CacheOutcome::Stale`); the
+//!   store is retried at most every `ttl / 10` (capped at 5 s) meanwhile.
+//! * **Invalidation** on local writes and deletes, and `Sealbox::refresh_now`.
+//! * **Sealed mode**: values kept AES-256-GCM-encrypted in memory (see `sealed.rs`).
+
+mod clock;
+mod sealed;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::Shared;
+use serde::Deserialize;
+
+use crate::audit::{CacheOutcome, Resource};
+use crate::client::{HandleInner, SecretHandle, VersionMeta};
+use crate::error::{Error, ErrorKind, Result};
+use crate::monitor::metrics::ClientMetrics;
+use crate::store::{SecretName, SecretStore, SecretVersion, Stage, VersionSelector};
+
+use sealed::{SealedValue, Sealer};
+
+/// The `cache:` config section.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Turn the cache off (every read goes to the store).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How long a value is served without asking the store (default 5 minutes).
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Maximum number of cached secrets (default 10 000).
+    #[serde(default = "default_capacity")]
+    pub capacity: u64,
+    /// Fraction of the TTL after which a hit triggers one background refresh (default 0.8;
+    /// 1.0 or more turns refresh-ahead off).
+    #[serde(default = "default_refresh_ahead")]
+    pub refresh_ahead: f64,
+    /// How long past its TTL a value may still be served when the store fails (default 0:
+    /// off).
+    #[serde(default, with = "humantime_serde")]
+    pub max_stale: Duration,
+    /// Keep values encrypted in memory and decrypt per access.
+    #[serde(default)]
+    pub sealed: bool,
+    /// Ask stores that can describe cheaply whether the version changed before refetching
+    /// (default true).
+    #[serde(default = "yes")]
+    pub version_check: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_capacity() -> u64 {
+    10_000
+}
+fn default_refresh_ahead() -> f64 {
+    0.8
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            ttl: default_ttl(),
+            capacity: default_capacity(),
+            refresh_ahead: default_refresh_ahead(),
+            max_stale: Duration::ZERO,
+            sealed: false,
+            version_check: true,
+        }
+    }
+}
+
+impl CacheConfig {
+    fn validate(&self) -> Result<()> {
+        if self.ttl.is_zero() {
+            return Err(Error::config(
+                "cache.ttl must be more than zero (or set enabled: false)",
+            ));
+        }
+        if self.capacity == 0 {
+            return Err(Error::config("cache.capacity must be at least 1"));
+        }
+        if self.refresh_ahead.is_nan() || self.refresh_ahead <= 0.0 {
+            return Err(Error::config(
+                "cache.refresh_ahead must be a fraction above 0 (e.g. 0.8)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+enum Value {
+    Plain(Arc<HandleInner>),
+    Sealed(SealedValue),
+}
+
+struct Entry {
+    key: Box<str>,
+    store: Arc<dyn SecretStore>,
+    meta: Arc<VersionMeta>,
+    value: Value,
+    expires: AtomicU64,
+    refresh_at: AtomicU64,
+    stale_until: AtomicU64,
+    retry_at: AtomicU64,
+    refreshing: AtomicBool,
+}
+
+impl Entry {
+    fn set_times(&self, config: &CacheConfig, now: u64) {
+        let ttl = clock::nanos(config.ttl);
+        let expires = now.saturating_add(ttl);
+        let refresh_at = if config.refresh_ahead >= 1.0 {
+            u64::MAX
+        } else {
+            now.saturating_add((ttl as f64 * config.refresh_ahead) as u64)
+        };
+        self.refresh_at.store(refresh_at, Ordering::Relaxed);
+        self.stale_until.store(
+            expires.saturating_add(clock::nanos(config.max_stale)),
+            Ordering::Relaxed,
+        );
+        self.retry_at.store(0, Ordering::Relaxed);
+        self.expires.store(expires, Ordering::Release);
+    }
+}
+
+type FlightResult = std::result::Result<(Arc<Entry>, CacheOutcome), SharedError>;
+type Flight = Shared<Pin<Box<dyn Future<Output = FlightResult> + Send>>>;
+
+#[derive(Clone, Debug)]
+struct SharedError {
+    kind: ErrorKind,
+    message: String,
+    request_id: Option<String>,
+}
+
+impl From<&Error> for SharedError {
+    fn from(e: &Error) -> Self {
+        SharedError {
+            kind: e.kind(),
+            message: e.message().to_owned(),
+            request_id: e.request_id().map(str::to_owned),
+        }
+    }
+}
+
+impl From<SharedError> for Error {
+    fn from(e: SharedError) -> Self {
+        let err = Error::new(e.kind, e.message);
+        match e.request_id {
+            Some(id) => err.with_request_id(id),
+            None => err,
+        }
+    }
+}
+
+type Index = papaya::HashMap<Box<str>, Arc<Entry>, foldhash::fast::RandomState>;
+
+struct Inner {
+    config: CacheConfig,
+    index: Arc<Index>,
+    lifetimes: moka::sync::Cache<Box<str>, Arc<Entry>>,
+    flights: Mutex<HashMap<Box<str>, Flight>>,
+    sealer: Option<Sealer>,
+    metrics: Arc<ClientMetrics>,
+    runtime: BackgroundRuntime,
+}
+
+/// The cache. Cheap to clone.
+#[derive(Clone)]
+pub struct SecretCache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SecretCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretCache")
+            .field("config", &self.inner.config)
+            .field("entries", &self.inner.index.len())
+            .finish()
+    }
+}
+
+/// Where refresh-ahead tasks run: the runtime the client was built in, or a small runtime of
+/// the cache's own (shut down in the background on drop, so dropping a client inside async
+/// code cannot panic).
+struct BackgroundRuntime {
+    handle: Option<tokio::runtime::Handle>,
+    own: OnceLock<Option<OwnedRuntime>>,
+}
+
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl BackgroundRuntime {
+    fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        if let Some(h) = &self.handle {
+            h.spawn(fut);
+            return;
+        }
+        let own = self.own.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("sealbox-refresh")
+                .enable_all()
+                .build()
+                .map(|rt| OwnedRuntime(Some(rt)))
+                .map_err(|e| tracing::warn!(error = %e, "no runtime for cache refresh-ahead"))
+                .ok()
+        });
+        if let Some(OwnedRuntime(Some(rt))) = own {
+            rt.spawn(fut);
+        }
+    }
+}
+
+/// The answer to a read: the handle (which knows its audit resource) and how the cache
+/// answered.
+pub(crate) struct CacheAnswer {
+    pub(crate) handle: SecretHandle,
+    pub(crate) outcome: CacheOutcome,
+}
+
+impl SecretCache {
+    /// A cache with `config`, counting into `metrics`.
+    pub(crate) fn new(config: CacheConfig, metrics: Arc<ClientMetrics>) -> Result<SecretCache> {
+        config.validate()?;
+        let index: Arc<Index> = Arc::new(papaya::HashMap::with_hasher(
+            foldhash::fast::RandomState::default(),
+        ));
+        let listener_index = index.clone();
+        let lifetime = config
+            .ttl
+            .saturating_add(config.max_stale)
+            .saturating_add(Duration::from_secs(1));
+        let lifetimes = moka::sync::Cache::builder()
+            .max_capacity(config.capacity)
+            .time_to_live(lifetime)
+            .eviction_listener(
+                move |key: Arc<Box<str>>,
+                      entry: Arc<Entry>,
+                      cause: moka::notification::RemovalCause| {
+                    if cause != moka::notification::RemovalCause::Replaced {
+                        let _ = listener_index
+                            .pin()
+                            .remove_if(&**key, |_, current| Arc::ptr_eq(current, &entry));
+                    }
+                },
+            )
+            .build();
+        let sealer = if config.sealed {
+            Some(Sealer::new()?)
+        } else {
+            None
+        };
+        Ok(SecretCache {
+            inner: Arc::new(Inner {
+                config,
+                index,
+                lifetimes,
+                flights: Mutex::new(HashMap::new()),
+                sealer,
+                metrics,
+                runtime: BackgroundRuntime {
+                    handle: tokio::runtime::Handle::try_current().ok(),
+                    own: OnceLock::new(),
+                },
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+
+    /// Number of entries in the read index.
+    pub fn len(&self) -> usize {
+        self.inner.index.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The hit path. `None` means: go to [`SecretCache::fetch`].
+    #[inline]
+    pub(crate) fn lookup(&self, key: &str) -> Option<Result<CacheAnswer>> {
+        let inner = &*self.inner;
+        let guard = inner.index.guard();
+        let entry = inner.index.get(key, &guard)?;
+        let now = clock::now_nanos();
+        let outcome = if now < entry.expires.load(Ordering::Acquire) {
+            if now >= entry.refresh_at.load(Ordering::Relaxed)
+                && !entry.refreshing.load(Ordering::Relaxed)
+                && !entry.refreshing.swap(true, Ordering::AcqRel)
+            {
+                self.spawn_refresh(entry.clone());
+            }
+            CacheOutcome::Hit
+        } else if now < entry.stale_until.load(Ordering::Relaxed)
+            && now < entry.retry_at.load(Ordering::Relaxed)
+        {
+            inner.metrics.stale.incr();
+            inner.metrics.fast_stale.incr();
+            CacheOutcome::Stale
+        } else {
+            return None;
+        };
+        if outcome == CacheOutcome::Hit {
+            inner.metrics.fast_hits.incr();
+        }
+        Some(self.answer(entry, outcome))
+    }
+
+    fn answer(&self, entry: &Entry, outcome: CacheOutcome) -> Result<CacheAnswer> {
+        let handle = match &entry.value {
+            Value::Plain(h) => SecretHandle::from_inner(h.clone()),
+            Value::Sealed(sealed) => {
+                let sealer =
+                    self.inner.sealer.as_ref().ok_or_else(|| {
+                        Error::internal("sealed cache entry without a sealing key")
+                    })?;
+                let value = sealer.open(sealed, entry.key.as_bytes())?;
+                SecretHandle::from_inner(Arc::new(HandleInner {
+                    meta: entry.meta.clone(),
+                    value,
+                }))
+            }
+        };
+        Ok(CacheAnswer { handle, outcome })
+    }
+
+    fn spawn_refresh(&self, entry: Arc<Entry>) {
+        let this = self.clone();
+        self.inner.runtime.spawn(async move {
+            let _ = this
+                .flight(
+                    &entry.key,
+                    entry.store.clone(),
+                    entry.meta.name.clone(),
+                    entry.meta.resource.store.clone().unwrap_or_default(),
+                    false,
+                )
+                .await;
+            entry.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// The miss path: one store call per key however many callers wait (single-flight).
+    pub(crate) async fn fetch(
+        &self,
+        key: &str,
+        store: Arc<dyn SecretStore>,
+        name: SecretName,
+        store_id: Arc<str>,
+    ) -> Result<CacheAnswer> {
+        let (entry, outcome) = self.flight(key, store, name, store_id, false).await?;
+        self.answer(&entry, outcome)
+    }
+
+    /// Refetches `key` now (no version check), replacing the cached value.
+    pub(crate) async fn refresh_now(
+        &self,
+        key: &str,
+        store: Arc<dyn SecretStore>,
+        name: SecretName,
+        store_id: Arc<str>,
+    ) -> Result<()> {
+        self.flight(key, store, name, store_id, true)
+            .await
+            .map(|_| ())
+    }
+
+    async fn flight(
+        &self,
+        key: &str,
+        store: Arc<dyn SecretStore>,
+        name: SecretName,
+        store_id: Arc<str>,
+        force: bool,
+    ) -> Result<(Arc<Entry>, CacheOutcome)> {
+        let flight = {
+            let mut flights = self
+                .inner
+                .flights
+                .lock()
+                .map_err(|_| Error::internal("cache flight table poisoned"))?;
+            match flights.get(key) {
+                Some(f) => f.clone(),
+                None => {
+                    let this = self.clone();
+                    let owned_key: Box<str> = key.into();
+                    let fut: Pin<Box<dyn Future<Output = FlightResult> + Send>> =
+                        Box::pin(async move {
+                            let r = this
+                                .load(&owned_key, store, name, store_id, force)
+                                .await
+                                .map_err(|e| SharedError::from(&e));
+                            if let Ok(mut f) = this.inner.flights.lock() {
+                                f.remove(&owned_key);
+                            }
+                            r
+                        });
+                    let shared = fut.shared();
+                    flights.insert(key.into(), shared.clone());
+                    shared
+                }
+            }
+        };
+        flight.await.map_err(Error::from)
+    }
+
+    async fn load(
+        &self,
+        key: &str,
+        store: Arc<dyn SecretStore>,
+        name: SecretName,
+        store_id: Arc<str>,
+        force: bool,
+    ) -> Result<(Arc<Entry>, CacheOutcome)> {
+        let inner = &*self.inner;
+        let old = inner.index.pin().get(key).cloned();
+        if !force
+            && let Some(old) = &old
+            && clock::now_nanos() < old.expires.load(Ordering::Acquire)
+            && !old.refreshing.load(Ordering::Relaxed)
+        {
+            // Another flight refreshed it while this caller was queued.
+            return Ok((old.clone(), CacheOutcome::Hit));
+        }
+        if !force
+            && inner.config.version_check
+            && let Some(old) = &old
+            && store.capabilities().cheap_describe
+        {
+            let started = Instant::now();
+            let described = store.describe(&name).await;
+            inner.metrics.store_call(started.elapsed());
+            match described {
+                Ok(meta) if meta.version_with_stage(&Stage::Current) == Some(&old.meta.version) => {
+                    old.set_times(&inner.config, clock::now_nanos());
+                    inner.lifetimes.insert(key.into(), old.clone());
+                    return Ok((old.clone(), CacheOutcome::Hit));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    inner.metrics.store_error(e.kind());
+                    return self.on_error(key, Some(old), e);
+                }
+            }
+        }
+        let started = Instant::now();
+        let got = store.get(&name, &VersionSelector::Current).await;
+        inner.metrics.store_call(started.elapsed());
+        match got {
+            Ok(version) => {
+                let entry = self.make_entry(key, store, store_id, name, version)?;
+                inner.index.pin().insert(key.into(), entry.clone());
+                inner.lifetimes.insert(key.into(), entry.clone());
+                Ok((entry, CacheOutcome::Miss))
+            }
+            Err(e) => {
+                inner.metrics.store_error(e.kind());
+                self.on_error(key, old.as_ref(), e)
+            }
+        }
+    }
+
+    fn on_error(
+        &self,
+        key: &str,
+        old: Option<&Arc<Entry>>,
+        e: Error,
+    ) -> Result<(Arc<Entry>, CacheOutcome)> {
+        let inner = &*self.inner;
+        let stale_allowed = !matches!(
+            e.kind(),
+            ErrorKind::NotFound | ErrorKind::AccessDenied | ErrorKind::InvalidInput
+        );
+        if e.kind() == ErrorKind::NotFound {
+            inner.index.pin().remove(key);
+            inner.lifetimes.invalidate(key);
+        }
+        let now = clock::now_nanos();
+        match old {
+            Some(old) if stale_allowed && now < old.stale_until.load(Ordering::Relaxed) => {
+                let retry = (inner.config.ttl / 10).min(Duration::from_secs(5));
+                old.retry_at
+                    .store(now.saturating_add(clock::nanos(retry)), Ordering::Relaxed);
+                inner.metrics.stale.incr();
+                tracing::warn!(
+                    target: "sealbox::cache",
+                    key,
+                    error = %e,
+                    "store failed; serving the cached value past its TTL (stale-if-error)"
+                );
+                Ok((old.clone(), CacheOutcome::Stale))
+            }
+            _ => Err(e),
+        }
+    }
+
+    fn make_entry(
+        &self,
+        key: &str,
+        store: Arc<dyn SecretStore>,
+        store_id: Arc<str>,
+        name: SecretName,
+        version: SecretVersion,
+    ) -> Result<Arc<Entry>> {
+        let SecretVersion {
+            value,
+            version,
+            stages,
+            created,
+        } = version;
+        let meta = Arc::new(VersionMeta {
+            resource: Arc::new(Resource {
+                name: name.as_str().into(),
+                store: Some(store_id),
+                version: Some(version.clone()),
+            }),
+            name,
+            version,
+            stages,
+            created,
+        });
+        let value = match &self.inner.sealer {
+            Some(sealer) => Value::Sealed(sealer.seal(&value, key.as_bytes())?),
+            None => Value::Plain(Arc::new(HandleInner {
+                meta: meta.clone(),
+                value,
+            })),
+        };
+        let entry = Arc::new(Entry {
+            key: key.into(),
+            store,
+            meta,
+            value,
+            expires: AtomicU64::new(0),
+            refresh_at: AtomicU64::new(0),
+            stale_until: AtomicU64::new(0),
+            retry_at: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+        });
+        entry.set_times(&self.inner.config, clock::now_nanos());
+        Ok(entry)
+    }
+
+    /// Drops every cached entry for `name` in store `store_id`, whatever reference string
+    /// cached it.
+    pub fn invalidate(&self, store_id: &str, name: &SecretName) {
+        let index = self.inner.index.pin();
+        let keys: Vec<Box<str>> = index
+            .iter()
+            .filter(|(_, e)| {
+                e.meta.name == *name && e.meta.resource.store.as_deref() == Some(store_id)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            index.remove(&k);
+            self.inner.lifetimes.invalidate(&k);
+        }
+    }
+
+    /// Runs moka's pending maintenance (evictions) now instead of on a later write.
+    pub fn run_pending_tasks(&self) {
+        self.inner.lifetimes.run_pending_tasks();
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        self.inner.index.pin().clear();
+        self.inner.lifetimes.invalidate_all();
+    }
+}

@@ -1,1 +1,489 @@
-//! config: see ARCHITECTURE.md, section "Client, cache, audit, policy".
+//! YAML configuration, in the shape platform teams already write.
+//!
+//! ```yaml
+//! secrets:                      # one store ...
+//!   provider: local
+//!   config: {path: ./vault, key_file: ./master.key}
+//! ```
+//! or several named stores with routes (longest prefix wins, on `/` boundaries):
+//! ```yaml
+//! stores:
+//!   main: {provider: local, config: {path: ./vault, key_file: ./master.key}}
+//!   aws:  {provider: aws, config: {region: us-west-2}}
+//! routes:
+//!   predis/prod/: aws
+//! default_store: main
+//! principal: svc:predis-cache
+//! cache:   {ttl: 5m, capacity: 10000, refresh_ahead: 0.8, max_stale: 1h, sealed: false}
+//! audit:   {path: ./audit.jsonl, fsync: batch, mode: strict}
+//! policy:  {rules: [{principals: ["svc:predis-*"], allow: [read], secrets: ["predis/prod/*"]}]}
+//! monitor: {failed_burst: 5, rate_per_minute: 10, hours: {start: "08:00", end: "18:00"}}
+//! ```
+//!
+//! * `${VAR}` anywhere in a string is replaced from the environment (`${VAR:-default}` gives a
+//!   default, `$${` is a literal `${`); an unset variable is an error naming it and the key.
+//! * Providers read secret settings with [`ProviderConfig::secret`], which accepts `KEY` inline
+//!   or `KEY_file` naming a file to read it from (Docker/Kubernetes secret mounts).
+//! * Unknown keys are errors with the path to the key (`cache.tll: unknown field ...`).
+//! * Relative paths resolve against the config file's directory.
+//! * `Debug` prints provider settings redacted except for known non-secret keys (paths, regions,
+//!   URLs).
+//!
+//! Interpolated values and provider settings are held in ordinary memory while the client is
+//! built; only values that reach a `Secret` (through [`ProviderConfig::secret`]) are locked.
+
+mod builtin;
+mod registry;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use builtin::{LOCAL_MASTER_KEY_ID, open_local_vault, register_builtin_stores};
+pub use registry::{Factories, Factory, FactoryFuture, ProviderConfig, ProviderRegistry};
+
+use crate::audit::{AuditConfig, AuditLogBuilder};
+use crate::cache::CacheConfig;
+use crate::client::{Principal, Sealbox};
+use crate::error::{Error, Result};
+use crate::monitor::MonitorConfig;
+use crate::policy::{Policy, PolicyConfig};
+
+/// One store: a provider name and its settings.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The provider (`local`, `env`, `file`, `memory`, `aws`, ...).
+    pub provider: String,
+    /// Provider settings, passed to the provider's factory.
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("provider", &self.provider)
+            .field("config", &Redacted(&self.config))
+            .finish()
+    }
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A single store (id `default`).
+    #[serde(default)]
+    pub secrets: Option<StoreConfig>,
+    /// Named stores.
+    #[serde(default)]
+    pub stores: BTreeMap<String, StoreConfig>,
+    /// Name prefix -> store id.
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
+    /// The store for names no route covers (required with several stores).
+    #[serde(default)]
+    pub default_store: Option<String>,
+    /// The client's principal (default: `user:$USER`).
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// Cache settings (default: on with defaults).
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
+    /// Audit settings (default: off).
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
+    /// Access policy (default: none, everything allowed).
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+    /// Detectors (default: off).
+    #[serde(default)]
+    pub monitor: Option<MonitorConfig>,
+    #[serde(skip)]
+    base_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads and parses a YAML file. Relative paths in it resolve against its directory.
+    pub fn from_path(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        let mut config = Config::from_yaml_str(&text)
+            .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?;
+        config.base_dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .map(Path::to_path_buf);
+        Ok(config)
+    }
+
+    /// Parses YAML text, interpolating `${VAR}` from the environment.
+    pub fn from_yaml_str(text: &str) -> Result<Config> {
+        Config::from_yaml_str_with_env(text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses YAML text with an explicit variable lookup (tests, sandboxes).
+    pub fn from_yaml_str_with_env(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config> {
+        let mut value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+                .unwrap_or_default();
+            Error::config(format!("invalid YAML{at}"))
+        })?;
+        if value.is_null() {
+            return Err(Error::config(
+                "the config is empty; it needs `secrets` or `stores`",
+            ));
+        }
+        interpolate(&mut value, &mut String::new(), env)?;
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = redact_serde_message(&e.inner().to_string());
+            if path == "." {
+                Error::config(inner)
+            } else {
+                Error::config(format!("{path}: {inner}"))
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        match (&self.secrets, self.stores.is_empty()) {
+            (None, true) => Err(Error::config(
+                "the config needs `secrets` (one store) or `stores` (several)",
+            )),
+            (Some(_), false) => Err(Error::config(
+                "secrets: use either `secrets` (one store) or `stores` (several), not both",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The store configs by id, in build order (`secrets:` is the store `default`).
+    pub fn store_configs(&self) -> Vec<(String, String, &StoreConfig)> {
+        match &self.secrets {
+            Some(s) => vec![("default".into(), "secrets".into(), s)],
+            None => self
+                .stores
+                .iter()
+                .map(|(id, s)| (id.clone(), format!("stores.{id}"), s))
+                .collect(),
+        }
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        registry::resolve(self.base_dir.as_deref(), &p.to_string_lossy())
+    }
+
+    /// Builds the client: stores through `registry`, then routes, cache, audit, policy, monitor.
+    pub async fn build(&self, registry: &ProviderRegistry) -> Result<Sealbox> {
+        let mut builder = Sealbox::builder();
+        let stores = self.store_configs();
+        for (id, at, store) in &stores {
+            let pc = ProviderConfig::new(
+                store.provider.clone(),
+                format!("{at}.config"),
+                store.config.clone(),
+                self.base_dir.clone(),
+            );
+            builder = builder.named_store(id.clone(), registry.stores.build(pc).await?);
+        }
+        let default = match (&self.default_store, stores.as_slice()) {
+            (Some(d), _) => d.clone(),
+            (None, [(only, _, _)]) => only.clone(),
+            (None, _) => {
+                return Err(Error::config(
+                    "default_store: required when several stores are configured",
+                ));
+            }
+        };
+        if !stores.iter().any(|(id, _, _)| *id == default) {
+            return Err(Error::config(format!(
+                "default_store: no store named {default:?}"
+            )));
+        }
+        builder = builder.default_store(default);
+        for (prefix, store) in &self.routes {
+            if !stores.iter().any(|(id, _, _)| id == store) {
+                return Err(Error::config(format!(
+                    "routes.{prefix}: no store named {store:?}"
+                )));
+            }
+            builder = builder.route(prefix.clone(), store.clone());
+        }
+        if let Some(p) = &self.principal {
+            builder = builder.principal(Principal::new(p));
+        }
+        match &self.cache {
+            Some(c) if !c.enabled => builder = builder.no_cache(),
+            Some(c) => builder = builder.cache(c.clone()),
+            None => {}
+        }
+        if let Some(a) = &self.audit
+            && a.enabled
+        {
+            let mut a = a.clone();
+            a.path = a.path.as_deref().map(|p| self.path(p));
+            a.key_file = a.key_file.as_deref().map(|p| self.path(p));
+            builder = builder
+                .audit(AuditLogBuilder::from_config(&a).map_err(|e| prefix_error("audit", e))?);
+        }
+        if let Some(p) = &self.policy {
+            builder = builder.policy(Policy::from_config(p)?);
+        }
+        if let Some(m) = &self.monitor {
+            builder = builder.monitor(m.clone());
+        }
+        builder.build()
+    }
+}
+
+fn prefix_error(at: &str, e: Error) -> Error {
+    Error::new(e.kind(), format!("{at}: {}", e.message()))
+}
+
+/// Serde messages quote offending values (`invalid type: string "hunter2"`); a value might be a
+/// secret, so quoted text is replaced.
+pub(crate) fn redact_serde_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut in_quote = false;
+    for c in message.chars() {
+        if c == '"' {
+            if in_quote {
+                out.push_str("\"[REDACTED]\"");
+            }
+            in_quote = !in_quote;
+        } else if !in_quote {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn push_key(path: &mut String, key: &str) -> usize {
+    let len = path.len();
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+    len
+}
+
+fn interpolate(
+    value: &mut serde_norway::Value,
+    path: &mut String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<()> {
+    use serde_norway::Value;
+    match value {
+        Value::String(s) => {
+            if s.contains('$') {
+                *s = expand(s, path, env)?;
+            }
+            Ok(())
+        }
+        Value::Mapping(m) => {
+            for (k, v) in m.iter_mut() {
+                let key = match k {
+                    Value::String(s) => s.clone(),
+                    other => serde_norway::to_string(other)
+                        .map(|s| s.trim().to_owned())
+                        .unwrap_or_else(|_| "?".into()),
+                };
+                let len = push_key(path, &key);
+                interpolate(v, path, env)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Sequence(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                interpolate(v, path, env)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Tagged(t) => interpolate(&mut t.value, path, env),
+        _ => Ok(()),
+    }
+}
+
+fn expand(s: &str, path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    let at = if path.is_empty() { "(top level)" } else { path };
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        if let Some(r) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = r;
+        } else if let Some(r) = after.strip_prefix("${") {
+            let end = r.find('}').ok_or_else(|| {
+                Error::config(format!("{at}: unterminated ${{ in value (missing '}}')"))
+            })?;
+            let expr = &r[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(Error::config(format!(
+                    "{at}: ${{{name}}} is not a valid environment variable name"
+                )));
+            }
+            match (env(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(Error::config(format!(
+                        "{at}: environment variable {name} is not set"
+                    )));
+                }
+            }
+            rest = &r[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Debug view of provider settings: keys shown, values redacted unless the key is known not to
+/// hold secrets.
+pub(crate) struct Redacted<'a>(pub(crate) &'a serde_json::Value);
+
+fn is_public_key(key: &str) -> bool {
+    const PUBLIC: &[&str] = &[
+        "path",
+        "region",
+        "url",
+        "endpoint",
+        "mount_path",
+        "prefix",
+        "namespace",
+        "provider",
+        "auth_method",
+        "vault_url",
+        "kms_key_id",
+        "project",
+        "project_id",
+        "tenant_id",
+        "client_id",
+        "directory",
+        "dir",
+        "role_id_file",
+    ];
+    PUBLIC.contains(&key)
+        || key.ends_with("_file")
+        || key.ends_with("_path")
+        || key.ends_with("_url")
+        || key.ends_with("_dir")
+}
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn show(
+            v: &serde_json::Value,
+            public: bool,
+            f: &mut std::fmt::Formatter<'_>,
+        ) -> std::fmt::Result {
+            match v {
+                serde_json::Value::Object(m) => {
+                    let mut d = f.debug_map();
+                    for (k, v) in m {
+                        d.key(k);
+                        d.value(&Field(v, is_public_key(k)));
+                    }
+                    d.finish()
+                }
+                serde_json::Value::Array(items) => f
+                    .debug_list()
+                    .entries(items.iter().map(|i| Field(i, public)))
+                    .finish(),
+                serde_json::Value::Null => f.write_str("null"),
+                other if public => write!(f, "{other}"),
+                _ => f.write_str("\"[REDACTED]\""),
+            }
+        }
+        struct Field<'a>(&'a serde_json::Value, bool);
+        impl std::fmt::Debug for Field<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                show(self.0, self.1, f)
+            }
+        }
+        show(self.0, false, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn expands_variables_defaults_and_escapes() {
+        let e = env(&[("A", "1"), ("B", "two")]);
+        assert_eq!(expand("x${A}y${B}", "k", &e).unwrap(), "x1ytwo");
+        assert_eq!(expand("${C:-dflt}", "k", &e).unwrap(), "dflt");
+        assert_eq!(expand("$${A} costs $5", "k", &e).unwrap(), "${A} costs $5");
+        let err = expand("${MISSING}", "stores.main.config.role_id", &e).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "stores.main.config.role_id: environment variable MISSING is not set"
+        );
+        assert!(expand("${A", "k", &e).is_err());
+        assert!(expand("${1A}", "k", &e).is_err());
+    }
+
+    #[test]
+    fn redacts_quoted_values_in_serde_messages() {
+        assert_eq!(
+            redact_serde_message("invalid type: string \"hunter2\", expected u64"),
+            "invalid type: string \"[REDACTED]\", expected u64"
+        );
+    }
+
+    #[test]
+    fn debug_shows_paths_but_not_secrets() {
+        let c = Config::from_yaml_str_with_env(
+            "secrets:\n  provider: hashicorp\n  config:\n    url: https://vault:8200\n    secret_id: ${SID}\n    token_file: /run/token\n",
+            &env(&[("SID", "s3cr3t-id")]),
+        )
+        .unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("s3cr3t-id"), "{d}");
+        assert!(d.contains("https://vault:8200"), "{d}");
+        assert!(d.contains("/run/token"), "{d}");
+        assert!(d.contains("secret_id"), "{d}");
+    }
+}

@@ -1,0 +1,275 @@
+//! Cache hit and miss costs, each beside its raw baseline in the same run.
+//!
+//! * `hit/*`: one `get` of a cached 64-byte secret returning a handle, against a
+//!   `HashMap<String, Arc<..>>` get plus `Arc` clone (the floor) and a bare `moka::sync::Cache`
+//!   get; with and without audit; sealed mode.
+//! * `hit_audit_burst/*`: the hot path with audit measured in bursts smaller than the audit
+//!   queue, the writer draining between samples: what a caller pays per access when the writer
+//!   keeps up. `hit/sealbox_audit` is the sustained figure (bounded by the writer).
+//! * `threads/*`: aggregate hit throughput with 1 and 2 threads (different keys per thread).
+//! * `miss/*`: a miss through the client (route, policy, single-flight, insert) against a direct
+//!   store `get` (MemoryStore here; the local vault variant is added at integration).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use sealbox::audit::{AuditLog, FsyncPolicy};
+use sealbox::cache::CacheConfig;
+use sealbox::store::memory::MemoryStore;
+use sealbox::store::{PutOptions, SecretName, SecretStore, VersionSelector};
+use sealbox::{BlockingSealbox, Principal, Sealbox, Secret};
+
+const KEYS: usize = 1024;
+
+fn name(i: usize) -> String {
+    format!("predis/prod/service-{i:04}/api-key")
+}
+
+fn value() -> Secret {
+    Secret::init_with(64, |b| {
+        b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
+        Ok(())
+    })
+    .unwrap()
+}
+
+fn store() -> Arc<MemoryStore> {
+    let s = Arc::new(MemoryStore::new());
+    for i in 0..KEYS {
+        futures::executor::block_on(s.put(
+            &SecretName::new(name(i)).unwrap(),
+            &value(),
+            &PutOptions::default(),
+        ))
+        .unwrap();
+    }
+    s
+}
+
+fn client(
+    store: Arc<MemoryStore>,
+    sealed: bool,
+    audit: Option<&std::path::Path>,
+) -> BlockingSealbox {
+    let mut b = Sealbox::builder()
+        .store(store)
+        .principal(Principal::new("svc:bench"))
+        .cache(CacheConfig {
+            ttl: Duration::from_secs(3600),
+            capacity: 100_000,
+            sealed,
+            ..CacheConfig::default()
+        });
+    if let Some(dir) = audit {
+        b = b.audit(
+            AuditLog::builder()
+                .file(dir.join("audit.jsonl"), FsyncPolicy::Never)
+                .queue_capacity(1 << 16),
+        );
+    }
+    let c = b.build().unwrap().blocking().unwrap();
+    for i in 0..KEYS {
+        c.get(&name(i)).unwrap();
+    }
+    c.flush_audit().unwrap();
+    c
+}
+
+fn hit(c: &mut Criterion) {
+    let names: Vec<String> = (0..KEYS).map(name).collect();
+    let floor: HashMap<String, Arc<Vec<u8>>> = names
+        .iter()
+        .map(|n| (n.clone(), Arc::new(vec![7u8; 64])))
+        .collect();
+    let moka_cache: moka::sync::Cache<String, Arc<Vec<u8>>> = moka::sync::Cache::new(100_000);
+    for n in &names {
+        moka_cache.insert(n.clone(), Arc::new(vec![7u8; 64]));
+    }
+    let st = store();
+    let plain = client(st.clone(), false, None);
+    let sealed = client(st.clone(), true, None);
+    let dir = tempfile::tempdir().unwrap();
+    let audited = client(st.clone(), false, Some(dir.path()));
+
+    let mut g = c.benchmark_group("hit");
+    let mut i = 0usize;
+    let mut next = || {
+        i = (i + 1) % KEYS;
+        &names[i]
+    };
+    g.bench_function("hashmap_get_arc_clone", |b| {
+        b.iter(|| black_box(floor.get(black_box(next().as_str())).cloned()))
+    });
+    g.bench_function("moka_sync_get", |b| {
+        b.iter(|| black_box(moka_cache.get(black_box(next().as_str()))))
+    });
+    g.bench_function("sealbox", |b| {
+        b.iter(|| black_box(plain.get(black_box(next().as_str())).unwrap()))
+    });
+    g.bench_function("sealbox_sealed", |b| {
+        b.iter(|| black_box(sealed.get(black_box(next().as_str())).unwrap()))
+    });
+    g.bench_function("sealbox_audit", |b| {
+        b.iter(|| black_box(audited.get(black_box(next().as_str())).unwrap()))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("hit_audit_burst");
+    const BURST: u64 = 20_000;
+    g.bench_function("hashmap_get_arc_clone", |b| {
+        b.iter_custom(|iters| {
+            burst(
+                iters,
+                BURST,
+                || {},
+                |n| black_box(floor.get(n).cloned()).map(drop),
+                &names,
+            )
+        })
+    });
+    g.bench_function("sealbox_audit", |b| {
+        b.iter_custom(|iters| {
+            burst(
+                iters,
+                BURST,
+                || audited.flush_audit().unwrap(),
+                |n| {
+                    black_box(audited.get(n).unwrap())
+                        .version()
+                        .as_str()
+                        .len()
+                        .checked_sub(0)
+                        .map(drop)
+                },
+                &names,
+            )
+        })
+    });
+    g.finish();
+}
+
+/// Times `iters` calls in bursts of at most `burst`, running `between` (untimed) after each.
+fn burst(
+    iters: u64,
+    burst: u64,
+    between: impl Fn(),
+    f: impl Fn(&str) -> Option<()>,
+    names: &[String],
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0u64;
+    let mut k = 0usize;
+    while done < iters {
+        let n = burst.min(iters - done);
+        let start = Instant::now();
+        for _ in 0..n {
+            k = (k + 1) % names.len();
+            black_box(f(&names[k]));
+        }
+        total += start.elapsed();
+        done += n;
+        between();
+    }
+    total
+}
+
+fn threads(c: &mut Criterion) {
+    let st = store();
+    let plain = client(st.clone(), false, None);
+    let names: Vec<String> = (0..KEYS).map(name).collect();
+    let floor: HashMap<String, Arc<Vec<u8>>> = names
+        .iter()
+        .map(|n| (n.clone(), Arc::new(vec![7u8; 64])))
+        .collect();
+    let mut g = c.benchmark_group("threads");
+    // Each iteration is one get per thread; time per iteration = time for `threads` gets.
+    for t in [1usize, 2] {
+        g.bench_function(format!("sealbox_{t}"), |b| {
+            b.iter_custom(|iters| {
+                parallel(t, iters, |tid, k| {
+                    black_box(plain.get(&names[(k * 2 + tid) % KEYS]).unwrap());
+                })
+            })
+        });
+        g.bench_function(format!("hashmap_{t}"), |b| {
+            b.iter_custom(|iters| {
+                parallel(t, iters, |tid, k| {
+                    black_box(floor.get(&names[(k * 2 + tid) % KEYS]).cloned());
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+fn parallel(threads: usize, iters: u64, f: impl Fn(usize, usize) + Sync) -> Duration {
+    let barrier = std::sync::Barrier::new(threads);
+    let start = std::sync::Mutex::new(None::<Instant>);
+    std::thread::scope(|s| {
+        for tid in 0..threads {
+            let (f, barrier, start) = (&f, &barrier, &start);
+            s.spawn(move || {
+                barrier.wait();
+                if tid == 0 {
+                    *start.lock().unwrap() = Some(Instant::now());
+                }
+                for k in 0..iters as usize {
+                    f(tid, k);
+                }
+            });
+        }
+    });
+    start
+        .lock()
+        .unwrap()
+        .map_or(Duration::ZERO, |s| s.elapsed())
+}
+
+fn miss(c: &mut Criterion) {
+    let st = store();
+    let cached = Sealbox::builder()
+        .store(st.clone())
+        .principal(Principal::new("svc:bench"))
+        .build()
+        .unwrap();
+    let uncached = Sealbox::builder()
+        .store(st.clone())
+        .principal(Principal::new("svc:bench"))
+        .no_cache()
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let n = name(7);
+    let sn = SecretName::new(n.clone()).unwrap();
+    let mut g = c.benchmark_group("miss");
+    g.bench_function("direct_store_get", |b| {
+        b.iter(|| black_box(rt.block_on(st.get(&sn, &VersionSelector::Current)).unwrap()))
+    });
+    g.bench_function("client_without_cache", |b| {
+        b.iter(|| black_box(rt.block_on(uncached.get(&n)).unwrap()))
+    });
+    g.bench_function("client_cache_miss", |b| {
+        b.iter_batched(
+            || cached.cache().unwrap().clear(),
+            |_| black_box(rt.block_on(cached.get(&n)).unwrap()),
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("direct_store_get_batched_baseline", |b| {
+        b.iter_batched(
+            || cached.cache().unwrap().clear(),
+            |_| black_box(rt.block_on(st.get(&sn, &VersionSelector::Current)).unwrap()),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, hit, threads, miss);
+criterion_main!(benches);

@@ -1,0 +1,128 @@
+//! The keyed hash chain: every line carries `seq`, `prev_hash` and
+//! `hash = HMAC-SHA256(key, line up to ,"hash")`, so an edit, a deletion or a reordering breaks
+//! the chain for anyone holding the key.
+
+use std::path::Path;
+
+use ring::hmac;
+use secrecy::ExposeSecret;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// `prev_hash` of the first line.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The marker between the signed body and the hash.
+pub(crate) const HASH_MARKER: &str = ",\"hash\":\"";
+
+/// The audit chain key. Held as a ring HMAC key (ring keeps its own copy of the key schedule,
+/// outside locked memory: a documented limit, as with every ring key).
+#[derive(Clone)]
+pub struct AuditKey {
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey([REDACTED])")
+    }
+}
+
+impl AuditKey {
+    /// A key from secret bytes (at least 32 of them).
+    pub fn new(secret: &Secret) -> Result<AuditKey> {
+        if secret.len() < 32 {
+            return Err(Error::invalid_input("an audit key needs at least 32 bytes"));
+        }
+        Ok(AuditKey {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret()),
+        })
+    }
+
+    /// A fresh random key that lives only in this process.
+    pub fn ephemeral() -> Result<AuditKey> {
+        AuditKey::new(&Secret::random(32)?)
+    }
+
+    /// Reads the key from `path` (32+ raw bytes), or creates it there with mode 0600 when the
+    /// file does not exist yet.
+    pub fn load_or_create(path: &Path) -> Result<AuditKey> {
+        match std::fs::File::open(path) {
+            Ok(mut f) => {
+                let key = Secret::from_reader(&mut f, 1024)?;
+                AuditKey::new(&key).map_err(|_| {
+                    Error::config(format!(
+                        "audit key file {} must hold at least 32 bytes",
+                        path.display()
+                    ))
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Secret::random(32)?;
+                write_private(path, key.expose_secret())?;
+                AuditKey::new(&key)
+            }
+            Err(e) => Err(Error::io(
+                format!("opening audit key file {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    pub(crate) fn mac_hex(&self, data: &[u8]) -> String {
+        hex::encode(hmac::sign(&self.key, data).as_ref())
+    }
+
+    pub(crate) fn verify_hex(&self, data: &[u8], expected_hex: &str) -> bool {
+        match hex::decode(expected_hex) {
+            Ok(tag) => hmac::verify(&self.key, data, &tag).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating audit key file {}", path.display()), e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(format!("writing audit key file {}", path.display()), e))
+}
+
+/// Where the chain stands: the next `seq` and the hash the next line must name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainHead {
+    /// Sequence number of the next line.
+    pub next_seq: u64,
+    /// Hash of the last line ([`GENESIS`] before the first).
+    pub prev_hash: String,
+}
+
+impl Default for ChainHead {
+    fn default() -> Self {
+        ChainHead {
+            next_seq: 0,
+            prev_hash: GENESIS.to_owned(),
+        }
+    }
+}
+
+/// Splits a line into its signed body and the hash, if it has the expected shape.
+pub(crate) fn split_line(line: &str) -> Option<(&str, &str)> {
+    let at = line.rfind(HASH_MARKER)?;
+    let (body, rest) = line.split_at(at);
+    let hash = rest.strip_prefix(HASH_MARKER)?.strip_suffix("\"}")?;
+    Some((body, hash))
+}
+
+/// The MAC that anchors the head file.
+pub(crate) fn head_mac(key: &AuditKey, seq: u64, hash: &str) -> String {
+    key.mac_hex(format!("sealbox-audit-head:{seq}:{hash}").as_bytes())
+}

@@ -1,0 +1,860 @@
+//! The `Sealbox` client: policy, cache, routing, audit and monitoring in front of the stores.
+//!
+//! ```text
+//! get(name) ─> cache index hit? ──yes──> policy ─> audit enqueue ─> handle   (no runtime, no lock)
+//!                  │ no
+//!                  └─> router ─> policy ─> single-flight store call ─> cache ─> audit ─> handle
+//! ```
+//!
+//! A [`Sealbox`] is cheap to clone and to share across threads; [`Sealbox::as_principal`] gives
+//! the same client under another identity for per-request principals. [`BlockingSealbox`] is the
+//! synchronous facade the bindings use; its cache hits do not touch the runtime either.
+
+mod handle;
+mod router;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+pub(crate) use handle::{HandleInner, VersionMeta};
+pub use handle::{Principal, SecretHandle};
+pub use router::Router;
+
+use crate::audit::{Action, AuditEvent, AuditLog, AuditLogBuilder, CacheOutcome, Resource};
+use crate::cache::{CacheConfig, SecretCache};
+use crate::error::{Error, ErrorKind, Result};
+use crate::monitor::metrics::{ClientMetrics, MetricsSnapshot};
+use crate::monitor::{Alert, AlertHook, Monitor, MonitorConfig};
+use crate::policy::{Capability, Policy};
+use crate::secret::{Secret, SecretString};
+use crate::store::{
+    DeleteOptions, ListEntry, ListOptions, PutOptions, SecretMetadata, SecretName, SecretStore,
+    VersionInfo, VersionSelector,
+};
+
+struct Inner {
+    router: Router,
+    cache: Option<SecretCache>,
+    audit: Option<AuditLog>,
+    policy: ArcSwap<Policy>,
+    /// Whether `policy` has rules: the hit path reads this instead of loading the policy.
+    policy_enforcing: std::sync::atomic::AtomicBool,
+    metrics: Arc<ClientMetrics>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealbox")
+            .field("router", &self.router)
+            .field("cache", &self.cache)
+            .field("audit", &self.audit)
+            .field("policy_rules", &self.policy.load().is_enforcing())
+            .finish()
+    }
+}
+
+/// The client. Cheap to clone (`Arc` inside) and safe to share across threads.
+#[derive(Clone, Debug)]
+pub struct Sealbox {
+    inner: Arc<Inner>,
+    principal: Principal,
+    source: Option<Arc<str>>,
+}
+
+/// Builds a [`Sealbox`].
+pub struct SealboxBuilder {
+    stores: Vec<(String, Arc<dyn SecretStore>)>,
+    routes: Vec<(String, String)>,
+    default_store: Option<String>,
+    principal: Option<Principal>,
+    cache: Option<CacheConfig>,
+    audit: Option<AuditLogBuilder>,
+    policy: Policy,
+    monitor: Option<MonitorConfig>,
+    hooks: Vec<AlertHook>,
+}
+
+impl Default for SealboxBuilder {
+    fn default() -> Self {
+        SealboxBuilder {
+            stores: Vec::new(),
+            routes: Vec::new(),
+            default_store: None,
+            principal: None,
+            cache: Some(CacheConfig::default()),
+            audit: None,
+            policy: Policy::default(),
+            monitor: None,
+            hooks: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SealboxBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealboxBuilder")
+            .field(
+                "stores",
+                &self.stores.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            )
+            .field("routes", &self.routes)
+            .field("default_store", &self.default_store)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealboxBuilder {
+    /// The default store (id `"default"`): names route here unless a route says otherwise.
+    pub fn store(self, store: Arc<dyn SecretStore>) -> Self {
+        self.named_store("default", store).default_store("default")
+    }
+
+    /// A store under an id, for routes and `sb://ID/...` references.
+    pub fn named_store(mut self, id: impl Into<String>, store: Arc<dyn SecretStore>) -> Self {
+        let id = id.into();
+        self.stores.retain(|(s, _)| *s != id);
+        self.stores.push((id, store));
+        self
+    }
+
+    /// Routes names under `prefix` (on `/` boundaries) to store `store_id`.
+    pub fn route(mut self, prefix: impl Into<String>, store_id: impl Into<String>) -> Self {
+        self.routes.push((prefix.into(), store_id.into()));
+        self
+    }
+
+    /// Which store gets names no route covers (default: the first store added).
+    pub fn default_store(mut self, store_id: impl Into<String>) -> Self {
+        self.default_store = Some(store_id.into());
+        self
+    }
+
+    /// The principal for calls that do not name one.
+    pub fn principal(mut self, principal: Principal) -> Self {
+        self.principal = Some(principal);
+        self
+    }
+
+    /// Cache settings (the cache is on by default with [`CacheConfig::default`]).
+    pub fn cache(mut self, config: CacheConfig) -> Self {
+        self.cache = config.enabled.then_some(config);
+        self
+    }
+
+    /// Turns the cache off.
+    pub fn no_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// Audits every access through this log.
+    pub fn audit(mut self, audit: AuditLogBuilder) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// The access policy (default: no rules, everything allowed).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Turns on the detectors.
+    pub fn monitor(mut self, config: MonitorConfig) -> Self {
+        self.monitor = Some(config);
+        self
+    }
+
+    /// Calls `hook` for every alert (turns the monitor on with defaults if needed).
+    pub fn alert_hook(mut self, hook: impl Fn(&Alert) + Send + Sync + 'static) -> Self {
+        self.hooks.push(Arc::new(hook));
+        self
+    }
+
+    /// Builds the client (starts the audit writer thread when auditing or monitoring).
+    pub fn build(self) -> Result<Sealbox> {
+        let default = match (&self.default_store, self.stores.first()) {
+            (Some(d), _) => d.clone(),
+            (None, Some((id, _))) => id.clone(),
+            (None, None) => return Err(Error::config("a Sealbox needs at least one store")),
+        };
+        let router = Router::new(self.stores, self.routes, &default)?;
+        let metrics = Arc::new(ClientMetrics::default());
+        let monitor = match (self.monitor, self.hooks.is_empty()) {
+            (Some(config), _) => Some(Monitor::new(config, self.hooks, metrics.clone())?),
+            (None, false) => Some(Monitor::new(
+                MonitorConfig::default(),
+                self.hooks,
+                metrics.clone(),
+            )?),
+            (None, true) => None,
+        };
+        let audit = match (self.audit, monitor) {
+            (Some(b), Some(m)) => Some(b.observer(Box::new(m)).build()?),
+            (Some(b), None) => Some(b.build()?),
+            (None, Some(m)) => Some(AuditLog::builder().observer(Box::new(m)).build()?),
+            (None, None) => None,
+        };
+        let cache = self
+            .cache
+            .map(|c| SecretCache::new(c, metrics.clone()))
+            .transpose()?;
+        Ok(Sealbox {
+            inner: Arc::new(Inner {
+                router,
+                cache,
+                audit,
+                policy_enforcing: std::sync::atomic::AtomicBool::new(self.policy.is_enforcing()),
+                policy: ArcSwap::from_pointee(self.policy),
+                metrics,
+            }),
+            principal: self.principal.unwrap_or_default(),
+            source: None,
+        })
+    }
+}
+
+impl Sealbox {
+    /// Starts a builder.
+    pub fn builder() -> SealboxBuilder {
+        SealboxBuilder::default()
+    }
+
+    /// Loads a YAML config file and builds the client it describes, with the providers of the
+    /// global registry ([`crate::config::ProviderRegistry::global`]).
+    pub async fn from_config(path: impl AsRef<Path>) -> Result<Sealbox> {
+        let config = crate::config::Config::from_path(path.as_ref())?;
+        let registry = crate::config::ProviderRegistry::global_snapshot();
+        config.build(&registry).await
+    }
+
+    /// Like [`Sealbox::from_config`] with an explicit provider registry.
+    pub async fn from_config_with(
+        path: impl AsRef<Path>,
+        registry: &crate::config::ProviderRegistry,
+    ) -> Result<Sealbox> {
+        crate::config::Config::from_path(path.as_ref())?
+            .build(registry)
+            .await
+    }
+
+    /// The same client acting as another principal (for per-request identities).
+    pub fn as_principal(&self, principal: Principal) -> Sealbox {
+        Sealbox {
+            inner: self.inner.clone(),
+            principal,
+            source: self.source.clone(),
+        }
+    }
+
+    /// The same client recording `source` (a client IP) as the source of its accesses.
+    pub fn with_source(&self, source: impl AsRef<str>) -> Sealbox {
+        Sealbox {
+            inner: self.inner.clone(),
+            principal: self.principal.clone(),
+            source: Some(Arc::from(source.as_ref())),
+        }
+    }
+
+    /// The principal this client acts as.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The router (store ids, routes).
+    pub fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
+    /// The cache, when enabled.
+    pub fn cache(&self) -> Option<&SecretCache> {
+        self.inner.cache.as_ref()
+    }
+
+    /// The audit log, when enabled.
+    pub fn audit_log(&self) -> Option<&AuditLog> {
+        self.inner.audit.as_ref()
+    }
+
+    /// Replaces the access policy (takes effect for the next call, cached entries included).
+    pub fn set_policy(&self, policy: Policy) {
+        let enforcing = policy.is_enforcing();
+        self.inner.policy.store(Arc::new(policy));
+        self.inner
+            .policy_enforcing
+            .store(enforcing, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counter values.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Prometheus text for this client's metrics.
+    pub fn render_prometheus(&self) -> String {
+        self.inner.metrics.snapshot().render_prometheus()
+    }
+
+    /// Pushes the hot-path counters to the installed `metrics` recorder.
+    pub fn publish_metrics(&self) {
+        self.inner.metrics.publish();
+    }
+
+    fn event(&self, action: Action, resource: Arc<Resource>) -> AuditEvent {
+        let mut e = AuditEvent::access(action, self.principal.clone(), resource);
+        e.source = self.source.clone();
+        e
+    }
+
+    /// Records a successful access; in strict mode this fails when no sink could write it.
+    fn audit_ok(&self, event: AuditEvent) -> Result<()> {
+        match &self.inner.audit {
+            Some(a) => a.record(event),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failed access (never waits, whatever the mode).
+    fn audit_failure(&self, event: AuditEvent) {
+        if let Some(a) = &self.inner.audit
+            && let Err(e) = a.enqueue(event)
+        {
+            tracing::error!(target: "sealbox::audit", error = %e, "could not queue an audit event");
+        }
+    }
+
+    /// Strict audit mode refuses changes while no sink can write, so that nothing changes
+    /// without a record.
+    fn audit_ready_for_change(&self, action: Action, resource: &Arc<Resource>) -> Result<()> {
+        match &self.inner.audit {
+            Some(a) if a.mode() == crate::audit::AuditMode::Strict && !a.is_healthy() => {
+                let reason = "audit sink unavailable; change refused (strict mode)";
+                self.audit_failure(self.event(action, resource.clone()).failed(reason));
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    "the audit log cannot be written and audit mode is strict; no change was made",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn authorize(
+        &self,
+        capability: Capability,
+        action: Action,
+        resource: &Arc<Resource>,
+    ) -> Result<()> {
+        let policy = self.inner.policy.load();
+        if !policy.is_enforcing() {
+            return Ok(());
+        }
+        let decision = policy.check(&self.principal, capability, &resource.name);
+        if decision.is_allowed() {
+            return Ok(());
+        }
+        self.inner.metrics.denies.incr();
+        self.audit_failure(self.event(action, resource.clone()).deny(decision.reason()));
+        Err(Error::new(
+            ErrorKind::AccessDenied,
+            format!(
+                "{} may not {capability} {}",
+                self.principal.as_str(),
+                resource.name
+            ),
+        ))
+    }
+
+    /// The cache-hit path: no runtime, no lock. `None` means the slow path must run.
+    #[inline]
+    pub(crate) fn get_cached(&self, reference: &str) -> Option<Result<SecretHandle>> {
+        // Counted by the cache itself (gets, hits, stale), so the hit path touches one counter.
+        let answer = self.inner.cache.as_ref()?.lookup(reference)?;
+        Some(answer.and_then(|a| self.admit_read(a.handle, a.outcome)))
+    }
+
+    fn finish_read(&self, answer: Result<(SecretHandle, CacheOutcome)>) -> Result<SecretHandle> {
+        let m = &self.inner.metrics;
+        m.gets.incr();
+        let (handle, outcome) = answer?;
+        match outcome {
+            CacheOutcome::Hit => m.hits.incr(),
+            CacheOutcome::Miss => m.misses.incr(),
+            CacheOutcome::Stale => {}
+        }
+        self.admit_read(handle, outcome)
+    }
+
+    /// Policy and audit for a read that has its value.
+    #[inline]
+    fn admit_read(&self, handle: SecretHandle, outcome: CacheOutcome) -> Result<SecretHandle> {
+        if self
+            .inner
+            .policy_enforcing
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.authorize(Capability::Read, Action::Read, handle.resource())?;
+        }
+        if self.inner.audit.is_some() {
+            let mut e = self.event(Action::Read, handle.resource().clone());
+            e.cache = Some(outcome);
+            if outcome == CacheOutcome::Stale {
+                e.reason = Some("store unavailable; served stale from cache".into());
+            }
+            self.audit_ok(e)?;
+        }
+        Ok(handle)
+    }
+
+    fn failed_read(&self, resource: Arc<Resource>, e: Error) -> Error {
+        if self.inner.audit.is_some() {
+            self.audit_failure(self.event(Action::Read, resource).failed(e.kind().as_str()));
+        }
+        e
+    }
+
+    /// Reads the current version of `name` (a name or `sb://STORE/NAME` reference).
+    pub async fn get(&self, name: &str) -> Result<SecretHandle> {
+        if let Some(r) = self.get_cached(name) {
+            return r;
+        }
+        self.get_uncached(name).await
+    }
+
+    async fn get_uncached(&self, reference: &str) -> Result<SecretHandle> {
+        let route = match self.inner.router.resolve(reference) {
+            Ok(r) => r,
+            Err(e) => {
+                self.inner.metrics.gets.incr();
+                return Err(self.failed_read(Resource::named(reference), e));
+            }
+        };
+        let resource = Arc::new(Resource {
+            name: route.name.as_str().into(),
+            store: Some(route.store_id.clone()),
+            version: None,
+        });
+        if route.field.is_some() {
+            self.inner.metrics.gets.incr();
+            let e = Error::invalid_input("this reference names a #field; use get_field");
+            return Err(self.failed_read(resource, e));
+        }
+        if let Err(e) = self.authorize(Capability::Read, Action::Read, &resource) {
+            self.inner.metrics.gets.incr();
+            return Err(e);
+        }
+        let answer = match &self.inner.cache {
+            Some(cache) => cache
+                .fetch(reference, route.store.clone(), route.name, route.store_id)
+                .await
+                .map(|a| (a.handle, a.outcome)),
+            None => self
+                .fetch_direct(
+                    &route.store,
+                    route.name,
+                    route.store_id,
+                    &VersionSelector::Current,
+                )
+                .await
+                .map(|(h, _)| (h, CacheOutcome::Miss)),
+        };
+        match answer {
+            Ok(a) => self.finish_read(Ok(a)),
+            Err(e) => {
+                self.inner.metrics.gets.incr();
+                Err(self.failed_read(resource, e))
+            }
+        }
+    }
+
+    async fn fetch_direct(
+        &self,
+        store: &Arc<dyn SecretStore>,
+        name: SecretName,
+        store_id: Arc<str>,
+        selector: &VersionSelector,
+    ) -> Result<(SecretHandle, Arc<Resource>)> {
+        let started = std::time::Instant::now();
+        let got = store.get(&name, selector).await;
+        self.inner.metrics.store_call(started.elapsed());
+        let v = got.inspect_err(|e| self.inner.metrics.store_error(e.kind()))?;
+        let resource = Arc::new(Resource {
+            name: name.as_str().into(),
+            store: Some(store_id),
+            version: Some(v.version.clone()),
+        });
+        let meta = Arc::new(VersionMeta {
+            name,
+            version: v.version,
+            stages: v.stages,
+            created: v.created,
+            resource: resource.clone(),
+        });
+        Ok((
+            SecretHandle::from_inner(Arc::new(HandleInner {
+                meta,
+                value: v.value,
+            })),
+            resource,
+        ))
+    }
+
+    /// Reads a chosen version. `Current` goes through the cache; other selectors go to the store.
+    pub async fn get_version(
+        &self,
+        name: &str,
+        selector: &VersionSelector,
+    ) -> Result<SecretHandle> {
+        if *selector == VersionSelector::Current {
+            return self.get(name).await;
+        }
+        self.inner.metrics.gets.incr();
+        let route = match self.inner.router.resolve(name) {
+            Ok(r) => r,
+            Err(e) => return Err(self.failed_read(Resource::named(name), e)),
+        };
+        let resource = Arc::new(Resource {
+            name: route.name.as_str().into(),
+            store: Some(route.store_id.clone()),
+            version: None,
+        });
+        self.authorize(Capability::Read, Action::Read, &resource)?;
+        match self
+            .fetch_direct(&route.store, route.name, route.store_id, selector)
+            .await
+        {
+            Ok((handle, resource)) => {
+                self.inner.metrics.misses.incr();
+                let mut e = self.event(Action::Read, resource);
+                e.cache = Some(CacheOutcome::Miss);
+                self.audit_ok(e)?;
+                Ok(handle)
+            }
+            Err(e) => Err(self.failed_read(resource, e)),
+        }
+    }
+
+    /// Reads one JSON field of the current version (`get_field("predis/prod/db", "password")`).
+    pub async fn get_field(&self, name: &str, field: &str) -> Result<SecretString> {
+        let h = self.get(name).await?;
+        h.secret().json_field(field)
+    }
+
+    /// Refetches `name` from its store now, bypassing freshness and the version check.
+    pub async fn refresh_now(&self, name: &str) -> Result<()> {
+        let route = self.inner.router.resolve(name)?;
+        let resource = Arc::new(Resource {
+            name: route.name.as_str().into(),
+            store: Some(route.store_id.clone()),
+            version: None,
+        });
+        self.authorize(Capability::Read, Action::Read, &resource)?;
+        match &self.inner.cache {
+            Some(cache) => {
+                cache
+                    .refresh_now(name, route.store, route.name, route.store_id)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a new CURRENT version.
+    pub async fn put(&self, name: &str, value: &Secret) -> Result<VersionInfo> {
+        self.put_with(name, value, &PutOptions::default()).await
+    }
+
+    /// Writes a new version with options (stages, compare-and-set, ...).
+    pub async fn put_with(
+        &self,
+        name: &str,
+        value: &Secret,
+        options: &PutOptions,
+    ) -> Result<VersionInfo> {
+        let route = self.inner.router.resolve(name)?;
+        let resource = Arc::new(Resource {
+            name: route.name.as_str().into(),
+            store: Some(route.store_id.clone()),
+            version: None,
+        });
+        self.authorize(Capability::Write, Action::Write, &resource)?;
+        self.audit_ready_for_change(Action::Write, &resource)?;
+        self.inner.metrics.writes.incr();
+        let result = route.store.put(&route.name, value, options).await;
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(&route.store_id, &route.name);
+        }
+        match result {
+            Ok(info) => {
+                let resource = Arc::new(Resource {
+                    version: Some(info.version.clone()),
+                    ..(*resource).clone()
+                });
+                self.audit_ok(self.event(Action::Write, resource))?;
+                Ok(info)
+            }
+            Err(e) => {
+                self.inner.metrics.store_error(e.kind());
+                self.audit_failure(
+                    self.event(Action::Write, resource)
+                        .failed(e.kind().as_str()),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Lists every name under `prefix` (all pages, every store the prefix routes to). With a
+    /// policy, only names the principal may `list` are returned.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
+        let resource = Resource::named(prefix);
+        let targets = match self.inner.router.list_targets(prefix) {
+            Ok(t) => t,
+            Err(e) => {
+                self.audit_failure(self.event(Action::List, resource).failed(e.kind().as_str()));
+                return Err(e);
+            }
+        };
+        let explicit = prefix.starts_with("sb://");
+        let policy = self.inner.policy.load();
+        let mut out = Vec::new();
+        for (store_id, store, p) in targets {
+            let mut options = ListOptions {
+                prefix: p,
+                ..ListOptions::default()
+            };
+            loop {
+                let page = match store.list(&options).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        self.inner.metrics.store_error(e.kind());
+                        self.audit_failure(
+                            self.event(Action::List, resource).failed(e.kind().as_str()),
+                        );
+                        return Err(e);
+                    }
+                };
+                out.extend(page.entries.into_iter().filter(|entry| {
+                    (explicit || self.inner.router.routes_to(entry.name.as_str(), &store_id))
+                        && (!policy.is_enforcing()
+                            || policy
+                                .check(&self.principal, Capability::List, entry.name.as_str())
+                                .is_allowed())
+                }));
+                match page.next_page_token {
+                    Some(t) => options.page_token = Some(t),
+                    None => break,
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut e = self.event(Action::List, resource);
+        e.reason = Some(format!("{} names", out.len()).into());
+        self.audit_ok(e)?;
+        Ok(out)
+    }
+
+    /// Metadata of `name`.
+    pub async fn describe(&self, name: &str) -> Result<SecretMetadata> {
+        let route = self.inner.router.resolve(name)?;
+        let resource = Arc::new(Resource {
+            name: route.name.as_str().into(),
+            store: Some(route.store_id.clone()),
+            version: None,
+        });
+        self.authorize(Capability::Read, Action::Describe, &resource)?;
+        match route.store.describe(&route.name).await {
+            Ok(meta) => {
+                self.audit_ok(self.event(Action::Describe, resource))?;
+                Ok(meta)
+            }
+            Err(e) => {
+                self.audit_failure(
+                    self.event(Action::Describe, resource)
+                        .failed(e.kind().as_str()),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes `name`.
+    pub async fn delete(&self, name: &str, options: &DeleteOptions) -> Result<()> {
+        let route = self.inner.router.resolve(name)?;
+        let resource = Arc::new(Resource {
+            name: route.name.as_str().into(),
+            store: Some(route.store_id.clone()),
+            version: None,
+        });
+        self.authorize(Capability::Delete, Action::Delete, &resource)?;
+        self.audit_ready_for_change(Action::Delete, &resource)?;
+        self.inner.metrics.writes.incr();
+        let result = route.store.delete(&route.name, options).await;
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(&route.store_id, &route.name);
+        }
+        match result {
+            Ok(()) => self.audit_ok(self.event(Action::Delete, resource)),
+            Err(e) => {
+                self.inner.metrics.store_error(e.kind());
+                self.audit_failure(
+                    self.event(Action::Delete, resource)
+                        .failed(e.kind().as_str()),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Records an event produced elsewhere (rotation, key operations, break-glass) under this
+    /// client's audit log; a no-op without one.
+    pub fn record_event(&self, event: AuditEvent) -> Result<()> {
+        if event.action == Action::Rotate && event.success {
+            self.inner.metrics.rotations.incr();
+        }
+        self.audit_ok(event)
+    }
+
+    /// Writes every queued audit event to the sinks (waits for the writer).
+    pub async fn flush_audit(&self) -> Result<()> {
+        match &self.inner.audit {
+            Some(a) => a.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// A synchronous facade running on its own small runtime, for bindings and sync programs.
+    pub fn blocking(&self) -> Result<BlockingSealbox> {
+        Ok(BlockingSealbox {
+            client: self.clone(),
+            rt: Arc::new(Sealbox::builder_runtime()?),
+        })
+    }
+
+    fn builder_runtime() -> Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sealbox")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the sealbox runtime", e))
+    }
+}
+
+/// The synchronous facade over [`Sealbox`]; every method blocks the calling thread (cache hits
+/// return without entering the runtime). Must not be called from inside an async runtime.
+#[derive(Clone, Debug)]
+pub struct BlockingSealbox {
+    client: Sealbox,
+    rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl BlockingSealbox {
+    /// Opens a client from a YAML config file.
+    pub fn from_config(path: impl AsRef<Path>) -> Result<BlockingSealbox> {
+        let rt = Sealbox::builder_runtime()?;
+        let client = rt.block_on(Sealbox::from_config(path))?;
+        Ok(BlockingSealbox {
+            client,
+            rt: Arc::new(rt),
+        })
+    }
+
+    /// Opens a client from a YAML config file with an explicit provider registry.
+    pub fn from_config_with(
+        path: impl AsRef<Path>,
+        registry: &crate::config::ProviderRegistry,
+    ) -> Result<BlockingSealbox> {
+        let rt = Sealbox::builder_runtime()?;
+        let client = rt.block_on(Sealbox::from_config_with(path, registry))?;
+        Ok(BlockingSealbox {
+            client,
+            rt: Arc::new(rt),
+        })
+    }
+
+    /// The async client behind this facade.
+    pub fn client(&self) -> &Sealbox {
+        &self.client
+    }
+
+    /// See [`Sealbox::as_principal`].
+    pub fn as_principal(&self, principal: Principal) -> BlockingSealbox {
+        BlockingSealbox {
+            client: self.client.as_principal(principal),
+            rt: self.rt.clone(),
+        }
+    }
+
+    /// See [`Sealbox::with_source`].
+    pub fn with_source(&self, source: impl AsRef<str>) -> BlockingSealbox {
+        BlockingSealbox {
+            client: self.client.with_source(source),
+            rt: self.rt.clone(),
+        }
+    }
+
+    /// See [`Sealbox::get`].
+    pub fn get(&self, name: &str) -> Result<SecretHandle> {
+        if let Some(r) = self.client.get_cached(name) {
+            return r;
+        }
+        self.rt.block_on(self.client.get_uncached(name))
+    }
+
+    /// See [`Sealbox::get_version`].
+    pub fn get_version(&self, name: &str, selector: &VersionSelector) -> Result<SecretHandle> {
+        if *selector == VersionSelector::Current {
+            return self.get(name);
+        }
+        self.rt.block_on(self.client.get_version(name, selector))
+    }
+
+    /// See [`Sealbox::get_field`].
+    pub fn get_field(&self, name: &str, field: &str) -> Result<SecretString> {
+        self.get(name)?.secret().json_field(field)
+    }
+
+    /// See [`Sealbox::refresh_now`].
+    pub fn refresh_now(&self, name: &str) -> Result<()> {
+        self.rt.block_on(self.client.refresh_now(name))
+    }
+
+    /// See [`Sealbox::put`].
+    pub fn put(&self, name: &str, value: &Secret) -> Result<VersionInfo> {
+        self.rt.block_on(self.client.put(name, value))
+    }
+
+    /// See [`Sealbox::put_with`].
+    pub fn put_with(
+        &self,
+        name: &str,
+        value: &Secret,
+        options: &PutOptions,
+    ) -> Result<VersionInfo> {
+        self.rt.block_on(self.client.put_with(name, value, options))
+    }
+
+    /// See [`Sealbox::list`].
+    pub fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
+        self.rt.block_on(self.client.list(prefix))
+    }
+
+    /// See [`Sealbox::describe`].
+    pub fn describe(&self, name: &str) -> Result<SecretMetadata> {
+        self.rt.block_on(self.client.describe(name))
+    }
+
+    /// See [`Sealbox::delete`].
+    pub fn delete(&self, name: &str, options: &DeleteOptions) -> Result<()> {
+        self.rt.block_on(self.client.delete(name, options))
+    }
+
+    /// See [`Sealbox::flush_audit`].
+    pub fn flush_audit(&self) -> Result<()> {
+        self.rt.block_on(self.client.flush_audit())
+    }
+}

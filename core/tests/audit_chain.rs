@@ -1,0 +1,365 @@
+//! Audit log: completeness under load, tamper detection, strict mode, resume, no values.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sealbox::audit::{AuditKey, AuditLog, AuditMode, FsyncPolicy, ProblemKind, verify_file};
+use sealbox::cache::CacheConfig;
+use sealbox::policy::{Capability, Policy, Rule};
+use sealbox::store::SecretStore;
+use sealbox::store::memory::MemoryStore;
+use sealbox::{ErrorKind, ExposeSecret, Principal, Sealbox, Secret};
+
+fn key() -> (Secret, AuditKey) {
+    let mut raw = [7u8; 32];
+    let s = Secret::from_mut_slice(&mut raw).unwrap();
+    let k = AuditKey::new(&s).unwrap();
+    (s, k)
+}
+
+fn secret(v: &str) -> Secret {
+    Secret::from_mut_slice(&mut v.as_bytes().to_vec()).unwrap()
+}
+
+fn client(audit: sealbox::audit::AuditLogBuilder) -> Sealbox {
+    Sealbox::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .cache(CacheConfig::default())
+        .audit(audit)
+        .principal(Principal::new("svc:test"))
+        .build()
+        .unwrap()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(path, text).unwrap();
+}
+
+/// A log of `n` read events plus its key, in a temp dir.
+fn small_log(n: usize) -> (tempfile::TempDir, PathBuf, AuditKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (_, k) = key();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Never),
+    );
+    rt.block_on(async {
+        c.put("a/b", &secret("value-never-logged")).await.unwrap();
+        for _ in 1..n {
+            c.get("a/b").await.unwrap();
+        }
+        c.flush_audit().await.unwrap();
+    });
+    drop(c);
+    (dir, path, k)
+}
+
+#[test]
+fn two_threads_times_200k_gets_plus_writes_are_all_recorded_and_verify() {
+    const PER_THREAD: usize = 200_000;
+    const WRITES: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (_, k) = key();
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Never),
+    );
+    let b = c.blocking().unwrap();
+    b.put("app/hot", &secret("v0")).unwrap();
+    b.put("app/other", &secret("w0")).unwrap();
+    std::thread::scope(|s| {
+        for name in ["app/hot", "app/other"] {
+            let b = b.clone();
+            s.spawn(move || {
+                for _ in 0..PER_THREAD {
+                    b.get(name).unwrap();
+                }
+            });
+        }
+        let b = b.clone();
+        s.spawn(move || {
+            for i in 0..WRITES {
+                b.put("app/hot", &secret(&format!("v{i}"))).unwrap();
+            }
+        });
+    });
+    b.flush_audit().unwrap();
+    let expected = 2 * PER_THREAD + WRITES + 2;
+    let n = lines(&path).len();
+    assert_eq!(n, expected);
+    let report = verify_file(&path, &k).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert!(report.anchored);
+    assert_eq!(report.last_seq, Some(expected as u64 - 1));
+    assert_eq!(c.metrics().gets, 2 * PER_THREAD as u64);
+}
+
+#[test]
+fn every_edit_deletion_and_reordering_is_found_at_its_line() {
+    let (_dir, path, k) = small_log(8);
+    let original = lines(&path);
+    assert!(verify_file(&path, &k).unwrap().is_ok());
+    for i in 0..original.len() {
+        // edit: flip the user name
+        let mut edited = original.clone();
+        edited[i] = edited[i].replace("svc:test", "svc:tess");
+        write_lines(&path, &edited);
+        let p = verify_file(&path, &k).unwrap().problem.unwrap();
+        assert_eq!(
+            (p.line, p.kind),
+            (i as u64 + 1, ProblemKind::Edited),
+            "edit {i}"
+        );
+
+        // deletion
+        let mut deleted = original.clone();
+        deleted.remove(i);
+        write_lines(&path, &deleted);
+        let p = verify_file(&path, &k).unwrap().problem.unwrap();
+        assert_eq!(p.kind, ProblemKind::Missing, "delete {i}: {p:?}");
+        assert_eq!(p.line, i as u64 + 1, "delete {i}");
+
+        // reordering with the next line
+        if i + 1 < original.len() {
+            let mut swapped = original.clone();
+            swapped.swap(i, i + 1);
+            write_lines(&path, &swapped);
+            let p = verify_file(&path, &k).unwrap().problem.unwrap();
+            assert_eq!(
+                (p.line, p.kind),
+                (i as u64 + 1, ProblemKind::Reordered),
+                "swap {i}"
+            );
+        }
+
+        // a garbage line
+        let mut broken = original.clone();
+        broken[i] = "not json".into();
+        write_lines(&path, &broken);
+        let p = verify_file(&path, &k).unwrap().problem.unwrap();
+        assert_eq!((p.line, p.kind), (i as u64 + 1, ProblemKind::Broken));
+    }
+    write_lines(&path, &original);
+    assert!(verify_file(&path, &k).unwrap().is_ok());
+    // another key fails at the first line
+    let mut other = [9u8; 32];
+    let other = AuditKey::new(&Secret::from_mut_slice(&mut other).unwrap()).unwrap();
+    let p = verify_file(&path, &other).unwrap().problem.unwrap();
+    assert_eq!((p.line, p.kind), (1, ProblemKind::Edited));
+}
+
+#[test]
+fn a_log_continues_its_chain_after_a_restart() {
+    let (_dir, path, k) = small_log(3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Batch),
+    );
+    rt.block_on(async {
+        c.put("a/b", &secret("x")).await.unwrap();
+        c.get("a/b").await.unwrap();
+        c.flush_audit().await.unwrap();
+    });
+    let head = c.audit_log().unwrap().head();
+    drop(c);
+    let report = verify_file(&path, &k).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.lines, 5);
+    assert_eq!(head.next_seq, 5);
+    assert_eq!(report.last_hash.as_deref(), Some(head.prev_hash.as_str()));
+    // a log whose last line does not verify under the key refuses to continue
+    let mut wrong = [1u8; 32];
+    let wrong = AuditKey::new(&Secret::from_mut_slice(&mut wrong).unwrap()).unwrap();
+    let err = AuditLog::builder()
+        .key(wrong)
+        .file(&path, FsyncPolicy::Never)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity);
+}
+
+#[test]
+fn strict_mode_fails_accesses_once_the_log_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let logdir = dir.path().join("logs");
+    std::fs::create_dir(&logdir).unwrap();
+    let path = logdir.join("audit.jsonl");
+    let (_, k) = key();
+    let c = client(
+        AuditLog::builder()
+            .key(k)
+            .file(&path, FsyncPolicy::Batch)
+            .mode(AuditMode::Strict)
+            .strict_timeout(std::time::Duration::from_secs(2)),
+    );
+    let b = c.blocking().unwrap();
+    b.put("a/b", &secret("x")).unwrap();
+    assert_eq!(b.get("a/b").unwrap().expose_secret(), b"x");
+    std::fs::remove_dir_all(&logdir).unwrap();
+    let err = b.get("a/b").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert_eq!(
+        b.put("a/c", &secret("y")).unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
+    // once the path is writable again, accesses go through again
+    std::fs::create_dir(&logdir).unwrap();
+    assert_eq!(b.get("a/b").unwrap().expose_secret(), b"x");
+}
+
+#[test]
+fn best_effort_mode_keeps_events_while_the_sink_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let logdir = dir.path().join("logs");
+    std::fs::create_dir(&logdir).unwrap();
+    let path = logdir.join("audit.jsonl");
+    let (_, k) = key();
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Batch),
+    );
+    let b = c.blocking().unwrap();
+    b.put("a/b", &secret("x")).unwrap();
+    b.flush_audit().unwrap();
+    std::fs::remove_dir_all(&logdir).unwrap();
+    for _ in 0..5 {
+        b.get("a/b").unwrap();
+    }
+    assert_eq!(b.flush_audit().unwrap_err().kind(), ErrorKind::Unavailable);
+    std::fs::create_dir(&logdir).unwrap();
+    b.flush_audit().unwrap();
+    // the reopened file holds the five reads, continuing the chain at seq 1
+    let l = lines(&path);
+    assert_eq!(l.len(), 5);
+    assert!(l[0].contains("\"seq\":1,"), "{}", l[0]);
+}
+
+#[test]
+fn events_name_what_happened_and_never_hold_a_value() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = seen.clone();
+    let (_, k) = key();
+    let store = Arc::new(MemoryStore::new());
+    let c = Sealbox::builder()
+        .store(store.clone())
+        .audit(AuditLog::builder().key(k).callback(move |r| {
+            sink.lock().unwrap().push(r.line.to_owned());
+            Ok(())
+        }))
+        .policy(Policy::new(vec![
+            Rule::allow(
+                &["svc:app"],
+                &[Capability::Read, Capability::Write, Capability::List],
+                &["app/*"],
+            )
+            .unwrap(),
+        ]))
+        .principal(Principal::new("svc:app"))
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        c.put("app/db", &secret("TOPSECRET-VALUE-123"))
+            .await
+            .unwrap();
+        c.get("app/db").await.unwrap();
+        c.get("app/db").await.unwrap();
+        c.list("app/").await.unwrap();
+        assert_eq!(
+            c.get("app/missing").await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        let other = c
+            .as_principal(Principal::new("svc:intruder"))
+            .with_source("203.0.113.7");
+        assert_eq!(
+            other.get("app/db").await.unwrap_err().kind(),
+            ErrorKind::AccessDenied
+        );
+        c.flush_audit().await.unwrap();
+    });
+    let lines = seen.lock().unwrap().clone();
+    assert!(lines.iter().all(|l| !l.contains("TOPSECRET")));
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(String, String, bool, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_owned(),
+                e["user"].as_str().unwrap().to_owned(),
+                e["success"].as_bool().unwrap(),
+                e["cache"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    let s = |e: &str, u: &str, ok: bool, c: &str| (e.to_owned(), u.to_owned(), ok, c.to_owned());
+    assert_eq!(
+        summary,
+        vec![
+            s("secret.write", "svc:app", true, "-"),
+            s("secret.read", "svc:app", true, "miss"),
+            s("secret.read", "svc:app", true, "hit"),
+            s("secret.list", "svc:app", true, "-"),
+            s("secret.read", "svc:app", false, "-"),
+            s("access.denied", "svc:intruder", false, "-"),
+        ]
+    );
+    assert_eq!(events[1]["store"], "default");
+    assert_eq!(events[1]["version"], events[0]["version"]);
+    assert_eq!(events[4]["reason"], "not_found");
+    assert_eq!(events[5]["source_ip"], "203.0.113.7");
+    assert_eq!(events[5]["level"], "warn");
+    assert!(
+        events[0]["source_ip"]
+            .as_str()
+            .unwrap()
+            .starts_with("process:")
+    );
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64);
+    }
+    drop(store);
+}
+
+#[test]
+fn the_default_key_is_created_beside_the_log_with_mode_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let c = client(AuditLog::builder().file(&path, FsyncPolicy::Never));
+    c.blocking().unwrap().flush_audit().unwrap();
+    drop(c);
+    let key_path = sealbox::audit::default_key_path(&path);
+    let mode = std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let mut f = std::fs::File::open(&key_path).unwrap();
+    let k = AuditKey::new(&Secret::from_reader(&mut f, 64).unwrap()).unwrap();
+    let c = client(AuditLog::builder().file(&path, FsyncPolicy::Never));
+    let b = c.blocking().unwrap();
+    b.put("x/y", &secret("z")).unwrap();
+    b.flush_audit().unwrap();
+    drop((b, c));
+    assert!(verify_file(&path, &k).unwrap().is_ok());
+    let _ = MemoryStore::new().kind();
+}

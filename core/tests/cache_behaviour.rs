@@ -1,0 +1,383 @@
+//! Cache behaviour against a store double that counts calls, fails on demand and delays.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sealbox::cache::CacheConfig;
+use sealbox::store::memory::MemoryStore;
+use sealbox::store::{
+    Capabilities, DeleteOptions, ListOptions, ListPage, PutOptions, SecretMetadata, SecretName,
+    SecretStore, SecretVersion, Stage, VersionId, VersionInfo, VersionSelector,
+};
+use sealbox::{Error, ErrorKind, ExposeSecret, Result, Sealbox, Secret};
+
+/// A memory store that counts `get`/`describe` calls, fails while `failing` is set and sleeps
+/// `delay_ms` in every read.
+#[derive(Debug, Default)]
+struct Double {
+    inner: MemoryStore,
+    gets: AtomicUsize,
+    describes: AtomicUsize,
+    failing: AtomicBool,
+    delay_ms: AtomicU64,
+    cheap_describe: AtomicBool,
+}
+
+impl Double {
+    async fn pause(&self) -> Result<()> {
+        let ms = self.delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "store double is failing",
+            ));
+        }
+        Ok(())
+    }
+    fn gets(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
+    }
+    async fn set(&self, name: &str, value: &str) {
+        let mut raw = value.as_bytes().to_vec();
+        self.inner
+            .put(
+                &SecretName::new(name).unwrap(),
+                &Secret::from_mut_slice(&mut raw).unwrap(),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[async_trait]
+impl SecretStore for Double {
+    fn kind(&self) -> &'static str {
+        "double"
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            cheap_describe: self.cheap_describe.load(Ordering::SeqCst),
+            ..Capabilities::FULL
+        }
+    }
+    async fn get(&self, name: &SecretName, selector: &VersionSelector) -> Result<SecretVersion> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.pause().await?;
+        self.inner.get(name, selector).await
+    }
+    async fn put(&self, name: &SecretName, value: &Secret, o: &PutOptions) -> Result<VersionInfo> {
+        self.inner.put(name, value, o).await
+    }
+    async fn describe(&self, name: &SecretName) -> Result<SecretMetadata> {
+        self.describes.fetch_add(1, Ordering::SeqCst);
+        self.pause().await?;
+        self.inner.describe(name).await
+    }
+    async fn list(&self, o: &ListOptions) -> Result<ListPage> {
+        self.inner.list(o).await
+    }
+    async fn delete(&self, name: &SecretName, o: &DeleteOptions) -> Result<()> {
+        self.inner.delete(name, o).await
+    }
+    async fn restore(&self, name: &SecretName) -> Result<()> {
+        self.inner.restore(name).await
+    }
+    async fn set_stage(&self, n: &SecretName, s: &Stage, v: Option<&VersionId>) -> Result<()> {
+        self.inner.set_stage(n, s, v).await
+    }
+}
+
+fn config(ttl_ms: u64) -> CacheConfig {
+    CacheConfig {
+        ttl: Duration::from_millis(ttl_ms),
+        refresh_ahead: 1.0,
+        version_check: false,
+        ..CacheConfig::default()
+    }
+}
+
+async fn setup(cache: CacheConfig) -> (Arc<Double>, Sealbox) {
+    let store = Arc::new(Double::default());
+    store.set("app/db/password", "v1").await;
+    let client = Sealbox::builder()
+        .store(store.clone())
+        .cache(cache)
+        .build()
+        .unwrap();
+    (store, client)
+}
+
+async fn value(client: &Sealbox, name: &str) -> Result<String> {
+    let h = client.get(name).await?;
+    Ok(String::from_utf8(h.expose_secret().to_vec()).unwrap())
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_are_served_until_the_ttl_expires() {
+    let (store, client) = setup(config(200)).await;
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    assert_eq!(store.gets(), 1);
+    store.set("app/db/password", "v2").await;
+    assert_eq!(
+        value(&client, "app/db/password").await.unwrap(),
+        "v1",
+        "still cached"
+    );
+    tokio::time::sleep(Duration::from_millis(260)).await;
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v2");
+    assert_eq!(store.gets(), 2);
+    let m = client.metrics();
+    assert_eq!((m.gets, m.hits, m.misses), (4, 2, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_ahead_refreshes_once_in_the_background() {
+    let (store, client) = setup(CacheConfig {
+        refresh_ahead: 0.5,
+        ..config(600)
+    })
+    .await;
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    store.set("app/db/password", "v2").await;
+    store.delay_ms.store(100, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(330)).await;
+    // Past half the TTL: callers keep the cached value while one refresh runs.
+    for _ in 0..50 {
+        assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    }
+    eventually("the background refresh", || store.gets() == 2).await;
+    eventually("the refreshed value", || {
+        futures::executor::block_on(value(&client, "app/db/password")).unwrap() == "v2"
+    })
+    .await;
+    assert_eq!(store.gets(), 2, "exactly one refresh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_if_error_serves_within_max_stale_and_fails_beyond() {
+    let (store, client) = setup(CacheConfig {
+        max_stale: Duration::from_millis(400),
+        ..config(100)
+    })
+    .await;
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    store.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    assert!(client.metrics().stale >= 2);
+    let calls_while_failing = store.gets();
+    assert_eq!(
+        calls_while_failing, 2,
+        "retries are spaced, not one per call"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let err = value(&client, "app/db/password").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    store.failing.store(false, Ordering::SeqCst);
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_max_stale_a_store_failure_is_an_error() {
+    let (store, client) = setup(config(100)).await;
+    value(&client, "app/db/password").await.unwrap();
+    store.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        value(&client, "app/db/password").await.unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_misses_make_one_store_call() {
+    let (store, client) = setup(config(10_000)).await;
+    store.delay_ms.store(100, Ordering::SeqCst);
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { value(&c, "app/db/password").await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), "v1");
+    }
+    assert_eq!(store.gets(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_share_the_failure_too() {
+    let (store, client) = setup(config(10_000)).await;
+    store.delay_ms.store(50, Ordering::SeqCst);
+    store.failing.store(true, Ordering::SeqCst);
+    let results =
+        futures::future::join_all((0..20).map(|_| value(&client, "app/db/password"))).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Unavailable)
+    );
+    assert_eq!(store.gets(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_writes_and_deletes_invalidate() {
+    let (store, client) = setup(config(60_000)).await;
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    let mut raw = *b"v2";
+    client
+        .put(
+            "app/db/password",
+            &Secret::from_mut_slice(&mut raw).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v2");
+    // the same secret cached under another reference string is invalidated too
+    assert_eq!(
+        value(&client, "sb://default/app/db/password")
+            .await
+            .unwrap(),
+        "v2"
+    );
+    let mut raw = *b"v3";
+    client
+        .put(
+            "app/db/password",
+            &Secret::from_mut_slice(&mut raw).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        value(&client, "sb://default/app/db/password")
+            .await
+            .unwrap(),
+        "v3"
+    );
+    client
+        .delete(
+            "app/db/password",
+            &DeleteOptions {
+                force: true,
+                ..DeleteOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        value(&client, "app/db/password").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(store.gets() >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_check_renews_without_refetching_the_value() {
+    let (store, client) = setup(config(100)).await;
+    store.cheap_describe.store(true, Ordering::SeqCst);
+    let client = {
+        drop(client);
+        Sealbox::builder()
+            .store(store.clone())
+            .cache(CacheConfig {
+                version_check: true,
+                ..config(100)
+            })
+            .build()
+            .unwrap()
+    };
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    assert_eq!(
+        (store.gets(), store.describes.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+    store.set("app/db/password", "v2").await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v2");
+    assert_eq!(
+        (store.gets(), store.describes.load(Ordering::SeqCst)),
+        (2, 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_now_refetches_immediately() {
+    let (store, client) = setup(config(60_000)).await;
+    value(&client, "app/db/password").await.unwrap();
+    store.set("app/db/password", "v2").await;
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    client.refresh_now("app/db/password").await.unwrap();
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v2");
+    assert_eq!(store.gets(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_mode_returns_fresh_copies_of_the_value() {
+    let (store, client) = setup(CacheConfig {
+        sealed: true,
+        ..config(60_000)
+    })
+    .await;
+    let a = client.get("app/db/password").await.unwrap();
+    let b = client.get("app/db/password").await.unwrap();
+    assert_eq!(a.expose_secret(), b"v1");
+    assert_eq!(b.expose_secret(), b"v1");
+    assert_ne!(
+        a.expose_secret().as_ptr(),
+        b.expose_secret().as_ptr(),
+        "each access decrypts into its own buffer"
+    );
+    assert_eq!(store.gets(), 1);
+}
+
+#[test]
+fn a_hit_completes_without_any_async_runtime() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (store, client) = rt.block_on(setup(config(60_000)));
+    rt.block_on(value(&client, "app/db/password")).unwrap();
+    // No tokio context here: a hit that touched the runtime (timers, spawn) would panic.
+    let v = futures::executor::block_on(value(&client, "app/db/password")).unwrap();
+    assert_eq!(v, "v1");
+    assert_eq!(store.gets(), 1);
+    let blocking = client.blocking().unwrap();
+    assert_eq!(
+        blocking.get("app/db/password").unwrap().expose_secret(),
+        b"v1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_evicts_entries() {
+    let (store, client) = setup(CacheConfig {
+        capacity: 10,
+        ..config(60_000)
+    })
+    .await;
+    for i in 0..100 {
+        store.set(&format!("app/k{i}"), "x").await;
+        value(&client, &format!("app/k{i}")).await.unwrap();
+    }
+    client.cache().unwrap().run_pending_tasks();
+    let len = client.cache().unwrap().len();
+    assert!(len <= 12, "index holds {len} entries with capacity 10");
+}

@@ -1,0 +1,278 @@
+//! Access policy through the client: allow/deny matrices, tenant isolation, default deny.
+
+use std::sync::Arc;
+
+use sealbox::policy::{Capability, Decision, Policy, PolicyConfig, Rule};
+use sealbox::store::memory::MemoryStore;
+use sealbox::store::{DeleteOptions, PutOptions, SecretName, SecretStore};
+use sealbox::{ErrorKind, Principal, Sealbox, Secret};
+
+use Capability::*;
+
+fn secret(v: &str) -> Secret {
+    Secret::from_mut_slice(&mut v.as_bytes().to_vec()).unwrap()
+}
+
+fn policy() -> Policy {
+    let config: PolicyConfig = serde_norway::from_str(
+        r#"
+rules:
+  - principals: ["svc:predis-*"]
+    secrets: ["predis/prod/*"]
+    allow: [read, list]
+  - principals: ["svc:rotator"]
+    secrets: ["predis/*"]
+    allow: [read, write, rotate]
+  - principals: ["user:admin"]
+    secrets: ["*"]
+    allow: [admin]
+  - principals: ["user:admin"]
+    secrets: ["predis/prod/break-glass/*"]
+    deny: [read]
+  - principals: ["tenant:{id}"]
+    secrets: ["predis/customer/{id}/*"]
+    allow: [read, write, list, delete]
+"#,
+    )
+    .unwrap();
+    Policy::from_config(&config).unwrap()
+}
+
+#[test]
+fn decision_matrix() {
+    let p = policy();
+    let cases: &[(&str, Capability, &str, Decision)] = &[
+        (
+            "svc:predis-cache",
+            Read,
+            "predis/prod/database/password",
+            Decision::Allow,
+        ),
+        (
+            "svc:predis-cache",
+            List,
+            "predis/prod/database/password",
+            Decision::Allow,
+        ),
+        (
+            "svc:predis-cache",
+            Write,
+            "predis/prod/database/password",
+            Decision::DefaultDeny,
+        ),
+        (
+            "svc:predis-cache",
+            Read,
+            "predis/staging/database/password",
+            Decision::DefaultDeny,
+        ),
+        (
+            "svc:other",
+            Read,
+            "predis/prod/database/password",
+            Decision::DefaultDeny,
+        ),
+        (
+            "svc:rotator",
+            Rotate,
+            "predis/prod/api-key",
+            Decision::Allow,
+        ),
+        (
+            "svc:rotator",
+            Delete,
+            "predis/prod/api-key",
+            Decision::DefaultDeny,
+        ),
+        ("user:admin", Delete, "anything/at/all", Decision::Allow),
+        (
+            "user:admin",
+            Read,
+            "predis/prod/break-glass/root",
+            Decision::ExplicitDeny,
+        ),
+        (
+            "user:admin",
+            Write,
+            "predis/prod/break-glass/root",
+            Decision::Allow,
+        ),
+        (
+            "tenant:acme",
+            Read,
+            "predis/customer/acme/db",
+            Decision::Allow,
+        ),
+        (
+            "tenant:acme",
+            Read,
+            "predis/customer/globex/db",
+            Decision::DefaultDeny,
+        ),
+        (
+            "tenant:acme",
+            Delete,
+            "predis/customer/acme/db",
+            Decision::Allow,
+        ),
+        (
+            "tenant:acme",
+            Rotate,
+            "predis/customer/acme/db",
+            Decision::DefaultDeny,
+        ),
+        (
+            "tenant:acme/evil",
+            Read,
+            "predis/customer/acme/db",
+            Decision::DefaultDeny,
+        ),
+    ];
+    for (who, cap, name, want) in cases {
+        assert_eq!(
+            p.check(&Principal::new(who), *cap, name),
+            *want,
+            "{who} {cap} {name}"
+        );
+    }
+}
+
+#[test]
+fn every_capability_is_denied_by_default_once_a_rule_exists() {
+    let p = Policy::new(vec![Rule::allow(&["svc:a"], &[Read], &["x/*"]).unwrap()]);
+    for cap in Capability::ALL {
+        assert_eq!(
+            p.check(&Principal::new("svc:b"), cap, "x/y"),
+            Decision::DefaultDeny,
+            "{cap}"
+        );
+    }
+    assert!(
+        Policy::allow_all()
+            .check(&Principal::new("svc:b"), Admin, "x/y")
+            .is_allowed()
+    );
+}
+
+#[tokio::test]
+async fn the_client_enforces_tenant_isolation_on_every_operation() {
+    let store = Arc::new(MemoryStore::new());
+    for (name, v) in [
+        ("predis/customer/acme/db", "a"),
+        ("predis/customer/globex/db", "g"),
+    ] {
+        store
+            .put(
+                &SecretName::new(name).unwrap(),
+                &secret(v),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let client = Sealbox::builder()
+        .store(store)
+        .policy(policy())
+        .principal(Principal::new("tenant:acme"))
+        .build()
+        .unwrap();
+    assert!(client.get("predis/customer/acme/db").await.is_ok());
+    let denied =
+        |r: sealbox::Result<()>| assert_eq!(r.unwrap_err().kind(), ErrorKind::AccessDenied);
+    denied(client.get("predis/customer/globex/db").await.map(drop));
+    denied(client.describe("predis/customer/globex/db").await.map(drop));
+    denied(
+        client
+            .put("predis/customer/globex/db", &secret("x"))
+            .await
+            .map(drop),
+    );
+    denied(
+        client
+            .delete("predis/customer/globex/db", &DeleteOptions::default())
+            .await,
+    );
+    // the sb:// spelling routes to the same name and gets the same answer
+    denied(
+        client
+            .get("sb://default/predis/customer/globex/db")
+            .await
+            .map(drop),
+    );
+    // listing shows only the tenant's own names
+    let names: Vec<String> = client
+        .list("predis/customer/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.to_string())
+        .collect();
+    assert_eq!(names, vec!["predis/customer/acme/db"]);
+    // another tenant on the same client, per call
+    let globex = client.as_principal(Principal::new("tenant:globex"));
+    assert!(globex.get("predis/customer/globex/db").await.is_ok());
+    denied(globex.get("predis/customer/acme/db").await.map(drop));
+    assert_eq!(client.metrics().denies, 6);
+}
+
+#[tokio::test]
+async fn a_cached_value_is_not_served_to_a_principal_the_policy_denies() {
+    let store = Arc::new(MemoryStore::new());
+    store
+        .put(
+            &SecretName::new("predis/prod/db").unwrap(),
+            &secret("v"),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let client = Sealbox::builder()
+        .store(store)
+        .policy(policy())
+        .principal(Principal::new("svc:predis-cache"))
+        .build()
+        .unwrap();
+    client.get("predis/prod/db").await.unwrap();
+    let other = client.as_principal(Principal::new("svc:unknown"));
+    assert_eq!(
+        other.get("predis/prod/db").await.unwrap_err().kind(),
+        ErrorKind::AccessDenied
+    );
+    // a policy change applies to cached entries at once
+    client.set_policy(Policy::new(vec![
+        Rule::deny(&["*"], &[Read], &["*"]).unwrap(),
+    ]));
+    assert_eq!(
+        client.get("predis/prod/db").await.unwrap_err().kind(),
+        ErrorKind::AccessDenied
+    );
+}
+
+#[test]
+fn rule_config_errors_name_the_rule() {
+    let config: PolicyConfig = serde_norway::from_str(
+        "rules:\n  - principals: [\"svc:*\"]\n    secrets: [\"t/{id}/*\"]\n    allow: [read]\n",
+    )
+    .unwrap();
+    let err = Policy::from_config(&config).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(
+        err.message().starts_with("policy.rules[0]:"),
+        "{}",
+        err.message()
+    );
+    let config: PolicyConfig =
+        serde_norway::from_str("rules:\n  - principals: [a]\n    secrets: [b]\n").unwrap();
+    assert!(
+        Policy::from_config(&config)
+            .unwrap_err()
+            .message()
+            .contains("rules[0]")
+    );
+    assert!(
+        serde_norway::from_str::<PolicyConfig>(
+            "rules:\n  - principals: [a]\n    secrets: [b]\n    allow: [fly]\n"
+        )
+        .is_err()
+    );
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole sealbox test suite: the README's test command, and what .ci/run calls.
+#
+# From a fresh machine with only the toolchains, it creates a Python venv (moto's server, boto3,
+# maturin, pytest, mypy), starts moto on 127.0.0.1 on a free port, runs the Rust suite (every
+# crate, unit + integration + doc tests, the conformance suite against every store), the Python
+# binding suite, and the C/C++ suite (ASan/UBSan + valgrind), then stops moto.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- Python tools, in a venv of our own (never the system site-packages) --------------------
+venv="$root/target/test-venv"
+if [ ! -x "$venv/bin/python" ]; then
+  step "creating $venv"
+  python3 -m venv "$venv"
+fi
+step "installing Python test tools"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+  -r "$root/scripts/requirements-test.txt"
+export SEALBOX_TEST_VENV="$venv" SEALBOX_PY_VENV="$venv"
+export PATH="$venv/bin:$PATH"
+
+# --- moto, started once for the whole run -----------------------------------------------------
+export SEALBOX_MOTO_VENV="$venv"
+moto_env=$(bash "$root/scripts/moto.sh" env)
+eval "$moto_env"
+trap 'bash "$root/scripts/moto.sh" stop' EXIT
+echo "moto listening on $SEALBOX_TEST_AWS_ENDPOINT"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+unset AWS_PROFILE AWS_SESSION_TOKEN || true
+
+# --- Rust ---------------------------------------------------------------------------------------
+step "cargo test (workspace)"
+cargo test --workspace --locked
+
+# --- Python binding -------------------------------------------------------------------------------
+step "Python binding"
+bash "$root/scripts/test-python.sh"
+
+# --- C ABI and C++ wrapper ------------------------------------------------------------------------
+step "C ABI and C++ wrapper"
+bash "$root/scripts/test-c.sh"
+
+step "all suites passed"

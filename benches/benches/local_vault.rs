@@ -74,6 +74,7 @@ fn build_raw(path: &Path, n: usize) -> Connection {
         .unwrap();
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;
+         PRAGMA cache_size = -8192;
          CREATE TABLE secrets (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
              namespace TEXT NOT NULL, dek BLOB NOT NULL, next_version INTEGER NOT NULL,
              created INTEGER NOT NULL, updated INTEGER NOT NULL, purge_at INTEGER);

@@ -256,14 +256,14 @@ fn miss(c: &mut Criterion) {
     });
     g.bench_function("client_cache_miss", |b| {
         b.iter_batched(
-            || cached.cache().unwrap().clear(),
+            || cached.cache().unwrap().invalidate("default", &sn),
             |_| black_box(rt.block_on(cached.get(&n)).unwrap()),
             BatchSize::PerIteration,
         )
     });
     g.bench_function("direct_store_get_batched_baseline", |b| {
         b.iter_batched(
-            || cached.cache().unwrap().clear(),
+            || cached.cache().unwrap().invalidate("default", &sn),
             |_| black_box(rt.block_on(st.get(&sn, &VersionSelector::Current)).unwrap()),
             BatchSize::PerIteration,
         )

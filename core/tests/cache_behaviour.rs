@@ -130,7 +130,7 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_are_served_until_the_ttl_expires() {
-    let (store, client) = setup(config(200)).await;
+    let (store, client) = setup(config(1000)).await;
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
     assert_eq!(store.gets(), 1);
@@ -140,7 +140,7 @@ async fn hits_are_served_until_the_ttl_expires() {
         "v1",
         "still cached"
     );
-    tokio::time::sleep(Duration::from_millis(260)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v2");
     assert_eq!(store.gets(), 2);
     let m = client.metrics();
@@ -151,15 +151,15 @@ async fn hits_are_served_until_the_ttl_expires() {
 async fn refresh_ahead_refreshes_once_in_the_background() {
     let (store, client) = setup(CacheConfig {
         refresh_ahead: 0.5,
-        ..config(600)
+        ..config(1500)
     })
     .await;
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
     store.set("app/db/password", "v2").await;
-    store.delay_ms.store(100, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(330)).await;
-    // Past half the TTL: callers keep the cached value while one refresh runs.
-    for _ in 0..50 {
+    store.delay_ms.store(300, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Past half the TTL: callers keep the cached value while one (slow) refresh runs.
+    for _ in 0..10 {
         assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
     }
     eventually("the background refresh", || store.gets() == 2).await;
@@ -173,22 +173,22 @@ async fn refresh_ahead_refreshes_once_in_the_background() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_if_error_serves_within_max_stale_and_fails_beyond() {
     let (store, client) = setup(CacheConfig {
-        max_stale: Duration::from_millis(400),
-        ..config(100)
+        max_stale: Duration::from_millis(1000),
+        ..config(1000)
     })
     .await;
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
     store.failing.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(1050)).await;
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
     assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
     assert!(client.metrics().stale >= 2);
     let calls_while_failing = store.gets();
     assert_eq!(
         calls_while_failing, 2,
-        "retries are spaced, not one per call"
+        "retries are spaced (ttl/10), not one per call"
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1050)).await;
     let err = value(&client, "app/db/password").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     store.failing.store(false, Ordering::SeqCst);

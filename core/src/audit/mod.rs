@@ -286,8 +286,11 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // Everything queued before this point is written (or retried a few times) first.
         let _ = self.tx.send(Msg::Shutdown);
+        // The last clone can be dropped on the writer thread itself (an alert hook holding a
+        // client); joining there would deadlock, and the thread ends on Shutdown anyway.
         if let Ok(mut t) = self.thread.lock()
             && let Some(t) = t.take()
+            && t.thread().id() != std::thread::current().id()
         {
             let _ = t.join();
         }

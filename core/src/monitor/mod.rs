@@ -174,9 +174,13 @@ struct Window {
 }
 
 impl Window {
-    /// Adds `now`, drops entries older than `span`, returns the count.
-    fn push(&mut self, now: SystemTime, span: Duration) -> usize {
+    /// Adds `now`, drops entries older than `span`, returns the count. Only the latest `cap`
+    /// times are kept (enough to tell "at least cap"), so memory stays bounded at any rate.
+    fn push(&mut self, now: SystemTime, span: Duration, cap: usize) -> usize {
         self.times.push_back(now);
+        while self.times.len() > cap.max(1) {
+            self.times.pop_front();
+        }
         while let Some(first) = self.times.front() {
             if now.duration_since(*first).unwrap_or_default() > span {
                 self.times.pop_front();
@@ -254,12 +258,12 @@ impl Monitor {
         if !e.success && self.config.failed_burst > 0 {
             let span = self.config.window;
             let w = self.failures.entry(e.user.clone()).or_default();
-            let n = w.push(now, span);
+            let n = w.push(now, span, self.config.failed_burst as usize);
             if n >= self.config.failed_burst as usize && w.may_alert(now, span) {
                 alerts.push(alert(
                     AlertKind::FailedAccessBurst,
                     format!(
-                        "{n} failed accesses within {}",
+                        "at least {n} failed accesses within {}",
                         humantime::format_duration(span)
                     ),
                 ));
@@ -271,12 +275,12 @@ impl Monitor {
                 .rates
                 .entry((e.user.clone(), e.resource.name.clone()))
                 .or_default();
-            let n = w.push(now, span);
+            let n = w.push(now, span, self.config.rate_per_minute as usize + 1);
             if n > self.config.rate_per_minute as usize && w.may_alert(now, span) {
                 alerts.push(alert(
                     AlertKind::RateSpike,
                     format!(
-                        "{n} reads within a minute (threshold {})",
+                        "more than {} reads within a minute",
                         self.config.rate_per_minute
                     ),
                 ));

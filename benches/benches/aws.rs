@@ -6,7 +6,7 @@
 //!   into locked memory and wiping the SDK's copy. Target: at most 5% slower.
 //! - `aws_cache_hit`: the same secret from a warm cache. `aws_caching_crate` is AWS's
 //!   `aws_secretsmanager_caching` client; `sealbox_cached_get` is `Sealbox::get` with its cache.
-//!   Target: sealbox at least 5x faster.
+//!   Target: sealbox at least 5x faster. Both loops run inside one `block_on` (async callers).
 //!
 //! Needs `SEALBOX_TEST_AWS_ENDPOINT` (`eval "$(scripts/moto.sh env)"`); without it the bench
 //! prints why and measures nothing.
@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
 use aws_secretsmanager_caching::SecretsManagerCachingClient;
@@ -116,20 +116,33 @@ fn bench(c: &mut Criterion) {
         .expect("warm sealbox");
 
     let mut hit = c.benchmark_group("aws_cache_hit");
+    // Both are async APIs called from async code, as services use them: the loop runs inside
+    // one `block_on`, so entering the runtime is not part of either figure.
     hit.bench_function("aws_caching_crate", |b| {
-        b.iter(|| {
-            let out = rt
-                .block_on(caching.get_secret_value(&id, None, None, false))
-                .expect("cached get");
-            black_box(out.secret_string.as_ref().map(String::len))
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let out = caching
+                        .get_secret_value(&id, None, None, false)
+                        .await
+                        .expect("cached get");
+                    black_box(out.secret_string.as_ref().map(String::len));
+                }
+                started.elapsed()
+            })
         })
     });
     hit.bench_function("sealbox_cached_get", |b| {
-        b.iter(|| {
-            let h = rt
-                .block_on(client.get(name.as_str()))
-                .expect("sealbox cached get");
-            black_box(h.expose_secret().len())
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let h = client.get(name.as_str()).await.expect("sealbox cached get");
+                    black_box(h.expose_secret().len());
+                }
+                started.elapsed()
+            })
         })
     });
     hit.finish();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the sealbox Python wheel (abi3, CPython >= 3.11) in a venv, installs it, and checks it:
 # stubtest (stubs vs the compiled module), mypy --strict (package, tests, example, bench) and
-# pytest (warnings are errors, xfail is strict).
+# pytest (warnings are errors, xfail is strict). The AWS tests use a moto server started with
+# scripts/moto.sh (its own venv), or the one SEALBOX_TEST_AWS_ENDPOINT names.
 #
 # Needs only python3 >= 3.11 with venv, and the Rust toolchain. The venv lives in
 # target/py-venv (override with SEALBOX_PY_VENV); the wheel is built with the workspace's dev
@@ -35,6 +36,17 @@ if [[ ${#built[@]} -ne 1 ]]; then
     exit 1
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "${built[0]}"
+
+# The AWS tests run against moto's server: start one unless an endpoint is given already
+# (SEALBOX_TEST_AWS_ENDPOINT) or SEALBOX_PY_NO_MOTO=1; stop only the one started here.
+if [[ -z "${SEALBOX_TEST_AWS_ENDPOINT:-}" && -z "${SEALBOX_PY_NO_MOTO:-}" && -x "$root/scripts/moto.sh" ]]; then
+    echo "==> starting moto for the AWS tests"
+    "$root/scripts/moto.sh" install
+    moto_port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    SEALBOX_TEST_AWS_ENDPOINT="$("$root/scripts/moto.sh" start "$moto_port")"
+    export SEALBOX_TEST_AWS_ENDPOINT
+    trap '"$root/scripts/moto.sh" stop "$moto_port" >/dev/null 2>&1 || true' EXIT
+fi
 
 cd "$root/bindings-python"
 echo "==> stubtest"

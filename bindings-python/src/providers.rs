@@ -1,8 +1,9 @@
 //! Store providers this binding is built with, registered in the global config registry at
 //! import so that `Sealbox.open(config)` knows them.
 //!
-//! The core's registry has `memory` built in; `local` (the integrated vault) is registered here
-//! only when the core did not register it already, so a core that lists it itself wins.
+//! The core's registry has `memory` built in; `aws` comes from `sealbox-aws`; `local` (the
+//! integrated vault) is registered here only when the core did not register it already, so a
+//! core that lists it itself wins.
 
 use std::sync::Arc;
 
@@ -16,6 +17,9 @@ pub(crate) fn register_missing() {
     let mut registry = ProviderRegistry::global()
         .write()
         .unwrap_or_else(|p| p.into_inner());
+    if !registry.stores.names().any(|n| n == "aws") {
+        sealbox_aws::register(&mut registry);
+    }
     if !registry.stores.names().any(|n| n == "local") {
         registry
             .stores

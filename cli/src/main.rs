@@ -8,6 +8,7 @@ mod client_store;
 mod commands;
 mod exit;
 mod output;
+mod providers;
 mod session;
 mod value_input;
 mod value_output;

@@ -145,6 +145,7 @@ impl Session {
                      SEALBOX_KEY_FILE) both given; use one or the other",
                 ));
             }
+            crate::providers::register()?;
             let client = Sealbox::from_config(config).await?;
             return Ok(Session {
                 store: Arc::new(ClientStore::new(client.clone())),

@@ -284,3 +284,19 @@ fn a_config_with_a_local_store_serves_data_and_vault_commands_and_audits_them() 
     let o = run(&["audit", "verify", log.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }
+
+#[test]
+fn the_aws_provider_is_registered_for_config_files() {
+    let s = Scratch::new();
+    let config = s.path("aws.yaml");
+    std::fs::write(
+        &config,
+        "secrets: {provider: aws, config: {region: us-east-1, no_such_setting: 1}}\n",
+    )
+    .unwrap();
+    let o = run(&["--config", config.to_str().unwrap(), "list"]);
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(!err.contains("unknown provider"), "{err}");
+    assert!(err.contains("secrets.config"), "{err}");
+}

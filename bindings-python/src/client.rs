@@ -11,8 +11,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use sealbox::client::{BlockingSealbox, Principal};
-use sealbox::keys::{KeyId, LocalKeyFile};
-use sealbox::store::local::LocalVault;
+use sealbox::config::open_local_vault;
 use sealbox::store::memory::MemoryStore;
 use sealbox::store::{DeleteOptions, Stage, VersionId, VersionSelector};
 use sealbox::{ExposeSecret, Sealbox};
@@ -86,15 +85,14 @@ fn open_local(
     principal: Option<Principal>,
     cache: bool,
 ) -> sealbox::Result<BlockingSealbox> {
-    let key = LocalKeyFile::open_or_create(KeyId::new("local")?, key_file)?;
     // Opening runs SQLite work through `spawn_blocking`, so it needs a runtime context; the
     // client then gets its own long-lived runtime from `blocking()`.
     let opener = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| sealbox::Error::io("starting a runtime to open the local vault", e))?;
-    let vault = opener.block_on(LocalVault::open_or_create(path, Arc::new(key)))?;
-    let mut builder = Sealbox::builder().store(Arc::new(vault));
+    let vault = opener.block_on(open_local_vault(path, key_file))?;
+    let mut builder = Sealbox::builder().store(vault);
     if let Some(p) = principal {
         builder = builder.principal(p);
     }

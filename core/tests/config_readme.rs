@@ -13,10 +13,16 @@ fn readme_yaml_blocks_are_valid_configs() {
         let end = body.find("```").expect("unterminated yaml block in README");
         let yaml = &body[..end];
         if let Err(e) = Config::from_yaml_str(yaml) {
-            panic!("README yaml block #{} does not parse: {e}\n{yaml}", blocks + 1);
+            panic!(
+                "README yaml block #{} does not parse: {e}\n{yaml}",
+                blocks + 1
+            );
         }
         blocks += 1;
         rest = &body[end..];
     }
-    assert!(blocks >= 2, "expected the README's configuration examples, found {blocks}");
+    assert!(
+        blocks >= 2,
+        "expected the README's configuration examples, found {blocks}"
+    );
 }

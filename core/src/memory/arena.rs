@@ -27,7 +27,10 @@ use super::thread_cache;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Slot sizes of the pools, smallest first. Larger secrets get their own mapping.
-pub(crate) const CLASS_SIZES: [usize; 7] = [32, 64, 128, 256, 512, 1024, 2048];
+/// 4 KiB is a class of its own (one slot per 4 KiB page) because 4 KiB records are common
+/// (`Envelope::open` of a page-sized value): a mapping of its own would cost an mmap, mlock,
+/// munlock and munmap per secret.
+pub(crate) const CLASS_SIZES: [usize; 8] = [32, 64, 128, 256, 512, 1024, 2048, 4096];
 
 /// The largest length served from a shared slot.
 pub(crate) const MAX_SLOT: usize = CLASS_SIZES[CLASS_SIZES.len() - 1];
@@ -48,6 +51,7 @@ static POOLS: [Pool; CLASS_SIZES.len()] = [
     Pool::global(4),
     Pool::global(5),
     Pool::global(6),
+    Pool::global(7),
 ];
 
 /// The pool serving `len` bytes, or `None` when `len` needs its own mapping (or is zero).
@@ -473,7 +477,9 @@ mod tests {
         assert_eq!(pool_for(64).unwrap().slot_size, 64);
         assert_eq!(pool_for(1000).unwrap().slot_size, 1024);
         assert_eq!(pool_for(2048).unwrap().slot_size, 2048);
-        assert!(pool_for(2049).is_none());
+        assert_eq!(pool_for(2049).unwrap().slot_size, 4096);
+        assert_eq!(pool_for(4096).unwrap().slot_size, 4096);
+        assert!(pool_for(4097).is_none());
     }
 
     #[test]

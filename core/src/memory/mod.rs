@@ -9,8 +9,8 @@
 //!   sit side by side: there Rust's bounds checks are the protection),
 //! - **wiped** with `zeroize` when released, before the memory is reused or unmapped.
 //!
-//! Secrets up to 2 KiB share slots in an arena of 64 KiB chunks (size classes of 32 B to
-//! 2 KiB), so that a small secret costs about as much as a heap allocation: no system call in the
+//! Secrets up to 4 KiB share slots in an arena of 64 KiB chunks (size classes of 32 B to
+//! 4 KiB), so that a small secret costs about as much as a heap allocation: no system call in the
 //! steady state, and usually no lock either, because each thread keeps a few wiped slots of each
 //! size (at most 4 KiB per size) for its next allocations. A page is locked when it receives its
 //! first slot and unlocked only when no live secret and no thread-cached slot uses it; each size
@@ -19,7 +19,7 @@
 //! their own, locked and unmapped with them.
 //!
 //! Locked memory therefore stays a little above what live secrets need: at most two pages per
-//! size class (56 KiB with 4 KiB pages) plus the pages of thread-cached slots. Budget for that
+//! size class (64 KiB with 4 KiB pages) plus the pages of thread-cached slots. Budget for that
 //! when setting `RLIMIT_MEMLOCK`.
 //!
 //! When the kernel refuses to lock (`RLIMIT_MEMLOCK`), the [`MemoryPolicy`] decides:

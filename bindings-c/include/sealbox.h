@@ -172,6 +172,19 @@ sb_result sb_get(const struct sb_client *client,
                  const char *name,
                  struct sb_secret **secret_out);
 
+// As `sb_get`, with the name given as `name_len` bytes at `name` (UTF-8, no NUL needed):
+// for callers that hold names as `(pointer, length)` pairs, such as C++ `std::string_view`,
+// and for hot loops that should not pay a `strlen` per call. `name` must not be NULL, even
+// when `name_len` is 0.
+//
+// # Safety
+// `client` is NULL or live; `name` is NULL or points to `name_len` readable bytes;
+// `secret_out` is NULL or writable.
+sb_result sb_get_n(const struct sb_client *client,
+                   const char *name,
+                   size_t name_len,
+                   struct sb_secret **secret_out);
+
 // Reads version `version` (a version id as `sb_secret_version` reports it) of `name`.
 //
 // # Safety

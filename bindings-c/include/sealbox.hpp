@@ -221,6 +221,12 @@ class Client {
     return Secret(raw);
   }
   Secret get(const std::string& name) const { return get(name.c_str()); }
+  /// The CURRENT version of `name`, given as a view (no NUL needed, no strlen paid).
+  Secret get(std::string_view name) const {
+    sb_secret* raw = nullptr;
+    detail::check(sb_get_n(raw_, name.data(), name.size(), &raw));
+    return Secret(raw);
+  }
 
   /// Version `version` of `name`.
   Secret get_version(const std::string& name, const std::string& version) const {

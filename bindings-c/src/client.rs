@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
-use sealbox::client::BlockingSealbox;
+use sealbox::client::{BlockingSealbox, SecretHandle};
 use sealbox::config::open_local_vault;
 use sealbox::store::memory::MemoryStore;
 use sealbox::store::{DeleteOptions, Stage, VersionId, VersionSelector};
@@ -13,7 +13,7 @@ use crate::boundary::{Failure, ffi_boundary, ffi_free_boundary};
 use crate::handle::{BoxedHandle, out_param, write_out};
 use crate::params;
 use crate::result::sb_result;
-use crate::secret::{FieldValue, SecretValue, sb_secret};
+use crate::secret::sb_secret;
 
 /// A sealbox client: policy, cache, audit and stores behind one handle.
 ///
@@ -144,11 +144,39 @@ pub unsafe extern "C" fn sb_get(
         // SAFETY: NULL or live by contract.
         let client = unsafe { sb_client::borrow(client, "client") }?;
         // SAFETY: NULL or NUL-terminated by contract.
-        let name = unsafe { params::utf8(name, "name") }?;
+        let name = unsafe { params::cstr_bytes(name, "name") }?;
         let out = out_param(secret_out, "secret_out")?;
-        let handle = client.get(name)?;
+        let handle = get_current(client, name)?;
         // SAFETY: checked non-NULL, writable by contract.
-        unsafe { write_out(out, sb_secret::into_raw(SecretValue::Whole(handle))) };
+        unsafe { write_out(out, sb_secret::into_raw(handle)) };
+        Ok(())
+    })
+}
+
+/// As `sb_get`, with the name given as `name_len` bytes at `name` (UTF-8, no NUL needed):
+/// for callers that hold names as `(pointer, length)` pairs, such as C++ `std::string_view`,
+/// and for hot loops that should not pay a `strlen` per call. `name` must not be NULL, even
+/// when `name_len` is 0.
+///
+/// # Safety
+/// `client` is NULL or live; `name` is NULL or points to `name_len` readable bytes;
+/// `secret_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sb_get_n(
+    client: *const sb_client,
+    name: *const c_char,
+    name_len: usize,
+    secret_out: *mut *mut sb_secret,
+) -> sb_result {
+    ffi_boundary("sb_get_n", || {
+        // SAFETY: NULL or live by contract.
+        let client = unsafe { sb_client::borrow(client, "client") }?;
+        // SAFETY: NULL or `name_len` readable bytes by contract.
+        let name = unsafe { params::bytes(name.cast::<u8>(), name_len, "name") }?;
+        let out = out_param(secret_out, "secret_out")?;
+        let handle = get_current(client, name)?;
+        // SAFETY: checked non-NULL, writable by contract.
+        unsafe { write_out(out, sb_secret::into_raw(handle)) };
         Ok(())
     })
 }
@@ -175,7 +203,7 @@ pub unsafe extern "C" fn sb_get_version(
         let selector = VersionSelector::Version(VersionId::new(version));
         let handle = client.get_version(name, &selector)?;
         // SAFETY: checked non-NULL, writable by contract.
-        unsafe { write_out(out, sb_secret::into_raw(SecretValue::Whole(handle))) };
+        unsafe { write_out(out, sb_secret::into_raw(handle)) };
         Ok(())
     })
 }
@@ -202,7 +230,7 @@ pub unsafe extern "C" fn sb_get_stage(
         let out = out_param(secret_out, "secret_out")?;
         let handle = client.get_version(name, &VersionSelector::Stage(stage))?;
         // SAFETY: checked non-NULL, writable by contract.
-        unsafe { write_out(out, sb_secret::into_raw(SecretValue::Whole(handle))) };
+        unsafe { write_out(out, sb_secret::into_raw(handle)) };
         Ok(())
     })
 }
@@ -229,16 +257,9 @@ pub unsafe extern "C" fn sb_get_field(
         // SAFETY: NULL or NUL-terminated by contract.
         let field = unsafe { params::utf8(field, "field") }?;
         let out = out_param(secret_out, "secret_out")?;
-        let handle = client.get(name)?;
-        let value = handle.secret().json_field(field)?;
-        let version = handle.version().clone();
+        let field = client.get(name)?.field(field)?;
         // SAFETY: checked non-NULL, writable by contract.
-        unsafe {
-            write_out(
-                out,
-                sb_secret::into_raw(SecretValue::Field(Box::new(FieldValue { value, version }))),
-            )
-        };
+        unsafe { write_out(out, sb_secret::into_raw(field)) };
         Ok(())
     })
 }
@@ -310,6 +331,16 @@ pub unsafe extern "C" fn sb_audit_flush(client: *const sb_client) -> sb_result {
         client.flush_audit()?;
         Ok(())
     })
+}
+
+/// `get` for a name given as bytes: a cache hit needs no UTF-8 check (only valid names are
+/// cached), a miss checks the name first. Every output was checked before this runs, so a
+/// hit's audit event is never recorded for a call that then fails.
+fn get_current(client: &BlockingSealbox, name: &[u8]) -> Result<SecretHandle, Failure> {
+    match client.get_cached(name) {
+        Some(answer) => Ok(answer?),
+        None => Ok(client.get(params::name_str(name, "name")?)?),
+    }
 }
 
 /// Borrows the Rust client behind a handle (for the list and describe modules).

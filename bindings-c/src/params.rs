@@ -19,6 +19,26 @@ pub(crate) unsafe fn utf8<'a>(ptr: *const c_char, param: &'static str) -> Result
     s.to_str().map_err(|_| Failure::invalid_utf8(param))
 }
 
+/// A NUL-terminated name argument as bytes, not yet checked as UTF-8 (see [`name_str`]).
+///
+/// # Safety
+/// As [`utf8`].
+pub(crate) unsafe fn cstr_bytes<'a>(
+    ptr: *const c_char,
+    param: &'static str,
+) -> Result<&'a [u8], Failure> {
+    if ptr.is_null() {
+        return Err(Failure::null(param));
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    Ok(unsafe { CStr::from_ptr(ptr) }.to_bytes())
+}
+
+/// Checks a name given as bytes (from [`cstr_bytes`] or a `(pointer, length)` pair).
+pub(crate) fn name_str<'a>(name: &'a [u8], param: &'static str) -> Result<&'a str, Failure> {
+    std::str::from_utf8(name).map_err(|_| Failure::invalid_utf8(param))
+}
+
 /// A NUL-terminated path argument. Paths are bytes on Unix, so any bytes are accepted.
 ///
 /// # Safety

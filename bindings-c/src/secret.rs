@@ -1,13 +1,13 @@
 //! `sb_secret`: a secret value handed to C, its views and its wiping free.
 
 use std::ffi::c_char;
+use std::ptr::NonNull;
 
-use sealbox::client::SecretHandle;
-use sealbox::store::VersionId;
-use sealbox::{ExposeSecret, SecretString};
+use sealbox::client::RawSecretHandle;
+use sealbox::{ExposeSecret, SecretHandle};
 
-use crate::boundary::{ffi_boundary, ffi_free_boundary};
-use crate::handle::{BoxedHandle, out_param, write_out};
+use crate::boundary::{Failure, ffi_boundary, ffi_free_boundary};
+use crate::handle::{out_param, write_out};
 use crate::result::sb_result;
 
 /// A secret value (locked memory, wiped when freed) and the version it came from.
@@ -22,41 +22,40 @@ pub struct sb_secret {
     _private: [u8; 0],
 }
 
-/// What an `sb_secret` holds. The common case, a whole version, is one pointer (an `Arc`
-/// shared with the cache), so the handle's allocation on the hot path stays small.
-#[derive(Debug)]
-pub(crate) enum SecretValue {
-    /// A whole secret version, as the client returned it.
-    Whole(SecretHandle),
-    /// One JSON field of a version.
-    Field(Box<FieldValue>),
-}
-
-/// One JSON field of a version and the version it came from.
-#[derive(Debug)]
-pub(crate) struct FieldValue {
-    pub(crate) value: SecretString,
-    pub(crate) version: VersionId,
-}
-
-impl SecretValue {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            SecretValue::Whole(h) => h.expose_secret(),
-            SecretValue::Field(f) => f.value.expose_secret().as_bytes(),
-        }
+// An `sb_secret*` is the core's own `SecretHandle::into_raw` pointer (the `Arc` the cache
+// shares), not a box around a handle: a cache hit through C then costs what it costs in Rust,
+// one reference-count increment, and no allocation.
+impl sb_secret {
+    /// Hands a secret to C.
+    pub(crate) fn into_raw(handle: SecretHandle) -> *mut sb_secret {
+        handle.into_raw().cast_mut().cast::<sb_secret>()
     }
 
-    fn version(&self) -> &str {
-        match self {
-            SecretValue::Whole(h) => h.version().as_str(),
-            SecretValue::Field(f) => f.version.as_str(),
+    /// Runs `f` on the secret behind `ptr`, answering NULL with `SB_RESULT_NULL_PARAMETER`.
+    ///
+    /// # Safety
+    /// `ptr` is NULL or came from [`sb_secret::into_raw`] and is not freed while `f` runs.
+    unsafe fn with<R>(
+        ptr: *const sb_secret,
+        f: impl FnOnce(&SecretHandle) -> R,
+    ) -> Result<R, Failure> {
+        let ptr = NonNull::new(ptr.cast_mut()).ok_or_else(|| Failure::null("secret"))?;
+        // SAFETY: by the caller's contract the pointer came from `SecretHandle::into_raw`
+        // and stays live while `f` runs.
+        Ok(unsafe { SecretHandle::with_raw(ptr.as_ptr().cast::<RawSecretHandle>(), f) })
+    }
+
+    /// Takes the secret back from C and drops it; NULL is a no-op.
+    ///
+    /// # Safety
+    /// `ptr` is NULL or came from [`sb_secret::into_raw`] and is not used again.
+    unsafe fn free(ptr: *mut sb_secret) {
+        if !ptr.is_null() {
+            // SAFETY: the pointer came from `SecretHandle::into_raw` and C gives up its
+            // ownership here, once.
+            drop(unsafe { SecretHandle::from_raw(ptr.cast_const().cast::<RawSecretHandle>()) });
         }
     }
-}
-
-impl BoxedHandle for sb_secret {
-    type Rust = SecretValue;
 }
 
 /// Gives a view of the secret's bytes: `*data_out` points to `*len_out` bytes in locked
@@ -72,15 +71,21 @@ pub unsafe extern "C" fn sb_secret_data(
     len_out: *mut usize,
 ) -> sb_result {
     ffi_boundary("sb_secret_data", || {
-        // SAFETY: `secret` is NULL or live by this function's contract.
-        let value = unsafe { sb_secret::borrow(secret, "secret") }?;
         let data_out = out_param(data_out, "data_out")?;
         let len_out = out_param(len_out, "len_out")?;
-        let bytes = value.bytes();
+        // The bytes live in the handle's shared allocation, not in the borrow, so the pointer
+        // stays valid after `with` returns, until the secret is freed.
+        // SAFETY: `secret` is NULL or live by this function's contract.
+        let (ptr, len) = unsafe {
+            sb_secret::with(secret, |h| {
+                let bytes = h.expose_secret();
+                (bytes.as_ptr(), bytes.len())
+            })
+        }?;
         // SAFETY: both outputs were checked non-NULL and are writable by contract.
         unsafe {
-            write_out(data_out, bytes.as_ptr());
-            write_out(len_out, bytes.len());
+            write_out(data_out, ptr);
+            write_out(len_out, len);
         }
         Ok(())
     })
@@ -99,15 +104,20 @@ pub unsafe extern "C" fn sb_secret_version(
     len_out: *mut usize,
 ) -> sb_result {
     ffi_boundary("sb_secret_version", || {
-        // SAFETY: `secret` is NULL or live by this function's contract.
-        let value = unsafe { sb_secret::borrow(secret, "secret") }?;
         let version_out = out_param(version_out, "version_out")?;
         let len_out = out_param(len_out, "len_out")?;
-        let version = value.version();
+        // As in `sb_secret_data`: the version id lives in the shared version metadata.
+        // SAFETY: `secret` is NULL or live by this function's contract.
+        let (ptr, len) = unsafe {
+            sb_secret::with(secret, |h| {
+                let v = h.version().as_str();
+                (v.as_ptr(), v.len())
+            })
+        }?;
         // SAFETY: both outputs were checked non-NULL and are writable by contract.
         unsafe {
-            write_out(version_out, version.as_ptr().cast::<c_char>());
-            write_out(len_out, version.len());
+            write_out(version_out, ptr.cast::<c_char>());
+            write_out(len_out, len);
         }
         Ok(())
     })

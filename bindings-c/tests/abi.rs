@@ -91,6 +91,84 @@ fn a_failed_call_writes_no_output_and_has_no_side_effect() {
 }
 
 #[test]
+fn get_n_takes_a_length_and_shares_the_cached_value() {
+    let c = open();
+    // The name sits inside a longer buffer with no NUL after it: only `name_len` bytes count.
+    let buf = b"app/db/password-and-more";
+    let name_len = "app/db/password".len();
+    // SAFETY: c is live; buf holds at least name_len bytes; outputs are locals; every
+    // secret is freed once.
+    unsafe {
+        assert_eq!(
+            sb_put(c, c"app/db/password".as_ptr(), b"pw".as_ptr(), 2),
+            sb_result::Ok
+        );
+        let (mut a, mut b) = (null_mut(), null_mut());
+        assert_eq!(
+            sb_get_n(c, buf.as_ptr().cast(), name_len, &mut a),
+            sb_result::Ok
+        );
+        assert_eq!(
+            sb_get(c, c"app/db/password".as_ptr(), &mut b),
+            sb_result::Ok
+        );
+        assert_eq!(data(a), b"pw");
+        // Two hits hand out the one cached value, not copies of it.
+        let (mut pa, mut pb) = (null(), null());
+        let mut len = 0usize;
+        assert_eq!(sb_secret_data(a, &mut pa, &mut len), sb_result::Ok);
+        assert_eq!(sb_secret_data(b, &mut pb, &mut len), sb_result::Ok);
+        assert_eq!(pa, pb);
+        sb_secret_free(a);
+        sb_secret_free(b);
+
+        let sentinel = 0x5ea1 as *mut sb_secret;
+        let mut s = sentinel;
+        assert_eq!(sb_get_n(c, null(), 0, &mut s), sb_result::NullParameter);
+        assert_eq!(
+            sb_get_n(c, b"a/\xff".as_ptr().cast(), 3, &mut s),
+            sb_result::InvalidUtf8
+        );
+        assert_eq!(
+            sb_get_n(c, buf.as_ptr().cast(), name_len, null_mut()),
+            sb_result::NullParameter
+        );
+        assert_eq!(
+            sb_get_n(null(), buf.as_ptr().cast(), name_len, &mut s),
+            sb_result::NullParameter
+        );
+        assert_eq!(s, sentinel);
+        sb_client_free(c);
+    }
+}
+
+#[test]
+fn a_field_secret_reads_and_frees_like_any_other() {
+    let c = open();
+    let json = br#"{"username":"app","password":"hunter2"}"#;
+    // SAFETY: c is live; names are NUL-terminated; outputs are locals; freed once.
+    unsafe {
+        assert_eq!(
+            sb_put(c, c"app/db".as_ptr(), json.as_ptr(), json.len()),
+            sb_result::Ok
+        );
+        let mut f = null_mut();
+        assert_eq!(
+            sb_get_field(c, c"app/db".as_ptr(), c"password".as_ptr(), &mut f),
+            sb_result::Ok
+        );
+        assert_eq!(data(f), b"hunter2");
+        let mut v = null();
+        let mut vlen = 0usize;
+        assert_eq!(sb_secret_version(f, &mut v, &mut vlen), sb_result::Ok);
+        assert!(vlen > 0);
+        sb_client_free(c);
+        assert_eq!(data(f), b"hunter2");
+        sb_secret_free(f);
+    }
+}
+
+#[test]
 fn list_iterates_then_reports_done() {
     let c = open();
     // SAFETY: c is live; names are NUL-terminated; outputs are locals; handles freed once.

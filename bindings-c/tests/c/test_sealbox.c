@@ -97,6 +97,13 @@ static void test_round_trip(void) {
   sb_secret *s = NULL;
   CHECK_RESULT(sb_get(c, name, &s), SB_RESULT_OK);
   CHECK(bytes_equal(s, v2));
+  /* The length-taking form reads only name_len bytes: here a prefix of a longer buffer. */
+  char padded[64];
+  snprintf(padded, sizeof padded, "%s#tail", name);
+  sb_secret *sn = NULL;
+  CHECK_RESULT(sb_get_n(c, padded, strlen(name), &sn), SB_RESULT_OK);
+  CHECK(bytes_equal(sn, v2));
+  sb_secret_free(sn);
   const char *ver = NULL;
   size_t ver_len = 0;
   CHECK_RESULT(sb_secret_version(s, &ver, &ver_len), SB_RESULT_OK);
@@ -238,6 +245,9 @@ static void test_null_for_every_pointer_parameter(void) {
   CHECK_RESULT(sb_get(NULL, name, &sout), N);
   CHECK_RESULT(sb_get(c, NULL, &sout), N);
   CHECK_RESULT(sb_get(c, name, NULL), N);
+  CHECK_RESULT(sb_get_n(NULL, name, strlen(name), &sout), N);
+  CHECK_RESULT(sb_get_n(c, NULL, 0, &sout), N);
+  CHECK_RESULT(sb_get_n(c, name, strlen(name), NULL), N);
   CHECK_RESULT(sb_get_version(NULL, name, "1", &sout), N);
   CHECK_RESULT(sb_get_version(c, NULL, "1", &sout), N);
   CHECK_RESULT(sb_get_version(c, name, NULL, &sout), N);

@@ -36,6 +36,9 @@ TEST(Client, PutGetRoundTripWithVersions) {
   EXPECT_EQ(s.str(), "v2");
   EXPECT_FALSE(s.version().empty());
   EXPECT_EQ(client.get_stage("predis/prod/database/password", "PREVIOUS").str(), "v1");
+  // A string_view name goes through sb_get_n: only the view's bytes count.
+  std::string_view padded("predis/prod/database/password#tail");
+  EXPECT_EQ(client.get(padded.substr(0, padded.find('#'))).str(), "v2");
 
   sealbox::Metadata md = client.describe("predis/prod/database/password");
   ASSERT_EQ(md.versions.size(), 2u);

@@ -19,6 +19,7 @@
 //! * **Sealed mode**: values kept AES-256-GCM-encrypted in memory (see `sealed.rs`).
 
 mod clock;
+mod key;
 mod sealed;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use crate::client::{HandleInner, SecretHandle, VersionMeta};
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::ClientMetrics;
 use crate::store::{SecretName, SecretStore, SecretVersion, Stage, VersionSelector};
+use key::{IndexKey, KeyBytes};
 
 use sealed::{SealedValue, Sealer};
 
@@ -182,7 +184,7 @@ impl From<SharedError> for Error {
     }
 }
 
-type Index = papaya::HashMap<Box<str>, Arc<Entry>, foldhash::fast::RandomState>;
+type Index = papaya::HashMap<IndexKey, Arc<Entry>, foldhash::fast::RandomState>;
 
 struct Inner {
     config: CacheConfig,
@@ -278,7 +280,9 @@ impl SecretCache {
                     if cause != moka::notification::RemovalCause::Replaced {
                         let _ = listener_index
                             .pin()
-                            .remove_if(&**key, |_, current| Arc::ptr_eq(current, &entry));
+                            .remove_if(&KeyBytes(key.as_bytes()), |_, current| {
+                                Arc::ptr_eq(current, &entry)
+                            });
                     }
                 },
             )
@@ -319,12 +323,13 @@ impl SecretCache {
         self.len() == 0
     }
 
-    /// The hit path. `None` means: go to [`SecretCache::fetch`].
+    /// The hit path. `None` means: go to [`SecretCache::fetch`]. The key is bytes (see
+    /// `key.rs`): bytes that are not UTF-8 are simply never found.
     #[inline]
-    pub(crate) fn lookup(&self, key: &str) -> Option<Result<CacheAnswer>> {
+    pub(crate) fn lookup(&self, key: &[u8]) -> Option<Result<CacheAnswer>> {
         let inner = &*self.inner;
         let guard = inner.index.guard();
-        let entry = inner.index.get(key, &guard)?;
+        let entry = inner.index.get(&KeyBytes(key), &guard)?;
         let now = clock::now_nanos();
         let outcome = if now < entry.expires.load(Ordering::Acquire) {
             if now >= entry.refresh_at.load(Ordering::Relaxed)
@@ -456,7 +461,7 @@ impl SecretCache {
         force: bool,
     ) -> Result<(Arc<Entry>, CacheOutcome)> {
         let inner = &*self.inner;
-        let old = inner.index.pin().get(key).cloned();
+        let old = inner.index.pin().get(&KeyBytes(key.as_bytes())).cloned();
         if !force
             && let Some(old) = &old
             && clock::now_nanos() < old.expires.load(Ordering::Acquire)
@@ -492,7 +497,7 @@ impl SecretCache {
         match got {
             Ok(version) => {
                 let entry = self.make_entry(key, store, store_id, name, version)?;
-                inner.index.pin().insert(key.into(), entry.clone());
+                inner.index.pin().insert(IndexKey::new(key), entry.clone());
                 inner.lifetimes.insert(key.into(), entry.clone());
                 Ok((entry, CacheOutcome::Miss))
             }
@@ -515,7 +520,7 @@ impl SecretCache {
             ErrorKind::NotFound | ErrorKind::AccessDenied | ErrorKind::InvalidInput
         );
         if e.kind() == ErrorKind::NotFound {
-            inner.index.pin().remove(key);
+            inner.index.pin().remove(&KeyBytes(key.as_bytes()));
             inner.lifetimes.invalidate(key);
         }
         let now = clock::now_nanos();
@@ -588,7 +593,7 @@ impl SecretCache {
     /// cached it.
     pub fn invalidate(&self, store_id: &str, name: &SecretName) {
         let index = self.inner.index.pin();
-        let keys: Vec<Box<str>> = index
+        let keys: Vec<IndexKey> = index
             .iter()
             .filter(|(_, e)| {
                 e.meta.name == *name && e.meta.resource.store.as_deref() == Some(store_id)
@@ -597,7 +602,7 @@ impl SecretCache {
             .collect();
         for k in keys {
             index.remove(&k);
-            self.inner.lifetimes.invalidate(&k);
+            self.inner.lifetimes.invalidate(&k.0);
         }
     }
 

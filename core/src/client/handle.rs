@@ -97,10 +97,137 @@ impl SecretHandle {
     pub fn secret(&self) -> &Secret {
         &self.inner.value
     }
+
+    /// One top-level field of this version's JSON object, as a handle of its own: the field's
+    /// text (numbers and booleans in their JSON spelling) in fresh locked memory, with this
+    /// version's name, version id and stages. Errors as [`Secret::json_field`].
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sealbox::{ExposeSecret, Sealbox, Secret, store::memory::MemoryStore};
+    /// # let client = Sealbox::builder().store(Arc::new(MemoryStore::new())).build()?.blocking()?;
+    /// # client.put("predis/prod/database", &Secret::from_zeroizing(br#"{"password":"pw"}"#.to_vec().into())?)?;
+    /// let db = client.get("predis/prod/database")?;
+    /// let password = db.field("password")?;
+    /// assert_eq!(password.expose_secret(), b"pw");
+    /// assert_eq!(password.version(), db.version());
+    /// # Ok::<(), sealbox::Error>(())
+    /// ```
+    pub fn field(&self, field: &str) -> crate::error::Result<SecretHandle> {
+        let value = self.inner.value.json_field(field)?.into_secret();
+        Ok(SecretHandle::from_inner(Arc::new(HandleInner {
+            meta: self.inner.meta.clone(),
+            value,
+        })))
+    }
+
+    /// Gives the handle up as one opaque pointer, for language bindings: the C ABI hands this
+    /// pointer to C as its secret handle, so a cache hit costs an `Arc` increment and no
+    /// allocation. Turn it back with [`SecretHandle::from_raw`] exactly once, or the value
+    /// is never wiped.
+    pub fn into_raw(self) -> *const RawSecretHandle {
+        Arc::into_raw(self.inner).cast::<RawSecretHandle>()
+    }
+
+    /// Takes back a handle given up by [`SecretHandle::into_raw`].
+    ///
+    /// # Safety
+    /// `ptr` came from [`SecretHandle::into_raw`] and has not been taken back before; after
+    /// this call the pointer must not be used again except through the returned handle.
+    pub unsafe fn from_raw(ptr: *const RawSecretHandle) -> SecretHandle {
+        // SAFETY: by the caller's contract `ptr` is the pointer `Arc::into_raw` returned for
+        // an `Arc<HandleInner>` whose ownership has not been reclaimed yet.
+        let inner = unsafe { Arc::from_raw(ptr.cast::<HandleInner>()) };
+        SecretHandle { inner }
+    }
+
+    /// Runs `f` on the handle behind a pointer from [`SecretHandle::into_raw`] without taking
+    /// it back (no reference count traffic): how a binding reads a handle it still owns.
+    ///
+    /// # Safety
+    /// `ptr` came from [`SecretHandle::into_raw`], has not been taken back, and is not taken
+    /// back while `f` runs.
+    pub unsafe fn with_raw<R>(
+        ptr: *const RawSecretHandle,
+        f: impl FnOnce(&SecretHandle) -> R,
+    ) -> R {
+        // SAFETY: forwarded contract; `ManuallyDrop` keeps the borrowed reference count as
+        // it is, whatever `f` does.
+        let handle = std::mem::ManuallyDrop::new(unsafe { SecretHandle::from_raw(ptr) });
+        f(&handle)
+    }
+}
+
+/// The opaque pointee of [`SecretHandle::into_raw`]: never dereferenced outside sealbox.
+#[derive(Debug)]
+pub struct RawSecretHandle {
+    _private: [u8; 0],
 }
 
 impl secrecy::ExposeSecret<[u8]> for SecretHandle {
     fn expose_secret(&self) -> &[u8] {
         secrecy::ExposeSecret::expose_secret(&self.inner.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SecretName;
+    use secrecy::ExposeSecret;
+
+    fn handle(value: &[u8]) -> SecretHandle {
+        let name = SecretName::new("a/b").unwrap();
+        let resource = crate::audit::Resource::named("a/b");
+        let value = Secret::init_with(value.len(), |d| {
+            d.copy_from_slice(value);
+            Ok(())
+        })
+        .unwrap();
+        SecretHandle::from_inner(Arc::new(HandleInner {
+            meta: Arc::new(VersionMeta {
+                name,
+                version: VersionId::new("4"),
+                stages: vec![Stage::Current],
+                created: None,
+                resource,
+            }),
+            value,
+        }))
+    }
+
+    #[test]
+    fn raw_round_trip_keeps_one_reference_and_the_value() {
+        let h = handle(b"v1");
+        let keep = h.clone();
+        let raw = h.into_raw();
+        assert_eq!(Arc::strong_count(&keep.inner), 2);
+        // SAFETY: `raw` came from into_raw and is taken back once, below.
+        let len = unsafe { SecretHandle::with_raw(raw, |h| h.expose_secret().len()) };
+        assert_eq!(len, 2);
+        assert_eq!(
+            Arc::strong_count(&keep.inner),
+            2,
+            "with_raw leaves the count alone"
+        );
+        // SAFETY: first and only take-back of `raw`.
+        let back = unsafe { SecretHandle::from_raw(raw) };
+        assert_eq!(back.expose_secret(), b"v1");
+        drop(back);
+        assert_eq!(Arc::strong_count(&keep.inner), 1);
+    }
+
+    #[test]
+    fn field_shares_the_version_and_holds_only_the_field() {
+        let h = handle(br#"{"user":"u","password":"p@ss","port":5432}"#);
+        let p = h.field("password").unwrap();
+        assert_eq!(p.expose_secret(), b"p@ss");
+        assert_eq!(p.version().as_str(), "4");
+        assert_eq!(p.name().as_str(), "a/b");
+        assert_eq!(h.field("port").unwrap().expose_secret(), b"5432");
+        assert_eq!(
+            h.field("missing").unwrap_err().kind(),
+            crate::error::ErrorKind::NotFound
+        );
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 pub(crate) use handle::{HandleInner, VersionMeta};
-pub use handle::{Principal, SecretHandle};
+pub use handle::{Principal, RawSecretHandle, SecretHandle};
 pub use router::Router;
 
 use crate::audit::{Action, AuditEvent, AuditLog, AuditLogBuilder, CacheOutcome, Resource};
@@ -368,9 +368,29 @@ impl Sealbox {
         ))
     }
 
-    /// The cache-hit path: no runtime, no lock. `None` means the slow path must run.
+    /// The cache-hit path on its own: answers when the cache holds a fresh value for
+    /// `reference` (or a stale one while the store fails, within `max_stale`), with the same
+    /// policy check, metrics and audit event as [`Sealbox::get`]; `None` means `get` would go
+    /// to the store. It takes no lock, does not enter the async runtime and never blocks on a
+    /// store, so latency-critical code can fall back to its own plan.
+    ///
+    /// The reference is bytes so that bindings, which receive names as bytes, need not
+    /// validate UTF-8 on a hit: only valid names are ever cached, so bytes that are not
+    /// UTF-8 simply give `None` (and [`Sealbox::get`] then rejects them).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sealbox::{Sealbox, Secret, store::memory::MemoryStore};
+    /// # let client = Sealbox::builder().store(Arc::new(MemoryStore::new())).build()?.blocking()?;
+    /// # client.put("predis/prod/api/auth-token", &Secret::random(32)?)?;
+    /// assert!(client.get_cached(b"predis/prod/api/auth-token").is_none()); // not read yet
+    /// let token = client.get("predis/prod/api/auth-token")?; // a miss fills the cache
+    /// let again = client.get_cached(b"predis/prod/api/auth-token").expect("cached")?;
+    /// assert_eq!(again.version(), token.version());
+    /// # Ok::<(), sealbox::Error>(())
+    /// ```
     #[inline]
-    pub(crate) fn get_cached(&self, reference: &str) -> Option<Result<SecretHandle>> {
+    pub fn get_cached(&self, reference: &[u8]) -> Option<Result<SecretHandle>> {
         // Counted by the cache itself (gets, hits, stale), so the hit path touches one counter.
         let answer = self.inner.cache.as_ref()?.lookup(reference)?;
         Some(answer.and_then(|a| self.admit_read(a.handle, a.outcome)))
@@ -418,7 +438,7 @@ impl Sealbox {
 
     /// Reads the current version of `name` (a name or `sb://STORE/NAME` reference).
     pub async fn get(&self, name: &str) -> Result<SecretHandle> {
-        if let Some(r) = self.get_cached(name) {
+        if let Some(r) = self.get_cached(name.as_bytes()) {
             return r;
         }
         self.get_uncached(name).await
@@ -797,9 +817,15 @@ impl BlockingSealbox {
         }
     }
 
+    /// See [`Sealbox::get_cached`].
+    #[inline]
+    pub fn get_cached(&self, reference: &[u8]) -> Option<Result<SecretHandle>> {
+        self.client.get_cached(reference)
+    }
+
     /// See [`Sealbox::get`].
     pub fn get(&self, name: &str) -> Result<SecretHandle> {
-        if let Some(r) = self.client.get_cached(name) {
+        if let Some(r) = self.client.get_cached(name.as_bytes()) {
             return r;
         }
         self.rt.block_on(self.client.get_uncached(name))

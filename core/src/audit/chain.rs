@@ -74,6 +74,16 @@ impl AuditKey {
         hex::encode(hmac::sign(&self.key, data).as_ref())
     }
 
+    /// Appends the hex MAC of `data` to `out` (the writer's per-line path: no allocation).
+    pub(crate) fn push_mac_hex(&self, data: &[u8], out: &mut String) {
+        let tag = hmac::sign(&self.key, data);
+        let mut hex = [0u8; 64];
+        if hex::encode_to_slice(tag.as_ref(), &mut hex).is_ok() {
+            // Hex digits are ASCII.
+            out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+        }
+    }
+
     pub(crate) fn verify_hex(&self, data: &[u8], expected_hex: &str) -> bool {
         match hex::decode(expected_hex) {
             Ok(tag) => hmac::verify(&self.key, data, &tag).is_ok(),

@@ -19,6 +19,7 @@
 
 mod chain;
 mod event;
+mod queue;
 mod sink;
 mod verify;
 mod writer;
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::bounded;
 use serde::Deserialize;
 
 pub use chain::{AuditKey, ChainHead, GENESIS};
@@ -37,8 +38,10 @@ pub use event::{Action, AuditEvent, CacheOutcome, Level, Resource, next_request_
 pub use sink::{AuditRecord, AuditSink, CallbackSink, FileSink, FsyncPolicy, TracingSink};
 pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
 
+use crate::client::Principal;
 use crate::error::{Error, ErrorKind, Result};
-use writer::{Msg, Writer};
+use queue::{Control, Entry, Item, PushError, Queue, ReadRecord};
+use writer::Writer;
 
 /// Sees every event on the writer thread, in order, and may add events (the monitor's alerts).
 pub trait AuditObserver: Send + 'static {
@@ -80,7 +83,8 @@ pub struct AuditConfig {
     /// `best_effort` or `strict`.
     #[serde(default)]
     pub mode: AuditMode,
-    /// Queue length before callers block.
+    /// Events each thread can have queued before it blocks (backpressure); 1 to 65 536.
+    /// Each recording thread holds a ring of this many 128-byte slots.
     #[serde(default = "default_capacity")]
     pub queue_capacity: usize,
     /// How long a strict-mode access waits for its event to be written.
@@ -93,7 +97,7 @@ fn yes() -> bool {
 }
 
 fn default_capacity() -> usize {
-    65_536
+    1024
 }
 
 fn default_strict_timeout() -> Duration {
@@ -183,7 +187,7 @@ impl AuditLogBuilder {
         self
     }
 
-    /// Queue length before callers block (default 65 536).
+    /// Events each thread can have queued before it blocks (default 1024, at most 65 536).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.capacity = Some(capacity.max(1));
         self
@@ -242,16 +246,15 @@ impl AuditLogBuilder {
         }
         sinks.extend(self.sinks);
         let capacity = self.capacity.unwrap_or_else(default_capacity);
-        let (tx, rx) = bounded(capacity);
+        let queue = Arc::new(Queue::new(capacity));
         let head = resume.unwrap_or_default();
         let head_out = Arc::new(Mutex::new(head.clone()));
         let healthy = Arc::new(AtomicBool::new(true));
         let writer = Writer {
-            rx,
+            queue: queue.clone(),
             sinks,
             key,
             observer: self.observer,
-            capacity,
             head,
             head_out: head_out.clone(),
             healthy: healthy.clone(),
@@ -260,9 +263,10 @@ impl AuditLogBuilder {
             .name("sealbox-audit".into())
             .spawn(move || writer.run())
             .map_err(|e| Error::io("starting the audit writer thread", e))?;
+        queue.set_writer(thread.thread().clone());
         Ok(AuditLog {
             shared: Arc::new(Shared {
-                tx,
+                queue,
                 mode: self.mode,
                 strict_timeout: self.strict_timeout.unwrap_or_else(default_strict_timeout),
                 thread: Mutex::new(Some(thread)),
@@ -274,7 +278,7 @@ impl AuditLogBuilder {
 }
 
 struct Shared {
-    tx: Sender<Msg>,
+    queue: Arc<Queue>,
     mode: AuditMode,
     strict_timeout: Duration,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -285,7 +289,7 @@ struct Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         // Everything queued before this point is written (or retried a few times) first.
-        let _ = self.tx.send(Msg::Shutdown);
+        let _ = self.queue.control(Control::Shutdown);
         // The last clone can be dropped on the writer thread itself (an alert hook holding a
         // client); joining there would deadlock, and the thread ends on Shutdown anyway.
         if let Ok(mut t) = self.thread.lock()
@@ -334,19 +338,73 @@ impl AuditLog {
 
     /// Enqueues without waiting for the write, whatever the mode (used for events of accesses
     /// that already failed).
+    #[inline]
     pub fn enqueue(&self, event: AuditEvent) -> Result<()> {
+        let item = Item {
+            event,
+            waiter: None,
+        };
         self.shared
-            .tx
-            .send(Msg::Event(event, None))
+            .queue
+            .push(Entry::Event(Box::new(item)), false, None)
             .map_err(|_| gone())
+    }
+
+    /// Records a successful read served from the cache: the hot path. Queues a flat record
+    /// (names copied in, no shared pointer cloned) when the names fit and the mode is best
+    /// effort; otherwise the same event as [`AuditLog::record`].
+    #[inline]
+    pub(crate) fn record_cached_read(
+        &self,
+        user: &Principal,
+        source: Option<&Arc<str>>,
+        resource: &Arc<Resource>,
+        cache: CacheOutcome,
+    ) -> Result<()> {
+        let flat = match (self.shared.mode, source) {
+            (AuditMode::BestEffort, None) => Some(ReadRecord::new(
+                event::coarse_unix_nanos(),
+                next_request_id(),
+                user,
+                resource,
+                cache,
+            )),
+            _ => None,
+        };
+        match flat {
+            Some(r) => self
+                .shared
+                .queue
+                .push(Entry::Read(r), false, None)
+                .map_err(|_| gone()),
+            None => {
+                let mut e = AuditEvent::access(Action::Read, user.clone(), resource.clone());
+                e.source = source.cloned();
+                e.cache = Some(cache);
+                if cache == CacheOutcome::Stale {
+                    e.reason = Some(event::STALE_REASON.into());
+                }
+                self.record(e)
+            }
+        }
     }
 
     fn record_strict(&self, event: AuditEvent) -> Result<()> {
         let (tx, rx) = bounded(1);
-        self.shared
-            .tx
-            .send_timeout(Msg::Event(event, Some(tx)), self.shared.strict_timeout)
-            .map_err(|_| strict_failed())?;
+        let deadline = std::time::Instant::now() + self.shared.strict_timeout;
+        let item = Item {
+            event,
+            waiter: Some(tx),
+        };
+        match self
+            .shared
+            .queue
+            .push(Entry::Event(Box::new(item)), true, Some(deadline))
+        {
+            Ok(()) => {}
+            Err(PushError::TimedOut) => return Err(strict_failed()),
+            Err(PushError::Closed) => return Err(gone()),
+        }
         match rx.recv_timeout(self.shared.strict_timeout) {
             Ok(true) => Ok(()),
             _ => Err(strict_failed()),
@@ -357,7 +415,10 @@ impl AuditLog {
     /// when no sink could write them (they stay queued and are retried).
     pub fn flush(&self) -> Result<()> {
         let (tx, rx) = bounded(1);
-        self.shared.tx.send(Msg::Flush(tx)).map_err(|_| gone())?;
+        self.shared
+            .queue
+            .control(Control::Flush(tx))
+            .map_err(|_| gone())?;
         match rx.recv() {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::new(

@@ -418,13 +418,13 @@ impl Sealbox {
         {
             self.authorize(Capability::Read, Action::Read, handle.resource())?;
         }
-        if self.inner.audit.is_some() {
-            let mut e = self.event(Action::Read, handle.resource().clone());
-            e.cache = Some(outcome);
-            if outcome == CacheOutcome::Stale {
-                e.reason = Some("store unavailable; served stale from cache".into());
-            }
-            self.audit_ok(e)?;
+        if let Some(audit) = &self.inner.audit {
+            audit.record_cached_read(
+                &self.principal,
+                self.source.as_ref(),
+                handle.resource(),
+                outcome,
+            )?;
         }
         Ok(handle)
     }

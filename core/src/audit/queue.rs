@@ -6,8 +6,10 @@
 //! request id), so a burst of hits streams as little memory to the writer as possible; every
 //! other event goes in boxed, in the same ring, so a thread's events keep their order.
 //!
-//! Measured, not assumed: a record with the names copied in (128 bytes, no `Arc`) was slower
-//! in bursts than this one (more memory per event outweighed the reference counts).
+//! Measured, not assumed (bursts of cached reads, `benches/benches/cache.rs`): a record with
+//! the names copied in (128 bytes, no `Arc`) was slower than this one, and a 32-byte record
+//! naming principal and resource by per-ring ids (no `Arc` clone on the hot path) was no
+//! faster, so the simple form stays.
 //!
 //! While events keep coming the writer polls the rings; after a while without any it sleeps,
 //! and the first producer after that wakes it. The rings are bounded: a full ring blocks its

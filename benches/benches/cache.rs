@@ -57,6 +57,15 @@ fn client(
     sealed: bool,
     audit: Option<&std::path::Path>,
 ) -> BlockingSealbox {
+    client_with_ring(store, sealed, audit, RING)
+}
+
+fn client_with_ring(
+    store: Arc<MemoryStore>,
+    sealed: bool,
+    audit: Option<&std::path::Path>,
+    ring: usize,
+) -> BlockingSealbox {
     let mut b = Sealbox::builder()
         .store(store)
         .principal(Principal::new("svc:bench"))
@@ -70,7 +79,7 @@ fn client(
         b = b.audit(
             AuditLog::builder()
                 .file(dir.join("audit.jsonl"), FsyncPolicy::Never)
-                .queue_capacity(RING),
+                .queue_capacity(ring),
         );
     }
     let c = b.build().unwrap().blocking().unwrap();
@@ -138,6 +147,25 @@ fn hit(c: &mut Criterion) {
             )
         })
     });
+    // The same client calls without audit, in the same harness: what recording adds.
+    g.bench_function("sealbox_no_audit", |b| {
+        b.iter_custom(|iters| {
+            burst(
+                iters,
+                BURST,
+                || {},
+                |n| {
+                    black_box(plain.get(n).unwrap())
+                        .version()
+                        .as_str()
+                        .len()
+                        .checked_sub(0)
+                        .map(drop)
+                },
+                &names,
+            )
+        })
+    });
     g.bench_function("sealbox_audit", |b| {
         b.iter_custom(|iters| {
             burst(
@@ -153,6 +181,62 @@ fn hit(c: &mut Criterion) {
                         .map(drop)
                 },
                 &names,
+            )
+        })
+    });
+    g.finish();
+
+    // A service's hot set: 64 secrets, bursts of 1000 hits that fit the default per-thread
+    // ring (1024 events, 48 KiB, so it stays in cache), the writer draining between bursts.
+    let hot: Vec<String> = names[..64].to_vec();
+    let hot_dir = tempfile::tempdir().unwrap();
+    let audited_hot = client_with_ring(st.clone(), false, Some(hot_dir.path()), 1024);
+    let mut g = c.benchmark_group("hit_audit_hotset");
+    const HOT_BURST: u64 = 1_000;
+    g.bench_function("hashmap_get_arc_clone", |b| {
+        b.iter_custom(|iters| {
+            burst(
+                iters,
+                HOT_BURST,
+                || {},
+                |n| black_box(floor.get(n).cloned()).map(drop),
+                &hot,
+            )
+        })
+    });
+    g.bench_function("sealbox_no_audit", |b| {
+        b.iter_custom(|iters| {
+            burst(
+                iters,
+                HOT_BURST,
+                || {},
+                |n| {
+                    black_box(plain.get(n).unwrap())
+                        .version()
+                        .as_str()
+                        .len()
+                        .checked_sub(0)
+                        .map(drop)
+                },
+                &hot,
+            )
+        })
+    });
+    g.bench_function("sealbox_audit", |b| {
+        b.iter_custom(|iters| {
+            burst(
+                iters,
+                HOT_BURST,
+                || audited_hot.flush_audit().unwrap(),
+                |n| {
+                    black_box(audited_hot.get(n).unwrap())
+                        .version()
+                        .as_str()
+                        .len()
+                        .checked_sub(0)
+                        .map(drop)
+                },
+                &hot,
             )
         })
     });

@@ -6,7 +6,10 @@
 //! * `hit_audit_burst/*`: the hot path with audit measured in bursts smaller than the
 //!   thread's audit ring, the writer draining between bursts (untimed): what a caller pays per
 //!   access when the writer keeps up. `hit/sealbox_audit` is the sustained figure, bounded by
-//!   the writer's throughput (`audit/writer_event_sustained`).
+//!   the writer's throughput (`audit/writer_event_sustained`). `sealbox_no_audit` is the
+//!   unaudited client in the same harness.
+//! * `hit_audit_hotset/*`: the same for a service's hot set (64 secrets) in bursts that fit
+//!   the default per-thread audit ring.
 //! * `threads/*`: aggregate hit throughput with 1 and 2 threads (different keys per thread).
 //! * `miss/*`: a miss through the client (route, policy, single-flight, insert) against a direct
 //!   store `get` (MemoryStore here; the local vault variant is added at integration).

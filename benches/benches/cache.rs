@@ -132,114 +132,77 @@ fn hit(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut g = c.benchmark_group("hit_audit_burst");
     // Below the audit client's ring, so a burst measures the hot path (queueing), not
     // backpressure from the writer; and many times the key count, so the caches are warm
     // again after the untimed flush between bursts (with bursts of ~1 pass over the keys,
     // every access is a first touch after the writer ran and the figure is cache misses).
     const BURST: u64 = 20_000;
     const _: () = assert!(BURST < RING as u64);
-    g.bench_function("hashmap_get_arc_clone", |b| {
-        b.iter_custom(|iters| {
-            burst(
-                iters,
-                BURST,
-                || {},
-                |n| black_box(floor.get(n).cloned()).map(drop),
-                &names,
-            )
-        })
-    });
-    // The same client calls without audit, in the same harness: what recording adds.
-    g.bench_function("sealbox_no_audit", |b| {
-        b.iter_custom(|iters| {
-            burst(
-                iters,
-                BURST,
-                || {},
-                |n| {
-                    black_box(plain.get(n).unwrap())
-                        .version()
-                        .as_str()
-                        .len()
-                        .checked_sub(0)
-                        .map(drop)
-                },
-                &names,
-            )
-        })
-    });
-    g.bench_function("sealbox_audit", |b| {
-        b.iter_custom(|iters| {
-            burst(
-                iters,
-                BURST,
-                || audited.flush_audit().unwrap(),
-                |n| {
-                    black_box(audited.get(n).unwrap())
-                        .version()
-                        .as_str()
-                        .len()
-                        .checked_sub(0)
-                        .map(drop)
-                },
-                &names,
-            )
-        })
-    });
-    g.finish();
+    burst_group(
+        c,
+        "hit_audit_burst",
+        BURST,
+        &names,
+        &floor,
+        &plain,
+        &audited,
+    );
 
     // A service's hot set: 64 secrets, bursts of 1000 hits that fit the default per-thread
     // ring (1024 events, 48 KiB, so it stays in cache), the writer draining between bursts.
     let hot: Vec<String> = names[..64].to_vec();
     let hot_dir = tempfile::tempdir().unwrap();
     let audited_hot = client_with_ring(st.clone(), false, Some(hot_dir.path()), 1024);
-    let mut g = c.benchmark_group("hit_audit_hotset");
-    const HOT_BURST: u64 = 1_000;
+    burst_group(
+        c,
+        "hit_audit_hotset",
+        1_000,
+        &hot,
+        &floor,
+        &plain,
+        &audited_hot,
+    );
+}
+
+/// The floor, the unaudited client and the audited one, in bursts of `len` gets over
+/// `names` with the audit log flushed (untimed) between bursts.
+fn burst_group(
+    c: &mut Criterion,
+    group: &str,
+    len: u64,
+    names: &[String],
+    floor: &HashMap<String, Arc<Vec<u8>>>,
+    plain: &BlockingSealbox,
+    audited: &BlockingSealbox,
+) {
+    let read = |client: &BlockingSealbox, n: &str| {
+        black_box(black_box(client.get(n).unwrap()).version().as_str().len());
+        Some(())
+    };
+    let mut g = c.benchmark_group(group);
     g.bench_function("hashmap_get_arc_clone", |b| {
         b.iter_custom(|iters| {
             burst(
                 iters,
-                HOT_BURST,
+                len,
                 || {},
                 |n| black_box(floor.get(n).cloned()).map(drop),
-                &hot,
+                names,
             )
         })
     });
+    // The same calls without audit, in the same harness: what recording adds.
     g.bench_function("sealbox_no_audit", |b| {
-        b.iter_custom(|iters| {
-            burst(
-                iters,
-                HOT_BURST,
-                || {},
-                |n| {
-                    black_box(plain.get(n).unwrap())
-                        .version()
-                        .as_str()
-                        .len()
-                        .checked_sub(0)
-                        .map(drop)
-                },
-                &hot,
-            )
-        })
+        b.iter_custom(|iters| burst(iters, len, || {}, |n| read(plain, n), names))
     });
     g.bench_function("sealbox_audit", |b| {
         b.iter_custom(|iters| {
             burst(
                 iters,
-                HOT_BURST,
-                || audited_hot.flush_audit().unwrap(),
-                |n| {
-                    black_box(audited_hot.get(n).unwrap())
-                        .version()
-                        .as_str()
-                        .len()
-                        .checked_sub(0)
-                        .map(drop)
-                },
-                &hot,
+                len,
+                || audited.flush_audit().unwrap(),
+                |n| read(audited, n),
+                names,
             )
         })
     });

@@ -335,6 +335,63 @@ fn miss(c: &mut Criterion) {
     g.finish();
 }
 
+/// The miss target's own terms: a client cache miss over the local vault against a direct
+/// `LocalVault::get` of the same secret, both in the same batched harness (the cache entry
+/// is invalidated, untimed, before every iteration of both).
+fn miss_local(c: &mut Criterion) {
+    use sealbox::keys::{KeyId, KeyProvider, LocalKeyFile};
+    use sealbox::store::local::LocalVault;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let vault = rt.block_on(async {
+        let key: Arc<dyn KeyProvider> = Arc::new(
+            LocalKeyFile::open_or_create(
+                KeyId::new("local").unwrap(),
+                dir.path().join("master.key"),
+            )
+            .unwrap(),
+        );
+        let vault = Arc::new(LocalVault::create(dir.path(), key).await.unwrap());
+        let items = (0..KEYS)
+            .map(|i| (SecretName::new(name(i)).unwrap(), value()))
+            .collect();
+        vault.import(items).await.unwrap();
+        vault
+    });
+    let cached = Sealbox::builder()
+        .store(vault.clone())
+        .principal(Principal::new("svc:bench"))
+        .build()
+        .unwrap();
+    let store_id = "default";
+    let n = name(7);
+    let sn = SecretName::new(n.clone()).unwrap();
+    let mut g = c.benchmark_group("miss_local_vault");
+    g.bench_function("direct_vault_get", |b| {
+        b.iter_batched(
+            || cached.cache().unwrap().invalidate(store_id, &sn),
+            |_| {
+                black_box(
+                    rt.block_on(vault.get(&sn, &VersionSelector::Current))
+                        .unwrap(),
+                )
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("client_cache_miss", |b| {
+        b.iter_batched(
+            || cached.cache().unwrap().invalidate(store_id, &sn),
+            |_| black_box(rt.block_on(cached.get(&n)).unwrap()),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
 /// Sustained audit throughput: events enqueued and flushed to a file, per event.
 fn audit_writer(c: &mut Criterion) {
     use sealbox::audit::{Action, AuditEvent, Resource};
@@ -368,5 +425,5 @@ fn audit_writer(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hit, threads, miss, audit_writer);
+criterion_group!(benches, hit, threads, miss, miss_local, audit_writer);
 criterion_main!(benches);

@@ -1,81 +1,14 @@
 //! End-to-end tests: the built `sealbox` binary, run as a process, as an operator would.
 
-use std::io::Write;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-/// A scratch directory with a vault path and a key path in it (created by `init`).
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::tempdir().expect("temporary directory"),
-        }
-    }
-
-    fn vault(&self) -> PathBuf {
-        self.dir.path().join("vault.db")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("master.key")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Runs `sealbox` with this scratch's vault and key in the environment.
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        run_with_env(
-            args,
-            stdin,
-            &[
-                ("SEALBOX_VAULT", &self.vault()),
-                ("SEALBOX_KEY_FILE", &self.key()),
-            ],
-        )
-    }
-}
-
-fn run_with_env(args: &[&str], stdin: &[u8], env: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealbox"));
-    cmd.args(args)
-        .env_remove("SEALBOX_VAULT")
-        .env_remove("SEALBOX_KEY_FILE")
-        .env_remove("SEALBOX_CONFIG")
-        .env_remove("SEALBOX_AUDIT_KEY_FILE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn sealbox");
-    let mut input = child.stdin.take().expect("stdin");
-    // The child may exit before reading (usage errors); a broken pipe is fine then.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().expect("wait for sealbox")
-}
+use support::{Scratch, code, run_with_env, stderr, stdout};
 
 fn run(args: &[&str]) -> Output {
     run_with_env(args, b"", &[])
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("sealbox exited by signal")
 }
 
 #[test]
@@ -169,7 +102,7 @@ fn audited_config(dir: &Path, policy: &str) -> PathBuf {
 #[test]
 fn config_clients_are_audited_and_the_log_verifies() {
     let s = Scratch::new();
-    let config = audited_config(s.dir.path(), "");
+    let config = audited_config(s.dir(), "");
     let config = config.to_str().unwrap();
     let o = run_with_env(
         &["--config", config, "put", "app/api/token"],
@@ -211,7 +144,7 @@ fn policy_denials_exit_4() {
     let s = Scratch::new();
     let policy =
         "policy: {rules: [{principals: [\"user:ops\"], allow: [read], secrets: [\"app/*\"]}]}\n";
-    let config = audited_config(s.dir.path(), policy);
+    let config = audited_config(s.dir(), policy);
     let o = run_with_env(
         &["--config", config.to_str().unwrap(), "put", "app/api/token"],
         b"v",
@@ -228,7 +161,7 @@ fn policy_denials_exit_4() {
 #[test]
 fn config_and_vault_together_are_refused() {
     let s = Scratch::new();
-    let config = audited_config(s.dir.path(), "");
+    let config = audited_config(s.dir(), "");
     let o = s.run(&["--config", config.to_str().unwrap(), "list"], b"");
     assert_eq!(code(&o), 8, "{}", stderr(&o));
 }

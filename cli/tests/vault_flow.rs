@@ -3,85 +3,13 @@
 //! Every test also checks that no value reaches stdout or stderr except through
 //! `get --reveal`.
 
-use std::io::Write;
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-struct Vault {
-    dir: tempfile::TempDir,
-}
-
-impl Vault {
-    /// A fresh vault made by `sealbox init`.
-    fn init() -> Vault {
-        let v = Vault {
-            dir: tempfile::tempdir().expect("temporary directory"),
-        };
-        let o = v.run(&["init"], b"");
-        assert_eq!(code(&o), 0, "init: {}", stderr(&o));
-        v
-    }
-
-    fn vault(&self) -> PathBuf {
-        self.dir.path().join("vault.db")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("master.key")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        self.run_with_key(&self.key(), args, stdin)
-    }
-
-    fn run_with_key(&self, key: &Path, args: &[&str], stdin: &[u8]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealbox"));
-        cmd.args(args)
-            .env("SEALBOX_VAULT", self.vault())
-            .env("SEALBOX_KEY_FILE", key)
-            .env_remove("SEALBOX_CONFIG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn sealbox");
-        let mut input = child.stdin.take().expect("stdin");
-        let _ = input.write_all(stdin);
-        drop(input);
-        child.wait_with_output().expect("wait for sealbox")
-    }
-
-    /// Runs and requires success; returns stdout.
-    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
-        let o = self.run(args, stdin);
-        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
-        stdout(&o)
-    }
-
-    /// Runs with `--json` and requires success; returns the parsed document.
-    fn json(&self, args: &[&str], stdin: &[u8]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.ok(&all, stdin);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("sealbox exited by signal")
-}
+use support::{Scratch as Vault, code, stderr, stdout};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)

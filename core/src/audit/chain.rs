@@ -71,7 +71,9 @@ impl AuditKey {
     }
 
     pub(crate) fn mac_hex(&self, data: &[u8]) -> String {
-        hex::encode(hmac::sign(&self.key, data).as_ref())
+        let mut out = String::with_capacity(64);
+        self.push_mac_hex(data, &mut out);
+        out
     }
 
     /// Appends the hex MAC of `data` to `out` (the writer's per-line path: no allocation).

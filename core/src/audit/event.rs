@@ -170,6 +170,21 @@ impl AuditEvent {
         }
     }
 
+    /// A successful read answered by the cache (`cache` is hit or stale; a stale read
+    /// carries the stale-if-error reason).
+    pub(crate) fn cached_read(
+        user: Principal,
+        resource: Arc<Resource>,
+        cache: CacheOutcome,
+    ) -> AuditEvent {
+        let mut e = AuditEvent::access(Action::Read, user, resource);
+        e.cache = Some(cache);
+        if cache == CacheOutcome::Stale {
+            e.reason = Some(STALE_REASON.into());
+        }
+        e
+    }
+
     /// Marks the event as a policy deny (level `warn`, event `access.denied`).
     pub fn deny(mut self, reason: impl Into<Cow<'static, str>>) -> AuditEvent {
         self.denied = true;

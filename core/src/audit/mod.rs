@@ -84,7 +84,7 @@ pub struct AuditConfig {
     #[serde(default)]
     pub mode: AuditMode,
     /// Events each thread can have queued before it blocks (backpressure); 1 to 65 536.
-    /// Each recording thread holds a ring of this many 128-byte slots.
+    /// Each recording thread holds a ring of this many 48-byte slots.
     #[serde(default = "default_capacity")]
     pub queue_capacity: usize,
     /// How long a strict-mode access waits for its event to be written.
@@ -350,9 +350,9 @@ impl AuditLog {
             .map_err(|_| gone())
     }
 
-    /// Records a successful read served from the cache: the hot path. Queues a flat record
-    /// (names copied in, no shared pointer cloned) when the names fit and the mode is best
-    /// effort; otherwise the same event as [`AuditLog::record`].
+    /// Records a successful read served from the cache: the hot path. In best-effort mode
+    /// without a per-call source it queues a 48-byte record (see `queue.rs`); otherwise the
+    /// same event as [`AuditLog::record`].
     #[inline]
     pub(crate) fn record_cached_read(
         &self,
@@ -361,32 +361,23 @@ impl AuditLog {
         resource: &Arc<Resource>,
         cache: CacheOutcome,
     ) -> Result<()> {
-        let flat = match (self.shared.mode, source) {
-            (AuditMode::BestEffort, None) => Some(ReadRecord::new(
+        if self.shared.mode == AuditMode::BestEffort && source.is_none() {
+            let r = ReadRecord::new(
                 event::coarse_unix_nanos(),
                 next_request_id(),
                 user,
                 resource,
                 cache,
-            )),
-            _ => None,
-        };
-        match flat {
-            Some(r) => self
+            );
+            return self
                 .shared
                 .queue
                 .push(Entry::Read(r), false, None)
-                .map_err(|_| gone()),
-            None => {
-                let mut e = AuditEvent::access(Action::Read, user.clone(), resource.clone());
-                e.source = source.cloned();
-                e.cache = Some(cache);
-                if cache == CacheOutcome::Stale {
-                    e.reason = Some(event::STALE_REASON.into());
-                }
-                self.record(e)
-            }
+                .map_err(|_| gone());
         }
+        let mut e = AuditEvent::cached_read(user.clone(), resource.clone(), cache);
+        e.source = source.cloned();
+        self.record(e)
     }
 
     fn record_strict(&self, event: AuditEvent) -> Result<()> {

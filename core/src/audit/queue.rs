@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 
-use super::event::{AuditEvent, CacheOutcome, Resource, STALE_REASON};
+use super::event::{AuditEvent, CacheOutcome, Resource};
 use crate::client::Principal;
 
 /// One queued event, with the channel a strict-mode caller waits on.
@@ -331,13 +331,9 @@ impl Entry {
         match self {
             Entry::Event(item) => *item,
             Entry::Read(r) => {
-                let mut e = AuditEvent::access(super::Action::Read, r.user, r.resource);
+                let mut e = AuditEvent::cached_read(r.user, r.resource, r.cache);
                 e.timestamp = SystemTime::UNIX_EPOCH + Duration::from_nanos(r.unix_nanos);
                 e.request_id = r.request_id;
-                e.cache = Some(r.cache);
-                if r.cache == CacheOutcome::Stale {
-                    e.reason = Some(STALE_REASON.into());
-                }
                 Item {
                     event: e,
                     waiter: None,
@@ -349,6 +345,7 @@ impl Entry {
 
 #[cfg(test)]
 mod tests {
+    use super::super::event::STALE_REASON;
     use super::*;
     use crate::audit::Action;
 

@@ -5,14 +5,17 @@
 //! equals one is valid UTF-8 too, and only misses pay for the validation.
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use papaya::Equivalent;
 
-/// A key stored in the index: the reference string the caller passed.
+/// A key stored in the index: the reference string the caller passed (shared with the
+/// entry, the flight and moka, so a miss allocates it once).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct IndexKey(pub(super) Box<str>);
+pub(super) struct IndexKey(pub(super) Arc<str>);
 
 impl IndexKey {
+    #[cfg(test)]
     pub(super) fn new(key: &str) -> IndexKey {
         IndexKey(key.into())
     }

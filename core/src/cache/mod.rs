@@ -6,8 +6,11 @@
 //!   (sealed mode allocates the freshly decrypted copy it returns).
 //! * **Capacity and TTL eviction**: `moka` owns the entries' lifetimes; its eviction listener
 //!   removes evicted entries from the index. Hits do not touch moka, so its admission policy
-//!   sees insertions, not reads (a deliberate trade for the hit cost).
-//! * **Misses** are single-flight: concurrent misses for one key share one store call.
+//!   sees insertions, not reads (a deliberate trade for the hit cost). Misses do not wait for
+//!   moka either: a `sealbox-cache` maintenance thread hands new entries to it every few
+//!   milliseconds (see `lifetimes.rs`), so the index may exceed `capacity` by that much.
+//! * **Misses** are single-flight: concurrent misses for one key share one store call, run
+//!   inline in the first caller's future (see `flight.rs`).
 //! * **Refresh-ahead**: past `refresh_ahead x ttl`, the first hit starts one background refresh;
 //!   callers keep getting the cached value meanwhile.
 //! * **Version check**: before refetching, stores with `cheap_describe` are asked for the
@@ -19,18 +22,16 @@
 //! * **Sealed mode**: values kept AES-256-GCM-encrypted in memory (see `sealed.rs`).
 
 mod clock;
+mod flight;
 mod key;
+mod lifetimes;
 mod sealed;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::Shared;
 use serde::Deserialize;
 
 use crate::audit::{CacheOutcome, Resource};
@@ -38,7 +39,9 @@ use crate::client::{HandleInner, SecretHandle, VersionMeta};
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::ClientMetrics;
 use crate::store::{SecretName, SecretStore, SecretVersion, Stage, VersionSelector};
+use flight::Flights;
 use key::{IndexKey, KeyBytes};
+use lifetimes::Lifetimes;
 
 use sealed::{SealedValue, Sealer};
 
@@ -124,7 +127,7 @@ enum Value {
 }
 
 struct Entry {
-    key: Box<str>,
+    key: Arc<str>,
     store: Arc<dyn SecretStore>,
     meta: Arc<VersionMeta>,
     value: Value,
@@ -154,46 +157,22 @@ impl Entry {
     }
 }
 
-type FlightResult = std::result::Result<(Arc<Entry>, CacheOutcome), SharedError>;
-type Flight = Shared<Pin<Box<dyn Future<Output = FlightResult> + Send>>>;
-
-#[derive(Clone, Debug)]
-struct SharedError {
-    kind: ErrorKind,
-    message: String,
-    request_id: Option<String>,
-}
-
-impl From<&Error> for SharedError {
-    fn from(e: &Error) -> Self {
-        SharedError {
-            kind: e.kind(),
-            message: e.message().to_owned(),
-            request_id: e.request_id().map(str::to_owned),
-        }
-    }
-}
-
-impl From<SharedError> for Error {
-    fn from(e: SharedError) -> Self {
-        let err = Error::new(e.kind, e.message);
-        match e.request_id {
-            Some(id) => err.with_request_id(id),
-            None => err,
-        }
-    }
-}
-
 type Index = papaya::HashMap<IndexKey, Arc<Entry>, foldhash::fast::RandomState>;
 
 struct Inner {
     config: CacheConfig,
     index: Arc<Index>,
-    lifetimes: moka::sync::Cache<Box<str>, Arc<Entry>>,
-    flights: Mutex<HashMap<Box<str>, Flight>>,
+    lifetimes: Lifetimes,
+    flights: Flights<(Arc<Entry>, CacheOutcome)>,
     sealer: Option<Sealer>,
     metrics: Arc<ClientMetrics>,
     runtime: BackgroundRuntime,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.lifetimes.stop();
+    }
 }
 
 /// The cache. Cheap to clone.
@@ -270,23 +249,26 @@ impl SecretCache {
             .ttl
             .saturating_add(config.max_stale)
             .saturating_add(Duration::from_secs(1));
-        let lifetimes = moka::sync::Cache::builder()
+        let lifetimes: lifetimes::Moka = moka::sync::Cache::builder()
             .max_capacity(config.capacity)
             .time_to_live(lifetime)
             .eviction_listener(
-                move |key: Arc<Box<str>>,
-                      entry: Arc<Entry>,
+                move |key: Arc<Arc<str>>,
+                      entry: std::sync::Weak<Entry>,
                       cause: moka::notification::RemovalCause| {
                     if cause != moka::notification::RemovalCause::Replaced {
+                        // The weak reference keeps the entry's allocation, so no newer entry
+                        // can have its address.
                         let _ = listener_index
                             .pin()
                             .remove_if(&KeyBytes(key.as_bytes()), |_, current| {
-                                Arc::ptr_eq(current, &entry)
+                                std::ptr::eq(Arc::as_ptr(current), entry.as_ptr())
                             });
                     }
                 },
             )
             .build();
+        let capacity = config.capacity;
         let sealer = if config.sealed {
             Some(Sealer::new()?)
         } else {
@@ -296,8 +278,8 @@ impl SecretCache {
             inner: Arc::new(Inner {
                 config,
                 index,
-                lifetimes,
-                flights: Mutex::new(HashMap::new()),
+                lifetimes: Lifetimes::new(lifetimes, capacity),
+                flights: Flights::new(),
                 sealer,
                 metrics,
                 runtime: BackgroundRuntime {
@@ -421,40 +403,15 @@ impl SecretCache {
         store_id: Arc<str>,
         force: bool,
     ) -> Result<(Arc<Entry>, CacheOutcome)> {
-        let flight = {
-            let mut flights = self
-                .inner
-                .flights
-                .lock()
-                .map_err(|_| Error::internal("cache flight table poisoned"))?;
-            match flights.get(key) {
-                Some(f) => f.clone(),
-                None => {
-                    let this = self.clone();
-                    let owned_key: Box<str> = key.into();
-                    let fut: Pin<Box<dyn Future<Output = FlightResult> + Send>> =
-                        Box::pin(async move {
-                            let r = this
-                                .load(&owned_key, store, name, store_id, force)
-                                .await
-                                .map_err(|e| SharedError::from(&e));
-                            if let Ok(mut f) = this.inner.flights.lock() {
-                                f.remove(&owned_key);
-                            }
-                            r
-                        });
-                    let shared = fut.shared();
-                    flights.insert(key.into(), shared.clone());
-                    shared
-                }
-            }
-        };
-        flight.await.map_err(Error::from)
+        self.inner
+            .flights
+            .run(key, |key| self.load(key, store, name, store_id, force))
+            .await
     }
 
     async fn load(
         &self,
-        key: &str,
+        key: Arc<str>,
         store: Arc<dyn SecretStore>,
         name: SecretName,
         store_id: Arc<str>,
@@ -475,37 +432,47 @@ impl SecretCache {
             && let Some(old) = &old
             && store.capabilities().cheap_describe
         {
-            let started = Instant::now();
+            let started = inner.metrics.start_store_call();
             let described = store.describe(&name).await;
-            inner.metrics.store_call(started.elapsed());
+            inner.metrics.end_store_call(started);
             match described {
                 Ok(meta) if meta.version_with_stage(&Stage::Current) == Some(&old.meta.version) => {
                     old.set_times(&inner.config, clock::now_nanos());
-                    inner.lifetimes.insert(key.into(), old.clone());
+                    self.admit(old);
                     return Ok((old.clone(), CacheOutcome::Hit));
                 }
                 Ok(_) => {}
                 Err(e) => {
                     inner.metrics.store_error(e.kind());
-                    return self.on_error(key, Some(old), e);
+                    return self.on_error(&key, Some(old), e);
                 }
             }
         }
-        let started = Instant::now();
+        let started = inner.metrics.start_store_call();
         let got = store.get(&name, &VersionSelector::Current).await;
-        inner.metrics.store_call(started.elapsed());
+        inner.metrics.end_store_call(started);
         match got {
             Ok(version) => {
                 let entry = self.make_entry(key, store, store_id, name, version)?;
-                inner.index.pin().insert(IndexKey::new(key), entry.clone());
-                inner.lifetimes.insert(key.into(), entry.clone());
+                inner
+                    .index
+                    .pin()
+                    .insert(IndexKey(entry.key.clone()), entry.clone());
+                self.admit(&entry);
                 Ok((entry, CacheOutcome::Miss))
             }
             Err(e) => {
                 inner.metrics.store_error(e.kind());
-                self.on_error(key, old.as_ref(), e)
+                self.on_error(&key, old.as_ref(), e)
             }
         }
+    }
+
+    /// Hands `entry` to the lifetime tracking (capacity, TTL eviction), off the caller's path.
+    fn admit(&self, entry: &Arc<Entry>) {
+        self.inner
+            .lifetimes
+            .admit(entry, &self.inner.index, Arc::downgrade(&self.inner));
     }
 
     fn on_error(
@@ -544,7 +511,7 @@ impl SecretCache {
 
     fn make_entry(
         &self,
-        key: &str,
+        key: Arc<str>,
         store: Arc<dyn SecretStore>,
         store_id: Arc<str>,
         name: SecretName,
@@ -575,7 +542,7 @@ impl SecretCache {
             })),
         };
         let entry = Arc::new(Entry {
-            key: key.into(),
+            key,
             store,
             meta,
             value,
@@ -606,14 +573,110 @@ impl SecretCache {
         }
     }
 
-    /// Runs moka's pending maintenance (evictions) now instead of on a later write.
+    /// Runs the pending lifetime maintenance (queued entries, evictions) now instead of on
+    /// the maintenance thread's next tick.
     pub fn run_pending_tasks(&self) {
-        self.inner.lifetimes.run_pending_tasks();
+        self.inner.lifetimes.run_pending_tasks(&self.inner.index);
     }
 
     /// Drops everything.
     pub fn clear(&self) {
+        self.inner.lifetimes.clear();
         self.inner.index.pin().clear();
-        self.inner.lifetimes.invalidate_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Secret;
+    use crate::store::PutOptions;
+    use crate::store::memory::MemoryStore;
+
+    async fn filled(n: usize) -> Arc<MemoryStore> {
+        let store = Arc::new(MemoryStore::new());
+        for i in 0..n {
+            let name = SecretName::new(format!("app/k{i}")).unwrap();
+            store
+                .put(&name, &Secret::random(16).unwrap(), &PutOptions::default())
+                .await
+                .unwrap();
+        }
+        store
+    }
+
+    fn cache(capacity: u64) -> SecretCache {
+        let config = CacheConfig {
+            capacity,
+            ..CacheConfig::default()
+        };
+        SecretCache::new(config, Arc::new(ClientMetrics::default())).unwrap()
+    }
+
+    async fn miss(cache: &SecretCache, store: &Arc<MemoryStore>, i: usize) {
+        let key = format!("app/k{i}");
+        let name = SecretName::new(key.clone()).unwrap();
+        cache
+            .fetch(&key, store.clone(), name, Arc::from("default"))
+            .await
+            .unwrap();
+    }
+
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..400 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    #[tokio::test]
+    async fn the_maintenance_thread_hands_queued_entries_to_moka() {
+        let store = filled(5).await;
+        let cache = cache(1000); // queues up to 125 entries before the caller inserts
+        for i in 0..5 {
+            miss(&cache, &store, i).await;
+        }
+        let moka = &cache.inner.lifetimes;
+        eventually("moka tracks all 5 entries", || moka.tracked() == 5).await;
+        assert_eq!(cache.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn capacity_holds_with_deferred_inserts() {
+        let store = filled(1000).await;
+        let cache = cache(100);
+        for i in 0..1000 {
+            miss(&cache, &store, i).await;
+        }
+        cache.run_pending_tasks();
+        let len = cache.len();
+        assert!(
+            len <= 110,
+            "the index holds {len} entries with capacity 100"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_entry_invalidated_while_queued_is_never_tracked() {
+        let store = filled(1).await;
+        let cache = cache(1000);
+        miss(&cache, &store, 0).await;
+        cache.invalidate("default", &SecretName::new("app/k0").unwrap());
+        cache.run_pending_tasks();
+        assert_eq!(cache.inner.lifetimes.tracked(), 0);
+        assert!(cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_maintenance_thread_does_not_keep_the_cache_alive() {
+        let store = filled(1).await;
+        let cache = cache(1000);
+        miss(&cache, &store, 0).await;
+        let weak = Arc::downgrade(&cache.inner);
+        drop(cache);
+        eventually("the cache is freed", || weak.upgrade().is_none()).await;
     }
 }

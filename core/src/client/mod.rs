@@ -182,6 +182,8 @@ impl SealboxBuilder {
             (None, None) => return Err(Error::config("a Sealbox needs at least one store")),
         };
         let router = Router::new(self.stores, self.routes, &default)?;
+        // Calibrate the latency clock now rather than on the first store call.
+        crate::monitor::metrics::latency_clock();
         let metrics = Arc::new(ClientMetrics::default());
         let monitor = match (self.monitor, self.hooks.is_empty()) {
             (Some(config), _) => Some(Monitor::new(config, self.hooks, metrics.clone())?),
@@ -452,23 +454,25 @@ impl Sealbox {
                 return Err(self.failed_read(Resource::named(reference), e));
             }
         };
-        let resource = Arc::new(Resource {
-            name: route.name.as_str().into(),
-            store: Some(route.store_id.clone()),
-            version: None,
-        });
         if route.field.is_some() {
             self.inner.metrics.gets.incr();
             let e = Error::invalid_input("this reference names a #field; use get_field");
-            return Err(self.failed_read(resource, e));
+            return Err(self.failed_read(route.resource(), e));
         }
-        if let Err(e) = self.authorize(Capability::Read, Action::Read, &resource) {
+        // The resource is built only when a policy or a failure needs it: a miss is on the
+        // latency budget of the store call it wraps.
+        if self
+            .inner
+            .policy_enforcing
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && let Err(e) = self.authorize(Capability::Read, Action::Read, &route.resource())
+        {
             self.inner.metrics.gets.incr();
             return Err(e);
         }
         let answer = match &self.inner.cache {
             Some(cache) => cache
-                .fetch(reference, route.store.clone(), route.name, route.store_id)
+                .fetch(reference, route.store, route.name, route.store_id)
                 .await
                 .map(|a| (a.handle, a.outcome)),
             None => self
@@ -485,6 +489,10 @@ impl Sealbox {
             Ok(a) => self.finish_read(Ok(a)),
             Err(e) => {
                 self.inner.metrics.gets.incr();
+                let resource = match self.inner.router.resolve(reference) {
+                    Ok(route) => route.resource(),
+                    Err(_) => Resource::named(reference),
+                };
                 Err(self.failed_read(resource, e))
             }
         }
@@ -497,9 +505,9 @@ impl Sealbox {
         store_id: Arc<str>,
         selector: &VersionSelector,
     ) -> Result<(SecretHandle, Arc<Resource>)> {
-        let started = std::time::Instant::now();
+        let started = self.inner.metrics.start_store_call();
         let got = store.get(&name, selector).await;
-        self.inner.metrics.store_call(started.elapsed());
+        self.inner.metrics.end_store_call(started);
         let v = got.inspect_err(|e| self.inner.metrics.store_error(e.kind()))?;
         let resource = Arc::new(Resource {
             name: name.as_str().into(),
@@ -536,11 +544,7 @@ impl Sealbox {
             Ok(r) => r,
             Err(e) => return Err(self.failed_read(Resource::named(name), e)),
         };
-        let resource = Arc::new(Resource {
-            name: route.name.as_str().into(),
-            store: Some(route.store_id.clone()),
-            version: None,
-        });
+        let resource = route.resource();
         self.authorize(Capability::Read, Action::Read, &resource)?;
         match self
             .fetch_direct(&route.store, route.name, route.store_id, selector)
@@ -566,11 +570,7 @@ impl Sealbox {
     /// Refetches `name` from its store now, bypassing freshness and the version check.
     pub async fn refresh_now(&self, name: &str) -> Result<()> {
         let route = self.inner.router.resolve(name)?;
-        let resource = Arc::new(Resource {
-            name: route.name.as_str().into(),
-            store: Some(route.store_id.clone()),
-            version: None,
-        });
+        let resource = route.resource();
         self.authorize(Capability::Read, Action::Read, &resource)?;
         match &self.inner.cache {
             Some(cache) => {
@@ -595,11 +595,7 @@ impl Sealbox {
         options: &PutOptions,
     ) -> Result<VersionInfo> {
         let route = self.inner.router.resolve(name)?;
-        let resource = Arc::new(Resource {
-            name: route.name.as_str().into(),
-            store: Some(route.store_id.clone()),
-            version: None,
-        });
+        let resource = route.resource();
         self.authorize(Capability::Write, Action::Write, &resource)?;
         self.audit_ready_for_change(Action::Write, &resource)?;
         self.inner.metrics.writes.incr();
@@ -680,11 +676,7 @@ impl Sealbox {
     /// Metadata of `name`.
     pub async fn describe(&self, name: &str) -> Result<SecretMetadata> {
         let route = self.inner.router.resolve(name)?;
-        let resource = Arc::new(Resource {
-            name: route.name.as_str().into(),
-            store: Some(route.store_id.clone()),
-            version: None,
-        });
+        let resource = route.resource();
         self.authorize(Capability::Read, Action::Describe, &resource)?;
         match route.store.describe(&route.name).await {
             Ok(meta) => {
@@ -704,11 +696,7 @@ impl Sealbox {
     /// Deletes `name`.
     pub async fn delete(&self, name: &str, options: &DeleteOptions) -> Result<()> {
         let route = self.inner.router.resolve(name)?;
-        let resource = Arc::new(Resource {
-            name: route.name.as_str().into(),
-            store: Some(route.store_id.clone()),
-            version: None,
-        });
+        let resource = route.resource();
         self.authorize(Capability::Delete, Action::Delete, &resource)?;
         self.audit_ready_for_change(Action::Delete, &resource)?;
         self.inner.metrics.writes.incr();

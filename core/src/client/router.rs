@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::Resource;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{SecretName, SecretRef, SecretStore};
 
@@ -12,6 +13,17 @@ pub(crate) struct Route {
     pub(crate) store: Arc<dyn SecretStore>,
     pub(crate) name: SecretName,
     pub(crate) field: Option<String>,
+}
+
+impl Route {
+    /// The audit resource this route reads (no version yet).
+    pub(crate) fn resource(&self) -> Arc<Resource> {
+        Arc::new(Resource {
+            name: self.name.as_str().into(),
+            store: Some(self.store_id.clone()),
+            version: None,
+        })
+    }
 }
 
 /// A store a listing visits: its id, the store and the prefix to list there.

@@ -114,9 +114,8 @@ unsafe impl Send for PoolState {}
 struct Chunk {
     mapping: GuardedMapping,
     slots_per_page: usize,
-    /// Free slot indices, used as a stack so the most recently wiped slot (on a locked page) is
-    /// reused first. Allocated at full capacity up front: pushing never reallocates.
-    free: Vec<u32>,
+    /// Free slot indices; the lowest is handed out first.
+    free: FreeSlots,
     pages: Box<[Page]>,
     live: usize,
     /// This chunk's index in `PoolState::chunks`.
@@ -147,8 +146,7 @@ impl Chunk {
         Ok(Chunk {
             mapping,
             slots_per_page,
-            // Reversed so slot 0 is handed out first and pages fill in order.
-            free: (0..slots).rev().collect(),
+            free: FreeSlots::all(slots),
             pages: vec![Page::default(); pages].into_boxed_slice(),
             live: 0,
             position,
@@ -162,6 +160,67 @@ impl Chunk {
 
     fn locked_pages(&self) -> usize {
         self.pages.iter().filter(|p| p.locked).count()
+    }
+}
+
+/// A chunk's free slots as a bitmap, handed out lowest index first. Address order packs live
+/// slots into the lowest pages, so the pages above stay empty (and unlocked) however frees
+/// and allocations interleave. (A stack of freed slots, reused last-in first-out, scattered
+/// long-lived and short-lived slots over every page of the chunk; batches of frees, such as
+/// the cache index reclaiming 32 replaced entries at a time, then emptied, unlocked and
+/// relocked pages over and over: an `mlock` every few cache misses.)
+#[derive(Debug)]
+struct FreeSlots {
+    words: Box<[u64]>,
+    count: usize,
+    /// No free slot below word `lowest`.
+    lowest: usize,
+}
+
+impl FreeSlots {
+    fn all(slots: u32) -> FreeSlots {
+        let slots = slots as usize;
+        let mut words = vec![u64::MAX; slots.div_ceil(64)].into_boxed_slice();
+        if !slots.is_multiple_of(64)
+            && let Some(last) = words.last_mut()
+        {
+            *last = (1u64 << (slots % 64)) - 1;
+        }
+        FreeSlots {
+            words,
+            count: slots,
+            lowest: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Takes the lowest free slot.
+    fn pop(&mut self) -> Option<u32> {
+        let (i, word) = self
+            .words
+            .iter_mut()
+            .enumerate()
+            .skip(self.lowest)
+            .find(|(_, w)| **w != 0)?;
+        let bit = word.trailing_zeros();
+        *word &= !(1u64 << bit);
+        self.count -= 1;
+        self.lowest = i;
+        u32::try_from(i * 64).ok().map(|base| base + bit)
+    }
+
+    /// Frees slot `index` (which must be taken).
+    fn push(&mut self, index: u32) {
+        let (i, bit) = (index as usize / 64, index % 64);
+        if let Some(word) = self.words.get_mut(i) {
+            debug_assert!(*word & (1u64 << bit) == 0, "slot {index} freed twice");
+            *word |= 1u64 << bit;
+            self.count += 1;
+            self.lowest = self.lowest.min(i);
+        }
     }
 }
 
@@ -498,6 +557,52 @@ mod tests {
         pool.free(a);
         pool.free(b);
         assert_eq!(pool.stats().live_slots, 0);
+    }
+
+    #[test]
+    fn free_slots_hand_out_the_lowest_first() {
+        let mut free = FreeSlots::all(130);
+        let taken: Vec<u32> = (0..130).map(|_| free.pop().unwrap()).collect();
+        assert_eq!(taken, (0..130).collect::<Vec<_>>());
+        assert!(free.is_empty());
+        assert_eq!(free.pop(), None);
+        for i in [129, 64, 3, 70] {
+            free.push(i);
+        }
+        assert_eq!(free.pop(), Some(3));
+        assert_eq!(free.pop(), Some(64));
+        assert_eq!(free.pop(), Some(70));
+        assert_eq!(free.pop(), Some(129));
+        assert!(free.is_empty());
+    }
+
+    #[test]
+    fn live_slots_pack_into_the_lowest_pages_under_churn() {
+        let pool = private_pool(64);
+        let per_page = mapping::page_size() / 64;
+        // A sliding window of live slots, freed in batches (as a cache's reclamation does).
+        let mut live: std::collections::VecDeque<Slot> = Default::default();
+        let mut most_locked = 0;
+        for _ in 0..400 {
+            for _ in 0..32 {
+                live.push_back(pool.alloc(MemoryPolicy::Strict).unwrap());
+            }
+            if live.len() > 96 {
+                for s in live.drain(..64) {
+                    pool.free(s);
+                }
+            }
+            most_locked = most_locked.max(locked_pages(pool));
+        }
+        // The window never holds more than 128 slots.
+        let bound = 128usize.div_ceil(per_page) + SPARE_LOCKED_PAGES + 1;
+        assert!(
+            most_locked <= bound,
+            "{most_locked} pages locked at once for at most 128 live slots"
+        );
+        for s in live {
+            pool.free(s);
+        }
     }
 
     #[test]

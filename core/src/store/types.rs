@@ -37,24 +37,63 @@ impl SecretName {
                 Self::MAX_LEN
             )));
         }
-        for segment in name.split('/') {
-            if segment.is_empty() || segment == "." || segment == ".." {
-                return Err(Error::invalid_input(format!(
-                    "secret name {name:?} has an empty, '.' or '..' path segment"
-                )));
-            }
-            if let Some(c) = segment.chars().find(|c| !Self::allowed(*c)) {
+        if !Self::plainly_valid(name.as_bytes()) {
+            Self::check_closely(&name)?;
+        }
+        Ok(SecretName(name))
+    }
+
+    /// The precise check, which also says what is wrong. Every non-ASCII byte is refused, so
+    /// checking bytes is checking chars.
+    fn check_closely(name: &str) -> Result<()> {
+        let bytes = name.as_bytes();
+        let mut start = 0;
+        for i in 0..=bytes.len() {
+            let b = bytes.get(i).copied().unwrap_or(b'/');
+            if b == b'/' {
+                if matches!(&bytes[start..i], b"" | b"." | b"..") {
+                    return Err(Error::invalid_input(format!(
+                        "secret name {name:?} has an empty, '.' or '..' path segment"
+                    )));
+                }
+                start = i + 1;
+            } else if !Self::allowed(b) {
+                let c = name[i..].chars().next().unwrap_or('?');
                 return Err(Error::invalid_input(format!(
                     "secret name {:?} contains {c:?}; use ASCII letters, digits, '/' and -_.+=@",
                     name.escape_default().to_string()
                 )));
             }
         }
-        Ok(SecretName(name))
+        Ok(())
     }
 
-    fn allowed(c: char) -> bool {
-        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '=' | '@')
+    /// The common case without branches per byte (names are validated on every cache miss):
+    /// only allowed bytes, no empty segment, and no `.` at all. `false` means "look closer",
+    /// not "invalid".
+    fn plainly_valid(bytes: &[u8]) -> bool {
+        static ALLOWED: [bool; 256] = {
+            let mut t = [false; 256];
+            let mut i = 0;
+            while i < 256 {
+                let b = i as u8;
+                t[i] = b.is_ascii_alphanumeric()
+                    || matches!(b, b'-' | b'_' | b'+' | b'=' | b'@' | b'/');
+                i += 1;
+            }
+            t
+        };
+        let mut ok = true;
+        let mut prev = b'/';
+        for &b in bytes {
+            ok &= ALLOWED[b as usize] & !(b == b'/' && prev == b'/');
+            prev = b;
+        }
+        ok & (prev != b'/')
+    }
+
+    fn allowed(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+' | b'=' | b'@')
     }
 
     /// The name as text.
@@ -461,6 +500,27 @@ mod tests {
         ] {
             assert!(SecretName::new(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_fast_check_never_accepts_what_the_precise_check_refuses() {
+        // Every string of up to 5 characters over an alphabet with each kind of byte.
+        let alphabet = ['a', '/', '.', '-', ' ', 'é'];
+        let mut names = vec![String::new()];
+        let mut checked = 0;
+        for _ in 0..5 {
+            names = names
+                .iter()
+                .flat_map(|n| alphabet.iter().map(move |c| format!("{n}{c}")))
+                .collect();
+            for n in &names {
+                if SecretName::plainly_valid(n.as_bytes()) {
+                    assert!(SecretName::check_closely(n).is_ok(), "{n:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "the fast path took only {checked} names");
     }
 
     #[test]

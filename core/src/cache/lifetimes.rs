@@ -1,0 +1,200 @@
+//! Entry lifetimes (capacity and TTL eviction) in `moka`, fed off the caller's path.
+//!
+//! A moka insert, with the housekeeping it triggers, costs about as much as the rest of a
+//! miss, and nothing on the read path needs it: hits read the index, and freshness is each
+//! entry's own clock. So a miss only queues its entry here; a maintenance thread moves queued
+//! entries into moka every few milliseconds while the cache is busy and parks when it is
+//! idle. The queue is bounded: past `inline_limit` entries the caller moves them itself.
+//!
+//! Moka and the queue hold entries weakly: an entry (and the locked memory of its value) is
+//! freed as soon as the index and the callers' handles let go of it, on their threads, not
+//! later and in bulk on the maintenance thread (bulk frees made the secret arena unlock and
+//! relock pages on every few misses).
+//!
+//! An entry is handed to moka only while the index still holds it, so an entry invalidated
+//! while queued is not inserted. The eviction listener removes an entry from the index only
+//! if it is still the indexed one, so a late insert can never evict a newer value.
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use std::thread::Thread;
+use std::time::Duration;
+
+use super::Entry;
+use super::key::KeyBytes;
+
+/// How often the maintenance thread drains while entries arrive.
+const TICK: Duration = Duration::from_millis(5);
+/// Idle ticks after which it parks until the next queued entry.
+const IDLE_TICKS: u32 = 200;
+
+pub(super) type Moka = moka::sync::Cache<Arc<str>, Weak<Entry>>;
+type Index = super::Index;
+
+pub(super) struct Lifetimes {
+    moka: Moka,
+    queue: Mutex<Queue>,
+    inline_limit: usize,
+    thread: OnceLock<Option<Thread>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    entries: Vec<Weak<Entry>>,
+    /// The maintenance thread is parked without a timeout and must be woken.
+    parked: bool,
+}
+
+impl Lifetimes {
+    pub(super) fn new(moka: Moka, capacity: u64) -> Lifetimes {
+        // Small caches stay exact: with capacity 10 the queue never holds more than 1 entry.
+        let inline_limit = usize::try_from(capacity / 8)
+            .unwrap_or(usize::MAX)
+            .clamp(1, 1024);
+        Lifetimes {
+            moka,
+            queue: Mutex::new(Queue::default()),
+            inline_limit,
+            thread: OnceLock::new(),
+        }
+    }
+
+    /// Queues `entry` (new, or renewed by a version check) for moka. `owner` is the cache the
+    /// maintenance thread serves, started on first use.
+    pub(super) fn admit(&self, entry: &Arc<Entry>, index: &Index, owner: Weak<super::Inner>) {
+        let entry = Arc::downgrade(entry);
+        let (overflow, wake) = {
+            let Ok(mut q) = self.queue.lock() else {
+                // A poisoned queue: insert directly rather than lose the lifetime.
+                self.insert_if_indexed(entry, index);
+                return;
+            };
+            q.entries.push(entry);
+            let overflow =
+                (q.entries.len() >= self.inline_limit).then(|| std::mem::take(&mut q.entries));
+            (overflow, std::mem::take(&mut q.parked))
+        };
+        if let Some(entries) = overflow {
+            self.insert_all(entries, index);
+            return;
+        }
+        match self.thread.get_or_init(|| start(owner)) {
+            Some(t) if wake => t.unpark(),
+            Some(_) => {}
+            // No maintenance thread could be started: the caller does the work.
+            None => {
+                self.drain(index);
+            }
+        }
+    }
+
+    /// Moves every queued entry into moka now. Returns how many there were.
+    pub(super) fn drain(&self, index: &Index) -> usize {
+        let entries = match self.queue.lock() {
+            Ok(mut q) => std::mem::take(&mut q.entries),
+            Err(_) => return 0,
+        };
+        let n = entries.len();
+        self.insert_all(entries, index);
+        n
+    }
+
+    fn insert_all(&self, entries: Vec<Weak<Entry>>, index: &Index) {
+        for e in entries {
+            self.insert_if_indexed(e, index);
+        }
+    }
+
+    fn insert_if_indexed(&self, entry: Weak<Entry>, index: &Index) {
+        let key = match entry.upgrade() {
+            Some(e) => {
+                let indexed = index
+                    .pin()
+                    .get(&KeyBytes(e.key.as_bytes()))
+                    .is_some_and(|current| Arc::ptr_eq(current, &e));
+                indexed.then(|| e.key.clone())
+            }
+            None => None,
+        };
+        if let Some(key) = key {
+            self.moka.insert(key, entry);
+        }
+    }
+
+    /// Drains the queue and runs moka's pending evictions.
+    pub(super) fn run_pending_tasks(&self, index: &Index) {
+        self.drain(index);
+        self.moka.run_pending_tasks();
+    }
+
+    /// Forgets `key` (a queued entry for it is skipped when drained: the index no longer
+    /// holds it).
+    pub(super) fn invalidate(&self, key: &str) {
+        self.moka.invalidate(key);
+    }
+
+    /// Forgets everything queued and cached.
+    pub(super) fn clear(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.entries.clear();
+        }
+        self.moka.invalidate_all();
+    }
+
+    /// Parks the calling maintenance thread until more work arrives, or `None` when the queue
+    /// is not empty (drain again instead).
+    fn park_if_empty(&self) -> Option<()> {
+        let mut q = self.queue.lock().ok()?;
+        if !q.entries.is_empty() {
+            return None;
+        }
+        q.parked = true;
+        Some(())
+    }
+
+    /// Entries moka tracks (after its pending tasks).
+    #[cfg(test)]
+    pub(super) fn tracked(&self) -> u64 {
+        self.moka.run_pending_tasks();
+        self.moka.entry_count()
+    }
+
+    /// Wakes the maintenance thread so that it notices its cache is gone.
+    pub(super) fn stop(&self) {
+        if let Some(Some(t)) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+fn start(owner: Weak<super::Inner>) -> Option<Thread> {
+    std::thread::Builder::new()
+        .name("sealbox-cache".into())
+        .spawn(move || maintain(owner))
+        .map(|h| h.thread().clone())
+        .map_err(
+            |e| tracing::warn!(error = %e, "no cache maintenance thread; misses insert inline"),
+        )
+        .ok()
+}
+
+fn maintain(owner: Weak<super::Inner>) {
+    let mut idle = 0u32;
+    loop {
+        let Some(inner) = owner.upgrade() else { return };
+        if inner.lifetimes.drain(&inner.index) == 0 {
+            idle += 1;
+        } else {
+            idle = 0;
+            inner.lifetimes.moka.run_pending_tasks();
+        }
+        let park = idle >= IDLE_TICKS && inner.lifetimes.park_if_empty().is_some();
+        drop(inner);
+        if park {
+            idle = 0;
+            std::thread::park();
+        } else {
+            std::thread::park_timeout(TICK);
+        }
+    }
+}

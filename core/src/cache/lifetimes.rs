@@ -8,15 +8,14 @@
 //!
 //! Moka and the queue hold entries weakly: an entry (and the locked memory of its value) is
 //! freed as soon as the index and the callers' handles let go of it, on their threads, not
-//! later and in bulk on the maintenance thread (bulk frees made the secret arena unlock and
-//! relock pages on every few misses).
+//! later and in bulk on the maintenance thread, where freeing another thread's allocations
+//! contends on the allocator's arena lock.
 //!
 //! An entry is handed to moka only while the index still holds it, so an entry invalidated
 //! while queued is not inserted. The eviction listener removes an entry from the index only
 //! if it is still the indexed one, so a late insert can never evict a newer value.
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-
 use std::thread::Thread;
 use std::time::Duration;
 
@@ -24,9 +23,9 @@ use super::Entry;
 use super::key::KeyBytes;
 
 /// How often the maintenance thread drains while entries arrive.
-const TICK: Duration = Duration::from_millis(5);
+pub(super) const TICK: Duration = Duration::from_millis(5);
 /// Idle ticks after which it parks until the next queued entry.
-const IDLE_TICKS: u32 = 200;
+pub(super) const IDLE_TICKS: u32 = 200;
 
 pub(super) type Moka = moka::sync::Cache<Arc<str>, Weak<Entry>>;
 type Index = super::Index;
@@ -47,7 +46,7 @@ struct Queue {
 
 impl Lifetimes {
     pub(super) fn new(moka: Moka, capacity: u64) -> Lifetimes {
-        // Small caches stay exact: with capacity 10 the queue never holds more than 1 entry.
+        // Small caches stay exact: below 16 entries of capacity, every miss inserts inline.
         let inline_limit = usize::try_from(capacity / 8)
             .unwrap_or(usize::MAX)
             .clamp(1, 1024);
@@ -141,15 +140,17 @@ impl Lifetimes {
         self.moka.invalidate_all();
     }
 
-    /// Parks the calling maintenance thread until more work arrives, or `None` when the queue
-    /// is not empty (drain again instead).
-    fn park_if_empty(&self) -> Option<()> {
-        let mut q = self.queue.lock().ok()?;
+    /// Whether the maintenance thread may park until woken: only with nothing queued, and
+    /// then the next `admit` will wake it.
+    fn may_park(&self) -> bool {
+        let Ok(mut q) = self.queue.lock() else {
+            return false;
+        };
         if !q.entries.is_empty() {
-            return None;
+            return false;
         }
         q.parked = true;
-        Some(())
+        true
     }
 
     /// Entries moka tracks (after its pending tasks).
@@ -188,7 +189,7 @@ fn maintain(owner: Weak<super::Inner>) {
             idle = 0;
             inner.lifetimes.moka.run_pending_tasks();
         }
-        let park = idle >= IDLE_TICKS && inner.lifetimes.park_if_empty().is_some();
+        let park = idle >= IDLE_TICKS && inner.lifetimes.may_park();
         drop(inner);
         if park {
             idle = 0;

@@ -645,6 +645,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_parked_maintenance_thread_wakes_for_new_entries() {
+        let store = filled(2).await;
+        let cache = cache(1000);
+        miss(&cache, &store, 0).await;
+        let moka = &cache.inner.lifetimes;
+        eventually("moka tracks the first entry", || moka.tracked() == 1).await;
+        // Idle for longer than it polls: it parks without a timeout.
+        tokio::time::sleep(lifetimes::TICK * (lifetimes::IDLE_TICKS + 50)).await;
+        miss(&cache, &store, 1).await;
+        eventually("moka tracks the second entry", || moka.tracked() == 2).await;
+    }
+
+    #[tokio::test]
     async fn capacity_holds_with_deferred_inserts() {
         let store = filled(1000).await;
         let cache = cache(100);

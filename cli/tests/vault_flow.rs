@@ -195,6 +195,13 @@ fn key_rotation_verify_and_namespace_erasure() {
 
     v.ok(&["keys", "rotate-master"], b"");
     v.ok(&["keys", "rotate-kek", "predis"], b"");
+    let o = v.run(&["keys", "rotate-kek", "predsi"], b"");
+    assert!(
+        stderr(&o).starts_with("sealbox: not_found: "),
+        "a typo must not create keys: {}",
+        stderr(&o)
+    );
+    assert_ne!(code(&o), 0);
     let verified = v.json(&["verify"], b"");
     assert_eq!(verified["ok"], true, "{verified}");
     let o = v.run(&["get", DB, "--reveal"], b"");

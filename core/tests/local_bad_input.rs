@@ -117,6 +117,27 @@ async fn a_ciphertext_swapped_between_rows_is_an_integrity_error() {
 }
 
 #[tokio::test]
+async fn a_column_edited_to_the_wrong_type_is_an_integrity_error() {
+    let f = Fixture::new().await;
+    f.sql(
+        "UPDATE versions SET envelope = 'not a ciphertext' \
+         WHERE secret_id = (SELECT id FROM secrets WHERE name = 'app/db/password')",
+    );
+    let vault = f.open().await.unwrap();
+    let err = vault
+        .get(&name("app/db/password"), &VersionSelector::Current)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.message().contains("damaged"), "{err}");
+    let ok = vault
+        .get(&name("app/api/token"), &VersionSelector::Current)
+        .await
+        .unwrap();
+    assert_eq!(ok.value.expose_secret(), b"second-secret-value-abcdefghij");
+}
+
+#[tokio::test]
 async fn a_dek_swapped_between_secrets_is_an_integrity_error() {
     let f = Fixture::new().await;
     f.sql(

@@ -111,6 +111,13 @@ async fn kek_rotation_rewraps_every_dek_of_the_namespace() {
         .unwrap();
     let r = vault.rotate_kek("tenant-a").await.unwrap();
     assert_eq!((r.version.get(), r.rewrapped), (2, 5));
+    let unknown = vault.rotate_kek("tenant-typo").await.unwrap_err();
+    assert_eq!(unknown.kind(), ErrorKind::NotFound, "{unknown}");
+    let typo = KeyId::new("tenant-typo").unwrap();
+    assert!(
+        vault.keyring().namespace_keys(&typo).unwrap().is_none(),
+        "rotating an unknown namespace created keys"
+    );
     let reopened = LocalVault::open(dir.path(), key(dir.path())).await.unwrap();
     for i in 0..5 {
         let got = reopened

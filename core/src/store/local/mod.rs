@@ -617,10 +617,16 @@ impl LocalVault {
     }
 
     /// KEK rotation for `namespace`: a new KEK version, then every DEK of the namespace is
-    /// rewrapped under it (values are untouched).
+    /// rewrapped under it (values are untouched). A namespace nothing was ever written to has
+    /// no KEK to rotate: `NotFound` (a typo must not create keys).
     pub async fn rotate_kek(&self, namespace: &str) -> Result<KekRotation> {
         let ns = KeyId::new(namespace)?;
         let _lock = FileLock::acquire(self.path())?;
+        if self.inner.keyring.namespace_keys(&ns)?.is_none() {
+            return Err(Error::not_found(format!(
+                "namespace {namespace} has no keys: nothing was written to it"
+            )));
+        }
         let version = self.inner.keyring.rotate_kek(&ns).await?;
         let rows: Vec<(i64, Vec<u8>)> = {
             let conn = self.inner.pool.get()?;

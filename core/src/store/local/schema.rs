@@ -75,7 +75,15 @@ const MIGRATIONS: &[&str] = &[
 /// `Unavailable`, a full disk or I/O failure `Io`.
 pub(crate) fn sql_error(context: &str, e: rusqlite::Error) -> Error {
     use rusqlite::ffi::ErrorCode;
+    // A value of another type than the vault ever writes there: the file was edited.
+    let edited = matches!(
+        e,
+        rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+    );
     let kind = match e.sqlite_error_code() {
+        _ if edited => ErrorKind::Integrity,
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => ErrorKind::Integrity,
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => ErrorKind::Unavailable,
         Some(

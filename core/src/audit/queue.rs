@@ -127,40 +127,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Asks the CPU to fetch, for writing, the ring slot a few pushes ahead. A ring larger than
-/// the cache was last written a lap ago and read by the writer since, so each new record's
-/// line must come back from the writer's core or from memory; fetched ahead, that happens
-/// while this thread does other work instead of stalling its next atomic operation.
-#[inline]
-fn prefetch_ahead(producer: &mut rtrb::Producer<Entry>) {
-    const AHEAD: usize = 16;
-    let Ok(mut chunk) = producer.write_chunk_uninit(AHEAD) else {
-        return; // nearly full: the writer is behind and the slots ahead are not ours yet
-    };
-    let (first, second) = chunk.as_mut_slices();
-    let slot = if second.is_empty() {
-        first.last()
-    } else {
-        second.last()
-    };
-    if let Some(slot) = slot {
-        prefetch_for_write(slot.as_ptr().cast());
-    }
-    // Dropped without `commit`: nothing is written or published.
-}
-
-#[inline]
-fn prefetch_for_write(p: *const i8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults and reads or writes nothing, whatever
-    // the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(p);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 enum Pushed {
     Done,
     Full(Entry),
@@ -224,10 +190,7 @@ impl Queue {
             };
             let e = entry.take()?;
             Some(match producers[i].1.push(e) {
-                Ok(()) => {
-                    prefetch_ahead(&mut producers[i].1);
-                    Pushed::Done
-                }
+                Ok(()) => Pushed::Done,
                 Err(rtrb::PushError::Full(e)) => Pushed::Full(e),
             })
         });
@@ -416,46 +379,6 @@ mod tests {
         let expected: Vec<Box<str>> = (0..10).map(|i| format!("n/{i}").into()).collect();
         assert_eq!(names, expected);
         assert!(take_all(&q).is_empty());
-    }
-
-    #[test]
-    fn prefetching_ahead_keeps_order_across_laps_of_a_small_ring() {
-        // A ring smaller than the prefetch distance, taken from at every fill level: the
-        // prefetch must neither publish nor disturb a slot.
-        let q = Queue::new(5);
-        let mut expected = Vec::new();
-        let mut got = Vec::new();
-        for lap in 0..4 {
-            for i in 0..5 {
-                let n = lap * 5 + i;
-                q.push(item(n), false, None).unwrap();
-                expected.push(format!("n/{n}"));
-                if i % 2 == 1 {
-                    got.extend(
-                        take_all(&q)
-                            .into_iter()
-                            .map(|i| i.event.resource.name.to_string()),
-                    );
-                }
-            }
-        }
-        got.extend(
-            take_all(&q)
-                .into_iter()
-                .map(|i| i.event.resource.name.to_string()),
-        );
-        assert_eq!(got, expected);
-        // And on a large ring, where the slot ahead exists.
-        let (mut producer, mut consumer) = rtrb::RingBuffer::new(64);
-        for n in 0..200 {
-            producer.push(item(n)).unwrap();
-            prefetch_ahead(&mut producer);
-            let Ok(Entry::Event(e)) = consumer.pop() else {
-                panic!("entry {n} missing")
-            };
-            assert_eq!(&*e.event.resource.name, format!("n/{n}"));
-        }
-        assert!(consumer.is_empty());
     }
 
     #[test]

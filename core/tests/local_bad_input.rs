@@ -80,6 +80,22 @@ impl Fixture {
     async fn open(&self) -> sealbox::Result<LocalVault> {
         LocalVault::open(self.dir.path(), self.key()).await
     }
+
+    /// Opens the vault after `app/db/password`'s row was damaged: its read fails, and the
+    /// other secret still reads. Returns the vault and the error.
+    async fn password_fails_token_reads(&self) -> (LocalVault, sealbox::Error) {
+        let vault = self.open().await.unwrap();
+        let err = vault
+            .get(&name("app/db/password"), &VersionSelector::Current)
+            .await
+            .unwrap_err();
+        let ok = vault
+            .get(&name("app/api/token"), &VersionSelector::Current)
+            .await
+            .unwrap();
+        assert_eq!(ok.value.expose_secret(), b"second-secret-value-abcdefghij");
+        (vault, err)
+    }
 }
 
 #[tokio::test]
@@ -92,18 +108,9 @@ async fn a_ciphertext_swapped_between_rows_is_an_integrity_error() {
          WHERE secret_id = (SELECT id FROM secrets WHERE name = 'app/db/password')",
     );
     let before = f.bytes();
-    let vault = f.open().await.unwrap();
-    let err = vault
-        .get(&name("app/db/password"), &VersionSelector::Current)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
     // The row that was copied from is untouched and readable.
-    let ok = vault
-        .get(&name("app/api/token"), &VersionSelector::Current)
-        .await
-        .unwrap();
-    assert_eq!(ok.value.expose_secret(), b"second-secret-value-abcdefghij");
+    let (vault, err) = f.password_fails_token_reads().await;
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
     let report = vault.verify().await.unwrap();
     assert_eq!(report.failures.len(), 1, "{report:?}");
     assert_eq!(report.failures[0].name, "app/db/password");
@@ -123,18 +130,9 @@ async fn a_column_edited_to_the_wrong_type_is_an_integrity_error() {
         "UPDATE versions SET envelope = 'not a ciphertext' \
          WHERE secret_id = (SELECT id FROM secrets WHERE name = 'app/db/password')",
     );
-    let vault = f.open().await.unwrap();
-    let err = vault
-        .get(&name("app/db/password"), &VersionSelector::Current)
-        .await
-        .unwrap_err();
+    let (_vault, err) = f.password_fails_token_reads().await;
     assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
     assert!(err.message().contains("damaged"), "{err}");
-    let ok = vault
-        .get(&name("app/api/token"), &VersionSelector::Current)
-        .await
-        .unwrap();
-    assert_eq!(ok.value.expose_secret(), b"second-secret-value-abcdefghij");
 }
 
 #[tokio::test]

@@ -206,18 +206,30 @@ mod tests {
         assert_eq!(flights.in_flight(), 0);
     }
 
+    /// Starts a flight for "k" that lands `result` after `delay`, and lets it take off.
+    async fn lead_in_background(
+        flights: &Arc<Flights<u32>>,
+        delay: Duration,
+        result: Result<u32>,
+    ) -> tokio::task::JoinHandle<Result<u32>> {
+        let flights = flights.clone();
+        let leader = tokio::spawn(async move {
+            flights
+                .run("k", |_| async move {
+                    tokio::time::sleep(delay).await;
+                    result
+                })
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        leader
+    }
+
     #[tokio::test]
     async fn followers_get_the_leaders_error() {
         let flights = Arc::new(Flights::<u32>::new());
-        let f2 = flights.clone();
-        let leader = tokio::spawn(async move {
-            f2.run("k", |_| async {
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                Err(Error::new(ErrorKind::Unavailable, "store down").with_request_id("r-1"))
-            })
-            .await
-        });
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let down = Error::new(ErrorKind::Unavailable, "store down").with_request_id("r-1");
+        let leader = lead_in_background(&flights, Duration::from_millis(30), Err(down)).await;
         let follower = flights
             .run("k", |_| async { Ok(1) })
             .await
@@ -230,15 +242,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_leader_hands_the_flight_to_a_follower() {
         let flights = Arc::new(Flights::<u32>::new());
-        let f2 = flights.clone();
-        let leader = tokio::spawn(async move {
-            f2.run("k", |_| async {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                Ok(1)
-            })
-            .await
-        });
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let leader = lead_in_background(&flights, Duration::from_secs(3600), Ok(1)).await;
         let f3 = flights.clone();
         let follower = tokio::spawn(async move { f3.run("k", |_| async { Ok(2) }).await });
         tokio::time::sleep(Duration::from_millis(5)).await;

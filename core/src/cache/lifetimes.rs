@@ -4,7 +4,8 @@
 //! miss, and nothing on the read path needs it: hits read the index, and freshness is each
 //! entry's own clock. So a miss only queues its entry here; a maintenance thread moves queued
 //! entries into moka every few milliseconds while the cache is busy and parks when it is
-//! idle. The queue is bounded: past `inline_limit` entries the caller moves them itself.
+//! idle. The queue is bounded: past `inline_limit` entries the caller moves them itself
+//! (which also covers a forked child, where the maintenance thread does not exist).
 //!
 //! Moka and the queue hold entries weakly: an entry (and the locked memory of its value) is
 //! freed as soon as the index and the callers' handles let go of it, on their threads, not

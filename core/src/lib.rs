@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+mod bytes;
 pub mod cache;
 pub mod client;
 pub mod config;

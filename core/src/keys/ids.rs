@@ -50,17 +50,7 @@ impl KeyId {
 
 /// Which bytes may appear in a key id: a table, because the envelope parser checks every id
 /// byte on the hot path.
-const ID_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(c, b'.' | b'_' | b'-' | b'/' | b':' | b'@' | b'+');
-        b += 1;
-    }
-    table
-};
+const ID_BYTES: [bool; 256] = crate::bytes::ascii_alnum_and(b"._-/:@+");
 
 fn is_id_byte(b: u8) -> bool {
     ID_BYTES[usize::from(b)]

@@ -72,17 +72,7 @@ impl SecretName {
     /// only allowed bytes, no empty segment, and no `.` at all. `false` means "look closer",
     /// not "invalid".
     fn plainly_valid(bytes: &[u8]) -> bool {
-        static ALLOWED: [bool; 256] = {
-            let mut t = [false; 256];
-            let mut i = 0;
-            while i < 256 {
-                let b = i as u8;
-                t[i] = b.is_ascii_alphanumeric()
-                    || matches!(b, b'-' | b'_' | b'+' | b'=' | b'@' | b'/');
-                i += 1;
-            }
-            t
-        };
+        static ALLOWED: [bool; 256] = crate::bytes::ascii_alnum_and(b"-_+=@/");
         let mut ok = true;
         let mut prev = b'/';
         for &b in bytes {

@@ -12,7 +12,10 @@
 //!   the default per-thread audit ring.
 //! * `threads/*`: aggregate hit throughput with 1 and 2 threads (different keys per thread).
 //! * `miss/*`: a miss through the client (route, policy, single-flight, insert) against a direct
-//!   store `get` (MemoryStore here; the local vault variant is added at integration).
+//!   store `get` (MemoryStore).
+//! * `miss_local_vault/*`: the same over the local vault, both sides in one paired loop; the
+//!   bench also prints the per-call percentiles of a longer paired run
+//!   (`miss_local_vault/paired`), the steadiest figure on a noisy machine.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -336,8 +339,12 @@ fn miss(c: &mut Criterion) {
 }
 
 /// The miss target's own terms: a client cache miss over the local vault against a direct
-/// `LocalVault::get` of the same secret, both in the same batched harness (the cache entry
-/// is invalidated, untimed, before every iteration of both).
+/// `LocalVault::get` of the same secret. Both functions run the same paired loop: each
+/// iteration makes one direct get and one client miss, in alternating order, with the cache
+/// entry invalidated untimed before each, and each function times only its own side. So both
+/// sides see the same allocator and CPU-cache state. (Timed in separate loops, the
+/// SQLite-heavy direct side and the allocation-heavy client side left each other different
+/// states, and the ratio moved by 10 points between runs.)
 fn miss_local(c: &mut Criterion) {
     use sealbox::keys::{KeyId, KeyProvider, LocalKeyFile};
     use sealbox::store::local::LocalVault;
@@ -369,27 +376,75 @@ fn miss_local(c: &mut Criterion) {
     let store_id = "default";
     let n = name(7);
     let sn = SecretName::new(n.clone()).unwrap();
+    // One timed call of either side, the cache entry invalidated untimed first.
+    let one = |client_turn: bool| {
+        cached.cache().unwrap().invalidate(store_id, &sn);
+        let start = Instant::now();
+        if client_turn {
+            let got = rt.block_on(cached.get(&n)).unwrap();
+            let elapsed = start.elapsed();
+            drop(black_box(got));
+            elapsed
+        } else {
+            let got = rt
+                .block_on(vault.get(&sn, &VersionSelector::Current))
+                .unwrap();
+            let elapsed = start.elapsed();
+            drop(black_box(got));
+            elapsed
+        }
+    };
+    let paired = |iters: u64, time_client: bool| {
+        let mut mine = Duration::ZERO;
+        for i in 0..iters {
+            for client_turn in [i % 2 == 0, i % 2 != 0] {
+                let elapsed = one(client_turn);
+                if client_turn == time_client {
+                    mine += elapsed;
+                }
+            }
+        }
+        mine
+    };
     let mut g = c.benchmark_group("miss_local_vault");
     g.bench_function("direct_vault_get", |b| {
-        b.iter_batched(
-            || cached.cache().unwrap().invalidate(store_id, &sn),
-            |_| {
-                black_box(
-                    rt.block_on(vault.get(&sn, &VersionSelector::Current))
-                        .unwrap(),
-                )
-            },
-            BatchSize::PerIteration,
-        )
+        b.iter_custom(|iters| paired(iters, false))
     });
     g.bench_function("client_cache_miss", |b| {
-        b.iter_batched(
-            || cached.cache().unwrap().invalidate(store_id, &sn),
-            |_| black_box(rt.block_on(cached.get(&n)).unwrap()),
-            BatchSize::PerIteration,
-        )
+        b.iter_custom(|iters| paired(iters, true))
     });
     g.finish();
+    if std::env::args().any(|a| a == "--bench") {
+        paired_percentiles(20_000, one);
+    }
+}
+
+/// Times `pairs` direct/client pairs (alternating which goes first) and prints both sides'
+/// per-call percentiles and their ratio. Machine drift over seconds moves both sides of a
+/// pair alike, so these ratios hold steady where criterion's separate windows do not.
+fn paired_percentiles(pairs: usize, timed: impl Fn(bool) -> Duration) {
+    let (mut direct, mut client) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+    for i in 0..pairs {
+        for client_turn in [i % 2 == 0, i % 2 != 0] {
+            let t = timed(client_turn).as_nanos();
+            if client_turn {
+                client.push(t);
+            } else {
+                direct.push(t);
+            }
+        }
+    }
+    direct.sort_unstable();
+    client.sort_unstable();
+    for (label, q) in [("p25", 0.25), ("p50", 0.5), ("p75", 0.75)] {
+        let at = |v: &[u128]| v[(v.len() as f64 * q) as usize];
+        let (d, c) = (at(&direct), at(&client));
+        println!(
+            "miss_local_vault/paired {label}: direct_vault_get {d} ns, client_cache_miss {c} ns, \
+             overhead {:+.1}%",
+            (c as f64 / d as f64 - 1.0) * 100.0
+        );
+    }
 }
 
 /// Sustained audit throughput: events enqueued and flushed to a file, per event.

@@ -1,20 +1,23 @@
 //! Single-flight for misses: concurrent loads of one key share the first caller's store call.
 //!
 //! The first caller (the leader) runs the load inline, in its own future, with nothing boxed
-//! or spawned, so an uncontended miss pays one small allocation and two short lock holds.
-//! Later callers (followers) wait on the flight's `Notify` and clone the result. If the
-//! leader's future is dropped before it lands (a caller's timeout), its guard marks the
-//! flight abandoned and wakes the followers, and one of them leads a new flight.
+//! or spawned. It only marks the key as taken in the table: the shared `Flight` (result slot
+//! and `Notify`) is made by the first follower, under the table lock. So an uncontended miss
+//! pays two short lock holds and nothing else; a leader that finds a flight when it takes its
+//! key off the table hands its result to the followers and wakes them. If the leader's future
+//! is dropped before it lands (a caller's timeout), its guard marks the flight abandoned and
+//! wakes the followers, and one of them leads again.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorKind, Result};
 
-type Table<T> = HashMap<Arc<str>, Arc<Flight<T>>, foldhash::fast::RandomState>;
+/// Keys being loaded; the flight is there once someone follows.
+type Table<T> = HashMap<Arc<str>, Option<Arc<Flight<T>>>, foldhash::fast::RandomState>;
 
 /// Flights in progress, by key.
 pub(super) struct Flights<T> {
@@ -67,35 +70,24 @@ impl<T: Clone> Flights<T> {
     }
 
     /// Runs `load` for `key` unless a flight for it is under way, in which case this waits for
-    /// that flight's result instead. `load` gets the key as an `Arc<str>` it may keep.
-    pub(super) async fn run<F, Fut>(&self, key: &str, load: F) -> Result<T>
+    /// that flight's result instead. `load` gets the key as an `Arc<str>` it may keep: `shared`
+    /// when it has the same text, so the key is not copied, or else a copy.
+    pub(super) async fn run<F, Fut>(&self, key: &str, shared: &Arc<str>, load: F) -> Result<T>
     where
         F: FnOnce(Arc<str>) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let mut load = Some(load);
         loop {
-            let (flight, key) = {
-                let mut table = self.lock()?;
-                match table.get_key_value(key) {
-                    Some((_, f)) => (f.clone(), None),
-                    None => {
-                        let key: Arc<str> = Arc::from(key);
-                        let f = Arc::new(Flight {
-                            landing: OnceLock::new(),
-                            landed: Notify::new(),
-                        });
-                        table.insert(key.clone(), f.clone());
-                        (f, Some(key))
-                    }
+            let flight = match self.join(key, shared) {
+                Ok(flight) => flight,
+                Err(key) => {
+                    let load = load
+                        .take()
+                        .ok_or_else(|| Error::internal("a flight was led twice by one caller"))?;
+                    return self.lead(key, load).await;
                 }
             };
-            if let Some(key) = key {
-                let load = load
-                    .take()
-                    .ok_or_else(|| Error::internal("a flight was led twice by one caller"))?;
-                return self.lead(key, flight, load).await;
-            }
             let landed = flight.landed.notified();
             tokio::pin!(landed);
             landed.as_mut().enable();
@@ -113,7 +105,7 @@ impl<T: Clone> Flights<T> {
         }
     }
 
-    async fn lead<F, Fut>(&self, key: Arc<str>, flight: Arc<Flight<T>>, load: F) -> Result<T>
+    async fn lead<F, Fut>(&self, key: Arc<str>, load: F) -> Result<T>
     where
         F: FnOnce(Arc<str>) -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -121,26 +113,50 @@ impl<T: Clone> Flights<T> {
         let mut guard = LandingGuard {
             flights: self,
             key: key.clone(),
-            flight,
             landed: false,
         };
         let result = load(key).await;
-        guard.land(Landing::Done(
-            result.as_ref().map(T::clone).map_err(SharedError::from),
-        ));
+        guard.land(|| Landing::Done(result.as_ref().map(T::clone).map_err(SharedError::from)));
         result
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Table<T>>> {
-        self.table
-            .lock()
-            .map_err(|_| Error::internal("cache flight table poisoned"))
+    /// Follows the flight under way for `key`, or takes the key (`Err`, with the key as the
+    /// table holds it) to lead one.
+    fn join(&self, key: &str, shared: &Arc<str>) -> std::result::Result<Arc<Flight<T>>, Arc<str>> {
+        let mut table = self.lock();
+        match table.get_mut(key) {
+            Some(slot) => Ok(slot
+                .get_or_insert_with(|| {
+                    Arc::new(Flight {
+                        landing: OnceLock::new(),
+                        landed: Notify::new(),
+                    })
+                })
+                .clone()),
+            None => {
+                let key: Arc<str> = if **shared == *key {
+                    shared.clone()
+                } else {
+                    Arc::from(key)
+                };
+                table.insert(key.clone(), None);
+                Err(key)
+            }
+        }
+    }
+}
+
+impl<T> Flights<T> {
+    /// The table. Every change to it is a single insert or remove, so a panic elsewhere while
+    /// it was held cannot leave it inconsistent: poisoning is ignored.
+    fn lock(&self) -> MutexGuard<'_, Table<T>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Flights under way (for tests).
     #[cfg(test)]
     fn in_flight(&self) -> usize {
-        self.lock().map(|t| t.len()).unwrap_or(0)
+        self.lock().len()
     }
 }
 
@@ -149,29 +165,26 @@ impl<T: Clone> Flights<T> {
 struct LandingGuard<'a, T> {
     flights: &'a Flights<T>,
     key: Arc<str>,
-    flight: Arc<Flight<T>>,
     landed: bool,
 }
 
 impl<T> LandingGuard<'_, T> {
-    fn land(&mut self, landing: Landing<T>) {
+    /// Takes the key off the table, then hands `landing` to the followers, if any joined.
+    /// Only this leader removes its key, and nobody can join once it is gone.
+    fn land(&mut self, landing: impl FnOnce() -> Landing<T>) {
         self.landed = true;
-        let _ = self.flight.landing.set(landing);
-        if let Ok(mut table) = self.flights.table.lock()
-            && table
-                .get(&self.key)
-                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-        {
-            table.remove(&self.key);
+        let flight = self.flights.lock().remove(&self.key).flatten();
+        if let Some(flight) = flight {
+            let _ = flight.landing.set(landing());
+            flight.landed.notify_waiters();
         }
-        self.flight.landed.notify_waiters();
     }
 }
 
 impl<T> Drop for LandingGuard<'_, T> {
     fn drop(&mut self) {
         if !self.landed {
-            self.land(Landing::Abandoned);
+            self.land(|| Landing::Abandoned);
         }
     }
 }
@@ -191,7 +204,7 @@ mod tests {
             let (flights, calls) = (flights.clone(), calls.clone());
             tasks.push(tokio::spawn(async move {
                 flights
-                    .run("k", |_| async {
+                    .run("k", &Arc::from("k"), |_| async {
                         calls.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         Ok(7)
@@ -215,7 +228,7 @@ mod tests {
         let flights = flights.clone();
         let leader = tokio::spawn(async move {
             flights
-                .run("k", |_| async move {
+                .run("k", &Arc::from("k"), |_| async move {
                     tokio::time::sleep(delay).await;
                     result
                 })
@@ -231,7 +244,7 @@ mod tests {
         let down = Error::new(ErrorKind::Unavailable, "store down").with_request_id("r-1");
         let leader = lead_in_background(&flights, Duration::from_millis(30), Err(down)).await;
         let follower = flights
-            .run("k", |_| async { Ok(1) })
+            .run("k", &Arc::from("k"), |_| async { Ok(1) })
             .await
             .expect_err("joined the failing flight");
         assert_eq!(follower.kind(), ErrorKind::Unavailable);
@@ -244,7 +257,8 @@ mod tests {
         let flights = Arc::new(Flights::<u32>::new());
         let leader = lead_in_background(&flights, Duration::from_secs(3600), Ok(1)).await;
         let f3 = flights.clone();
-        let follower = tokio::spawn(async move { f3.run("k", |_| async { Ok(2) }).await });
+        let follower =
+            tokio::spawn(async move { f3.run("k", &Arc::from("k"), |_| async { Ok(2) }).await });
         tokio::time::sleep(Duration::from_millis(5)).await;
         leader.abort();
         let got = tokio::time::timeout(Duration::from_secs(5), follower)
@@ -257,15 +271,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_shared_flight_is_made_only_when_someone_follows() {
+        let flights = Arc::new(Flights::<u32>::new());
+        let followed = |f: &Flights<u32>| f.lock().get("k").map(Option::is_some);
+        let leader = lead_in_background(&flights, Duration::from_millis(40), Ok(3)).await;
+        assert_eq!(
+            followed(&flights),
+            Some(false),
+            "a lone leader only takes the key"
+        );
+        let f2 = flights.clone();
+        let follower =
+            tokio::spawn(async move { f2.run("k", &Arc::from("k"), |_| async { Ok(9) }).await });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(followed(&flights), Some(true));
+        assert_eq!(
+            follower.await.unwrap().unwrap(),
+            3,
+            "the follower got the leader's value"
+        );
+        assert_eq!(leader.await.unwrap().unwrap(), 3);
+        assert_eq!(followed(&flights), None);
+    }
+
+    #[tokio::test]
     async fn sequential_calls_each_load() {
         let flights = Flights::<u32>::new();
+        let name: Arc<str> = Arc::from("k");
         for i in 0..3 {
-            let got = flights.run("k", |key| async move {
-                assert_eq!(&*key, "k");
-                Ok(i)
+            let got = flights.run("k", &name, |key| {
+                assert!(Arc::ptr_eq(&key, &name), "the same text is not copied");
+                async move { Ok(i) }
             });
             assert_eq!(got.await.unwrap(), i);
         }
+        let got = flights.run("sb://default/k", &name, |key| {
+            assert_eq!(&*key, "sb://default/k", "other text keys by its own copy");
+            async { Ok(9) }
+        });
+        assert_eq!(got.await.unwrap(), 9);
         assert_eq!(flights.in_flight(), 0);
     }
 }

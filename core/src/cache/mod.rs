@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::audit::{CacheOutcome, Resource};
+use crate::audit::CacheOutcome;
 use crate::client::{HandleInner, SecretHandle, VersionMeta};
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::ClientMetrics;
@@ -122,14 +122,15 @@ impl CacheConfig {
 }
 
 enum Value {
+    /// The handle every hit returns, with the version's metadata inside.
     Plain(Arc<HandleInner>),
-    Sealed(SealedValue),
+    /// Decrypted into a fresh handle per hit, sharing `meta`.
+    Sealed(SealedValue, Arc<VersionMeta>),
 }
 
 struct Entry {
     key: Arc<str>,
     store: Arc<dyn SecretStore>,
-    meta: Arc<VersionMeta>,
     value: Value,
     expires: AtomicU64,
     refresh_at: AtomicU64,
@@ -139,6 +140,13 @@ struct Entry {
 }
 
 impl Entry {
+    fn meta(&self) -> &VersionMeta {
+        match &self.value {
+            Value::Plain(h) => h.meta(),
+            Value::Sealed(_, meta) => meta,
+        }
+    }
+
     fn set_times(&self, config: &CacheConfig, now: u64) {
         let ttl = clock::nanos(config.ttl);
         let expires = now.saturating_add(ttl);
@@ -339,16 +347,13 @@ impl SecretCache {
     fn answer(&self, entry: &Entry, outcome: CacheOutcome) -> Result<CacheAnswer> {
         let handle = match &entry.value {
             Value::Plain(h) => SecretHandle::from_inner(h.clone()),
-            Value::Sealed(sealed) => {
+            Value::Sealed(sealed, meta) => {
                 let sealer =
                     self.inner.sealer.as_ref().ok_or_else(|| {
                         Error::internal("sealed cache entry without a sealing key")
                     })?;
                 let value = sealer.open(sealed, entry.key.as_bytes())?;
-                SecretHandle::from_inner(Arc::new(HandleInner {
-                    meta: entry.meta.clone(),
-                    value,
-                }))
+                SecretHandle::from_inner(Arc::new(HandleInner::shared(meta.clone(), value)))
             }
         };
         Ok(CacheAnswer { handle, outcome })
@@ -361,8 +366,8 @@ impl SecretCache {
                 .flight(
                     &entry.key,
                     entry.store.clone(),
-                    entry.meta.name.clone(),
-                    entry.meta.resource.store.clone().unwrap_or_default(),
+                    entry.meta().name.clone(),
+                    entry.meta().store.clone(),
                     false,
                 )
                 .await;
@@ -403,9 +408,13 @@ impl SecretCache {
         store_id: Arc<str>,
         force: bool,
     ) -> Result<(Arc<Entry>, CacheOutcome)> {
+        // A reference that is the bare name (the usual case) is keyed by the name's own string.
+        let shared = name.shared().clone();
         self.inner
             .flights
-            .run(key, |key| self.load(key, store, name, store_id, force))
+            .run(key, &shared, |key| {
+                self.load(key, store, name, store_id, force)
+            })
             .await
     }
 
@@ -436,7 +445,9 @@ impl SecretCache {
             let described = store.describe(&name).await;
             inner.metrics.end_store_call(started);
             match described {
-                Ok(meta) if meta.version_with_stage(&Stage::Current) == Some(&old.meta.version) => {
+                Ok(meta)
+                    if meta.version_with_stage(&Stage::Current) == Some(&old.meta().version) =>
+                {
                     old.set_times(&inner.config, clock::now_nanos());
                     self.admit(old);
                     return Ok((old.clone(), CacheOutcome::Hit));
@@ -523,28 +534,14 @@ impl SecretCache {
             stages,
             created,
         } = version;
-        let meta = Arc::new(VersionMeta {
-            resource: Arc::new(Resource {
-                name: name.as_str().into(),
-                store: Some(store_id),
-                version: Some(version.clone()),
-            }),
-            name,
-            version,
-            stages,
-            created,
-        });
+        let meta = VersionMeta::new(name, store_id, version, stages, created);
         let value = match &self.inner.sealer {
-            Some(sealer) => Value::Sealed(sealer.seal(&value, key.as_bytes())?),
-            None => Value::Plain(Arc::new(HandleInner {
-                meta: meta.clone(),
-                value,
-            })),
+            Some(sealer) => Value::Sealed(sealer.seal(&value, key.as_bytes())?, Arc::new(meta)),
+            None => Value::Plain(Arc::new(HandleInner::new(meta, value))),
         };
         let entry = Arc::new(Entry {
             key,
             store,
-            meta,
             value,
             expires: AtomicU64::new(0),
             refresh_at: AtomicU64::new(0),
@@ -558,18 +555,26 @@ impl SecretCache {
 
     /// Drops every cached entry for `name` in store `store_id`, whatever reference string
     /// cached it.
+    ///
+    /// A cached reference has no `#field` (fields are read through their whole secret), so
+    /// it is one of three spellings: `NAME`, `sb://STORE/NAME` or `sb:///NAME`. Each is
+    /// looked up, and dropped only if it holds this store's secret: a write costs three
+    /// lookups, whatever the cache holds.
     pub fn invalidate(&self, store_id: &str, name: &SecretName) {
+        let n = name.as_str();
         let index = self.inner.index.pin();
-        let keys: Vec<IndexKey> = index
-            .iter()
-            .filter(|(_, e)| {
-                e.meta.name == *name && e.meta.resource.store.as_deref() == Some(store_id)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in keys {
-            index.remove(&k);
-            self.inner.lifetimes.invalidate(&k.0);
+        let spellings = [
+            n.to_owned(),
+            format!("sb://{store_id}/{n}"),
+            format!("sb:///{n}"),
+        ];
+        for key in spellings {
+            let removed = index.remove_if(&KeyBytes(key.as_bytes()), |_, e| {
+                e.meta().name == *name && &*e.meta().store == store_id
+            });
+            if matches!(removed, Ok(Some(_))) {
+                self.inner.lifetimes.invalidate(&key);
+            }
         }
     }
 
@@ -681,6 +686,38 @@ mod tests {
         cache.run_pending_tasks();
         assert_eq!(cache.inner.lifetimes.tracked(), 0);
         assert!(cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn invalidation_drops_every_spelling_of_the_name_in_that_store_only() {
+        let store = filled(2).await;
+        let cache = cache(1000);
+        for (reference, store_id, n) in [
+            ("app/k0", "default", "app/k0"),
+            ("sb://default/app/k0", "default", "app/k0"),
+            ("sb:///app/k0", "default", "app/k0"),
+            ("sb://other/app/k0", "other", "app/k0"),
+            ("app/k1", "default", "app/k1"),
+        ] {
+            let n = SecretName::new(n).unwrap();
+            cache
+                .fetch(reference, store.clone(), n, Arc::from(store_id))
+                .await
+                .unwrap();
+        }
+        assert_eq!(cache.len(), 5);
+        cache.invalidate("default", &SecretName::new("app/k0").unwrap());
+        cache.run_pending_tasks();
+        let mut left: Vec<String> = cache
+            .inner
+            .index
+            .pin()
+            .keys()
+            .map(|k| k.0.to_string())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["app/k1", "sb://other/app/k0"]);
+        assert_eq!(cache.inner.lifetimes.tracked(), 2);
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! `SecretHandle` and `Principal`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use crate::audit::Resource;
@@ -34,20 +34,102 @@ impl Default for Principal {
 }
 
 /// What is known about a cached or fetched version, shared by every handle to it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct VersionMeta {
     pub(crate) name: SecretName,
     pub(crate) version: VersionId,
     pub(crate) stages: Vec<Stage>,
     pub(crate) created: Option<SystemTime>,
-    /// The audit resource (name, store, version), built once per version.
-    pub(crate) resource: Arc<Resource>,
+    /// The id of the store it came from.
+    pub(crate) store: Arc<str>,
+    /// The audit resource (name, store, version), built on first need (policy, audit or a
+    /// failure) and then shared: a miss without either does not copy the name and version.
+    resource: OnceLock<Arc<Resource>>,
+}
+
+impl VersionMeta {
+    /// The metadata of `version` of `name`, read from store `store`.
+    pub(crate) fn new(
+        name: SecretName,
+        store: Arc<str>,
+        version: VersionId,
+        stages: Vec<Stage>,
+        created: Option<SystemTime>,
+    ) -> VersionMeta {
+        VersionMeta {
+            name,
+            version,
+            stages,
+            created,
+            store,
+            resource: OnceLock::new(),
+        }
+    }
+
+    /// The audit resource of this version.
+    #[inline]
+    pub(crate) fn resource(&self) -> &Arc<Resource> {
+        self.resource.get_or_init(|| {
+            Arc::new(Resource {
+                name: self.name.as_str().into(),
+                store: Some(self.store.clone()),
+                version: Some(self.version.clone()),
+            })
+        })
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct HandleInner {
-    pub(crate) meta: Arc<VersionMeta>,
+    meta: Meta,
     pub(crate) value: Secret,
+}
+
+/// Where a handle's metadata lives: in the handle itself when the handle is the only holder
+/// (a fetched or plainly cached version: one allocation on a miss, not two), or shared with
+/// the cache entry that decrypts a fresh value per access (sealed mode).
+#[derive(Debug)]
+enum Meta {
+    Own(VersionMeta),
+    Shared(Arc<VersionMeta>),
+}
+
+impl HandleInner {
+    /// A value with metadata of its own.
+    pub(crate) fn new(meta: VersionMeta, value: Secret) -> HandleInner {
+        HandleInner {
+            meta: Meta::Own(meta),
+            value,
+        }
+    }
+
+    /// A value whose metadata is shared with others.
+    pub(crate) fn shared(meta: Arc<VersionMeta>, value: Secret) -> HandleInner {
+        HandleInner {
+            meta: Meta::Shared(meta),
+            value,
+        }
+    }
+
+    /// The version's metadata.
+    #[inline]
+    pub(crate) fn meta(&self) -> &VersionMeta {
+        match &self.meta {
+            Meta::Own(m) => m,
+            Meta::Shared(m) => m,
+        }
+    }
+
+    /// Another value of the same version (a JSON field).
+    fn sibling(&self, value: Secret) -> HandleInner {
+        HandleInner {
+            meta: match &self.meta {
+                Meta::Own(m) => Meta::Own(m.clone()),
+                Meta::Shared(m) => Meta::Shared(m.clone()),
+            },
+            value,
+        }
+    }
 }
 
 /// A secret returned by the client: the value (locked memory) plus where it came from.
@@ -65,32 +147,32 @@ impl SecretHandle {
 
     /// The secret's name.
     pub fn name(&self) -> &SecretName {
-        &self.inner.meta.name
+        &self.inner.meta().name
     }
 
     /// The version id.
     pub fn version(&self) -> &VersionId {
-        &self.inner.meta.version
+        &self.inner.meta().version
     }
 
     /// The stages on this version when it was read.
     pub fn stages(&self) -> &[Stage] {
-        &self.inner.meta.stages
+        &self.inner.meta().stages
     }
 
     /// When the version was created, where the store knows.
     pub fn created(&self) -> Option<SystemTime> {
-        self.inner.meta.created
+        self.inner.meta().created
     }
 
     /// The id of the store it came from.
     pub fn store(&self) -> &str {
-        self.inner.meta.resource.store.as_deref().unwrap_or("")
+        &self.inner.meta().store
     }
 
     /// The audit resource (name, store, version) of this version.
     pub(crate) fn resource(&self) -> &Arc<Resource> {
-        &self.inner.meta.resource
+        self.inner.meta().resource()
     }
 
     /// The value.
@@ -115,10 +197,9 @@ impl SecretHandle {
     /// ```
     pub fn field(&self, field: &str) -> crate::error::Result<SecretHandle> {
         let value = self.inner.value.json_field(field)?.into_secret();
-        Ok(SecretHandle::from_inner(Arc::new(HandleInner {
-            meta: self.inner.meta.clone(),
-            value,
-        })))
+        Ok(SecretHandle::from_inner(Arc::new(
+            self.inner.sibling(value),
+        )))
     }
 
     /// Gives the handle up as one opaque pointer, for language bindings: the C ABI hands this
@@ -178,22 +259,21 @@ mod tests {
 
     fn handle(value: &[u8]) -> SecretHandle {
         let name = SecretName::new("a/b").unwrap();
-        let resource = crate::audit::Resource::named("a/b");
         let value = Secret::init_with(value.len(), |d| {
             d.copy_from_slice(value);
             Ok(())
         })
         .unwrap();
-        SecretHandle::from_inner(Arc::new(HandleInner {
-            meta: Arc::new(VersionMeta {
+        SecretHandle::from_inner(Arc::new(HandleInner::new(
+            VersionMeta::new(
                 name,
-                version: VersionId::new("4"),
-                stages: vec![Stage::Current],
-                created: None,
-                resource,
-            }),
+                Arc::from("default"),
+                VersionId::new("4"),
+                vec![Stage::Current],
+                None,
+            ),
             value,
-        }))
+        )))
     }
 
     #[test]
@@ -229,5 +309,23 @@ mod tests {
             h.field("missing").unwrap_err().kind(),
             crate::error::ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn the_audit_resource_is_built_on_first_need_and_then_shared() {
+        let h = handle(b"v1");
+        assert!(
+            h.inner.meta().resource.get().is_none(),
+            "a read alone builds none"
+        );
+        let first = h.resource().clone();
+        assert_eq!(&*first.name, "a/b");
+        assert_eq!(first.store.as_deref(), Some("default"));
+        assert_eq!(first.version.as_ref().map(VersionId::as_str), Some("4"));
+        assert!(
+            Arc::ptr_eq(&first, h.clone().resource()),
+            "every handle to the version shares one resource"
+        );
+        assert_eq!(h.store(), "default");
     }
 }

@@ -483,7 +483,7 @@ impl Sealbox {
                     &VersionSelector::Current,
                 )
                 .await
-                .map(|(h, _)| (h, CacheOutcome::Miss)),
+                .map(|h| (h, CacheOutcome::Miss)),
         };
         match answer {
             Ok(a) => self.finish_read(Ok(a)),
@@ -504,30 +504,15 @@ impl Sealbox {
         name: SecretName,
         store_id: Arc<str>,
         selector: &VersionSelector,
-    ) -> Result<(SecretHandle, Arc<Resource>)> {
+    ) -> Result<SecretHandle> {
         let started = self.inner.metrics.start_store_call();
         let got = store.get(&name, selector).await;
         self.inner.metrics.end_store_call(started);
         let v = got.inspect_err(|e| self.inner.metrics.store_error(e.kind()))?;
-        let resource = Arc::new(Resource {
-            name: name.as_str().into(),
-            store: Some(store_id),
-            version: Some(v.version.clone()),
-        });
-        let meta = Arc::new(VersionMeta {
-            name,
-            version: v.version,
-            stages: v.stages,
-            created: v.created,
-            resource: resource.clone(),
-        });
-        Ok((
-            SecretHandle::from_inner(Arc::new(HandleInner {
-                meta,
-                value: v.value,
-            })),
-            resource,
-        ))
+        let meta = VersionMeta::new(name, store_id, v.version, v.stages, v.created);
+        Ok(SecretHandle::from_inner(Arc::new(HandleInner::new(
+            meta, v.value,
+        ))))
     }
 
     /// Reads a chosen version. `Current` goes through the cache; other selectors go to the store.
@@ -550,9 +535,9 @@ impl Sealbox {
             .fetch_direct(&route.store, route.name, route.store_id, selector)
             .await
         {
-            Ok((handle, resource)) => {
+            Ok(handle) => {
                 self.inner.metrics.misses.incr();
-                let mut e = self.event(Action::Read, resource);
+                let mut e = self.event(Action::Read, handle.resource().clone());
                 e.cache = Some(CacheOutcome::Miss);
                 self.audit_ok(e)?;
                 Ok(handle)

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
@@ -15,7 +16,7 @@ use crate::secret::Secret;
 /// names map onto every provider's naming rules (AWS allows `/_+=.@-`, Vault paths, GCP ids
 /// after mapping `/`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SecretName(String);
+pub struct SecretName(Arc<str>);
 
 impl SecretName {
     /// Maximum length in bytes.
@@ -29,8 +30,8 @@ impl SecretName {
     /// assert_eq!(n.namespace(), "predis");
     /// assert!(SecretName::new("../etc/passwd").is_err());
     /// ```
-    pub fn new(name: impl Into<String>) -> Result<SecretName> {
-        let name = name.into();
+    pub fn new(name: impl AsRef<str>) -> Result<SecretName> {
+        let name = name.as_ref();
         if name.is_empty() || name.len() > Self::MAX_LEN {
             return Err(Error::invalid_input(format!(
                 "a secret name must be 1 to {} bytes long",
@@ -38,9 +39,14 @@ impl SecretName {
             )));
         }
         if !Self::plainly_valid(name.as_bytes()) {
-            Self::check_closely(&name)?;
+            Self::check_closely(name)?;
         }
-        Ok(SecretName(name))
+        Ok(SecretName(Arc::from(name)))
+    }
+
+    /// The name as a shared string: a cache keyed by the name keeps this, not a copy.
+    pub(crate) fn shared(&self) -> &Arc<str> {
+        &self.0
     }
 
     /// The precise check, which also says what is wrong. Every non-ASCII byte is refused, so

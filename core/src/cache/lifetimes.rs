@@ -16,7 +16,7 @@
 //! while queued is not inserted. The eviction listener removes an entry from the index only
 //! if it is still the indexed one, so a late insert can never evict a newer value.
 
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread::Thread;
 use std::time::Duration;
 
@@ -34,6 +34,8 @@ type Index = super::Index;
 pub(super) struct Lifetimes {
     moka: Moka,
     queue: Mutex<Queue>,
+    /// The buffer a drain works through (locked only by drains, before `queue`).
+    batch: Mutex<Vec<Weak<Entry>>>,
     inline_limit: usize,
     thread: OnceLock<Option<Thread>>,
 }
@@ -54,6 +56,7 @@ impl Lifetimes {
         Lifetimes {
             moka,
             queue: Mutex::new(Queue::default()),
+            batch: Mutex::new(Vec::new()),
             inline_limit,
             thread: OnceLock::new(),
         }
@@ -90,12 +93,17 @@ impl Lifetimes {
 
     /// Moves every queued entry into moka now. Returns how many there were.
     pub(super) fn drain(&self, index: &Index) -> usize {
-        let entries = match self.queue.lock() {
-            Ok(mut q) => std::mem::take(&mut q.entries),
+        // The queue and the batch trade buffers, so each keeps its capacity: a miss's push
+        // does not regrow an emptied queue.
+        let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        match self.queue.lock() {
+            Ok(mut q) => std::mem::swap(&mut q.entries, &mut *batch),
             Err(_) => return 0,
-        };
-        let n = entries.len();
-        self.insert_all(entries, index);
+        }
+        let n = batch.len();
+        for e in batch.drain(..) {
+            self.insert_if_indexed(e, index);
+        }
         n
     }
 
@@ -152,6 +160,12 @@ impl Lifetimes {
         }
         q.parked = true;
         true
+    }
+
+    /// Room in the queue for entries before it regrows.
+    #[cfg(test)]
+    pub(super) fn queued_capacity(&self) -> usize {
+        self.queue.lock().map_or(0, |q| q.entries.capacity())
     }
 
     /// Entries moka tracks (after its pending tasks).

@@ -121,6 +121,22 @@ impl Router {
     }
 
     pub(crate) fn resolve(&self, reference: &str) -> Result<Route> {
+        // The usual reference is a bare name; one that passes the name's quick check has no
+        // `sb://` and no `#`, so it skips the reference parser.
+        if let Some(name) = SecretName::plain(reference) {
+            let (store_id, store) = &self.stores[self.index_for_name(name.as_str())];
+            return Ok(Route {
+                store_id: store_id.clone(),
+                store: store.clone(),
+                name,
+                field: None,
+            });
+        }
+        self.resolve_parsed(reference)
+    }
+
+    /// [`Router::resolve`] through the reference parser, for every reference.
+    fn resolve_parsed(&self, reference: &str) -> Result<Route> {
         let r: SecretRef = reference.parse()?;
         let i = match &r.store {
             Some(id) => self
@@ -221,6 +237,51 @@ mod tests {
         assert_eq!(
             r.resolve("sb://nope/x").unwrap_err().kind(),
             ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn the_bare_name_fast_path_resolves_as_the_parser_does() {
+        let r = router();
+        let refs = [
+            "predis/prod/db",
+            "predis/prod/ci/token",
+            "predis/dev/db",
+            "a",
+            "sb://ci/predis/prod/db",
+            "sb:///predis/prod/db",
+            "predis/prod/db#user",
+            "predis/prod/./db",
+            "predis//db",
+            "predis/prod/db/",
+            "sb://nowhere/x",
+            "",
+        ];
+        let seen = |route: Result<Route>| {
+            route
+                .map(|r| (r.store_id.to_string(), r.name.to_string(), r.field))
+                .map_err(|e| (e.kind(), e.to_string()))
+        };
+        for reference in refs {
+            assert_eq!(
+                seen(r.resolve(reference)),
+                seen(r.resolve_parsed(reference)),
+                "{reference:?}"
+            );
+        }
+        let taken: Vec<_> = refs
+            .into_iter()
+            .filter(|r| SecretName::plain(r).is_some())
+            .collect();
+        assert_eq!(
+            taken,
+            [
+                "predis/prod/db",
+                "predis/prod/ci/token",
+                "predis/dev/db",
+                "a"
+            ],
+            "only bare names take the fast path"
         );
     }
 

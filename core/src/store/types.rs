@@ -32,16 +32,26 @@ impl SecretName {
     /// ```
     pub fn new(name: impl AsRef<str>) -> Result<SecretName> {
         let name = name.as_ref();
+        if let Some(plain) = Self::plain(name) {
+            return Ok(plain);
+        }
         if name.is_empty() || name.len() > Self::MAX_LEN {
             return Err(Error::invalid_input(format!(
                 "a secret name must be 1 to {} bytes long",
                 Self::MAX_LEN
             )));
         }
-        if !Self::plainly_valid(name.as_bytes()) {
-            Self::check_closely(name)?;
-        }
+        Self::check_closely(name)?;
         Ok(SecretName(Arc::from(name)))
+    }
+
+    /// `name` as a secret name if it passes the quick check, else `None` (which means "not
+    /// plainly a name", not "invalid"). Such a name holds no `:` and no `#`, so a reference
+    /// that passes is a bare name: the router's fast path.
+    #[inline]
+    pub(crate) fn plain(name: &str) -> Option<SecretName> {
+        (!name.is_empty() && name.len() <= Self::MAX_LEN && Self::plainly_valid(name.as_bytes()))
+            .then(|| SecretName(Arc::from(name)))
     }
 
     /// The name as a shared string: a cache keyed by the name keeps this, not a copy.

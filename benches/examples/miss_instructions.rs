@@ -1,0 +1,74 @@
+//! A driver for counting the instructions of a cache miss over the local vault, which on a
+//! shared VM are steadier than times. Run it under callgrind with `none`, `direct` and
+//! `client` and the same count; the differences of the totals, divided by the count, are the
+//! cost of an invalidation, a direct `LocalVault::get` and a client miss:
+//!
+//! ```text
+//! cargo build --release -p sealbox-benches --example miss_instructions
+//! valgrind --tool=callgrind target/release/examples/miss_instructions client 20000
+//! callgrind_annotate --inclusive=yes --tree=calling callgrind.out.<pid>
+//! ```
+use sealbox::keys::{KeyId, KeyProvider, LocalKeyFile};
+use sealbox::store::local::LocalVault;
+use sealbox::store::{SecretName, SecretStore, VersionSelector};
+use sealbox::{Principal, Sealbox, Secret};
+use std::sync::Arc;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(mode), Some(n_iter)) = (
+        args.next(),
+        args.next().and_then(|n| n.parse::<usize>().ok()),
+    ) else {
+        eprintln!("usage: miss_instructions none|direct|client COUNT");
+        std::process::exit(2);
+    };
+    if !["none", "direct", "client"].contains(&mode.as_str()) {
+        eprintln!("unknown mode {mode:?}: none, direct or client");
+        std::process::exit(2);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = |i: usize| format!("predis/prod/service-{i:04}/api-key");
+    let vault = rt.block_on(async {
+        let key: Arc<dyn KeyProvider> = Arc::new(
+            LocalKeyFile::open_or_create(
+                KeyId::new("local").unwrap(),
+                dir.path().join("master.key"),
+            )
+            .unwrap(),
+        );
+        let vault = Arc::new(LocalVault::create(dir.path(), key).await.unwrap());
+        let items = (0..1024)
+            .map(|i| {
+                (
+                    SecretName::new(name(i)).unwrap(),
+                    Secret::from_mut_slice(&mut [7u8; 64]).unwrap(),
+                )
+            })
+            .collect();
+        vault.import(items).await.unwrap();
+        vault
+    });
+    let cached = Sealbox::builder()
+        .store(vault.clone())
+        .principal(Principal::new("svc:bench"))
+        .build()
+        .unwrap();
+    let n = name(7);
+    let sn = SecretName::new(n.clone()).unwrap();
+    for _ in 0..n_iter {
+        cached.cache().unwrap().invalidate("default", &sn);
+        if mode == "client" {
+            std::hint::black_box(rt.block_on(cached.get(&n)).unwrap());
+        } else if mode == "direct" {
+            std::hint::black_box(
+                rt.block_on(vault.get(&sn, &VersionSelector::Current))
+                    .unwrap(),
+            );
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! while one waits on a store, and many threads can call the same client at once. The Python
 //! package subclasses this class to add the asyncio variants (`aget`, `aput`, ...).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -13,7 +14,7 @@ use pyo3::types::PyType;
 use sealbox::client::{BlockingSealbox, Principal};
 use sealbox::config::open_local_vault;
 use sealbox::store::memory::MemoryStore;
-use sealbox::store::{DeleteOptions, Stage, VersionId, VersionSelector};
+use sealbox::store::{DeleteOptions, PutOptions, Stage, VersionId, VersionSelector};
 use sealbox::{ExposeSecret, Sealbox};
 
 use crate::errors::BindingResult;
@@ -252,15 +253,76 @@ impl PySealbox {
         )
     }
 
-    /// Stores `value` (`bytes`, `bytearray`, `memoryview` or `str`) as the new `CURRENT`
-    /// version and returns its version id. A `bytearray` is zeroed once the value is stored;
-    /// on error it is left as it was, so nothing is lost.
-    fn put(&self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> BindingResult<String> {
+    /// Stores `value` (`bytes`, `bytearray`, `memoryview` or `str`) as a new version and
+    /// returns its version id. A `bytearray` is zeroed once the value is stored; on error it
+    /// is left as it was, so nothing is lost.
+    ///
+    /// By default the new version becomes `CURRENT`. `stages=["PENDING"]` stores it beside
+    /// the current one (a rotation's first step). `expected_current` (a version id) or
+    /// `create_only=True` make the write conditional: it fails with `Conflict` if another
+    /// writer got there first. A retried put with the same `idempotency_token` and value
+    /// creates no second version. `description` and `tags` (names, never values) are set on
+    /// the secret.
+    #[pyo3(signature = (
+        name, value, *, stages = None, expected_current = None, create_only = false,
+        idempotency_token = None, description = None, tags = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        value: &Bound<'_, PyAny>,
+        stages: Option<Vec<String>>,
+        expected_current: Option<String>,
+        create_only: bool,
+        idempotency_token: Option<String>,
+        description: Option<String>,
+        tags: Option<BTreeMap<String, String>>,
+    ) -> BindingResult<String> {
+        let mut options = PutOptions {
+            idempotency_token,
+            description,
+            tags: tags.unwrap_or_default(),
+            ..PutOptions::default()
+        };
+        if let Some(stages) = stages {
+            if stages.is_empty() {
+                return Err(sealbox::Error::invalid_input(
+                    "stages must name at least one stage (the default is [\"CURRENT\"])",
+                )
+                .into());
+            }
+            options.stages = stages
+                .iter()
+                .map(|s| s.parse::<Stage>())
+                .collect::<sealbox::Result<_>>()?;
+        }
+        options.expected_current = match (expected_current, create_only) {
+            (None, false) => None,
+            (Some(v), false) => Some(Some(VersionId::new(v))),
+            (None, true) => Some(None),
+            (Some(_), true) => {
+                return Err(sealbox::Error::invalid_input(
+                    "pass either expected_current or create_only, not both",
+                )
+                .into());
+            }
+        };
         let client = self.client()?;
         let input = SecretInput::extract(value)?;
-        let info = py.detach(|| client.put(name, input.secret()))?;
+        let info = py.detach(|| client.put_with(name, input.secret(), &options))?;
         input.wipe_source(py);
         Ok(info.version.as_str().to_owned())
+    }
+
+    /// Refetches `name` from its store now and replaces the cached value (after a rotation
+    /// elsewhere, say). Raises what the store raised; the cached value is then kept. A client
+    /// without a cache has nothing to refresh.
+    fn refresh_now(&self, py: Python<'_>, name: &str) -> BindingResult<()> {
+        let client = self.client()?;
+        py.detach(|| client.refresh_now(name))?;
+        Ok(())
     }
 
     /// The names under `prefix` (all pages), in store order.

@@ -22,6 +22,10 @@ def test_async_variants_round_trip(sb: sealbox.Sealbox) -> None:
         assert secret.equals(expected)
         assert (await sb.aget("app/async/token", version="1")).version == "1"
         await sb.aput("app/async/db", '{"password": "p-1"}')
+        staged = await sb.aput("app/async/db", '{"password": "p-2"}', stages=["PENDING"])
+        assert (await sb.aget("app/async/db", stage="PENDING")).version == staged
+        await sb.arefresh_now("app/async/db")
+        assert (await sb.aget_field("app/async/db", "password")).equals("p-1")
         assert sorted(await sb.alist("app/async/")) == ["app/async/db", "app/async/token"]
         assert (await sb.adescribe("app/async/token")).current_version == "1"
         await sb.aflush_audit()

@@ -230,3 +230,56 @@ def test_wrong_argument_types_for_constructors() -> None:
         sealbox.Sealbox.local("x.db")  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         sealbox.Sealbox.memory(principal=5)  # type: ignore[arg-type]
+
+
+def test_put_with_pending_stage_leaves_current_in_place(sb: sealbox.Sealbox) -> None:
+    sb.put("app/rotating", fresh_value("old"))
+    pending = sb.put("app/rotating", fresh_value("new"), stages=["PENDING"])
+    assert sb.get("app/rotating").version == "1"
+    staged = sb.get("app/rotating", stage="PENDING")
+    assert (staged.version, staged.stages) == (pending, ("PENDING",))
+
+
+def test_put_compare_and_set(sb: sealbox.Sealbox) -> None:
+    first = sb.put("app/cas", fresh_value(), create_only=True)
+    with pytest.raises(sealbox.Conflict):
+        sb.put("app/cas", fresh_value(), create_only=True)
+    with pytest.raises(sealbox.Conflict):
+        sb.put("app/cas", fresh_value(), expected_current="no-such-version")
+    second = sb.put("app/cas", fresh_value(), expected_current=first)
+    assert sb.get("app/cas").version == second != first
+
+
+def test_put_idempotency_token_makes_a_retry_a_no_op(sb: sealbox.Sealbox) -> None:
+    value = bytes(fresh_value())
+    a = sb.put("app/retried", value, idempotency_token="req-1")
+    b = sb.put("app/retried", value, idempotency_token="req-1")
+    assert a == b
+    assert len(sb.describe("app/retried").versions) == 1
+
+
+def test_put_sets_description(sb: sealbox.Sealbox) -> None:
+    sb.put("app/described", fresh_value(), description="the reporting DB", tags={"team": "data"})
+    assert sb.describe("app/described").description == "the reporting DB"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"stages": []}, sealbox.InvalidInput),
+        ({"stages": ["not a stage!"]}, sealbox.InvalidInput),
+        ({"stages": "PENDING"}, TypeError),
+        ({"expected_current": "1", "create_only": True}, sealbox.InvalidInput),
+        ({"tags": {"team": 7}}, TypeError),
+    ],
+)
+def test_bad_put_options_are_refused_and_the_bytearray_kept(
+    sb: sealbox.Sealbox, kwargs: dict[str, object], error: type[Exception]
+) -> None:
+    value = fresh_value()
+    kept = bytes(value)
+    with pytest.raises(error):
+        sb.put("app/refused", value, **kwargs)  # type: ignore[arg-type]
+    assert value == kept
+    with pytest.raises(sealbox.NotFound):
+        sb.get("app/refused")

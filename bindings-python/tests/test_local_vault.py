@@ -95,3 +95,13 @@ def test_quickstart_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "chain verified: True" in result.stdout
     assert "never printed" in result.stdout
+
+
+def test_refresh_now_picks_up_a_write_from_another_client(tmp_path: Path) -> None:
+    with open_vault(tmp_path) as reader, open_vault(tmp_path) as writer:
+        writer.put("app/shared", b"one")
+        assert reader.get("app/shared").equals(b"one")
+        writer.put("app/shared", b"two")
+        assert reader.get("app/shared").equals(b"one"), "served from the reader's cache"
+        reader.refresh_now("app/shared")
+        assert reader.get("app/shared").equals(b"two")

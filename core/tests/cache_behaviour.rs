@@ -332,6 +332,20 @@ async fn refresh_now_refetches_immediately() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_now_reports_a_failing_store_and_keeps_the_cached_value() {
+    let (store, client) = setup(config(60_000)).await;
+    value(&client, "app/db/password").await.unwrap();
+    store.set("app/db/password", "v2").await;
+    store.failing.store(true, Ordering::SeqCst);
+    let e = client.refresh_now("app/db/password").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    store.failing.store(false, Ordering::SeqCst);
+    client.refresh_now("app/db/password").await.unwrap();
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_mode_returns_fresh_copies_of_the_value() {
     let (store, client) = setup(CacheConfig {
         sealed: true,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 
 from sealbox import _native
 from sealbox._native import Secret, SecretMetadata
@@ -29,9 +30,34 @@ class Sealbox(_native.Sealbox):
         """Async :meth:`get_field`."""
         return await asyncio.to_thread(self.get_field, name, field)
 
-    async def aput(self, name: str, value: bytes | bytearray | memoryview | str) -> str:
+    async def aput(
+        self,
+        name: str,
+        value: bytes | bytearray | memoryview | str,
+        *,
+        stages: Sequence[str] | None = None,
+        expected_current: str | None = None,
+        create_only: bool = False,
+        idempotency_token: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
         """Async :meth:`put`. A ``bytearray`` is wiped once stored, as with :meth:`put`."""
-        return await asyncio.to_thread(self.put, name, value)
+        return await asyncio.to_thread(
+            self.put,
+            name,
+            value,
+            stages=stages,
+            expected_current=expected_current,
+            create_only=create_only,
+            idempotency_token=idempotency_token,
+            description=description,
+            tags=tags,
+        )
+
+    async def arefresh_now(self, name: str) -> None:
+        """Async :meth:`refresh_now`."""
+        await asyncio.to_thread(self.refresh_now, name)
 
     async def alist(self, prefix: str = "") -> list[str]:
         """Async :meth:`list`."""

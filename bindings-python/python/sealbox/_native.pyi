@@ -2,6 +2,7 @@
 
 import datetime
 import os
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, Self, final
 
@@ -54,8 +55,23 @@ class Sealbox:
         """Reads a secret: the CURRENT version, or the given version id or stage."""
     def get_field(self, name: str, field: str) -> Secret:
         """Reads one top-level field of a JSON secret as its own Secret."""
-    def put(self, name: str, value: bytes | bytearray | memoryview | str) -> str:
-        """Stores a new CURRENT version and returns its id; a bytearray is wiped once stored."""
+    def put(
+        self,
+        name: str,
+        value: bytes | bytearray | memoryview | str,
+        *,
+        stages: Sequence[str] | None = None,
+        expected_current: str | None = None,
+        create_only: bool = False,
+        idempotency_token: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Stores a new version (CURRENT unless ``stages`` say otherwise) and returns its id;
+        a bytearray is wiped once stored. ``expected_current``/``create_only`` make it a
+        compare-and-set (``Conflict`` if another writer got there first)."""
+    def refresh_now(self, name: str) -> None:
+        """Refetches ``name`` now and replaces the cached value; raises if the store fails."""
     def list(self, prefix: str = "") -> list[str]:
         """The names under ``prefix``."""
     def describe(self, name: str) -> SecretMetadata:

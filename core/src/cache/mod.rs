@@ -387,7 +387,8 @@ impl SecretCache {
         self.answer(&entry, outcome)
     }
 
-    /// Refetches `key` now (no version check), replacing the cached value.
+    /// Refetches `key` now (no version check), replacing the cached value. A store failure
+    /// is returned, not answered from the cache (the cached value is kept and still served).
     pub(crate) async fn refresh_now(
         &self,
         key: &str,
@@ -474,7 +475,9 @@ impl SecretCache {
             }
             Err(e) => {
                 inner.metrics.store_error(e.kind());
-                self.on_error(&key, old.as_ref(), e)
+                // A forced refresh reports the failure; the cached value stays as it was.
+                let old = if force { None } else { old.as_ref() };
+                self.on_error(&key, old, e)
             }
         }
     }

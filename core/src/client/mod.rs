@@ -552,7 +552,10 @@ impl Sealbox {
         h.secret().json_field(field)
     }
 
-    /// Refetches `name` from its store now, bypassing freshness and the version check.
+    /// Refetches `name` from its store now, bypassing freshness and the version check, and
+    /// replaces the cached value. A store failure is returned (the cached value is kept and
+    /// still served, within its TTL and stale window). Without a cache there is nothing to
+    /// refresh and this returns at once.
     pub async fn refresh_now(&self, name: &str) -> Result<()> {
         let route = self.inner.router.resolve(name)?;
         let resource = route.resource();

@@ -228,6 +228,28 @@ sb_result sb_put(const struct sb_client *client,
                  const uint8_t *data,
                  size_t len);
 
+// Writes `len` bytes at `data` as a new version of `name` carrying `stage` alone:
+// `"PENDING"` stores it beside the CURRENT version (a rotation's first step; read it back
+// with `sb_get_stage`), `"CURRENT"` is `sb_put`. Otherwise as `sb_put`. A malformed stage
+// is `SB_RESULT_INVALID_INPUT` and nothing is written.
+//
+// # Safety
+// As `sb_put`; `stage` is NULL or NUL-terminated.
+sb_result sb_put_stage(const struct sb_client *client,
+                       const char *name,
+                       const uint8_t *data,
+                       size_t len,
+                       const char *stage);
+
+// Refetches `name` from its store now and replaces the cached value (after a rotation
+// elsewhere). A store failure is returned and the cached value is kept. A client without a
+// cache has nothing to refresh.
+//
+// # Safety
+// `client` is NULL or live; `name` is NULL or NUL-terminated.
+sb_result sb_refresh_now(const struct sb_client *client,
+                         const char *name);
+
 // Deletes `name`: a soft delete that can be undone within the store's recovery window, or,
 // with `force`, an immediate and irreversible one.
 //

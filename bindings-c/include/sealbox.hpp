@@ -261,6 +261,26 @@ class Client {
     put(name, ByteView(reinterpret_cast<const std::byte*>(value.data()), value.size()));
   }
 
+  /// Writes `value` as a new version of `name` carrying `stage` alone: "PENDING" stores it
+  /// beside the CURRENT version (a rotation's first step).
+  void put_stage(const std::string& name, ByteView value, const std::string& stage) const {
+    static const std::byte empty{};
+    const std::byte* data = value.data() != nullptr ? value.data() : &empty;
+    detail::check(sb_put_stage(raw_, name.c_str(), reinterpret_cast<const uint8_t*>(data),
+                               value.size(), stage.c_str()));
+  }
+  void put_stage(const std::string& name, std::string_view value,
+                 const std::string& stage) const {
+    put_stage(name, ByteView(reinterpret_cast<const std::byte*>(value.data()), value.size()),
+              stage);
+  }
+
+  /// Refetches `name` now and replaces the cached value; throws if the store fails (the
+  /// cached value is kept).
+  void refresh_now(const std::string& name) const {
+    detail::check(sb_refresh_now(raw_, name.c_str()));
+  }
+
   /// Deletes `name` (soft unless `force`).
   void remove(const std::string& name, bool force = false) const {
     detail::check(sb_delete(raw_, name.c_str(), force));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sealbox::client::{BlockingSealbox, SecretHandle};
 use sealbox::config::open_local_vault;
 use sealbox::store::memory::MemoryStore;
-use sealbox::store::{DeleteOptions, Stage, VersionId, VersionSelector};
+use sealbox::store::{DeleteOptions, PutOptions, Stage, VersionId, VersionSelector};
 use sealbox::{Error, Sealbox, Secret};
 
 use crate::boundary::{Failure, ffi_boundary, ffi_free_boundary};
@@ -290,6 +290,64 @@ pub unsafe extern "C" fn sb_put(
             Ok(())
         })?;
         client.put(name, &value)?;
+        Ok(())
+    })
+}
+
+/// Writes `len` bytes at `data` as a new version of `name` carrying `stage` alone:
+/// `"PENDING"` stores it beside the CURRENT version (a rotation's first step; read it back
+/// with `sb_get_stage`), `"CURRENT"` is `sb_put`. Otherwise as `sb_put`. A malformed stage
+/// is `SB_RESULT_INVALID_INPUT` and nothing is written.
+///
+/// # Safety
+/// As `sb_put`; `stage` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sb_put_stage(
+    client: *const sb_client,
+    name: *const c_char,
+    data: *const u8,
+    len: usize,
+    stage: *const c_char,
+) -> sb_result {
+    ffi_boundary("sb_put_stage", || {
+        // SAFETY: NULL or live by contract.
+        let client = unsafe { sb_client::borrow(client, "client") }?;
+        // SAFETY: NULL or NUL-terminated by contract.
+        let name = unsafe { params::utf8(name, "name") }?;
+        // SAFETY: NULL or `len` readable bytes by contract.
+        let data = unsafe { params::bytes(data, len, "data") }?;
+        // SAFETY: NULL or NUL-terminated by contract.
+        let stage: Stage = unsafe { params::utf8(stage, "stage") }?.parse()?;
+        let value = Secret::init_with(data.len(), |dst| {
+            dst.copy_from_slice(data);
+            Ok(())
+        })?;
+        let options = PutOptions {
+            stages: vec![stage],
+            ..PutOptions::default()
+        };
+        client.put_with(name, &value, &options)?;
+        Ok(())
+    })
+}
+
+/// Refetches `name` from its store now and replaces the cached value (after a rotation
+/// elsewhere). A store failure is returned and the cached value is kept. A client without a
+/// cache has nothing to refresh.
+///
+/// # Safety
+/// `client` is NULL or live; `name` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sb_refresh_now(
+    client: *const sb_client,
+    name: *const c_char,
+) -> sb_result {
+    ffi_boundary("sb_refresh_now", || {
+        // SAFETY: NULL or live by contract.
+        let client = unsafe { sb_client::borrow(client, "client") }?;
+        // SAFETY: NULL or NUL-terminated by contract.
+        let name = unsafe { params::utf8(name, "name") }?;
+        client.refresh_now(name)?;
         Ok(())
     })
 }

@@ -33,7 +33,7 @@ use std::ffi::c_char;
 pub use client::{
     sb_audit_flush, sb_client, sb_client_free, sb_client_open, sb_client_open_local,
     sb_client_open_memory, sb_delete, sb_get, sb_get_field, sb_get_n, sb_get_stage, sb_get_version,
-    sb_put,
+    sb_put, sb_put_stage, sb_refresh_now,
 };
 pub use last_error::sb_last_error_message;
 pub use list::{sb_list, sb_list_free, sb_list_iter, sb_list_next};

@@ -236,3 +236,75 @@ fn the_local_vault_round_trips_across_a_reopen() {
         sb_client_free(c);
     }
 }
+
+#[test]
+fn a_staged_put_leaves_current_and_refresh_now_picks_up_another_clients_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cpath = |p: &str| {
+        std::ffi::CString::new(dir.path().join(p).to_string_lossy().as_bytes()).expect("path")
+    };
+    let (vault, key) = (cpath("vault"), cpath("master.key"));
+    std::fs::create_dir(dir.path().join("vault")).expect("mkdir");
+    let name = c"app/rotating";
+    let read = |c: *mut sb_client| {
+        let mut s = null_mut();
+        // SAFETY: c is live, the name is NUL-terminated, the output is a local; freed once.
+        unsafe {
+            assert_eq!(sb_get(c, name.as_ptr(), &mut s), sb_result::Ok);
+            let bytes = data(s);
+            sb_secret_free(s);
+            bytes
+        }
+    };
+    // SAFETY: paths and names are NUL-terminated; data pointers cover their lengths; outputs
+    // are locals; every handle is freed once.
+    unsafe {
+        let (mut reader, mut writer) = (null_mut(), null_mut());
+        assert_eq!(
+            sb_client_open_local(vault.as_ptr(), key.as_ptr(), &mut writer),
+            sb_result::Ok,
+            "{}",
+            last_error()
+        );
+        assert_eq!(
+            sb_client_open_local(vault.as_ptr(), key.as_ptr(), &mut reader),
+            sb_result::Ok
+        );
+        assert_eq!(
+            sb_put(writer, name.as_ptr(), b"one".as_ptr(), 3),
+            sb_result::Ok
+        );
+        assert_eq!(read(reader), b"one");
+        assert_eq!(
+            sb_put_stage(
+                writer,
+                name.as_ptr(),
+                b"two".as_ptr(),
+                3,
+                c"PENDING".as_ptr()
+            ),
+            sb_result::Ok
+        );
+        assert_eq!(
+            sb_put_stage(
+                writer,
+                name.as_ptr(),
+                b"bad".as_ptr(),
+                3,
+                c"no spaces!".as_ptr()
+            ),
+            sb_result::InvalidInput
+        );
+        assert_eq!(read(writer), b"one", "PENDING leaves CURRENT in place");
+        assert_eq!(
+            sb_put(writer, name.as_ptr(), b"three".as_ptr(), 5),
+            sb_result::Ok
+        );
+        assert_eq!(read(reader), b"one", "served from the reader's cache");
+        assert_eq!(sb_refresh_now(reader, name.as_ptr()), sb_result::Ok);
+        assert_eq!(read(reader), b"three");
+        assert_eq!(sb_refresh_now(reader, null()), sb_result::NullParameter);
+        sb_client_free(reader);
+        sb_client_free(writer);
+    }
+}

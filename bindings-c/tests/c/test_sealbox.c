@@ -154,6 +154,21 @@ static void test_round_trip(void) {
   CHECK_RESULT(sb_get_stage(c, name, "no spaces allowed", &missing), SB_RESULT_INVALID_INPUT);
   CHECK(missing == SENTINEL);
 
+  /* A staged write leaves CURRENT where it is; a malformed stage writes nothing. */
+  const char *v3 = "third-value";
+  CHECK_RESULT(sb_put_stage(c, name, (const uint8_t *)v3, strlen(v3), "PENDING"), SB_RESULT_OK);
+  CHECK_RESULT(sb_put_stage(c, name, (const uint8_t *)v3, strlen(v3), "no spaces!"),
+               SB_RESULT_INVALID_INPUT);
+  CHECK_RESULT(sb_refresh_now(c, name), SB_RESULT_OK);
+  sb_secret *pending = NULL;
+  CHECK_RESULT(sb_get_stage(c, name, "PENDING", &pending), SB_RESULT_OK);
+  CHECK(bytes_equal(pending, v3));
+  sb_secret_free(pending);
+  sb_secret *still = NULL;
+  CHECK_RESULT(sb_get(c, name, &still), SB_RESULT_OK);
+  CHECK(bytes_equal(still, v2));
+  sb_secret_free(still);
+
   CHECK_RESULT(sb_audit_flush(c), SB_RESULT_OK);
   CHECK_RESULT(sb_delete(c, name, true), SB_RESULT_OK);
   CHECK_RESULT(sb_get(c, name, &missing), SB_RESULT_NOT_FOUND);
@@ -264,6 +279,12 @@ static void test_null_for_every_pointer_parameter(void) {
   CHECK_RESULT(sb_put(c, NULL, (const uint8_t *)"v", 1), N);
   CHECK_RESULT(sb_put(c, name, NULL, 1), N);
   CHECK_RESULT(sb_put(c, name, NULL, 0), N);
+  CHECK_RESULT(sb_put_stage(NULL, name, (const uint8_t *)"v", 1, "PENDING"), N);
+  CHECK_RESULT(sb_put_stage(c, NULL, (const uint8_t *)"v", 1, "PENDING"), N);
+  CHECK_RESULT(sb_put_stage(c, name, NULL, 1, "PENDING"), N);
+  CHECK_RESULT(sb_put_stage(c, name, (const uint8_t *)"v", 1, NULL), N);
+  CHECK_RESULT(sb_refresh_now(NULL, name), N);
+  CHECK_RESULT(sb_refresh_now(c, NULL), N);
   CHECK_RESULT(sb_delete(NULL, name, false), N);
   CHECK_RESULT(sb_delete(c, NULL, false), N);
   CHECK_RESULT(sb_audit_flush(NULL), N);

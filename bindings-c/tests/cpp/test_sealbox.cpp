@@ -27,6 +27,19 @@ TEST(Version, RuntimeMatchesHeader) {
   EXPECT_EQ(sealbox::version(), expected);
 }
 
+TEST(Client, StagedPutLeavesCurrentAndRefreshNowAnswers) {
+  auto client = sealbox::Client::open_memory();
+  client.put("app/rotating", std::string_view("old"));
+  client.put_stage("app/rotating", std::string_view("new"), "PENDING");
+  EXPECT_EQ(client.get("app/rotating").str(), "old");
+  EXPECT_EQ(client.get_stage("app/rotating", "PENDING").str(), "new");
+  client.refresh_now("app/rotating");
+  EXPECT_EQ(client.get("app/rotating").str(), "old");
+  EXPECT_THROW(client.put_stage("app/rotating", std::string_view("x"), "no spaces!"),
+               sealbox::Error);
+  EXPECT_THROW(client.refresh_now("app/never-written"), sealbox::Error);
+}
+
 TEST(Client, PutGetRoundTripWithVersions) {
   auto client = sealbox::Client::open_memory();
   client.put("predis/prod/database/password", std::string_view("v1"));

@@ -27,23 +27,12 @@ use sealbox::audit::{AuditLog, FsyncPolicy};
 use sealbox::cache::CacheConfig;
 use sealbox::store::memory::MemoryStore;
 use sealbox::store::{PutOptions, SecretName, SecretStore, VersionSelector};
-use sealbox::{BlockingSealbox, Principal, Sealbox, Secret};
+use sealbox::{BlockingSealbox, Principal, Sealbox};
+use sealbox_benches::{filled_vault, name, value};
 
 const KEYS: usize = 1024;
 /// Per-thread audit ring of the audited client: room for one burst.
 const RING: usize = 32_768;
-
-fn name(i: usize) -> String {
-    format!("predis/prod/service-{i:04}/api-key")
-}
-
-fn value() -> Secret {
-    Secret::init_with(64, |b| {
-        b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
-        Ok(())
-    })
-    .unwrap()
-}
 
 fn store() -> Arc<MemoryStore> {
     let s = Arc::new(MemoryStore::new());
@@ -346,28 +335,12 @@ fn miss(c: &mut Criterion) {
 /// SQLite-heavy direct side and the allocation-heavy client side left each other different
 /// states, and the ratio moved by 10 points between runs.)
 fn miss_local(c: &mut Criterion) {
-    use sealbox::keys::{KeyId, KeyProvider, LocalKeyFile};
-    use sealbox::store::local::LocalVault;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let vault = rt.block_on(async {
-        let key: Arc<dyn KeyProvider> = Arc::new(
-            LocalKeyFile::open_or_create(
-                KeyId::new("local").unwrap(),
-                dir.path().join("master.key"),
-            )
-            .unwrap(),
-        );
-        let vault = Arc::new(LocalVault::create(dir.path(), key).await.unwrap());
-        let items = (0..KEYS)
-            .map(|i| (SecretName::new(name(i)).unwrap(), value()))
-            .collect();
-        vault.import(items).await.unwrap();
-        vault
-    });
+    let vault = rt.block_on(filled_vault(dir.path(), KEYS)).unwrap();
     let cached = Sealbox::builder()
         .store(vault.clone())
         .principal(Principal::new("svc:bench"))

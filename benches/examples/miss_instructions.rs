@@ -8,11 +8,9 @@
 //! valgrind --tool=callgrind target/release/examples/miss_instructions client 20000
 //! callgrind_annotate --inclusive=yes --tree=calling callgrind.out.<pid>
 //! ```
-use sealbox::keys::{KeyId, KeyProvider, LocalKeyFile};
-use sealbox::store::local::LocalVault;
 use sealbox::store::{SecretName, SecretStore, VersionSelector};
-use sealbox::{Principal, Sealbox, Secret};
-use std::sync::Arc;
+use sealbox::{Principal, Sealbox};
+use sealbox_benches::{filled_vault, name};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -32,27 +30,7 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let name = |i: usize| format!("predis/prod/service-{i:04}/api-key");
-    let vault = rt.block_on(async {
-        let key: Arc<dyn KeyProvider> = Arc::new(
-            LocalKeyFile::open_or_create(
-                KeyId::new("local").unwrap(),
-                dir.path().join("master.key"),
-            )
-            .unwrap(),
-        );
-        let vault = Arc::new(LocalVault::create(dir.path(), key).await.unwrap());
-        let items = (0..1024)
-            .map(|i| {
-                (
-                    SecretName::new(name(i)).unwrap(),
-                    Secret::from_mut_slice(&mut [7u8; 64]).unwrap(),
-                )
-            })
-            .collect();
-        vault.import(items).await.unwrap();
-        vault
-    });
+    let vault = rt.block_on(filled_vault(dir.path(), 1024)).unwrap();
     let cached = Sealbox::builder()
         .store(vault.clone())
         .principal(Principal::new("svc:bench"))

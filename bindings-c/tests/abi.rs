@@ -27,6 +27,14 @@ fn last_error() -> String {
         .into_owned()
 }
 
+/// A new vault directory under `dir` and a key file path beside it, as C strings.
+fn vault_paths(dir: &std::path::Path) -> (std::ffi::CString, std::ffi::CString) {
+    std::fs::create_dir(dir.join("vault")).expect("mkdir");
+    let cpath =
+        |p: &str| std::ffi::CString::new(dir.join(p).to_string_lossy().as_bytes()).expect("path");
+    (cpath("vault"), cpath("master.key"))
+}
+
 fn data(s: *const sb_secret) -> Vec<u8> {
     let mut p = null();
     let mut len = 0usize;
@@ -197,11 +205,7 @@ fn list_iterates_then_reports_done() {
 #[test]
 fn the_local_vault_round_trips_across_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cpath = |p: &str| {
-        std::ffi::CString::new(dir.path().join(p).to_string_lossy().as_bytes()).expect("path")
-    };
-    let (vault, key) = (cpath("vault"), cpath("master.key"));
-    std::fs::create_dir(dir.path().join("vault")).expect("mkdir");
+    let (vault, key) = vault_paths(dir.path());
     // SAFETY: paths and names are NUL-terminated; outputs are locals; handles freed once.
     unsafe {
         let mut c = null_mut();
@@ -240,11 +244,7 @@ fn the_local_vault_round_trips_across_a_reopen() {
 #[test]
 fn a_staged_put_leaves_current_and_refresh_now_picks_up_another_clients_write() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cpath = |p: &str| {
-        std::ffi::CString::new(dir.path().join(p).to_string_lossy().as_bytes()).expect("path")
-    };
-    let (vault, key) = (cpath("vault"), cpath("master.key"));
-    std::fs::create_dir(dir.path().join("vault")).expect("mkdir");
+    let (vault, key) = vault_paths(dir.path());
     let name = c"app/rotating";
     let read = |c: *mut sb_client| {
         let mut s = null_mut();

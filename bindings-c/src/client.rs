@@ -285,13 +285,23 @@ pub unsafe extern "C" fn sb_put(
         let name = unsafe { params::utf8(name, "name") }?;
         // SAFETY: NULL or `len` readable bytes by contract.
         let data = unsafe { params::bytes(data, len, "data") }?;
-        let value = Secret::init_with(data.len(), |dst| {
-            dst.copy_from_slice(data);
-            Ok(())
-        })?;
-        client.put(name, &value)?;
-        Ok(())
+        put_bytes(client, name, data, &PutOptions::default())
     })
+}
+
+/// Copies `data` into locked memory and writes it as a new version of `name`.
+fn put_bytes(
+    client: &BlockingSealbox,
+    name: &str,
+    data: &[u8],
+    options: &PutOptions,
+) -> Result<(), Failure> {
+    let value = Secret::init_with(data.len(), |dst| {
+        dst.copy_from_slice(data);
+        Ok(())
+    })?;
+    client.put_with(name, &value, options)?;
+    Ok(())
 }
 
 /// Writes `len` bytes at `data` as a new version of `name` carrying `stage` alone:
@@ -318,16 +328,11 @@ pub unsafe extern "C" fn sb_put_stage(
         let data = unsafe { params::bytes(data, len, "data") }?;
         // SAFETY: NULL or NUL-terminated by contract.
         let stage: Stage = unsafe { params::utf8(stage, "stage") }?.parse()?;
-        let value = Secret::init_with(data.len(), |dst| {
-            dst.copy_from_slice(data);
-            Ok(())
-        })?;
         let options = PutOptions {
             stages: vec![stage],
             ..PutOptions::default()
         };
-        client.put_with(name, &value, &options)?;
-        Ok(())
+        put_bytes(client, name, data, &options)
     })
 }
 

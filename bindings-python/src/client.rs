@@ -287,12 +287,6 @@ impl PySealbox {
             ..PutOptions::default()
         };
         if let Some(stages) = stages {
-            if stages.is_empty() {
-                return Err(sealbox::Error::invalid_input(
-                    "stages must name at least one stage (the default is [\"CURRENT\"])",
-                )
-                .into());
-            }
             options.stages = stages
                 .iter()
                 .map(|s| s.parse::<Stage>())

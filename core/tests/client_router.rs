@@ -199,3 +199,29 @@ fn a_config_without_stores_cannot_build() {
     let e = Sealbox::builder().build().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
 }
+
+#[tokio::test]
+async fn a_put_without_any_stage_is_refused_and_writes_nothing() {
+    let store = seeded(&[("app/db", "v1")]).await;
+    let c = Sealbox::builder().store(store.clone()).build().unwrap();
+    let options = PutOptions {
+        stages: vec![],
+        ..PutOptions::default()
+    };
+    let e = c
+        .put_with("app/db", &secret("v2"), &options)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let e = c
+        .put_with("app/new", &secret("v"), &options)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let meta = store
+        .describe(&SecretName::new("app/db").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(meta.versions.len(), 1);
+    assert!(c.get("app/new").await.is_err());
+}

@@ -582,6 +582,13 @@ impl Sealbox {
         value: &Secret,
         options: &PutOptions,
     ) -> Result<VersionInfo> {
+        // A version with no stage could never be read as CURRENT or by label; stores disagree
+        // on whether to accept one (AWS refuses), so the client refuses it for all of them.
+        if options.stages.is_empty() {
+            return Err(Error::invalid_input(
+                "a put must name at least one stage (the default is CURRENT)",
+            ));
+        }
         let route = self.inner.router.resolve(name)?;
         let resource = route.resource();
         self.authorize(Capability::Write, Action::Write, &resource)?;

@@ -252,10 +252,7 @@ class Client {
   /// Writes `value` as the new CURRENT version of `name` (copied into locked memory; wiping
   /// the caller's buffer stays the caller's job).
   void put(const std::string& name, ByteView value) const {
-    static const std::byte empty{};
-    const std::byte* data = value.data() != nullptr ? value.data() : &empty;
-    detail::check(
-        sb_put(raw_, name.c_str(), reinterpret_cast<const uint8_t*>(data), value.size()));
+    detail::check(sb_put(raw_, name.c_str(), non_null_data(value), value.size()));
   }
   void put(const std::string& name, std::string_view value) const {
     put(name, ByteView(reinterpret_cast<const std::byte*>(value.data()), value.size()));
@@ -264,10 +261,8 @@ class Client {
   /// Writes `value` as a new version of `name` carrying `stage` alone: "PENDING" stores it
   /// beside the CURRENT version (a rotation's first step).
   void put_stage(const std::string& name, ByteView value, const std::string& stage) const {
-    static const std::byte empty{};
-    const std::byte* data = value.data() != nullptr ? value.data() : &empty;
-    detail::check(sb_put_stage(raw_, name.c_str(), reinterpret_cast<const uint8_t*>(data),
-                               value.size(), stage.c_str()));
+    detail::check(
+        sb_put_stage(raw_, name.c_str(), non_null_data(value), value.size(), stage.c_str()));
   }
   void put_stage(const std::string& name, std::string_view value,
                  const std::string& stage) const {
@@ -343,6 +338,12 @@ class Client {
   const sb_client* raw() const noexcept { return raw_; }
 
  private:
+  /// The view's bytes for the C API, which refuses NULL data even for an empty value.
+  static const uint8_t* non_null_data(ByteView value) noexcept {
+    static const std::byte empty{};
+    return reinterpret_cast<const uint8_t*>(value.data() != nullptr ? value.data() : &empty);
+  }
+
   sb_client* raw_ = nullptr;
 };
 

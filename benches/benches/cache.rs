@@ -11,11 +11,13 @@
 //! * `hit_audit_hotset/*`: the same for a service's hot set (64 secrets) in bursts that fit
 //!   the default per-thread audit ring.
 //! * `threads/*`: aggregate hit throughput with 1 and 2 threads (different keys per thread).
-//! * `miss/*`: a miss through the client (route, policy, single-flight, insert) against a direct
-//!   store `get` (MemoryStore).
+//! * `miss/*`: a miss through the client (policy, single-flight, refresh of the invalidated
+//!   entry) against a direct store `get` (MemoryStore).
 //! * `miss_local_vault/*`: the same over the local vault, both sides in one paired loop; the
-//!   bench also prints the per-call percentiles of a longer paired run
-//!   (`miss_local_vault/paired`), the steadiest figure on a noisy machine.
+//!   bench also prints the per-call percentiles of longer paired runs, the steadiest figures
+//!   on a noisy machine: `miss_local_vault/paired` (a reference read before, so its entry is
+//!   refreshed in place: TTL expiry, a local write) and `miss_local_vault/paired_first_read`
+//!   (the cache emptied first: route, insert into the index).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -349,9 +351,14 @@ fn miss_local(c: &mut Criterion) {
     let store_id = "default";
     let n = name(7);
     let sn = SecretName::new(n.clone()).unwrap();
-    // One timed call of either side, the cache entry invalidated untimed first.
-    let one = |client_turn: bool| {
-        cached.cache().unwrap().invalidate(store_id, &sn);
+    // One timed call of either side, the cache entry invalidated untimed first (the client
+    // then refreshes it in place) or, for `cold`, the cache emptied (a first read).
+    let timed = |client_turn: bool, cold: bool| {
+        if cold {
+            cached.cache().unwrap().clear();
+        } else {
+            cached.cache().unwrap().invalidate(store_id, &sn);
+        }
         let start = Instant::now();
         if client_turn {
             let got = rt.block_on(cached.get(&n)).unwrap();
@@ -367,6 +374,7 @@ fn miss_local(c: &mut Criterion) {
             elapsed
         }
     };
+    let one = |client_turn: bool| timed(client_turn, false);
     let paired = |iters: u64, time_client: bool| {
         let mut mine = Duration::ZERO;
         for i in 0..iters {
@@ -388,14 +396,15 @@ fn miss_local(c: &mut Criterion) {
     });
     g.finish();
     if std::env::args().any(|a| a == "--bench") {
-        paired_percentiles(20_000, one);
+        paired_percentiles("paired", 20_000, one);
+        paired_percentiles("paired_first_read", 20_000, |c| timed(c, true));
     }
 }
 
 /// Times `pairs` direct/client pairs (alternating which goes first) and prints both sides'
 /// per-call percentiles and their ratio. Machine drift over seconds moves both sides of a
 /// pair alike, so these ratios hold steady where criterion's separate windows do not.
-fn paired_percentiles(pairs: usize, timed: impl Fn(bool) -> Duration) {
+fn paired_percentiles(label: &str, pairs: usize, timed: impl Fn(bool) -> Duration) {
     let (mut direct, mut client) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
     for i in 0..pairs {
         for client_turn in [i % 2 == 0, i % 2 != 0] {
@@ -409,11 +418,11 @@ fn paired_percentiles(pairs: usize, timed: impl Fn(bool) -> Duration) {
     }
     direct.sort_unstable();
     client.sort_unstable();
-    for (label, q) in [("p25", 0.25), ("p50", 0.5), ("p75", 0.75)] {
+    for (p, q) in [("p25", 0.25), ("p50", 0.5), ("p75", 0.75)] {
         let at = |v: &[u128]| v[(v.len() as f64 * q) as usize];
         let (d, c) = (at(&direct), at(&client));
         println!(
-            "miss_local_vault/paired {label}: direct_vault_get {d} ns, client_cache_miss {c} ns, \
+            "miss_local_vault/{label} {p}: direct_vault_get {d} ns, client_cache_miss {c} ns, \
              overhead {:+.1}%",
             (c as f64 / d as f64 - 1.0) * 100.0
         );

@@ -224,6 +224,44 @@ async fn a_hundred_concurrent_misses_make_one_store_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_refreshes_of_an_expired_entry_make_one_store_call() {
+    let (store, client) = setup(config(50)).await;
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    store.set("app/db/password", "v2").await;
+    store.delay_ms.store(100, Ordering::SeqCst);
+    let before = store.gets();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { value(&c, "app/db/password").await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), "v2");
+    }
+    assert_eq!(store.gets() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_share_the_failure_too() {
+    let (store, client) = setup(config(50)).await;
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    store.delay_ms.store(50, Ordering::SeqCst);
+    store.failing.store(true, Ordering::SeqCst);
+    let before = store.gets();
+    let results =
+        futures::future::join_all((0..20).map(|_| value(&client, "app/db/password"))).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Unavailable)
+    );
+    assert_eq!(store.gets() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_share_the_failure_too() {
     let (store, client) = setup(config(10_000)).await;
     store.delay_ms.store(50, Ordering::SeqCst);

@@ -1,5 +1,9 @@
 //! Single-flight for misses: concurrent loads of one key share the first caller's store call.
 //!
+//! Two forms: [`Flights`], a table by key, for references the cache does not hold yet; and
+//! [`EntryFlight`], kept in a cache entry, for refreshing it (an uncontended refresh then
+//! costs two atomic operations, no lock and no key hashing). Both work as follows.
+//!
 //! The first caller (the leader) runs the load inline, in its own future, with nothing boxed
 //! or spawned. It only marks the key as taken in the table: the shared `Flight` (result slot
 //! and `Notify`) is made by the first follower, under the table lock. So an uncontended miss
@@ -10,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use tokio::sync::Notify;
@@ -62,6 +67,22 @@ impl From<SharedError> for Error {
     }
 }
 
+/// Waits for `flight` to land. `Some` is its result; `None` means its leader gave up (the
+/// caller tries to lead).
+async fn follow<T: Clone>(flight: &Flight<T>) -> Option<Result<T>> {
+    let landed = flight.landed.notified();
+    tokio::pin!(landed);
+    landed.as_mut().enable();
+    if flight.landing.get().is_none() {
+        landed.await;
+    }
+    match flight.landing.get() {
+        Some(Landing::Done(r)) => Some(r.clone().map_err(Error::from)),
+        // Abandoned (or, impossibly, woken before landing).
+        _ => None,
+    }
+}
+
 impl<T: Clone> Flights<T> {
     pub(super) fn new() -> Self {
         Flights {
@@ -88,19 +109,8 @@ impl<T: Clone> Flights<T> {
                     return self.lead(key, load).await;
                 }
             };
-            let landed = flight.landed.notified();
-            tokio::pin!(landed);
-            landed.as_mut().enable();
-            match flight.landing.get() {
-                Some(Landing::Done(r)) => return r.clone().map_err(Error::from),
-                Some(Landing::Abandoned) => continue,
-                None => {}
-            }
-            landed.await;
-            match flight.landing.get() {
-                Some(Landing::Done(r)) => return r.clone().map_err(Error::from),
-                // Abandoned (or, impossibly, woken before landing): try to lead.
-                _ => continue,
+            if let Some(result) = follow(&flight).await {
+                return result;
             }
         }
     }
@@ -182,6 +192,123 @@ impl<T> LandingGuard<'_, T> {
 }
 
 impl<T> Drop for LandingGuard<'_, T> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.land(|| Landing::Abandoned);
+        }
+    }
+}
+
+/// Nobody is loading.
+const IDLE: u8 = 0;
+/// A leader is loading, alone.
+const LED: u8 = 1;
+/// A leader is loading and the shared flight is in `EntryFlight::followed`.
+const FOLLOWED: u8 = 2;
+
+/// Single-flight for one key, kept in the key's cache entry.
+pub(super) struct EntryFlight<T> {
+    state: AtomicU8,
+    /// The shared flight, made by the first follower. Only followers and a followed leader's
+    /// landing take this lock.
+    followed: Mutex<Option<Arc<Flight<T>>>>,
+}
+
+impl<T> EntryFlight<T> {
+    pub(super) fn new() -> Self {
+        EntryFlight {
+            state: AtomicU8::new(IDLE),
+            followed: Mutex::new(None),
+        }
+    }
+
+    /// Every change under this lock is a single assignment: poisoning is ignored.
+    fn lock(&self) -> MutexGuard<'_, Option<Arc<Flight<T>>>> {
+        self.followed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<T: Clone> EntryFlight<T> {
+    /// Runs `load` unless a load is under way, in which case this waits for its result.
+    pub(super) async fn run<F, Fut>(&self, load: F) -> Result<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut load = Some(load);
+        loop {
+            if self
+                .state
+                .compare_exchange(IDLE, LED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let load = load
+                    .take()
+                    .ok_or_else(|| Error::internal("a flight was led twice by one caller"))?;
+                let mut guard = EntryLanding {
+                    flight: self,
+                    landed: false,
+                };
+                let result = load().await;
+                guard.land(|| {
+                    Landing::Done(result.as_ref().map(T::clone).map_err(SharedError::from))
+                });
+                return result;
+            }
+            if let Some(flight) = self.join()
+                && let Some(result) = follow(&flight).await
+            {
+                return result;
+            }
+        }
+    }
+
+    /// The flight under way, made here if this is its first follower; `None` when its
+    /// leader landed meanwhile (the caller tries again).
+    fn join(&self) -> Option<Arc<Flight<T>>> {
+        let mut followed = self.lock();
+        // Under the lock, so the flight is in place before any landing can see FOLLOWED:
+        // a landing that swaps FOLLOWED out takes the lock after this caller lets go.
+        match self
+            .state
+            .compare_exchange(LED, FOLLOWED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) | Err(FOLLOWED) => Some(
+                followed
+                    .get_or_insert_with(|| {
+                        Arc::new(Flight {
+                            landing: OnceLock::new(),
+                            landed: Notify::new(),
+                        })
+                    })
+                    .clone(),
+            ),
+            Err(_) => None,
+        }
+    }
+}
+
+/// Lands an entry's flight exactly once: with its result, or abandoned if the leader's
+/// future is dropped first.
+struct EntryLanding<'a, T> {
+    flight: &'a EntryFlight<T>,
+    landed: bool,
+}
+
+impl<T> EntryLanding<'_, T> {
+    fn land(&mut self, landing: impl FnOnce() -> Landing<T>) {
+        self.landed = true;
+        if self.flight.state.swap(IDLE, Ordering::AcqRel) == FOLLOWED {
+            let flight = self.flight.lock().take();
+            if let Some(flight) = flight {
+                let _ = flight.landing.set(landing());
+                flight.landed.notify_waiters();
+            }
+        }
+    }
+}
+
+impl<T> Drop for EntryLanding<'_, T> {
     fn drop(&mut self) {
         if !self.landed {
             self.land(|| Landing::Abandoned);
@@ -292,6 +419,81 @@ mod tests {
         );
         assert_eq!(leader.await.unwrap().unwrap(), 3);
         assert_eq!(followed(&flights), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_entry_flight_shares_one_load_and_its_error() {
+        let flight = Arc::new(EntryFlight::<u32>::new());
+        for fails in [false, true] {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let tasks: Vec<_> = (0..50)
+                .map(|_| {
+                    let (flight, calls) = (flight.clone(), calls.clone());
+                    tokio::spawn(async move {
+                        flight
+                            .run(|| async {
+                                calls.fetch_add(1, Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                match fails {
+                                    false => Ok(7),
+                                    true => Err(Error::new(ErrorKind::Unavailable, "store down")),
+                                }
+                            })
+                            .await
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let got = t.await.unwrap();
+                match fails {
+                    false => assert_eq!(got.unwrap(), 7),
+                    true => assert_eq!(got.unwrap_err().kind(), ErrorKind::Unavailable),
+                }
+            }
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+            assert_eq!(flight.state.load(Ordering::SeqCst), IDLE);
+            assert!(flight.lock().is_none(), "the shared flight was taken down");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lone_entry_flight_makes_no_shared_flight() {
+        let flight = EntryFlight::<u32>::new();
+        let got = flight
+            .run(|| async {
+                assert_eq!(flight.state.load(Ordering::SeqCst), LED);
+                assert!(flight.lock().is_none());
+                Ok(4)
+            })
+            .await;
+        assert_eq!(got.unwrap(), 4);
+        assert_eq!(flight.state.load(Ordering::SeqCst), IDLE);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_entry_flight_leader_hands_over_to_a_follower() {
+        let flight = Arc::new(EntryFlight::<u32>::new());
+        let f1 = flight.clone();
+        let leader = tokio::spawn(async move {
+            f1.run(|| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(1)
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let f2 = flight.clone();
+        let follower = tokio::spawn(async move { f2.run(|| async { Ok(2) }).await });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(flight.state.load(Ordering::SeqCst), FOLLOWED);
+        leader.abort();
+        let got = tokio::time::timeout(Duration::from_secs(5), follower)
+            .await
+            .expect("the follower did not hang")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, 2, "the follower led a new load");
+        assert_eq!(flight.state.load(Ordering::SeqCst), IDLE);
     }
 
     #[tokio::test]

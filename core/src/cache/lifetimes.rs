@@ -168,6 +168,12 @@ impl Lifetimes {
         self.queue.lock().map_or(0, |q| q.entries.capacity())
     }
 
+    /// Entries waiting for the next drain.
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        self.queue.lock().map_or(0, |q| q.entries.len())
+    }
+
     /// Entries moka tracks (after its pending tasks).
     #[cfg(test)]
     pub(super) fn tracked(&self) -> u64 {

@@ -10,7 +10,10 @@
 //!   moka either: a `sealbox-cache` maintenance thread hands new entries to it every few
 //!   milliseconds (see `lifetimes.rs`), so the index may exceed `capacity` by that much.
 //! * **Misses** are single-flight: concurrent misses for one key share one store call, run
-//!   inline in the first caller's future (see `flight.rs`).
+//!   inline in the first caller's future (see `flight.rs`). A reference's first read inserts
+//!   an entry; after that the entry stays and every refresh (TTL expiry, refresh-ahead, a
+//!   local write) replaces its value in place (see `slot.rs`), with the single-flight state
+//!   kept in the entry: no routing, no index write, no table of flights.
 //! * **Refresh-ahead**: past `refresh_ahead x ttl`, the first hit starts one background refresh;
 //!   callers keep getting the cached value meanwhile.
 //! * **Version check**: before refetching, stores with `cheap_describe` are asked for the
@@ -18,7 +21,8 @@
 //! * **Stale-if-error**: when the store fails (anything but not-found, denied or bad input), an
 //!   entry up to `max_stale` past its TTL is served and flagged (`CacheOutcome::Stale`); the
 //!   store is retried at most every `ttl / 10` (capped at 5 s) meanwhile.
-//! * **Invalidation** on local writes and deletes, and `Sealbox::refresh_now`.
+//! * **Invalidation** on local writes and deletes (the entry is expired and its value
+//!   released), and `Sealbox::refresh_now`.
 //! * **Sealed mode**: values kept AES-256-GCM-encrypted in memory (see `sealed.rs`).
 
 mod clock;
@@ -26,6 +30,7 @@ mod flight;
 mod key;
 mod lifetimes;
 mod sealed;
+mod slot;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,16 +39,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::audit::CacheOutcome;
+use crate::audit::{CacheOutcome, Resource};
 use crate::client::{HandleInner, SecretHandle, VersionMeta};
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::ClientMetrics;
-use crate::store::{SecretName, SecretStore, SecretVersion, Stage, VersionSelector};
-use flight::Flights;
+use crate::store::{SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionSelector};
+use flight::{EntryFlight, Flights};
 use key::{IndexKey, KeyBytes};
 use lifetimes::Lifetimes;
 
 use sealed::{SealedValue, Sealer};
+use slot::Slot;
 
 /// The `cache:` config section.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -121,30 +127,84 @@ impl CacheConfig {
     }
 }
 
+/// A cached version, as a flight hands it to its callers.
+#[derive(Clone)]
 enum Value {
     /// The handle every hit returns, with the version's metadata inside.
     Plain(Arc<HandleInner>),
-    /// Decrypted into a fresh handle per hit, sharing `meta`.
-    Sealed(SealedValue, Arc<VersionMeta>),
+    /// Decrypted into a fresh handle per hit.
+    Sealed(Arc<SealedVersion>),
 }
 
+struct SealedVersion {
+    value: SealedValue,
+    meta: Arc<VersionMeta>,
+}
+
+/// One cached reference. The entry outlives its values: a refresh (TTL, refresh-ahead, a
+/// local write) replaces the value in place, so only a reference's first read inserts into
+/// the index.
 struct Entry {
     key: Arc<str>,
     store: Arc<dyn SecretStore>,
-    value: Value,
+    name: SecretName,
+    store_id: Arc<str>,
+    /// The value in a plain cache (empty after an invalidation).
+    plain: Slot<HandleInner>,
+    /// The value in a sealed cache (empty after an invalidation).
+    sealed: Slot<SealedVersion>,
     expires: AtomicU64,
     refresh_at: AtomicU64,
     stale_until: AtomicU64,
     retry_at: AtomicU64,
     refreshing: AtomicBool,
+    /// When the entry was last handed to moka (0: never).
+    admitted: AtomicU64,
+    /// Single-flight for refreshing this entry.
+    flight: EntryFlight<(Value, CacheOutcome)>,
 }
 
+/// How much longer moka keeps an entry than the entry can be served (TTL + `max_stale`).
+/// An entry renewed within half of it after its last admission needs no new one: moka's
+/// deadline still lies past the renewed entry's last serving time.
+const LIFETIME_SLACK: Duration = Duration::from_secs(1);
+
 impl Entry {
-    fn meta(&self) -> &VersionMeta {
-        match &self.value {
-            Value::Plain(h) => h.meta(),
-            Value::Sealed(_, meta) => meta,
+    /// The value, if the entry holds one. `guard` is the index's.
+    fn value(&self, guard: &impl papaya::Guard) -> Option<Value> {
+        match self.plain.load(guard) {
+            Some(h) => Some(Value::Plain(h)),
+            None => self.sealed.load(guard).map(Value::Sealed),
         }
+    }
+
+    /// Whether the entry holds `version`.
+    fn holds_version(&self, version: &VersionId, guard: &impl papaya::Guard) -> bool {
+        match self.plain.get(guard) {
+            Some(h) => h.meta().version == *version,
+            None => self
+                .sealed
+                .get(guard)
+                .is_some_and(|s| s.meta.version == *version),
+        }
+    }
+
+    /// Publishes `value` with fresh times; readers that see the new times see the new value.
+    fn publish(&self, value: Value, config: &CacheConfig, guard: &impl papaya::Guard) {
+        match value {
+            Value::Plain(h) => self.plain.replace(Some(h), guard),
+            Value::Sealed(s) => self.sealed.replace(Some(s), guard),
+        }
+        self.set_times(config, clock::now_nanos());
+    }
+
+    /// Expires the entry and releases its value: the next read goes to the store, and no
+    /// failure can serve the old value.
+    fn expire(&self, guard: &impl papaya::Guard) {
+        self.expires.store(0, Ordering::Release);
+        self.stale_until.store(0, Ordering::Relaxed);
+        self.plain.replace(None, guard);
+        self.sealed.replace(None, guard);
     }
 
     fn set_times(&self, config: &CacheConfig, now: u64) {
@@ -171,7 +231,7 @@ struct Inner {
     config: CacheConfig,
     index: Arc<Index>,
     lifetimes: Lifetimes,
-    flights: Flights<(Arc<Entry>, CacheOutcome)>,
+    flights: Flights<(Value, CacheOutcome)>,
     sealer: Option<Sealer>,
     metrics: Arc<ClientMetrics>,
     runtime: BackgroundRuntime,
@@ -245,6 +305,41 @@ pub(crate) struct CacheAnswer {
     pub(crate) outcome: CacheOutcome,
 }
 
+/// What the read index holds for a reference.
+pub(crate) enum Probe {
+    /// A fresh value (or a stale one while the store fails).
+    Answer(Result<CacheAnswer>),
+    /// An entry that needs a refresh (see [`SecretCache::refresh_expired`]).
+    Expired(Expired),
+    /// Nothing: the reference has not been read (or was evicted).
+    Absent,
+}
+
+/// A cached reference that cannot be served as it is (past its TTL, or invalidated).
+pub(crate) struct Expired(Arc<Entry>);
+
+impl Expired {
+    /// The audit resource it reads (no version yet), for policy checks and failures.
+    pub(crate) fn resource(&self) -> Arc<Resource> {
+        Arc::new(Resource {
+            name: self.0.name.as_str().into(),
+            store: Some(self.0.store_id.clone()),
+            version: None,
+        })
+    }
+}
+
+/// What a flight loads: a reference by its route, or an entry the cache holds.
+enum Load<'a> {
+    Route {
+        key: &'a str,
+        store: Arc<dyn SecretStore>,
+        name: SecretName,
+        store_id: Arc<str>,
+    },
+    Entry(&'a Arc<Entry>),
+}
+
 impl SecretCache {
     /// A cache with `config`, counting into `metrics`.
     pub(crate) fn new(config: CacheConfig, metrics: Arc<ClientMetrics>) -> Result<SecretCache> {
@@ -256,7 +351,7 @@ impl SecretCache {
         let lifetime = config
             .ttl
             .saturating_add(config.max_stale)
-            .saturating_add(Duration::from_secs(1));
+            .saturating_add(LIFETIME_SLACK);
         let lifetimes: lifetimes::Moka = moka::sync::Cache::builder()
             .max_capacity(config.capacity)
             .time_to_live(lifetime)
@@ -317,9 +412,21 @@ impl SecretCache {
     /// `key.rs`): bytes that are not UTF-8 are simply never found.
     #[inline]
     pub(crate) fn lookup(&self, key: &[u8]) -> Option<Result<CacheAnswer>> {
+        match self.probe(key) {
+            Probe::Answer(answer) => Some(answer),
+            Probe::Expired(_) | Probe::Absent => None,
+        }
+    }
+
+    /// The hit path, telling an entry to refresh (see [`SecretCache::refresh_expired`]) from
+    /// a reference never read.
+    #[inline]
+    pub(crate) fn probe(&self, key: &[u8]) -> Probe {
         let inner = &*self.inner;
         let guard = inner.index.guard();
-        let entry = inner.index.get(&KeyBytes(key), &guard)?;
+        let Some(entry) = inner.index.get(&KeyBytes(key), &guard) else {
+            return Probe::Absent;
+        };
         let now = clock::now_nanos();
         let outcome = if now < entry.expires.load(Ordering::Acquire) {
             if now >= entry.refresh_at.load(Ordering::Relaxed)
@@ -332,45 +439,62 @@ impl SecretCache {
         } else if now < entry.stale_until.load(Ordering::Relaxed)
             && now < entry.retry_at.load(Ordering::Relaxed)
         {
-            inner.metrics.stale.incr();
-            inner.metrics.fast_stale.incr();
             CacheOutcome::Stale
         } else {
-            return None;
+            return Probe::Expired(Expired(entry.clone()));
+        };
+        let answer = match entry.plain.load(&guard) {
+            Some(h) => Ok(CacheAnswer {
+                handle: SecretHandle::from_inner(h),
+                outcome,
+            }),
+            None => match entry.sealed.get(&guard) {
+                Some(sealed) => self.open(sealed, &entry.key, outcome),
+                // Emptied by an invalidation since its times were read.
+                None => return Probe::Expired(Expired(entry.clone())),
+            },
         };
         if outcome == CacheOutcome::Hit {
             inner.metrics.fast_hits.incr();
+        } else {
+            inner.metrics.stale.incr();
+            inner.metrics.fast_stale.incr();
         }
-        Some(self.answer(entry, outcome))
+        Probe::Answer(answer)
     }
 
-    fn answer(&self, entry: &Entry, outcome: CacheOutcome) -> Result<CacheAnswer> {
-        let handle = match &entry.value {
-            Value::Plain(h) => SecretHandle::from_inner(h.clone()),
-            Value::Sealed(sealed, meta) => {
-                let sealer =
-                    self.inner.sealer.as_ref().ok_or_else(|| {
-                        Error::internal("sealed cache entry without a sealing key")
-                    })?;
-                let value = sealer.open(sealed, entry.key.as_bytes())?;
-                SecretHandle::from_inner(Arc::new(HandleInner::shared(meta.clone(), value)))
-            }
-        };
+    fn answer(&self, value: Value, key: &str, outcome: CacheOutcome) -> Result<CacheAnswer> {
+        match value {
+            Value::Plain(h) => Ok(CacheAnswer {
+                handle: SecretHandle::from_inner(h),
+                outcome,
+            }),
+            Value::Sealed(sealed) => self.open(&sealed, key, outcome),
+        }
+    }
+
+    /// Decrypts a sealed version into a fresh handle.
+    fn open(
+        &self,
+        sealed: &SealedVersion,
+        key: &str,
+        outcome: CacheOutcome,
+    ) -> Result<CacheAnswer> {
+        let sealer = self
+            .inner
+            .sealer
+            .as_ref()
+            .ok_or_else(|| Error::internal("sealed cache entry without a sealing key"))?;
+        let value = sealer.open(&sealed.value, key.as_bytes())?;
+        let handle =
+            SecretHandle::from_inner(Arc::new(HandleInner::shared(sealed.meta.clone(), value)));
         Ok(CacheAnswer { handle, outcome })
     }
 
     fn spawn_refresh(&self, entry: Arc<Entry>) {
         let this = self.clone();
         self.inner.runtime.spawn(async move {
-            let _ = this
-                .flight(
-                    &entry.key,
-                    entry.store.clone(),
-                    entry.meta().name.clone(),
-                    entry.meta().store.clone(),
-                    false,
-                )
-                .await;
+            let _ = this.flight(Load::Entry(&entry), false).await;
             entry.refreshing.store(false, Ordering::Release);
         });
     }
@@ -383,8 +507,23 @@ impl SecretCache {
         name: SecretName,
         store_id: Arc<str>,
     ) -> Result<CacheAnswer> {
-        let (entry, outcome) = self.flight(key, store, name, store_id, false).await?;
-        self.answer(&entry, outcome)
+        let load = Load::Route {
+            key,
+            store,
+            name,
+            store_id,
+        };
+        let (value, outcome) = self.flight(load, false).await?;
+        self.answer(value, key, outcome)
+    }
+
+    /// The miss path of a reference the cache holds but cannot serve (expired or
+    /// invalidated): refreshed in place, with the entry's own store and name, so the
+    /// reference is not routed again.
+    pub(crate) async fn refresh_expired(&self, expired: &Expired) -> Result<CacheAnswer> {
+        let entry = &expired.0;
+        let (value, outcome) = self.flight(Load::Entry(entry), false).await?;
+        self.answer(value, &entry.key, outcome)
     }
 
     /// Refetches `key` now (no version check), replacing the cached value. A store failure
@@ -396,29 +535,48 @@ impl SecretCache {
         name: SecretName,
         store_id: Arc<str>,
     ) -> Result<()> {
-        self.flight(key, store, name, store_id, true)
-            .await
-            .map(|_| ())
+        let load = Load::Route {
+            key,
+            store,
+            name,
+            store_id,
+        };
+        self.flight(load, true).await.map(|_| ())
     }
 
-    async fn flight(
+    async fn flight(&self, load: Load<'_>, force: bool) -> Result<(Value, CacheOutcome)> {
+        match load {
+            Load::Route {
+                key,
+                store,
+                name,
+                store_id,
+            } => {
+                // A reference that is the bare name (the usual case) is keyed by the name's
+                // own string.
+                let shared = name.shared().clone();
+                self.inner
+                    .flights
+                    .run(key, &shared, |key| {
+                        self.load(key, store, name, store_id, force)
+                    })
+                    .await
+            }
+            Load::Entry(entry) => self.refresh_flight(entry, force).await,
+        }
+    }
+
+    /// Refreshes `entry` once however many callers ask at the same time.
+    async fn refresh_flight(
         &self,
-        key: &str,
-        store: Arc<dyn SecretStore>,
-        name: SecretName,
-        store_id: Arc<str>,
+        entry: &Arc<Entry>,
         force: bool,
-    ) -> Result<(Arc<Entry>, CacheOutcome)> {
-        // A reference that is the bare name (the usual case) is keyed by the name's own string.
-        let shared = name.shared().clone();
-        self.inner
-            .flights
-            .run(key, &shared, |key| {
-                self.load(key, store, name, store_id, force)
-            })
-            .await
+    ) -> Result<(Value, CacheOutcome)> {
+        entry.flight.run(|| self.refresh(entry, force)).await
     }
 
+    /// Loads a reference by its route: refreshes its entry if it has one, or else fetches
+    /// it and inserts a new entry.
     async fn load(
         &self,
         key: Arc<str>,
@@ -426,64 +584,106 @@ impl SecretCache {
         name: SecretName,
         store_id: Arc<str>,
         force: bool,
-    ) -> Result<(Arc<Entry>, CacheOutcome)> {
+    ) -> Result<(Value, CacheOutcome)> {
         let inner = &*self.inner;
-        let old = inner.index.pin().get(&KeyBytes(key.as_bytes())).cloned();
-        if !force
-            && let Some(old) = &old
-            && clock::now_nanos() < old.expires.load(Ordering::Acquire)
-            && !old.refreshing.load(Ordering::Relaxed)
-        {
-            // Another flight refreshed it while this caller was queued.
-            return Ok((old.clone(), CacheOutcome::Hit));
-        }
-        if !force
-            && inner.config.version_check
-            && let Some(old) = &old
-            && store.capabilities().cheap_describe
-        {
-            let started = inner.metrics.start_store_call();
-            let described = store.describe(&name).await;
-            inner.metrics.end_store_call(started);
-            match described {
-                Ok(meta)
-                    if meta.version_with_stage(&Stage::Current) == Some(&old.meta().version) =>
-                {
-                    old.set_times(&inner.config, clock::now_nanos());
-                    self.admit(old);
-                    return Ok((old.clone(), CacheOutcome::Hit));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    inner.metrics.store_error(e.kind());
-                    return self.on_error(&key, Some(old), e);
-                }
-            }
+        let old = inner
+            .index
+            .pin()
+            .get(&KeyBytes(key.as_bytes()))
+            .filter(|e| Arc::ptr_eq(&e.store, &store))
+            .cloned();
+        if let Some(old) = old {
+            return Box::pin(self.refresh_flight(&old, force)).await;
         }
         let started = inner.metrics.start_store_call();
         let got = store.get(&name, &VersionSelector::Current).await;
         inner.metrics.end_store_call(started);
         match got {
             Ok(version) => {
-                let entry = self.make_entry(key, store, store_id, name, version)?;
+                let value = self.make_value(&key, name.clone(), store_id.clone(), version)?;
+                let entry = self.new_entry(key, store, name, store_id, value.clone());
                 inner
                     .index
                     .pin()
                     .insert(IndexKey(entry.key.clone()), entry.clone());
                 self.admit(&entry);
-                Ok((entry, CacheOutcome::Miss))
+                Ok((value, CacheOutcome::Miss))
             }
             Err(e) => {
                 inner.metrics.store_error(e.kind());
-                // A forced refresh reports the failure; the cached value stays as it was.
-                let old = if force { None } else { old.as_ref() };
-                self.on_error(&key, old, e)
+                self.on_error(&key, None, e)
             }
         }
     }
 
-    /// Hands `entry` to the lifetime tracking (capacity, TTL eviction), off the caller's path.
+    /// Refreshes `old` in place: its value is replaced, and the index is not written.
+    async fn refresh(&self, old: &Arc<Entry>, force: bool) -> Result<(Value, CacheOutcome)> {
+        let inner = &*self.inner;
+        let (store, name) = (&old.store, &old.name);
+        if !force
+            && clock::now_nanos() < old.expires.load(Ordering::Acquire)
+            && !old.refreshing.load(Ordering::Relaxed)
+            && let Some(value) = old.value(&inner.index.guard())
+        {
+            // Another flight refreshed it while this caller was queued.
+            return Ok((value, CacheOutcome::Hit));
+        }
+        if !force
+            && inner.config.version_check
+            && store.capabilities().cheap_describe
+            && old.value(&inner.index.guard()).is_some()
+        {
+            let started = inner.metrics.start_store_call();
+            let described = store.describe(name).await;
+            inner.metrics.end_store_call(started);
+            match described {
+                Ok(meta) => {
+                    let guard = inner.index.guard();
+                    if let Some(current) = meta.version_with_stage(&Stage::Current)
+                        && old.holds_version(current, &guard)
+                        && let Some(value) = old.value(&guard)
+                    {
+                        old.set_times(&inner.config, clock::now_nanos());
+                        self.admit(old);
+                        return Ok((value, CacheOutcome::Hit));
+                    }
+                }
+                Err(e) => {
+                    inner.metrics.store_error(e.kind());
+                    return self.on_error(&old.key, Some(old), e);
+                }
+            }
+        }
+        let started = inner.metrics.start_store_call();
+        let got = store.get(name, &VersionSelector::Current).await;
+        inner.metrics.end_store_call(started);
+        match got {
+            Ok(version) => {
+                let value =
+                    self.make_value(&old.key, name.clone(), old.store_id.clone(), version)?;
+                old.publish(value.clone(), &inner.config, &inner.index.guard());
+                self.admit(old);
+                Ok((value, CacheOutcome::Miss))
+            }
+            Err(e) => {
+                inner.metrics.store_error(e.kind());
+                // A forced refresh reports the failure; the cached value stays as it was.
+                let stale_source = if force { None } else { Some(old) };
+                self.on_error(&old.key, stale_source, e)
+            }
+        }
+    }
+
+    /// Hands `entry` (new, or renewed) to the lifetime tracking (capacity, TTL eviction), off
+    /// the caller's path. A renewal soon after the last admission skips it (see
+    /// [`LIFETIME_SLACK`]), so a key written and read in a tight loop does not keep moka busy.
     fn admit(&self, entry: &Arc<Entry>) {
+        let now = clock::now_nanos();
+        let last = entry.admitted.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < clock::nanos(LIFETIME_SLACK / 2) {
+            return;
+        }
+        entry.admitted.store(now.max(1), Ordering::Relaxed);
         self.inner
             .lifetimes
             .admit(entry, &self.inner.index, Arc::downgrade(&self.inner));
@@ -494,7 +694,7 @@ impl SecretCache {
         key: &str,
         old: Option<&Arc<Entry>>,
         e: Error,
-    ) -> Result<(Arc<Entry>, CacheOutcome)> {
+    ) -> Result<(Value, CacheOutcome)> {
         let inner = &*self.inner;
         let stale_allowed = !matches!(
             e.kind(),
@@ -505,8 +705,11 @@ impl SecretCache {
             inner.lifetimes.invalidate(key);
         }
         let now = clock::now_nanos();
-        match old {
-            Some(old) if stale_allowed && now < old.stale_until.load(Ordering::Relaxed) => {
+        let stale = old
+            .filter(|old| stale_allowed && now < old.stale_until.load(Ordering::Relaxed))
+            .and_then(|old| Some((old, old.value(&inner.index.guard())?)));
+        match stale {
+            Some((old, value)) => {
                 let retry = (inner.config.ttl / 10).min(Duration::from_secs(5));
                 old.retry_at
                     .store(now.saturating_add(clock::nanos(retry)), Ordering::Relaxed);
@@ -517,20 +720,20 @@ impl SecretCache {
                     error = %e,
                     "store failed; serving the cached value past its TTL (stale-if-error)"
                 );
-                Ok((old.clone(), CacheOutcome::Stale))
+                Ok((value, CacheOutcome::Stale))
             }
-            _ => Err(e),
+            None => Err(e),
         }
     }
 
-    fn make_entry(
+    /// The cached form of `version` (sealed when the cache is).
+    fn make_value(
         &self,
-        key: Arc<str>,
-        store: Arc<dyn SecretStore>,
-        store_id: Arc<str>,
+        key: &str,
         name: SecretName,
+        store_id: Arc<str>,
         version: SecretVersion,
-    ) -> Result<Arc<Entry>> {
+    ) -> Result<Value> {
         let SecretVersion {
             value,
             version,
@@ -538,45 +741,69 @@ impl SecretCache {
             created,
         } = version;
         let meta = VersionMeta::new(name, store_id, version, stages, created);
-        let value = match &self.inner.sealer {
-            Some(sealer) => Value::Sealed(sealer.seal(&value, key.as_bytes())?, Arc::new(meta)),
+        Ok(match &self.inner.sealer {
+            Some(sealer) => Value::Sealed(Arc::new(SealedVersion {
+                value: sealer.seal(&value, key.as_bytes())?,
+                meta: Arc::new(meta),
+            })),
             None => Value::Plain(Arc::new(HandleInner::new(meta, value))),
+        })
+    }
+
+    fn new_entry(
+        &self,
+        key: Arc<str>,
+        store: Arc<dyn SecretStore>,
+        name: SecretName,
+        store_id: Arc<str>,
+        value: Value,
+    ) -> Arc<Entry> {
+        let (plain, sealed) = match value {
+            Value::Plain(h) => (Slot::new(h), Slot::empty()),
+            Value::Sealed(s) => (Slot::empty(), Slot::new(s)),
         };
         let entry = Arc::new(Entry {
             key,
             store,
-            value,
+            name,
+            store_id,
+            plain,
+            sealed,
             expires: AtomicU64::new(0),
             refresh_at: AtomicU64::new(0),
             stale_until: AtomicU64::new(0),
             retry_at: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
+            admitted: AtomicU64::new(0),
+            flight: EntryFlight::new(),
         });
         entry.set_times(&self.inner.config, clock::now_nanos());
-        Ok(entry)
+        entry
     }
 
-    /// Drops every cached entry for `name` in store `store_id`, whatever reference string
-    /// cached it.
+    /// Expires every cached entry for `name` in store `store_id`, whatever reference string
+    /// cached it, and releases its value: the next read goes to the store, and a failing
+    /// store cannot bring the old value back (stale-if-error). The entries keep their place,
+    /// so that read refreshes them in place.
     ///
     /// A cached reference has no `#field` (fields are read through their whole secret), so
     /// it is one of three spellings: `NAME`, `sb://STORE/NAME` or `sb:///NAME`. Each is
-    /// looked up, and dropped only if it holds this store's secret: a write costs three
+    /// looked up, and expired only if it holds this store's secret: a write costs three
     /// lookups, whatever the cache holds.
     pub fn invalidate(&self, store_id: &str, name: &SecretName) {
         let n = name.as_str();
-        let index = self.inner.index.pin();
-        let spellings = [
-            n.to_owned(),
-            format!("sb://{store_id}/{n}"),
-            format!("sb:///{n}"),
-        ];
-        for key in spellings {
-            let removed = index.remove_if(&KeyBytes(key.as_bytes()), |_, e| {
-                e.meta().name == *name && &*e.meta().store == store_id
-            });
-            if matches!(removed, Ok(Some(_))) {
-                self.inner.lifetimes.invalidate(&key);
+        let index = &self.inner.index;
+        let guard = index.guard();
+        let mut key = String::with_capacity("sb://".len() + store_id.len() + 1 + n.len());
+        let spellings: [&[&str]; 3] = [&[n], &["sb://", store_id, "/", n], &["sb:///", n]];
+        for parts in spellings {
+            key.clear();
+            parts.iter().for_each(|part| key.push_str(part));
+            if let Some(e) = index.get(&KeyBytes(key.as_bytes()), &guard)
+                && e.name == *name
+                && &*e.store_id == store_id
+            {
+                e.expire(&guard);
             }
         }
     }
@@ -600,6 +827,7 @@ mod tests {
     use crate::Secret;
     use crate::store::PutOptions;
     use crate::store::memory::MemoryStore;
+    use papaya::Guard;
 
     async fn filled(n: usize) -> Arc<MemoryStore> {
         let store = Arc::new(MemoryStore::new());
@@ -698,28 +926,125 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_entry_invalidated_while_queued_is_never_tracked() {
-        let store = filled(1).await;
-        let cache = cache(1000);
-        miss(&cache, &store, 0).await;
-        cache.invalidate("default", &SecretName::new("app/k0").unwrap());
-        cache.run_pending_tasks();
-        assert_eq!(cache.inner.lifetimes.tracked(), 0);
-        assert!(cache.is_empty());
+    fn indexed(cache: &SecretCache, key: &str) -> Option<Arc<Entry>> {
+        cache
+            .inner
+            .index
+            .pin()
+            .get(&KeyBytes(key.as_bytes()))
+            .cloned()
     }
 
     #[tokio::test]
-    async fn invalidation_drops_every_spelling_of_the_name_in_that_store_only() {
+    async fn an_invalidated_entry_misses_releases_its_value_and_is_refreshed_in_place() {
+        let store = filled(1).await;
+        let cache = cache(1000);
+        miss(&cache, &store, 0).await;
+        let entry = indexed(&cache, "app/k0").expect("indexed");
+        let first = entry
+            .plain
+            .load(&cache.inner.index.guard())
+            .expect("a value");
+        assert!(cache.lookup(b"app/k0").is_some());
+
+        cache.invalidate("default", &SecretName::new("app/k0").unwrap());
+        assert!(
+            cache.lookup(b"app/k0").is_none(),
+            "an invalidated entry misses"
+        );
+        assert!(entry.value(&cache.inner.index.guard()).is_none());
+        cache.inner.index.guard().flush();
+        assert_eq!(
+            Arc::strong_count(&first),
+            1,
+            "the cache no longer holds the old value"
+        );
+
+        miss(&cache, &store, 0).await;
+        let again = indexed(&cache, "app/k0").expect("indexed");
+        assert!(
+            Arc::ptr_eq(&entry, &again),
+            "refreshed in place, not re-inserted"
+        );
+        let second = again
+            .plain
+            .load(&cache.inner.index.guard())
+            .expect("a value");
+        assert!(
+            !Arc::ptr_eq(&first, &second),
+            "a fresh value from the store"
+        );
+        assert!(matches!(
+            cache.lookup(b"app/k0"),
+            Some(Ok(CacheAnswer {
+                outcome: CacheOutcome::Hit,
+                ..
+            }))
+        ));
+        cache.run_pending_tasks();
+        assert_eq!(cache.inner.lifetimes.tracked(), 1);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_renewal_soon_after_an_admission_leaves_moka_alone() {
+        let store = filled(1).await;
+        let cache = cache(1000);
+        let name = SecretName::new("app/k0").unwrap();
+        miss(&cache, &store, 0).await;
+        let entry = indexed(&cache, "app/k0").expect("indexed");
+        let first = entry.admitted.load(Ordering::Relaxed);
+        assert_ne!(first, 0);
+        let lifetimes = &cache.inner.lifetimes;
+        cache.run_pending_tasks();
+        for _ in 0..10 {
+            cache.invalidate("default", &name);
+            miss(&cache, &store, 0).await;
+        }
+        assert_eq!(lifetimes.queued(), 0, "refreshed within the slack");
+        assert_eq!(entry.admitted.load(Ordering::Relaxed), first);
+        tokio::time::sleep(LIFETIME_SLACK / 2 + Duration::from_millis(50)).await;
+        cache.invalidate("default", &name);
+        miss(&cache, &store, 0).await;
+        assert!(
+            entry.admitted.load(Ordering::Relaxed) > first,
+            "admitted again"
+        );
+        assert_eq!(lifetimes.tracked(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_sealed_entry_is_refreshed_in_place_too() {
+        let store = filled(1).await;
+        let config = CacheConfig {
+            sealed: true,
+            ..CacheConfig::default()
+        };
+        let cache = SecretCache::new(config, Arc::new(ClientMetrics::default())).unwrap();
+        miss(&cache, &store, 0).await;
+        let entry = indexed(&cache, "app/k0").expect("indexed");
+        let before = cache.lookup(b"app/k0").expect("hit").unwrap().handle;
+        cache.invalidate("default", &SecretName::new("app/k0").unwrap());
+        assert!(cache.lookup(b"app/k0").is_none());
+        miss(&cache, &store, 0).await;
+        assert!(Arc::ptr_eq(&entry, &indexed(&cache, "app/k0").unwrap()));
+        let after = cache.lookup(b"app/k0").expect("hit").unwrap().handle;
+        assert_eq!(after.version(), before.version());
+        assert!(after.secret().ct_eq(before.secret()));
+    }
+
+    #[tokio::test]
+    async fn invalidation_expires_every_spelling_of_the_name_in_that_store_only() {
         let store = filled(2).await;
         let cache = cache(1000);
-        for (reference, store_id, n) in [
+        let references = [
             ("app/k0", "default", "app/k0"),
             ("sb://default/app/k0", "default", "app/k0"),
             ("sb:///app/k0", "default", "app/k0"),
             ("sb://other/app/k0", "other", "app/k0"),
             ("app/k1", "default", "app/k1"),
-        ] {
+        ];
+        for (reference, store_id, n) in references {
             let n = SecretName::new(n).unwrap();
             cache
                 .fetch(reference, store.clone(), n, Arc::from(store_id))
@@ -728,17 +1053,12 @@ mod tests {
         }
         assert_eq!(cache.len(), 5);
         cache.invalidate("default", &SecretName::new("app/k0").unwrap());
-        cache.run_pending_tasks();
-        let mut left: Vec<String> = cache
-            .inner
-            .index
-            .pin()
-            .keys()
-            .map(|k| k.0.to_string())
+        let answering: Vec<&str> = references
+            .iter()
+            .map(|r| r.0)
+            .filter(|r| cache.lookup(r.as_bytes()).is_some())
             .collect();
-        left.sort();
-        assert_eq!(left, ["app/k1", "sb://other/app/k0"]);
-        assert_eq!(cache.inner.lifetimes.tracked(), 2);
+        assert_eq!(answering, ["sb://other/app/k0", "app/k1"]);
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ pub use handle::{Principal, RawSecretHandle, SecretHandle};
 pub use router::Router;
 
 use crate::audit::{Action, AuditEvent, AuditLog, AuditLogBuilder, CacheOutcome, Resource};
-use crate::cache::{CacheConfig, SecretCache};
+use crate::cache::{CacheConfig, Expired, Probe, SecretCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::{ClientMetrics, MetricsSnapshot};
 use crate::monitor::{Alert, AlertHook, Monitor, MonitorConfig};
@@ -440,10 +440,35 @@ impl Sealbox {
 
     /// Reads the current version of `name` (a name or `sb://STORE/NAME` reference).
     pub async fn get(&self, name: &str) -> Result<SecretHandle> {
-        if let Some(r) = self.get_cached(name.as_bytes()) {
-            return r;
+        let Some(cache) = &self.inner.cache else {
+            return self.get_uncached(name).await;
+        };
+        match cache.probe(name.as_bytes()) {
+            Probe::Answer(answer) => answer.and_then(|a| self.admit_read(a.handle, a.outcome)),
+            Probe::Expired(expired) => self.get_expired(cache, expired).await,
+            Probe::Absent => self.get_uncached(name).await,
         }
-        self.get_uncached(name).await
+    }
+
+    /// A read of a reference the cache holds but cannot serve: refreshed in place, without
+    /// routing the reference again.
+    async fn get_expired(&self, cache: &SecretCache, expired: Expired) -> Result<SecretHandle> {
+        if self
+            .inner
+            .policy_enforcing
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && let Err(e) = self.authorize(Capability::Read, Action::Read, &expired.resource())
+        {
+            self.inner.metrics.gets.incr();
+            return Err(e);
+        }
+        match cache.refresh_expired(&expired).await {
+            Ok(a) => self.finish_read(Ok((a.handle, a.outcome))),
+            Err(e) => {
+                self.inner.metrics.gets.incr();
+                Err(self.failed_read(expired.resource(), e))
+            }
+        }
     }
 
     async fn get_uncached(&self, reference: &str) -> Result<SecretHandle> {

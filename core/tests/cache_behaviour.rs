@@ -207,10 +207,8 @@ async fn without_max_stale_a_store_failure_is_an_error() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_concurrent_misses_make_one_store_call() {
-    let (store, client) = setup(config(10_000)).await;
-    store.delay_ms.store(100, Ordering::SeqCst);
+/// 100 concurrent reads of the test secret, each on its own task; all must read `expected`.
+async fn hundred_concurrent_reads(client: &Sealbox, expected: &str) {
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let c = client.clone();
@@ -218,8 +216,26 @@ async fn a_hundred_concurrent_misses_make_one_store_call() {
         })
         .collect();
     for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), "v1");
+        assert_eq!(t.await.unwrap().unwrap(), expected);
     }
+}
+
+/// 20 concurrent reads of the test secret; all must fail with the store's error.
+async fn twenty_reads_all_fail(client: &Sealbox) {
+    let results =
+        futures::future::join_all((0..20).map(|_| value(client, "app/db/password"))).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Unavailable)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_misses_make_one_store_call() {
+    let (store, client) = setup(config(10_000)).await;
+    store.delay_ms.store(100, Ordering::SeqCst);
+    hundred_concurrent_reads(&client, "v1").await;
     assert_eq!(store.gets(), 1);
 }
 
@@ -231,15 +247,7 @@ async fn a_hundred_concurrent_refreshes_of_an_expired_entry_make_one_store_call(
     store.set("app/db/password", "v2").await;
     store.delay_ms.store(100, Ordering::SeqCst);
     let before = store.gets();
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let c = client.clone();
-            tokio::spawn(async move { value(&c, "app/db/password").await })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), "v2");
-    }
+    hundred_concurrent_reads(&client, "v2").await;
     assert_eq!(store.gets() - before, 1);
 }
 
@@ -251,13 +259,7 @@ async fn concurrent_refreshes_share_the_failure_too() {
     store.delay_ms.store(50, Ordering::SeqCst);
     store.failing.store(true, Ordering::SeqCst);
     let before = store.gets();
-    let results =
-        futures::future::join_all((0..20).map(|_| value(&client, "app/db/password"))).await;
-    assert!(
-        results
-            .iter()
-            .all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Unavailable)
-    );
+    twenty_reads_all_fail(&client).await;
     assert_eq!(store.gets() - before, 1);
 }
 
@@ -266,13 +268,7 @@ async fn concurrent_misses_share_the_failure_too() {
     let (store, client) = setup(config(10_000)).await;
     store.delay_ms.store(50, Ordering::SeqCst);
     store.failing.store(true, Ordering::SeqCst);
-    let results =
-        futures::future::join_all((0..20).map(|_| value(&client, "app/db/password"))).await;
-    assert!(
-        results
-            .iter()
-            .all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Unavailable)
-    );
+    twenty_reads_all_fail(&client).await;
     assert_eq!(store.gets(), 1);
 }
 

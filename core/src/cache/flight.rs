@@ -67,6 +67,14 @@ impl From<SharedError> for Error {
     }
 }
 
+/// Lands `flight` (taken down by its leader), if anyone followed it, and wakes its followers.
+fn hand_over<T>(flight: Option<Arc<Flight<T>>>, landing: impl FnOnce() -> Landing<T>) {
+    if let Some(flight) = flight {
+        let _ = flight.landing.set(landing());
+        flight.landed.notify_waiters();
+    }
+}
+
 /// Waits for `flight` to land. `Some` is its result; `None` means its leader gave up (the
 /// caller tries to lead).
 async fn follow<T: Clone>(flight: &Flight<T>) -> Option<Result<T>> {
@@ -184,10 +192,7 @@ impl<T> LandingGuard<'_, T> {
     fn land(&mut self, landing: impl FnOnce() -> Landing<T>) {
         self.landed = true;
         let flight = self.flights.lock().remove(&self.key).flatten();
-        if let Some(flight) = flight {
-            let _ = flight.landing.set(landing());
-            flight.landed.notify_waiters();
-        }
+        hand_over(flight, landing);
     }
 }
 
@@ -300,10 +305,7 @@ impl<T> EntryLanding<'_, T> {
         self.landed = true;
         if self.flight.state.swap(IDLE, Ordering::AcqRel) == FOLLOWED {
             let flight = self.flight.lock().take();
-            if let Some(flight) = flight {
-                let _ = flight.landing.set(landing());
-                flight.landed.notify_waiters();
-            }
+            hand_over(flight, landing);
         }
     }
 }
@@ -321,6 +323,15 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
+
+    /// The follower's result, failing the test if it hangs.
+    async fn unhung(follower: tokio::task::JoinHandle<Result<u32>>) -> u32 {
+        tokio::time::timeout(Duration::from_secs(5), follower)
+            .await
+            .expect("the follower did not hang")
+            .unwrap()
+            .unwrap()
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_callers_share_one_load() {
@@ -388,11 +399,7 @@ mod tests {
             tokio::spawn(async move { f3.run("k", &Arc::from("k"), |_| async { Ok(2) }).await });
         tokio::time::sleep(Duration::from_millis(5)).await;
         leader.abort();
-        let got = tokio::time::timeout(Duration::from_secs(5), follower)
-            .await
-            .expect("the follower did not hang")
-            .unwrap()
-            .unwrap();
+        let got = unhung(follower).await;
         assert_eq!(got, 2, "the follower led a new flight");
         assert_eq!(flights.in_flight(), 0);
     }
@@ -487,11 +494,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(flight.state.load(Ordering::SeqCst), FOLLOWED);
         leader.abort();
-        let got = tokio::time::timeout(Duration::from_secs(5), follower)
-            .await
-            .expect("the follower did not hang")
-            .unwrap()
-            .unwrap();
+        let got = unhung(follower).await;
         assert_eq!(got, 2, "the follower led a new load");
         assert_eq!(flight.state.load(Ordering::SeqCst), IDLE);
     }

@@ -450,18 +450,26 @@ impl Sealbox {
         }
     }
 
-    /// A read of a reference the cache holds but cannot serve: refreshed in place, without
-    /// routing the reference again.
-    async fn get_expired(&self, cache: &SecretCache, expired: Expired) -> Result<SecretHandle> {
+    /// The policy check of a read that goes to the store (a denial is counted as a get).
+    /// The resource is built only when a policy needs it: a miss is on the latency budget of
+    /// the store call it wraps.
+    fn authorize_miss(&self, resource: impl FnOnce() -> Arc<Resource>) -> Result<()> {
         if self
             .inner
             .policy_enforcing
             .load(std::sync::atomic::Ordering::Relaxed)
-            && let Err(e) = self.authorize(Capability::Read, Action::Read, &expired.resource())
+            && let Err(e) = self.authorize(Capability::Read, Action::Read, &resource())
         {
             self.inner.metrics.gets.incr();
             return Err(e);
         }
+        Ok(())
+    }
+
+    /// A read of a reference the cache holds but cannot serve: refreshed in place, without
+    /// routing the reference again.
+    async fn get_expired(&self, cache: &SecretCache, expired: Expired) -> Result<SecretHandle> {
+        self.authorize_miss(|| expired.resource())?;
         match cache.refresh_expired(&expired).await {
             Ok(a) => self.finish_read(Ok((a.handle, a.outcome))),
             Err(e) => {
@@ -484,17 +492,7 @@ impl Sealbox {
             let e = Error::invalid_input("this reference names a #field; use get_field");
             return Err(self.failed_read(route.resource(), e));
         }
-        // The resource is built only when a policy or a failure needs it: a miss is on the
-        // latency budget of the store call it wraps.
-        if self
-            .inner
-            .policy_enforcing
-            .load(std::sync::atomic::Ordering::Relaxed)
-            && let Err(e) = self.authorize(Capability::Read, Action::Read, &route.resource())
-        {
-            self.inner.metrics.gets.incr();
-            return Err(e);
-        }
+        self.authorize_miss(|| route.resource())?;
         let answer = match &self.inner.cache {
             Some(cache) => cache
                 .fetch(reference, route.store, route.name, route.store_id)

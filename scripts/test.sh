@@ -4,7 +4,8 @@
 # From a fresh machine with only the toolchains, it creates a Python venv (moto's server, boto3,
 # maturin, pytest, mypy), starts moto on 127.0.0.1 on a free port, runs the Rust suite (every
 # crate, unit + integration + doc tests, the conformance suite against every store), the Python
-# binding suite, and the C/C++ suite (ASan/UBSan + valgrind), then stops moto.
+# binding suite, the C/C++ suite (ASan/UBSan + valgrind) and the cache's unit tests under
+# valgrind, then stops moto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -45,5 +46,20 @@ bash "$root/scripts/test-python.sh"
 # --- C ABI and C++ wrapper ------------------------------------------------------------------------
 step "C ABI and C++ wrapper"
 bash "$root/scripts/test-c.sh"
+
+# --- The cache's lock-free value slots under valgrind (after test-c.sh, which installs it) -----
+# Hits read cached values without a lock, and refreshes retire replaced values through the
+# index's epoch collector (core/src/cache/slot.rs). A value read after its release goes
+# unnoticed in a plain run; memcheck reports it.
+step "cache unit tests under valgrind memcheck"
+cache_tests=$(cargo test -p sealbox --lib --locked --no-run --message-format=json 2>/dev/null |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if (m.get("reason") == "compiler-artifact" and m["target"]["name"] == "sealbox"
+            and m["profile"]["test"] and m.get("executable")):
+        print(m["executable"])')
+valgrind --quiet --error-exitcode=99 "$cache_tests" cache:: --test-threads=1
 
 step "all suites passed"

@@ -264,6 +264,18 @@ async fn concurrent_refreshes_share_the_failure_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_first_read_caches_nothing_and_the_next_read_retries() {
+    let (store, client) = setup(config(10_000)).await;
+    store.failing.store(true, Ordering::SeqCst);
+    let e = value(&client, "app/db/password").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(client.cache().unwrap().is_empty());
+    store.failing.store(false, Ordering::SeqCst);
+    assert_eq!(value(&client, "app/db/password").await.unwrap(), "v1");
+    assert_eq!(store.gets(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_share_the_failure_too() {
     let (store, client) = setup(config(10_000)).await;
     store.delay_ms.store(50, Ordering::SeqCst);

@@ -1,18 +1,14 @@
 //! Single-flight for misses: concurrent loads of one key share the first caller's store call.
 //!
-//! Two forms: [`Flights`], a table by key, for references the cache does not hold yet; and
-//! [`EntryFlight`], kept in a cache entry, for refreshing it (an uncontended refresh then
-//! costs two atomic operations, no lock and no key hashing). Both work as follows.
-//!
-//! The first caller (the leader) runs the load inline, in its own future, with nothing boxed
-//! or spawned. It only marks the key as taken in the table: the shared `Flight` (result slot
-//! and `Notify`) is made by the first follower, under the table lock. So an uncontended miss
-//! pays two short lock holds and nothing else; a leader that finds a flight when it takes its
-//! key off the table hands its result to the followers and wakes them. If the leader's future
-//! is dropped before it lands (a caller's timeout), its guard marks the flight abandoned and
-//! wakes the followers, and one of them leads again.
+//! The flight lives in the key's cache entry (a first read inserts the entry empty, so it is
+//! the flight of that read too). The first caller (the leader) runs the load inline, in its
+//! own future, with nothing boxed or spawned; it only flips the entry's state, so an
+//! uncontended miss costs two atomic operations, no lock and no key hashing. The shared
+//! `Flight` (result slot and `Notify`) is made by the first follower, under a small lock; a
+//! leader that finds it followed when it lands hands its result to the followers and wakes
+//! them. If the leader's future is dropped before it lands (a caller's timeout), its guard
+//! marks the flight abandoned and wakes the followers, and one of them leads again.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -21,19 +17,13 @@ use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// Keys being loaded; the flight is there once someone follows.
-type Table<T> = HashMap<Arc<str>, Option<Arc<Flight<T>>>, foldhash::fast::RandomState>;
-
-/// Flights in progress, by key.
-pub(super) struct Flights<T> {
-    table: Mutex<Table<T>>,
-}
-
+/// A followed flight: its result, and the followers' wake-up.
 struct Flight<T> {
     landing: OnceLock<Landing<T>>,
     landed: Notify,
 }
 
+/// How a flight ended.
 enum Landing<T> {
     Done(std::result::Result<T, SharedError>),
     Abandoned,
@@ -88,119 +78,6 @@ async fn follow<T: Clone>(flight: &Flight<T>) -> Option<Result<T>> {
         Some(Landing::Done(r)) => Some(r.clone().map_err(Error::from)),
         // Abandoned (or, impossibly, woken before landing).
         _ => None,
-    }
-}
-
-impl<T: Clone> Flights<T> {
-    pub(super) fn new() -> Self {
-        Flights {
-            table: Mutex::new(HashMap::default()),
-        }
-    }
-
-    /// Runs `load` for `key` unless a flight for it is under way, in which case this waits for
-    /// that flight's result instead. `load` gets the key as an `Arc<str>` it may keep: `shared`
-    /// when it has the same text, so the key is not copied, or else a copy.
-    pub(super) async fn run<F, Fut>(&self, key: &str, shared: &Arc<str>, load: F) -> Result<T>
-    where
-        F: FnOnce(Arc<str>) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let mut load = Some(load);
-        loop {
-            let flight = match self.join(key, shared) {
-                Ok(flight) => flight,
-                Err(key) => {
-                    let load = load
-                        .take()
-                        .ok_or_else(|| Error::internal("a flight was led twice by one caller"))?;
-                    return self.lead(key, load).await;
-                }
-            };
-            if let Some(result) = follow(&flight).await {
-                return result;
-            }
-        }
-    }
-
-    async fn lead<F, Fut>(&self, key: Arc<str>, load: F) -> Result<T>
-    where
-        F: FnOnce(Arc<str>) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let mut guard = LandingGuard {
-            flights: self,
-            key: key.clone(),
-            landed: false,
-        };
-        let result = load(key).await;
-        guard.land(|| Landing::Done(result.as_ref().map(T::clone).map_err(SharedError::from)));
-        result
-    }
-
-    /// Follows the flight under way for `key`, or takes the key (`Err`, with the key as the
-    /// table holds it) to lead one.
-    fn join(&self, key: &str, shared: &Arc<str>) -> std::result::Result<Arc<Flight<T>>, Arc<str>> {
-        let mut table = self.lock();
-        match table.get_mut(key) {
-            Some(slot) => Ok(slot
-                .get_or_insert_with(|| {
-                    Arc::new(Flight {
-                        landing: OnceLock::new(),
-                        landed: Notify::new(),
-                    })
-                })
-                .clone()),
-            None => {
-                let key: Arc<str> = if **shared == *key {
-                    shared.clone()
-                } else {
-                    Arc::from(key)
-                };
-                table.insert(key.clone(), None);
-                Err(key)
-            }
-        }
-    }
-}
-
-impl<T> Flights<T> {
-    /// The table. Every change to it is a single insert or remove, so a panic elsewhere while
-    /// it was held cannot leave it inconsistent: poisoning is ignored.
-    fn lock(&self) -> MutexGuard<'_, Table<T>> {
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Flights under way (for tests).
-    #[cfg(test)]
-    fn in_flight(&self) -> usize {
-        self.lock().len()
-    }
-}
-
-/// Lands the leader's flight exactly once: with its result, or abandoned if the leader's
-/// future is dropped first.
-struct LandingGuard<'a, T> {
-    flights: &'a Flights<T>,
-    key: Arc<str>,
-    landed: bool,
-}
-
-impl<T> LandingGuard<'_, T> {
-    /// Takes the key off the table, then hands `landing` to the followers, if any joined.
-    /// Only this leader removes its key, and nobody can join once it is gone.
-    fn land(&mut self, landing: impl FnOnce() -> Landing<T>) {
-        self.landed = true;
-        let flight = self.flights.lock().remove(&self.key).flatten();
-        hand_over(flight, landing);
-    }
-}
-
-impl<T> Drop for LandingGuard<'_, T> {
-    fn drop(&mut self) {
-        if !self.landed {
-            self.land(|| Landing::Abandoned);
-        }
     }
 }
 
@@ -334,101 +211,6 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_callers_share_one_load() {
-        let flights = Arc::new(Flights::<u32>::new());
-        let calls = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..50 {
-            let (flights, calls) = (flights.clone(), calls.clone());
-            tasks.push(tokio::spawn(async move {
-                flights
-                    .run("k", &Arc::from("k"), |_| async {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok(7)
-                    })
-                    .await
-            }));
-        }
-        for t in tasks {
-            assert_eq!(t.await.unwrap().unwrap(), 7);
-        }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(flights.in_flight(), 0);
-    }
-
-    /// Starts a flight for "k" that lands `result` after `delay`, and lets it take off.
-    async fn lead_in_background(
-        flights: &Arc<Flights<u32>>,
-        delay: Duration,
-        result: Result<u32>,
-    ) -> tokio::task::JoinHandle<Result<u32>> {
-        let flights = flights.clone();
-        let leader = tokio::spawn(async move {
-            flights
-                .run("k", &Arc::from("k"), |_| async move {
-                    tokio::time::sleep(delay).await;
-                    result
-                })
-                .await
-        });
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        leader
-    }
-
-    #[tokio::test]
-    async fn followers_get_the_leaders_error() {
-        let flights = Arc::new(Flights::<u32>::new());
-        let down = Error::new(ErrorKind::Unavailable, "store down").with_request_id("r-1");
-        let leader = lead_in_background(&flights, Duration::from_millis(30), Err(down)).await;
-        let follower = flights
-            .run("k", &Arc::from("k"), |_| async { Ok(1) })
-            .await
-            .expect_err("joined the failing flight");
-        assert_eq!(follower.kind(), ErrorKind::Unavailable);
-        assert_eq!(follower.request_id(), Some("r-1"));
-        assert!(leader.await.unwrap().is_err());
-    }
-
-    #[tokio::test]
-    async fn a_dropped_leader_hands_the_flight_to_a_follower() {
-        let flights = Arc::new(Flights::<u32>::new());
-        let leader = lead_in_background(&flights, Duration::from_secs(3600), Ok(1)).await;
-        let f3 = flights.clone();
-        let follower =
-            tokio::spawn(async move { f3.run("k", &Arc::from("k"), |_| async { Ok(2) }).await });
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        leader.abort();
-        let got = unhung(follower).await;
-        assert_eq!(got, 2, "the follower led a new flight");
-        assert_eq!(flights.in_flight(), 0);
-    }
-
-    #[tokio::test]
-    async fn the_shared_flight_is_made_only_when_someone_follows() {
-        let flights = Arc::new(Flights::<u32>::new());
-        let followed = |f: &Flights<u32>| f.lock().get("k").map(Option::is_some);
-        let leader = lead_in_background(&flights, Duration::from_millis(40), Ok(3)).await;
-        assert_eq!(
-            followed(&flights),
-            Some(false),
-            "a lone leader only takes the key"
-        );
-        let f2 = flights.clone();
-        let follower =
-            tokio::spawn(async move { f2.run("k", &Arc::from("k"), |_| async { Ok(9) }).await });
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(followed(&flights), Some(true));
-        assert_eq!(
-            follower.await.unwrap().unwrap(),
-            3,
-            "the follower got the leader's value"
-        );
-        assert_eq!(leader.await.unwrap().unwrap(), 3);
-        assert_eq!(followed(&flights), None);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_entry_flight_shares_one_load_and_its_error() {
         let flight = Arc::new(EntryFlight::<u32>::new());
         for fails in [false, true] {
@@ -500,21 +282,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sequential_calls_each_load() {
-        let flights = Flights::<u32>::new();
-        let name: Arc<str> = Arc::from("k");
-        for i in 0..3 {
-            let got = flights.run("k", &name, |key| {
-                assert!(Arc::ptr_eq(&key, &name), "the same text is not copied");
-                async move { Ok(i) }
-            });
-            assert_eq!(got.await.unwrap(), i);
-        }
-        let got = flights.run("sb://default/k", &name, |key| {
-            assert_eq!(&*key, "sb://default/k", "other text keys by its own copy");
-            async { Ok(9) }
+    async fn followers_get_the_leaders_error_with_its_request_id() {
+        let flight = Arc::new(EntryFlight::<u32>::new());
+        let f1 = flight.clone();
+        let leader = tokio::spawn(async move {
+            f1.run(|| async {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                Err(Error::new(ErrorKind::Unavailable, "store down").with_request_id("r-1"))
+            })
+            .await
         });
-        assert_eq!(got.await.unwrap(), 9);
-        assert_eq!(flights.in_flight(), 0);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let follower = flight
+            .run(|| async { Ok(1) })
+            .await
+            .expect_err("joined the failing flight");
+        assert_eq!(follower.kind(), ErrorKind::Unavailable);
+        assert_eq!(follower.request_id(), Some("r-1"));
+        assert!(leader.await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn sequential_calls_each_load() {
+        let flight = EntryFlight::<u32>::new();
+        for i in 0..3 {
+            assert_eq!(flight.run(|| async move { Ok(i) }).await.unwrap(), i);
+        }
     }
 }

@@ -44,7 +44,7 @@ use crate::client::{HandleInner, SecretHandle, VersionMeta};
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::ClientMetrics;
 use crate::store::{SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionSelector};
-use flight::{EntryFlight, Flights};
+use flight::EntryFlight;
 use key::{IndexKey, KeyBytes};
 use lifetimes::Lifetimes;
 
@@ -231,7 +231,6 @@ struct Inner {
     config: CacheConfig,
     index: Arc<Index>,
     lifetimes: Lifetimes,
-    flights: Flights<(Value, CacheOutcome)>,
     sealer: Option<Sealer>,
     metrics: Arc<ClientMetrics>,
     runtime: BackgroundRuntime,
@@ -382,7 +381,6 @@ impl SecretCache {
                 config,
                 index,
                 lifetimes: Lifetimes::new(lifetimes, capacity),
-                flights: Flights::new(),
                 sealer,
                 metrics,
                 runtime: BackgroundRuntime {
@@ -545,74 +543,50 @@ impl SecretCache {
     }
 
     async fn flight(&self, load: Load<'_>, force: bool) -> Result<(Value, CacheOutcome)> {
-        match load {
+        let entry = match load {
             Load::Route {
                 key,
                 store,
                 name,
                 store_id,
-            } => {
-                // A reference that is the bare name (the usual case) is keyed by the name's
-                // own string.
-                let shared = name.shared().clone();
-                self.inner
-                    .flights
-                    .run(key, &shared, |key| {
-                        self.load(key, store, name, store_id, force)
-                    })
-                    .await
-            }
-            Load::Entry(entry) => self.refresh_flight(entry, force).await,
-        }
+            } => self.entry_for(key, store, name, store_id),
+            Load::Entry(entry) => entry.clone(),
+        };
+        entry.flight.run(|| self.refresh(&entry, force)).await
     }
 
-    /// Refreshes `entry` once however many callers ask at the same time.
-    async fn refresh_flight(
+    /// The entry of a reference, inserted empty if it has none (a first read): the entry is
+    /// then the single-flight of every caller of that first read too.
+    fn entry_for(
         &self,
-        entry: &Arc<Entry>,
-        force: bool,
-    ) -> Result<(Value, CacheOutcome)> {
-        entry.flight.run(|| self.refresh(entry, force)).await
-    }
-
-    /// Loads a reference by its route: refreshes its entry if it has one, or else fetches
-    /// it and inserts a new entry.
-    async fn load(
-        &self,
-        key: Arc<str>,
+        key: &str,
         store: Arc<dyn SecretStore>,
         name: SecretName,
         store_id: Arc<str>,
-        force: bool,
-    ) -> Result<(Value, CacheOutcome)> {
-        let inner = &*self.inner;
-        let old = inner
-            .index
-            .pin()
-            .get(&KeyBytes(key.as_bytes()))
-            .filter(|e| Arc::ptr_eq(&e.store, &store))
-            .cloned();
-        if let Some(old) = old {
-            return Box::pin(self.refresh_flight(&old, force)).await;
+    ) -> Arc<Entry> {
+        let index = self.inner.index.pin();
+        let found = index.get(&KeyBytes(key.as_bytes()));
+        if let Some(entry) = found
+            && Arc::ptr_eq(&entry.store, &store)
+        {
+            return entry.clone();
         }
-        let started = inner.metrics.start_store_call();
-        let got = store.get(&name, &VersionSelector::Current).await;
-        inner.metrics.end_store_call(started);
-        match got {
-            Ok(version) => {
-                let value = self.make_value(&key, name.clone(), store_id.clone(), version)?;
-                let entry = self.new_entry(key, store, name, store_id, value.clone());
-                inner
-                    .index
-                    .pin()
-                    .insert(IndexKey(entry.key.clone()), entry.clone());
-                self.admit(&entry);
-                Ok((value, CacheOutcome::Miss))
-            }
-            Err(e) => {
-                inner.metrics.store_error(e.kind());
-                self.on_error(&key, None, e)
-            }
+        // A reference that is the bare name (the usual case) shares the name's own string.
+        let key: Arc<str> = if **name.shared() == *key {
+            name.shared().clone()
+        } else {
+            Arc::from(key)
+        };
+        let fresh = self.new_entry(key, store, name, store_id);
+        if found.is_some() {
+            // The reference now routes to another store: the new entry replaces the old.
+            index.insert(IndexKey(fresh.key.clone()), fresh.clone());
+            return fresh;
+        }
+        match index.try_insert(IndexKey(fresh.key.clone()), fresh.clone()) {
+            Ok(_) => fresh,
+            // Another caller's first read inserted it meanwhile: join that one.
+            Err(occupied) => occupied.current.clone(),
         }
     }
 
@@ -650,7 +624,7 @@ impl SecretCache {
                 }
                 Err(e) => {
                     inner.metrics.store_error(e.kind());
-                    return self.on_error(&old.key, Some(old), e);
+                    return self.on_error(old, true, e);
                 }
             }
         }
@@ -668,8 +642,7 @@ impl SecretCache {
             Err(e) => {
                 inner.metrics.store_error(e.kind());
                 // A forced refresh reports the failure; the cached value stays as it was.
-                let stale_source = if force { None } else { Some(old) };
-                self.on_error(&old.key, stale_source, e)
+                self.on_error(old, !force, e)
             }
         }
     }
@@ -689,29 +662,41 @@ impl SecretCache {
             .admit(entry, &self.inner.index, Arc::downgrade(&self.inner));
     }
 
+    /// A failed refresh of `entry`: its value served past the TTL when `serve_stale` and the
+    /// failure allow (stale-if-error), or else the error. A secret gone from the store, and an
+    /// entry with nothing to serve (a failed first read), leave the index.
     fn on_error(
         &self,
-        key: &str,
-        old: Option<&Arc<Entry>>,
+        entry: &Arc<Entry>,
+        serve_stale: bool,
         e: Error,
     ) -> Result<(Value, CacheOutcome)> {
         let inner = &*self.inner;
-        let stale_allowed = !matches!(
-            e.kind(),
-            ErrorKind::NotFound | ErrorKind::AccessDenied | ErrorKind::InvalidInput
-        );
-        if e.kind() == ErrorKind::NotFound {
-            inner.index.pin().remove(&KeyBytes(key.as_bytes()));
-            inner.lifetimes.invalidate(key);
+        let key = &*entry.key;
+        let value = entry.value(&inner.index.guard());
+        if e.kind() == ErrorKind::NotFound || value.is_none() {
+            let removed = inner
+                .index
+                .pin()
+                .remove_if(&KeyBytes(key.as_bytes()), |_, current| {
+                    Arc::ptr_eq(current, entry)
+                })
+                .is_ok_and(|r| r.is_some());
+            if removed {
+                inner.lifetimes.invalidate(key);
+            }
         }
+        let stale_allowed = serve_stale
+            && !matches!(
+                e.kind(),
+                ErrorKind::NotFound | ErrorKind::AccessDenied | ErrorKind::InvalidInput
+            );
         let now = clock::now_nanos();
-        let stale = old
-            .filter(|old| stale_allowed && now < old.stale_until.load(Ordering::Relaxed))
-            .and_then(|old| Some((old, old.value(&inner.index.guard())?)));
-        match stale {
-            Some((old, value)) => {
+        match value {
+            Some(value) if stale_allowed && now < entry.stale_until.load(Ordering::Relaxed) => {
                 let retry = (inner.config.ttl / 10).min(Duration::from_secs(5));
-                old.retry_at
+                entry
+                    .retry_at
                     .store(now.saturating_add(clock::nanos(retry)), Ordering::Relaxed);
                 inner.metrics.stale.incr();
                 tracing::warn!(
@@ -722,7 +707,7 @@ impl SecretCache {
                 );
                 Ok((value, CacheOutcome::Stale))
             }
-            None => Err(e),
+            _ => Err(e),
         }
     }
 
@@ -750,25 +735,21 @@ impl SecretCache {
         })
     }
 
+    /// An entry without a value (expired): the first read fills it.
     fn new_entry(
         &self,
         key: Arc<str>,
         store: Arc<dyn SecretStore>,
         name: SecretName,
         store_id: Arc<str>,
-        value: Value,
     ) -> Arc<Entry> {
-        let (plain, sealed) = match value {
-            Value::Plain(h) => (Slot::new(h), Slot::empty()),
-            Value::Sealed(s) => (Slot::empty(), Slot::new(s)),
-        };
-        let entry = Arc::new(Entry {
+        Arc::new(Entry {
             key,
             store,
             name,
             store_id,
-            plain,
-            sealed,
+            plain: Slot::empty(),
+            sealed: Slot::empty(),
             expires: AtomicU64::new(0),
             refresh_at: AtomicU64::new(0),
             stale_until: AtomicU64::new(0),
@@ -776,9 +757,7 @@ impl SecretCache {
             refreshing: AtomicBool::new(false),
             admitted: AtomicU64::new(0),
             flight: EntryFlight::new(),
-        });
-        entry.set_times(&self.inner.config, clock::now_nanos());
-        entry
+        })
     }
 
     /// Expires every cached entry for `name` in store `store_id`, whatever reference string
@@ -1059,6 +1038,20 @@ mod tests {
             .filter(|r| cache.lookup(r.as_bytes()).is_some())
             .collect();
         assert_eq!(answering, ["sb://other/app/k0", "app/k1"]);
+    }
+
+    #[tokio::test]
+    async fn a_first_read_of_a_missing_secret_leaves_no_entry_behind() {
+        let store = filled(0).await;
+        let cache = cache(1000);
+        let name = SecretName::new("app/k0").unwrap();
+        let e = cache
+            .fetch("app/k0", store.clone(), name, Arc::from("default"))
+            .await
+            .err()
+            .expect("not found");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(cache.is_empty());
     }
 
     #[tokio::test]

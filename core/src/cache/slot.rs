@@ -30,6 +30,7 @@ impl<T> Slot<T> {
     }
 
     /// A slot holding `value`.
+    #[cfg(test)]
     pub(super) fn new(value: Arc<T>) -> Slot<T> {
         Slot {
             ptr: AtomicPtr::new(Arc::into_raw(value).cast_mut()),
@@ -142,6 +143,74 @@ mod tests {
         assert_eq!(Arc::strong_count(&alive), 2, "the loaded Arc keeps it");
         drop(loaded);
         assert_eq!(Arc::strong_count(&alive), 1);
+    }
+
+    /// A value that knows whether it was freed, counting its frees.
+    struct Canary {
+        alive: u64,
+        frees: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    const ALIVE: u64 = 0x5ea1_b0c5;
+
+    impl Drop for Canary {
+        fn drop(&mut self) {
+            assert_eq!(self.alive, ALIVE, "freed twice");
+            self.alive = 0;
+            self.frees.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn readers_never_see_a_freed_value_and_every_value_is_freed_once() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        const WRITES: usize = 20_000;
+        let index = Arc::new(map());
+        let frees = Arc::new(AtomicUsize::new(0));
+        let canary = || {
+            Arc::new(Canary {
+                alive: ALIVE,
+                frees: frees.clone(),
+            })
+        };
+        let slot = Arc::new(Slot::new(canary()));
+        let done = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (index, slot, done) = (index.clone(), slot.clone(), done.clone());
+                let reads = reads.clone();
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        let guard = index.guard();
+                        if let Some(c) = slot.get(&guard) {
+                            assert_eq!(c.alive, ALIVE, "read a freed value");
+                        }
+                        if let Some(c) = slot.load(&guard) {
+                            drop(guard);
+                            assert_eq!(c.alive, ALIVE, "a loaded value was freed");
+                        }
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        // Writes go on until the readers have read alongside them for a while.
+        let mut made = 1;
+        let mut i = 0;
+        while i < WRITES || reads.load(Ordering::Relaxed) < 10_000 {
+            let value = (i % 7 != 0).then(canary);
+            made += usize::from(value.is_some());
+            slot.replace(value, &index.guard());
+            i += 1;
+        }
+        done.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().expect("a reader failed");
+        }
+        drop(slot);
+        drop(index);
+        assert_eq!(frees.load(Ordering::SeqCst), made);
     }
 
     #[test]

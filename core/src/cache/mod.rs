@@ -10,10 +10,10 @@
 //!   moka either: a `sealbox-cache` maintenance thread hands new entries to it every few
 //!   milliseconds (see `lifetimes.rs`), so the index may exceed `capacity` by that much.
 //! * **Misses** are single-flight: concurrent misses for one key share one store call, run
-//!   inline in the first caller's future (see `flight.rs`). A reference's first read inserts
-//!   an entry; after that the entry stays and every refresh (TTL expiry, refresh-ahead, a
-//!   local write) replaces its value in place (see `slot.rs`), with the single-flight state
-//!   kept in the entry: no routing, no index write, no table of flights.
+//!   inline in the first caller's future, with the flight's state in the key's entry (see
+//!   `flight.rs`). A reference's first read inserts its entry empty; after that the entry
+//!   stays, and every refresh (TTL expiry, refresh-ahead, a local write) replaces its value in
+//!   place (see `slot.rs`): no routing, no index write. A failed first read removes its entry.
 //! * **Refresh-ahead**: past `refresh_ahead x ttl`, the first hit starts one background refresh;
 //!   callers keep getting the cached value meanwhile.
 //! * **Version check**: before refetching, stores with `cheap_describe` are asked for the

@@ -581,13 +581,14 @@ impl SecretCache {
         if found.is_some() {
             // The reference now routes to another store: the new entry replaces the old.
             index.insert(IndexKey(fresh.key.clone()), fresh.clone());
-            return fresh;
-        }
-        match index.try_insert(IndexKey(fresh.key.clone()), fresh.clone()) {
-            Ok(_) => fresh,
+        } else if let Err(occupied) = index.try_insert(IndexKey(fresh.key.clone()), fresh.clone()) {
             // Another caller's first read inserted it meanwhile: join that one.
-            Err(occupied) => occupied.current.clone(),
+            return occupied.current.clone();
         }
+        // Tracked from the start, so an entry whose first read was abandoned (a caller's
+        // timeout) is still evicted; the read's own admission then falls within the slack.
+        self.admit(&fresh);
+        fresh
     }
 
     /// Refreshes `old` in place: its value is replaced, and the index is not written.
@@ -1038,6 +1039,18 @@ mod tests {
             .filter(|r| cache.lookup(r.as_bytes()).is_some())
             .collect();
         assert_eq!(answering, ["sb://other/app/k0", "app/k1"]);
+    }
+
+    #[tokio::test]
+    async fn an_entry_is_tracked_from_its_insertion_before_its_first_read_lands() {
+        let store = filled(1).await;
+        let cache = cache(1000);
+        let name = SecretName::new("app/k0").unwrap();
+        // What an abandoned first read leaves: the empty entry, and no flight running.
+        let entry = cache.entry_for("app/k0", store, name, Arc::from("default"));
+        assert!(entry.value(&cache.inner.index.guard()).is_none());
+        cache.run_pending_tasks();
+        assert_eq!(cache.inner.lifetimes.tracked(), 1, "moka will evict it");
     }
 
     #[tokio::test]

@@ -259,18 +259,29 @@ mod tests {
         assert_eq!(flight.state.load(Ordering::SeqCst), IDLE);
     }
 
+    /// Starts a load that lands `result` after `delay`, and lets it take off.
+    async fn lead_in_background(
+        flight: &Arc<EntryFlight<u32>>,
+        delay: Duration,
+        result: Result<u32>,
+    ) -> tokio::task::JoinHandle<Result<u32>> {
+        let flight = flight.clone();
+        let leader = tokio::spawn(async move {
+            flight
+                .run(|| async move {
+                    tokio::time::sleep(delay).await;
+                    result
+                })
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        leader
+    }
+
     #[tokio::test]
     async fn a_dropped_entry_flight_leader_hands_over_to_a_follower() {
         let flight = Arc::new(EntryFlight::<u32>::new());
-        let f1 = flight.clone();
-        let leader = tokio::spawn(async move {
-            f1.run(|| async {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                Ok(1)
-            })
-            .await
-        });
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let leader = lead_in_background(&flight, Duration::from_secs(3600), Ok(1)).await;
         let f2 = flight.clone();
         let follower = tokio::spawn(async move { f2.run(|| async { Ok(2) }).await });
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -284,15 +295,8 @@ mod tests {
     #[tokio::test]
     async fn followers_get_the_leaders_error_with_its_request_id() {
         let flight = Arc::new(EntryFlight::<u32>::new());
-        let f1 = flight.clone();
-        let leader = tokio::spawn(async move {
-            f1.run(|| async {
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                Err(Error::new(ErrorKind::Unavailable, "store down").with_request_id("r-1"))
-            })
-            .await
-        });
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let down = Error::new(ErrorKind::Unavailable, "store down").with_request_id("r-1");
+        let leader = lead_in_background(&flight, Duration::from_millis(30), Err(down)).await;
         let follower = flight
             .run(|| async { Ok(1) })
             .await

@@ -136,6 +136,7 @@ enum Value {
     Sealed(Arc<SealedVersion>),
 }
 
+/// A sealed cache's value: the version encrypted in memory, with its metadata.
 struct SealedVersion {
     value: SealedValue,
     meta: Arc<VersionMeta>,
@@ -543,16 +544,19 @@ impl SecretCache {
     }
 
     async fn flight(&self, load: Load<'_>, force: bool) -> Result<(Value, CacheOutcome)> {
-        let entry = match load {
+        match load {
             Load::Route {
                 key,
                 store,
                 name,
                 store_id,
-            } => self.entry_for(key, store, name, store_id),
-            Load::Entry(entry) => entry.clone(),
-        };
-        entry.flight.run(|| self.refresh(&entry, force)).await
+            } => {
+                let entry = self.entry_for(key, store, name, store_id);
+                entry.flight.run(|| self.refresh(&entry, force)).await
+            }
+            // Borrowed, not cloned: a refresh is on the budget of the store call it wraps.
+            Load::Entry(entry) => entry.flight.run(|| self.refresh(entry, force)).await,
+        }
     }
 
     /// The entry of a reference, inserted empty if it has none (a first read): the entry is

@@ -118,6 +118,15 @@ impl Resource {
             version: None,
         })
     }
+
+    /// A secret `name` in store `store`, no version yet (a read or write not yet done).
+    pub fn in_store(name: &str, store: Arc<str>) -> Arc<Resource> {
+        Arc::new(Resource {
+            name: name.into(),
+            store: Some(store),
+            version: None,
+        })
+    }
 }
 
 /// One audit event. Holds names, ids and outcomes; there is deliberately no field that could

@@ -179,6 +179,11 @@ impl Entry {
         }
     }
 
+    /// Whether the entry holds a value (without taking a reference to it).
+    fn holds_value(&self, guard: &impl papaya::Guard) -> bool {
+        self.plain.get(guard).is_some() || self.sealed.get(guard).is_some()
+    }
+
     /// Whether the entry holds `version`.
     fn holds_version(&self, version: &VersionId, guard: &impl papaya::Guard) -> bool {
         match self.plain.get(guard) {
@@ -321,11 +326,7 @@ pub(crate) struct Expired(Arc<Entry>);
 impl Expired {
     /// The audit resource it reads (no version yet), for policy checks and failures.
     pub(crate) fn resource(&self) -> Arc<Resource> {
-        Arc::new(Resource {
-            name: self.0.name.as_str().into(),
-            store: Some(self.0.store_id.clone()),
-            version: None,
-        })
+        Resource::in_store(self.0.name.as_str(), self.0.store_id.clone())
     }
 }
 
@@ -610,7 +611,7 @@ impl SecretCache {
         if !force
             && inner.config.version_check
             && store.capabilities().cheap_describe
-            && old.value(&inner.index.guard()).is_some()
+            && old.holds_value(&inner.index.guard())
         {
             let started = inner.metrics.start_store_call();
             let described = store.describe(name).await;

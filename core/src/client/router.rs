@@ -18,11 +18,7 @@ pub(crate) struct Route {
 impl Route {
     /// The audit resource this route reads (no version yet).
     pub(crate) fn resource(&self) -> Arc<Resource> {
-        Arc::new(Resource {
-            name: self.name.as_str().into(),
-            store: Some(self.store_id.clone()),
-            version: None,
-        })
+        Resource::in_store(self.name.as_str(), self.store_id.clone())
     }
 }
 

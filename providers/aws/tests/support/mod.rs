@@ -8,6 +8,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -121,20 +122,40 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Held by the one `OwnMoto` of this process. Two tests starting servers at once could draw
+/// the same free port, or one could draw the port another has just stopped and is about to
+/// restart on: the loser's server fails to bind and exits, and its test talks to (and later
+/// kills) the winner's.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// A moto server this test owns, so it can stop and restart it. Killed on drop.
 pub struct OwnMoto {
     pub port: u16,
     child: Option<Child>,
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl OwnMoto {
+    /// Starts a server on a free port. A start that loses its port to another process is
+    /// retried on a new one.
     pub fn start() -> OwnMoto {
+        // A test that panicked while holding the turn has already killed its server (drop).
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let mut m = OwnMoto {
             port: free_port(),
             child: None,
+            _turn: turn,
         };
-        m.restart();
-        m
+        for _ in 0..3 {
+            match m.try_start() {
+                Ok(()) => return m,
+                Err(why) => {
+                    eprintln!("moto on {}: {why}; trying another port", m.port);
+                    m.port = free_port();
+                }
+            }
+        }
+        panic!("moto did not start on three ports in a row")
     }
 
     pub fn endpoint(&self) -> String {
@@ -143,24 +164,48 @@ impl OwnMoto {
 
     /// Starts (again) on the same port and waits until it answers.
     pub fn restart(&mut self) {
+        if let Err(why) = self.try_start() {
+            panic!("moto did not restart on {}: {why}", self.port);
+        }
+    }
+
+    /// Spawns the server and waits until the port answers while the child still runs. A child
+    /// that exits has lost the port (to a socket left by the server before it, or to another
+    /// process), so whatever answers there is not ours.
+    fn try_start(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "moto is already running");
         let bin = moto_server_bin();
-        let child = Command::new(&bin)
+        let mut child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start on {}",
-                self.port
-            );
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!("the server exited ({status})"));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("no answer within 30 s".into());
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
+        // A server that could not bind exits right after it reports the error; give it the
+        // time to do so before trusting the answer.
+        std::thread::sleep(Duration::from_millis(300));
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Err(format!(
+                "the server exited after the port answered ({status})"
+            ));
+        }
+        self.child = Some(child);
+        Ok(())
     }
 
     /// Kills the server (like a crash) and waits for it to exit.

@@ -1,7 +1,8 @@
 //! A driver for counting the instructions of a cache miss over the local vault, which on a
 //! shared VM are steadier than times. Run it under callgrind with `none`, `direct` and
 //! `client` and the same count; the differences of the totals, divided by the count, are the
-//! cost of an invalidation, a direct `LocalVault::get` and a client miss:
+//! cost of an invalidation, a direct `LocalVault::get` and a client miss (`first`: a first
+//! read, the cache emptied before each; read its cost off `Sealbox::get`'s inclusive count):
 //!
 //! ```text
 //! cargo build --release -p sealbox-benches --example miss_instructions
@@ -18,11 +19,11 @@ fn main() {
         args.next(),
         args.next().and_then(|n| n.parse::<usize>().ok()),
     ) else {
-        eprintln!("usage: miss_instructions none|direct|client COUNT");
+        eprintln!("usage: miss_instructions none|direct|client|first COUNT");
         std::process::exit(2);
     };
-    if !["none", "direct", "client"].contains(&mode.as_str()) {
-        eprintln!("unknown mode {mode:?}: none, direct or client");
+    if !["none", "direct", "client", "first"].contains(&mode.as_str()) {
+        eprintln!("unknown mode {mode:?}: none, direct, client or first");
         std::process::exit(2);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -39,8 +40,12 @@ fn main() {
     let n = name(7);
     let sn = SecretName::new(n.clone()).unwrap();
     for _ in 0..n_iter {
-        cached.cache().unwrap().invalidate("default", &sn);
-        if mode == "client" {
+        if mode == "first" {
+            cached.cache().unwrap().clear();
+        } else {
+            cached.cache().unwrap().invalidate("default", &sn);
+        }
+        if mode == "client" || mode == "first" {
             std::hint::black_box(rt.block_on(cached.get(&n)).unwrap());
         } else if mode == "direct" {
             std::hint::black_box(

@@ -92,9 +92,9 @@ impl<T> Drop for Slot<T> {
     fn drop(&mut self) {
         let p = *self.ptr.get_mut();
         if !p.is_null() {
-            // SAFETY: the slot owns this `Arc`. Dropping the slot means its entry is gone:
-            // the index retires entries through the same collector, so no guard that could
-            // have loaded `p` through this slot is still held.
+            // SAFETY: the slot owns this `Arc`, released once here. `&mut self` means no
+            // borrow from `get` is left (they live no longer than `&self`), and every `Arc`
+            // that `load` handed out holds a count of its own.
             drop(unsafe { Arc::from_raw(p) });
         }
     }

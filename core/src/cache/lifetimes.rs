@@ -12,21 +12,35 @@
 //! later and in bulk on the maintenance thread, where freeing another thread's allocations
 //! contends on the allocator's arena lock.
 //!
+//! Moka evicts only when its housekeeping runs, and nothing on the hit path runs it. So while
+//! the index holds entries the maintenance thread runs it at least every `sweep` (a sixteenth
+//! of an entry's lifetime, 5 ms to 10 s), also when idle: a value leaves memory (and is
+//! wiped) at most that long after it can no longer be served, not at the next miss, which in
+//! a service that reads its credentials once may never come. The same thread retires the
+//! values that entries give up (see `graves.rs`).
+//!
 //! An entry is handed to moka only while the index still holds it, so an entry invalidated
 //! while queued is not inserted. The eviction listener removes an entry from the index only
 //! if it is still the indexed one, so a late insert can never evict a newer value.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Entry;
+use super::graves::{self, Graveyard};
 use super::key::KeyBytes;
 
 /// How often the maintenance thread drains while entries arrive.
 pub(super) const TICK: Duration = Duration::from_millis(5);
-/// Idle ticks after which it parks until the next queued entry.
+/// Idle ticks after which it parks until the next queued entry (or the next sweep).
 pub(super) const IDLE_TICKS: u32 = 200;
+/// Bounds of the interval between evictions of expired entries.
+const SWEEP_AT_LEAST: Duration = TICK;
+const SWEEP_AT_MOST: Duration = Duration::from_secs(10);
+/// Ticks for which a retirement's flush is retried (it fails while other threads hold
+/// guards), so a retired value is freed within about a second even under steady hits.
+const FLUSH_TICKS: u32 = 200;
 
 pub(super) type Moka = moka::sync::Cache<Arc<str>, Weak<Entry>>;
 type Index = super::Index;
@@ -37,7 +51,10 @@ pub(super) struct Lifetimes {
     /// The buffer a drain works through (locked only by drains, before `queue`).
     batch: Mutex<Vec<Weak<Entry>>>,
     inline_limit: usize,
-    thread: OnceLock<Option<Thread>>,
+    /// How often expired entries are evicted while the index holds any.
+    sweep: Duration,
+    /// Values given up by entries, and the maintenance thread.
+    pub(super) graves: Arc<Graveyard>,
 }
 
 #[derive(Default)]
@@ -48,7 +65,13 @@ struct Queue {
 }
 
 impl Lifetimes {
-    pub(super) fn new(moka: Moka, capacity: u64) -> Lifetimes {
+    /// Lifetimes for entries that moka keeps for `lifetime` after their last admission.
+    pub(super) fn new(
+        moka: Moka,
+        capacity: u64,
+        lifetime: Duration,
+        graves: Arc<Graveyard>,
+    ) -> Lifetimes {
         // Small caches stay exact: below 16 entries of capacity, every miss inserts inline.
         let inline_limit = usize::try_from(capacity / 8)
             .unwrap_or(usize::MAX)
@@ -58,7 +81,8 @@ impl Lifetimes {
             queue: Mutex::new(Queue::default()),
             batch: Mutex::new(Vec::new()),
             inline_limit,
-            thread: OnceLock::new(),
+            sweep: (lifetime / 16).clamp(SWEEP_AT_LEAST, SWEEP_AT_MOST),
+            graves,
         }
     }
 
@@ -77,11 +101,14 @@ impl Lifetimes {
                 (q.entries.len() >= self.inline_limit).then(|| std::mem::take(&mut q.entries));
             (overflow, std::mem::take(&mut q.parked))
         };
+        // Started even when this caller inserts the entries itself: it also sweeps expired
+        // entries and retires given-up values.
+        let thread = self.graves.thread.get_or_init(|| start(owner));
         if let Some(entries) = overflow {
             self.insert_all(entries, index);
             return;
         }
-        match self.thread.get_or_init(|| start(owner)) {
+        match thread {
             Some(t) if wake => t.unpark(),
             Some(_) => {}
             // No maintenance thread could be started: the caller does the work.
@@ -149,13 +176,13 @@ impl Lifetimes {
         self.moka.invalidate_all();
     }
 
-    /// Whether the maintenance thread may park until woken: only with nothing queued, and
-    /// then the next `admit` will wake it.
-    fn may_park(&self) -> bool {
+    /// Whether the maintenance thread may park: only with nothing queued, and then the next
+    /// `admit` will wake it (and, parked without a timer, the next buried value).
+    fn may_park(&self, untimed: bool) -> bool {
         let Ok(mut q) = self.queue.lock() else {
             return false;
         };
-        if !q.entries.is_empty() {
+        if !q.entries.is_empty() || !self.graves.may_park(untimed) {
             return false;
         }
         q.parked = true;
@@ -183,7 +210,7 @@ impl Lifetimes {
 
     /// Wakes the maintenance thread so that it notices its cache is gone.
     pub(super) fn stop(&self) {
-        if let Some(Some(t)) = self.thread.get() {
+        if let Some(Some(t)) = self.graves.thread.get() {
             t.unpark();
         }
     }
@@ -202,21 +229,48 @@ fn start(owner: Weak<super::Inner>) -> Option<Thread> {
 
 fn maintain(owner: Weak<super::Inner>) {
     let mut idle = 0u32;
+    let mut last_sweep = Instant::now();
+    let mut flushes_left = 0u32;
     loop {
         let Some(inner) = owner.upgrade() else { return };
-        if inner.lifetimes.drain(&inner.index) == 0 {
-            idle += 1;
-        } else {
-            idle = 0;
-            inner.lifetimes.moka.run_pending_tasks();
+        let lifetimes = &inner.lifetimes;
+        let drained = lifetimes.drain(&inner.index);
+        idle = if drained == 0 { idle + 1 } else { 0 };
+        if drained > 0 || last_sweep.elapsed() >= lifetimes.sweep {
+            // Evictions bury their entries' values, retired just below.
+            lifetimes.moka.run_pending_tasks();
+            last_sweep = Instant::now();
         }
-        let park = idle >= IDLE_TICKS && inner.lifetimes.may_park();
-        drop(inner);
-        if park {
+        let buried = lifetimes.graves.take();
+        if !buried.is_empty() {
+            // Activity like a queued entry: more is likely, and a polling thread need not
+            // be woken for it.
             idle = 0;
-            std::thread::park();
+            flushes_left = FLUSH_TICKS;
+        }
+        if flushes_left > 0 {
+            flushes_left -= 1;
+            if !graves::retire_and_flush(buried, &inner.index) {
+                flushes_left = 0;
+            }
+        }
+        // Held entries keep the thread on a timer (their expiry); an empty cache needs it
+        // only when the next entry (or value to retire) arrives, and that wakes it.
+        let untimed = inner.index.is_empty();
+        let wait = if idle < IDLE_TICKS || flushes_left > 0 || !lifetimes.may_park(untimed) {
+            Some(TICK)
+        } else if untimed {
+            None
         } else {
-            std::thread::park_timeout(TICK);
+            Some(lifetimes.sweep.saturating_sub(last_sweep.elapsed()))
+        };
+        drop(inner);
+        match wait {
+            Some(t) => std::thread::park_timeout(t),
+            None => {
+                idle = 0;
+                std::thread::park();
+            }
         }
     }
 }

@@ -24,9 +24,16 @@
 //! * **Invalidation** on local writes and deletes (the entry is expired and its value
 //!   released), and `Sealbox::refresh_now`.
 //! * **Sealed mode**: values kept AES-256-GCM-encrypted in memory (see `sealed.rs`).
+//! * **Release**: a value leaves memory (wiped) soon after the cache stops needing it. The
+//!   maintenance thread retires an invalidated or evicted value within a few milliseconds,
+//!   and one replaced by a refresh within one tick while the cache is busy or one sweep
+//!   (`lifetime / 16`, at most 10 s) when it is idle; and it evicts an entry past TTL +
+//!   `max_stale` + 1 s within a sweep, even in a cache nobody reads any more (see
+//!   `graves.rs` and `lifetimes.rs`).
 
 mod clock;
 mod flight;
+mod graves;
 mod key;
 mod lifetimes;
 mod sealed;
@@ -45,6 +52,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::ClientMetrics;
 use crate::store::{SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionSelector};
 use flight::EntryFlight;
+use graves::{Graveyard, Unlinked};
 use key::{IndexKey, KeyBytes};
 use lifetimes::Lifetimes;
 
@@ -69,7 +77,8 @@ pub struct CacheConfig {
     #[serde(default = "default_refresh_ahead")]
     pub refresh_ahead: f64,
     /// How long past its TTL a value may still be served when the store fails (default 0:
-    /// off).
+    /// off). An entry nobody refreshes leaves memory (wiped) within about
+    /// `(ttl + max_stale + 1 s) x 17/16` (the sweep's delay at most 10 s) of its last fetch.
     #[serde(default, with = "humantime_serde")]
     pub max_stale: Duration,
     /// Keep values encrypted in memory and decrypt per access.
@@ -196,21 +205,29 @@ impl Entry {
     }
 
     /// Publishes `value` with fresh times; readers that see the new times see the new value.
-    fn publish(&self, value: Value, config: &CacheConfig, guard: &impl papaya::Guard) {
-        match value {
-            Value::Plain(h) => self.plain.replace(Some(h), guard),
-            Value::Sealed(s) => self.sealed.replace(Some(s), guard),
-        }
+    /// The value it replaces goes to `graves`.
+    fn publish(&self, value: Value, config: &CacheConfig, graves: &Graveyard) {
+        let old = match value {
+            Value::Plain(h) => self.plain.replace(Some(h)).map(Unlinked::Plain),
+            Value::Sealed(s) => self.sealed.replace(Some(s)).map(Unlinked::Sealed),
+        };
         self.set_times(config, clock::now_nanos());
+        if let Some(old) = old {
+            graves.bury(old, false);
+        }
     }
 
-    /// Expires the entry and releases its value: the next read goes to the store, and no
-    /// failure can serve the old value.
-    fn expire(&self, guard: &impl papaya::Guard) {
+    /// Expires the entry and releases its value to `graves`: the next read goes to the
+    /// store, and no failure can serve the old value.
+    fn expire(&self, graves: &Graveyard) {
         self.expires.store(0, Ordering::Release);
         self.stale_until.store(0, Ordering::Relaxed);
-        self.plain.replace(None, guard);
-        self.sealed.replace(None, guard);
+        if let Some(old) = self.plain.replace(None) {
+            graves.bury(Unlinked::Plain(old), true);
+        }
+        if let Some(old) = self.sealed.replace(None) {
+            graves.bury(Unlinked::Sealed(old), true);
+        }
     }
 
     fn set_times(&self, config: &CacheConfig, now: u64) {
@@ -348,7 +365,8 @@ impl SecretCache {
         let index: Arc<Index> = Arc::new(papaya::HashMap::with_hasher(
             foldhash::fast::RandomState::default(),
         ));
-        let listener_index = index.clone();
+        let graves = Arc::new(Graveyard::new(index.clone()));
+        let (listener_index, listener_graves) = (index.clone(), graves.clone());
         let lifetime = config
             .ttl
             .saturating_add(config.max_stale)
@@ -363,11 +381,16 @@ impl SecretCache {
                     if cause != moka::notification::RemovalCause::Replaced {
                         // The weak reference keeps the entry's allocation, so no newer entry
                         // can have its address.
-                        let _ = listener_index
+                        let removed = listener_index
                             .pin()
                             .remove_if(&KeyBytes(key.as_bytes()), |_, current| {
                                 std::ptr::eq(Arc::as_ptr(current), entry.as_ptr())
-                            });
+                            })
+                            .is_ok_and(|r| r.is_some());
+                        // The index retires the entry lazily; its value goes now.
+                        if removed && let Some(entry) = entry.upgrade() {
+                            entry.expire(&listener_graves);
+                        }
                     }
                 },
             )
@@ -382,7 +405,7 @@ impl SecretCache {
             inner: Arc::new(Inner {
                 config,
                 index,
-                lifetimes: Lifetimes::new(lifetimes, capacity),
+                lifetimes: Lifetimes::new(lifetimes, capacity, lifetime, graves),
                 sealer,
                 metrics,
                 runtime: BackgroundRuntime {
@@ -585,7 +608,9 @@ impl SecretCache {
         let fresh = self.new_entry(key, store, name, store_id);
         if found.is_some() {
             // The reference now routes to another store: the new entry replaces the old.
-            index.insert(IndexKey(fresh.key.clone()), fresh.clone());
+            if let Some(old) = index.insert(IndexKey(fresh.key.clone()), fresh.clone()) {
+                old.expire(&self.inner.lifetimes.graves);
+            }
         } else if let Err(occupied) = index.try_insert(IndexKey(fresh.key.clone()), fresh.clone()) {
             // Another caller's first read inserted it meanwhile: join that one.
             return occupied.current.clone();
@@ -641,7 +666,7 @@ impl SecretCache {
             Ok(version) => {
                 let value =
                     self.make_value(&old.key, name.clone(), old.store_id.clone(), version)?;
-                old.publish(value.clone(), &inner.config, &inner.index.guard());
+                old.publish(value.clone(), &inner.config, &inner.lifetimes.graves);
                 self.admit(old);
                 Ok((value, CacheOutcome::Miss))
             }
@@ -690,6 +715,7 @@ impl SecretCache {
                 .is_ok_and(|r| r.is_some());
             if removed {
                 inner.lifetimes.invalidate(key);
+                entry.expire(&inner.lifetimes.graves);
             }
         }
         let stale_allowed = serve_stale
@@ -788,7 +814,7 @@ impl SecretCache {
                 && e.name == *name
                 && &*e.store_id == store_id
             {
-                e.expire(&guard);
+                e.expire(&self.inner.lifetimes.graves);
             }
         }
     }
@@ -802,7 +828,12 @@ impl SecretCache {
     /// Drops everything.
     pub fn clear(&self) {
         self.inner.lifetimes.clear();
-        self.inner.index.pin().clear();
+        let index = self.inner.index.pin();
+        // The index retires its entries lazily; their values go now.
+        for (_, entry) in index.iter() {
+            entry.expire(&self.inner.lifetimes.graves);
+        }
+        index.clear();
     }
 }
 
@@ -812,7 +843,6 @@ mod tests {
     use crate::Secret;
     use crate::store::PutOptions;
     use crate::store::memory::MemoryStore;
-    use papaya::Guard;
 
     async fn filled(n: usize) -> Arc<MemoryStore> {
         let store = Arc::new(MemoryStore::new());
@@ -938,12 +968,10 @@ mod tests {
             "an invalidated entry misses"
         );
         assert!(entry.value(&cache.inner.index.guard()).is_none());
-        cache.inner.index.guard().flush();
-        assert_eq!(
-            Arc::strong_count(&first),
-            1,
-            "the cache no longer holds the old value"
-        );
+        eventually("the cache no longer holds the old value", || {
+            Arc::strong_count(&first) == 1
+        })
+        .await;
 
         miss(&cache, &store, 0).await;
         let again = indexed(&cache, "app/k0").expect("indexed");
@@ -1070,6 +1098,84 @@ mod tests {
             .expect("not found");
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_idle_cache_releases_a_value_once_it_can_no_longer_be_served() {
+        // Both a cache whose misses queue their entries for the maintenance thread and a
+        // small one whose misses insert them into moka themselves.
+        for capacity in [1000, 4] {
+            idle_release(capacity).await;
+        }
+    }
+
+    async fn idle_release(capacity: u64) {
+        let store = filled(1).await;
+        let config = CacheConfig {
+            ttl: Duration::from_millis(100),
+            max_stale: Duration::from_millis(100),
+            capacity,
+            ..CacheConfig::default()
+        };
+        let cache = SecretCache::new(config, Arc::new(ClientMetrics::default())).unwrap();
+        miss(&cache, &store, 0).await;
+        let entry = indexed(&cache, "app/k0").expect("cached");
+        let value = match entry.value(&cache.inner.index.guard()) {
+            Some(Value::Plain(h)) => Arc::downgrade(&h),
+            _ => panic!("a plain value"),
+        };
+        drop(entry);
+        // No reads, no writes, nothing queued: the maintenance thread alone must evict the
+        // entry once TTL + max_stale (+ moka's slack) have passed, and so free (and wipe) the
+        // value rather than keep it until the next miss happens to run moka's housekeeping.
+        let lifetime = Duration::from_millis(200) + LIFETIME_SLACK;
+        tokio::time::sleep(lifetime).await;
+        for _ in 0..200 {
+            if value.upgrade().is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            value.upgrade().is_none(),
+            "the value outlived its last serving time by 2 s (capacity {capacity})"
+        );
+        assert!(cache.is_empty(), "the entry is still indexed");
+    }
+
+    /// A weak reference to the plain value `key`'s entry holds.
+    fn held_value(cache: &SecretCache, key: &str) -> std::sync::Weak<HandleInner> {
+        let entry = indexed(cache, key).expect("cached");
+        match entry.value(&cache.inner.index.guard()) {
+            Some(Value::Plain(h)) => Arc::downgrade(&h),
+            _ => panic!("no plain value"),
+        }
+    }
+
+    #[tokio::test]
+    async fn values_given_up_by_their_entry_are_freed_within_a_tick_not_a_batch() {
+        let store = filled(1).await;
+        let cache = cache(1000);
+        let name = SecretName::new("app/k0").unwrap();
+        miss(&cache, &store, 0).await;
+        // Replaced by a refresh (a local write's invalidation, then a read).
+        let first = held_value(&cache, "app/k0");
+        cache.invalidate("default", &name);
+        miss(&cache, &store, 0).await;
+        eventually("the replaced value is freed", || first.upgrade().is_none()).await;
+        // Released by an invalidation, with no read after it.
+        let second = held_value(&cache, "app/k0");
+        cache.invalidate("default", &name);
+        eventually("the invalidated value is freed", || {
+            second.upgrade().is_none()
+        })
+        .await;
+        // Dropped by `clear`, the cache then empty (the maintenance thread parked untimed).
+        miss(&cache, &store, 0).await;
+        let third = held_value(&cache, "app/k0");
+        tokio::time::sleep(lifetimes::TICK * (lifetimes::IDLE_TICKS + 50)).await;
+        cache.clear();
+        eventually("the cleared value is freed", || third.upgrade().is_none()).await;
     }
 
     #[tokio::test]

@@ -1,15 +1,20 @@
 //! A cache entry's value, replaced in place by refreshes while hits read it without a lock.
 //!
-//! A refresh or an invalidation swaps the pointer and retires the value it replaced through
-//! the read index's `seize` collector. Readers hold a guard of that collector (the hit path
-//! already holds one for the index lookup), so a retired value is freed only once every
-//! guard that could have loaded it is gone. A refresh of a known key therefore writes one
-//! pointer: no new entry, no index insert, no index node retired.
+//! A refresh or an invalidation swaps the pointer and gets back the value it replaced as an
+//! [`Unlinked`], which may only be released by retiring it through the read index's `seize`
+//! collector. Readers hold a guard of that collector (the hit path already holds one for the
+//! index lookup), so a retired value is freed only once every guard that could have loaded it
+//! is gone. A refresh of a known key therefore writes one pointer: no new entry, no index
+//! insert, no index node retired.
+//!
+//! Who retires, and when, is the cache's choice (see `lifetimes.rs`): `seize` frees a
+//! thread's retirements in batches, so a value retired on a caller's thread could stay in
+//! memory until that thread retires 31 more.
 
 use std::marker::PhantomData;
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use papaya::Guard;
 
@@ -65,18 +70,58 @@ impl<T> Slot<T> {
         }
     }
 
-    /// Puts `value` in the slot (or empties it) and retires what it held through `guard`'s
-    /// collector, which must be the one every reader's guard belongs to.
-    pub(super) fn replace(&self, value: Option<Arc<T>>, guard: &impl Guard) {
+    /// Puts `value` in the slot (or empties it) and hands back what it held, which readers
+    /// may still be using: it must be retired ([`Unlinked::retire`]), not dropped.
+    #[must_use = "the old value must be retired"]
+    pub(super) fn replace(&self, value: Option<Arc<T>>) -> Option<Unlinked<T>> {
         let new = value.map_or(ptr::null_mut(), |v| Arc::into_raw(v).cast_mut());
         let old = self.ptr.swap(new, Ordering::AcqRel);
-        if !old.is_null() {
-            // SAFETY: `old` came from `Arc::into_raw` and is no longer reachable from the
-            // slot; readers that loaded it hold guards of this collector, which defers the
+        // SAFETY: a non-null `old` came from `Arc::into_raw` and the slot owned that count;
+        // the swap made it unreachable from the slot, so the count passes to the `Unlinked`.
+        (!old.is_null()).then(|| Unlinked(Some(unsafe { Arc::from_raw(old) })))
+    }
+}
+
+/// A value taken out of a [`Slot`]. Readers may still hold guard-protected pointers to it
+/// and be about to take a count of their own, so it is released only through the
+/// collector. One dropped instead is leaked (never freed under a reader), and debug builds
+/// fail.
+#[must_use = "an unlinked value must be retired through the index's collector"]
+pub(super) struct Unlinked<T>(Option<Arc<T>>);
+
+/// Values retired by [`Unlinked::retire`], and those the collector has released since.
+static RETIRED: AtomicU64 = AtomicU64::new(0);
+static RELEASED: AtomicU64 = AtomicU64::new(0);
+
+impl<T> Unlinked<T> {
+    /// Releases the value once every guard of `guard`'s collector that could have loaded it
+    /// is gone. That collector must be the one every reader's guard belongs to.
+    pub(super) fn retire(mut self, guard: &impl Guard) {
+        if let Some(value) = self.0.take() {
+            RETIRED.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the pointer carries the count this `Unlinked` owned and is retired
+            // once; readers that loaded it hold guards of this collector, which defers the
             // release until they are gone.
-            unsafe { guard.defer_retire(old, release::<T>) }
+            unsafe { guard.defer_retire(Arc::into_raw(value).cast_mut(), release::<T>) }
         }
     }
+}
+
+impl<T> Drop for Unlinked<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            std::mem::forget(value);
+            debug_assert!(
+                std::thread::panicking(),
+                "an unlinked value was dropped, not retired"
+            );
+        }
+    }
+}
+
+/// Whether values retired in this process are still waiting for the collector.
+pub(super) fn retirements_pending() -> bool {
+    RELEASED.load(Ordering::Relaxed) < RETIRED.load(Ordering::Relaxed)
 }
 
 /// Releases the slot's `Arc` to a retired value.
@@ -84,8 +129,9 @@ impl<T> Slot<T> {
 /// # Safety
 /// `ptr` came from `Arc::into_raw` and is released once.
 unsafe fn release<T>(ptr: *mut T, _: &seize::Collector) {
-    // SAFETY: guaranteed by the caller (`Slot::replace` retires each pointer once).
+    // SAFETY: guaranteed by the caller (`Unlinked::retire` retires each pointer once).
     drop(unsafe { Arc::from_raw(ptr) });
+    RELEASED.fetch_add(1, Ordering::Relaxed);
 }
 
 impl<T> Drop for Slot<T> {
@@ -118,7 +164,7 @@ mod tests {
         let reader = index.guard();
         let seen = slot.get(&reader).map(|c| Arc::strong_count(&c.0));
         assert_eq!(seen, Some(2));
-        slot.replace(None, &index.guard());
+        slot.replace(None).expect("held").retire(&index.guard());
         // The reader's guard still holds the retired value.
         assert_eq!(Arc::strong_count(&alive), 2);
         drop(reader);
@@ -201,7 +247,9 @@ mod tests {
         while i < WRITES || reads.load(Ordering::Relaxed) < 10_000 {
             let value = (i % 7 != 0).then(canary);
             made += usize::from(value.is_some());
-            slot.replace(value, &index.guard());
+            if let Some(old) = slot.replace(value) {
+                old.retire(&index.guard());
+            }
             i += 1;
         }
         done.store(true, Ordering::Relaxed);
@@ -214,12 +262,22 @@ mod tests {
     }
 
     #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "dropped, not retired")]
+    fn an_unlinked_value_dropped_instead_of_retired_is_caught() {
+        let slot = Slot::new(Arc::new(1u8));
+        drop(slot.replace(None));
+    }
+
+    #[test]
     fn replace_swaps_values_in_order() {
         let index = map();
         let slot = Slot::empty();
         assert!(slot.load(&index.guard()).is_none());
         for v in 0..100u32 {
-            slot.replace(Some(Arc::new(v)), &index.guard());
+            if let Some(old) = slot.replace(Some(Arc::new(v))) {
+                old.retire(&index.guard());
+            }
             assert_eq!(slot.get(&index.guard()).copied(), Some(v));
         }
     }

@@ -441,3 +441,52 @@ async fn capacity_evicts_entries() {
     let len = client.cache().unwrap().len();
     assert!(len <= 12, "index holds {len} entries with capacity 10");
 }
+
+/// Readers on two threads hit while a writer replaces the value 2000 times (each write
+/// invalidates; the next read refreshes in place and gives up the old value, which the
+/// cache's maintenance thread frees). Every read sees a whole written value, never a freed
+/// or wiped one.
+#[test]
+fn hits_racing_writes_only_ever_see_whole_values() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_store, client) = rt.block_on(setup(config(60_000)));
+    let client = client.blocking().unwrap();
+    const WRITES: u32 = 2000;
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, done) = (client.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(Ordering::Relaxed) || reads < 1000 {
+                    let h = client.get("app/db/password").unwrap();
+                    let v = std::str::from_utf8(h.expose_secret()).expect("a written value");
+                    assert!(
+                        v == "v1" || v.strip_prefix("value-").is_some_and(|n| n.len() == 8),
+                        "read {v:?}"
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for i in 0..WRITES {
+        let mut raw = format!("value-{i:08}").into_bytes();
+        client
+            .put(
+                "app/db/password",
+                &Secret::from_mut_slice(&mut raw).unwrap(),
+            )
+            .unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().expect("a reader failed") >= 1000);
+    }
+    let last = client.get("app/db/password").unwrap();
+    assert_eq!(
+        last.expose_secret(),
+        format!("value-{:08}", WRITES - 1).as_bytes()
+    );
+}

@@ -133,14 +133,19 @@ impl Drop for Graveyard {
     }
 }
 
-/// Retires `values` through the index's collector on this thread and starts their
-/// reclamation now. Returns whether anything retired in this process still awaits it (the
-/// flush fails while more threads hold guards than the batch has entries; try again later).
-pub(super) fn retire_and_flush(values: Vec<Unlinked>, index: &super::Index) -> bool {
+/// Retires `values` through the index's collector on this thread.
+pub(super) fn retire(values: Vec<Unlinked>, index: &super::Index) {
     let guard = index.guard();
     for v in values {
         v.retire(&guard);
     }
+}
+
+/// Starts the reclamation of this thread's retired values. Returns whether anything retired
+/// in this process still awaits it (the flush fails while more threads hold guards than the
+/// batch has entries; try again later).
+pub(super) fn flush(index: &super::Index) -> bool {
+    let guard = index.guard();
     guard.flush();
     drop(guard);
     slot::retirements_pending()

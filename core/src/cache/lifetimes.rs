@@ -38,9 +38,12 @@ pub(super) const IDLE_TICKS: u32 = 200;
 /// Bounds of the interval between evictions of expired entries.
 const SWEEP_AT_LEAST: Duration = TICK;
 const SWEEP_AT_MOST: Duration = Duration::from_secs(10);
-/// Ticks for which a retirement's flush is retried (it fails while other threads hold
-/// guards), so a retired value is freed within about a second even under steady hits.
-const FLUSH_TICKS: u32 = 200;
+/// Flushes of retired values after the first that are tried, at ticks 1, 2, 4, ... after it:
+/// a flush (a process-wide barrier) fails while more threads hold guards than the batch has
+/// values, as under steady hits on many threads. Backing off keeps barriers rare while
+/// still freeing a value within about a second; after the last, the values go with the
+/// thread's next successful flush or full batch.
+const FLUSH_RETRIES: u32 = 8;
 
 pub(super) type Moka = moka::sync::Cache<Arc<str>, Weak<Entry>>;
 type Index = super::Index;
@@ -230,7 +233,7 @@ fn start(owner: Weak<super::Inner>) -> Option<Thread> {
 fn maintain(owner: Weak<super::Inner>) {
     let mut idle = 0u32;
     let mut last_sweep = Instant::now();
-    let mut flushes_left = 0u32;
+    let mut flush = Flush::default();
     loop {
         let Some(inner) = owner.upgrade() else { return };
         let lifetimes = &inner.lifetimes;
@@ -246,18 +249,16 @@ fn maintain(owner: Weak<super::Inner>) {
             // Activity like a queued entry: more is likely, and a polling thread need not
             // be woken for it.
             idle = 0;
-            flushes_left = FLUSH_TICKS;
+            graves::retire(buried, &inner.index);
+            flush = Flush::now();
         }
-        if flushes_left > 0 {
-            flushes_left -= 1;
-            if !graves::retire_and_flush(buried, &inner.index) {
-                flushes_left = 0;
-            }
+        if flush.due() && !graves::flush(&inner.index) {
+            flush = Flush::default();
         }
         // Held entries keep the thread on a timer (their expiry); an empty cache needs it
         // only when the next entry (or value to retire) arrives, and that wakes it.
         let untimed = inner.index.is_empty();
-        let wait = if idle < IDLE_TICKS || flushes_left > 0 || !lifetimes.may_park(untimed) {
+        let wait = if idle < IDLE_TICKS || flush.pending() || !lifetimes.may_park(untimed) {
             Some(TICK)
         } else if untimed {
             None
@@ -271,6 +272,43 @@ fn maintain(owner: Weak<super::Inner>) {
                 idle = 0;
                 std::thread::park();
             }
+        }
+    }
+}
+
+/// When the maintenance thread next flushes its retired values, counted in ticks.
+#[derive(Default)]
+struct Flush {
+    /// Ticks until the next attempt; `None`: nothing to flush.
+    in_ticks: Option<u32>,
+    attempts: u32,
+}
+
+impl Flush {
+    fn now() -> Flush {
+        Flush {
+            in_ticks: Some(0),
+            attempts: 0,
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.in_ticks.is_some()
+    }
+
+    /// Counts a tick; whether an attempt is due now (the next one is then scheduled).
+    fn due(&mut self) -> bool {
+        match self.in_ticks {
+            Some(0) => {
+                self.in_ticks = (self.attempts < FLUSH_RETRIES).then(|| 1 << self.attempts);
+                self.attempts += 1;
+                true
+            }
+            Some(n) => {
+                self.in_ticks = Some(n - 1);
+                false
+            }
+            None => false,
         }
     }
 }

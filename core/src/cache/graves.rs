@@ -7,8 +7,9 @@
 //! caller's thread could stay in memory, unwiped, until that thread had retired 31 more: for
 //! a service that refreshes a few credentials now and then, indefinitely. Here the caller
 //! only queues it (one uncontended lock, no system call); the maintenance thread retires it
-//! and flushes its own batch (a process-wide barrier, off the callers' path), within one of
-//! its ticks while the cache is busy and within one sweep (see `lifetimes.rs`) when idle.
+//! at its next tick (within one sweep, see `lifetimes.rs`, if it is parked on a timer and
+//! the value is only a refresh's old one) and flushes its batch about 100 ms later: the
+//! flush is a process-wide barrier, so retirements are gathered, off the callers' path.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;

@@ -38,12 +38,15 @@ pub(super) const IDLE_TICKS: u32 = 200;
 /// Bounds of the interval between evictions of expired entries.
 const SWEEP_AT_LEAST: Duration = TICK;
 const SWEEP_AT_MOST: Duration = Duration::from_secs(10);
-/// Flushes of retired values after the first that are tried, at ticks 1, 2, 4, ... after it:
-/// a flush (a process-wide barrier) fails while more threads hold guards than the batch has
-/// values, as under steady hits on many threads. Backing off keeps barriers rare while
-/// still freeing a value within about a second; after the last, the values go with the
-/// thread's next successful flush or full batch.
-const FLUSH_RETRIES: u32 = 8;
+/// Ticks from a value's retirement to the flush that frees it (100 ms). A flush is a
+/// process-wide barrier (an interrupt on every CPU running one of the process's threads),
+/// so retirements are gathered: at most ten barriers a second, whatever the write rate.
+const FLUSH_AFTER_TICKS: u32 = 20;
+/// Flushes retried after the first, each after twice the wait of the one before: a flush
+/// fails while more threads hold guards than the batch has values, as under steady hits on
+/// many threads. After the last, the values go with the thread's next successful flush or
+/// full batch.
+const FLUSH_RETRIES: u32 = 4;
 
 pub(super) type Moka = moka::sync::Cache<Arc<str>, Weak<Entry>>;
 type Index = super::Index;
@@ -250,7 +253,7 @@ fn maintain(owner: Weak<super::Inner>) {
             // be woken for it.
             idle = 0;
             graves::retire(buried, &inner.index);
-            flush = Flush::now();
+            flush.schedule();
         }
         if flush.due() && !graves::flush(&inner.index) {
             flush = Flush::default();
@@ -285,10 +288,13 @@ struct Flush {
 }
 
 impl Flush {
-    fn now() -> Flush {
-        Flush {
-            in_ticks: Some(0),
-            attempts: 0,
+    /// A flush within `FLUSH_AFTER_TICKS`, unless one is due sooner.
+    fn schedule(&mut self) {
+        if self.in_ticks.is_none_or(|t| t > FLUSH_AFTER_TICKS) {
+            *self = Flush {
+                in_ticks: Some(FLUSH_AFTER_TICKS),
+                attempts: 0,
+            };
         }
     }
 
@@ -300,7 +306,8 @@ impl Flush {
     fn due(&mut self) -> bool {
         match self.in_ticks {
             Some(0) => {
-                self.in_ticks = (self.attempts < FLUSH_RETRIES).then(|| 1 << self.attempts);
+                self.in_ticks =
+                    (self.attempts < FLUSH_RETRIES).then(|| FLUSH_AFTER_TICKS << self.attempts);
                 self.attempts += 1;
                 true
             }

@@ -25,8 +25,8 @@
 //!   released), and `Sealbox::refresh_now`.
 //! * **Sealed mode**: values kept AES-256-GCM-encrypted in memory (see `sealed.rs`).
 //! * **Release**: a value leaves memory (wiped) soon after the cache stops needing it. The
-//!   maintenance thread retires an invalidated or evicted value within a few milliseconds,
-//!   and one replaced by a refresh within one tick while the cache is busy or one sweep
+//!   maintenance thread frees an invalidated or evicted value within about 100 ms, and one
+//!   replaced by a refresh within that while the cache is busy or within one sweep
 //!   (`lifetime / 16`, at most 10 s) when it is idle; and it evicts an entry past TTL +
 //!   `max_stale` + 1 s within a sweep, even in a cache nobody reads any more (see
 //!   `graves.rs` and `lifetimes.rs`).

@@ -273,3 +273,79 @@ async fn bulk_import_is_all_or_nothing() {
     );
     assert!(vault.verify().await.unwrap().is_ok());
 }
+
+/// Rows in the vault's `secrets` and `versions` tables, read straight from the file.
+fn stored_rows(vault: &LocalVault) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(vault.path()).unwrap();
+    let count = |table: &str| {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    (count("secrets"), count("versions"))
+}
+
+#[tokio::test]
+async fn deleted_secrets_are_purged_once_their_recovery_window_passes() {
+    use sealbox::store::DeleteOptions;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = LocalVault::create(dir.path(), key(dir.path()))
+        .await
+        .unwrap();
+    let (short, long, kept) = (name("app/short"), name("app/long"), name("app/kept"));
+    for n in [&short, &long, &kept] {
+        vault
+            .put(n, &secret(b"value"), &PutOptions::default())
+            .await
+            .unwrap();
+    }
+    let window = |ms| DeleteOptions {
+        recovery_window: Duration::from_millis(ms),
+        ..DeleteOptions::default()
+    };
+    vault.delete(&short, &window(100)).await.unwrap();
+    vault.delete(&long, &window(3_600_000)).await.unwrap();
+    assert_eq!(
+        vault.purge_deleted().await.unwrap(),
+        0,
+        "nothing is due yet"
+    );
+    assert_eq!(stored_rows(&vault), (3, 3));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(vault.purge_deleted().await.unwrap(), 1);
+    assert_eq!(stored_rows(&vault), (2, 2), "the rows themselves are gone");
+    assert_eq!(
+        vault.restore(&short).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    // The other deleted secret is still within its window, and the live one untouched.
+    vault.restore(&long).await.unwrap();
+    let got = vault.get(&kept, &VersionSelector::Current).await.unwrap();
+    assert_eq!(got.value.expose_secret(), b"value");
+}
+
+#[tokio::test]
+async fn opening_a_vault_purges_what_passed_its_recovery_window_while_it_was_closed() {
+    use sealbox::store::DeleteOptions;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let n = name("app/gone");
+    {
+        let vault = LocalVault::create(dir.path(), key(dir.path()))
+            .await
+            .unwrap();
+        vault
+            .put(&n, &secret(b"value"), &PutOptions::default())
+            .await
+            .unwrap();
+        let options = DeleteOptions {
+            recovery_window: Duration::from_millis(50),
+            ..DeleteOptions::default()
+        };
+        vault.delete(&n, &options).await.unwrap();
+        assert_eq!(stored_rows(&vault), (1, 1));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let vault = LocalVault::open(dir.path(), key(dir.path())).await.unwrap();
+    assert_eq!(stored_rows(&vault), (0, 0));
+}

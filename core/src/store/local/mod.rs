@@ -218,6 +218,16 @@ impl Drop for FileLock {
     }
 }
 
+/// Deletes the secrets whose recovery window ended by `now`; their versions and wrapped DEK
+/// go with them (`ON DELETE CASCADE`).
+fn purge_due(tx: &rusqlite::Transaction<'_>, now: i64) -> Result<usize> {
+    tx.execute(
+        "DELETE FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= ?1",
+        [now],
+    )
+    .map_err(|e| sql_error("purging deleted secrets", e))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -437,7 +447,52 @@ impl LocalVault {
             }),
         };
         vault.check_keys().await?;
+        vault.purge_if_due().await;
         Ok(vault)
+    }
+
+    /// Purges the secrets whose recovery window has passed: their rows, versions and wrapped
+    /// DEK are deleted (and overwritten on disk: `secure_delete`). Deleting a secret purges
+    /// too, and so does opening the vault, so a deleted secret outlives its window only while
+    /// no process opens the vault or deletes from it; a long-running service can call this
+    /// on a timer. Returns how many secrets were purged.
+    pub async fn purge_deleted(&self) -> Result<u64> {
+        let purged = write_tx(&self.inner, "purging deleted secrets", |tx| {
+            purge_due(tx, now_ms())
+        })
+        .await? as u64;
+        if purged > 0
+            && let Ok(mut deks) = self.inner.deks.lock()
+        {
+            deks.clear();
+        }
+        Ok(purged)
+    }
+
+    /// The purge on open: a read first, so that opening takes the write lock only when a
+    /// recovery window has passed. A failure is logged, not fatal: the vault is usable, and
+    /// the next delete or open purges.
+    async fn purge_if_due(&self) {
+        let due = self.inner.pool.get().and_then(|conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= ?1)",
+                [now_ms()],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(|e| sql_error("looking for secrets to purge", e))
+        });
+        let outcome = match due {
+            Ok(true) => self.purge_deleted().await.map(drop),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(
+                target: "sealbox::local",
+                error = %e,
+                "could not purge deleted secrets past their recovery window on open"
+            );
+        }
     }
 
     /// Key check on open: the current KEK of one live namespace must unwrap under the master
@@ -1361,8 +1416,7 @@ impl SecretStore for LocalVault {
         let changed = write_tx(&self.inner, "deleting a secret", move |tx| {
             let now = now_ms();
             // Purge what has passed its recovery window while we hold the write lock.
-            tx.execute("DELETE FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= ?1", [now])
-                .map_err(|e| sql_error("purging deleted secrets", e))?;
+            purge_due(tx, now)?;
             let n = if force {
                 tx.execute("DELETE FROM secrets WHERE name = ?1", [&owned])
             } else {

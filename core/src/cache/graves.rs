@@ -3,9 +3,10 @@
 //!
 //! A value leaves an entry as an [`Unlinked`]: readers may still hold guard-protected
 //! pointers to it, so it is freed only through the read index's `seize` collector. That
-//! collector frees each thread's retirements in batches (of 32), so a value retired on a
-//! caller's thread could stay in memory, unwiped, until that thread had retired 31 more: for
-//! a service that refreshes a few credentials now and then, indefinitely. Here the caller
+//! collector frees each thread's retirements in batches (seize's default is 32; ours,
+//! `RETIRE_BATCH`, is larger), so a value retired on a caller's thread could stay in memory,
+//! unwiped, until that thread had filled its batch: for a service that refreshes a few
+//! credentials now and then, indefinitely. Here the caller
 //! only queues it (one uncontended lock, no system call); the maintenance thread retires it
 //! at its next tick (within one sweep, see `lifetimes.rs`, if it is parked on a timer and
 //! the value is only a refresh's old one) and flushes its batch about 100 ms later: the

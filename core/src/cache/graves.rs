@@ -10,7 +10,9 @@
 //! only queues it (one uncontended lock, no system call); the maintenance thread retires it
 //! at its next tick (within one sweep, see `lifetimes.rs`, if it is parked on a timer and
 //! the value is only a refresh's old one) and flushes its batch about 100 ms later: the
-//! flush is a process-wide barrier, so retirements are gathered, off the callers' path.
+//! flush is a process-wide barrier, so retirements are gathered, off the callers' path. In a
+//! burst, when a whole batch (`RETIRE_BATCH`) has queued up, the caller that fills it retires
+//! and flushes it instead: one barrier per batch, and the values freed on a caller's thread.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
@@ -81,16 +83,27 @@ impl Graveyard {
             value.retire(&self.index.guard());
             return;
         };
-        let wake = {
+        let (wake, burst) = {
             let mut g = self.graves.lock().unwrap_or_else(PoisonError::into_inner);
             g.values.push(value);
-            let wake = g.parked == Parked::Untimed || (urgent && g.parked == Parked::Timed);
-            if wake {
-                g.parked = Parked::No;
+            if g.values.len() >= super::RETIRE_BATCH {
+                (false, Some(std::mem::take(&mut g.values)))
+            } else {
+                let wake = g.parked == Parked::Untimed || (urgent && g.parked == Parked::Timed);
+                if wake {
+                    g.parked = Parked::No;
+                }
+                (wake, None)
             }
-            wake
         };
-        if wake {
+        if let Some(values) = burst {
+            // A burst of writes or refreshes: the caller frees a whole batch itself, on the
+            // thread that allocated most of it (freed on the maintenance thread, each value
+            // contended for malloc's arena lock with the callers), and flushes so that none
+            // of it waits for this thread's next batch. One barrier per batch, as before.
+            retire(values, &self.index);
+            flush(&self.index);
+        } else if wake {
             thread.unpark();
         }
     }

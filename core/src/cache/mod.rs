@@ -1193,6 +1193,46 @@ mod tests {
         eventually("the cleared value is freed", || third.upgrade().is_none()).await;
     }
 
+    #[test]
+    fn a_burst_of_given_up_values_is_freed_by_the_caller_that_fills_a_batch() {
+        let cache = cache(1000);
+        let graves = &cache.inner.lifetimes.graves;
+        // A maintenance thread that never runs: only the callers can free anything.
+        assert!(graves.thread.set(Some(std::thread::current())).is_ok());
+        let value = |i: usize| {
+            let version = SecretVersion {
+                value: Secret::random(16).unwrap(),
+                version: VersionId::new(i.to_string()),
+                stages: Vec::new(),
+                created: None,
+            };
+            let name = SecretName::new("app/k0").unwrap();
+            match cache.make_value("app/k0", name, Arc::from("default"), version) {
+                Ok(Value::Plain(h)) => h,
+                _ => panic!("no plain value"),
+            }
+        };
+        let slot = Slot::new(value(0));
+        let mut given_up = Vec::new();
+        for i in 1..=RETIRE_BATCH {
+            let old = slot.load(&cache.inner.index.guard()).unwrap();
+            given_up.push(Arc::downgrade(&old));
+            drop(old);
+            let unlinked = slot.replace(Some(value(i))).unwrap();
+            graves.bury(Unlinked::Plain(unlinked), false);
+            if i < RETIRE_BATCH {
+                assert!(
+                    given_up[0].upgrade().is_some(),
+                    "freed before a batch filled"
+                );
+            }
+        }
+        // The bury that filled the batch freed all of it, on this thread, at once.
+        assert!(given_up.iter().all(|v| v.upgrade().is_none()));
+        let last = slot.replace(None).unwrap();
+        last.retire(&cache.inner.index.guard());
+    }
+
     #[tokio::test]
     async fn the_maintenance_thread_does_not_keep_the_cache_alive() {
         let store = filled(1).await;

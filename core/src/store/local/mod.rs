@@ -1413,10 +1413,10 @@ impl SecretStore for LocalVault {
         let owned = name.as_str().to_owned();
         let force = options.force;
         let purge_at = now_ms().saturating_add(options.recovery_window.as_millis() as i64);
-        let changed = write_tx(&self.inner, "deleting a secret", move |tx| {
+        let (changed, purged) = write_tx(&self.inner, "deleting a secret", move |tx| {
             let now = now_ms();
             // Purge what has passed its recovery window while we hold the write lock.
-            purge_due(tx, now)?;
+            let purged = purge_due(tx, now)?;
             let n = if force {
                 tx.execute("DELETE FROM secrets WHERE name = ?1", [&owned])
             } else {
@@ -1426,14 +1426,17 @@ impl SecretStore for LocalVault {
                 )
             }
             .map_err(|e| sql_error("deleting a secret", e))?;
-            Ok(n)
+            Ok((n, purged))
         })
         .await?;
+        // A purged or force-deleted secret's DEK leaves memory with its rows.
+        if (force || purged > 0)
+            && let Ok(mut deks) = self.inner.deks.lock()
+        {
+            deks.clear();
+        }
         if changed == 0 {
             return Err(not_found(name));
-        }
-        if let Ok(mut deks) = self.inner.deks.lock() {
-            deks.retain(|_, _| !force);
         }
         Ok(())
     }

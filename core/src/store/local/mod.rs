@@ -461,10 +461,8 @@ impl LocalVault {
             purge_due(tx, now_ms())
         })
         .await? as u64;
-        if purged > 0
-            && let Ok(mut deks) = self.inner.deks.lock()
-        {
-            deks.clear();
+        if purged > 0 {
+            self.forget_deks();
         }
         Ok(purged)
     }
@@ -552,10 +550,15 @@ impl LocalVault {
     }
 
     fn clear_key_caches(&self) {
+        self.forget_deks();
+        self.inner.keyring.clear_cache();
+    }
+
+    /// Drops every cached DEK (their key schedules leave locked memory).
+    fn forget_deks(&self) {
         if let Ok(mut deks) = self.inner.deks.lock() {
             deks.clear();
         }
-        self.inner.keyring.clear_cache();
     }
 
     /// The DEK of secret `id`, from the cache when its wrapped bytes are unchanged.
@@ -1430,10 +1433,8 @@ impl SecretStore for LocalVault {
         })
         .await?;
         // A purged or force-deleted secret's DEK leaves memory with its rows.
-        if (force || purged > 0)
-            && let Ok(mut deks) = self.inner.deks.lock()
-        {
-            deks.clear();
+        if force || purged > 0 {
+            self.forget_deks();
         }
         if changed == 0 {
             return Err(not_found(name));

@@ -127,9 +127,12 @@ impl Lifetimes {
     /// Moves every queued entry into moka now. Returns how many there were.
     pub(super) fn drain(&self, index: &Index) -> usize {
         // The queue and the batch trade buffers, so each keeps its capacity: a miss's push
-        // does not regrow an emptied queue.
+        // does not regrow an emptied queue. An empty queue keeps its buffer: the idle ticks'
+        // drains would otherwise hand it the batch's, which is still unallocated until a
+        // second drain has had something to take.
         let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
         match self.queue.lock() {
+            Ok(q) if q.entries.is_empty() => return 0,
             Ok(mut q) => std::mem::swap(&mut q.entries, &mut *batch),
             Err(_) => return 0,
         }

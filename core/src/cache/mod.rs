@@ -596,6 +596,11 @@ impl SecretCache {
 
     /// The entry of a reference, inserted empty if it has none (a first read): the entry is
     /// then the single-flight of every caller of that first read too.
+    ///
+    /// Callers come here after the hit path found no entry, so the insert is tried first,
+    /// without a lookup of its own: a first read hashes and probes the index once more, not
+    /// twice. An entry found there (another caller's first read, or a `refresh_now`) is
+    /// joined, and the unused one dropped.
     fn entry_for(
         &self,
         key: &str,
@@ -603,13 +608,6 @@ impl SecretCache {
         name: SecretName,
         store_id: Arc<str>,
     ) -> Arc<Entry> {
-        let index = self.inner.index.pin();
-        let found = index.get(&KeyBytes(key.as_bytes()));
-        if let Some(entry) = found
-            && Arc::ptr_eq(&entry.store, &store)
-        {
-            return entry.clone();
-        }
         // A reference that is the bare name (the usual case) shares the name's own string.
         let key: Arc<str> = if **name.shared() == *key {
             name.shared().clone()
@@ -617,14 +615,18 @@ impl SecretCache {
             Arc::from(key)
         };
         let fresh = self.new_entry(key, store, name, store_id);
-        if found.is_some() {
-            // The reference now routes to another store: the new entry replaces the old.
-            if let Some(old) = index.insert(IndexKey(fresh.key.clone()), fresh.clone()) {
-                old.expire(&self.inner.lifetimes.graves);
+        let index = self.inner.index.pin();
+        match index.try_insert(IndexKey(fresh.key.clone()), fresh.clone()) {
+            Ok(_) => {}
+            Err(occupied) if Arc::ptr_eq(&occupied.current.store, &fresh.store) => {
+                return occupied.current.clone();
             }
-        } else if let Err(occupied) = index.try_insert(IndexKey(fresh.key.clone()), fresh.clone()) {
-            // Another caller's first read inserted it meanwhile: join that one.
-            return occupied.current.clone();
+            Err(_) => {
+                // The reference now routes to another store: the new entry replaces the old.
+                if let Some(old) = index.insert(IndexKey(fresh.key.clone()), fresh.clone()) {
+                    old.expire(&self.inner.lifetimes.graves);
+                }
+            }
         }
         // Tracked from the start, so an entry whose first read was abandoned (a caller's
         // timeout) is still evicted; the read's own admission then falls within the slack.
@@ -928,15 +930,26 @@ mod tests {
         let store = filled(40).await;
         let cache = cache(1000);
         let lifetimes = &cache.inner.lifetimes;
+        // No maintenance thread: this test's drains are the only ones.
+        assert!(
+            lifetimes
+                .graves
+                .thread
+                .set(Some(std::thread::current()))
+                .is_ok()
+        );
         for round in 0..2 {
             for i in 0..20 {
                 miss(&cache, &store, round * 20 + i).await;
             }
             cache.run_pending_tasks();
+            if round == 0 {
+                // An idle tick's drain between the bursts, with nothing queued.
+                assert_eq!(lifetimes.drain(&cache.inner.index), 0);
+            }
         }
-        // The drains (this test's and the maintenance thread's, however they split the
-        // bursts) left the queue a used buffer, not a new empty one that the next miss
-        // would have to grow.
+        // The queue was left a used buffer, not a new empty one that the next miss would
+        // have to grow (an empty drain once handed it the batch's unused one).
         assert!(lifetimes.queued_capacity() > 0);
         assert_eq!(lifetimes.tracked(), 40);
     }

@@ -397,13 +397,11 @@ pub unsafe extern "C" fn sb_audit_flush(client: *const sb_client) -> sb_result {
 }
 
 /// `get` for a name given as bytes: a cache hit needs no UTF-8 check (only valid names are
-/// cached), a miss checks the name first. Every output was checked before this runs, so a
-/// hit's audit event is never recorded for a call that then fails.
+/// cached), a name the cache does not hold is checked first, and the cache is probed once.
+/// Every output was checked before this runs, so a hit's audit event is never recorded for a
+/// call that then fails.
 fn get_current(client: &BlockingSealbox, name: &[u8]) -> Result<SecretHandle, Failure> {
-    match client.get_cached(name) {
-        Some(answer) => Ok(answer?),
-        None => Ok(client.get(params::name_str(name, "name")?)?),
-    }
+    client.get_bytes(name, |n| params::name_str(n, "name"))
 }
 
 /// Borrows the Rust client behind a handle (for the list and describe modules).

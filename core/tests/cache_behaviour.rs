@@ -490,3 +490,42 @@ fn hits_racing_writes_only_ever_see_whole_values() {
         format!("value-{:08}", WRITES - 1).as_bytes()
     );
 }
+
+/// The bytes entry point of the blocking facade (the C ABI's): a name is turned into text only
+/// when the cache does not hold it; a hit and a refresh of an expired entry use the entry's
+/// own name, and every path makes the store calls a `get` makes.
+#[test]
+fn blocking_get_bytes_checks_a_name_only_when_the_cache_does_not_hold_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (store, client) = rt.block_on(setup(config(60_000)));
+    let client = client.blocking().unwrap();
+    let checked = AtomicUsize::new(0);
+    let text = |b| {
+        checked.fetch_add(1, Ordering::SeqCst);
+        std::str::from_utf8(b).map_err(|_| Error::invalid_input("not UTF-8"))
+    };
+    let read = |text: &dyn Fn(&'static [u8]) -> Result<&'static str>| {
+        let h = client.get_bytes(b"app/db/password", text).unwrap();
+        String::from_utf8(h.expose_secret().to_vec()).unwrap()
+    };
+    // A first read: checked, routed, one store call.
+    assert_eq!(read(&text), "v1");
+    assert_eq!((checked.load(Ordering::SeqCst), store.gets()), (1, 1));
+    // A hit: nothing checked, no store call.
+    assert_eq!(read(&text), "v1");
+    assert_eq!((checked.load(Ordering::SeqCst), store.gets()), (1, 1));
+    // A local write expires the entry: refreshed in place, still nothing checked.
+    let mut raw = *b"v2";
+    client
+        .put(
+            "app/db/password",
+            &Secret::from_mut_slice(&mut raw).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(read(&text), "v2");
+    assert_eq!((checked.load(Ordering::SeqCst), store.gets()), (1, 2));
+    // Bytes that are not a name fail with the checker's error, before any store call.
+    let err = client.get_bytes(b"app/\xff", text).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!((checked.load(Ordering::SeqCst), store.gets()), (2, 2));
+}

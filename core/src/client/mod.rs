@@ -55,6 +55,14 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+/// What a `get` that the cache could not answer still has to do.
+enum Missed<'c> {
+    /// Refresh the entry `cache` holds for the reference.
+    Expired(&'c SecretCache, Expired),
+    /// Route the reference (a first read, or a client without a cache).
+    Absent,
+}
+
 /// The client. Cheap to clone (`Arc` inside) and safe to share across threads.
 #[derive(Clone, Debug)]
 pub struct Sealbox {
@@ -440,13 +448,32 @@ impl Sealbox {
 
     /// Reads the current version of `name` (a name or `sb://STORE/NAME` reference).
     pub async fn get(&self, name: &str) -> Result<SecretHandle> {
+        match self.start_get(name.as_bytes()) {
+            Ok(read) => read,
+            Err(missed) => self.finish_get(name, missed).await,
+        }
+    }
+
+    /// The synchronous part of [`Sealbox::get`]: the read itself on a cache hit, or what its
+    /// miss still has to do (the blocking facade runs only that part on its runtime).
+    #[inline]
+    fn start_get(&self, name: &[u8]) -> std::result::Result<Result<SecretHandle>, Missed<'_>> {
         let Some(cache) = &self.inner.cache else {
-            return self.get_uncached(name).await;
+            return Err(Missed::Absent);
         };
-        match cache.probe(name.as_bytes()) {
-            Probe::Answer(answer) => answer.and_then(|a| self.admit_read(a.handle, a.outcome)),
-            Probe::Expired(expired) => self.get_expired(cache, expired).await,
-            Probe::Absent => self.get_uncached(name).await,
+        match cache.probe(name) {
+            Probe::Answer(answer) => Ok(answer.and_then(|a| self.admit_read(a.handle, a.outcome))),
+            Probe::Expired(expired) => Err(Missed::Expired(cache, expired)),
+            Probe::Absent => Err(Missed::Absent),
+        }
+    }
+
+    /// A [`Sealbox::get`] that missed: an entry the cache holds is refreshed in place, and a
+    /// reference it does not hold is routed (a first read, or no cache).
+    async fn finish_get(&self, name: &str, missed: Missed<'_>) -> Result<SecretHandle> {
+        match missed {
+            Missed::Expired(cache, expired) => self.get_expired(cache, expired).await,
+            Missed::Absent => self.get_uncached(name).await,
         }
     }
 
@@ -829,12 +856,44 @@ impl BlockingSealbox {
         self.client.get_cached(reference)
     }
 
-    /// See [`Sealbox::get`].
+    /// See [`Sealbox::get`]. A hit does not enter the runtime.
     pub fn get(&self, name: &str) -> Result<SecretHandle> {
-        if let Some(r) = self.client.get_cached(name.as_bytes()) {
-            return r;
-        }
-        self.rt.block_on(self.client.get_uncached(name))
+        self.get_bytes(name.as_bytes(), |_| Ok(name))
+    }
+
+    /// [`BlockingSealbox::get`] of a name received as bytes (from C, say): a hit needs no
+    /// UTF-8 check, as only valid names are cached, and the cache is probed once whatever
+    /// the outcome. Only a name the cache does not hold is turned into text, by `text`, whose
+    /// error is returned as is.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sealbox::{Error, ErrorKind, Sealbox, Secret, store::memory::MemoryStore};
+    /// # let client = Sealbox::builder().store(Arc::new(MemoryStore::new())).build()?.blocking()?;
+    /// # client.put("app/token", &Secret::random(32)?)?;
+    /// let text = |b| std::str::from_utf8(b).map_err(|_| Error::invalid_input("name is not UTF-8"));
+    /// let token = client.get_bytes(b"app/token", text)?; // a first read: checked, then routed
+    /// let hit = |_| -> Result<&str, Error> { unreachable!("a hit checks nothing") };
+    /// let again = client.get_bytes(b"app/token", hit)?;
+    /// assert_eq!(again.version(), token.version());
+    /// let err = client.get_bytes(b"app/\xff", text).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn get_bytes<'n, E: From<Error>>(
+        &self,
+        name: &'n [u8],
+        text: impl FnOnce(&'n [u8]) -> std::result::Result<&'n str, E>,
+    ) -> std::result::Result<SecretHandle, E> {
+        let c = &self.client;
+        Ok(match c.start_get(name) {
+            Ok(read) => read?,
+            // The entry holds the name it was read under: no text needed.
+            Err(Missed::Expired(cache, expired)) => {
+                self.rt.block_on(c.get_expired(cache, expired))?
+            }
+            Err(Missed::Absent) => self.rt.block_on(c.get_uncached(text(name)?))?,
+        })
     }
 
     /// See [`Sealbox::get_version`].

@@ -10,5 +10,10 @@ fi
 for target in $(cargo +nightly fuzz list); do
   echo "--- fuzz $target for ${secs}s"
   mkdir -p "corpus/$target"
-  cargo +nightly fuzz run "$target" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 5
+  # Committed seeds (inputs the fuzzer could not find alone, such as validly signed lines) are
+  # read beside the run's own corpus, which stays the only one written to.
+  seeds=()
+  if [ -d "seeds/$target" ]; then seeds=("seeds/$target"); fi
+  cargo +nightly fuzz run "$target" "corpus/$target" "${seeds[@]}" -- \
+    -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 5
 done

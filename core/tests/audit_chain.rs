@@ -164,6 +164,63 @@ fn every_edit_deletion_and_reordering_is_found_at_its_line() {
 }
 
 #[test]
+fn bytes_that_are_not_text_are_reported_at_their_line_not_as_a_read_failure() {
+    let (_dir, path, k) = small_log(6);
+    let original = std::fs::read(&path).unwrap();
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            original
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .filter(|&i| i < original.len())
+        .collect();
+    for (i, &start) in starts.iter().enumerate() {
+        // A byte inside the line's user name replaced by one that is not UTF-8.
+        let at = start
+            + original[start..]
+                .windows(8)
+                .position(|w| w == b"svc:test")
+                .unwrap();
+        let mut edited = original.clone();
+        edited[at + 4] = 0xff;
+        std::fs::write(&path, &edited).unwrap();
+        let report = verify_file(&path, &k).unwrap();
+        assert_eq!(report.lines, starts.len() as u64);
+        assert_eq!(report.last_seq, (i as u64).checked_sub(1), "line {i}");
+        let p = report.problem.unwrap();
+        assert_eq!(
+            (p.line, p.kind),
+            (i as u64 + 1, ProblemKind::Broken),
+            "line {i}"
+        );
+    }
+    // A line cut inside a multi-byte character, then the rest of the file.
+    let mut cut = original[..starts[2]].to_vec();
+    cut.extend_from_slice(b"{\"user\":\"\xc3\n");
+    cut.extend_from_slice(&original[starts[2]..]);
+    std::fs::write(&path, &cut).unwrap();
+    let p = verify_file(&path, &k).unwrap().problem.unwrap();
+    assert_eq!((p.line, p.kind), (3, ProblemKind::Broken));
+    // An anchor that is not text: a broken anchor, past the last line.
+    std::fs::write(&path, &original).unwrap();
+    let head = path.with_extension("jsonl.head");
+    assert!(
+        verify_file(&path, &k).unwrap().anchored,
+        "no anchor to break"
+    );
+    std::fs::write(&head, b"{\"seq\": 5, \"hash\": \"\xa6\"}").unwrap();
+    let report = verify_file(&path, &k).unwrap();
+    let p = report.problem.unwrap();
+    assert_eq!(
+        (p.line, p.kind),
+        (starts.len() as u64 + 1, ProblemKind::Broken)
+    );
+}
+
+#[test]
 fn a_log_continues_its_chain_after_a_restart() {
     let (_dir, path, k) = small_log(3);
     let rt = tokio::runtime::Runtime::new().unwrap();

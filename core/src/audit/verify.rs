@@ -84,43 +84,42 @@ fn parse(key: &AuditKey, text: &str) -> std::result::Result<Line, ProblemKind> {
 /// Verifies the audit log at `path` with the chain `key` and reports the first broken, edited,
 /// missing or reordered line. The `PATH.head` anchor, when present, is checked too.
 ///
-/// I/O failures are errors; a bad file is an `Ok` report with [`VerifyReport::problem`] set.
+/// I/O failures are errors; a bad file is an `Ok` report with [`VerifyReport::problem`] set
+/// (bytes that are not UTF-8 text included: a broken line). The file is read once, a line at a
+/// time, so a log of any size verifies in constant memory.
 pub fn verify_file(path: &Path, key: &AuditKey) -> Result<VerifyReport> {
-    let err = |e| Error::io(format!("reading audit file {}", path.display()), e);
-    let file = std::fs::File::open(path).map_err(err)?;
-    let mut lines = Vec::new();
-    for line in BufReader::new(file).lines() {
-        lines.push(line.map_err(err)?);
-    }
+    let mut lines = Lines::open(path)?;
     let mut report = VerifyReport {
-        lines: lines.len() as u64,
+        lines: 0,
         last_seq: None,
         last_hash: None,
         anchored: false,
         problem: None,
     };
-    let parsed: Vec<std::result::Result<Line, ProblemKind>> =
-        lines.iter().map(|l| parse(key, l)).collect();
-    let mut prev = GENESIS.to_owned();
-    for (i, line) in parsed.iter().enumerate() {
-        let expected_seq = i as u64;
-        let at = i as u64 + 1;
+    while let Some(text) = lines.next_line()? {
+        let expected_seq = report.lines;
+        report.lines += 1;
+        let at = report.lines;
         let fail = |kind, detail: String| Problem {
             line: at,
             kind,
             detail,
         };
-        let line = match line {
+        let line = match text.map_or(Err(ProblemKind::Broken), |t| parse(key, t)) {
             Ok(l) => l,
             Err(kind) => {
-                report.problem = Some(fail(*kind, "the line does not verify".into()));
-                return Ok(report);
+                report.problem = Some(fail(kind, "the line does not verify".into()));
+                break;
             }
         };
         if line.seq != expected_seq {
-            let later = parsed[i + 1..]
-                .iter()
-                .any(|l| l.as_ref().is_ok_and(|l| l.seq == expected_seq));
+            // Reordered if the expected line comes later (or this one came before), missing
+            // otherwise: the rest of the file decides (and is counted here).
+            let mut later = false;
+            while let Some(rest) = lines.next_line()? {
+                report.lines += 1;
+                later |= rest.is_some_and(|t| parse(key, t).is_ok_and(|l| l.seq == expected_seq));
+            }
             let kind = if line.seq < expected_seq || later {
                 ProblemKind::Reordered
             } else {
@@ -130,27 +129,74 @@ pub fn verify_file(path: &Path, key: &AuditKey) -> Result<VerifyReport> {
                 kind,
                 format!("expected seq {expected_seq}, found seq {}", line.seq),
             ));
-            return Ok(report);
+            break;
         }
-        if line.prev != prev {
+        if line.prev != report.last_hash.as_deref().unwrap_or(GENESIS) {
             report.problem = Some(fail(
                 ProblemKind::Broken,
                 format!("seq {} does not follow the previous line's hash", line.seq),
             ));
-            return Ok(report);
+            break;
         }
-        prev = line.hash.clone();
         report.last_seq = Some(line.seq);
-        report.last_hash = Some(line.hash.clone());
+        report.last_hash = Some(line.hash);
+    }
+    if report.problem.is_some() {
+        // The report counts every line of the file.
+        while lines.next_line()?.is_some() {
+            report.lines += 1;
+        }
+        return Ok(report);
     }
     check_anchor(path, key, &mut report)?;
     Ok(report)
 }
 
+/// The lines of a log, as `BufRead::lines` splits them (`\n`, an optional `\r` before it, a
+/// last line without one), each `None` when it is not UTF-8.
+struct Lines<'a> {
+    reader: BufReader<std::fs::File>,
+    buf: Vec<u8>,
+    path: &'a Path,
+}
+
+impl<'a> Lines<'a> {
+    fn open(path: &'a Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+        Ok(Lines {
+            reader: BufReader::new(file),
+            buf: Vec::new(),
+            path,
+        })
+    }
+
+    /// The next line (`Some(None)`: not text), or `None` at the end of the file.
+    fn next_line(&mut self) -> Result<Option<Option<&str>>> {
+        self.buf.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| read_error(self.path, e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut line = &self.buf[..];
+        if let Some(l) = line.strip_suffix(b"\n") {
+            line = l.strip_suffix(b"\r").unwrap_or(l);
+        }
+        Ok(Some(std::str::from_utf8(line).ok()))
+    }
+}
+
+fn read_error(path: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("reading audit file {}", path.display()), e)
+}
+
 fn check_anchor(path: &Path, key: &AuditKey, report: &mut VerifyReport) -> Result<()> {
     let mut head_path = path.as_os_str().to_owned();
     head_path.push(".head");
-    let text = match std::fs::read_to_string(&head_path) {
+    // Bytes: an anchor that is not UTF-8 is a broken anchor, not a read failure.
+    let text = match std::fs::read(&head_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io("reading the audit head file", e)),
@@ -162,7 +208,7 @@ fn check_anchor(path: &Path, key: &AuditKey, report: &mut VerifyReport) -> Resul
         kind: ProblemKind::Broken,
         detail: detail.to_owned(),
     };
-    let v: serde_json::Value = match serde_json::from_str(&text) {
+    let v: serde_json::Value = match serde_json::from_slice(&text) {
         Ok(v) => v,
         Err(_) => {
             report.problem = Some(broken("the .head anchor is not valid JSON"));

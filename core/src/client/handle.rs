@@ -3,6 +3,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+use smallvec::SmallVec;
+
 use crate::audit::Resource;
 use crate::secret::Secret;
 use crate::store::{SecretName, Stage, VersionId};
@@ -38,7 +40,9 @@ impl Default for Principal {
 pub(crate) struct VersionMeta {
     pub(crate) name: SecretName,
     pub(crate) version: VersionId,
-    pub(crate) stages: Vec<Stage>,
+    /// Inline for a version with one stage (the usual `CURRENT`): the store's `Vec` is freed
+    /// by the reader that made it, not later by whichever thread evicts the version.
+    pub(crate) stages: SmallVec<[Stage; 1]>,
     pub(crate) created: Option<SystemTime>,
     /// The id of the store it came from.
     pub(crate) store: Arc<str>,
@@ -59,7 +63,7 @@ impl VersionMeta {
         VersionMeta {
             name,
             version,
-            stages,
+            stages: stages.into_iter().collect(),
             created,
             store,
             resource: OnceLock::new(),

@@ -225,7 +225,7 @@ impl SecretStore for MemoryStore {
             deleted: None,
             tokens: BTreeMap::new(),
         });
-        let id = VersionId::new((entry.versions.len() + 1).to_string());
+        let id = VersionId::from(entry.versions.len() as u64 + 1);
         entry.versions.push(StoredVersion {
             id: id.clone(),
             value: value.try_clone()?,

@@ -6,6 +6,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use compact_str::{CompactString, ToCompactString};
+
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
@@ -207,18 +209,41 @@ impl fmt::Display for SecretRef {
 }
 
 /// A store-specific, opaque version id (`"3"` in the local vault, a UUID on AWS).
+///
+/// Ids of up to 24 bytes are held inline: a cached version's id is then no allocation of
+/// its own, to be freed later on whichever thread evicts it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VersionId(String);
+pub struct VersionId(CompactString);
 
 impl VersionId {
     /// Wraps a store's version id.
     pub fn new(id: impl Into<String>) -> VersionId {
-        VersionId(id.into())
+        let id: String = id.into();
+        VersionId(if id.len() <= std::mem::size_of::<CompactString>() {
+            CompactString::new(&id)
+        } else {
+            // Keeps the string's own buffer rather than copying it.
+            CompactString::from(id)
+        })
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A numbered version (the local vault's, the memory store's), formatted without allocating.
+impl From<u64> for VersionId {
+    fn from(n: u64) -> VersionId {
+        VersionId(n.to_compact_string())
+    }
+}
+
+/// A numbered version as SQLite stores it.
+impl From<i64> for VersionId {
+    fn from(n: i64) -> VersionId {
+        VersionId(n.to_compact_string())
     }
 }
 
@@ -256,23 +281,27 @@ impl Stage {
 impl FromStr for Stage {
     type Err = Error;
     fn from_str(s: &str) -> Result<Stage> {
-        Ok(match s.to_ascii_uppercase().as_str() {
-            "CURRENT" => Stage::Current,
-            "PENDING" => Stage::Pending,
-            "PREVIOUS" => Stage::Previous,
-            _ => {
-                let ok = !s.is_empty()
-                    && s.len() <= 64
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                if !ok {
-                    return Err(Error::invalid_input(
-                        "a stage label is 1-64 ASCII letters, digits, '_' or '-'",
-                    ));
+        let named = [Stage::Current, Stage::Pending, Stage::Previous];
+        Ok(
+            match named
+                .into_iter()
+                .find(|n| n.as_str().eq_ignore_ascii_case(s))
+            {
+                Some(stage) => stage,
+                None => {
+                    let ok = !s.is_empty()
+                        && s.len() <= 64
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    if !ok {
+                        return Err(Error::invalid_input(
+                            "a stage label is 1-64 ASCII letters, digits, '_' or '-'",
+                        ));
+                    }
+                    Stage::Custom(s.to_owned())
                 }
-                Stage::Custom(s.to_owned())
-            }
-        })
+            },
+        )
     }
 }
 
@@ -548,5 +577,27 @@ mod tests {
             Stage::Custom("AWSCURRENT".into())
         );
         assert!("bad label".parse::<Stage>().is_err());
+        assert_eq!("Previous".parse::<Stage>().unwrap(), Stage::Previous);
+        assert_eq!("pending".parse::<Stage>().unwrap(), Stage::Pending);
+        // A prefix of a named stage is a label of its own.
+        assert_eq!(
+            "CURR".parse::<Stage>().unwrap(),
+            Stage::Custom("CURR".into())
+        );
+    }
+
+    #[test]
+    fn version_ids_compare_as_their_text_however_they_are_held() {
+        let uuid = "00000000-0000-4000-8000-00000000dead"; // longer than the inline 24 bytes
+        assert_eq!(VersionId::new(uuid).as_str(), uuid);
+        assert_eq!(VersionId::new(uuid.to_string()), VersionId::new(uuid));
+        assert_eq!(VersionId::from(17u64), VersionId::new("17"));
+        assert_eq!(VersionId::from(17i64).to_string(), "17");
+        assert_eq!(VersionId::from(u64::MAX).as_str(), u64::MAX.to_string());
+        let inline = "x".repeat(24);
+        assert_eq!(VersionId::new(inline.clone()).as_str(), inline);
+        // Ordered as text, as a String id was: "10" before "9".
+        assert!(VersionId::from(10u64) < VersionId::from(9u64));
+        assert!(VersionId::new(uuid) > VersionId::new("0"));
     }
 }

@@ -1018,7 +1018,7 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
                         ));
                     }
                     return Ok(WriteOutcome::Done(VersionInfo {
-                        version: VersionId::new(v.to_string()),
+                        version: VersionId::from(v),
                         stages: stages_of(&tx, id, v)?,
                         created: Some(to_time(created)),
                     }));
@@ -1086,7 +1086,7 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
     let stages = stages_of(&tx, secret_id, version)?;
     tx.commit().map_err(err)?;
     Ok(WriteOutcome::Done(VersionInfo {
-        version: VersionId::new(version.to_string()),
+        version: VersionId::from(version),
         stages,
         created: Some(to_time(now)),
     }))
@@ -1186,7 +1186,7 @@ impl SecretStore for LocalVault {
         })?;
         Ok(SecretVersion {
             value,
-            version: VersionId::new(row.version.to_string()),
+            version: VersionId::from(row.version),
             stages: parse_stages(row.stages),
             created: Some(to_time(row.created)),
         })
@@ -1339,7 +1339,7 @@ impl SecretStore for LocalVault {
                     let mut st = stages.remove(&v).unwrap_or_default();
                     st.sort();
                     VersionInfo {
-                        version: VersionId::new(v.to_string()),
+                        version: VersionId::from(v),
                         stages: st,
                         created: Some(to_time(c)),
                     }

@@ -228,14 +228,18 @@ impl Entry {
     /// Expires the entry and releases its value to `graves`: the next read goes to the
     /// store, and no failure can serve the old value.
     fn expire(&self, graves: &Graveyard) {
+        for old in self.unlink() {
+            graves.bury(old, true);
+        }
+    }
+
+    /// Expires the entry and hands back its values, which the caller must retire.
+    fn unlink(&self) -> impl Iterator<Item = Unlinked> {
         self.expires.store(0, Ordering::Release);
         self.stale_until.store(0, Ordering::Relaxed);
-        if let Some(old) = self.plain.replace(None) {
-            graves.bury(Unlinked::Plain(old), true);
-        }
-        if let Some(old) = self.sealed.replace(None) {
-            graves.bury(Unlinked::Sealed(old), true);
-        }
+        let plain = self.plain.replace(None).map(Unlinked::Plain);
+        let sealed = self.sealed.replace(None).map(Unlinked::Sealed);
+        plain.into_iter().chain(sealed)
     }
 
     fn set_times(&self, config: &CacheConfig, now: u64) {
@@ -838,19 +842,20 @@ impl SecretCache {
         self.inner.lifetimes.run_pending_tasks(&self.inner.index);
     }
 
-    /// Drops everything.
+    /// Drops everything. The values are wiped before this returns unless a reader still
+    /// holds them (a handle, or a read in progress on another thread).
     pub fn clear(&self) {
         self.inner.lifetimes.clear();
         let index = self.inner.index.pin();
-        // The index retires its entries lazily; their values go now.
-        for (_, entry) in index.iter() {
-            entry.expire(&self.inner.lifetimes.graves);
-        }
+        // Retired here rather than queued for the maintenance thread: what a clear drops
+        // leaves memory with it, and is freed on the thread that read most of it.
+        let values: Vec<Unlinked> = index.iter().flat_map(|(_, e)| e.unlink()).collect();
         index.clear();
         drop(index);
-        // Starts freeing the removed entries now rather than with this thread's next batch
-        // of retirements (a later read's, on its latency).
-        papaya::Guard::flush(&self.inner.index.guard());
+        graves::retire(values, &self.inner.index);
+        // Starts freeing the values and the removed entries now rather than with this
+        // thread's next batch of retirements (a later read's, on its latency).
+        graves::flush(&self.inner.index);
     }
 }
 
@@ -923,6 +928,34 @@ mod tests {
         tokio::time::sleep(lifetimes::TICK * (lifetimes::IDLE_TICKS + 50)).await;
         miss(&cache, &store, 1).await;
         eventually("moka tracks the second entry", || moka.tracked() == 2).await;
+    }
+
+    #[tokio::test]
+    async fn clear_wipes_the_values_before_it_returns() {
+        let store = filled(3).await;
+        let cache = cache(1000);
+        // No maintenance thread: a value queued for it would stay.
+        assert!(
+            cache
+                .inner
+                .lifetimes
+                .graves
+                .thread
+                .set(Some(std::thread::current()))
+                .is_ok()
+        );
+        let mut values = Vec::new();
+        for i in 0..3 {
+            miss(&cache, &store, i).await;
+            let entry = indexed(&cache, &format!("app/k{i}")).expect("indexed");
+            let value = entry.plain.load(&cache.inner.index.guard());
+            values.push(Arc::downgrade(&value.expect("a cached value")));
+        }
+        cache.clear();
+        assert_eq!(cache.len(), 0);
+        for (i, v) in values.iter().enumerate() {
+            assert!(v.upgrade().is_none(), "value {i} outlived the clear");
+        }
     }
 
     #[tokio::test]

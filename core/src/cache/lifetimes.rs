@@ -48,7 +48,16 @@ const FLUSH_AFTER_TICKS: u32 = 20;
 /// full batch.
 const FLUSH_RETRIES: u32 = 4;
 
-pub(super) type Moka = moka::sync::Cache<Arc<str>, Weak<Entry>>;
+/// Entries are keyed by address: the weak reference moka holds keeps the entry's allocation,
+/// so no other entry can have that address while moka tracks it. An entry's lifetime is thus
+/// its own, not its name's: forgetting a removed entry cannot forget a newer one of the same
+/// name, and moka hashes a word, not the name.
+pub(super) type Moka = moka::sync::Cache<usize, Weak<Entry>>;
+
+/// The key of `entry` in moka.
+fn key_of(entry: *const Entry) -> usize {
+    entry.addr()
+}
 type Index = super::Index;
 
 pub(super) struct Lifetimes {
@@ -150,18 +159,14 @@ impl Lifetimes {
     }
 
     fn insert_if_indexed(&self, entry: Weak<Entry>, index: &Index) {
-        let key = match entry.upgrade() {
-            Some(e) => {
-                let indexed = index
-                    .pin()
-                    .get(&KeyBytes(e.key.as_bytes()))
-                    .is_some_and(|current| Arc::ptr_eq(current, &e));
-                indexed.then(|| e.key.clone())
-            }
-            None => None,
-        };
-        if let Some(key) = key {
-            self.moka.insert(key, entry);
+        let indexed = entry.upgrade().is_some_and(|e| {
+            index
+                .pin()
+                .get(&KeyBytes(e.key.as_bytes()))
+                .is_some_and(|current| Arc::ptr_eq(current, &e))
+        });
+        if indexed {
+            self.moka.insert(key_of(entry.as_ptr()), entry);
         }
     }
 
@@ -171,10 +176,10 @@ impl Lifetimes {
         self.moka.run_pending_tasks();
     }
 
-    /// Forgets `key` (a queued entry for it is skipped when drained: the index no longer
-    /// holds it).
-    pub(super) fn invalidate(&self, key: &str) {
-        self.moka.invalidate(key);
+    /// Forgets `entry`, which the index no longer holds (so a queued one is skipped when
+    /// drained).
+    pub(super) fn invalidate(&self, entry: &Arc<Entry>) {
+        self.moka.invalidate(&key_of(Arc::as_ptr(entry)));
     }
 
     /// Forgets everything queued and cached.
@@ -202,6 +207,12 @@ impl Lifetimes {
     #[cfg(test)]
     pub(super) fn queued_capacity(&self) -> usize {
         self.queue.lock().map_or(0, |q| q.entries.capacity())
+    }
+
+    /// Whether moka holds the lifetime of `entry`.
+    #[cfg(test)]
+    pub(super) fn tracks(&self, entry: &Arc<Entry>) -> bool {
+        self.moka.contains_key(&key_of(Arc::as_ptr(entry)))
     }
 
     /// Entries waiting for the next drain.

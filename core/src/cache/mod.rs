@@ -390,22 +390,23 @@ impl SecretCache {
             .max_capacity(config.capacity)
             .time_to_live(lifetime)
             .eviction_listener(
-                move |key: Arc<Arc<str>>,
+                move |_: Arc<usize>,
                       entry: std::sync::Weak<Entry>,
                       cause: moka::notification::RemovalCause| {
-                    if cause != moka::notification::RemovalCause::Replaced {
-                        // The weak reference keeps the entry's allocation, so no newer entry
-                        // can have its address.
-                        let removed = listener_index
-                            .pin()
-                            .remove_if(&KeyBytes(key.as_bytes()), |_, current| {
-                                std::ptr::eq(Arc::as_ptr(current), entry.as_ptr())
-                            })
-                            .is_ok_and(|r| r.is_some());
-                        // The index retires the entry lazily; its value goes now.
-                        if removed && let Some(entry) = entry.upgrade() {
-                            entry.expire(&listener_graves);
-                        }
+                    if cause == moka::notification::RemovalCause::Replaced {
+                        return;
+                    }
+                    // An entry that nothing holds any more is in no index.
+                    let Some(entry) = entry.upgrade() else { return };
+                    let removed = listener_index
+                        .pin()
+                        .remove_if(&KeyBytes(entry.key.as_bytes()), |_, current| {
+                            Arc::ptr_eq(current, &entry)
+                        })
+                        .is_ok_and(|r| r.is_some());
+                    // The index retires the entry lazily; its value goes now.
+                    if removed {
+                        entry.expire(&listener_graves);
                     }
                 },
             )
@@ -628,6 +629,7 @@ impl SecretCache {
             Err(_) => {
                 // The reference now routes to another store: the new entry replaces the old.
                 if let Some(old) = index.insert(IndexKey(fresh.key.clone()), fresh.clone()) {
+                    self.inner.lifetimes.invalidate(old);
                     old.expire(&self.inner.lifetimes.graves);
                 }
             }
@@ -731,7 +733,7 @@ impl SecretCache {
                 })
                 .is_ok_and(|r| r.is_some());
             if removed {
-                inner.lifetimes.invalidate(key);
+                inner.lifetimes.invalidate(entry);
                 entry.expire(&inner.lifetimes.graves);
             }
         }
@@ -956,6 +958,60 @@ mod tests {
         for (i, v) in values.iter().enumerate() {
             assert!(v.upgrade().is_none(), "value {i} outlived the clear");
         }
+    }
+
+    #[tokio::test]
+    async fn forgetting_a_removed_entry_keeps_the_lifetime_of_a_newer_one_of_its_name() {
+        let store = filled(1).await;
+        let cache = cache(1000);
+        miss(&cache, &store, 0).await;
+        let old = indexed(&cache, "app/k0").expect("indexed");
+        cache.run_pending_tasks();
+        // Removed as a failed refresh removes it, and read again (a new entry) before the
+        // remover forgets the old one's lifetime.
+        assert!(
+            cache
+                .inner
+                .index
+                .pin()
+                .remove(&KeyBytes(b"app/k0"))
+                .is_some()
+        );
+        miss(&cache, &store, 0).await;
+        let new = indexed(&cache, "app/k0").expect("indexed again");
+        assert!(!Arc::ptr_eq(&old, &new));
+        cache.run_pending_tasks();
+        let lifetimes = &cache.inner.lifetimes;
+        assert!(lifetimes.tracks(&old) && lifetimes.tracks(&new));
+        lifetimes.invalidate(&old);
+        assert!(!lifetimes.tracks(&old));
+        assert!(
+            lifetimes.tracks(&new),
+            "the new entry would never be evicted"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_entry_replaced_by_one_of_another_store_gives_up_its_lifetime() {
+        let (first, second) = (filled(1).await, filled(1).await);
+        let cache = cache(1000);
+        miss(&cache, &first, 0).await;
+        let old = indexed(&cache, "app/k0").expect("indexed");
+        cache.run_pending_tasks();
+        assert!(cache.inner.lifetimes.tracks(&old));
+        miss(&cache, &second, 0).await;
+        let new = indexed(&cache, "app/k0").expect("indexed");
+        assert!(Arc::ptr_eq(
+            &new.store,
+            &(second.clone() as Arc<dyn SecretStore>)
+        ));
+        cache.run_pending_tasks();
+        assert!(
+            !cache.inner.lifetimes.tracks(&old),
+            "it would hold a place in the capacity"
+        );
+        assert!(cache.inner.lifetimes.tracks(&new));
+        assert_eq!(cache.len(), 1);
     }
 
     #[tokio::test]

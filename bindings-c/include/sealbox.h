@@ -26,7 +26,8 @@
 
 // The result of every fallible `sb_*` function. `SB_RESULT_OK` is 0; see the ranges in the
 // crate documentation. Outputs are written only when the result is `SB_RESULT_OK` (or
-// `SB_RESULT_DONE` where documented). `sb_last_error_message` gives details of a failure.
+// `SB_RESULT_DONE`, or a needed size with `SB_RESULT_INSUFFICIENT_SIZE`, where
+// documented). `sb_last_error_message` gives details of a failure.
 enum sb_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -355,6 +356,22 @@ sb_result sb_metadata_updated(const struct sb_metadata *metadata,
 // # Safety
 // `metadata` is NULL or live and not used again.
 void sb_metadata_free(struct sb_metadata *metadata);
+
+// Copies this client's metrics as Prometheus text (counters, store errors by kind and the
+// store-latency histogram; no secret names or values) into `buf` as a NUL-terminated
+// string, and writes its length without the NUL to `*needed`.
+//
+// The text does not fit in `len` bytes (NUL included): `SB_RESULT_INSUFFICIENT_SIZE`,
+// `buf` untouched and `*needed` written all the same, so the call can be repeated with a
+// buffer of `*needed + 1` bytes. `buf` may be NULL when `len` is 0, to ask for the size.
+//
+// # Safety
+// `client` is NULL or live; `buf` is NULL with `len` 0, or points to `len` writable bytes;
+// `needed` is NULL or writable.
+sb_result sb_metrics_prometheus(const struct sb_client *client,
+                                char *buf,
+                                size_t len,
+                                size_t *needed);
 
 // Hardens the calling process for holding secrets: no core dumps (`RLIMIT_CORE = 0`) and
 // not dumpable (`PR_SET_DUMPABLE = 0`, so unprivileged users cannot ptrace it or read its

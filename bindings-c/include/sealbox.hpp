@@ -334,6 +334,23 @@ class Client {
   /// Writes queued audit events to the sinks.
   void flush_audit() const { detail::check(sb_audit_flush(raw_)); }
 
+  /// This client's metrics as Prometheus text, for the service's own `/metrics` endpoint.
+  std::string metrics_prometheus() const {
+    size_t needed = 0;
+    sb_result r = sb_metrics_prometheus(raw_, nullptr, 0, &needed);
+    // The text grows only by digits between the calls: retry until it fits.
+    while (r == SB_RESULT_INSUFFICIENT_SIZE) {
+      std::string text(needed + 64, '\0');
+      r = sb_metrics_prometheus(raw_, text.data(), text.size(), &needed);
+      if (r == SB_RESULT_OK) {
+        text.resize(needed);
+        return text;
+      }
+    }
+    detail::check(r);
+    return std::string();
+  }
+
   /// The C handle (still owned by this Client).
   const sb_client* raw() const noexcept { return raw_; }
 

@@ -404,7 +404,7 @@ fn get_current(client: &BlockingSealbox, name: &[u8]) -> Result<SecretHandle, Fa
     client.get_bytes(name, |n| params::name_str(n, "name"))
 }
 
-/// Borrows the Rust client behind a handle (for the list and describe modules).
+/// Borrows the Rust client behind a handle (for the list, describe and metrics modules).
 ///
 /// # Safety
 /// As [`BoxedHandle::borrow`].

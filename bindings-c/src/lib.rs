@@ -23,6 +23,7 @@ mod handle;
 mod last_error;
 mod list;
 mod metadata;
+mod metrics;
 mod params;
 mod process;
 mod result;
@@ -41,6 +42,7 @@ pub use metadata::{
     sb_describe, sb_metadata, sb_metadata_current_version, sb_metadata_free, sb_metadata_updated,
     sb_metadata_version_at, sb_metadata_version_count,
 };
+pub use metrics::sb_metrics_prometheus;
 pub use process::sb_harden_process;
 pub use result::{sb_result, sb_result_name};
 pub use secret::{sb_secret, sb_secret_data, sb_secret_free, sb_secret_version};

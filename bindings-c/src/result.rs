@@ -18,7 +18,8 @@ use sealbox::ErrorKind;
 
 /// The result of every fallible `sb_*` function. `SB_RESULT_OK` is 0; see the ranges in the
 /// crate documentation. Outputs are written only when the result is `SB_RESULT_OK` (or
-/// `SB_RESULT_DONE` where documented). `sb_last_error_message` gives details of a failure.
+/// `SB_RESULT_DONE`, or a needed size with `SB_RESULT_INSUFFICIENT_SIZE`, where
+/// documented). `sb_last_error_message` gives details of a failure.
 #[allow(non_camel_case_types)]
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -308,3 +308,63 @@ fn a_staged_put_leaves_current_and_refresh_now_picks_up_another_clients_write() 
         sb_client_free(writer);
     }
 }
+
+#[test]
+fn metrics_are_sized_first_then_copied_with_a_nul() {
+    let c = open();
+    // SAFETY: c is live; buffers and outputs are locals of the lengths given; NULL is what
+    // the first calls test.
+    unsafe {
+        assert_eq!(
+            sb_put(c, c"app/m".as_ptr(), b"v".as_ptr(), 1),
+            sb_result::Ok
+        );
+        let mut s = null_mut();
+        assert_eq!(sb_get(c, c"app/m".as_ptr(), &mut s), sb_result::Ok);
+        sb_secret_free(s);
+
+        let mut needed = usize::MAX;
+        assert_eq!(
+            sb_metrics_prometheus(c, null_mut(), 0, null_mut()),
+            sb_result::NullParameter
+        );
+        assert_eq!(
+            sb_metrics_prometheus(c, null_mut(), 1, &mut needed),
+            sb_result::NullParameter
+        );
+        assert_eq!(needed, usize::MAX, "no output on a refused call");
+        // A size query, then a buffer one byte short of the NUL.
+        assert_eq!(
+            sb_metrics_prometheus(c, null_mut(), 0, &mut needed),
+            sb_result::InsufficientSize
+        );
+        assert!(needed > 0);
+        let mut buf = vec![0x7f as c_char; needed + 1];
+        let mut again = 0usize;
+        assert_eq!(
+            sb_metrics_prometheus(c, buf.as_mut_ptr(), needed, &mut again),
+            sb_result::InsufficientSize
+        );
+        assert_eq!(again, needed);
+        assert!(
+            buf.iter().all(|&b| b == 0x7f),
+            "buf untouched when it is too small"
+        );
+        assert!(last_error().contains("bytes"));
+
+        assert_eq!(
+            sb_metrics_prometheus(c, buf.as_mut_ptr(), buf.len(), &mut again),
+            sb_result::Ok
+        );
+        let text = CStr::from_ptr(buf.as_ptr()).to_str().expect("UTF-8");
+        assert_eq!(text.len(), again);
+        assert!(text.contains("sealbox_gets_total 1\n"), "{text}");
+        assert!(text.contains("sealbox_writes_total 1\n"), "{text}");
+        assert!(!text.contains("app/m"), "no secret names");
+        sb_client_free(c);
+        assert_eq!(
+            sb_metrics_prometheus(null(), buf.as_mut_ptr(), buf.len(), &mut again),
+            sb_result::NullParameter
+        );
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{IntoPyDict, PyDict, PyType};
 use sealbox::client::{BlockingSealbox, Principal};
 use sealbox::config::open_local_vault;
 use sealbox::store::memory::MemoryStore;
@@ -356,6 +356,35 @@ impl PySealbox {
         let client = self.client()?;
         py.detach(|| client.flush_audit())?;
         Ok(())
+    }
+
+    /// This client's counters since it was opened: `gets`, `hits`, `misses`, `stale` (values
+    /// served past their TTL while the store failed), `denies`, `writes`, `rotations`,
+    /// `alerts`, and `store_errors` (a dict of store failures by kind). No names, no values.
+    fn metrics<'py>(&self, py: Python<'py>) -> BindingResult<Bound<'py, PyDict>> {
+        let m = self.client()?.client().metrics();
+        let counts = PyDict::new(py);
+        let counters = [
+            ("gets", m.gets),
+            ("hits", m.hits),
+            ("misses", m.misses),
+            ("stale", m.stale),
+            ("denies", m.denies),
+            ("writes", m.writes),
+            ("rotations", m.rotations),
+            ("alerts", m.alerts),
+        ];
+        for (name, n) in counters {
+            counts.set_item(name, n)?;
+        }
+        counts.set_item("store_errors", m.store_errors.into_py_dict(py)?)?;
+        Ok(counts)
+    }
+
+    /// This client's metrics as Prometheus text (counters and the store-latency histogram),
+    /// to serve from a service's own `/metrics` endpoint.
+    fn render_prometheus(&self) -> BindingResult<String> {
+        Ok(self.client()?.client().render_prometheus())
     }
 
     /// Closes the client: later calls raise `ValueError`. Secrets already read stay usable.

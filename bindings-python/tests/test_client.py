@@ -283,3 +283,29 @@ def test_bad_put_options_are_refused_and_the_bytearray_kept(
     assert value == kept
     with pytest.raises(sealbox.NotFound):
         sb.get("app/refused")
+
+
+def test_metrics_count_reads_by_outcome_and_store_errors_by_kind(sb: sealbox.Sealbox) -> None:
+    sb.put("app/counted", fresh_value())
+    sb.get("app/counted")  # a miss: the put invalidated nothing cached yet
+    sb.get("app/counted")  # a hit
+    with pytest.raises(sealbox.NotFound):
+        sb.get("app/absent")
+    m = sb.metrics()
+    assert (m["gets"], m["hits"], m["misses"], m["writes"]) == (3, 1, 1, 1)
+    assert m["store_errors"] == {"not_found": 1}
+    assert m["denies"] == 0 and m["stale"] == 0
+
+    text = sb.render_prometheus()
+    assert "sealbox_gets_total 3\n" in text
+    assert 'sealbox_store_errors_total{kind="not_found"} 1\n' in text
+    assert "sealbox_store_latency_seconds_count 2" in text
+    assert "app/counted" not in text, "metrics name no secret"
+
+
+def test_metrics_of_a_closed_client_raise(sb: sealbox.Sealbox) -> None:
+    sb.close()
+    with pytest.raises(ValueError):
+        sb.metrics()
+    with pytest.raises(ValueError):
+        sb.render_prometheus()

@@ -170,6 +170,21 @@ static void test_round_trip(void) {
   sb_secret_free(still);
 
   CHECK_RESULT(sb_audit_flush(c), SB_RESULT_OK);
+
+  /* Metrics: sized with a NULL buffer, then copied NUL-terminated; no names in them. */
+  size_t needed = 0;
+  CHECK_RESULT(sb_metrics_prometheus(c, NULL, 0, &needed), SB_RESULT_INSUFFICIENT_SIZE);
+  CHECK(needed > 0);
+  char *text = malloc(needed + 1);
+  CHECK(text != NULL);
+  size_t written = 0;
+  CHECK_RESULT(sb_metrics_prometheus(c, text, needed + 1, &written), SB_RESULT_OK);
+  CHECK(written == needed && strlen(text) == written);
+  CHECK(strstr(text, "# TYPE sealbox_gets_total counter\n") != NULL);
+  CHECK(strstr(text, "sealbox_store_latency_seconds_count") != NULL);
+  CHECK(strstr(text, name) == NULL);
+  free(text);
+
   CHECK_RESULT(sb_delete(c, name, true), SB_RESULT_OK);
   CHECK_RESULT(sb_get(c, name, &missing), SB_RESULT_NOT_FOUND);
   sb_client_free(c);
@@ -288,6 +303,11 @@ static void test_null_for_every_pointer_parameter(void) {
   CHECK_RESULT(sb_delete(NULL, name, false), N);
   CHECK_RESULT(sb_delete(c, NULL, false), N);
   CHECK_RESULT(sb_audit_flush(NULL), N);
+  char mbuf[16];
+  size_t mlen = 0;
+  CHECK_RESULT(sb_metrics_prometheus(NULL, mbuf, sizeof mbuf, &mlen), N);
+  CHECK_RESULT(sb_metrics_prometheus(c, NULL, sizeof mbuf, &mlen), N);
+  CHECK_RESULT(sb_metrics_prometheus(c, mbuf, sizeof mbuf, NULL), N);
 
   CHECK_RESULT(sb_list(NULL, "", &itout), N);
   CHECK_RESULT(sb_list(c, NULL, &itout), N);

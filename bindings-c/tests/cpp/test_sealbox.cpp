@@ -144,6 +144,11 @@ TEST(Client, ListsAndDeletes) {
   client.remove("other/x", true);
   EXPECT_EQ(client.list("other/").size(), 0u);
   client.flush_audit();
+  std::string metrics = client.metrics_prometheus();
+  // Three puts and a delete.
+  EXPECT_NE(metrics.find("sealbox_writes_total 4\n"), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("predis"), std::string::npos);
+  EXPECT_EQ(metrics.size(), std::strlen(metrics.c_str()));
 }
 
 TEST(Client, SharedBetweenThreads) {

@@ -80,6 +80,11 @@ class Sealbox:
         """Deletes a secret (soft delete unless ``force``)."""
     def flush_audit(self) -> None:
         """Writes every queued audit event to the sinks."""
+    def metrics(self) -> dict[str, int | dict[str, int]]:
+        """This client's counters (``gets``, ``hits``, ``misses``, ``stale``, ``denies``,
+        ``writes``, ``rotations``, ``alerts``) and ``store_errors`` by kind."""
+    def render_prometheus(self) -> str:
+        """This client's metrics as Prometheus text, for a service's ``/metrics``."""
     def close(self) -> None:
         """Closes the client; later calls raise ValueError."""
     def __enter__(self) -> Self: ...

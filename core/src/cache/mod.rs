@@ -849,8 +849,8 @@ impl SecretCache {
     pub fn clear(&self) {
         self.inner.lifetimes.clear();
         let index = self.inner.index.pin();
-        // Retired here rather than queued for the maintenance thread: what a clear drops
-        // leaves memory with it, and is freed on the thread that read most of it.
+        // Retired here rather than queued for the maintenance thread, so that what a clear
+        // drops leaves memory before it returns.
         let values: Vec<Unlinked> = index.iter().flat_map(|(_, e)| e.unlink()).collect();
         index.clear();
         drop(index);

@@ -218,13 +218,8 @@ pub struct VersionId(CompactString);
 impl VersionId {
     /// Wraps a store's version id.
     pub fn new(id: impl Into<String>) -> VersionId {
-        let id: String = id.into();
-        VersionId(if id.len() <= std::mem::size_of::<CompactString>() {
-            CompactString::new(&id)
-        } else {
-            // Keeps the string's own buffer rather than copying it.
-            CompactString::from(id)
-        })
+        // Inlines a short id (the string is freed here); a longer one keeps its buffer.
+        VersionId(CompactString::from(id.into()))
     }
 
     /// The id as text.

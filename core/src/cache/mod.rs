@@ -37,6 +37,7 @@ mod graves;
 mod key;
 mod lifetimes;
 mod sealed;
+mod shared;
 mod slot;
 
 use std::future::Future;
@@ -57,6 +58,7 @@ use key::{IndexKey, KeyBytes};
 use lifetimes::Lifetimes;
 
 use sealed::{SealedValue, Sealer};
+pub(crate) use shared::Shared;
 use slot::Slot;
 
 /// The `cache:` config section.
@@ -140,9 +142,9 @@ impl CacheConfig {
 #[derive(Clone)]
 enum Value {
     /// The handle every hit returns, with the version's metadata inside.
-    Plain(Arc<HandleInner>),
+    Plain(Shared<HandleInner>),
     /// Decrypted into a fresh handle per hit.
-    Sealed(Arc<SealedVersion>),
+    Sealed(Shared<SealedVersion>),
 }
 
 /// A sealed cache's value: the version encrypted in memory, with its metadata.
@@ -526,7 +528,7 @@ impl SecretCache {
             .ok_or_else(|| Error::internal("sealed cache entry without a sealing key"))?;
         let value = sealer.open(&sealed.value, key.as_bytes())?;
         let handle =
-            SecretHandle::from_inner(Arc::new(HandleInner::shared(sealed.meta.clone(), value)));
+            SecretHandle::from_inner(Shared::new(HandleInner::shared(sealed.meta.clone(), value)));
         Ok(CacheAnswer { handle, outcome })
     }
 
@@ -778,11 +780,11 @@ impl SecretCache {
         } = version;
         let meta = VersionMeta::new(name, store_id, version, stages, created);
         Ok(match &self.inner.sealer {
-            Some(sealer) => Value::Sealed(Arc::new(SealedVersion {
+            Some(sealer) => Value::Sealed(Shared::new(SealedVersion {
                 value: sealer.seal(&value, key.as_bytes())?,
                 meta: Arc::new(meta),
             })),
-            None => Value::Plain(Arc::new(HandleInner::new(meta, value))),
+            None => Value::Plain(Shared::new(HandleInner::new(meta, value))),
         })
     }
 
@@ -951,7 +953,7 @@ mod tests {
             miss(&cache, &store, i).await;
             let entry = indexed(&cache, &format!("app/k{i}")).expect("indexed");
             let value = entry.plain.load(&cache.inner.index.guard());
-            values.push(Arc::downgrade(&value.expect("a cached value")));
+            values.push(Shared::watch(&value.expect("a cached value")));
         }
         cache.clear();
         assert_eq!(cache.len(), 0);
@@ -1086,7 +1088,7 @@ mod tests {
         );
         assert!(entry.value(&cache.inner.index.guard()).is_none());
         eventually("the cache no longer holds the old value", || {
-            Arc::strong_count(&first) == 1
+            Shared::count(&first) == 1
         })
         .await;
 
@@ -1101,7 +1103,7 @@ mod tests {
             .load(&cache.inner.index.guard())
             .expect("a value");
         assert!(
-            !Arc::ptr_eq(&first, &second),
+            !Shared::ptr_eq(&first, &second),
             "a fresh value from the store"
         );
         assert!(matches!(
@@ -1238,7 +1240,7 @@ mod tests {
         miss(&cache, &store, 0).await;
         let entry = indexed(&cache, "app/k0").expect("cached");
         let value = match entry.value(&cache.inner.index.guard()) {
-            Some(Value::Plain(h)) => Arc::downgrade(&h),
+            Some(Value::Plain(h)) => Shared::watch(&h),
             _ => panic!("a plain value"),
         };
         drop(entry);
@@ -1261,10 +1263,10 @@ mod tests {
     }
 
     /// A weak reference to the plain value `key`'s entry holds.
-    fn held_value(cache: &SecretCache, key: &str) -> std::sync::Weak<HandleInner> {
+    fn held_value(cache: &SecretCache, key: &str) -> std::sync::Weak<()> {
         let entry = indexed(cache, key).expect("cached");
         match entry.value(&cache.inner.index.guard()) {
-            Some(Value::Plain(h)) => Arc::downgrade(&h),
+            Some(Value::Plain(h)) => Shared::watch(&h),
             _ => panic!("no plain value"),
         }
     }
@@ -1318,7 +1320,7 @@ mod tests {
         let mut given_up = Vec::new();
         for i in 1..=RETIRE_BATCH {
             let old = slot.load(&cache.inner.index.guard()).unwrap();
-            given_up.push(Arc::downgrade(&old));
+            given_up.push(Shared::watch(&old));
             drop(old);
             let unlinked = slot.replace(Some(value(i))).unwrap();
             graves.bury(Unlinked::Plain(unlinked), false);

@@ -13,16 +13,17 @@
 
 use std::marker::PhantomData;
 use std::ptr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use papaya::Guard;
 
-/// Null, or an `Arc<T>` given up with [`Arc::into_raw`] that the slot owns.
+use super::Shared;
+
+/// Null, or a `Shared<T>` given up with [`Shared::into_raw`] that the slot owns.
 pub(super) struct Slot<T> {
     ptr: AtomicPtr<T>,
-    /// Send and Sync exactly when `Arc<T>` is.
-    _owns: PhantomData<Arc<T>>,
+    /// Send and Sync exactly when `Shared<T>` is.
+    _owns: PhantomData<Shared<T>>,
 }
 
 impl<T> Slot<T> {
@@ -36,9 +37,9 @@ impl<T> Slot<T> {
 
     /// A slot holding `value`.
     #[cfg(test)]
-    pub(super) fn new(value: Arc<T>) -> Slot<T> {
+    pub(super) fn new(value: Shared<T>) -> Slot<T> {
         Slot {
-            ptr: AtomicPtr::new(Arc::into_raw(value).cast_mut()),
+            ptr: AtomicPtr::new(Shared::into_raw(value).cast_mut()),
             _owns: PhantomData,
         }
     }
@@ -48,37 +49,39 @@ impl<T> Slot<T> {
     #[inline]
     pub(super) fn get<'a>(&'a self, guard: &'a impl Guard) -> Option<&'a T> {
         let p = guard.protect(&self.ptr, Ordering::Acquire);
-        // SAFETY: `p` is null or came from `Arc::into_raw`. A value replaced after this load
+        // SAFETY: `p` is null or came from `Shared::into_raw`. A value replaced after this load
         // is retired through the guard's collector, which frees it only after `guard` is
         // dropped; a value still in the slot lives as long as the slot. The borrow is
         // bounded by both.
         unsafe { p.as_ref() }
     }
 
-    /// Another `Arc` to the value (one atomic increment), under `guard` as for [`Slot::get`].
+    /// Another pointer to the value (one atomic increment), under `guard` as for
+    /// [`Slot::get`].
     #[inline]
-    pub(super) fn load(&self, guard: &impl Guard) -> Option<Arc<T>> {
+    pub(super) fn load(&self, guard: &impl Guard) -> Option<Shared<T>> {
         let p = guard.protect(&self.ptr, Ordering::Acquire);
         if p.is_null() {
             return None;
         }
-        // SAFETY: as in `get`, `p` is a live `Arc` allocation while `guard` is held; the
-        // increment gives the returned `Arc` a count of its own.
+        // SAFETY: as in `get`, `p` is a live value while `guard` is held; the increment
+        // gives the returned pointer a count of its own.
         unsafe {
-            Arc::increment_strong_count(p);
-            Some(Arc::from_raw(p))
+            Shared::increment_count(p);
+            Some(Shared::from_raw(p))
         }
     }
 
     /// Puts `value` in the slot (or empties it) and hands back what it held, which readers
     /// may still be using: it must be retired ([`Unlinked::retire`]), not dropped.
     #[must_use = "the old value must be retired"]
-    pub(super) fn replace(&self, value: Option<Arc<T>>) -> Option<Unlinked<T>> {
-        let new = value.map_or(ptr::null_mut(), |v| Arc::into_raw(v).cast_mut());
+    pub(super) fn replace(&self, value: Option<Shared<T>>) -> Option<Unlinked<T>> {
+        let new = value.map_or(ptr::null_mut(), |v| Shared::into_raw(v).cast_mut());
         let old = self.ptr.swap(new, Ordering::AcqRel);
-        // SAFETY: a non-null `old` came from `Arc::into_raw` and the slot owned that count;
-        // the swap made it unreachable from the slot, so the count passes to the `Unlinked`.
-        (!old.is_null()).then(|| Unlinked(Some(unsafe { Arc::from_raw(old) })))
+        // SAFETY: a non-null `old` came from `Shared::into_raw` and the slot owned that
+        // count; the swap made it unreachable from the slot, so the count passes to the
+        // `Unlinked`.
+        (!old.is_null()).then(|| Unlinked(Some(unsafe { Shared::from_raw(old) })))
     }
 }
 
@@ -87,7 +90,7 @@ impl<T> Slot<T> {
 /// collector. One dropped instead is leaked (never freed under a reader), and debug builds
 /// fail.
 #[must_use = "an unlinked value must be retired through the index's collector"]
-pub(super) struct Unlinked<T>(Option<Arc<T>>);
+pub(super) struct Unlinked<T>(Option<Shared<T>>);
 
 /// Values retired by [`Unlinked::retire`], and those the collector has released since.
 static RETIRED: AtomicU64 = AtomicU64::new(0);
@@ -102,7 +105,7 @@ impl<T> Unlinked<T> {
             // SAFETY: the pointer carries the count this `Unlinked` owned and is retired
             // once; readers that loaded it hold guards of this collector, which defers the
             // release until they are gone.
-            unsafe { guard.defer_retire(Arc::into_raw(value).cast_mut(), release::<T>) }
+            unsafe { guard.defer_retire(Shared::into_raw(value).cast_mut(), release::<T>) }
         }
     }
 }
@@ -124,13 +127,13 @@ pub(super) fn retirements_pending() -> bool {
     RELEASED.load(Ordering::Relaxed) < RETIRED.load(Ordering::Relaxed)
 }
 
-/// Releases the slot's `Arc` to a retired value.
+/// Releases the slot's pointer to a retired value.
 ///
 /// # Safety
-/// `ptr` came from `Arc::into_raw` and is released once.
+/// `ptr` came from `Shared::into_raw` and is released once.
 unsafe fn release<T>(ptr: *mut T, _: &seize::Collector) {
     // SAFETY: guaranteed by the caller (`Unlinked::retire` retires each pointer once).
-    drop(unsafe { Arc::from_raw(ptr) });
+    drop(unsafe { Shared::from_raw(ptr) });
     RELEASED.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -138,10 +141,10 @@ impl<T> Drop for Slot<T> {
     fn drop(&mut self) {
         let p = *self.ptr.get_mut();
         if !p.is_null() {
-            // SAFETY: the slot owns this `Arc`, released once here. `&mut self` means no
-            // borrow from `get` is left (they live no longer than `&self`), and every `Arc`
+            // SAFETY: the slot owns this pointer, released once here. `&mut self` means no
+            // borrow from `get` is left (they live no longer than `&self`), and every pointer
             // that `load` handed out holds a count of its own.
-            drop(unsafe { Arc::from_raw(p) });
+            drop(unsafe { Shared::from_raw(p) });
         }
     }
 }
@@ -149,8 +152,10 @@ impl<T> Drop for Slot<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
-    struct Counted(Arc<()>);
+    /// Shared values take at least 56 bytes (see `shared.rs`).
+    struct Counted(Arc<()>, #[allow(dead_code)] [u64; 7]);
 
     fn map() -> papaya::HashMap<u8, u8> {
         papaya::HashMap::new()
@@ -160,7 +165,7 @@ mod tests {
     fn a_replaced_value_lives_until_the_guards_that_saw_it_are_gone() {
         let index = map();
         let alive = Arc::new(());
-        let slot = Slot::new(Arc::new(Counted(alive.clone())));
+        let slot = Slot::new(Shared::new(Counted(alive.clone(), [0; 7])));
         let reader = index.guard();
         let seen = slot.get(&reader).map(|c| Arc::strong_count(&c.0));
         assert_eq!(seen, Some(2));
@@ -183,10 +188,10 @@ mod tests {
     fn load_gives_an_arc_of_its_own_and_drop_releases_the_held_value() {
         let index = map();
         let alive = Arc::new(());
-        let slot = Slot::new(Arc::new(Counted(alive.clone())));
+        let slot = Slot::new(Shared::new(Counted(alive.clone(), [0; 7])));
         let loaded = slot.load(&index.guard()).expect("held");
         drop(slot);
-        assert_eq!(Arc::strong_count(&alive), 2, "the loaded Arc keeps it");
+        assert_eq!(Arc::strong_count(&alive), 2, "the loaded pointer keeps it");
         drop(loaded);
         assert_eq!(Arc::strong_count(&alive), 1);
     }
@@ -194,6 +199,7 @@ mod tests {
     /// A value that knows whether it was freed, counting its frees.
     struct Canary {
         alive: u64,
+        _size: [u64; 7],
         frees: Arc<std::sync::atomic::AtomicUsize>,
     }
 
@@ -214,8 +220,9 @@ mod tests {
         let index = Arc::new(map());
         let frees = Arc::new(AtomicUsize::new(0));
         let canary = || {
-            Arc::new(Canary {
+            Shared::new(Canary {
                 alive: ALIVE,
+                _size: [0; 7],
                 frees: frees.clone(),
             })
         };
@@ -265,7 +272,7 @@ mod tests {
     #[cfg(debug_assertions)]
     #[should_panic(expected = "dropped, not retired")]
     fn an_unlinked_value_dropped_instead_of_retired_is_caught() {
-        let slot = Slot::new(Arc::new(1u8));
+        let slot = Slot::new(Shared::new([1u8; 64]));
         drop(slot.replace(None));
     }
 
@@ -275,10 +282,10 @@ mod tests {
         let slot = Slot::empty();
         assert!(slot.load(&index.guard()).is_none());
         for v in 0..100u32 {
-            if let Some(old) = slot.replace(Some(Arc::new(v))) {
+            if let Some(old) = slot.replace(Some(Shared::new([v; 16]))) {
                 old.retire(&index.guard());
             }
-            assert_eq!(slot.get(&index.guard()).copied(), Some(v));
+            assert_eq!(slot.get(&index.guard()).map(|a| a[15]), Some(v));
         }
     }
 }

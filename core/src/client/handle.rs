@@ -1,6 +1,8 @@
 //! `SecretHandle` and `Principal`.
 
 use std::sync::{Arc, OnceLock};
+
+use crate::cache::Shared;
 use std::time::SystemTime;
 
 use smallvec::SmallVec;
@@ -137,15 +139,15 @@ impl HandleInner {
 }
 
 /// A secret returned by the client: the value (locked memory) plus where it came from.
-/// Cloning is cheap (an `Arc`); dropping the last handle wipes the value. A cache hit returns
+/// Cloning is cheap (a reference count); dropping the last handle wipes the value. A cache hit returns
 /// another handle to the cached value (or, in sealed mode, a freshly decrypted copy).
 #[derive(Clone, Debug)]
 pub struct SecretHandle {
-    inner: Arc<HandleInner>,
+    inner: Shared<HandleInner>,
 }
 
 impl SecretHandle {
-    pub(crate) fn from_inner(inner: Arc<HandleInner>) -> SecretHandle {
+    pub(crate) fn from_inner(inner: Shared<HandleInner>) -> SecretHandle {
         SecretHandle { inner }
     }
 
@@ -201,17 +203,17 @@ impl SecretHandle {
     /// ```
     pub fn field(&self, field: &str) -> crate::error::Result<SecretHandle> {
         let value = self.inner.value.json_field(field)?.into_secret();
-        Ok(SecretHandle::from_inner(Arc::new(
+        Ok(SecretHandle::from_inner(Shared::new(
             self.inner.sibling(value),
         )))
     }
 
     /// Gives the handle up as one opaque pointer, for language bindings: the C ABI hands this
-    /// pointer to C as its secret handle, so a cache hit costs an `Arc` increment and no
+    /// pointer to C as its secret handle, so a cache hit costs a count increment and no
     /// allocation. Turn it back with [`SecretHandle::from_raw`] exactly once, or the value
     /// is never wiped.
     pub fn into_raw(self) -> *const RawSecretHandle {
-        Arc::into_raw(self.inner).cast::<RawSecretHandle>()
+        Shared::into_raw(self.inner).cast::<RawSecretHandle>()
     }
 
     /// Takes back a handle given up by [`SecretHandle::into_raw`].
@@ -220,9 +222,9 @@ impl SecretHandle {
     /// `ptr` came from [`SecretHandle::into_raw`] and has not been taken back before; after
     /// this call the pointer must not be used again except through the returned handle.
     pub unsafe fn from_raw(ptr: *const RawSecretHandle) -> SecretHandle {
-        // SAFETY: by the caller's contract `ptr` is the pointer `Arc::into_raw` returned for
-        // an `Arc<HandleInner>` whose ownership has not been reclaimed yet.
-        let inner = unsafe { Arc::from_raw(ptr.cast::<HandleInner>()) };
+        // SAFETY: by the caller's contract `ptr` is the pointer `Shared::into_raw` returned
+        // for a `Shared<HandleInner>` whose count has not been taken back yet.
+        let inner = unsafe { Shared::from_raw(ptr.cast::<HandleInner>()) };
         SecretHandle { inner }
     }
 
@@ -268,7 +270,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        SecretHandle::from_inner(Arc::new(HandleInner::new(
+        SecretHandle::from_inner(Shared::new(HandleInner::new(
             VersionMeta::new(
                 name,
                 Arc::from("default"),
@@ -285,12 +287,12 @@ mod tests {
         let h = handle(b"v1");
         let keep = h.clone();
         let raw = h.into_raw();
-        assert_eq!(Arc::strong_count(&keep.inner), 2);
+        assert_eq!(Shared::count(&keep.inner), 2);
         // SAFETY: `raw` came from into_raw and is taken back once, below.
         let len = unsafe { SecretHandle::with_raw(raw, |h| h.expose_secret().len()) };
         assert_eq!(len, 2);
         assert_eq!(
-            Arc::strong_count(&keep.inner),
+            Shared::count(&keep.inner),
             2,
             "with_raw leaves the count alone"
         );
@@ -298,7 +300,7 @@ mod tests {
         let back = unsafe { SecretHandle::from_raw(raw) };
         assert_eq!(back.expose_secret(), b"v1");
         drop(back);
-        assert_eq!(Arc::strong_count(&keep.inner), 1);
+        assert_eq!(Shared::count(&keep.inner), 1);
     }
 
     #[test]

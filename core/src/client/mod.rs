@@ -560,9 +560,9 @@ impl Sealbox {
         self.inner.metrics.end_store_call(started);
         let v = got.inspect_err(|e| self.inner.metrics.store_error(e.kind()))?;
         let meta = VersionMeta::new(name, store_id, v.version, v.stages, v.created);
-        Ok(SecretHandle::from_inner(Arc::new(HandleInner::new(
-            meta, v.value,
-        ))))
+        Ok(SecretHandle::from_inner(crate::cache::Shared::new(
+            HandleInner::new(meta, v.value),
+        )))
     }
 
     /// Reads a chosen version. `Current` goes through the cache; other selectors go to the store.

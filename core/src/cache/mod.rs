@@ -1262,7 +1262,7 @@ mod tests {
         assert!(cache.is_empty(), "the entry is still indexed");
     }
 
-    /// A weak reference to the plain value `key`'s entry holds.
+    /// A watch on the plain value `key`'s entry holds (`upgrade()` is `None` once it is freed).
     fn held_value(cache: &SecretCache, key: &str) -> std::sync::Weak<()> {
         let entry = indexed(cache, key).expect("cached");
         match entry.value(&cache.inner.index.guard()) {

@@ -364,17 +364,7 @@ impl PySealbox {
     fn metrics<'py>(&self, py: Python<'py>) -> BindingResult<Bound<'py, PyDict>> {
         let m = self.client()?.client().metrics();
         let counts = PyDict::new(py);
-        let counters = [
-            ("gets", m.gets),
-            ("hits", m.hits),
-            ("misses", m.misses),
-            ("stale", m.stale),
-            ("denies", m.denies),
-            ("writes", m.writes),
-            ("rotations", m.rotations),
-            ("alerts", m.alerts),
-        ];
-        for (name, n) in counters {
+        for (name, _, n) in m.counters() {
             counts.set_item(name, n)?;
         }
         counts.set_item("store_errors", m.store_errors.into_py_dict(py)?)?;

@@ -194,7 +194,7 @@ impl ClientMetrics {
     /// (the hot path never calls into the recorder).
     pub fn publish(&self) {
         let s = self.snapshot();
-        for (name, v) in s.counters() {
+        for (_, name, v) in s.counters() {
             metrics::counter!(name).absolute(v);
         }
     }
@@ -230,23 +230,31 @@ pub struct MetricsSnapshot {
 }
 
 impl MetricsSnapshot {
-    fn counters(&self) -> [(&'static str, u64); 8] {
+    /// Every counter as (short name, metric name, value): the short name keys the language
+    /// bindings' dicts (`gets`, `hits`, ...), the metric name is what `metrics` and
+    /// Prometheus see.
+    ///
+    /// ```
+    /// let m = sealbox::monitor::metrics::MetricsSnapshot { hits: 3, ..Default::default() };
+    /// assert!(m.counters().contains(&("hits", "sealbox_cache_hits_total", 3)));
+    /// ```
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 8] {
         [
-            ("sealbox_gets_total", self.gets),
-            ("sealbox_cache_hits_total", self.hits),
-            ("sealbox_cache_misses_total", self.misses),
-            ("sealbox_cache_stale_total", self.stale),
-            ("sealbox_denies_total", self.denies),
-            ("sealbox_writes_total", self.writes),
-            ("sealbox_rotations_total", self.rotations),
-            ("sealbox_alerts_total", self.alerts),
+            ("gets", "sealbox_gets_total", self.gets),
+            ("hits", "sealbox_cache_hits_total", self.hits),
+            ("misses", "sealbox_cache_misses_total", self.misses),
+            ("stale", "sealbox_cache_stale_total", self.stale),
+            ("denies", "sealbox_denies_total", self.denies),
+            ("writes", "sealbox_writes_total", self.writes),
+            ("rotations", "sealbox_rotations_total", self.rotations),
+            ("alerts", "sealbox_alerts_total", self.alerts),
         ]
     }
 
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
-        for (name, v) in self.counters() {
+        for (_, name, v) in self.counters() {
             let _ = writeln!(out, "# TYPE {name} counter\n{name} {v}");
         }
         let _ = writeln!(out, "# TYPE sealbox_store_errors_total counter");

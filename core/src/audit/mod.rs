@@ -84,7 +84,7 @@ pub struct AuditConfig {
     #[serde(default)]
     pub mode: AuditMode,
     /// Events each thread can have queued before it blocks (backpressure); 1 to 65 536.
-    /// Each recording thread holds a ring of this many 48-byte slots.
+    /// Each recording thread holds a ring of this many 40-byte slots.
     #[serde(default = "default_capacity")]
     pub queue_capacity: usize,
     /// How long a strict-mode access waits for its event to be written.
@@ -351,7 +351,7 @@ impl AuditLog {
     }
 
     /// Records a successful read served from the cache: the hot path. In best-effort mode
-    /// without a per-call source it queues a 48-byte record (see `queue.rs`); otherwise the
+    /// without a per-call source it queues a 40-byte record (see `queue.rs`); otherwise the
     /// same event as [`AuditLog::record`].
     #[inline]
     pub(crate) fn record_cached_read(
@@ -362,13 +362,7 @@ impl AuditLog {
         cache: CacheOutcome,
     ) -> Result<()> {
         if self.shared.mode == AuditMode::BestEffort && source.is_none() {
-            let r = ReadRecord::new(
-                event::coarse_unix_nanos(),
-                next_request_id(),
-                user,
-                resource,
-                cache,
-            );
+            let r = ReadRecord::new(event::coarse_unix_nanos(), user, resource, cache);
             return self
                 .shared
                 .queue

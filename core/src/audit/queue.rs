@@ -2,8 +2,8 @@
 //!
 //! Each thread that records events gets its own single-producer ring (`rtrb`) per log: a push
 //! is a few plain stores and one release store, with no lock and no system call. Cache hits go
-//! in as a 48-byte [`ReadRecord`] (two `Arc` clones, a timestamp from the coarse clock, a
-//! request id), so a burst of hits streams as little memory to the writer as possible; every
+//! in as a 40-byte [`ReadRecord`] (two `Arc` clones and a timestamp from the coarse clock),
+//! so a burst of hits streams as little memory to the writer as possible; every
 //! other event goes in boxed, in the same ring, so a thread's events keep their order.
 //!
 //! Measured, not assumed (bursts of cached reads, `benches/benches/cache.rs`): a record with
@@ -49,11 +49,12 @@ pub(crate) enum PushError {
     TimedOut,
 }
 
-/// A successful read served from the cache: 48 bytes, so a ring slot is under one cache
-/// line and a burst of reads streams as little memory as possible to the writer.
+/// A successful read served from the cache: 40 bytes, so a ring slot is under one cache
+/// line and a burst of reads streams as little memory as possible to the writer. Its
+/// request id is drawn by the writer: nothing on the caller's side sees it, and drawing it
+/// there keeps a thread-local counter off the hit path.
 pub(crate) struct ReadRecord {
     unix_nanos: u64,
-    request_id: u64,
     user: Principal,
     resource: Arc<Resource>,
     cache: CacheOutcome,
@@ -64,14 +65,12 @@ impl ReadRecord {
     #[inline]
     pub(crate) fn new(
         unix_nanos: u64,
-        request_id: u64,
         user: &Principal,
         resource: &Arc<Resource>,
         cache: CacheOutcome,
     ) -> ReadRecord {
         ReadRecord {
             unix_nanos,
-            request_id,
             user: user.clone(),
             resource: resource.clone(),
             cache,
@@ -132,6 +131,14 @@ enum Pushed {
     Full(Entry),
 }
 
+/// What this thread's ring did with an entry.
+enum Ring {
+    Pushed,
+    Full,
+    /// No ring to use: the thread-local list is borrowed (a push from inside a push) or gone.
+    Missing,
+}
+
 impl Queue {
     /// A queue whose per-thread rings hold at most `capacity` events each.
     pub(crate) fn new(capacity: usize) -> Queue {
@@ -180,28 +187,36 @@ impl Queue {
     #[inline]
     fn try_push(&self, entry: Entry) -> Pushed {
         let mut entry = Some(entry);
-        let pushed = PRODUCERS.try_with(|producers| {
+        // The ring is checked for room first, so the entry moves once, into its slot.
+        let ring = PRODUCERS.try_with(|producers| {
             let Ok(mut producers) = producers.try_borrow_mut() else {
-                return None;
+                return Ring::Missing;
             };
             let i = match producers.iter().position(|(id, _)| *id == self.id) {
                 Some(i) => i,
                 None => self.register(&mut producers),
             };
-            let e = entry.take()?;
-            Some(match producers[i].1.push(e) {
-                Ok(()) => Pushed::Done,
-                Err(rtrb::PushError::Full(e)) => Pushed::Full(e),
-            })
+            let producer = &mut producers[i].1;
+            if producer.is_full() {
+                return Ring::Full;
+            }
+            if let Some(e) = entry.take()
+                && let Err(rtrb::PushError::Full(e)) = producer.push(e)
+            {
+                // Not reached: this thread is the ring's only producer and saw room.
+                entry = Some(e);
+                return Ring::Full;
+            }
+            Ring::Pushed
         });
-        match (pushed, entry) {
-            (Ok(Some(p)), _) => p,
+        match (ring, entry) {
+            (Ok(Ring::Pushed), _) | (_, None) => Pushed::Done,
+            (Ok(Ring::Full), Some(e)) => Pushed::Full(e),
             // No thread-local ring (this thread is exiting): the shared, unbounded list.
-            (_, Some(e)) => {
+            (Ok(Ring::Missing) | Err(_), Some(e)) => {
                 lock(&self.fallback).push(e);
                 Pushed::Done
             }
-            (_, None) => Pushed::Done,
         }
     }
 
@@ -333,7 +348,6 @@ impl Entry {
             Entry::Read(r) => {
                 let mut e = AuditEvent::cached_read(r.user, r.resource, r.cache);
                 e.timestamp = SystemTime::UNIX_EPOCH + Duration::from_nanos(r.unix_nanos);
-                e.request_id = r.request_id;
                 Item {
                     event: e,
                     waiter: None,
@@ -392,24 +406,26 @@ mod tests {
         let user = Principal::new("svc:a");
         let r = ReadRecord::new(
             1_795_000_000_123_000_000,
-            42,
             &user,
             &resource,
             CacheOutcome::Stale,
         );
+        let again = ReadRecord::new(0, &user, &resource, CacheOutcome::Hit);
         let q = Queue::new(10);
         q.push(Entry::Read(r), false, None).unwrap();
+        q.push(Entry::Read(again), false, None).unwrap();
         let items = take_all(&q);
         let e = &items[0].event;
         assert_eq!(e.user.as_str(), "svc:a");
         assert_eq!(e.resource, resource);
         assert_eq!(e.timestamp, at);
-        assert_eq!(e.request_id, 42);
+        // Drawn by the writer, one per event, as every other event's is.
+        assert_ne!(e.request_id, items[1].event.request_id);
         assert_eq!(e.cache, Some(CacheOutcome::Stale));
         assert_eq!(e.reason.as_deref(), Some(STALE_REASON));
         assert_eq!(e.action, Action::Read);
         assert!(e.success);
-        assert_eq!(std::mem::size_of::<Entry>(), 48);
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
     }
 
     #[test]

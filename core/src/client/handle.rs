@@ -65,7 +65,11 @@ impl VersionMeta {
         VersionMeta {
             name,
             version,
-            stages: stages.into_iter().collect(),
+            // One stage (the usual case) moves into place; collecting takes a loop.
+            stages: match <[Stage; 1]>::try_from(stages) {
+                Ok(one) => SmallVec::from_buf(one),
+                Err(stages) => stages.into_iter().collect(),
+            },
             created,
             store,
             resource: OnceLock::new(),
@@ -280,6 +284,26 @@ mod tests {
             ),
             value,
         )))
+    }
+
+    #[test]
+    fn a_version_keeps_every_stage_it_was_read_with_in_order() {
+        let custom = Stage::Custom("blue".into());
+        for stages in [
+            vec![],
+            vec![Stage::Current],
+            vec![Stage::Current, custom.clone()],
+            vec![Stage::Pending, custom, Stage::Previous],
+        ] {
+            let meta = VersionMeta::new(
+                SecretName::new("a/b").unwrap(),
+                Arc::from("default"),
+                VersionId::new("4"),
+                stages.clone(),
+                None,
+            );
+            assert_eq!(meta.stages.as_slice(), stages.as_slice());
+        }
     }
 
     #[test]

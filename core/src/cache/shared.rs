@@ -1,5 +1,5 @@
 //! A reference-counted pointer for the versions a cache hands out: `Arc`'s strong count,
-//! kept where no other allocation shares its cache line.
+//! kept where no other allocation shares its cache line or the lines around it.
 //!
 //! Every hit takes a count on the cached version, and `Arc` keeps its counts at the start of
 //! its allocation, where the line holding them also holds the end of whatever malloc placed
@@ -10,8 +10,17 @@
 //! `HashMap` of padded values at 1.70x-1.72x in the same runs. Aligning the version to a
 //! line fixes it too, but an aligned allocation takes glibc's memalign path (about 500
 //! instructions more per miss, and a refresh miss over the local vault went from +7.7% to
-//! +12.4% over a direct get); cold bytes before the count cost only memory (112 bytes a
-//! version).
+//! +12.4% over a direct get); cold bytes around the count cost only memory.
+//!
+//! Keeping the count's own line private was not enough on an AMD EPYC host. The `threads`
+//! benchmark has one thread read the even secrets and the other the odd ones, which were
+//! first read one after the other and so allocated side by side. With the next allocation
+//! two lines past the count's line, that scaled 1.15x-1.50x from 1 to 2 threads (paired p50,
+//! three processes), where the same secrets first read evens-then-odds scaled as a padded
+//! `HashMap` does; with 64 cold bytes more at the block's end, 1.58x-1.80x (the `HashMap`
+//! 1.22x-1.65x in the same runs). The likely reason: this CPU's prefetchers fetch lines
+//! ahead of an access, beyond the 128-byte pair, so a neighbour's reads pulled the count's
+//! line over. A handle's block is now 368 bytes, 64 more than before.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -20,16 +29,18 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 
-/// The block: cold bytes, the count, the value. Blocks are 16-byte aligned (what malloc
-/// gives anyway, so asking costs nothing), so the count at offset 112 of a block at `p`
-/// lies on a 64-byte line within `p + 64 .. p + 176`, and in a 128-byte aligned pair of
-/// lines (which the adjacent-line prefetcher moves together) within `p .. p + 240`. Every
-/// block holds the line; a value of 120 bytes or more (a handle's) makes it hold the pair.
+/// The block: cold bytes, the count, the value, cold bytes. Blocks are 16-byte aligned
+/// (what malloc gives anyway, so asking costs nothing), so the count at offset 112 of a block
+/// at `p` lies on a 64-byte line within `p + 64 .. p + 176`: the line and the one before it
+/// are always the block's. After it come the value and 64 cold bytes, so for a value of 176
+/// bytes or more (a handle's) the three lines after the count's are the block's too, and the
+/// nearest other allocation is at least 192 bytes past the count's line.
 #[repr(C, align(16))]
 struct Block<T> {
     _lead: [usize; 14],
     count: AtomicUsize,
     value: T,
+    _trail: [usize; 8],
     /// Gone exactly when the block is freed: tests watch values through it.
     #[cfg(test)]
     freed: std::sync::Arc<()>,
@@ -65,6 +76,7 @@ impl<T> Shared<T> {
             _lead: [0; 14],
             count: AtomicUsize::new(1),
             value,
+            _trail: [0; 8],
             #[cfg(test)]
             freed: std::sync::Arc::new(()),
         });
@@ -123,6 +135,22 @@ impl<T> Shared<T> {
     #[cfg(test)]
     pub(crate) fn count(this: &Shared<T>) -> usize {
         this.block().count.load(Ordering::Acquire)
+    }
+
+    /// The 64-byte lines from `before` lines before the count's line to `after` lines after
+    /// it, and the block, as address ranges.
+    #[cfg(test)]
+    pub(crate) fn lines_around_count(
+        this: &Shared<T>,
+        before: usize,
+        after: usize,
+    ) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let start = this.block.as_ptr() as usize;
+        let line = &this.block().count as *const AtomicUsize as usize & !63;
+        (
+            line - 64 * before..line + 64 * (after + 1),
+            start..start + size_of::<Block<T>>(),
+        )
     }
 
     /// A watch that tells when the value is freed: `upgrade()` is `None` from then on.
@@ -221,33 +249,23 @@ mod tests {
         assert!(watch.upgrade().is_none());
     }
 
-    /// The first and one past the last byte of the `unit`-byte aligned unit holding the
-    /// count of `a`, and the block's.
-    fn unit_and_block<T>(a: &Shared<T>, unit: usize) -> ((usize, usize), (usize, usize)) {
-        let start = a.block.as_ptr() as usize;
-        let count = &a.block().count as *const AtomicUsize as usize;
-        let first = count & !(unit - 1);
-        (
-            (first, first + unit),
-            (start, start + size_of::<Block<T>>()),
-        )
-    }
-
     #[test]
-    fn no_other_allocation_shares_the_counts_line_nor_for_a_large_value_its_pair() {
+    fn no_other_allocation_is_near_the_count() {
         let mut keep = Vec::new();
         for _ in 0..64 {
+            // Any value (the block is at least 176 bytes): the count's line and the one before.
             let small = Shared::new([0u64; 7]);
-            let ((first, end), (start, stop)) = unit_and_block(&small, 64);
+            let (lines, block) = Shared::lines_around_count(&small, 1, 0);
             assert!(
-                start <= first && end <= stop,
-                "line {first:x}..{end:x} outside the block"
+                block.start <= lines.start && lines.end <= block.end,
+                "{lines:x?} outside the block {block:x?}"
             );
-            let large = Shared::new([0u64; 15]);
-            let ((first, end), (start, stop)) = unit_and_block(&large, 128);
+            // A value of 176 bytes or more: three lines after the count's too.
+            let large = Shared::new([0u64; 22]);
+            let (lines, block) = Shared::lines_around_count(&large, 1, 3);
             assert!(
-                start <= first && end <= stop,
-                "pair {first:x}..{end:x} outside the block"
+                block.start <= lines.start && lines.end <= block.end,
+                "{lines:x?} outside the block {block:x?}"
             );
             // Kept, so that each block lands somewhere new.
             keep.push((small, large));

@@ -287,6 +287,19 @@ mod tests {
     }
 
     #[test]
+    fn a_handles_count_has_the_lines_around_it_to_itself() {
+        // Hits on neighbouring secrets from two threads must not pass lines between cores
+        // (see cache/shared.rs): the handle's value is large enough for the block to hold
+        // the line before the count's and the three after it.
+        let h = handle(b"v");
+        let (lines, block) = Shared::lines_around_count(&h.inner, 1, 3);
+        assert!(
+            block.start <= lines.start && lines.end <= block.end,
+            "{lines:x?} outside the block {block:x?}"
+        );
+    }
+
+    #[test]
     fn a_version_keeps_every_stage_it_was_read_with_in_order() {
         let custom = Stage::Custom("blue".into());
         for stages in [

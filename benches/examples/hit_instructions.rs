@@ -20,17 +20,10 @@ use sealbox::cache::CacheConfig;
 use sealbox::store::memory::MemoryStore;
 use sealbox::store::{PutOptions, SecretName, SecretStore};
 use sealbox::{Principal, Sealbox};
-use sealbox_benches::{name, value};
+use sealbox_benches::{mode_and_count, name, value};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let (Some(mode), Some(n_iter)) = (
-        args.next(),
-        args.next().and_then(|n| n.parse::<usize>().ok()),
-    ) else {
-        eprintln!("usage: hit_instructions plain|audit COUNT");
-        std::process::exit(2);
-    };
+    let (mode, n_iter) = mode_and_count("hit_instructions", &["plain", "audit"]);
     let store = Arc::new(MemoryStore::new());
     let names: Vec<String> = (0..64).map(name).collect();
     for n in &names {
@@ -49,19 +42,12 @@ fn main() {
             ttl: Duration::from_secs(3600),
             ..CacheConfig::default()
         });
-    match mode.as_str() {
-        "plain" => {}
-        "audit" => {
-            b = b.audit(
-                AuditLog::builder()
-                    .file(dir.path().join("audit.jsonl"), FsyncPolicy::Never)
-                    .queue_capacity(1024),
-            )
-        }
-        _ => {
-            eprintln!("unknown mode {mode:?}: plain or audit");
-            std::process::exit(2);
-        }
+    if mode == "audit" {
+        b = b.audit(
+            AuditLog::builder()
+                .file(dir.path().join("audit.jsonl"), FsyncPolicy::Never)
+                .queue_capacity(1024),
+        );
     }
     let c = b.build().unwrap().blocking().unwrap();
     for n in &names {

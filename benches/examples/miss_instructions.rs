@@ -11,21 +11,11 @@
 //! ```
 use sealbox::store::{SecretName, SecretStore, VersionSelector};
 use sealbox::{Principal, Sealbox};
-use sealbox_benches::{filled_vault, name};
+use sealbox_benches::{filled_vault, mode_and_count, name};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let (Some(mode), Some(n_iter)) = (
-        args.next(),
-        args.next().and_then(|n| n.parse::<usize>().ok()),
-    ) else {
-        eprintln!("usage: miss_instructions none|direct|client|first COUNT");
-        std::process::exit(2);
-    };
-    if !["none", "direct", "client", "first"].contains(&mode.as_str()) {
-        eprintln!("unknown mode {mode:?}: none, direct, client or first");
-        std::process::exit(2);
-    }
+    let (mode, n_iter) =
+        mode_and_count("miss_instructions", &["none", "direct", "client", "first"]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

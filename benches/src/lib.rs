@@ -36,3 +36,16 @@ pub async fn filled_vault(dir: &Path, count: usize) -> Result<Arc<LocalVault>> {
     vault.import(items).await?;
     Ok(vault)
 }
+
+/// The `MODE COUNT` arguments of an instruction-count driver (`benches/examples`), `MODE`
+/// one of `modes`; anything else prints the usage and exits with status 2.
+pub fn mode_and_count(program: &str, modes: &[&str]) -> (String, usize) {
+    let mut args = std::env::args().skip(1);
+    match (args.next(), args.next().and_then(|n| n.parse().ok())) {
+        (Some(mode), Some(count)) if modes.contains(&mode.as_str()) => (mode, count),
+        _ => {
+            eprintln!("usage: {program} {} COUNT", modes.join("|"));
+            std::process::exit(2);
+        }
+    }
+}

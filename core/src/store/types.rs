@@ -554,6 +554,33 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_check_takes_exactly_the_plain_bytes() {
+        for b in 0..=255u8 {
+            let plain = b.is_ascii_alphanumeric() || b"-_+=@".contains(&b);
+            let name = [b'a', b, b'z'];
+            let between = plain || b == b'/';
+            assert_eq!(SecretName::plainly_valid(&name), between, "byte {b:#04x}");
+            assert_eq!(
+                SecretName::plainly_valid(&[b]),
+                plain,
+                "byte {b:#04x} alone"
+            );
+        }
+        // A long name, and the same with one bad byte at its start, middle or end.
+        let long = "predis/prod/service-0007/api-key".repeat(8);
+        assert!(SecretName::plainly_valid(long.as_bytes()));
+        for (i, bad) in [(0, b'/'), (100, b'.'), (255, b'/'), (40, 0x80)] {
+            let mut bytes = long.clone().into_bytes();
+            bytes[i] = bad;
+            if bad == b'/' && i > 0 {
+                bytes[i - 1] = b'/';
+            }
+            assert!(!SecretName::plainly_valid(&bytes), "{bad:#04x} at {i}");
+        }
+        assert!(!SecretName::plainly_valid(b""));
+    }
+
+    #[test]
     fn references_parse() {
         let r: SecretRef = "predis/prod/db#password".parse().unwrap();
         assert_eq!((r.store, r.field.as_deref()), (None, Some("password")));

@@ -137,20 +137,23 @@ impl<T> Shared<T> {
         this.block().count.load(Ordering::Acquire)
     }
 
-    /// The 64-byte lines from `before` lines before the count's line to `after` lines after
-    /// it, and the block, as address ranges.
+    /// Asserts that the 64-byte lines from `before` lines before the count's line to `after`
+    /// lines after it all lie in the block.
     #[cfg(test)]
-    pub(crate) fn lines_around_count(
+    #[track_caller]
+    pub(crate) fn assert_block_holds_lines_around_count(
         this: &Shared<T>,
         before: usize,
         after: usize,
-    ) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    ) {
         let start = this.block.as_ptr() as usize;
+        let block = start..start + size_of::<Block<T>>();
         let line = &this.block().count as *const AtomicUsize as usize & !63;
-        (
-            line - 64 * before..line + 64 * (after + 1),
-            start..start + size_of::<Block<T>>(),
-        )
+        let lines = line - 64 * before..line + 64 * (after + 1);
+        assert!(
+            block.start <= lines.start && lines.end <= block.end,
+            "{lines:x?} outside the block {block:x?}"
+        );
     }
 
     /// A watch that tells when the value is freed: `upgrade()` is `None` from then on.
@@ -255,18 +258,10 @@ mod tests {
         for _ in 0..64 {
             // Any value (the block is at least 176 bytes): the count's line and the one before.
             let small = Shared::new([0u64; 7]);
-            let (lines, block) = Shared::lines_around_count(&small, 1, 0);
-            assert!(
-                block.start <= lines.start && lines.end <= block.end,
-                "{lines:x?} outside the block {block:x?}"
-            );
+            Shared::assert_block_holds_lines_around_count(&small, 1, 0);
             // A value of 176 bytes or more: three lines after the count's too.
             let large = Shared::new([0u64; 22]);
-            let (lines, block) = Shared::lines_around_count(&large, 1, 3);
-            assert!(
-                block.start <= lines.start && lines.end <= block.end,
-                "{lines:x?} outside the block {block:x?}"
-            );
+            Shared::assert_block_holds_lines_around_count(&large, 1, 3);
             // Kept, so that each block lands somewhere new.
             keep.push((small, large));
         }

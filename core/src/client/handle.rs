@@ -292,11 +292,7 @@ mod tests {
         // (see cache/shared.rs): the handle's value is large enough for the block to hold
         // the line before the count's and the three after it.
         let h = handle(b"v");
-        let (lines, block) = Shared::lines_around_count(&h.inner, 1, 3);
-        assert!(
-            block.start <= lines.start && lines.end <= block.end,
-            "{lines:x?} outside the block {block:x?}"
-        );
+        Shared::assert_block_holds_lines_around_count(&h.inner, 1, 3);
     }
 
     #[test]

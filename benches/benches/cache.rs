@@ -265,6 +265,12 @@ fn threads(c: &mut Criterion) {
     }
     g.finish();
     if std::env::args().any(|a| a == "--bench") {
+        // Scaling depends on the CPU's prefetchers and on what shares its cores: name it.
+        println!(
+            "threads/paired on {} ({} CPUs available)",
+            cpu_model(),
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
         paired_scaling("sealbox", |tid, k| {
             black_box(plain.get(&names[(k * 2 + tid) % KEYS]).unwrap());
         });
@@ -272,6 +278,18 @@ fn threads(c: &mut Criterion) {
             black_box(floor.get(&names[(k * 2 + tid) % KEYS]).cloned());
         });
     }
+}
+
+/// The CPU's model name, from `/proc/cpuinfo` where there is one.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "an unknown CPU".to_owned())
 }
 
 /// Prints the 1 -> 2 thread throughput ratio from alternating short windows (1 thread, then 2,

@@ -400,6 +400,87 @@ fn events_name_what_happened_and_never_hold_a_value() {
 }
 
 #[test]
+fn cached_reads_name_the_principal_and_time_of_each_call() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = seen.clone();
+    let (_, k) = key();
+    let c = client(AuditLog::builder().key(k).callback(move |r| {
+        sink.lock().unwrap().push(r.line.to_owned());
+        Ok(())
+    }))
+    .blocking()
+    .unwrap();
+    c.put("app/db", &secret("v")).unwrap();
+    c.get("app/db").unwrap();
+    c.flush_audit().unwrap();
+    seen.lock().unwrap().clear();
+    let started = std::time::SystemTime::now();
+    // Hits on two threads, each switching principals call by call (a principal made anew
+    // for some calls, so addresses come and go), none with a per-call source.
+    let pattern = |t: usize| -> Vec<String> {
+        (0..300)
+            .map(|i| match (i * 7 + t) % 3 {
+                0 => "svc:test".to_owned(),
+                1 => format!("svc:t{t}"),
+                _ => format!("user:{t}-{}", i % 5),
+            })
+            .collect()
+    };
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let c = &c;
+            s.spawn(move || {
+                for who in pattern(t) {
+                    if who == "svc:test" {
+                        c.get("app/db").unwrap();
+                    } else {
+                        c.as_principal(Principal::new(&who)).get("app/db").unwrap();
+                    }
+                    if who.ends_with("-4") {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                }
+            });
+        }
+    });
+    c.flush_audit().unwrap();
+    let finished = std::time::SystemTime::now();
+    let events: Vec<serde_json::Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 600);
+    let mut users: Vec<String> = events
+        .iter()
+        .map(|e| e["user"].as_str().unwrap().to_owned())
+        .collect();
+    let mut want: Vec<String> = pattern(0).into_iter().chain(pattern(1)).collect();
+    users.sort();
+    want.sort();
+    assert_eq!(users, want);
+    // Each thread's reads, in its order: its own principals appear in the order it called.
+    for t in 0..2 {
+        let mine: Vec<String> = events
+            .iter()
+            .map(|e| e["user"].as_str().unwrap().to_owned())
+            .filter(|u| u.starts_with(&format!("svc:t{t}")) || u.starts_with(&format!("user:{t}-")))
+            .collect();
+        let expected: Vec<String> = pattern(t).into_iter().filter(|u| u != "svc:test").collect();
+        assert_eq!(mine, expected);
+    }
+    // Dated by the wall clock within the calls (coarse: a tick before the first is fine).
+    let tick = std::time::Duration::from_millis(20);
+    for e in &events {
+        let at = humantime::parse_rfc3339_weak(e["timestamp"].as_str().unwrap())
+            .unwrap_or_else(|_| panic!("a timestamp: {e}"));
+        assert!(at + tick >= started && at <= finished, "{e}");
+        assert_eq!(e["cache"], "hit");
+    }
+}
+
+#[test]
 fn the_default_key_is_created_beside_the_log_with_mode_0600() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

@@ -40,7 +40,7 @@ pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
 
 use crate::client::Principal;
 use crate::error::{Error, ErrorKind, Result};
-use queue::{Control, Entry, Item, PushError, Queue, ReadRecord};
+use queue::{Control, Item, PushError, Queue, Record};
 use writer::Writer;
 
 /// Sees every event on the writer thread, in order, and may add events (the monitor's alerts).
@@ -84,7 +84,8 @@ pub struct AuditConfig {
     #[serde(default)]
     pub mode: AuditMode,
     /// Events each thread can have queued before it blocks (backpressure); 1 to 65 536.
-    /// Each recording thread holds a ring of this many 40-byte slots.
+    /// Each recording thread holds a ring of this many 16-byte slots: a cached read takes
+    /// one, and one more when its thread's principal or the coarse clock's tick has changed.
     #[serde(default = "default_capacity")]
     pub queue_capacity: usize,
     /// How long a strict-mode access waits for its event to be written.
@@ -346,13 +347,14 @@ impl AuditLog {
         };
         self.shared
             .queue
-            .push(Entry::Event(Box::new(item)), false, None)
+            .push(Record::Event(Box::new(item)), false, None)
             .map_err(|_| gone())
     }
 
-    /// Records a successful read served from the cache: the hot path. In best-effort mode
-    /// without a per-call source it queues a 40-byte record (see `queue.rs`); otherwise the
-    /// same event as [`AuditLog::record`].
+    /// Records a successful read served from the cache: the hot path. `tick` is when the
+    /// cache answered, on its coarse monotonic clock. In best-effort mode without a per-call
+    /// source it queues a 16-byte record (see `queue.rs`); otherwise the same event as
+    /// [`AuditLog::record`].
     #[inline]
     pub(crate) fn record_cached_read(
         &self,
@@ -360,13 +362,13 @@ impl AuditLog {
         source: Option<&Arc<str>>,
         resource: &Arc<Resource>,
         cache: CacheOutcome,
+        tick: u64,
     ) -> Result<()> {
         if self.shared.mode == AuditMode::BestEffort && source.is_none() {
-            let r = ReadRecord::new(event::coarse_unix_nanos(), user, resource, cache);
             return self
                 .shared
                 .queue
-                .push(Entry::Read(r), false, None)
+                .push_read(tick, user, resource, cache)
                 .map_err(|_| gone());
         }
         let mut e = AuditEvent::cached_read(user.clone(), resource.clone(), cache);
@@ -384,7 +386,7 @@ impl AuditLog {
         match self
             .shared
             .queue
-            .push(Entry::Event(Box::new(item)), true, Some(deadline))
+            .push(Record::Event(Box::new(item)), true, Some(deadline))
         {
             Ok(()) => {}
             Err(PushError::TimedOut) => return Err(strict_failed()),

@@ -31,7 +31,7 @@
 //!   `max_stale` + 1 s within a sweep, even in a cache nobody reads any more (see
 //!   `graves.rs` and `lifetimes.rs`).
 
-mod clock;
+pub(crate) mod clock;
 mod flight;
 mod graves;
 mod key;
@@ -339,6 +339,9 @@ impl BackgroundRuntime {
 pub(crate) struct CacheAnswer {
     pub(crate) handle: SecretHandle,
     pub(crate) outcome: CacheOutcome,
+    /// When the cache answered, on its coarse clock ([`clock::now_nanos`]): the audit log
+    /// dates the read by it without reading a clock again.
+    pub(crate) tick: u64,
 }
 
 /// What the read index holds for a reference.
@@ -488,9 +491,10 @@ impl SecretCache {
             Some(h) => Ok(CacheAnswer {
                 handle: SecretHandle::from_inner(h),
                 outcome,
+                tick: now,
             }),
             None => match entry.sealed.get(&guard) {
-                Some(sealed) => self.open(sealed, &entry.key, outcome),
+                Some(sealed) => self.open(sealed, &entry.key, outcome, now),
                 // Emptied by an invalidation since its times were read.
                 None => return Probe::Expired(Expired(entry.clone())),
             },
@@ -505,12 +509,14 @@ impl SecretCache {
     }
 
     fn answer(&self, value: Value, key: &str, outcome: CacheOutcome) -> Result<CacheAnswer> {
+        let tick = clock::now_nanos();
         match value {
             Value::Plain(h) => Ok(CacheAnswer {
                 handle: SecretHandle::from_inner(h),
                 outcome,
+                tick,
             }),
-            Value::Sealed(sealed) => self.open(&sealed, key, outcome),
+            Value::Sealed(sealed) => self.open(&sealed, key, outcome, tick),
         }
     }
 
@@ -520,6 +526,7 @@ impl SecretCache {
         sealed: &SealedVersion,
         key: &str,
         outcome: CacheOutcome,
+        tick: u64,
     ) -> Result<CacheAnswer> {
         let sealer = self
             .inner
@@ -529,7 +536,11 @@ impl SecretCache {
         let value = sealer.open(&sealed.value, key.as_bytes())?;
         let handle =
             SecretHandle::from_inner(Shared::new(HandleInner::shared(sealed.meta.clone(), value)));
-        Ok(CacheAnswer { handle, outcome })
+        Ok(CacheAnswer {
+            handle,
+            outcome,
+            tick,
+        })
     }
 
     fn spawn_refresh(&self, entry: Arc<Entry>) {

@@ -25,6 +25,12 @@ impl Principal {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Where the name lives: equal for clones of one principal, and never shared by two live
+    /// principals (the audit queue names a thread's principal once, then by this).
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<u8>() as usize
+    }
 }
 
 impl Default for Principal {

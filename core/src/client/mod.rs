@@ -23,7 +23,7 @@ pub use handle::{Principal, RawSecretHandle, SecretHandle};
 pub use router::Router;
 
 use crate::audit::{Action, AuditEvent, AuditLog, AuditLogBuilder, CacheOutcome, Resource};
-use crate::cache::{CacheConfig, Expired, Probe, SecretCache};
+use crate::cache::{CacheAnswer, CacheConfig, Expired, Probe, SecretCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::{ClientMetrics, MetricsSnapshot};
 use crate::monitor::{Alert, AlertHook, Monitor, MonitorConfig};
@@ -403,24 +403,28 @@ impl Sealbox {
     pub fn get_cached(&self, reference: &[u8]) -> Option<Result<SecretHandle>> {
         // Counted by the cache itself (gets, hits, stale), so the hit path touches one counter.
         let answer = self.inner.cache.as_ref()?.lookup(reference)?;
-        Some(answer.and_then(|a| self.admit_read(a.handle, a.outcome)))
+        Some(answer.and_then(|a| self.admit_read(a)))
     }
 
-    fn finish_read(&self, answer: Result<(SecretHandle, CacheOutcome)>) -> Result<SecretHandle> {
+    fn finish_read(&self, answer: CacheAnswer) -> Result<SecretHandle> {
         let m = &self.inner.metrics;
         m.gets.incr();
-        let (handle, outcome) = answer?;
-        match outcome {
+        match answer.outcome {
             CacheOutcome::Hit => m.hits.incr(),
             CacheOutcome::Miss => m.misses.incr(),
             CacheOutcome::Stale => {}
         }
-        self.admit_read(handle, outcome)
+        self.admit_read(answer)
     }
 
     /// Policy and audit for a read that has its value.
     #[inline]
-    fn admit_read(&self, handle: SecretHandle, outcome: CacheOutcome) -> Result<SecretHandle> {
+    fn admit_read(&self, answer: CacheAnswer) -> Result<SecretHandle> {
+        let CacheAnswer {
+            handle,
+            outcome,
+            tick,
+        } = answer;
         if self
             .inner
             .policy_enforcing
@@ -434,6 +438,7 @@ impl Sealbox {
                 self.source.as_ref(),
                 handle.resource(),
                 outcome,
+                tick,
             )?;
         }
         Ok(handle)
@@ -462,7 +467,7 @@ impl Sealbox {
             return Err(Missed::Absent);
         };
         match cache.probe(name) {
-            Probe::Answer(answer) => Ok(answer.and_then(|a| self.admit_read(a.handle, a.outcome))),
+            Probe::Answer(answer) => Ok(answer.and_then(|a| self.admit_read(a))),
             Probe::Expired(expired) => Err(Missed::Expired(cache, expired)),
             Probe::Absent => Err(Missed::Absent),
         }
@@ -498,7 +503,7 @@ impl Sealbox {
     async fn get_expired(&self, cache: &SecretCache, expired: Expired) -> Result<SecretHandle> {
         self.authorize_miss(|| expired.resource())?;
         match cache.refresh_expired(&expired).await {
-            Ok(a) => self.finish_read(Ok((a.handle, a.outcome))),
+            Ok(a) => self.finish_read(a),
             Err(e) => {
                 self.inner.metrics.gets.incr();
                 Err(self.failed_read(expired.resource(), e))
@@ -521,10 +526,11 @@ impl Sealbox {
         }
         self.authorize_miss(|| route.resource())?;
         let answer = match &self.inner.cache {
-            Some(cache) => cache
-                .fetch(reference, route.store, route.name, route.store_id)
-                .await
-                .map(|a| (a.handle, a.outcome)),
+            Some(cache) => {
+                cache
+                    .fetch(reference, route.store, route.name, route.store_id)
+                    .await
+            }
             None => self
                 .fetch_direct(
                     &route.store,
@@ -533,10 +539,14 @@ impl Sealbox {
                     &VersionSelector::Current,
                 )
                 .await
-                .map(|h| (h, CacheOutcome::Miss)),
+                .map(|handle| CacheAnswer {
+                    handle,
+                    outcome: CacheOutcome::Miss,
+                    tick: crate::cache::clock::now_nanos(),
+                }),
         };
         match answer {
-            Ok(a) => self.finish_read(Ok(a)),
+            Ok(a) => self.finish_read(a),
             Err(e) => {
                 self.inner.metrics.gets.incr();
                 let resource = match self.inner.router.resolve(reference) {

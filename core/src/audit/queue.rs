@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::Sender;
 
 use super::event::{AuditEvent, CacheOutcome, Resource, coarse_unix_nanos};
+use crate::cache::clock::NO_TICK;
 use crate::client::Principal;
 
 /// One queued event, with the channel a strict-mode caller waits on.
@@ -244,7 +245,9 @@ impl Producer {
                     }
                     self.at = *unix_nanos;
                 }
-                self.tick = *tick;
+                if *tick != NO_TICK {
+                    self.tick = *tick;
+                }
                 // Checked first, so the resource is cloned only into a free slot.
                 if self.ring.is_full() {
                     return Ring::Full;
@@ -333,7 +336,8 @@ impl Queue {
         }
     }
 
-    /// Queues a cached read made at `tick` (the cache's coarse monotonic clock), best effort.
+    /// Queues a cached read made at `tick` (the cache's coarse monotonic clock, or
+    /// [`NO_TICK`] when the caller has no reading), best effort.
     /// The common case (the ring has room, and already names this principal and this tick's
     /// time) pushes one slot and reads no clock; the rest goes the general way.
     #[inline]
@@ -425,8 +429,9 @@ impl Queue {
             ring: producer,
             by: 0,
             at: 0,
-            // Not a tick the coarse clock gives, so the first read reads the time.
-            tick: u64::MAX,
+            // Neither a tick the coarse clock gives nor `NO_TICK` (which is never stored),
+            // so the first read, and every untimed one, reads the time.
+            tick: NO_TICK - 1,
         });
         producers.len() - 1
     }
@@ -555,6 +560,17 @@ mod tests {
         }))
     }
 
+    /// Each event's time, in nanoseconds since 1970.
+    fn unix_times(items: &[Item]) -> Vec<u64> {
+        items
+            .iter()
+            .map(|i| {
+                let t = i.event.timestamp.duration_since(SystemTime::UNIX_EPOCH);
+                t.unwrap().as_nanos() as u64
+            })
+            .collect()
+    }
+
     fn take_all(q: &Queue) -> Vec<Item> {
         let (mut out, mut ctl) = (Vec::new(), Vec::new());
         q.take(&mut out, &mut ctl);
@@ -656,15 +672,13 @@ mod tests {
         q.push(item(9), false, None).unwrap();
         q.push(read(3, &b, &y, CacheOutcome::Hit), false, None)
             .unwrap();
-        let got: Vec<(u64, String, String)> = take_all(&q)
-            .iter()
-            .map(|i| {
-                let t = i.event.timestamp.duration_since(SystemTime::UNIX_EPOCH);
-                (
-                    t.unwrap().as_nanos() as u64,
-                    i.event.user.as_str().to_owned(),
-                    i.event.resource.name.to_string(),
-                )
+        let items = take_all(&q);
+        let got: Vec<(u64, String, String)> = unix_times(&items)
+            .into_iter()
+            .zip(&items)
+            .map(|(t, i)| {
+                let e = &i.event;
+                (t, e.user.as_str().to_owned(), e.resource.name.to_string())
             })
             .collect();
         let mut want: Vec<(u64, String, String)> = reads
@@ -691,13 +705,7 @@ mod tests {
         // A new tick reads the wall clock again.
         q.push_read(8, &user, &r, CacheOutcome::Hit).unwrap();
         let after = unix();
-        let at: Vec<u64> = take_all(&q)
-            .iter()
-            .map(|i| {
-                let t = i.event.timestamp.duration_since(SystemTime::UNIX_EPOCH);
-                t.unwrap().as_nanos() as u64
-            })
-            .collect();
+        let at = unix_times(&take_all(&q));
         assert_eq!(at.len(), 3);
         assert!(
             before <= at[0] && at[0] < middle,
@@ -705,6 +713,18 @@ mod tests {
         );
         assert_eq!(at[1], at[0]);
         assert!(middle <= at[2] && at[2] <= after, "{middle} {at:?} {after}");
+    }
+
+    #[test]
+    fn an_untimed_read_reads_the_wall_clock_every_time() {
+        let q = Queue::new(100);
+        let (user, r) = (Principal::new("svc:a"), resource("n/x"));
+        q.push_read(NO_TICK, &user, &r, CacheOutcome::Miss).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let middle = coarse_unix_nanos();
+        q.push_read(NO_TICK, &user, &r, CacheOutcome::Miss).unwrap();
+        let at = unix_times(&take_all(&q));
+        assert!(at[0] < middle && middle <= at[1], "{at:?} {middle}");
     }
 
     #[test]

@@ -34,6 +34,10 @@ fn fallback_nanos() -> u64 {
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX) + 3_600_000_000_000
 }
 
+/// Stands for "no reading": a value [`now_nanos`] does not return (it would take 584 years of
+/// uptime), for answers that were not timed.
+pub(crate) const NO_TICK: u64 = u64::MAX;
+
 /// A duration in nanoseconds, saturating.
 pub(crate) fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)

@@ -339,8 +339,9 @@ impl BackgroundRuntime {
 pub(crate) struct CacheAnswer {
     pub(crate) handle: SecretHandle,
     pub(crate) outcome: CacheOutcome,
-    /// When the cache answered, on its coarse clock ([`clock::now_nanos`]): the audit log
-    /// dates the read by it without reading a clock again.
+    /// When a hit was answered, on the cache's coarse clock ([`clock::now_nanos`]), so that
+    /// the audit log dates it without reading a clock again; [`clock::NO_TICK`] for an
+    /// answer from the store, which no clock read is saved for.
     pub(crate) tick: u64,
 }
 
@@ -509,7 +510,7 @@ impl SecretCache {
     }
 
     fn answer(&self, value: Value, key: &str, outcome: CacheOutcome) -> Result<CacheAnswer> {
-        let tick = clock::now_nanos();
+        let tick = clock::NO_TICK;
         match value {
             Value::Plain(h) => Ok(CacheAnswer {
                 handle: SecretHandle::from_inner(h),

@@ -542,7 +542,7 @@ impl Sealbox {
                 .map(|handle| CacheAnswer {
                     handle,
                     outcome: CacheOutcome::Miss,
-                    tick: crate::cache::clock::now_nanos(),
+                    tick: crate::cache::clock::NO_TICK,
                 }),
         };
         match answer {

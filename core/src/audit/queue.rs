@@ -368,18 +368,6 @@ impl Queue {
             }
             return Ok(());
         }
-        self.push_read_slowly(tick, user, resource, cache)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn push_read_slowly(
-        &self,
-        tick: u64,
-        user: &Principal,
-        resource: &Arc<Resource>,
-        cache: CacheOutcome,
-    ) -> Result<(), PushError> {
         let read = Record::Read {
             tick,
             unix_nanos: coarse_unix_nanos(),
@@ -387,7 +375,14 @@ impl Queue {
             resource,
             cache,
         };
-        self.push(read, false, None)
+        self.push_slowly(read)
+    }
+
+    /// [`Queue::push`], best effort, kept out of the hit path.
+    #[cold]
+    #[inline(never)]
+    fn push_slowly(&self, record: Record<'_>) -> Result<(), PushError> {
+        self.push(record, false, None)
     }
 
     #[inline]

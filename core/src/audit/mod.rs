@@ -85,7 +85,8 @@ pub struct AuditConfig {
     pub mode: AuditMode,
     /// Events each thread can have queued before it blocks (backpressure); 1 to 65 536.
     /// Each recording thread holds a ring of this many 16-byte slots: a cached read takes
-    /// one, and one more when its thread's principal or the coarse clock's tick has changed.
+    /// one, plus one for its principal and one for its time when they differ from its
+    /// thread's previous read.
     #[serde(default = "default_capacity")]
     pub queue_capacity: usize,
     /// How long a strict-mode access waits for its event to be written.

@@ -112,36 +112,41 @@ impl<T> EntryFlight<T> {
 
 impl<T: Clone> EntryFlight<T> {
     /// Runs `load` unless a load is under way, in which case this waits for its result.
-    pub(super) async fn run<F, Fut>(&self, load: F) -> Result<T>
+    ///
+    /// A function returning a block rather than an `async fn`, whose future would hold a
+    /// second copy of its arguments: a miss's future is copied whole whenever a runtime
+    /// moves it, so every layer of it is kept small.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would copy its arguments"
+    )]
+    pub(super) fn run<'a, F, Fut>(&'a self, load: F) -> impl Future<Output = Result<T>> + 'a
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce() -> Fut + 'a,
         Fut: Future<Output = Result<T>>,
     {
-        let mut load = Some(load);
-        loop {
-            if self
+        async move {
+            // Followed until this caller can lead. A follower's wait is boxed: followers are
+            // rare (concurrent misses of one key), and unboxed it would add its size to every
+            // miss's future.
+            while self
                 .state
                 .compare_exchange(IDLE, LED, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+                .is_err()
             {
-                let load = load
-                    .take()
-                    .ok_or_else(|| Error::internal("a flight was led twice by one caller"))?;
-                let mut guard = EntryLanding {
-                    flight: self,
-                    landed: false,
-                };
-                let result = load().await;
-                guard.land(|| {
-                    Landing::Done(result.as_ref().map(T::clone).map_err(SharedError::from))
-                });
-                return result;
+                if let Some(flight) = self.join()
+                    && let Some(result) = Box::pin(follow(&flight)).await
+                {
+                    return result;
+                }
             }
-            if let Some(flight) = self.join()
-                && let Some(result) = follow(&flight).await
-            {
-                return result;
-            }
+            let mut guard = EntryLanding {
+                flight: self,
+                landed: false,
+            };
+            let result = load().await;
+            guard.land(|| Landing::Done(result.as_ref().map(T::clone).map_err(SharedError::from)));
+            result
         }
     }
 

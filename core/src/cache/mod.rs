@@ -216,15 +216,18 @@ impl Entry {
 
     /// Publishes `value` with fresh times; readers that see the new times see the new value.
     /// The value it replaces goes to `graves`.
-    fn publish(&self, value: Value, config: &CacheConfig, graves: &Graveyard) {
+    /// Returns when, on the coarse clock.
+    fn publish(&self, value: Value, config: &CacheConfig, graves: &Graveyard) -> u64 {
         let old = match value {
             Value::Plain(h) => self.plain.replace(Some(h)).map(Unlinked::Plain),
             Value::Sealed(s) => self.sealed.replace(Some(s)).map(Unlinked::Sealed),
         };
-        self.set_times(config, clock::now_nanos());
+        let now = clock::now_nanos();
+        self.set_times(config, now);
         if let Some(old) = old {
             graves.bury(old, false);
         }
+        now
     }
 
     /// Expires the entry and releases its value to `graves`: the next read goes to the
@@ -363,17 +366,6 @@ impl Expired {
     pub(crate) fn resource(&self) -> Arc<Resource> {
         Resource::in_store(self.0.name.as_str(), self.0.store_id.clone())
     }
-}
-
-/// What a flight loads: a reference by its route, or an entry the cache holds.
-enum Load<'a> {
-    Route {
-        key: &'a str,
-        store: Arc<dyn SecretStore>,
-        name: SecretName,
-        store_id: Arc<str>,
-    },
-    Entry(&'a Arc<Entry>),
 }
 
 impl SecretCache {
@@ -547,70 +539,76 @@ impl SecretCache {
     fn spawn_refresh(&self, entry: Arc<Entry>) {
         let this = self.clone();
         self.inner.runtime.spawn(async move {
-            let _ = this.flight(Load::Entry(&entry), false).await;
+            let _ = this.load(&entry, false).await;
             entry.refreshing.store(false, Ordering::Release);
         });
     }
 
-    /// The miss path: one store call per key however many callers wait (single-flight).
-    pub(crate) async fn fetch(
+    /// The miss path of a reference the cache does not hold (a first read): one store call
+    /// per key however many callers wait (single-flight).
+    ///
+    /// The entry is found or inserted here, before the future runs, so the future holds the
+    /// entry alone and not the route it was made from: an `async fn` keeps its arguments
+    /// beside its locals for as long as it runs, and a runtime copies every byte of a
+    /// future it is handed (`block_on` moves it twice).
+    pub(crate) fn fetch(
         &self,
         key: &str,
         store: Arc<dyn SecretStore>,
         name: SecretName,
         store_id: Arc<str>,
-    ) -> Result<CacheAnswer> {
-        let load = Load::Route {
-            key,
-            store,
-            name,
-            store_id,
-        };
-        let (value, outcome) = self.flight(load, false).await?;
-        self.answer(value, key, outcome)
+    ) -> impl Future<Output = Result<CacheAnswer>> + '_ {
+        let entry = self.entry_for(key, store, name, store_id);
+        async move { self.answer_from(&entry).await }
     }
 
     /// The miss path of a reference the cache holds but cannot serve (expired or
     /// invalidated): refreshed in place, with the entry's own store and name, so the
     /// reference is not routed again.
-    pub(crate) async fn refresh_expired(&self, expired: &Expired) -> Result<CacheAnswer> {
-        let entry = &expired.0;
-        let (value, outcome) = self.flight(Load::Entry(entry), false).await?;
-        self.answer(value, &entry.key, outcome)
+    pub(crate) fn refresh_expired<'a>(
+        &'a self,
+        expired: &'a Expired,
+    ) -> impl Future<Output = Result<CacheAnswer>> + 'a {
+        self.answer_from(&expired.0)
+    }
+
+    /// Loads `entry` (see [`SecretCache::load`]) and answers the read from what it loaded.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would copy its arguments"
+    )]
+    fn answer_from<'a>(
+        &'a self,
+        entry: &'a Arc<Entry>,
+    ) -> impl Future<Output = Result<CacheAnswer>> + 'a {
+        // A block, not an `async fn` (see `EntryFlight::run`).
+        async move {
+            let (value, outcome) = self.load(entry, false).await?;
+            self.answer(value, &entry.key, outcome)
+        }
     }
 
     /// Refetches `key` now (no version check), replacing the cached value. A store failure
     /// is returned, not answered from the cache (the cached value is kept and still served).
-    pub(crate) async fn refresh_now(
+    pub(crate) fn refresh_now(
         &self,
         key: &str,
         store: Arc<dyn SecretStore>,
         name: SecretName,
         store_id: Arc<str>,
-    ) -> Result<()> {
-        let load = Load::Route {
-            key,
-            store,
-            name,
-            store_id,
-        };
-        self.flight(load, true).await.map(|_| ())
+    ) -> impl Future<Output = Result<()>> + '_ {
+        let entry = self.entry_for(key, store, name, store_id);
+        async move { self.load(&entry, true).await.map(|_| ()) }
     }
 
-    async fn flight(&self, load: Load<'_>, force: bool) -> Result<(Value, CacheOutcome)> {
-        match load {
-            Load::Route {
-                key,
-                store,
-                name,
-                store_id,
-            } => {
-                let entry = self.entry_for(key, store, name, store_id);
-                entry.flight.run(|| self.refresh(&entry, force)).await
-            }
-            // Borrowed, not cloned: a refresh is on the budget of the store call it wraps.
-            Load::Entry(entry) => entry.flight.run(|| self.refresh(entry, force)).await,
-        }
+    /// Refreshes `entry` through its single-flight: the first caller calls the store, the
+    /// others wait for its result.
+    fn load<'a>(
+        &'a self,
+        entry: &'a Arc<Entry>,
+        force: bool,
+    ) -> impl Future<Output = Result<(Value, CacheOutcome)>> + 'a {
+        entry.flight.run(move || self.refresh(entry, force))
     }
 
     /// The entry of a reference, inserted empty if it has none (a first read): the entry is
@@ -650,63 +648,78 @@ impl SecretCache {
         }
         // Tracked from the start, so an entry whose first read was abandoned (a caller's
         // timeout) is still evicted; the read's own admission then falls within the slack.
-        self.admit(&fresh);
+        self.admit(&fresh, clock::now_nanos());
         fresh
     }
 
     /// Refreshes `old` in place: its value is replaced, and the index is not written.
-    async fn refresh(&self, old: &Arc<Entry>, force: bool) -> Result<(Value, CacheOutcome)> {
-        let inner = &*self.inner;
-        let (store, name) = (&old.store, &old.name);
-        if !force
-            && clock::now_nanos() < old.expires.load(Ordering::Acquire)
-            && !old.refreshing.load(Ordering::Relaxed)
-            && let Some(value) = old.value(&inner.index.guard())
-        {
-            // Another flight refreshed it while this caller was queued.
-            return Ok((value, CacheOutcome::Hit));
-        }
-        if !force
-            && inner.config.version_check
-            && store.capabilities().cheap_describe
-            && old.holds_value(&inner.index.guard())
-        {
-            let started = inner.metrics.start_store_call();
-            let described = store.describe(name).await;
-            inner.metrics.end_store_call(started);
-            match described {
-                Ok(meta) => {
-                    let guard = inner.index.guard();
-                    if let Some(current) = meta.version_with_stage(&Stage::Current)
-                        && old.holds_version(current, &guard)
-                        && let Some(value) = old.value(&guard)
-                    {
-                        old.set_times(&inner.config, clock::now_nanos());
-                        self.admit(old);
-                        return Ok((value, CacheOutcome::Hit));
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would copy its arguments"
+    )]
+    fn refresh<'a>(
+        &'a self,
+        old: &'a Arc<Entry>,
+        force: bool,
+    ) -> impl Future<Output = Result<(Value, CacheOutcome)>> + 'a {
+        async move {
+            let inner = &*self.inner;
+            let (store, name) = (&old.store, &old.name);
+            // An entry never filled, or emptied by a write, has no expiry (0) and needs no
+            // clock read to know it (a clock read is a few percent of a miss's overhead).
+            let expires = old.expires.load(Ordering::Acquire);
+            if !force
+                && expires != 0
+                && clock::now_nanos() < expires
+                && !old.refreshing.load(Ordering::Relaxed)
+                && let Some(value) = old.value(&inner.index.guard())
+            {
+                // Another flight refreshed it while this caller was queued.
+                return Ok((value, CacheOutcome::Hit));
+            }
+            if !force
+                && inner.config.version_check
+                && store.capabilities().cheap_describe
+                && old.holds_value(&inner.index.guard())
+            {
+                let started = inner.metrics.start_store_call();
+                let described = store.describe(name).await;
+                inner.metrics.end_store_call(started);
+                match described {
+                    Ok(meta) => {
+                        let guard = inner.index.guard();
+                        if let Some(current) = meta.version_with_stage(&Stage::Current)
+                            && old.holds_version(current, &guard)
+                            && let Some(value) = old.value(&guard)
+                        {
+                            let now = clock::now_nanos();
+                            old.set_times(&inner.config, now);
+                            self.admit(old, now);
+                            return Ok((value, CacheOutcome::Hit));
+                        }
                     }
+                    Err(e) => {
+                        inner.metrics.store_error(e.kind());
+                        return self.on_error(old, true, e);
+                    }
+                }
+            }
+            let started = inner.metrics.start_store_call();
+            let got = store.get(name, &VersionSelector::Current).await;
+            inner.metrics.end_store_call(started);
+            match got {
+                Ok(version) => {
+                    let value =
+                        self.make_value(&old.key, name.clone(), old.store_id.clone(), version)?;
+                    let now = old.publish(value.clone(), &inner.config, &inner.lifetimes.graves);
+                    self.admit(old, now);
+                    Ok((value, CacheOutcome::Miss))
                 }
                 Err(e) => {
                     inner.metrics.store_error(e.kind());
-                    return self.on_error(old, true, e);
+                    // A forced refresh reports the failure; the cached value stays as it was.
+                    self.on_error(old, !force, e)
                 }
-            }
-        }
-        let started = inner.metrics.start_store_call();
-        let got = store.get(name, &VersionSelector::Current).await;
-        inner.metrics.end_store_call(started);
-        match got {
-            Ok(version) => {
-                let value =
-                    self.make_value(&old.key, name.clone(), old.store_id.clone(), version)?;
-                old.publish(value.clone(), &inner.config, &inner.lifetimes.graves);
-                self.admit(old);
-                Ok((value, CacheOutcome::Miss))
-            }
-            Err(e) => {
-                inner.metrics.store_error(e.kind());
-                // A forced refresh reports the failure; the cached value stays as it was.
-                self.on_error(old, !force, e)
             }
         }
     }
@@ -714,8 +727,8 @@ impl SecretCache {
     /// Hands `entry` (new, or renewed) to the lifetime tracking (capacity, TTL eviction), off
     /// the caller's path. A renewal soon after the last admission skips it (see
     /// [`LIFETIME_SLACK`]), so a key written and read in a tight loop does not keep moka busy.
-    fn admit(&self, entry: &Arc<Entry>) {
-        let now = clock::now_nanos();
+    /// `now`: the coarse clock's reading.
+    fn admit(&self, entry: &Arc<Entry>, now: u64) {
         let last = entry.admitted.load(Ordering::Relaxed);
         if last != 0 && now.saturating_sub(last) < clock::nanos(LIFETIME_SLACK / 2) {
             return;

@@ -65,6 +65,7 @@ unsafe impl<T: Send + Sync> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
     /// `value` in a block of its own, with a count of one.
+    #[inline]
     pub(crate) fn new(value: T) -> Shared<T> {
         const {
             assert!(
@@ -72,14 +73,20 @@ impl<T> Shared<T> {
                 "the count's line must fit in the block"
             )
         };
-        let block = Box::new(Block {
-            _lead: [0; 14],
-            count: AtomicUsize::new(1),
-            value,
-            _trail: [0; 8],
-            #[cfg(test)]
-            freed: std::sync::Arc::new(()),
-        });
+        // Allocated before the block is built, so the block can be written in place rather
+        // than built on the stack and copied (a handle's is 368 bytes, on every miss).
+        let block = Box::new_uninit();
+        let block = Box::write(
+            block,
+            Block {
+                _lead: [0; 14],
+                count: AtomicUsize::new(1),
+                value,
+                _trail: [0; 8],
+                #[cfg(test)]
+                freed: std::sync::Arc::new(()),
+            },
+        );
         Shared {
             block: NonNull::from(Box::leak(block)),
             _owns: PhantomData,

@@ -102,8 +102,9 @@ impl Lifetimes {
     }
 
     /// Queues `entry` (new, or renewed by a version check) for moka. `owner` is the cache the
-    /// maintenance thread serves, started on first use.
-    pub(super) fn admit(&self, entry: &Arc<Entry>, index: &Index, owner: Weak<super::Inner>) {
+    /// maintenance thread serves, started on first use (borrowed, and downgraded only then:
+    /// a `Weak` made per admission costs two atomic operations on the cache's counts).
+    pub(super) fn admit(&self, entry: &Arc<Entry>, index: &Index, owner: &Arc<super::Inner>) {
         let entry = Arc::downgrade(entry);
         let (overflow, wake) = {
             let Ok(mut q) = self.queue.lock() else {
@@ -118,7 +119,10 @@ impl Lifetimes {
         };
         // Started even when this caller inserts the entries itself: it also sweeps expired
         // entries and retires given-up values.
-        let thread = self.graves.thread.get_or_init(|| start(owner));
+        let thread = self
+            .graves
+            .thread
+            .get_or_init(|| start(Arc::downgrade(owner)));
         if let Some(entries) = overflow {
             self.insert_all(entries, index);
             return;

@@ -736,7 +736,7 @@ impl SecretCache {
         entry.admitted.store(now.max(1), Ordering::Relaxed);
         self.inner
             .lifetimes
-            .admit(entry, &self.inner.index, Arc::downgrade(&self.inner));
+            .admit(entry, &self.inner.index, &self.inner);
     }
 
     /// A failed refresh of `entry`: its value served past the TTL when `serve_stale` and the

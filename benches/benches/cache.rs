@@ -32,7 +32,7 @@ use sealbox::cache::CacheConfig;
 use sealbox::store::memory::MemoryStore;
 use sealbox::store::{PutOptions, SecretName, SecretStore, VersionSelector};
 use sealbox::{BlockingSealbox, Principal, Sealbox};
-use sealbox_benches::{filled_vault, name, value};
+use sealbox_benches::{MissRig, name, paired_times, value};
 
 const KEYS: usize = 1024;
 /// Per-thread audit ring of the audited client: room for one burst.
@@ -396,43 +396,10 @@ fn miss(c: &mut Criterion) {
 /// SQLite-heavy direct side and the allocation-heavy client side left each other different
 /// states, and the ratio moved by 10 points between runs.)
 fn miss_local(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let vault = rt.block_on(filled_vault(dir.path(), KEYS)).unwrap();
-    let cached = Sealbox::builder()
-        .store(vault.clone())
-        .principal(Principal::new("svc:bench"))
-        .build()
-        .unwrap();
-    let store_id = "default";
-    let n = name(7);
-    let sn = SecretName::new(n.clone()).unwrap();
+    let rig = MissRig::new();
     // One timed call of either side, the cache entry invalidated untimed first (the client
-    // then refreshes it in place) or, for `cold`, the cache emptied (a first read).
-    let timed = |client_turn: bool, cold: bool| {
-        if cold {
-            cached.cache().unwrap().clear();
-        } else {
-            cached.cache().unwrap().invalidate(store_id, &sn);
-        }
-        let start = Instant::now();
-        if client_turn {
-            let got = rt.block_on(cached.get(&n)).unwrap();
-            let elapsed = start.elapsed();
-            drop(black_box(got));
-            elapsed
-        } else {
-            let got = rt
-                .block_on(vault.get(&sn, &VersionSelector::Current))
-                .unwrap();
-            let elapsed = start.elapsed();
-            drop(black_box(got));
-            elapsed
-        }
-    };
+    // then refreshes it in place) or, for `first`, the cache emptied (a first read).
+    let timed = |client_turn: bool, first: bool| rig.timed(client_turn, first);
     let one = |client_turn: bool| timed(client_turn, false);
     let paired = |iters: u64, time_client: bool| {
         let mut mine = Duration::ZERO;
@@ -464,19 +431,7 @@ fn miss_local(c: &mut Criterion) {
 /// per-call percentiles and their ratio. Machine drift over seconds moves both sides of a
 /// pair alike, so these ratios hold steady where criterion's separate windows do not.
 fn paired_percentiles(label: &str, pairs: usize, timed: impl Fn(bool) -> Duration) {
-    let (mut direct, mut client) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
-    for i in 0..pairs {
-        for client_turn in [i % 2 == 0, i % 2 != 0] {
-            let t = timed(client_turn).as_nanos();
-            if client_turn {
-                client.push(t);
-            } else {
-                direct.push(t);
-            }
-        }
-    }
-    direct.sort_unstable();
-    client.sort_unstable();
+    let (direct, client) = paired_times(pairs, timed);
     for (p, q) in [("p25", 0.25), ("p50", 0.5), ("p75", 0.75)] {
         let at = |v: &[u128]| v[(v.len() as f64 * q) as usize];
         let (d, c) = (at(&direct), at(&client));

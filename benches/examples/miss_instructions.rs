@@ -9,37 +9,21 @@
 //! valgrind --tool=callgrind target/release/examples/miss_instructions client 20000
 //! callgrind_annotate --inclusive=yes --tree=calling callgrind.out.<pid>
 //! ```
-use sealbox::store::{SecretName, SecretStore, VersionSelector};
-use sealbox::{Principal, Sealbox};
-use sealbox_benches::{filled_vault, mode_and_count, name};
+use sealbox::store::{SecretStore, VersionSelector};
+use sealbox_benches::{MissRig, mode_and_count};
 
 fn main() {
     let (mode, n_iter) =
         mode_and_count("miss_instructions", &["none", "direct", "client", "first"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let vault = rt.block_on(filled_vault(dir.path(), 1024)).unwrap();
-    let cached = Sealbox::builder()
-        .store(vault.clone())
-        .principal(Principal::new("svc:bench"))
-        .build()
-        .unwrap();
-    let n = name(7);
-    let sn = SecretName::new(n.clone()).unwrap();
+    let rig = MissRig::new();
     for _ in 0..n_iter {
-        if mode == "first" {
-            cached.cache().unwrap().clear();
-        } else {
-            cached.cache().unwrap().invalidate("default", &sn);
-        }
+        rig.prepare(mode == "first");
         if mode == "client" || mode == "first" {
-            std::hint::black_box(rt.block_on(cached.get(&n)).unwrap());
+            std::hint::black_box(rig.rt.block_on(rig.client.get(&rig.name)).unwrap());
         } else if mode == "direct" {
             std::hint::black_box(
-                rt.block_on(vault.get(&sn, &VersionSelector::Current))
+                rig.rt
+                    .block_on(rig.vault.get(&rig.secret_name, &VersionSelector::Current))
                     .unwrap(),
             );
         }

@@ -11,12 +11,7 @@
 //!
 //! The heap's layout differs per process and moves the figures by about a point; run each
 //! version several times, alternating (`setarch -R` fixes the layout within one binary).
-use std::hint::black_box;
-use std::time::{Duration, Instant};
-
-use sealbox::store::{SecretName, SecretStore, VersionSelector};
-use sealbox::{Principal, Sealbox};
-use sealbox_benches::{filled_vault, name};
+use sealbox_benches::{MissRig, paired_times};
 
 const PAIRS: usize = 20_000;
 
@@ -29,61 +24,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let vault = rt.block_on(filled_vault(dir.path(), 1024)).unwrap();
-    let cached = Sealbox::builder()
-        .store(vault.clone())
-        .principal(Principal::new("svc:bench"))
-        .build()
-        .unwrap();
-    let cache = cached.cache().unwrap();
-    let n = name(7);
-    let sn = SecretName::new(n.clone()).unwrap();
-    // One timed call of either side, after an untimed invalidation (or, `first`, clear).
-    let timed = |client: bool, first: bool| -> Duration {
-        if first {
-            cache.clear();
-        } else {
-            cache.invalidate("default", &sn);
-        }
-        let start = Instant::now();
-        if client {
-            let got = rt.block_on(cached.get(&n)).unwrap();
-            let elapsed = start.elapsed();
-            drop(black_box(got));
-            elapsed
-        } else {
-            let got = rt
-                .block_on(vault.get(&sn, &VersionSelector::Current))
-                .unwrap();
-            let elapsed = start.elapsed();
-            drop(black_box(got));
-            elapsed
-        }
-    };
-    for i in 0..PAIRS {
-        timed(i % 2 == 0, false);
-        timed(i % 2 != 0, false);
-    }
+    let rig = MissRig::new();
+    // Warm-up: the first pairs of a process run slower on both sides.
+    paired_times(PAIRS, |client| rig.timed(client, false));
     for round in 0..rounds {
         for (label, first) in [("refresh", false), ("first", true)] {
-            let (mut direct, mut client) = (Vec::new(), Vec::new());
-            for i in 0..PAIRS {
-                for client_turn in [i % 2 == 0, i % 2 != 0] {
-                    let t = timed(client_turn, first).as_nanos();
-                    if client_turn {
-                        client.push(t);
-                    } else {
-                        direct.push(t);
-                    }
-                }
-            }
-            direct.sort_unstable();
-            client.sort_unstable();
+            let (direct, client) = paired_times(PAIRS, |c| rig.timed(c, first));
             let (d, c) = (direct[PAIRS / 2], client[PAIRS / 2]);
             println!(
                 "round {round} {label}: direct {d} ns, client {c} ns, overhead {:+.1}%",

@@ -666,7 +666,8 @@ impl SecretCache {
             let inner = &*self.inner;
             let (store, name) = (&old.store, &old.name);
             // An entry never filled, or emptied by a write, has no expiry (0) and needs no
-            // clock read to know it (a clock read is a few percent of a miss's overhead).
+            // clock read to know it (about 6 ns each here, over a percent of what a miss
+            // adds to the store call).
             let expires = old.expires.load(Ordering::Acquire);
             if !force
                 && expires != 0

@@ -10,6 +10,9 @@
 //!   unaudited client in the same harness.
 //! * `hit_audit_hotset/*`: the same for a service's hot set (64 secrets) in bursts that fit
 //!   the default per-thread audit ring.
+//!   Both burst groups also print `GROUP/rotated` lines: the three sides' bursts in turn,
+//!   round after round, and the quartiles of the rounds' ratios to the floor, which a change
+//!   in the VM's speed between criterion's windows does not move.
 //! * `threads/*`: aggregate hit throughput with 1 and 2 threads (different keys per thread);
 //!   the bench also prints `threads/paired`, the ratio from alternating short windows, with
 //!   the hashmap's own ratio beside it.
@@ -28,27 +31,20 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use sealbox::audit::{AuditLog, FsyncPolicy};
-use sealbox::cache::CacheConfig;
 use sealbox::store::memory::MemoryStore;
-use sealbox::store::{PutOptions, SecretName, SecretStore, VersionSelector};
+use sealbox::store::{SecretName, SecretStore, VersionSelector};
 use sealbox::{BlockingSealbox, Principal, Sealbox};
-use sealbox_benches::{MissRig, name, paired_times, value};
+use sealbox_benches::{
+    BurstSide, MissRig, hit_client, median_time, memory_store, name, paired_times, ratio_quartiles,
+    rotated_bursts,
+};
 
 const KEYS: usize = 1024;
 /// Per-thread audit ring of the audited client: room for one burst.
 const RING: usize = 32_768;
 
 fn store() -> Arc<MemoryStore> {
-    let s = Arc::new(MemoryStore::new());
-    for i in 0..KEYS {
-        futures::executor::block_on(s.put(
-            &SecretName::new(name(i)).unwrap(),
-            &value(),
-            &PutOptions::default(),
-        ))
-        .unwrap();
-    }
-    s
+    memory_store(KEYS)
 }
 
 fn client(
@@ -56,37 +52,7 @@ fn client(
     sealed: bool,
     audit: Option<&std::path::Path>,
 ) -> BlockingSealbox {
-    client_with_ring(store, sealed, audit, RING)
-}
-
-fn client_with_ring(
-    store: Arc<MemoryStore>,
-    sealed: bool,
-    audit: Option<&std::path::Path>,
-    ring: usize,
-) -> BlockingSealbox {
-    let mut b = Sealbox::builder()
-        .store(store)
-        .principal(Principal::new("svc:bench"))
-        .cache(CacheConfig {
-            ttl: Duration::from_secs(3600),
-            capacity: 100_000,
-            sealed,
-            ..CacheConfig::default()
-        });
-    if let Some(dir) = audit {
-        b = b.audit(
-            AuditLog::builder()
-                .file(dir.join("audit.jsonl"), FsyncPolicy::Never)
-                .queue_capacity(ring),
-        );
-    }
-    let c = b.build().unwrap().blocking().unwrap();
-    for i in 0..KEYS {
-        c.get(&name(i)).unwrap();
-    }
-    c.flush_audit().unwrap();
-    c
+    hit_client(store, sealed, audit.map(|dir| (dir, RING)), KEYS)
 }
 
 fn hit(c: &mut Criterion) {
@@ -148,7 +114,7 @@ fn hit(c: &mut Criterion) {
     // ring (1024 events, 48 KiB, so it stays in cache), the writer draining between bursts.
     let hot: Vec<String> = names[..64].to_vec();
     let hot_dir = tempfile::tempdir().unwrap();
-    let audited_hot = client_with_ring(st.clone(), false, Some(hot_dir.path()), 1024);
+    let audited_hot = hit_client(st.clone(), false, Some((hot_dir.path(), 1024)), KEYS);
     burst_group(
         c,
         "hit_audit_hotset",
@@ -203,6 +169,57 @@ fn burst_group(
         })
     });
     g.finish();
+    if std::env::args().any(|a| a == "--bench") {
+        rotated_figures(group, len as usize, names, floor, plain, audited);
+    }
+}
+
+/// Prints the burst group's ratios from [`rotated_bursts`]: the floor, the unaudited and the
+/// audited client in turn, a burst each per round, the audit log flushed untimed around the
+/// audited burst. Criterion's windows for the three run seconds apart, and this VM's speed
+/// moves by 1.5x over seconds; the rounds' ratios do not.
+fn rotated_figures(
+    group: &str,
+    len: usize,
+    names: &[String],
+    floor: &HashMap<String, Arc<Vec<u8>>>,
+    plain: &BlockingSealbox,
+    audited: &BlockingSealbox,
+) {
+    // About two seconds for each group, most of it the writer's flushes.
+    let rounds = (1_500_000 / len).clamp(60, 1000);
+    let read = |client: &BlockingSealbox, n: &str| {
+        black_box(black_box(client.get(n).unwrap()).version().as_str().len());
+    };
+    let flush = || audited.flush_audit().unwrap();
+    let times = rotated_bursts(
+        rounds,
+        len,
+        names,
+        &[
+            BurstSide {
+                get: &|n| drop(black_box(floor.get(n).cloned())),
+                settle: &|| {},
+            },
+            BurstSide {
+                get: &|n| read(plain, n),
+                settle: &|| {},
+            },
+            BurstSide {
+                get: &|n| read(audited, n),
+                settle: &flush,
+            },
+        ],
+    );
+    for (side, label) in [(1, "sealbox_no_audit"), (2, "sealbox_audit")] {
+        let [p25, p50, p75] = ratio_quartiles(&times, side, 0);
+        println!(
+            "{group}/rotated {label}: {:.1} ns against hashmap_get_arc_clone {:.1} ns \
+             (medians of {rounds} rounds); ratio p25 {p25:.2}x, p50 {p50:.2}x, p75 {p75:.2}x",
+            median_time(&times, side),
+            median_time(&times, 0),
+        );
+    }
 }
 
 /// Times `iters` calls in bursts of at most `burst`, running `between` (untimed) after each.

@@ -5,10 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sealbox::audit::{AuditLog, FsyncPolicy};
+use sealbox::cache::CacheConfig;
 use sealbox::keys::{KeyId, KeyProvider, LocalKeyFile};
 use sealbox::store::local::LocalVault;
-use sealbox::store::{SecretName, SecretStore, VersionSelector};
-use sealbox::{Principal, Result, Sealbox, Secret};
+use sealbox::store::memory::MemoryStore;
+use sealbox::store::{PutOptions, SecretName, SecretStore, VersionSelector};
+use sealbox::{BlockingSealbox, Principal, Result, Sealbox, Secret};
 
 /// The name of the `i`th bench secret.
 pub fn name(i: usize) -> String {
@@ -155,4 +158,114 @@ pub fn paired_times(pairs: usize, timed: impl Fn(bool) -> Duration) -> (Vec<u128
     direct.sort_unstable();
     client.sort_unstable();
     (direct, client)
+}
+
+/// A memory store holding `count` secrets, named by [`name`], each [`value`]: the hit
+/// benchmarks' store (a hit never reaches it).
+pub fn memory_store(count: usize) -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    for i in 0..count {
+        let name = SecretName::new(name(i)).expect("a valid name");
+        futures::executor::block_on(store.put(&name, &value(), &PutOptions::default()))
+            .expect("a memory-store put");
+    }
+    store
+}
+
+/// The hit benchmarks' client: a one-hour cache (`sealed` or not) over `store`, and with
+/// `audit = Some((dir, ring))` an audit log in `dir` (no fsync) whose per-thread rings hold
+/// `ring` events. The first `warm` names are read once, so they are cached, and the log is
+/// flushed.
+pub fn hit_client(
+    store: Arc<MemoryStore>,
+    sealed: bool,
+    audit: Option<(&Path, usize)>,
+    warm: usize,
+) -> BlockingSealbox {
+    let mut b = Sealbox::builder()
+        .store(store)
+        .principal(Principal::new("svc:bench"))
+        .cache(CacheConfig {
+            ttl: Duration::from_secs(3600),
+            capacity: 100_000,
+            sealed,
+            ..CacheConfig::default()
+        });
+    if let Some((dir, ring)) = audit {
+        b = b.audit(
+            AuditLog::builder()
+                .file(dir.join("audit.jsonl"), FsyncPolicy::Never)
+                .queue_capacity(ring),
+        );
+    }
+    let c = b
+        .build()
+        .and_then(|c| c.blocking())
+        .expect("a bench client");
+    for i in 0..warm {
+        c.get(&name(i)).expect("a first read");
+    }
+    c.flush_audit().expect("an audit flush");
+    c
+}
+
+/// One contender in [`rotated_bursts`].
+pub struct BurstSide<'a> {
+    /// One get of a name.
+    pub get: &'a dyn Fn(&str),
+    /// Runs untimed before and after the side's timed burst: the audited client flushes its
+    /// log there, so each burst starts with a drained ring and leaves none of its writing to
+    /// the next side's burst.
+    pub settle: &'a dyn Fn(),
+}
+
+impl std::fmt::Debug for BurstSide<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BurstSide").finish_non_exhaustive()
+    }
+}
+
+/// Per-get nanoseconds of each side (`[round][side]`) over `rounds` rounds. A round times one
+/// burst of `len` gets over `names` (in turn) per side, each after an untimed get of every
+/// name and the side's settle, and rotates which side goes first. The sides of a round run
+/// within milliseconds of each other, so a change in the VM's speed moves them alike, where
+/// criterion's windows seconds apart can catch one side at another speed.
+pub fn rotated_bursts(
+    rounds: usize,
+    len: usize,
+    names: &[String],
+    sides: &[BurstSide<'_>],
+) -> Vec<Vec<f64>> {
+    let mut times = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let mut row = vec![0.0; sides.len()];
+        for turn in 0..sides.len() {
+            let s = (round + turn) % sides.len();
+            let side = &sides[s];
+            names.iter().for_each(|n| (side.get)(n));
+            (side.settle)();
+            let start = Instant::now();
+            for n in names.iter().cycle().take(len) {
+                (side.get)(black_box(n));
+            }
+            row[s] = start.elapsed().as_nanos() as f64 / len as f64;
+            (side.settle)();
+        }
+        times.push(row);
+    }
+    times
+}
+
+/// The 25th, 50th and 75th percentiles of `times[r][side] / times[r][base]` over the rounds.
+pub fn ratio_quartiles(times: &[Vec<f64>], side: usize, base: usize) -> [f64; 3] {
+    let mut ratios: Vec<f64> = times.iter().map(|row| row[side] / row[base]).collect();
+    ratios.sort_by(f64::total_cmp);
+    [0.25, 0.5, 0.75].map(|q| ratios[((ratios.len() as f64 * q) as usize).min(ratios.len() - 1)])
+}
+
+/// The median of `times[r][side]` over the rounds.
+pub fn median_time(times: &[Vec<f64>], side: usize) -> f64 {
+    let mut t: Vec<f64> = times.iter().map(|row| row[side]).collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
 }

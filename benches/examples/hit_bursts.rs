@@ -1,0 +1,100 @@
+//! The audited-hit burst figures alone, in rounds, for comparing versions in alternating
+//! processes (a full `cache` run takes minutes; this takes about half of one). As the `cache`
+//! bench's `rotated` lines: per round, one burst each of the `HashMap` floor, the unaudited
+//! client and the audited one, rotating which goes first, for 20 000 gets over 1024 secrets
+//! and 1000 gets over a hot set of 64; it prints the rounds' median times and ratio p50s:
+//!
+//! ```text
+//! cargo build --release -p sealbox-benches --example hit_bursts
+//! target/release/examples/hit_bursts 5
+//! ```
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use sealbox::BlockingSealbox;
+use sealbox_benches::{
+    BurstSide, hit_client, median_time, memory_store, name, ratio_quartiles, rotated_bursts,
+};
+
+const KEYS: usize = 1024;
+
+fn main() {
+    let rounds = match std::env::args().nth(1).map(|r| r.parse::<usize>()) {
+        None => 5,
+        Some(Ok(r)) if r > 0 => r,
+        Some(_) => {
+            eprintln!("usage: hit_bursts [ROUNDS]");
+            std::process::exit(2);
+        }
+    };
+    let names: Vec<String> = (0..KEYS).map(name).collect();
+    let floor: HashMap<String, Arc<Vec<u8>>> = names
+        .iter()
+        .map(|n| (n.clone(), Arc::new(vec![7u8; 64])))
+        .collect();
+    let store = memory_store(KEYS);
+    let plain = hit_client(store.clone(), false, None, KEYS);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let audited = hit_client(store.clone(), false, Some((dir.path(), 32_768)), KEYS);
+    let hot_dir = tempfile::tempdir().expect("a temporary directory");
+    let audited_hot = hit_client(store, false, Some((hot_dir.path(), 1024)), KEYS);
+    let read = |c: &BlockingSealbox, n: &str| {
+        black_box(black_box(c.get(n).expect("a hit")).version().as_str().len());
+    };
+    let floor_get = |n: &str| drop(black_box(floor.get(n).cloned()));
+    let plain_get = |n: &str| read(&plain, n);
+    let groups = [
+        (
+            "1024 secrets, bursts of 20 000",
+            &names[..],
+            20_000,
+            40,
+            &audited,
+        ),
+        (
+            "hot set of 64, bursts of 1000",
+            &names[..64],
+            1000,
+            400,
+            &audited_hot,
+        ),
+    ];
+    // Round 0 warms up and is not printed.
+    for round in 0..=rounds {
+        for (label, names, len, n, audited) in groups {
+            let audited_get = |n: &str| read(audited, n);
+            let flush = || audited.flush_audit().expect("an audit flush");
+            let times = rotated_bursts(
+                n,
+                len,
+                names,
+                &[
+                    BurstSide {
+                        get: &floor_get,
+                        settle: &|| {},
+                    },
+                    BurstSide {
+                        get: &plain_get,
+                        settle: &|| {},
+                    },
+                    BurstSide {
+                        get: &audited_get,
+                        settle: &flush,
+                    },
+                ],
+            );
+            if round > 0 {
+                println!(
+                    "round {round}, {label}: floor {:.1} ns, no audit {:.1} ns ({:.2}x), \
+                     audited {:.1} ns ({:.2}x)",
+                    median_time(&times, 0),
+                    median_time(&times, 1),
+                    ratio_quartiles(&times, 1, 0)[1],
+                    median_time(&times, 2),
+                    ratio_quartiles(&times, 2, 0)[1],
+                );
+            }
+        }
+    }
+}

@@ -269,3 +269,62 @@ pub fn median_time(times: &[Vec<f64>], side: usize) -> f64 {
     t.sort_by(f64::total_cmp);
     t[t.len() / 2]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    #[test]
+    fn rotated_bursts_runs_every_side_each_round_in_turn() {
+        let names: Vec<String> = (0..3).map(name).collect();
+        let order = RefCell::new(Vec::new());
+        let gets = [Cell::new(0), Cell::new(0)];
+        let settles = [Cell::new(0), Cell::new(0)];
+        let get = |i: usize| {
+            let (order, gets) = (&order, &gets);
+            move |_: &str| {
+                gets[i].set(gets[i].get() + 1);
+                if order.borrow().last() != Some(&i) {
+                    order.borrow_mut().push(i);
+                }
+            }
+        };
+        let (g0, g1) = (get(0), get(1));
+        let (s0, s1) = (
+            || settles[0].set(settles[0].get() + 1),
+            || settles[1].set(settles[1].get() + 1),
+        );
+        let times = rotated_bursts(
+            4,
+            10,
+            &names,
+            &[
+                BurstSide {
+                    get: &g0,
+                    settle: &s0,
+                },
+                BurstSide {
+                    get: &g1,
+                    settle: &s1,
+                },
+            ],
+        );
+        assert_eq!(times.len(), 4);
+        assert!(times.iter().all(|row| row.len() == 2));
+        // Per round and side: one untimed pass over the names, then the burst.
+        assert_eq!(gets.map(|g| g.get()), [4 * 13, 4 * 13]);
+        assert_eq!(settles.map(|s| s.get()), [8, 8]);
+        // Rounds run 0 1, 1 0, 0 1, 1 0: a side that ends one round starts the next, so the
+        // runs of gets alternate five times.
+        assert_eq!(*order.borrow(), vec![0, 1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn ratio_quartiles_and_median_read_the_rounds() {
+        let times: Vec<Vec<f64>> = (1..=8).map(|i| vec![10.0, 10.0 * i as f64]).collect();
+        assert_eq!(ratio_quartiles(&times, 1, 0), [3.0, 5.0, 7.0]);
+        assert_eq!(median_time(&times, 1), 50.0);
+        assert_eq!(median_time(&times, 0), 10.0);
+    }
+}

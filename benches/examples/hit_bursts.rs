@@ -15,19 +15,13 @@ use std::sync::Arc;
 use sealbox::BlockingSealbox;
 use sealbox_benches::{
     BurstSide, hit_client, median_time, memory_store, name, ratio_quartiles, rotated_bursts,
+    rounds_arg,
 };
 
 const KEYS: usize = 1024;
 
 fn main() {
-    let rounds = match std::env::args().nth(1).map(|r| r.parse::<usize>()) {
-        None => 5,
-        Some(Ok(r)) if r > 0 => r,
-        Some(_) => {
-            eprintln!("usage: hit_bursts [ROUNDS]");
-            std::process::exit(2);
-        }
-    };
+    let rounds = rounds_arg("hit_bursts");
     let names: Vec<String> = (0..KEYS).map(name).collect();
     let floor: HashMap<String, Arc<Vec<u8>>> = names
         .iter()

@@ -11,19 +11,12 @@
 //!
 //! The heap's layout differs per process and moves the figures by about a point; run each
 //! version several times, alternating (`setarch -R` fixes the layout within one binary).
-use sealbox_benches::{MissRig, paired_times};
+use sealbox_benches::{MissRig, paired_times, rounds_arg};
 
 const PAIRS: usize = 20_000;
 
 fn main() {
-    let rounds = match std::env::args().nth(1).map(|r| r.parse::<usize>()) {
-        None => 5,
-        Some(Ok(r)) if r > 0 => r,
-        Some(_) => {
-            eprintln!("usage: miss_pairs [ROUNDS]");
-            std::process::exit(2);
-        }
-    };
+    let rounds = rounds_arg("miss_pairs");
     let rig = MissRig::new();
     // Warm-up: the first pairs of a process run slower on both sides.
     paired_times(PAIRS, |client| rig.timed(client, false));

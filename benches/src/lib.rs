@@ -55,6 +55,19 @@ pub fn mode_and_count(program: &str, modes: &[&str]) -> (String, usize) {
     }
 }
 
+/// The optional `ROUNDS` argument of a rounds driver (`benches/examples`), 5 when absent;
+/// anything but a positive count prints the usage and exits with status 2.
+pub fn rounds_arg(program: &str) -> usize {
+    match std::env::args().nth(1).map(|r| r.parse::<usize>()) {
+        None => 5,
+        Some(Ok(r)) if r > 0 => r,
+        Some(_) => {
+            eprintln!("usage: {program} [ROUNDS]");
+            std::process::exit(2);
+        }
+    }
+}
+
 /// The miss benchmarks' rig: a local vault of 1024 secrets, a client with the default cache
 /// over it, and the secret both read. The `cache` bench and the miss drivers in
 /// `benches/examples` share it, so their figures stay comparable.

@@ -35,8 +35,8 @@ use sealbox::store::memory::MemoryStore;
 use sealbox::store::{SecretName, SecretStore, VersionSelector};
 use sealbox::{BlockingSealbox, Principal, Sealbox};
 use sealbox_benches::{
-    BurstSide, MissRig, hit_client, median_time, memory_store, name, paired_times, ratio_quartiles,
-    rotated_bursts,
+    MissRig, audited_rotation, floor_map, hit_client, median_time, memory_store, name,
+    paired_times, ratio_quartiles, read_hit,
 };
 
 const KEYS: usize = 1024;
@@ -57,10 +57,7 @@ fn client(
 
 fn hit(c: &mut Criterion) {
     let names: Vec<String> = (0..KEYS).map(name).collect();
-    let floor: HashMap<String, Arc<Vec<u8>>> = names
-        .iter()
-        .map(|n| (n.clone(), Arc::new(vec![7u8; 64])))
-        .collect();
+    let floor = floor_map(&names);
     let moka_cache: moka::sync::Cache<String, Arc<Vec<u8>>> = moka::sync::Cache::new(100_000);
     for n in &names {
         moka_cache.insert(n.clone(), Arc::new(vec![7u8; 64]));
@@ -111,7 +108,7 @@ fn hit(c: &mut Criterion) {
     );
 
     // A service's hot set: 64 secrets, bursts of 1000 hits that fit the default per-thread
-    // ring (1024 events, 48 KiB, so it stays in cache), the writer draining between bursts.
+    // ring (1024 events, 16 KiB, so it stays in cache), the writer draining between bursts.
     let hot: Vec<String> = names[..64].to_vec();
     let hot_dir = tempfile::tempdir().unwrap();
     let audited_hot = hit_client(st.clone(), false, Some((hot_dir.path(), 1024)), KEYS);
@@ -138,7 +135,7 @@ fn burst_group(
     audited: &BlockingSealbox,
 ) {
     let read = |client: &BlockingSealbox, n: &str| {
-        black_box(black_box(client.get(n).unwrap()).version().as_str().len());
+        read_hit(client, n);
         Some(())
     };
     let mut g = c.benchmark_group(group);
@@ -188,29 +185,7 @@ fn rotated_figures(
 ) {
     // About two seconds for each group, most of it the writer's flushes.
     let rounds = (1_500_000 / len).clamp(60, 1000);
-    let read = |client: &BlockingSealbox, n: &str| {
-        black_box(black_box(client.get(n).unwrap()).version().as_str().len());
-    };
-    let flush = || audited.flush_audit().unwrap();
-    let times = rotated_bursts(
-        rounds,
-        len,
-        names,
-        &[
-            BurstSide {
-                get: &|n| drop(black_box(floor.get(n).cloned())),
-                settle: &|| {},
-            },
-            BurstSide {
-                get: &|n| read(plain, n),
-                settle: &|| {},
-            },
-            BurstSide {
-                get: &|n| read(audited, n),
-                settle: &flush,
-            },
-        ],
-    );
+    let times = audited_rotation(rounds, len, names, floor, plain, audited);
     for (side, label) in [(1, "sealbox_no_audit"), (2, "sealbox_audit")] {
         let [p25, p50, p75] = ratio_quartiles(&times, side, 0);
         println!(

@@ -8,13 +8,8 @@
 //! cargo build --release -p sealbox-benches --example hit_bursts
 //! target/release/examples/hit_bursts 5
 //! ```
-use std::collections::HashMap;
-use std::hint::black_box;
-use std::sync::Arc;
-
-use sealbox::BlockingSealbox;
 use sealbox_benches::{
-    BurstSide, hit_client, median_time, memory_store, name, ratio_quartiles, rotated_bursts,
+    audited_rotation, floor_map, hit_client, median_time, memory_store, name, ratio_quartiles,
     rounds_arg,
 };
 
@@ -23,21 +18,13 @@ const KEYS: usize = 1024;
 fn main() {
     let rounds = rounds_arg("hit_bursts");
     let names: Vec<String> = (0..KEYS).map(name).collect();
-    let floor: HashMap<String, Arc<Vec<u8>>> = names
-        .iter()
-        .map(|n| (n.clone(), Arc::new(vec![7u8; 64])))
-        .collect();
+    let floor = floor_map(&names);
     let store = memory_store(KEYS);
     let plain = hit_client(store.clone(), false, None, KEYS);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let audited = hit_client(store.clone(), false, Some((dir.path(), 32_768)), KEYS);
     let hot_dir = tempfile::tempdir().expect("a temporary directory");
     let audited_hot = hit_client(store, false, Some((hot_dir.path(), 1024)), KEYS);
-    let read = |c: &BlockingSealbox, n: &str| {
-        black_box(black_box(c.get(n).expect("a hit")).version().as_str().len());
-    };
-    let floor_get = |n: &str| drop(black_box(floor.get(n).cloned()));
-    let plain_get = |n: &str| read(&plain, n);
     let groups = [
         (
             "1024 secrets, bursts of 20 000",
@@ -57,27 +44,7 @@ fn main() {
     // Round 0 warms up and is not printed.
     for round in 0..=rounds {
         for (label, names, len, n, audited) in groups {
-            let audited_get = |n: &str| read(audited, n);
-            let flush = || audited.flush_audit().expect("an audit flush");
-            let times = rotated_bursts(
-                n,
-                len,
-                names,
-                &[
-                    BurstSide {
-                        get: &floor_get,
-                        settle: &|| {},
-                    },
-                    BurstSide {
-                        get: &plain_get,
-                        settle: &|| {},
-                    },
-                    BurstSide {
-                        get: &audited_get,
-                        settle: &flush,
-                    },
-                ],
-            );
+            let times = audited_rotation(n, len, names, &floor, &plain, audited);
             if round > 0 {
                 println!(
                     "round {round}, {label}: floor {:.1} ns, no audit {:.1} ns ({:.2}x), \

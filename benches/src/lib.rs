@@ -1,5 +1,6 @@
 //! Shared helpers for the benches.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -220,6 +221,53 @@ pub fn hit_client(
     }
     c.flush_audit().expect("an audit flush");
     c
+}
+
+/// The hit benchmarks' floor: each name mapped to a 64-byte value behind an `Arc`, read as
+/// a get plus an `Arc` clone.
+pub fn floor_map(names: &[String]) -> HashMap<String, Arc<Vec<u8>>> {
+    names
+        .iter()
+        .map(|n| (n.clone(), Arc::new(vec![7u8; 64])))
+        .collect()
+}
+
+/// One cached get through `client`, its handle read, so that the get is not optimised away.
+pub fn read_hit(client: &BlockingSealbox, name: &str) {
+    let handle = client.get(name).expect("a cache hit");
+    black_box(black_box(handle).version().as_str().len());
+}
+
+/// [`rotated_bursts`] of the floor, the unaudited client and the audited one (its log flushed
+/// untimed around each of its bursts), in that order in each round's row.
+pub fn audited_rotation(
+    rounds: usize,
+    len: usize,
+    names: &[String],
+    floor: &HashMap<String, Arc<Vec<u8>>>,
+    plain: &BlockingSealbox,
+    audited: &BlockingSealbox,
+) -> Vec<Vec<f64>> {
+    let flush = || audited.flush_audit().expect("an audit flush");
+    rotated_bursts(
+        rounds,
+        len,
+        names,
+        &[
+            BurstSide {
+                get: &|n| drop(black_box(floor.get(n).cloned())),
+                settle: &|| {},
+            },
+            BurstSide {
+                get: &|n| read_hit(plain, n),
+                settle: &|| {},
+            },
+            BurstSide {
+                get: &|n| read_hit(audited, n),
+                settle: &flush,
+            },
+        ],
+    )
 }
 
 /// One contender in [`rotated_bursts`].

@@ -235,7 +235,8 @@ pub enum KeysCommand {
 /// `sealbox namespace ...`.
 #[derive(Debug, Subcommand)]
 pub enum NamespaceCommand {
-    /// Destroy a namespace's keys: every secret in it becomes unreadable, for ever.
+    /// Destroy a namespace's keys in the vault and delete its secrets (a backup of the vault
+    /// taken before, with the master key, still reads them).
     Erase {
         /// The namespace to erase.
         namespace: String,

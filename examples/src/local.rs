@@ -64,6 +64,6 @@ pub async fn verify(vault: &Vault) -> Result<String> {
 pub async fn erase_namespace(vault: &Vault, namespace: &str) -> Result<String> {
     let erased = vault.erase_namespace(namespace).await?;
     Ok(format!(
-        "erased namespace {namespace}: its keys are destroyed, {erased} secret(s) unreadable for good"
+        "erased namespace {namespace}: its keys in this vault are destroyed, {erased} secret(s) deleted"
     ))
 }

@@ -158,7 +158,8 @@ struct EraseReport {
 impl Report for EraseReport {
     fn human(&self) -> String {
         format!(
-            "erased namespace {}: its keys are destroyed; {} secrets are unreadable for good\n",
+            "erased namespace {}: its keys in this vault are destroyed and {} secrets deleted \
+             (backups taken before still hold them)\n",
             self.namespace, self.secrets_erased
         )
     }

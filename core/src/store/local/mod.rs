@@ -725,10 +725,14 @@ impl LocalVault {
         Ok(KekRotation { version, rewrapped })
     }
 
-    /// Crypto-shredding: destroys every KEK version of `namespace` (so every copy of its data,
-    /// in backups, WAL or free pages, is unreadable for good), then deletes its rows. Other
-    /// namespaces are untouched. Returns how many secrets were erased. Idempotent: re-running
-    /// completes an interrupted erasure.
+    /// Destroys every KEK version of `namespace` stored in this vault, then deletes its rows,
+    /// so this vault file can no longer read any of its secrets. Other namespaces are
+    /// untouched. Returns how many secrets were erased. Idempotent: re-running completes an
+    /// interrupted erasure.
+    ///
+    /// Limit: the wrapped KEK is destroyed in this file only. A copy of the vault taken
+    /// before the erase (a backup, old WAL frames) still holds it wrapped under the master
+    /// key, so that copy plus the master key still reads the namespace.
     pub async fn erase_namespace(&self, namespace: &str) -> Result<u64> {
         let ns = KeyId::new(namespace)?;
         let _lock = FileLock::acquire(self.path())?;

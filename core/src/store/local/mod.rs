@@ -21,10 +21,10 @@
 //!   processes too. Administrative operations (create, rotations, erasure) also take an
 //!   exclusive file lock on `<vault>.lock`.
 //! - **Refusals on open.** A vault file that group or others can access (`Config`), a file
-//!   shorter than its header says (`Truncated`), a non-SQLite or damaged file (`Integrity`,
-//!   `PRAGMA quick_check`), a schema from a newer build (`UnsupportedVersion`), a different
-//!   master key (`WrongKey`, from the stored key-check value). Nothing is written before these
-//!   checks pass.
+//!   SQLite finds shorter than its header says once its WAL is replayed (`Truncated`), a
+//!   non-SQLite or damaged file (`Integrity`, `PRAGMA quick_check`), a schema from a newer
+//!   build (`UnsupportedVersion`), a different master key (`WrongKey`, from the stored
+//!   key-check value). Nothing is written before these checks pass.
 //!
 //! Reads run on the caller's thread (a WAL reader never waits for writers); writes run under
 //! [`tokio::task::spawn_blocking`] because they may wait for another process's write lock.
@@ -403,9 +403,15 @@ impl LocalVault {
         wal.push("-wal");
         schema::check_mode(Path::new(&wal), "local vault journal")?;
         schema::check_header(&db)?;
-        let mut conn = open_connection(&db, options.busy_timeout, false)?;
-        schema::check_structure(&conn, false)?;
-        let version = schema::stored_version(&conn)?;
+        let judged = open_connection(&db, options.busy_timeout, false).and_then(|conn| {
+            schema::check_structure(&conn, false)?;
+            let version = schema::stored_version(&conn)?;
+            Ok((conn, version))
+        });
+        let (mut conn, version) = judged.map_err(|e| match e.kind() {
+            ErrorKind::Integrity => schema::truncation(&db).unwrap_or(e),
+            _ => e,
+        })?;
         schema::check_version(version)?;
         if version == 0 {
             return Err(Error::new(

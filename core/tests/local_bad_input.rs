@@ -294,3 +294,92 @@ async fn an_unknown_schema_version_is_refused_untouched() {
     assert_eq!(err.kind(), ErrorKind::UnsupportedVersion, "{err}");
     assert_eq!(f.bytes(), before, "nothing overwritten");
 }
+
+/// issue 24: a flipped byte in the stored master key check surfaced as `internal` (invalid
+/// UTF-8). It is tampering: `Integrity`, naming the key check.
+#[tokio::test]
+async fn a_flipped_byte_in_the_stored_master_key_check_is_an_integrity_error() {
+    let f = Fixture::new().await;
+    // The first byte becomes 0xFF: no longer UTF-8, let alone hex.
+    f.sql(
+        "UPDATE master_checks SET check_value = \
+         CAST(X'FF' || substr(CAST(check_value AS BLOB), 2) AS TEXT)",
+    );
+    let before = f.bytes();
+    let err = f.open().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.message().contains("master key check"), "{err}");
+    assert_eq!(f.bytes(), before, "nothing overwritten");
+}
+
+/// issue 24: a dropped `versions` table surfaced as `internal` (`no such table`). Every table
+/// the vault reads, dropped, is `Integrity` on open, naming the table.
+#[tokio::test]
+async fn a_dropped_table_is_an_integrity_error_naming_it() {
+    for table in [
+        "meta",
+        "secrets",
+        "versions",
+        "stages",
+        "key_namespaces",
+        "master_checks",
+    ] {
+        let f = Fixture::new().await;
+        f.sql(&format!("DROP TABLE {table}"));
+        let before = f.bytes();
+        let err = f.open().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Integrity, "{table}: {err}");
+        assert!(
+            err.message().contains(&format!("`{table}` table")),
+            "{table}: {err}"
+        );
+        assert_eq!(f.bytes(), before, "{table}: nothing overwritten");
+    }
+}
+
+/// A renamed column is found by the statement that reads it: `Integrity`, never `internal`.
+#[tokio::test]
+async fn a_renamed_column_is_an_integrity_error() {
+    let f = Fixture::new().await;
+    f.sql("ALTER TABLE versions RENAME COLUMN envelope TO moved");
+    let vault = f.open().await.unwrap();
+    let err = vault
+        .get(&name("app/db/password"), &VersionSelector::Current)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.message().contains("altered"), "{err}");
+    let err = vault
+        .put(
+            &name("app/db/password"),
+            &secret(b"new"),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+}
+
+/// A namespace's key record deleted while its secrets hold keys wrapped under it is
+/// tampering (`Integrity`), not a missing namespace (`NotFound`).
+#[tokio::test]
+async fn a_deleted_namespace_key_record_is_an_integrity_error() {
+    let f = Fixture::new().await;
+    f.sql("DELETE FROM key_namespaces WHERE namespace = 'app'");
+    let (vault, err) = {
+        let vault = f.open().await.unwrap();
+        let err = vault
+            .get(&name("app/db/password"), &VersionSelector::Current)
+            .await
+            .unwrap_err();
+        (vault, err)
+    };
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.message().contains("namespace app"), "{err}");
+    // The other namespace is untouched.
+    let ok = vault
+        .get(&name("ops/ssh/key"), &VersionSelector::Current)
+        .await
+        .unwrap();
+    assert_eq!(ok.value.expose_secret(), &[7u8; 300][..]);
+}

@@ -423,6 +423,7 @@ impl LocalVault {
             let _lock = FileLock::acquire(&db)?;
             schema::migrate(&mut conn, SCHEMA_VERSION, "")?;
         }
+        schema::check_tables(&conn)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(|e| sql_error("reading the journal mode", e))?;
@@ -581,7 +582,25 @@ impl LocalVault {
         {
             return Ok((dek.clone(), wrapped));
         }
-        let dek = Arc::new(self.inner.keyring.unwrap_dek(namespace, &wrapped).await?);
+        let dek = self
+            .inner
+            .keyring
+            .unwrap_dek(namespace, &wrapped)
+            .await
+            .map_err(|e| match e.kind() {
+                // The secret's row holds a DEK wrapped under this namespace's KEK, so its key
+                // record existed: it was deleted from the vault since.
+                ErrorKind::NotFound => Error::new(
+                    ErrorKind::Integrity,
+                    format!(
+                        "local vault: namespace {namespace} has no key record although its \
+                         secrets hold keys wrapped under it: the key records were altered; \
+                         restore the vault from a backup"
+                    ),
+                ),
+                _ => e,
+            })?;
+        let dek = Arc::new(dek);
         if let Ok(mut deks) = self.inner.deks.lock() {
             // Bounded: each DEK holds a key schedule in locked memory.
             if deks.len() >= DEK_CACHE_ENTRIES
@@ -1162,7 +1181,7 @@ impl SecretStore for LocalVault {
                         .and_then(|mut s| s.exists([name.as_str()]))
                         .map_err(|e| sql_error("reading a secret", e))?;
                     return Err(if exists {
-                        Error::not_found(format!("secret {name} has no version {selector:?}"))
+                        Error::not_found(format!("secret {name} has no version {selector}"))
                     } else {
                         not_found(name)
                     });

@@ -81,7 +81,30 @@ pub(crate) fn sql_error(context: &str, e: rusqlite::Error) -> Error {
         rusqlite::Error::InvalidColumnType(..)
             | rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..)
     );
+    // The vault's statements are fixed: one naming a table or column that is not there means
+    // the schema was altered (a table dropped or renamed), not a bug of the caller.
+    let sqlite_says = match &e {
+        rusqlite::Error::SqliteFailure(_, Some(m)) => m.as_str(),
+        rusqlite::Error::SqlInputError { msg, .. } => msg.as_str(),
+        _ => "",
+    };
+    let altered = sqlite_says.starts_with("no such table")
+        || sqlite_says.starts_with("no such column")
+        || sqlite_says.contains("has no column named");
+    if altered {
+        // SQLite's own words, without the statement text it may append.
+        let what = sqlite_says.to_owned();
+        return Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "local vault: {context}: {what}: the vault's tables were altered; restore it \
+                 from a backup"
+            ),
+        )
+        .with_source(e);
+    }
     let kind = match e.sqlite_error_code() {
         _ if edited => ErrorKind::Integrity,
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => ErrorKind::Integrity,
@@ -252,6 +275,21 @@ pub(crate) fn stored_version(conn: &Connection) -> Result<u32> {
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
             .map_err(|e| sql_error("reading the schema", e))?;
         if tables > 0 {
+            let ours: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
+                     ('secrets', 'versions', 'stages', 'key_namespaces', 'master_checks')",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_error("reading the schema", e))?;
+            if ours > 0 {
+                return Err(Error::new(
+                    ErrorKind::Integrity,
+                    "local vault has lost its `meta` table (schema version, store id): the \
+                     file was altered; restore it from a backup",
+                ));
+            }
             return Err(Error::config(
                 "this SQLite database is not a sealbox vault (it has other tables)",
             ));
@@ -272,6 +310,38 @@ pub(crate) fn stored_version(conn: &Connection) -> Result<u32> {
             "local vault has no readable schema version; it may be damaged",
         )
     })
+}
+
+/// The tables every vault of [`SCHEMA_VERSION`] has.
+const TABLES: &[&str] = &[
+    "meta",
+    "secrets",
+    "versions",
+    "stages",
+    "key_namespaces",
+    "master_checks",
+];
+
+/// Refuses a vault missing one of its tables (dropped or renamed by hand): `Integrity`,
+/// naming the table, rather than a `no such table` on some later read.
+pub(crate) fn check_tables(conn: &Connection) -> Result<()> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .map_err(|e| sql_error("reading the schema", e))?;
+    let present: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| sql_error("reading the schema", e))?;
+    match TABLES.iter().find(|t| !present.iter().any(|p| p == *t)) {
+        Some(missing) => Err(Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "local vault is missing its `{missing}` table: the file was altered; restore \
+                 it from a backup"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Refuses a vault from a newer build.

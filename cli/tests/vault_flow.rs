@@ -397,3 +397,38 @@ fn a_missing_vault_says_how_to_make_one() {
     assert!(stderr(&o).contains("sealbox init"), "{}", stderr(&o));
     assert!(!v.path("absent.db").exists());
 }
+
+/// issue 24: tampering with the vault's tables exits 6 (integrity), never 1 (internal).
+#[test]
+fn tampered_tables_exit_with_the_integrity_code() {
+    let tamper = [
+        (
+            "UPDATE master_checks SET check_value = \
+             CAST(X'FF' || substr(CAST(check_value AS BLOB), 2) AS TEXT)",
+            "master key check",
+        ),
+        ("DROP TABLE versions", "`versions` table"),
+        (
+            "ALTER TABLE versions RENAME COLUMN envelope TO moved",
+            "altered",
+        ),
+    ];
+    for (sql, named) in tamper {
+        let v = Vault::init();
+        v.ok(&["put", TOKEN], TOKEN_VALUE.as_bytes());
+        rusqlite::Connection::open(v.vault())
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        for args in [&["get", TOKEN, "--reveal"][..], &["verify"][..]] {
+            let o = v.run(args, b"");
+            assert_eq!(code(&o), 6, "{sql}: {args:?}: {}", stderr(&o));
+            assert!(
+                stderr(&o).starts_with("sealbox: integrity: ") && stderr(&o).contains(named),
+                "{sql}: {}",
+                stderr(&o)
+            );
+            assert_no_value(&o, TOKEN_VALUE);
+        }
+    }
+}

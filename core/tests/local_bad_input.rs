@@ -294,3 +294,164 @@ async fn an_unknown_schema_version_is_refused_untouched() {
     assert_eq!(err.kind(), ErrorKind::UnsupportedVersion, "{err}");
     assert_eq!(f.bytes(), before, "nothing overwritten");
 }
+
+/// issue 24: a flipped byte in the stored master key check surfaced as `internal` (invalid
+/// UTF-8). It is tampering: `Integrity`, naming the key check.
+#[tokio::test]
+async fn a_flipped_byte_in_the_stored_master_key_check_is_an_integrity_error() {
+    let f = Fixture::new().await;
+    // The first byte becomes 0xFF: no longer UTF-8, let alone hex.
+    f.sql(
+        "UPDATE master_checks SET check_value = \
+         CAST(X'FF' || substr(CAST(check_value AS BLOB), 2) AS TEXT)",
+    );
+    let before = f.bytes();
+    let err = f.open().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.message().contains("master key check"), "{err}");
+    assert_eq!(f.bytes(), before, "nothing overwritten");
+}
+
+/// issue 24: a dropped `versions` table surfaced as `internal` (`no such table`). Every table
+/// the vault reads, dropped, is `Integrity` on open, naming the table.
+#[tokio::test]
+async fn a_dropped_table_is_an_integrity_error_naming_it() {
+    for table in [
+        "meta",
+        "secrets",
+        "versions",
+        "stages",
+        "key_namespaces",
+        "master_checks",
+    ] {
+        let f = Fixture::new().await;
+        f.sql(&format!("DROP TABLE {table}"));
+        let before = f.bytes();
+        let err = f.open().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Integrity, "{table}: {err}");
+        assert!(
+            err.message().contains(&format!("`{table}` table")),
+            "{table}: {err}"
+        );
+        assert_eq!(f.bytes(), before, "{table}: nothing overwritten");
+    }
+}
+
+/// A renamed column is found by the statement that reads it: `Integrity`, never `internal`.
+#[tokio::test]
+async fn a_renamed_column_is_an_integrity_error() {
+    let f = Fixture::new().await;
+    f.sql("ALTER TABLE versions RENAME COLUMN envelope TO moved");
+    let vault = f.open().await.unwrap();
+    let err = vault
+        .get(&name("app/db/password"), &VersionSelector::Current)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.message().contains("altered"), "{err}");
+    let err = vault
+        .put(
+            &name("app/db/password"),
+            &secret(b"new"),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+}
+
+/// A namespace's key record deleted while its secrets hold keys wrapped under it is
+/// tampering (`Integrity`), not a missing namespace (`NotFound`).
+#[tokio::test]
+async fn a_deleted_namespace_key_record_is_an_integrity_error() {
+    let f = Fixture::new().await;
+    f.sql("DELETE FROM key_namespaces WHERE namespace = 'app'");
+    let (vault, err) = {
+        let vault = f.open().await.unwrap();
+        let err = vault
+            .get(&name("app/db/password"), &VersionSelector::Current)
+            .await
+            .unwrap_err();
+        (vault, err)
+    };
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.message().contains("namespace app"), "{err}");
+    // The other namespace is untouched.
+    let ok = vault
+        .get(&name("ops/ssh/key"), &VersionSelector::Current)
+        .await
+        .unwrap();
+    assert_eq!(ok.value.expose_secret(), &[7u8; 300][..]);
+}
+
+/// SQLite now judges the file's length (after replaying the WAL), so a vault genuinely cut
+/// short while a WAL is beside it must still be refused with a typed error, never read as a
+/// wrong value. The crash image is the vault and its WAL copied while a handle is open.
+#[tokio::test]
+async fn a_truncated_file_beside_a_live_wal_is_refused_or_reads_true() {
+    let f = Fixture::new().await;
+    let vault = f.open().await.unwrap();
+    vault
+        .put(
+            &name("app/db/password"),
+            &secret(b"after-reopen"),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let db = f.bytes();
+    let wal = fs::read(f.wal()).unwrap();
+    assert!(
+        !wal.is_empty(),
+        "the open handle's WAL should hold the last put"
+    );
+    drop(vault);
+    let expected: [(&str, &[u8]); 3] = [
+        ("app/db/password", b"after-reopen"),
+        ("app/api/token", b"second-secret-value-abcdefghij"),
+        ("ops/ssh/key", &[7u8; 300]),
+    ];
+    let (mut refused, mut opened) = (0, 0);
+    for len in [db.len() / 2, db.len() - 4096, 4096 + 10, 8192] {
+        let copy = tempfile::tempdir().unwrap();
+        let copy_db = copy.path().join("vault.sqlite3");
+        fs::write(&copy_db, &db[..len]).unwrap();
+        fs::write(copy.path().join("vault.sqlite3-wal"), &wal).unwrap();
+        for p in [copy_db.clone(), copy.path().join("vault.sqlite3-wal")] {
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        match LocalVault::open(copy.path(), f.key()).await {
+            Err(e) => {
+                assert!(
+                    matches!(e.kind(), ErrorKind::Truncated | ErrorKind::Integrity),
+                    "len {len}: {e}"
+                );
+                refused += 1;
+            }
+            Ok(vault) => {
+                // Whatever opens must read true values or fail as damage, never anything else.
+                opened += 1;
+                for (n, v) in expected {
+                    match vault.get(&name(n), &VersionSelector::Current).await {
+                        Ok(got) => assert_eq!(got.value.expose_secret(), v, "len {len}: {n}"),
+                        Err(e) => assert!(
+                            matches!(e.kind(), ErrorKind::Truncated | ErrorKind::Integrity),
+                            "len {len}: {n}: {e}"
+                        ),
+                    }
+                }
+                if let Ok(report) = vault.verify().await {
+                    assert!(
+                        report
+                            .failures
+                            .iter()
+                            .all(|f| f.kind == ErrorKind::Integrity),
+                        "len {len}: {report:?}"
+                    );
+                }
+            }
+        }
+    }
+    eprintln!("{refused} truncations refused, {opened} opened and read true");
+    assert!(refused > 0, "no truncation was refused ({opened} opened)");
+}

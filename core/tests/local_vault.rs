@@ -349,3 +349,47 @@ async fn opening_a_vault_purges_what_passed_its_recovery_window_while_it_was_clo
     let vault = LocalVault::open(dir.path(), key(dir.path())).await.unwrap();
     assert_eq!(stored_rows(&vault), (0, 0));
 }
+
+/// issue 24: a missing version was reported as `has no version Version(VersionId("abc"))`.
+/// Messages name versions and stages as text, in the local vault and the memory store alike.
+#[tokio::test]
+async fn a_missing_version_is_named_as_text_not_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalVault::create(dir.path(), key(dir.path()))
+        .await
+        .unwrap();
+    let memory = sealbox::store::memory::MemoryStore::new();
+    let stores: [(&str, &dyn SecretStore); 2] = [("local", &local), ("memory", &memory)];
+    for (store, s) in stores {
+        let n = name("app/db");
+        s.put(&n, &secret(b"v1"), &PutOptions::default())
+            .await
+            .unwrap();
+        let cases = [
+            (
+                VersionSelector::Version(sealbox::store::VersionId::new("abc")),
+                "secret app/db has no version abc",
+            ),
+            (
+                VersionSelector::Version(sealbox::store::VersionId::new("99")),
+                "secret app/db has no version 99",
+            ),
+            (
+                VersionSelector::Stage("PENDING".parse().unwrap()),
+                "secret app/db has no version staged PENDING",
+            ),
+        ];
+        for (selector, expected) in cases {
+            let err = s.get(&n, &selector).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound, "{store}: {err}");
+            let message = err.to_string();
+            assert!(message.contains(expected), "{store}: {message}");
+            for debug in ["VersionId(", "Version(", "Stage(", "Pending"] {
+                assert!(
+                    !message.contains(debug),
+                    "{store}: Debug text in: {message}"
+                );
+            }
+        }
+    }
+}

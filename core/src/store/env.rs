@@ -278,7 +278,7 @@ impl SecretStore for EnvStore {
         };
         if !matches {
             return Err(Error::not_found(format!(
-                "secret {name} has no version {selector:?}: environment secrets have one version, {VERSION}, staged CURRENT"
+                "secret {name} has no version {selector}: environment secrets have one version, {VERSION}, staged CURRENT"
             )));
         }
         let info = single_version();

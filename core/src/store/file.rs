@@ -374,7 +374,7 @@ impl SecretStore for FileStore {
         };
         if !matches {
             return Err(Error::not_found(format!(
-                "secret {name} has no version {selector:?}: a file secret has only its current \
+                "secret {name} has no version {selector}: a file secret has only its current \
                  content, version {version}"
             )));
         }

@@ -151,7 +151,7 @@ impl SecretStore for MemoryStore {
             VersionSelector::Stage(stage) => entry.with_stage(stage),
             VersionSelector::Version(id) => entry.versions.iter().position(|v| &v.id == id),
         }
-        .ok_or_else(|| Error::not_found(format!("secret {name} has no version {selector:?}")))?;
+        .ok_or_else(|| Error::not_found(format!("secret {name} has no version {selector}")))?;
         let v = &entry.versions[idx];
         Ok(SecretVersion {
             value: v.value.try_clone()?,

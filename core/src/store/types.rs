@@ -318,6 +318,18 @@ pub enum VersionSelector {
     Stage(Stage),
 }
 
+/// As messages name it: `abc` for a version id, `staged PENDING` for a stage (`CURRENT`
+/// included), so "secret x has no version abc" reads as text.
+impl fmt::Display for VersionSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionSelector::Current => f.write_str("staged CURRENT"),
+            VersionSelector::Version(id) => write!(f, "{id}"),
+            VersionSelector::Stage(stage) => write!(f, "staged {stage}"),
+        }
+    }
+}
+
 /// One version of a secret, as `get` returns it.
 #[derive(Debug)]
 pub struct SecretVersion {

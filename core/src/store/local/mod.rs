@@ -21,10 +21,10 @@
 //!   processes too. Administrative operations (create, rotations, erasure) also take an
 //!   exclusive file lock on `<vault>.lock`.
 //! - **Refusals on open.** A vault file that group or others can access (`Config`), a file
-//!   shorter than its header says (`Truncated`), a non-SQLite or damaged file (`Integrity`,
-//!   `PRAGMA quick_check`), a schema from a newer build (`UnsupportedVersion`), a different
-//!   master key (`WrongKey`, from the stored key-check value). Nothing is written before these
-//!   checks pass.
+//!   SQLite finds shorter than its header says once its WAL is replayed (`Truncated`), a
+//!   non-SQLite or damaged file (`Integrity`, `PRAGMA quick_check`), a schema from a newer
+//!   build (`UnsupportedVersion`), a different master key (`WrongKey`, from the stored
+//!   key-check value). Nothing is written before these checks pass.
 //!
 //! Reads run on the caller's thread (a WAL reader never waits for writers); writes run under
 //! [`tokio::task::spawn_blocking`] because they may wait for another process's write lock.
@@ -403,9 +403,15 @@ impl LocalVault {
         wal.push("-wal");
         schema::check_mode(Path::new(&wal), "local vault journal")?;
         schema::check_header(&db)?;
-        let mut conn = open_connection(&db, options.busy_timeout, false)?;
-        schema::check_structure(&conn, false)?;
-        let version = schema::stored_version(&conn)?;
+        let judged = open_connection(&db, options.busy_timeout, false).and_then(|conn| {
+            schema::check_structure(&conn, false)?;
+            let version = schema::stored_version(&conn)?;
+            Ok((conn, version))
+        });
+        let (mut conn, version) = judged.map_err(|e| match e.kind() {
+            ErrorKind::Integrity => schema::truncation(&db).unwrap_or(e),
+            _ => e,
+        })?;
         schema::check_version(version)?;
         if version == 0 {
             return Err(Error::new(
@@ -417,6 +423,7 @@ impl LocalVault {
             let _lock = FileLock::acquire(&db)?;
             schema::migrate(&mut conn, SCHEMA_VERSION, "")?;
         }
+        schema::check_tables(&conn)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(|e| sql_error("reading the journal mode", e))?;
@@ -575,7 +582,25 @@ impl LocalVault {
         {
             return Ok((dek.clone(), wrapped));
         }
-        let dek = Arc::new(self.inner.keyring.unwrap_dek(namespace, &wrapped).await?);
+        let dek = self
+            .inner
+            .keyring
+            .unwrap_dek(namespace, &wrapped)
+            .await
+            .map_err(|e| match e.kind() {
+                // The secret's row holds a DEK wrapped under this namespace's KEK, so its key
+                // record existed: it was deleted from the vault since.
+                ErrorKind::NotFound => Error::new(
+                    ErrorKind::Integrity,
+                    format!(
+                        "local vault: namespace {namespace} has no key record although its \
+                         secrets hold keys wrapped under it: the key records were altered; \
+                         restore the vault from a backup"
+                    ),
+                ),
+                _ => e,
+            })?;
+        let dek = Arc::new(dek);
         if let Ok(mut deks) = self.inner.deks.lock() {
             // Bounded: each DEK holds a key schedule in locked memory.
             if deks.len() >= DEK_CACHE_ENTRIES
@@ -1160,7 +1185,7 @@ impl SecretStore for LocalVault {
                         .and_then(|mut s| s.exists([name.as_str()]))
                         .map_err(|e| sql_error("reading a secret", e))?;
                     return Err(if exists {
-                        Error::not_found(format!("secret {name} has no version {selector:?}"))
+                        Error::not_found(format!("secret {name} has no version {selector}"))
                     } else {
                         not_found(name)
                     });

@@ -1,6 +1,6 @@
 //! The vault's SQLite schema, its version and migrations, and the checks run before a vault
-//! file is trusted: file mode, SQLite header (size and magic), `PRAGMA quick_check`, schema
-//! version.
+//! file is trusted: file mode, SQLite header (magic), `PRAGMA quick_check` (SQLite's own
+//! judgement of the file, after replaying its WAL), schema version.
 //!
 //! The schema version lives in the `meta` table. Migrations run in order inside one
 //! `BEGIN IMMEDIATE` transaction; a vault written by a newer build (a version above
@@ -81,7 +81,30 @@ pub(crate) fn sql_error(context: &str, e: rusqlite::Error) -> Error {
         rusqlite::Error::InvalidColumnType(..)
             | rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..)
     );
+    // The vault's statements are fixed: one naming a table or column that is not there means
+    // the schema was altered (a table dropped or renamed), not a bug of the caller.
+    let sqlite_says = match &e {
+        rusqlite::Error::SqliteFailure(_, Some(m)) => m.as_str(),
+        rusqlite::Error::SqlInputError { msg, .. } => msg.as_str(),
+        _ => "",
+    };
+    let altered = sqlite_says.starts_with("no such table")
+        || sqlite_says.starts_with("no such column")
+        || sqlite_says.contains("has no column named");
+    if altered {
+        // SQLite's own words, without the statement text it may append.
+        let what = sqlite_says.to_owned();
+        return Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "local vault: {context}: {what}: the vault's tables were altered; restore it \
+                 from a backup"
+            ),
+        )
+        .with_source(e);
+    }
     let kind = match e.sqlite_error_code() {
         _ if edited => ErrorKind::Integrity,
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => ErrorKind::Integrity,
@@ -122,9 +145,69 @@ pub(crate) fn check_mode(path: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks the SQLite header before SQLite sees the file: a file shorter than its header says
-/// is `Truncated`, a file that is not SQLite is `Integrity`.
+/// Checks the start of the file before SQLite sees it: a file too short to hold a database
+/// header is `Truncated`, a file that is not SQLite is `Integrity`.
+///
+/// The file's length is not compared with the header's page count here: while a process
+/// checkpoints its WAL into the file (and after one is killed doing so) page 1 already records
+/// the grown database while the later pages are still only in the WAL. SQLite replays the WAL
+/// and judges the length itself; [`truncation`] names the damage once SQLite has refused.
 pub(crate) fn check_header(path: &Path) -> Result<()> {
+    let (len, header, read) = read_header(path)?;
+    if read < header.len() {
+        return Err(Error::new(
+            ErrorKind::Truncated,
+            format!(
+                "local vault {} is {len} bytes, shorter than a database header; restore it \
+                 from a backup",
+                path.display()
+            ),
+        ));
+    }
+    if &header[..16] != b"SQLite format 3\0" {
+        return Err(Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "{} is not a sealbox vault (no SQLite header); it may be damaged",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// After SQLite refused the file as damaged: `Truncated` when the file is shorter than its
+/// header's page count, so the error says what happened. `None` when the length is not the
+/// explanation (or cannot be read), and the caller keeps SQLite's own error.
+pub(crate) fn truncation(path: &Path) -> Option<Error> {
+    let (len, header, read) = read_header(path).ok()?;
+    if read < header.len() {
+        return None;
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536u64,
+        n => u64::from(n),
+    };
+    let pages = u64::from(u32::from_be_bytes([
+        header[28], header[29], header[30], header[31],
+    ]));
+    // The header's page count is valid when its change counter matches "version valid for".
+    let counter_valid = header[24..28] == header[92..96];
+    (counter_valid && pages > 0 && len < pages * page_size).then(|| {
+        Error::new(
+            ErrorKind::Truncated,
+            format!(
+                "local vault {} is {len} bytes but its header records {pages} pages of \
+                 {page_size} bytes, and SQLite found the file damaged: it was truncated; \
+                 restore it from a backup",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// The file's length and its first 100 bytes (how many were read).
+fn read_header(path: &Path) -> Result<(u64, [u8; 100], usize)> {
     let mut file = fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::not_found(format!(
             "no local vault at {}; create one first",
@@ -145,45 +228,7 @@ pub(crate) fn check_header(path: &Path) -> Result<()> {
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         }
     }
-    if read < header.len() {
-        return Err(Error::new(
-            ErrorKind::Truncated,
-            format!(
-                "local vault {} is {len} bytes, shorter than a database header; restore it \
-                 from a backup",
-                path.display()
-            ),
-        ));
-    }
-    if &header[..16] != b"SQLite format 3\0" {
-        return Err(Error::new(
-            ErrorKind::Integrity,
-            format!(
-                "{} is not a sealbox vault (no SQLite header); it may be damaged",
-                path.display()
-            ),
-        ));
-    }
-    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
-        1 => 65536u64,
-        n => u64::from(n),
-    };
-    let pages = u64::from(u32::from_be_bytes([
-        header[28], header[29], header[30], header[31],
-    ]));
-    // The header's page count is valid when its change counter matches "version valid for".
-    let counter_valid = header[24..28] == header[92..96];
-    if counter_valid && pages > 0 && len < pages * page_size {
-        return Err(Error::new(
-            ErrorKind::Truncated,
-            format!(
-                "local vault {} is {len} bytes but its header records {pages} pages of \
-                 {page_size} bytes: the file was truncated; restore it from a backup",
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
+    Ok((len, header, read))
 }
 
 /// Runs `PRAGMA quick_check` (or the slower `integrity_check` when `full`).
@@ -230,6 +275,21 @@ pub(crate) fn stored_version(conn: &Connection) -> Result<u32> {
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
             .map_err(|e| sql_error("reading the schema", e))?;
         if tables > 0 {
+            let ours: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
+                     ('secrets', 'versions', 'stages', 'key_namespaces', 'master_checks')",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_error("reading the schema", e))?;
+            if ours > 0 {
+                return Err(Error::new(
+                    ErrorKind::Integrity,
+                    "local vault has lost its `meta` table (schema version, store id): the \
+                     file was altered; restore it from a backup",
+                ));
+            }
             return Err(Error::config(
                 "this SQLite database is not a sealbox vault (it has other tables)",
             ));
@@ -250,6 +310,38 @@ pub(crate) fn stored_version(conn: &Connection) -> Result<u32> {
             "local vault has no readable schema version; it may be damaged",
         )
     })
+}
+
+/// The tables every vault of [`SCHEMA_VERSION`] has.
+const TABLES: &[&str] = &[
+    "meta",
+    "secrets",
+    "versions",
+    "stages",
+    "key_namespaces",
+    "master_checks",
+];
+
+/// Refuses a vault missing one of its tables (dropped or renamed by hand): `Integrity`,
+/// naming the table, rather than a `no such table` on some later read.
+pub(crate) fn check_tables(conn: &Connection) -> Result<()> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .map_err(|e| sql_error("reading the schema", e))?;
+    let present: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| sql_error("reading the schema", e))?;
+    match TABLES.iter().find(|t| !present.iter().any(|p| p == *t)) {
+        Some(missing) => Err(Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "local vault is missing its `{missing}` table: the file was altered; restore \
+                 it from a backup"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Refuses a vault from a newer build.

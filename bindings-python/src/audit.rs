@@ -62,6 +62,7 @@ impl From<VerifyReport> for PyAuditReport {
                     ProblemKind::Edited => "edited",
                     ProblemKind::Missing => "missing",
                     ProblemKind::Reordered => "reordered",
+                    ProblemKind::WrongKey => "wrong_key",
                 }),
                 Some(p.detail),
             ),

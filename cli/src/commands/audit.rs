@@ -29,8 +29,12 @@ struct AuditVerifyReport {
     ok: bool,
     lines: u64,
     last_seq: Option<u64>,
-    /// Whether the `.head` anchor was checked (without it a cut-off tail goes unnoticed).
+    /// Whether the `.head` anchor is beside the file (without it a cut-off tail goes
+    /// unnoticed).
     anchored: bool,
+    /// Fragments a writer left cut off mid-line, each followed by the next writer's signed
+    /// `audit.cut_off` line (their events are lost; the chain holds).
+    cut_off_lines: Vec<u64>,
     problem: Option<ProblemRow>,
 }
 
@@ -40,6 +44,17 @@ impl Report for AuditVerifyReport {
             None => format!("{}: ok, {} lines verified\n", self.file, self.lines),
             Some(p) => format!("{}: line {}: {}: {}\n", self.file, p.line, p.kind, p.detail),
         };
+        if !self.cut_off_lines.is_empty() {
+            out.push_str(&format!(
+                "note: line(s) {} were cut off mid-line by a writer that stopped; the next \
+                 writer marked each one and the chain continues\n",
+                self.cut_off_lines
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         if !self.anchored {
             out.push_str(
                 "note: no .head anchor beside the file, so lines cut off the end \
@@ -56,6 +71,7 @@ fn kind_name(kind: ProblemKind) -> &'static str {
         ProblemKind::Edited => "edited",
         ProblemKind::Missing => "missing",
         ProblemKind::Reordered => "reordered",
+        ProblemKind::WrongKey => "wrong_key",
     }
 }
 
@@ -78,6 +94,7 @@ fn render(file: &Path, report: &VerifyReport) -> Outcome {
         lines: report.lines,
         last_seq: report.last_seq,
         anchored: report.anchored,
+        cut_off_lines: report.cut_off_lines.clone(),
         problem: report.problem.as_ref().map(|p| ProblemRow {
             line: p.line,
             kind: kind_name(p.kind),

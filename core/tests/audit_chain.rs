@@ -632,3 +632,120 @@ fn two_clients_in_one_process_share_one_log_that_verifies() {
     assert_eq!(count(&events, "secret.read"), 2 * READS);
     assert_eq!(events.len(), 2 * (READS + 1));
 }
+
+#[test]
+fn verification_stopped_by_an_edit_still_says_whether_the_anchor_is_there() {
+    let (_dir, path, k) = small_log(4);
+    let mut edited = lines(&path);
+    edited[1] = edited[1].replace("svc:test", "svc:tess");
+    write_lines(&path, &edited);
+    let report = verify_file(&path, &k).unwrap();
+    assert_eq!(report.problem.unwrap().kind, ProblemKind::Edited);
+    assert!(report.anchored, "the anchor is beside the file");
+    std::fs::remove_file(path.with_extension("jsonl.head")).unwrap();
+    let report = verify_file(&path, &k).unwrap();
+    assert_eq!(report.problem.unwrap().kind, ProblemKind::Edited);
+    assert!(!report.anchored);
+}
+
+#[test]
+fn a_wrong_key_is_named_as_such_even_for_a_one_line_log() {
+    let (_dir, path, k) = small_log(1);
+    assert_eq!(lines(&path).len(), 1);
+    let mut other = [9u8; 32];
+    let other = AuditKey::new(&Secret::from_mut_slice(&mut other).unwrap()).unwrap();
+    let report = verify_file(&path, &other).unwrap();
+    let p = report.problem.unwrap();
+    assert_eq!((p.line, p.kind), (1, ProblemKind::WrongKey));
+    assert_eq!(report.lines, 1);
+    // With the right key, an edited single line is an edit.
+    let edited = [lines(&path)[0].replace("svc:test", "svc:tess")];
+    write_lines(&path, &edited);
+    let p = verify_file(&path, &k).unwrap().problem.unwrap();
+    assert_eq!((p.line, p.kind), (1, ProblemKind::Edited));
+}
+
+/// Appends what a writer killed in the middle of a line leaves: the first half of a signed
+/// line, without its newline. Returns the fragment's length.
+fn append_cut_off_line(path: &Path, like: &str) -> usize {
+    use std::io::Write;
+    let fragment = &like[..like.len() / 2];
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(fragment.as_bytes()).unwrap();
+    fragment.len()
+}
+
+#[test]
+fn a_line_cut_off_by_a_writer_that_stopped_is_marked_by_the_next_writer_and_the_log_verifies() {
+    let (_dir, path, k) = small_log(3);
+    let before = lines(&path);
+    let cut = append_cut_off_line(&path, &before[2]);
+    // Until another writer comes, the fragment is what the file ends with: reported.
+    let p = verify_file(&path, &k).unwrap().problem.unwrap();
+    assert_eq!((p.line, p.kind), (4, ProblemKind::Broken));
+    assert!(p.detail.contains("cut off"), "{}", p.detail);
+
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Batch),
+    )
+    .blocking()
+    .unwrap();
+    c.put("a/c", &secret("v")).unwrap();
+    c.get("a/c").unwrap();
+    c.flush_audit().unwrap();
+    drop(c);
+
+    let report = verify_file(&path, &k).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.cut_off_lines, vec![4]);
+    assert_eq!(report.lines, 3 + 1 + 1 + 2);
+    assert_eq!(report.last_seq, Some(5));
+    let after = lines(&path);
+    assert_eq!(after[3].len(), cut);
+    let marker: serde_json::Value = serde_json::from_str(&after[4]).unwrap();
+    assert_eq!(marker["event"], sealbox::audit::CUT_OFF_EVENT);
+    assert_eq!(marker["seq"], 3);
+    assert_eq!(marker["level"], "warn");
+    assert!(
+        marker["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{cut} bytes"))
+    );
+    // A fragment without the signed line after it is not accepted.
+    let mut forged = after.clone();
+    forged.remove(4);
+    write_lines(&path, &forged);
+    let p = verify_file(&path, &k).unwrap().problem.unwrap();
+    assert_eq!((p.line, p.kind), (4, ProblemKind::Broken));
+}
+
+#[test]
+fn a_last_line_cut_in_half_after_the_anchor_vouched_for_it_stays_a_reported_loss() {
+    let (_dir, path, k) = small_log(3);
+    let before = lines(&path);
+    // Cut the anchored last line in half, as someone hiding that event would.
+    let mut text = before[..2].join("\n");
+    text.push('\n');
+    text.push_str(&before[2][..before[2].len() / 2]);
+    std::fs::write(&path, text).unwrap();
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Batch),
+    )
+    .blocking()
+    .unwrap();
+    c.put("a/c", &secret("v")).unwrap();
+    c.flush_audit().unwrap();
+    drop(c);
+    let report = verify_file(&path, &k).unwrap();
+    let p = report.problem.unwrap();
+    assert_eq!((p.line, p.kind), (3, ProblemKind::Broken), "{}", p.detail);
+    assert!(report.cut_off_lines.is_empty());
+}

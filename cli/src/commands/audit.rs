@@ -204,6 +204,13 @@ mod tests {
         assert_eq!(j["ok"], false);
         assert_eq!(j["problem"]["kind"], "edited");
         assert_eq!(j["problem"]["line"], 1);
+        // The anchor is there, and the report says so although verification stopped early.
+        assert_eq!(j["anchored"], true, "{j}");
+        let human = match &outcome {
+            Outcome::Report { human, .. } => human.clone(),
+            Outcome::Written => String::new(),
+        };
+        assert!(!human.contains("no .head anchor"), "{human}");
     }
 
     #[tokio::test]
@@ -217,12 +224,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn another_key_makes_every_line_look_edited() {
+    async fn another_key_is_reported_as_the_wrong_key_not_as_an_edit() {
         let dir = tempfile::tempdir().unwrap();
         let log = audited_log(dir.path()).await;
         let other = dir.path().join("other.key");
         std::fs::write(&other, [7u8; 32]).unwrap();
         let mut outcome = verify(&log, Some(other)).unwrap();
         assert_eq!(outcome.take_failure().unwrap().kind(), ErrorKind::Integrity);
+        let j = json(&outcome);
+        assert_eq!(j["problem"]["kind"], "wrong_key", "{j}");
+        assert_eq!(j["problem"]["line"], 1, "{j}");
+        let detail = j["problem"]["detail"].as_str().unwrap();
+        assert!(detail.contains("audit key does not match this log"), "{detail}");
     }
 }

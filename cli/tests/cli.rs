@@ -247,8 +247,11 @@ fn audit_worker_child() {
     };
     let c = sealbox::BlockingSealbox::from_config(&config).unwrap();
     let mut raw = *b"worker-value";
-    c.put("app/db", &sealbox::Secret::from_mut_slice(&mut raw).unwrap())
-        .unwrap();
+    c.put(
+        "app/db",
+        &sealbox::Secret::from_mut_slice(&mut raw).unwrap(),
+    )
+    .unwrap();
     for _ in 0..READS_PER_WORKER {
         c.get("app/db").unwrap();
     }

@@ -670,10 +670,7 @@ fn a_wrong_key_is_named_as_such_even_for_a_one_line_log() {
 fn append_cut_off_line(path: &Path, like: &str) -> usize {
     use std::io::Write;
     let fragment = &like[..like.len() / 2];
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
     f.write_all(fragment.as_bytes()).unwrap();
     fragment.len()
 }

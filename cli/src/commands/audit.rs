@@ -235,6 +235,9 @@ mod tests {
         assert_eq!(j["problem"]["kind"], "wrong_key", "{j}");
         assert_eq!(j["problem"]["line"], 1, "{j}");
         let detail = j["problem"]["detail"].as_str().unwrap();
-        assert!(detail.contains("audit key does not match this log"), "{detail}");
+        assert!(
+            detail.contains("audit key does not match this log"),
+            "{detail}"
+        );
     }
 }

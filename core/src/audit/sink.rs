@@ -158,9 +158,7 @@ impl FileSink {
         sink.cut_off = false;
         match tail {
             Ok(t) => {
-                sink.resume = t
-                    .map(|t| t.head)
-                    .filter(|h| *h != ChainHead::default());
+                sink.resume = t.map(|t| t.head).filter(|h| *h != ChainHead::default());
                 Ok(sink)
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Error::new(
@@ -171,7 +169,10 @@ impl FileSink {
                     path.display()
                 ),
             )),
-            Err(e) => Err(Error::io(format!("reading audit file {}", path.display()), e)),
+            Err(e) => Err(Error::io(
+                format!("reading audit file {}", path.display()),
+                e,
+            )),
         }
     }
 

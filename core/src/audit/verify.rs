@@ -156,8 +156,7 @@ pub fn verify_file(path: &Path, key: &AuditKey) -> Result<VerifyReport> {
                 break;
             }
             Some(l) => {
-                let kind = if report.last_seq.is_none() && key_differs(path, key, &l, &mut lines)?
-                {
+                let kind = if report.last_seq.is_none() && key_differs(path, key, &l, &mut lines)? {
                     report.lines = lines.counted(report.lines);
                     ProblemKind::WrongKey
                 } else {

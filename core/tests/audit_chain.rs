@@ -746,3 +746,38 @@ fn a_last_line_cut_in_half_after_the_anchor_vouched_for_it_stays_a_reported_loss
     assert_eq!((p.line, p.kind), (3, ProblemKind::Broken), "{}", p.detail);
     assert!(report.cut_off_lines.is_empty());
 }
+
+#[test]
+fn a_line_longer_than_a_page_written_by_another_client_is_continued_after() {
+    use sealbox::audit::{Action, AuditEvent, Resource};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (_, k) = key();
+    let open = || {
+        client(
+            AuditLog::builder()
+                .key(k.clone())
+                .file(&path, FsyncPolicy::Batch),
+        )
+        .blocking()
+        .unwrap()
+    };
+    let (a, b) = (open(), open());
+    let long = "x".repeat(6000);
+    a.client()
+        .record_event(AuditEvent::access(
+            Action::List,
+            Principal::new("svc:test"),
+            Resource::named(&long),
+        ))
+        .unwrap();
+    a.flush_audit().unwrap();
+    b.put("a/b", &secret("v")).unwrap();
+    b.flush_audit().unwrap();
+    drop((a, b));
+    let report = verify_file(&path, &k).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let events = events_in_seq_order(&path);
+    assert_eq!(events.len(), 2);
+    assert!(lines(&path)[0].len() > 6000);
+}

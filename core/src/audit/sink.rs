@@ -87,8 +87,8 @@ const HEAD_EVERY: Duration = Duration::from_millis(100);
 /// writer is stuck while holding it, not contention.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// How much of the file's end is read to find its last line (lines are well under 1 KiB).
-const TAIL_WINDOW: u64 = 1 << 16;
+/// How much of the file's end is read to find its last line: a page, then 64 KiB.
+const TAIL_WINDOWS: [u64; 2] = [1 << 12, 1 << 16];
 
 /// An append-only JSON-lines file, with a `.head` anchor beside it so truncation of the tail
 /// is detected too. The file is checked before every batch: if it was removed or replaced, it is
@@ -237,41 +237,54 @@ impl FileSink {
     /// Where the chain stands in the locked file of length `len`.
     fn read_tail(&self, key: &AuditKey, len: u64) -> io::Result<SharedTail> {
         use std::os::unix::fs::FileExt as _;
-        let window = len.min(TAIL_WINDOW);
-        let mut tail = vec![0u8; window as usize];
-        self.file.read_exact_at(&mut tail, len - window)?;
-        // A fragment after the last newline was cut off mid-line by a writer that stopped.
-        let complete = match tail.iter().rposition(|&b| b == b'\n') {
-            Some(i) => i + 1,
-            None if window < len => return Err(unverified()),
-            None => 0,
-        };
-        let cut_off = (complete < tail.len()).then(|| (tail.len() - complete) as u64);
-        let body = &tail[..complete.saturating_sub(1)];
-        let last = match body.iter().rposition(|&b| b == b'\n') {
-            Some(i) => Some(&body[i + 1..]),
-            None if complete > 0 && (window == len) => Some(body),
-            None if complete > 0 => return Err(unverified()),
-            None => None,
-        };
-        let mut head = match last {
-            Some(line) => line_head(key, line).ok_or_else(unverified)?,
-            None => self.known_head.clone().unwrap_or_default(),
-        };
-        if len == 0 || cut_off.is_some() {
-            // An emptied file continues after the anchor's line, and so does a file whose
-            // cut-off fragment the anchor had already vouched for: `verify_file` then reports
-            // the lines lost instead of the chain passing over them.
-            if let Some((seq, hash)) = read_anchor(&self.head_path, key)
-                && seq >= head.next_seq
-            {
-                head = ChainHead {
-                    next_seq: seq + 1,
-                    prev_hash: hash,
-                };
-            }
+        let mut tail = Vec::new();
+        // The last line is searched for in the file's last 4 KiB (lines are well under 1
+        // KiB), then in its last 64 KiB.
+        for window in TAIL_WINDOWS.map(|w| len.min(w)) {
+            tail.resize(window as usize, 0);
+            self.file.read_exact_at(&mut tail, len - window)?;
+            let whole_file = window == len;
+            // A fragment after the last newline was cut off mid-line by a writer that stopped.
+            let complete = match tail.iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None if whole_file => 0,
+                None => continue,
+            };
+            let cut_off = (complete < tail.len()).then(|| (tail.len() - complete) as u64);
+            let body = &tail[..complete.saturating_sub(1)];
+            let last = match body.iter().rposition(|&b| b == b'\n') {
+                Some(i) => Some(&body[i + 1..]),
+                None if complete == 0 => None,
+                None if whole_file => Some(body),
+                None => continue,
+            };
+            let head = match last {
+                Some(line) => line_head(key, line).ok_or_else(unverified)?,
+                None => self.known_head.clone().unwrap_or_default(),
+            };
+            return Ok(SharedTail {
+                head: self.after_anchor(key, head, len == 0 || cut_off.is_some()),
+                cut_off,
+            });
         }
-        Ok(SharedTail { head, cut_off })
+        Err(unverified())
+    }
+
+    /// `head`, or the chain after the `.head` anchor's line when `suspect` (the file is empty
+    /// or ends in a cut-off fragment) and the anchor vouches for more lines than the file
+    /// holds: the next batch then continues after the lost lines, and `verify_file` reports
+    /// them instead of the chain passing over them.
+    fn after_anchor(&self, key: &AuditKey, head: ChainHead, suspect: bool) -> ChainHead {
+        if !suspect {
+            return head;
+        }
+        match read_anchor(&self.head_path, key) {
+            Some((seq, hash)) if seq >= head.next_seq => ChainHead {
+                next_seq: seq + 1,
+                prev_hash: hash,
+            },
+            _ => head,
+        }
     }
 
     fn write_head(&self, seq: u64, hash: &str) -> io::Result<()> {

@@ -32,7 +32,8 @@
 //! (writers hold it for one batch); past that its batch fails and is retried like any sink
 //! failure, so readers are never refused because another writer is appending. All writers
 //! must use the same key: the first process creates `FILE.key` (atomically; the others read
-//! it).
+//! it). Open the client in each worker, after the fork: a child has no copy of its parent's
+//! writer thread, and forked copies of one open file would share one lock.
 //!
 //! A writer that dies mid-line (killed while writing) leaves a fragment without its newline.
 //! The next writer ends the fragment with a newline, signs an `audit.cut_off` line (seq and

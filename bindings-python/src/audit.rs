@@ -9,7 +9,8 @@ use sealbox::audit::{AuditKey, ProblemKind, VerifyReport, default_key_path, veri
 use crate::errors::BindingResult;
 
 /// The outcome of verifying an audit log. `ok` is true when every line verified; otherwise
-/// `problem_line`, `problem_kind` (`"broken"`, `"edited"`, `"missing"`, `"reordered"`) and
+/// `problem_line`, `problem_kind` (`"broken"`, `"edited"`, `"missing"`, `"reordered"`,
+/// `"wrong_key"`) and
 /// `problem_detail` (sequence numbers, never content) describe the first problem.
 #[pyclass(module = "sealbox._native", name = "AuditReport", frozen, get_all)]
 #[derive(Debug)]
@@ -20,8 +21,12 @@ pub struct PyAuditReport {
     lines: u64,
     /// `seq` of the last good line.
     last_seq: Option<u64>,
-    /// Whether the `.head` anchor was found and checked (it detects a cut-off tail).
+    /// Whether the `.head` anchor is beside the log (checked when the lines verify; it detects
+    /// a cut-off tail).
     anchored: bool,
+    /// Lines that are fragments a writer left cut off mid-line, each marked by the next
+    /// writer's signed `audit.cut_off` line (their events are lost; the chain holds).
+    cut_off_lines: Vec<u64>,
     /// 1-based line number of the first problem.
     problem_line: Option<u64>,
     /// The kind of the first problem.
@@ -62,6 +67,7 @@ impl From<VerifyReport> for PyAuditReport {
                     ProblemKind::Edited => "edited",
                     ProblemKind::Missing => "missing",
                     ProblemKind::Reordered => "reordered",
+                    ProblemKind::WrongKey => "wrong_key",
                 }),
                 Some(p.detail),
             ),
@@ -72,6 +78,7 @@ impl From<VerifyReport> for PyAuditReport {
             lines: r.lines,
             last_seq: r.last_seq,
             anchored: r.anchored,
+            cut_off_lines: r.cut_off_lines,
             problem_line,
             problem_kind,
             problem_detail,

@@ -233,3 +233,80 @@ fn the_aws_provider_is_registered_for_config_files() {
     assert!(!err.contains("unknown provider"), "{err}");
     assert!(err.contains("secrets.config"), "{err}");
 }
+
+/// Set in the worker processes `four_workers_...` spawns: the config they share.
+const WORKER_CONFIG_ENV: &str = "SEALBOX_CLI_AUDIT_WORKER_CONFIG";
+const READS_PER_WORKER: usize = 10_000;
+
+/// A worker of a pre-forking service: a client from the shared config, a write, its reads.
+/// Runs only in the spawned processes.
+#[test]
+fn audit_worker_child() {
+    let Ok(config) = std::env::var(WORKER_CONFIG_ENV) else {
+        return;
+    };
+    let c = sealbox::BlockingSealbox::from_config(&config).unwrap();
+    let mut raw = *b"worker-value";
+    c.put(
+        "app/db",
+        &sealbox::Secret::from_mut_slice(&mut raw).unwrap(),
+    )
+    .unwrap();
+    for _ in 0..READS_PER_WORKER {
+        c.get("app/db").unwrap();
+    }
+    c.flush_audit().unwrap();
+}
+
+#[test]
+fn four_workers_on_one_config_leave_one_log_that_audit_verify_accepts() {
+    if std::env::var(WORKER_CONFIG_ENV).is_ok() {
+        return;
+    }
+    const WORKERS: usize = 4;
+    let s = Scratch::new();
+    let config = audited_config(s.dir(), "");
+    let workers: Vec<std::process::Child> = (0..WORKERS)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "audit_worker_child", "--test-threads=1"])
+                .env(WORKER_CONFIG_ENV, &config)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a worker failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let log = s.path("audit.jsonl");
+    let log_s = log.to_str().unwrap();
+    let o = run(&["--json", "audit", "verify", log_s]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let total = WORKERS * (READS_PER_WORKER + 1);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["anchored"], true, "{report}");
+    assert_eq!(report["lines"], total, "{report}");
+    assert_eq!(report["last_seq"], total - 1, "{report}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let reads = text
+        .lines()
+        .filter(|l| l.contains("\"event\":\"secret.read\""))
+        .count();
+    assert_eq!(reads, WORKERS * READS_PER_WORKER);
+    let o = run(&["audit", "verify", log_s]);
+    assert_eq!(
+        stdout(&o),
+        format!("{log_s}: ok, {total} lines verified\n"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -156,11 +156,12 @@ fn every_edit_deletion_and_reordering_is_found_at_its_line() {
     }
     write_lines(&path, &original);
     assert!(verify_file(&path, &k).unwrap().is_ok());
-    // another key fails at the first line
+    // another key: reported as the wrong key, not as an edit of line 1
     let mut other = [9u8; 32];
     let other = AuditKey::new(&Secret::from_mut_slice(&mut other).unwrap()).unwrap();
     let p = verify_file(&path, &other).unwrap().problem.unwrap();
-    assert_eq!((p.line, p.kind), (1, ProblemKind::Edited));
+    assert_eq!((p.line, p.kind), (1, ProblemKind::WrongKey));
+    assert!(p.detail.contains("key does not match"), "{}", p.detail);
 }
 
 #[test]
@@ -500,4 +501,283 @@ fn the_default_key_is_created_beside_the_log_with_mode_0600() {
     drop((b, c));
     assert!(verify_file(&path, &k).unwrap().is_ok());
     let _ = MemoryStore::new().kind();
+}
+
+/// Set in the worker processes the shared-log test spawns: the config they all open.
+const WORKER_CONFIG_ENV: &str = "SEALBOX_AUDIT_WORKER_CONFIG";
+const READS_PER_WORKER: usize = 10_000;
+
+/// The parsed lines of a log, checking that `seq` runs 0, 1, 2, ... without a gap.
+fn events_in_seq_order(path: &Path) -> Vec<serde_json::Value> {
+    let events: Vec<serde_json::Value> = lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64, "line {}", i + 1);
+    }
+    events
+}
+
+fn count(events: &[serde_json::Value], name: &str) -> usize {
+    events.iter().filter(|e| e["event"] == name).count()
+}
+
+/// One worker of a pre-forking server (gunicorn, uWSGI, Celery): a client opened from the
+/// service's config, one write, then its reads. Runs only in the spawned processes.
+#[test]
+fn audit_worker_child() {
+    let Ok(config) = std::env::var(WORKER_CONFIG_ENV) else {
+        return;
+    };
+    let c = sealbox::BlockingSealbox::from_config(&config).unwrap();
+    c.put("app/db", &secret("worker-value")).unwrap();
+    for _ in 0..READS_PER_WORKER {
+        c.get("app/db").unwrap();
+    }
+    c.flush_audit().unwrap();
+}
+
+#[test]
+fn four_worker_processes_on_one_config_write_one_log_that_verifies() {
+    if std::env::var(WORKER_CONFIG_ENV).is_ok() {
+        return;
+    }
+    const WORKERS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let config = dir.path().join("sealbox.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "secrets: {{provider: memory}}\nprincipal: svc:web\naudit: {{path: {}}}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    // All start at once, as a pre-forking server's workers do: they race to create the key
+    // and the log, then append to it together.
+    let workers: Vec<std::process::Child> = (0..WORKERS)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "audit_worker_child", "--test-threads=1"])
+                .env(WORKER_CONFIG_ENV, &config)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a worker failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut raw = std::fs::read(sealbox::audit::default_key_path(&log)).unwrap();
+    let k = AuditKey::new(&Secret::from_mut_slice(&mut raw).unwrap()).unwrap();
+    let report = verify_file(&log, &k).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert!(report.anchored);
+    let events = events_in_seq_order(&log);
+    assert_eq!(report.lines, events.len() as u64);
+    assert_eq!(report.last_seq, Some(events.len() as u64 - 1));
+    assert_eq!(count(&events, "secret.read"), WORKERS * READS_PER_WORKER);
+    assert_eq!(count(&events, "secret.write"), WORKERS);
+    assert_eq!(events.len(), WORKERS * (READS_PER_WORKER + 1));
+    // Every worker's own events, each in the order it made them.
+    let mut sources: Vec<&str> = events
+        .iter()
+        .map(|e| e["source_ip"].as_str().unwrap())
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    assert_eq!(sources.len(), WORKERS, "{sources:?}");
+}
+
+#[test]
+fn two_clients_in_one_process_share_one_log_that_verifies() {
+    const READS: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (_, k) = key();
+    let open = || {
+        client(
+            AuditLog::builder()
+                .key(k.clone())
+                .file(&path, FsyncPolicy::Batch),
+        )
+        .blocking()
+        .unwrap()
+    };
+    let (a, b) = (open(), open());
+    std::thread::scope(|s| {
+        for c in [&a, &b] {
+            s.spawn(move || {
+                c.put("app/db", &secret("v")).unwrap();
+                for _ in 0..READS {
+                    c.get("app/db").unwrap();
+                }
+                c.flush_audit().unwrap();
+            });
+        }
+    });
+    drop((a, b));
+    let report = verify_file(&path, &k).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let events = events_in_seq_order(&path);
+    assert_eq!(count(&events, "secret.read"), 2 * READS);
+    assert_eq!(events.len(), 2 * (READS + 1));
+}
+
+#[test]
+fn verification_stopped_by_an_edit_still_says_whether_the_anchor_is_there() {
+    let (_dir, path, k) = small_log(4);
+    let mut edited = lines(&path);
+    edited[1] = edited[1].replace("svc:test", "svc:tess");
+    write_lines(&path, &edited);
+    let report = verify_file(&path, &k).unwrap();
+    assert_eq!(report.problem.unwrap().kind, ProblemKind::Edited);
+    assert!(report.anchored, "the anchor is beside the file");
+    std::fs::remove_file(path.with_extension("jsonl.head")).unwrap();
+    let report = verify_file(&path, &k).unwrap();
+    assert_eq!(report.problem.unwrap().kind, ProblemKind::Edited);
+    assert!(!report.anchored);
+}
+
+#[test]
+fn a_wrong_key_is_named_as_such_even_for_a_one_line_log() {
+    let (_dir, path, k) = small_log(1);
+    assert_eq!(lines(&path).len(), 1);
+    let mut other = [9u8; 32];
+    let other = AuditKey::new(&Secret::from_mut_slice(&mut other).unwrap()).unwrap();
+    let report = verify_file(&path, &other).unwrap();
+    let p = report.problem.unwrap();
+    assert_eq!((p.line, p.kind), (1, ProblemKind::WrongKey));
+    assert_eq!(report.lines, 1);
+    // With the right key, an edited single line is an edit.
+    let edited = [lines(&path)[0].replace("svc:test", "svc:tess")];
+    write_lines(&path, &edited);
+    let p = verify_file(&path, &k).unwrap().problem.unwrap();
+    assert_eq!((p.line, p.kind), (1, ProblemKind::Edited));
+}
+
+/// Appends what a writer killed in the middle of a line leaves: the first half of a signed
+/// line, without its newline. Returns the fragment's length.
+fn append_cut_off_line(path: &Path, like: &str) -> usize {
+    use std::io::Write;
+    let fragment = &like[..like.len() / 2];
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(fragment.as_bytes()).unwrap();
+    fragment.len()
+}
+
+#[test]
+fn a_line_cut_off_by_a_writer_that_stopped_is_marked_by_the_next_writer_and_the_log_verifies() {
+    let (_dir, path, k) = small_log(3);
+    let before = lines(&path);
+    let cut = append_cut_off_line(&path, &before[2]);
+    // Until another writer comes, the fragment is what the file ends with: reported.
+    let p = verify_file(&path, &k).unwrap().problem.unwrap();
+    assert_eq!((p.line, p.kind), (4, ProblemKind::Broken));
+    assert!(p.detail.contains("cut off"), "{}", p.detail);
+
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Batch),
+    )
+    .blocking()
+    .unwrap();
+    c.put("a/c", &secret("v")).unwrap();
+    c.get("a/c").unwrap();
+    c.flush_audit().unwrap();
+    drop(c);
+
+    let report = verify_file(&path, &k).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.cut_off_lines, vec![4]);
+    assert_eq!(report.lines, 3 + 1 + 1 + 2);
+    assert_eq!(report.last_seq, Some(5));
+    let after = lines(&path);
+    assert_eq!(after[3].len(), cut);
+    let marker: serde_json::Value = serde_json::from_str(&after[4]).unwrap();
+    assert_eq!(marker["event"], sealbox::audit::CUT_OFF_EVENT);
+    assert_eq!(marker["seq"], 3);
+    assert_eq!(marker["level"], "warn");
+    assert!(
+        marker["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{cut} bytes"))
+    );
+    // A fragment without the signed line after it is not accepted.
+    let mut forged = after.clone();
+    forged.remove(4);
+    write_lines(&path, &forged);
+    let p = verify_file(&path, &k).unwrap().problem.unwrap();
+    assert_eq!((p.line, p.kind), (4, ProblemKind::Broken));
+}
+
+#[test]
+fn a_last_line_cut_in_half_after_the_anchor_vouched_for_it_stays_a_reported_loss() {
+    let (_dir, path, k) = small_log(3);
+    let before = lines(&path);
+    // Cut the anchored last line in half, as someone hiding that event would.
+    let mut text = before[..2].join("\n");
+    text.push('\n');
+    text.push_str(&before[2][..before[2].len() / 2]);
+    std::fs::write(&path, text).unwrap();
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Batch),
+    )
+    .blocking()
+    .unwrap();
+    c.put("a/c", &secret("v")).unwrap();
+    c.flush_audit().unwrap();
+    drop(c);
+    let report = verify_file(&path, &k).unwrap();
+    let p = report.problem.unwrap();
+    assert_eq!((p.line, p.kind), (3, ProblemKind::Broken), "{}", p.detail);
+    assert!(report.cut_off_lines.is_empty());
+}
+
+#[test]
+fn a_line_longer_than_a_page_written_by_another_client_is_continued_after() {
+    use sealbox::audit::{Action, AuditEvent, Resource};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (_, k) = key();
+    let open = || {
+        client(
+            AuditLog::builder()
+                .key(k.clone())
+                .file(&path, FsyncPolicy::Batch),
+        )
+        .blocking()
+        .unwrap()
+    };
+    let (a, b) = (open(), open());
+    let long = "x".repeat(6000);
+    a.client()
+        .record_event(AuditEvent::access(
+            Action::List,
+            Principal::new("svc:test"),
+            Resource::named(&long),
+        ))
+        .unwrap();
+    a.flush_audit().unwrap();
+    b.put("a/b", &secret("v")).unwrap();
+    b.flush_audit().unwrap();
+    drop((a, b));
+    let report = verify_file(&path, &k).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let events = events_in_seq_order(&path);
+    assert_eq!(events.len(), 2);
+    assert!(lines(&path)[0].len() > 6000);
 }

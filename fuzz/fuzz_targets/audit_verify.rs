@@ -46,16 +46,31 @@ fuzz_target!(|data: &[u8]| {
         },
     }
     let report = verify_file(path, &KEY).expect("a readable log always gives a report");
-    // The anchor is checked only after every line verified.
+    // `anchored` says whether an anchor file is there.
     assert!(!report.anchored || head.is_some(), "{report:?}");
+    // Fragments cut off mid-line (each followed by a signed `audit.cut_off` line) hold no seq.
+    let cut_off = report.cut_off_lines.len() as u64;
+    assert!(
+        report.cut_off_lines.windows(2).all(|w| w[0] < w[1]),
+        "{report:?}"
+    );
     match &report.problem {
         None => {
-            assert_eq!(report.last_seq, report.lines.checked_sub(1), "{report:?}");
-            assert_eq!(report.last_hash.is_some(), report.lines > 0, "{report:?}");
+            let signed = report.lines - cut_off;
+            assert_eq!(report.last_seq, signed.checked_sub(1), "{report:?}");
+            assert_eq!(report.last_hash.is_some(), signed > 0, "{report:?}");
         }
         Some(p) => {
             assert!(p.line >= 1 && p.line <= report.lines + 1, "{report:?}");
-            assert_eq!(report.last_seq, p.line.checked_sub(2), "{report:?}");
+            assert!(
+                report.cut_off_lines.iter().all(|&l| l < p.line),
+                "{report:?}"
+            );
+            assert_eq!(
+                report.last_seq,
+                p.line.checked_sub(2 + cut_off),
+                "{report:?}"
+            );
         }
     }
 });

@@ -29,8 +29,12 @@ struct AuditVerifyReport {
     ok: bool,
     lines: u64,
     last_seq: Option<u64>,
-    /// Whether the `.head` anchor was checked (without it a cut-off tail goes unnoticed).
+    /// Whether the `.head` anchor is beside the file (without it a cut-off tail goes
+    /// unnoticed).
     anchored: bool,
+    /// Fragments a writer left cut off mid-line, each followed by the next writer's signed
+    /// `audit.cut_off` line (their events are lost; the chain holds).
+    cut_off_lines: Vec<u64>,
     problem: Option<ProblemRow>,
 }
 
@@ -40,6 +44,17 @@ impl Report for AuditVerifyReport {
             None => format!("{}: ok, {} lines verified\n", self.file, self.lines),
             Some(p) => format!("{}: line {}: {}: {}\n", self.file, p.line, p.kind, p.detail),
         };
+        if !self.cut_off_lines.is_empty() {
+            out.push_str(&format!(
+                "note: line(s) {} were cut off mid-line by a writer that stopped; the next \
+                 writer marked each one and the chain continues\n",
+                self.cut_off_lines
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         if !self.anchored {
             out.push_str(
                 "note: no .head anchor beside the file, so lines cut off the end \
@@ -56,6 +71,7 @@ fn kind_name(kind: ProblemKind) -> &'static str {
         ProblemKind::Edited => "edited",
         ProblemKind::Missing => "missing",
         ProblemKind::Reordered => "reordered",
+        ProblemKind::WrongKey => "wrong_key",
     }
 }
 
@@ -78,6 +94,7 @@ fn render(file: &Path, report: &VerifyReport) -> Outcome {
         lines: report.lines,
         last_seq: report.last_seq,
         anchored: report.anchored,
+        cut_off_lines: report.cut_off_lines.clone(),
         problem: report.problem.as_ref().map(|p| ProblemRow {
             line: p.line,
             kind: kind_name(p.kind),
@@ -187,6 +204,13 @@ mod tests {
         assert_eq!(j["ok"], false);
         assert_eq!(j["problem"]["kind"], "edited");
         assert_eq!(j["problem"]["line"], 1);
+        // The anchor is there, and the report says so although verification stopped early.
+        assert_eq!(j["anchored"], true, "{j}");
+        let human = match &outcome {
+            Outcome::Report { human, .. } => human.clone(),
+            Outcome::Written => String::new(),
+        };
+        assert!(!human.contains("no .head anchor"), "{human}");
     }
 
     #[tokio::test]
@@ -200,12 +224,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn another_key_makes_every_line_look_edited() {
+    async fn another_key_is_reported_as_the_wrong_key_not_as_an_edit() {
         let dir = tempfile::tempdir().unwrap();
         let log = audited_log(dir.path()).await;
         let other = dir.path().join("other.key");
         std::fs::write(&other, [7u8; 32]).unwrap();
         let mut outcome = verify(&log, Some(other)).unwrap();
         assert_eq!(outcome.take_failure().unwrap().kind(), ErrorKind::Integrity);
+        let j = json(&outcome);
+        assert_eq!(j["problem"]["kind"], "wrong_key", "{j}");
+        assert_eq!(j["problem"]["line"], 1, "{j}");
+        let detail = j["problem"]["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("audit key does not match this log"),
+            "{detail}"
+        );
     }
 }

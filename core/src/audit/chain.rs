@@ -60,8 +60,12 @@ impl AuditKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Secret::random(32)?;
-                write_private(path, key.expose_secret())?;
-                AuditKey::new(&key)
+                if create_private(path, key.expose_secret())? {
+                    AuditKey::new(&key)
+                } else {
+                    // Another process (a sibling worker on the same config) created it first.
+                    AuditKey::load_or_create(path)
+                }
             }
             Err(e) => Err(Error::io(
                 format!("opening audit key file {}", path.display()),
@@ -94,18 +98,34 @@ impl AuditKey {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Creates `path` (mode 0600) holding `bytes`, or returns `false` when it already exists.
+/// The key is written to a temporary file first and linked into place, so a process that
+/// races this one sees either no key file or the whole key, never a short one.
+fn create_private(path: &Path, bytes: &[u8]) -> Result<bool> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
+    let mut tmp = path.as_os_str().to_owned();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tmp.push(format!(".{}-{n}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating audit key file {}", path.display()), e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(format!("writing audit key file {}", path.display()), e))
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
+    let linked = written.and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(
+            format!("creating audit key file {}", path.display()),
+            e,
+        )),
+    }
 }
 
 /// Where the chain stands: the next `seq` and the hash the next line must name.

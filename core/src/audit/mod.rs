@@ -16,6 +16,33 @@
 //! * Strict mode ([`AuditMode::Strict`]): an access waits until its event is written by at least
 //!   one sink and fails with `Unavailable` when none can write it.
 //! * Sinks: [`FileSink`], [`TracingSink`], [`CallbackSink`], or any [`AuditSink`]; several at once.
+//!
+//! # Several writers, one log
+//!
+//! The worker processes of one service (gunicorn, uWSGI, Celery: one config, so one audit
+//! path) and several clients in one process all append to the same file, and it stays one
+//! chain that [`verify_file`] accepts whole. Each writer thread signs and writes a batch under
+//! an exclusive `flock` on the log file: it reads where the chain stands (its own last write
+//! when the file has not grown since, otherwise the file's last line, which must verify under
+//! the key), numbers and chains the batch from there, appends it, fsyncs per the
+//! [`FsyncPolicy`], moves the `.head` anchor, and unlocks. `seq` and `prev_hash` are given at
+//! write time, so lines from different writers interleave batch by batch in one gapless
+//! sequence. The cost is per batch (a lock, a few `stat`s, and a read of the last line after
+//! another writer's batch); the hot path is unchanged. A writer waits up to 10 s for the lock
+//! (writers hold it for one batch); past that its batch fails and is retried like any sink
+//! failure, so readers are never refused because another writer is appending. All writers
+//! must use the same key: the first process creates `FILE.key` (atomically; the others read
+//! it). Open the client in each worker, after the fork: a child has no copy of its parent's
+//! writer thread, and forked copies of one open file would share one lock.
+//!
+//! A writer that dies mid-line (killed while writing) leaves a fragment without its newline.
+//! The next writer ends the fragment with a newline, signs an `audit.cut_off` line (seq and
+//! `prev_hash` continuing from the last complete line, `reason` giving the fragment's length)
+//! and goes on; [`verify_file`] accepts a fragment only when such a signed line follows it,
+//! and lists it in [`VerifyReport::cut_off_lines`] (its event is lost). When the `.head`
+//! anchor already vouched for the cut line, the next writer continues after the anchor
+//! instead, so verification reports the loss rather than passing over it. A fragment still at
+//! the end of the file is reported as broken.
 
 mod chain;
 mod event;
@@ -35,7 +62,10 @@ use serde::Deserialize;
 
 pub use chain::{AuditKey, ChainHead, GENESIS};
 pub use event::{Action, AuditEvent, CacheOutcome, Level, Resource, next_request_id};
-pub use sink::{AuditRecord, AuditSink, CallbackSink, FileSink, FsyncPolicy, TracingSink};
+pub use sink::{
+    AuditRecord, AuditSink, CUT_OFF_EVENT, CallbackSink, FileSink, FsyncPolicy, SharedTail,
+    TracingSink,
+};
 pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
 
 use crate::client::Principal;

@@ -1,7 +1,7 @@
 //! Where audit lines go: an append-only file, `tracing`, a callback.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,7 +40,31 @@ pub trait AuditSink: Send + 'static {
     fn resume_from(&self) -> Option<ChainHead> {
         None
     }
+    /// For a sink other writers append to as well (the file sink: sibling worker processes on
+    /// one config, other clients in this process): waits for the sink's exclusive lock and
+    /// returns where its chain stands now, so the writer signs the next batch from there.
+    /// `None`: the sink follows the writer's own chain. After `lock_chain` the writer always
+    /// calls [`AuditSink::unlock_chain`], whether or not it then wrote a batch.
+    fn lock_chain(&mut self) -> io::Result<Option<SharedTail>> {
+        Ok(None)
+    }
+    /// Releases what [`AuditSink::lock_chain`] took.
+    fn unlock_chain(&mut self) {}
 }
+
+/// Where a shared sink's chain stands, as [`AuditSink::lock_chain`] found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedTail {
+    /// The next seq and the hash the next line must name.
+    pub head: ChainHead,
+    /// Bytes of a last line left without its newline (a writer that stopped mid-line). The
+    /// sink ends that fragment with a newline, and the next batch starts with a signed
+    /// [`CUT_OFF_EVENT`] line so that `verify_file` can tell the fragment from an edit.
+    pub cut_off: Option<u64>,
+}
+
+/// The `event` of the line a writer signs after a fragment cut off by another writer.
+pub const CUT_OFF_EVENT: &str = "audit.cut_off";
 
 /// When the file sink calls `fsync`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -58,10 +82,23 @@ pub enum FsyncPolicy {
 /// How stale the file sink's `.head` anchor may get while events keep coming.
 const HEAD_EVERY: Duration = Duration::from_millis(100);
 
+/// How long a writer waits for another writer's batch before its own batch fails (and is
+/// retried). Writers hold the lock for one batch (milliseconds), so reaching this means a
+/// writer is stuck while holding it, not contention.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// How much of the file's end is read to find its last line: a page, then 64 KiB.
+const TAIL_WINDOWS: [u64; 2] = [1 << 12, 1 << 16];
+
 /// An append-only JSON-lines file, with a `.head` anchor beside it so truncation of the tail
 /// is detected too. The file is checked before every batch: if it was removed or replaced, it is
 /// reopened at the same path (the new file continues the chain mid-sequence, which
 /// `verify_file` reports), and if that fails the batch fails.
+///
+/// Several writers may share one file (worker processes started from one config, several
+/// clients in one process): each batch is written under an exclusive `flock` on the file, and
+/// the chain continues from the file's last line as it is then, not from this writer's last
+/// batch. See [`AuditSink::lock_chain`].
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
@@ -76,6 +113,14 @@ pub struct FileSink {
     resume: Option<ChainHead>,
     head_key: Option<AuditKey>,
     buf: Vec<u8>,
+    /// Whether this sink holds the file's lock.
+    locked: bool,
+    /// The file's length after this sink's last write or tail read, and the chain head then:
+    /// while the length is unchanged, no other writer appended and the tail need not be read.
+    known_len: Option<u64>,
+    known_head: Option<ChainHead>,
+    /// The file ends in a fragment cut off mid-line: the next batch starts with a newline.
+    cut_off: bool,
 }
 
 impl FileSink {
@@ -88,14 +133,9 @@ impl FileSink {
         let meta = file
             .metadata()
             .map_err(|e| Error::io(format!("reading audit file {}", path.display()), e))?;
-        let head_key = key;
-        let resume = match &head_key {
-            Some(k) => last_line_head(path, k)?,
-            None => None,
-        };
         let mut head_path = path.as_os_str().to_owned();
         head_path.push(".head");
-        Ok(FileSink {
+        let mut sink = FileSink {
             path: path.to_owned(),
             head_path: head_path.into(),
             file,
@@ -104,10 +144,36 @@ impl FileSink {
             last_sync: Instant::now(),
             last_head: Instant::now(),
             unanchored: None,
-            resume,
-            head_key,
+            resume: None,
+            head_key: key,
             buf: Vec::with_capacity(1 << 16),
-        })
+            locked: false,
+            known_len: None,
+            known_head: None,
+            cut_off: false,
+        };
+        // Read under the lock: another process may be appending right now.
+        let tail = sink.lock_chain();
+        sink.unlock_chain();
+        sink.cut_off = false;
+        match tail {
+            Ok(t) => {
+                sink.resume = t.map(|t| t.head).filter(|h| *h != ChainHead::default());
+                Ok(sink)
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Error::new(
+                crate::ErrorKind::Integrity,
+                format!(
+                    "the last line of audit file {} does not verify with the audit key; \
+                     run `sealbox audit verify` and start a new file",
+                    path.display()
+                ),
+            )),
+            Err(e) => Err(Error::io(
+                format!("reading audit file {}", path.display()),
+                e,
+            )),
+        }
     }
 
     /// The anchor file written beside the log.
@@ -127,8 +193,98 @@ impl FileSink {
             let meta = file.metadata()?;
             self.identity = (meta.dev(), meta.ino());
             self.file = file;
+            self.known_len = None;
         }
         Ok(())
+    }
+
+    /// Takes the file's exclusive lock, waiting at most [`LOCK_WAIT`] for another writer's
+    /// batch. The lock is taken on the file now at the path (a rotation may replace it while
+    /// this waits).
+    fn lock(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            self.ensure_same_file()?;
+            match fs4::FileExt::try_lock(&self.file) {
+                Ok(()) => {
+                    let now = std::fs::metadata(&self.path).map(|m| (m.dev(), m.ino()));
+                    if now.ok() == Some(self.identity) {
+                        self.locked = true;
+                        return Ok(());
+                    }
+                    let _ = fs4::FileExt::unlock(&self.file);
+                    continue;
+                }
+                Err(fs4::TryLockError::WouldBlock) => {}
+                Err(fs4::TryLockError::Error(e)) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "another writer has held the lock of audit file {} for over {} s",
+                        self.path.display(),
+                        LOCK_WAIT.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(2));
+        }
+    }
+
+    /// Where the chain stands in the locked file of length `len`.
+    fn read_tail(&self, key: &AuditKey, len: u64) -> io::Result<SharedTail> {
+        use std::os::unix::fs::FileExt as _;
+        let mut tail = Vec::new();
+        // The last line is searched for in the file's last 4 KiB (lines are well under 1
+        // KiB), then in its last 64 KiB.
+        for window in TAIL_WINDOWS.map(|w| len.min(w)) {
+            tail.resize(window as usize, 0);
+            self.file.read_exact_at(&mut tail, len - window)?;
+            let whole_file = window == len;
+            // A fragment after the last newline was cut off mid-line by a writer that stopped.
+            let complete = match tail.iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None if whole_file => 0,
+                None => continue,
+            };
+            let cut_off = (complete < tail.len()).then(|| (tail.len() - complete) as u64);
+            let body = &tail[..complete.saturating_sub(1)];
+            let last = match body.iter().rposition(|&b| b == b'\n') {
+                Some(i) => Some(&body[i + 1..]),
+                None if complete == 0 => None,
+                None if whole_file => Some(body),
+                None => continue,
+            };
+            let head = match last {
+                Some(line) => line_head(key, line).ok_or_else(unverified)?,
+                None => self.known_head.clone().unwrap_or_default(),
+            };
+            return Ok(SharedTail {
+                head: self.after_anchor(key, head, len == 0 || cut_off.is_some()),
+                cut_off,
+            });
+        }
+        Err(unverified())
+    }
+
+    /// `head`, or the chain after the `.head` anchor's line when `suspect` (the file is empty
+    /// or ends in a cut-off fragment) and the anchor vouches for more lines than the file
+    /// holds: the next batch then continues after the lost lines, and `verify_file` reports
+    /// them instead of the chain passing over them.
+    fn after_anchor(&self, key: &AuditKey, head: ChainHead, suspect: bool) -> ChainHead {
+        if !suspect {
+            return head;
+        }
+        match read_anchor(&self.head_path, key) {
+            Some((seq, hash)) if seq >= head.next_seq => ChainHead {
+                next_seq: seq + 1,
+                prev_hash: hash,
+            },
+            _ => head,
+        }
     }
 
     fn write_head(&self, seq: u64, hash: &str) -> io::Result<()> {
@@ -136,6 +292,7 @@ impl FileSink {
             return Ok(());
         };
         let mac = chain::head_mac(key, seq, hash);
+        // One temp path for every writer of this log: they write it only under the lock.
         let mut tmp = self.head_path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
@@ -153,70 +310,20 @@ impl FileSink {
         }
         std::fs::rename(&tmp, &self.head_path)
     }
-}
 
-fn open_append(path: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .read(true)
-        .mode(0o600)
-        .open(path)
-}
-
-/// Reads the last line of an existing log and returns where the chain continues.
-fn last_line_head(path: &Path, key: &AuditKey) -> Result<Option<ChainHead>> {
-    let err = |e| Error::io(format!("reading audit file {}", path.display()), e);
-    let mut f = File::open(path).map_err(err)?;
-    let len = f.metadata().map_err(err)?.len();
-    if len == 0 {
-        return Ok(None);
-    }
-    let window = len.min(1 << 16);
-    f.seek(SeekFrom::Start(len - window)).map_err(err)?;
-    let mut tail = Vec::with_capacity(window as usize);
-    f.read_to_end(&mut tail).map_err(err)?;
-    let text = String::from_utf8_lossy(&tail);
-    let Some(last) = text.trim_end_matches('\n').rsplit('\n').next() else {
-        return Ok(None);
-    };
-    let bad = || {
-        Error::new(
-            crate::ErrorKind::Integrity,
-            format!(
-                "the last line of audit file {} does not verify with the audit key; \
-                 run `sealbox audit verify` and start a new file",
-                path.display()
-            ),
-        )
-    };
-    let (body, hash) = chain::split_line(last).ok_or_else(bad)?;
-    if !key.verify_hex(body.as_bytes(), hash) {
-        return Err(bad());
-    }
-    let v: serde_json::Value = serde_json::from_str(last).map_err(|_| bad())?;
-    let seq = v.get("seq").and_then(|s| s.as_u64()).ok_or_else(bad)?;
-    Ok(Some(ChainHead {
-        next_seq: seq + 1,
-        prev_hash: hash.to_owned(),
-    }))
-}
-
-impl AuditSink for FileSink {
-    fn name(&self) -> &str {
-        "file"
-    }
-
-    fn write_batch(&mut self, records: &[AuditRecord<'_>]) -> io::Result<()> {
+    fn write_locked(&mut self, records: &[AuditRecord<'_>]) -> io::Result<()> {
         let Some(last) = records.last() else {
             return Ok(());
         };
-        self.ensure_same_file()?;
         self.buf.clear();
+        if std::mem::take(&mut self.cut_off) {
+            self.buf.push(b'\n');
+        }
         for r in records {
             self.buf.extend_from_slice(r.line.as_bytes());
             self.buf.push(b'\n');
         }
+        self.known_len = None;
         self.file.write_all(&self.buf)?;
         let sync = match self.fsync {
             FsyncPolicy::Batch => true,
@@ -227,6 +334,11 @@ impl AuditSink for FileSink {
             self.file.sync_data()?;
             self.last_sync = Instant::now();
         }
+        self.known_len = Some(self.file.metadata()?.len());
+        self.known_head = Some(ChainHead {
+            next_seq: last.seq + 1,
+            prev_hash: last.hash.to_owned(),
+        });
         // The anchor is rewritten (temp file + rename) with every synced batch, and otherwise
         // at most every HEAD_EVERY and when the writer catches up: a rename per batch costs
         // more than the batch on filesystems that discard freed blocks synchronously. A stale
@@ -240,20 +352,126 @@ impl AuditSink for FileSink {
         }
         Ok(())
     }
+}
+
+fn unverified() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "the last line of the audit file does not verify with the audit key",
+    )
+}
+
+/// The chain head after `line`, if it is a line signed with `key`.
+fn line_head(key: &AuditKey, line: &[u8]) -> Option<ChainHead> {
+    let line = std::str::from_utf8(line).ok()?;
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let (body, hash) = chain::split_line(line)?;
+    if !key.verify_hex(body.as_bytes(), hash) {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let seq = v.get("seq")?.as_u64()?;
+    Some(ChainHead {
+        next_seq: seq + 1,
+        prev_hash: hash.to_owned(),
+    })
+}
+
+/// The `.head` anchor's seq and hash, when it is there and verifies under `key`.
+pub(crate) fn read_anchor(head_path: &Path, key: &AuditKey) -> Option<(u64, String)> {
+    let text = std::fs::read(head_path).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let seq = v.get("seq")?.as_u64()?;
+    let hash = v.get("hash")?.as_str()?;
+    let mac = v.get("mac")?.as_str()?;
+    key.verify_hex(format!("sealbox-audit-head:{seq}:{hash}").as_bytes(), mac)
+        .then(|| (seq, hash.to_owned()))
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .read(true)
+        .mode(0o600)
+        .open(path)
+}
+
+impl AuditSink for FileSink {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    fn write_batch(&mut self, records: &[AuditRecord<'_>]) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if self.locked {
+            return self.write_locked(records);
+        }
+        // Called without `lock_chain` (a caller driving the sink itself): the lines still go
+        // in whole, under the lock.
+        self.lock()?;
+        let written = self.write_locked(records);
+        self.unlock_chain();
+        written
+    }
 
     fn flush(&mut self) -> io::Result<()> {
-        if let Some((seq, hash)) = self.unanchored.take() {
-            if let Err(e) = self.write_head(seq, &hash) {
-                self.unanchored = Some((seq, hash));
-                return Err(e);
+        let Some((seq, hash)) = self.unanchored.take() else {
+            return Ok(());
+        };
+        let anchored = self.lock().and_then(|()| {
+            // When another writer appended since, the anchor is theirs to move on.
+            if self.file.metadata()?.len() == self.known_len.unwrap_or(u64::MAX) {
+                self.write_head(seq, &hash)?;
             }
-            self.last_head = Instant::now();
+            Ok(())
+        });
+        self.unlock_chain();
+        match anchored {
+            Ok(()) => {
+                self.last_head = Instant::now();
+                Ok(())
+            }
+            Err(e) => {
+                self.unanchored = Some((seq, hash));
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     fn resume_from(&self) -> Option<ChainHead> {
         self.resume.clone()
+    }
+
+    fn lock_chain(&mut self) -> io::Result<Option<SharedTail>> {
+        self.lock()?;
+        let Some(key) = self.head_key.clone() else {
+            return Ok(None);
+        };
+        let len = self.file.metadata()?.len();
+        if self.known_len == Some(len)
+            && let Some(head) = &self.known_head
+        {
+            return Ok(Some(SharedTail {
+                head: head.clone(),
+                cut_off: None,
+            }));
+        }
+        let tail = self.read_tail(&key, len)?;
+        self.cut_off = tail.cut_off.is_some();
+        if !self.cut_off {
+            self.known_len = Some(len);
+            self.known_head = Some(tail.head.clone());
+        }
+        Ok(Some(tail))
+    }
+
+    fn unlock_chain(&mut self) {
+        if std::mem::take(&mut self.locked) {
+            let _ = fs4::FileExt::unlock(&self.file);
+        }
     }
 }
 

@@ -12,9 +12,10 @@ use crossbeam_channel::Sender;
 
 use super::AuditObserver;
 use super::chain::{AuditKey, ChainHead, HASH_MARKER};
-use super::event::BodyFormat;
+use super::event::{Action, AuditEvent, BodyFormat, Resource};
 use super::queue::{Control, Item, Queue};
-use super::sink::{AuditRecord, AuditSink};
+use super::sink::{AuditRecord, AuditSink, CUT_OFF_EVENT, SharedTail};
+use crate::client::Principal;
 
 /// Reason written on the events of accesses that strict mode refused because no sink could
 /// record them.
@@ -46,6 +47,8 @@ struct Signed {
     lines: Vec<(u64, Range<usize>, Range<usize>)>,
     format: BodyFormat,
     hash: String,
+    /// Which sinks were locked and take this batch.
+    ready: Vec<bool>,
 }
 
 /// Marks the queue closed when the writer ends, however it ends, so producers never wait
@@ -184,14 +187,56 @@ impl Writer {
     }
 
     fn write(&mut self, pending: &[Item], signed: &mut Signed) -> bool {
-        let mut head = self.head.clone();
+        // A shared sink (the file, which sibling processes and other clients append to) is
+        // locked for the whole batch, and the chain continues from where it stands now, not
+        // from this writer's last batch. The cost is per batch: the lock, a stat, and a read of
+        // the file's last line only when another writer appended since.
+        let mut base: Option<SharedTail> = None;
+        let mut ready = std::mem::take(&mut signed.ready);
+        ready.clear();
+        for sink in &mut self.sinks {
+            let ok = match catch_unwind(AssertUnwindSafe(|| sink.lock_chain())) {
+                Ok(Ok(None)) => true,
+                Ok(Ok(Some(tail))) => match &base {
+                    None => {
+                        base = Some(tail);
+                        true
+                    }
+                    Some(b) if b.head == tail.head => true,
+                    Some(_) => {
+                        tracing::error!(
+                            target: "sealbox::audit",
+                            sink = sink.name(),
+                            "audit sink continues another chain than the first file; \
+                             give each log its own client"
+                        );
+                        false
+                    }
+                },
+                Ok(Err(e)) => {
+                    tracing::error!(
+                        target: "sealbox::audit",
+                        sink = sink.name(),
+                        error = %e,
+                        "audit sink could not be locked for a batch"
+                    );
+                    false
+                }
+                Err(_) => false,
+            };
+            ready.push(ok);
+        }
+        let mut head = base
+            .as_ref()
+            .map_or_else(|| self.head.clone(), |b| b.head.clone());
+        let marker = base.and_then(|b| b.cut_off).map(cut_off_event);
         signed.text.clear();
         signed.lines.clear();
-        for p in pending {
+        for event in marker.iter().chain(pending.iter().map(|p| &p.event)) {
             let start = signed.text.len();
             signed
                 .format
-                .write(&p.event, &mut signed.text, head.next_seq, &head.prev_hash);
+                .write(event, &mut signed.text, head.next_seq, &head.prev_hash);
             let body_end = signed.text.len();
             signed.text.push_str(HASH_MARKER);
             let hash_start = signed.text.len();
@@ -212,18 +257,22 @@ impl Writer {
             head.prev_hash.push_str(&signed.hash);
         }
         let text = &signed.text;
-        let records: Vec<AuditRecord<'_>> = pending
+        let records: Vec<AuditRecord<'_>> = marker
             .iter()
+            .chain(pending.iter().map(|p| &p.event))
             .zip(&signed.lines)
-            .map(|(p, (seq, line, hash))| AuditRecord {
-                event: &p.event,
+            .map(|(event, (seq, line, hash))| AuditRecord {
+                event,
                 seq: *seq,
                 hash: &text[hash.clone()],
                 line: &text[line.clone()],
             })
             .collect();
         let mut any_ok = self.sinks.is_empty();
-        for sink in &mut self.sinks {
+        for (sink, ready) in self.sinks.iter_mut().zip(&ready) {
+            if !*ready {
+                continue;
+            }
             let result = catch_unwind(AssertUnwindSafe(|| sink.write_batch(&records)));
             match result {
                 Ok(Ok(())) => any_ok = true,
@@ -240,6 +289,10 @@ impl Writer {
                 ),
             }
         }
+        for sink in &mut self.sinks {
+            let _ = catch_unwind(AssertUnwindSafe(|| sink.unlock_chain()));
+        }
+        signed.ready = ready;
         self.healthy
             .store(any_ok, std::sync::atomic::Ordering::Release);
         if any_ok {
@@ -250,4 +303,20 @@ impl Writer {
         }
         any_ok
     }
+}
+
+/// The signed line that follows a fragment another writer left cut off mid-line.
+fn cut_off_event(bytes: u64) -> AuditEvent {
+    AuditEvent {
+        event: Some(CUT_OFF_EVENT),
+        ..AuditEvent::access(
+            Action::Alert,
+            Principal::new("sealbox:audit"),
+            Resource::named("audit"),
+        )
+    }
+    .failed(format!(
+        "the line before this one is a fragment of {bytes} bytes cut off mid-line \
+         (a writer stopped while writing it); the chain continues from the line before it"
+    ))
 }

@@ -41,7 +41,10 @@ async fn every_markdown_config_parses_and_loads() {
         }
         loaded += 1;
     }
-    eprintln!("{} config blocks parsed, {loaded} loaded here", blocks.len());
+    eprintln!(
+        "{} config blocks parsed, {loaded} loaded here",
+        blocks.len()
+    );
 }
 
 #[test]

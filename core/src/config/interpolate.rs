@@ -23,7 +23,7 @@ pub(crate) struct Expressions(Vec<String>);
 
 /// `text` with each `${...}` replaced by a placeholder, and the expressions replaced.
 pub(crate) fn hide(text: &str) -> Result<(String, Expressions)> {
-    if text.contains([OPEN, CLOSE]) {
+    if text.contains(OPEN) || text.contains(CLOSE) {
         return Err(Error::config(
             "the config contains the Unicode noncharacter U+FDD0 or U+FDD1, which sealbox \
              reserves; remove it",
@@ -76,6 +76,20 @@ fn push_key(path: &mut String, key: &str) -> usize {
     len
 }
 
+fn needs_expanding(s: &str) -> bool {
+    s.contains('$') || s.contains(OPEN)
+}
+
+fn key_text(k: &serde_norway::Value) -> std::borrow::Cow<'_, str> {
+    match k {
+        serde_norway::Value::String(s) => s.as_str().into(),
+        other => serde_norway::to_string(other)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "?".into())
+            .into(),
+    }
+}
+
 /// Replaces placeholders, `${VAR}` and `$${` in every key and string value of `value`.
 pub(crate) fn interpolate(
     value: &mut serde_norway::Value,
@@ -86,26 +100,32 @@ pub(crate) fn interpolate(
     use serde_norway::Value;
     match value {
         Value::String(s) => {
-            if s.contains(['$', OPEN]) {
+            if needs_expanding(s) {
                 *s = expand(s, path, exprs, env)?;
             }
             Ok(())
         }
         Value::Mapping(m) => {
+            if !m
+                .keys()
+                .any(|k| matches!(k, Value::String(s) if needs_expanding(s)))
+            {
+                for (k, v) in m.iter_mut() {
+                    let len = push_key(path, &key_text(k));
+                    interpolate(v, path, exprs, env)?;
+                    path.truncate(len);
+                }
+                return Ok(());
+            }
+            // A key changes: the mapping is rebuilt, in order, refusing keys that collide.
             let old = std::mem::take(m);
             for (mut k, mut v) in old {
                 if let Value::String(s) = &mut k
-                    && s.contains(['$', OPEN])
+                    && needs_expanding(s)
                 {
                     *s = expand(s, path, exprs, env)?;
                 }
-                let key = match &k {
-                    Value::String(s) => s.clone(),
-                    other => serde_norway::to_string(other)
-                        .map(|s| s.trim().to_owned())
-                        .unwrap_or_else(|_| "?".into()),
-                };
-                let len = push_key(path, &key);
+                let len = push_key(path, &key_text(&k));
                 if m.contains_key(&k) {
                     return Err(Error::config(format!(
                         "{path}: this key appears twice once variables are replaced"
@@ -223,15 +243,24 @@ mod tests {
         ] as [&dyn Fn(&str) -> Result<String>; 2]
         {
             assert_eq!(run("x${A}y${B}").unwrap(), "x1ytwo");
-            assert_eq!(run("${C:-dflt}").unwrap(), "${A}", "values are not rescanned");
+            assert_eq!(
+                run("${C:-dflt}").unwrap(),
+                "${A}",
+                "values are not rescanned"
+            );
             assert_eq!(run("${D:-dflt}").unwrap(), "dflt");
             assert_eq!(run("$${A} costs $5").unwrap(), "${A} costs $5");
             assert_eq!(run("$$${A}").unwrap(), "$${A}");
             assert!(run("${A").is_err());
             assert!(run("${1A}").is_err());
         }
-        let err = expand("${MISSING}", "stores.main.config.role_id", &Expressions::none(), &e)
-            .unwrap_err();
+        let err = expand(
+            "${MISSING}",
+            "stores.main.config.role_id",
+            &Expressions::none(),
+            &e,
+        )
+        .unwrap_err();
         assert_eq!(
             err.message(),
             "stores.main.config.role_id: environment variable MISSING is not set"
@@ -241,7 +270,10 @@ mod tests {
     #[test]
     fn placeholders_keep_the_width_of_what_they_replace() {
         let (hidden, _) = hide("a: {k: ${KEY}, j: ${J}}").unwrap();
-        assert_eq!(hidden.chars().count(), "a: {k: ${KEY}, j: ${J}}".chars().count());
+        assert_eq!(
+            hidden.chars().count(),
+            "a: {k: ${KEY}, j: ${J}}".chars().count()
+        );
         assert!(hide("a: \u{FDD0}").is_err());
     }
 }

@@ -77,7 +77,9 @@ fn too_deep(text: &str, max: usize) -> Option<usize> {
             line_start = false;
             let indent = bytes[i..].iter().take_while(|b| **b == b' ').count();
             let rest = &bytes[i + indent..];
-            let blank = rest.first().is_none_or(|b| matches!(b, b'\n' | b'\r' | b'#'));
+            let blank = rest
+                .first()
+                .is_none_or(|b| matches!(b, b'\n' | b'\r' | b'#'));
             if flow == 0 && !blank {
                 while indents.last().is_some_and(|top| *top > indent) {
                     indents.pop();
@@ -156,7 +158,10 @@ fn too_deep(text: &str, max: usize) -> Option<usize> {
         if i >= bytes.len() {
             break; // an unterminated quote runs to the end; the parser reports it
         }
-        value_start = matches!(bytes[i], b'[' | b'{' | b',' | b':' | b' ' | b'\t' | b'-' | b'?');
+        value_start = matches!(
+            bytes[i],
+            b'[' | b'{' | b',' | b':' | b' ' | b'\t' | b'-' | b'?'
+        );
         i += 1;
     }
     None

@@ -121,10 +121,7 @@ impl Config {
     }
 
     /// [`Config::from_path`] with an explicit variable lookup (tests, sandboxes).
-    pub fn from_path_with_env(
-        path: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config> {
+    pub fn from_path_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
         let text = limits::read_capped(path)?;
         let mut config = Config::from_yaml_str_with_env(&text, env)
             .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?;

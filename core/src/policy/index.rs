@@ -5,9 +5,10 @@
 //! pattern whose prefix is a prefix of it, so a check looks up the principal itself and its
 //! prefixes of the lengths some pattern uses, plus the patterns with no prefix.
 
-use std::collections::HashMap;
-
 use super::pattern::Pattern;
+
+/// Keys are the config's own text, not an attacker's, so a fast unkeyed-quality hash is fine.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A rule's principal pattern: (rule index, pattern index within the rule).
 type Entry = (usize, usize);
@@ -42,11 +43,7 @@ impl PrincipalIndex {
     /// Calls `visit(rule, pattern)` for every principal pattern that might match `principal`,
     /// until it returns `false`.
     pub(super) fn candidates(&self, principal: &str, mut visit: impl FnMut(usize, usize) -> bool) {
-        let mut each = |entries: &[Entry]| {
-            entries
-                .iter()
-                .all(|(rule, which)| visit(*rule, *which))
-        };
+        let mut each = |entries: &[Entry]| entries.iter().all(|(rule, which)| visit(*rule, *which));
         if let Some(entries) = self.exact.get(principal)
             && !each(entries)
         {

@@ -276,7 +276,8 @@ impl Policy {
             let secrets: Vec<&str> = r.secrets.iter().map(String::as_str).collect();
             let at = |e: Error| Error::config(format!("policy.rules[{i}]: {}", e.message()));
             if !r.allow.is_empty() {
-                policy = policy.with_rule(Rule::allow(&principals, &r.allow, &secrets).map_err(at)?);
+                policy =
+                    policy.with_rule(Rule::allow(&principals, &r.allow, &secrets).map_err(at)?);
             }
             if !r.deny.is_empty() {
                 policy = policy.with_rule(Rule::deny(&principals, &r.deny, &secrets).map_err(at)?);
@@ -379,7 +380,12 @@ mod tests {
     }
 
     /// The decision by trying every rule, as before the index existed.
-    fn check_every_rule(policy: &Policy, who: &str, capability: Capability, name: &str) -> Decision {
+    fn check_every_rule(
+        policy: &Policy,
+        who: &str,
+        capability: Capability,
+        name: &str,
+    ) -> Decision {
         if policy.rules.is_empty() {
             return Decision::Allow;
         }
@@ -404,8 +410,17 @@ mod tests {
     #[test]
     fn the_principal_index_decides_as_trying_every_rule_does() {
         let principals = [
-            "svc:a", "svc:ab", "svc:*", "svc:a*", "*", "*:a", "tenant:{id}", "{id}:x", "é:*",
-            "é", "user:alice",
+            "svc:a",
+            "svc:ab",
+            "svc:*",
+            "svc:a*",
+            "*",
+            "*:a",
+            "tenant:{id}",
+            "{id}:x",
+            "é:*",
+            "é",
+            "user:alice",
         ];
         let secrets = ["*", "a/*", "t/{id}/*", "x", "a/b"];
         let mut rules = Vec::new();
@@ -418,15 +433,32 @@ mod tests {
                 let rule = if (i * 7 + j) % 5 == 0 {
                     Rule::deny(&[p], &caps, &[s])
                 } else {
-                    let second = if s.contains("{id}") { "x:{id}" } else { "svc:extra" };
+                    let second = if s.contains("{id}") {
+                        "x:{id}"
+                    } else {
+                        "svc:extra"
+                    };
                     Rule::allow(&[p, second], &caps, &[s])
                 };
                 rules.push(rule.unwrap());
             }
         }
         let who = [
-            "svc:a", "svc:ab", "svc:abc", "svc:", "svc", "tenant:a", "tenant:", "a:x", "é", "é:1",
-            "user:alice", "user:bob", "svc:extra", "", "e",
+            "svc:a",
+            "svc:ab",
+            "svc:abc",
+            "svc:",
+            "svc",
+            "tenant:a",
+            "tenant:",
+            "a:x",
+            "é",
+            "é:1",
+            "user:alice",
+            "user:bob",
+            "svc:extra",
+            "",
+            "e",
         ];
         let names = ["a/b", "a/c", "t/a/x", "t/b/x", "x", "y", "a"];
         for n in 0..rules.len() {

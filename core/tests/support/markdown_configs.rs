@@ -152,7 +152,11 @@ fn path_key(key: &str) -> bool {
 /// Moves an absolute path under `root`, creating its parent (or itself, for a directory).
 fn rebase(p: &str, root: &Path, is_dir: bool) -> String {
     let moved = root.join(p.trim_start_matches('/'));
-    let make = if is_dir { Some(moved.as_path()) } else { moved.parent() };
+    let make = if is_dir {
+        Some(moved.as_path())
+    } else {
+        moved.parent()
+    };
     if let Some(d) = make {
         std::fs::create_dir_all(d).unwrap();
     }

@@ -19,7 +19,10 @@ async fn every_markdown_config_loads_with_the_aws_provider_registered() {
     let blocks = markdown_configs::all_blocks();
     let mut aws = 0;
     for block in &blocks {
-        if markdown_configs::providers(block).iter().any(|p| p == "aws") {
+        if markdown_configs::providers(block)
+            .iter()
+            .any(|p| p == "aws")
+        {
             aws += 1;
         }
         if let Err(e) = markdown_configs::load(block, &registry).await {

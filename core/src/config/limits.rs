@@ -60,9 +60,9 @@ pub(crate) fn check(text: &str) -> Result<()> {
 /// A linear scan that over-approximates what the parser will build: every `[`/`{` outside a
 /// quoted scalar or comment opens a level (inside a block-context plain scalar they do not,
 /// but counting them costs only a false refusal of text no config contains), and each block
-/// indentation step or compact `- ` / `? ` entry is one more. Quoted scalars and comments are
-/// skipped so that brackets in them are not counted; a bracket hidden by a misjudged quote is
-/// in a scalar for the parser as well.
+/// indentation step or compact `- ` / `? ` entry is one more. Quoted scalars (a quote where a
+/// node starts: after `: `, `- `, `? `, a tag or anchor, or `[`/`{`/`,` in flow) and comments
+/// are skipped so that brackets in them are not counted.
 fn too_deep(text: &str, max: usize) -> Option<usize> {
     let mut flow = 0usize;
     let mut indents: Vec<usize> = Vec::new();
@@ -70,7 +70,7 @@ fn too_deep(text: &str, max: usize) -> Option<usize> {
     let mut i = 0;
     let mut line = 1;
     let mut line_start = true;
-    // Whether a quote here would open a quoted scalar (start of a value, not mid-word).
+    // Whether a node starts here, so that a quote opens a quoted scalar (not mid-scalar).
     let mut value_start = true;
     while i < bytes.len() {
         if line_start {
@@ -158,10 +158,28 @@ fn too_deep(text: &str, max: usize) -> Option<usize> {
         if i >= bytes.len() {
             break; // an unterminated quote runs to the end; the parser reports it
         }
-        value_start = matches!(
-            bytes[i],
-            b'[' | b'{' | b',' | b':' | b' ' | b'\t' | b'-' | b'?'
-        );
+        let next_is_space = bytes
+            .get(i + 1)
+            .is_none_or(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        value_start = match bytes[i] {
+            b'[' | b'{' => true,
+            b',' => flow > 0,
+            b' ' | b'\t' => value_start,
+            b':' => next_is_space,
+            // `- ` and `? ` open a node only where a node could start already
+            b'-' | b'?' => value_start && next_is_space,
+            // a tag or anchor before a node leaves it at its start
+            b'!' | b'&' if value_start => {
+                while bytes
+                    .get(i + 1)
+                    .is_some_and(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                {
+                    i += 1;
+                }
+                true
+            }
+            _ => false,
+        };
         i += 1;
     }
     None
@@ -182,5 +200,13 @@ mod tests {
         assert_eq!(too_deep("a: \"[[[[[[\"\nb: '{{{{{{'\n", 2), None);
         assert_eq!(too_deep("a: 1 # [[[[[[[\n", 2), None);
         assert_eq!(too_deep(&"[".repeat(50_000), 64), Some(1));
+        // a quote inside a plain scalar opens nothing, so it cannot hide brackets
+        let hidden = format!("a: x-\"\nb: {}\nc: \"\n", "[".repeat(10));
+        assert_eq!(too_deep(&hidden, 8), Some(2));
+        let hidden = format!("a: x - \"\nb: {}\nc: \"\n", "[".repeat(10));
+        assert_eq!(too_deep(&hidden, 8), Some(2));
+        // tags and anchors keep a node at its start
+        assert_eq!(too_deep("a: !t \"[[[[[[\"\nb: &x '[[[[[['\n", 3), None);
+        assert_eq!(too_deep("a: [!t \"a #\", [[[[[[1]]]]]]]\n", 4), Some(1));
     }
 }

@@ -35,10 +35,10 @@ pub(crate) fn hide(text: &str) -> Result<(String, Expressions)> {
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i..];
-        if after.starts_with("$${") {
+        if let Some(r) = after.strip_prefix("$${") {
             // Kept for the second step, which turns it into a literal `${`.
             out.push_str("$${");
-            rest = &after[3..];
+            rest = r;
         } else if let Some(r) = after.strip_prefix("${")
             && let Some(end) = r.find(['}', '\n']).filter(|e| r.as_bytes()[*e] == b'}')
         {

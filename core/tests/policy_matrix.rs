@@ -356,8 +356,9 @@ async fn ten_thousand_rules_start_a_command_quickly_and_decide_correctly() {
     }
     let per_check = start.elapsed() / 3_000;
     eprintln!("10,000 rules: {per_check:?} per check");
+    // Trying all 10,000 rules costs far more than this even when each is rejected at once.
     assert!(
-        per_check < std::time::Duration::from_millis(1),
+        per_check < std::time::Duration::from_micros(200),
         "{per_check:?}"
     );
     assert!(

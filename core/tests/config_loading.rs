@@ -251,3 +251,355 @@ monitor: {failed_burst: 3, rate_per_minute: 100}
     // the audit key was created beside the log (relative paths resolve against the file)
     assert!(dir.path().join("logs/audit.jsonl.key").exists());
 }
+
+// ------------------------------------------------------------------ secrets in error messages
+
+/// Values planted in secret-bearing keys, one of each YAML type, with the text that would
+/// betray each in a message.
+const PLANTED: &[(&str, &[&str])] = &[
+    ("5839872095347003", &["5839872095347003"]),
+    ("-5839872095347003", &["5839872095347003"]),
+    ("5839.872095347003", &["5839.872095347003", "5839.87209534"]),
+    (
+        "5.839872095347003e3",
+        &["5839.87209534", "5.839872095347003"],
+    ),
+    (
+        "58398720953470035839872095347003",
+        &["583987209534700358", "5.83987209534700"],
+    ),
+    ("0x5839872095347003", &["6357260923022110723", "0x58398720"]),
+    ("true", &["true"]),
+    (
+        "[s3cr3t-in-a-sequence, 5839872095347003]",
+        &["s3cr3t", "5839872095347003"],
+    ),
+    (
+        "{s3cr3t-key: s3cr3t-in-a-mapping}",
+        &["s3cr3t-in-a-mapping"],
+    ),
+    (
+        "!s3cr3t-tag s3cr3t-tagged-value",
+        &["s3cr3t-tagged", "s3cr3t-tag"],
+    ),
+];
+
+/// Every error of `build` for `yaml`, in every form a caller may print.
+async fn error_texts(dir: &std::path::Path, yaml: &str, registry: &ProviderRegistry) -> String {
+    let path = dir.join("sealbox.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let e = match Sealbox::from_config_with(&path, registry).await {
+        Ok(_) => panic!("{yaml} was accepted"),
+        Err(e) => e,
+    };
+    format!("{e} | {e:?} | {}", e.message())
+}
+
+fn registry_with_a_token_provider() -> ProviderRegistry {
+    let mut registry = ProviderRegistry::with_builtins();
+    registry
+        .stores
+        .register("tokened", |c: ProviderConfig| async move {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            #[allow(dead_code)]
+            struct Tokened {
+                token: Option<String>,
+            }
+            let _: Tokened = c.deserialize()?;
+            c.secret("token")?;
+            Ok(Arc::new(MemoryStore::new()) as Arc<dyn SecretStore>)
+        });
+    registry
+}
+
+#[tokio::test]
+async fn no_secret_value_of_any_yaml_type_appears_in_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry_with_a_token_provider();
+    // Every secret-bearing key the config knows: the local vault's passphrase, the memory
+    // store's seeded values and a provider secret read through ProviderConfig::secret. (The
+    // AWS provider's external_id is covered in providers/aws.)
+    let places: &[(&str, &str)] = &[
+        (
+            "secrets:\n  provider: local\n  config:\n    path: ./v\n    params_file: ./p\n    passphrase: VALUE\n",
+            "secrets.config.passphrase",
+        ),
+        (
+            "secrets:\n  provider: memory\n  config:\n    seed:\n      predis/prod/db: VALUE\n",
+            "secrets.config.seed",
+        ),
+        (
+            "stores:\n  t:\n    provider: tokened\n    config:\n      token: VALUE\n",
+            "stores.t.config.token",
+        ),
+        // flow style, where the value ends at `}`
+        (
+            "secrets: {provider: local, config: {path: ./v, params_file: ./p, passphrase: VALUE}}\n",
+            "secrets.config.passphrase",
+        ),
+    ];
+    for (template, key) in places {
+        for (value, betrayals) in PLANTED {
+            let yaml = template.replace("VALUE", value);
+            let text = error_texts(dir.path(), &yaml, &registry).await;
+            // (an integer too large for any number type is refused by the YAML reader, which
+            // reports only where it is)
+            assert!(
+                text.contains(key) || text.contains("invalid YAML at line"),
+                "{value}: the error should name {key}: {text}"
+            );
+            for b in *betrayals {
+                assert!(!text.contains(b), "{value} leaked as {b:?} in: {text}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn string_values_in_errors_are_dropped_even_when_they_imitate_serde() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = ProviderRegistry::with_builtins();
+    // a string where a number or an enum is expected; quotes and serde's own separators in
+    // the value must not fool the scrubbing
+    for yaml in [
+        "secrets: {provider: memory}\ncache: {capacity: 'hun\"ter2, expected x'}\n",
+        "secrets: {provider: memory}\naudit: {mode: \"hun`ter2`, expected x\"}\n",
+        "secrets: {provider: memory}\ncache: {ttl: \"hunter2 \\\" \\\\\"}\n",
+        "secrets: {provider: local, config: {path: ./v, namespace_depth: 'hunter2\"'}}\n",
+    ] {
+        let text = error_texts(dir.path(), yaml, &registry).await;
+        assert!(!text.contains("hunter2"), "{yaml}: {text}");
+        assert!(!text.contains("ter2"), "{yaml}: {text}");
+    }
+}
+
+// ------------------------------------------------------------------------- size and depth caps
+
+use sealbox::config::{MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH};
+use std::time::{Duration, Instant};
+
+/// `f`'s result and how long it took.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed())
+}
+
+#[test]
+fn a_config_of_exactly_the_cap_loads_and_one_byte_more_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "secrets: {provider: memory}\n#";
+    let fits = format!("{head}{}\n", "x".repeat(MAX_CONFIG_BYTES - head.len() - 1));
+    assert_eq!(fits.len(), MAX_CONFIG_BYTES);
+    let path = dir.path().join("fits.yaml");
+    std::fs::write(&path, &fits).unwrap();
+    Config::from_path(&path).unwrap();
+    let over = format!("{fits}#");
+    std::fs::write(&path, &over).unwrap();
+    let e = Config::from_path(&path).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.message().contains("larger than 1 MiB"), "{e}");
+    assert!(
+        parse(&over)
+            .unwrap_err()
+            .message()
+            .contains("larger than 1 MiB")
+    );
+}
+
+#[test]
+fn an_endless_config_file_is_refused_after_reading_one_mib() {
+    // /dev/zero never ends and stat says it is empty: the read itself must stop.
+    let (r, took) = timed(|| Config::from_path(std::path::Path::new("/dev/zero")));
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.message().contains("larger than 1 MiB"), "{e}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+
+    // A FIFO whose writer never stops (a process substitution, a misdirected pipe).
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("config.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let writer_path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(writer_path)
+            .unwrap();
+        let chunk = b"secrets: {provider: memory}\n".repeat(1024);
+        let mut written = 0usize;
+        // Ends when the reader closes its end (EPIPE); SIGPIPE is ignored by Rust programs.
+        while w.write_all(&chunk).is_ok() {
+            written += chunk.len();
+        }
+        written
+    });
+    let (r, took) = timed(|| Config::from_path(&fifo));
+    let e = r.unwrap_err();
+    assert!(e.message().contains("larger than 1 MiB"), "{e}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let written = writer.join().unwrap();
+    assert!(
+        written > MAX_CONFIG_BYTES,
+        "the writer stopped early: {written}"
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused_quickly_before_the_parser_sees_it() {
+    let cases = [
+        // 50,000 unclosed `[` (100 kB) took the parser 20 s
+        format!("secrets: {}", "[".repeat(50_000)),
+        // 20,000 balanced levels took 5.6 s
+        format!(
+            "secrets: {{provider: memory, config: {{x: {}1{}}}}}\n",
+            "[".repeat(20_000),
+            "]".repeat(20_000)
+        ),
+        format!("secrets: {}", "{a: ".repeat(20_000)),
+        // block style: indentation levels and `- ` entries
+        (0..200)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect::<String>(),
+        format!("x:\n{}y\n", "- ".repeat(20_000)),
+    ];
+    for yaml in &cases {
+        let (r, took) = timed(|| parse(yaml));
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(
+            e.message()
+                .contains(&format!("more than {MAX_CONFIG_DEPTH} levels")),
+            "{e}"
+        );
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    }
+}
+
+#[test]
+fn nesting_within_the_cap_and_brackets_in_strings_are_accepted() {
+    let deep = MAX_CONFIG_DEPTH - 3; // secrets, config, x
+    let yaml = format!(
+        "secrets: {{provider: memory, config: {{x: {}1{}}}}}\n",
+        "[".repeat(deep),
+        "]".repeat(deep)
+    );
+    parse(&yaml).unwrap();
+    let brackets = "[".repeat(500);
+    let yaml = format!(
+        "secrets: {{provider: memory}}\nprincipal: \"{brackets}\" # {brackets}\npolicy: {{rules: [{{principals: ['{brackets}'], secrets: [x], allow: [read]}}]}}\n"
+    );
+    let c = parse(&yaml).unwrap();
+    assert_eq!(c.principal.as_deref(), Some(brackets.as_str()));
+}
+
+// ---------------------------------------------------------------- `${VAR}` as the README writes it
+
+fn parse_with(yaml: &str, vars: &[(&str, &str)]) -> sealbox::Result<Config> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_yaml_str_with_env(yaml, &move |name| {
+        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+}
+
+#[test]
+fn unquoted_variables_work_inside_flow_mappings_and_sequences() {
+    let c = parse_with(
+        "stores:\n  main: {provider: local, config: {path: ${VAULT}, key_file: ${KEY}}}\n  \
+         other: {provider: memory}\nroutes: {${PREFIX}: other}\ndefault_store: main\n\
+         policy: {rules: [{principals: [${WHO}], secrets: [${WHAT}/*], allow: [read]}]}\n",
+        &[
+            ("VAULT", "/srv/vault"),
+            ("KEY", "/etc/master.key"),
+            ("PREFIX", "predis/prod/"),
+            ("WHO", "svc:predis-cache"),
+            ("WHAT", "predis/prod"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.stores["main"].config["path"], "/srv/vault");
+    assert_eq!(c.stores["main"].config["key_file"], "/etc/master.key");
+    assert_eq!(c.routes["predis/prod/"], "other");
+    let rule = &c.policy.as_ref().unwrap().rules[0];
+    assert_eq!(rule.principals, ["svc:predis-cache"]);
+    assert_eq!(rule.secrets, ["predis/prod/*"]);
+    // an unset one names itself and its key, wherever it stands
+    let e = parse_with(
+        "secrets: {provider: local, config: {path: ./v, key_file: ${KEY}}}\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message(),
+        "secrets.config.key_file: environment variable KEY is not set"
+    );
+    // a variable in a comment is never looked up
+    parse_with("secrets: {provider: memory} # uses ${NOT_SET}\n", &[]).unwrap();
+}
+
+#[test]
+fn a_variable_value_is_one_string_and_never_yaml_structure() {
+    let hostile = "x}, passphrase: p, extra: [1\n  evil: {a: b}\n- c: 'd\" # e";
+    for yaml in [
+        "secrets: {provider: local, config: {path: ${V}, key_file: k}}\n",
+        "secrets:\n  provider: local\n  config:\n    path: ${V}\n    key_file: k\n",
+        "secrets:\n  provider: local\n  config:\n    path: \"${V}\"\n    key_file: k\n",
+        "secrets:\n  provider: local\n  config:\n    path: '${V}'\n    key_file: k\n",
+    ] {
+        let c = parse_with(yaml, &[("V", hostile)]).unwrap();
+        let config = &c.secrets.as_ref().unwrap().config;
+        assert_eq!(config["path"], hostile, "{yaml}");
+        assert_eq!(
+            config.as_object().unwrap().len(),
+            2,
+            "{yaml}: the value added keys"
+        );
+    }
+    // a value that looks like a number or a variable stays that text
+    let c = parse_with(
+        "secrets: {provider: memory, config: {seed: {a/b: ${N}, c/d: ${D}}}}\n",
+        &[("N", "0012"), ("D", "${N}")],
+    )
+    .unwrap();
+    let seed = &c.secrets.as_ref().unwrap().config["seed"];
+    assert_eq!(seed["a/b"], "0012");
+    assert_eq!(seed["c/d"], "${N}");
+}
+
+// ------------------------------------------------------------ control bytes in ids and prefixes
+
+#[test]
+fn control_bytes_in_store_ids_and_route_prefixes_are_refused_escaped() {
+    for (yaml, shown) in [
+        (
+            "stores: {main: {provider: memory}}\nroutes: {\"predis\\0/prod/\": main}\n",
+            r"predis\0/prod/",
+        ),
+        (
+            "stores: {\"ma\\x1b[2Jin\": {provider: memory}}\n",
+            r"ma\u{1b}[2Jin",
+        ),
+        (
+            "stores: {main: {provider: memory}}\nroutes: {p/: \"main\\n\"}\n",
+            r"main\n",
+        ),
+        (
+            "stores: {main: {provider: memory}}\ndefault_store: \"main\\r\"\n",
+            r"main\r",
+        ),
+    ] {
+        let m = err(yaml);
+        assert!(m.contains(shown), "{yaml:?} -> {m}");
+        assert!(m.contains("control character"), "{yaml:?} -> {m}");
+        assert!(!m.chars().any(char::is_control), "{yaml:?} -> {m:?}");
+    }
+}

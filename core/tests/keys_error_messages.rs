@@ -161,3 +161,29 @@ fn the_leak_check_itself_catches_each_encoding() {
     }
     assert_clean("error: nothing here", &secret);
 }
+
+#[tokio::test]
+async fn a_raw_key_is_not_a_key_file_and_the_error_says_how_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw.key");
+    let bytes = Secret::random(32).unwrap();
+    std::fs::write(&raw, bytes.expose_secret()).unwrap();
+    std::fs::set_permissions(&raw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let err = LocalKeyFile::open(id("local"), &raw).unwrap_err();
+    assert_eq!(err.kind(), sealbox::ErrorKind::Config);
+    let m = err.message();
+    assert!(m.contains(&raw.display().to_string()), "{m}");
+    assert!(m.contains("not a sealbox master key file"), "{m}");
+    assert!(m.contains("sealbox init"), "says how to make one: {m}");
+    assert!(!m.contains("magic"), "jargon: {m}");
+    assert_clean(&texts(&err), bytes.expose_secret());
+    // the same through a config file
+    let yaml = dir.path().join("sealbox.yaml");
+    std::fs::write(
+        &yaml,
+        "secrets: {provider: local, config: {path: ./vault, key_file: ./raw.key}}\n",
+    )
+    .unwrap();
+    let err = sealbox::Sealbox::from_config(&yaml).await.unwrap_err();
+    assert!(err.message().contains("sealbox init"), "{err}");
+}

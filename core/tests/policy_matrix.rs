@@ -276,3 +276,103 @@ fn rule_config_errors_name_the_rule() {
         .is_err()
     );
 }
+
+/// A config file with `n` rules: one literal principal per rule, plus wildcard, tenant and
+/// deny rules that every check must still consider.
+fn many_rules_config(n: usize) -> String {
+    let mut yaml = String::from(
+        "secrets: {provider: memory, config: {seed: {apps/77/db: v, apps/78/db: w}}}\n\
+         principal: svc:app-77\npolicy:\n  rules:\n",
+    );
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "    - {{principals: [\"svc:app-{i}\"], secrets: [\"apps/{i}/*\"], allow: [read]}}\n"
+        ));
+    }
+    yaml.push_str(
+        "    - {principals: [\"svc:*\"], secrets: [\"shared/*\"], allow: [read]}\n    \
+         - {principals: [\"tenant:{id}\"], secrets: [\"t/{id}/*\"], allow: [read]}\n    \
+         - {principals: [\"svc:app-7*\"], secrets: [\"shared/secret*\"], deny: [read]}\n",
+    );
+    yaml
+}
+
+/// CPU time of the calling thread: unlike the wall clock it does not grow while other
+/// processes hold the machine's cores.
+fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Start-up of one command with 10,000 rules (a 778 kB file): read and parse the config, build
+/// the client and its policy, answer one read; then checks, which look only at the rules whose
+/// principal pattern can match (trying every rule took 1.7 ms per check in this profile). In a
+/// release build the start-up measured 60 ms CPU on a loaded two-core machine, 35 ms of it
+/// the YAML parser; 1,000 rules took 4.7 ms.
+#[tokio::test]
+async fn ten_thousand_rules_start_a_command_quickly_and_decide_correctly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sealbox.yaml");
+    std::fs::write(&path, many_rules_config(10_000)).unwrap();
+    let (mut wall, mut cpu) = (std::time::Duration::MAX, std::time::Duration::MAX);
+    for _ in 0..3 {
+        let (start, start_cpu) = (std::time::Instant::now(), thread_cpu_time());
+        let client = Sealbox::from_config(&path).await.unwrap();
+        let got = client.get("apps/77/db").await.unwrap();
+        wall = wall.min(start.elapsed());
+        cpu = cpu.min(thread_cpu_time() - start_cpu);
+        assert_eq!(sealbox::ExposeSecret::expose_secret(&got), b"v");
+        assert_eq!(
+            client.get("apps/78/db").await.unwrap_err().kind(),
+            ErrorKind::AccessDenied
+        );
+    }
+    eprintln!("10,000 rules: config to first read in {wall:?} wall, {cpu:?} CPU (best of 3)");
+    // Generous for sealbox compiled without optimisation (the test profile): an optimised
+    // build is about five times faster. Trying every rule on every check, or a quadratic
+    // build, is far above it.
+    assert!(cpu < std::time::Duration::from_millis(1500), "{cpu:?}");
+
+    let p = Policy::from_config(
+        &sealbox::config::Config::from_yaml_str(&many_rules_config(10_000))
+            .unwrap()
+            .policy
+            .unwrap(),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    for i in 0..1_000 {
+        let who = Principal::new(format!("svc:app-{i}"));
+        assert!(p.check(&who, Read, &format!("apps/{i}/x")).is_allowed());
+        assert!(p.check(&who, Read, "shared/x").is_allowed());
+        assert!(
+            !p.check(&who, Read, &format!("apps/{}/x", i + 1))
+                .is_allowed()
+        );
+    }
+    let per_check = start.elapsed() / 3_000;
+    eprintln!("10,000 rules: {per_check:?} per check");
+    // Trying all 10,000 rules costs far more than this even when each is rejected at once.
+    assert!(
+        per_check < std::time::Duration::from_micros(200),
+        "{per_check:?}"
+    );
+    assert!(
+        p.check(&Principal::new("tenant:acme"), Read, "t/acme/db")
+            .is_allowed()
+    );
+    assert_eq!(
+        p.check(&Principal::new("tenant:acme"), Read, "t/globex/db"),
+        Decision::DefaultDeny
+    );
+    assert_eq!(
+        p.check(&Principal::new("svc:app-78"), Read, "shared/secret-1"),
+        Decision::ExplicitDeny
+    );
+}

@@ -24,6 +24,7 @@ pub(crate) use handle::{HandleInner, VersionMeta};
 pub use handle::{Principal, RawSecretHandle, SecretHandle};
 use router::Route;
 pub use router::Router;
+pub(crate) use router::printable;
 
 use crate::audit::{Action, AuditEvent, AuditLog, AuditLogBuilder, CacheOutcome, Resource};
 use crate::cache::{CacheAnswer, CacheConfig, Expired, Probe, SecretCache};

@@ -45,6 +45,7 @@ impl Router {
         }
         let mut seen = std::collections::HashSet::new();
         for (id, _) in &stores {
+            printable("store id", id)?;
             if id.is_empty() || id.contains('/') {
                 return Err(Error::config(format!(
                     "store id {id:?} must be non-empty and contain no '/'"
@@ -71,6 +72,7 @@ impl Router {
         let default = index(default)?;
         let mut compiled = Vec::with_capacity(routes.len());
         for (prefix, id) in routes {
+            printable("route prefix", &prefix)?;
             let prefix = prefix.trim_end_matches('/').to_owned();
             if prefix.is_empty() {
                 return Err(Error::config(
@@ -192,6 +194,22 @@ impl Router {
     }
 }
 
+/// Refuses a store id or route prefix with a control character (a NUL, a newline, an escape
+/// sequence): no secret name has one, so such a route could never match, and the raw byte
+/// would reach terminals and logs through every message that names it. The message shows it
+/// escaped.
+pub(crate) fn printable(what: &str, text: &str) -> Result<()> {
+    match text.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(Error::config(format!(
+            "{what} \"{}\" contains the control character {}; store ids and route prefixes \
+             must be printable text",
+            text.escape_debug(),
+            c.escape_unicode()
+        ))),
+    }
+}
+
 /// Whether route `prefix` covers `name`: equal, or a `/`-boundary prefix.
 fn covers(prefix: &str, name: &str) -> bool {
     name.strip_prefix(prefix)
@@ -288,5 +306,24 @@ mod tests {
         assert!(Router::new(vec![("a".into(), s())], vec![], "b").is_err());
         assert!(Router::new(vec![("a".into(), s())], vec![("p".into(), "b".into())], "a").is_err());
         assert!(Router::new(vec![("a".into(), s()), ("a".into(), s())], vec![], "a").is_err());
+    }
+
+    #[test]
+    fn control_characters_in_ids_and_prefixes_are_refused_and_shown_escaped() {
+        let s = || Arc::new(MemoryStore::new()) as Arc<dyn SecretStore>;
+        let e = Router::new(
+            vec![("a".into(), s())],
+            vec![("predis\0/prod/".into(), "a".into())],
+            "a",
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(!e.message().contains('\0'), "{e}");
+        assert!(e.message().contains(r"predis\0/prod/"), "{e}");
+        assert!(e.message().contains(r"\u{0}"), "{e}");
+        let e = Router::new(vec![("a\u{1b}[2J".into(), s())], vec![], "a\u{1b}[2J").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(!e.message().contains('\u{1b}'), "{e}");
+        assert!(e.message().contains(r"a\u{1b}[2J"), "{e}");
     }
 }

@@ -51,7 +51,8 @@ pub fn register_builtin_stores(registry: &mut ProviderRegistry) {
 }
 
 /// Opens the local vault at `path` (a directory or a vault file), creating it and the master
-/// key file `key_file` (32 random bytes, 0600) when they do not exist yet. This is what
+/// key file `key_file` (a sealbox key file holding one random 256-bit version, 0600; see
+/// [`LocalKeyFile`]) when they do not exist yet. This is what
 /// `Sealbox.local(...)` in Python and `sb_client_open_local` in C call.
 pub async fn open_local_vault(path: &Path, key_file: &Path) -> Result<Arc<LocalVault>> {
     let key = LocalKeyFile::open_or_create(KeyId::new(LOCAL_MASTER_KEY_ID)?, key_file)?;

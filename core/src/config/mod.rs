@@ -20,8 +20,12 @@
 //! monitor: {failed_burst: 5, rate_per_minute: 10, hours: {start: "08:00", end: "18:00"}}
 //! ```
 //!
-//! * `${VAR}` anywhere in a string is replaced from the environment (`${VAR:-default}` gives a
-//!   default, `$${` is a literal `${`); an unset variable is an error naming it and the key.
+//! * `${VAR}` anywhere in a key or string is replaced from the environment (`${VAR:-default}`
+//!   gives a default, `$${` is a literal `${`); an unset variable is an error naming it and the
+//!   key. It may stand unquoted in a flow mapping (`{key_file: ${KEY}}`), and its value is
+//!   always one string: it cannot add YAML structure.
+//! * A config is at most 1 MiB and nests at most 64 levels; both are checked before parsing.
+//! * Errors never quote a value (any value may be a secret, whatever its YAML type).
 //! * Providers read secret settings with [`ProviderConfig::secret`], which accepts `KEY` inline
 //!   or `KEY_file` naming a file to read it from (Docker/Kubernetes secret mounts).
 //! * Unknown keys are errors with the path to the key (`cache.tll: unknown field ...`).
@@ -33,7 +37,10 @@
 //! built; only values that reach a `Secret` (through [`ProviderConfig::secret`]) are locked.
 
 mod builtin;
+mod interpolate;
+mod limits;
 mod registry;
+mod serde_errors;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,7 +48,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use builtin::{LOCAL_MASTER_KEY_ID, open_local_vault, register_builtin_stores};
+pub use limits::{MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH};
 pub use registry::{Factories, Factory, FactoryFuture, ProviderConfig, ProviderRegistry};
+pub(crate) use serde_errors::safe_serde_message;
 
 use crate::audit::{AuditConfig, AuditLogBuilder};
 use crate::cache::CacheConfig;
@@ -108,10 +117,13 @@ pub struct Config {
 impl Config {
     /// Reads and parses a YAML file. Relative paths in it resolve against its directory.
     pub fn from_path(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(format!("cannot read config file {}: {e}", path.display()))
-        })?;
-        let mut config = Config::from_yaml_str(&text)
+        Config::from_path_with_env(path, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::from_path`] with an explicit variable lookup (tests, sandboxes).
+    pub fn from_path_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+        let text = limits::read_capped(path)?;
+        let mut config = Config::from_yaml_str_with_env(&text, env)
             .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?;
         config.base_dir = path
             .parent()
@@ -136,7 +148,9 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config> {
-        let mut value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| {
+        limits::check(text)?;
+        let (text, exprs) = interpolate::hide(text)?;
+        let mut value: serde_norway::Value = serde_norway::from_str(&text).map_err(|e| {
             let at = e
                 .location()
                 .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
@@ -148,10 +162,10 @@ impl Config {
                 "the config is empty; it needs `secrets` or `stores`",
             ));
         }
-        interpolate(&mut value, &mut String::new(), env)?;
+        interpolate::interpolate(&mut value, &mut String::new(), &exprs, env)?;
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            let inner = redact_serde_message(&e.inner().to_string());
+            let inner = safe_serde_message(&e.inner().to_string());
             if path == "." {
                 Error::config(inner)
             } else {
@@ -163,6 +177,17 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        // Before any message names them: a raw control byte would reach the terminal.
+        for id in self.stores.keys() {
+            crate::client::printable("stores: store id", id)?;
+        }
+        for (prefix, store) in &self.routes {
+            crate::client::printable("routes: route prefix", prefix)?;
+            crate::client::printable("routes: store id", store)?;
+        }
+        if let Some(d) = &self.default_store {
+            crate::client::printable("default_store: store id", d)?;
+        }
         match (&self.secrets, self.stores.is_empty()) {
             (None, true) => Err(Error::config(
                 "the config needs `secrets` (one store) or `stores` (several)",
@@ -257,120 +282,6 @@ fn prefix_error(at: &str, e: Error) -> Error {
     Error::new(e.kind(), format!("{at}: {}", e.message()))
 }
 
-/// Serde messages quote offending values (`invalid type: string "hunter2"`); a value might be a
-/// secret, so quoted text is replaced.
-pub(crate) fn redact_serde_message(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut in_quote = false;
-    for c in message.chars() {
-        if c == '"' {
-            if in_quote {
-                out.push_str("\"[REDACTED]\"");
-            }
-            in_quote = !in_quote;
-        } else if !in_quote {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn push_key(path: &mut String, key: &str) -> usize {
-    let len = path.len();
-    if !path.is_empty() {
-        path.push('.');
-    }
-    path.push_str(key);
-    len
-}
-
-fn interpolate(
-    value: &mut serde_norway::Value,
-    path: &mut String,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<()> {
-    use serde_norway::Value;
-    match value {
-        Value::String(s) => {
-            if s.contains('$') {
-                *s = expand(s, path, env)?;
-            }
-            Ok(())
-        }
-        Value::Mapping(m) => {
-            for (k, v) in m.iter_mut() {
-                let key = match k {
-                    Value::String(s) => s.clone(),
-                    other => serde_norway::to_string(other)
-                        .map(|s| s.trim().to_owned())
-                        .unwrap_or_else(|_| "?".into()),
-                };
-                let len = push_key(path, &key);
-                interpolate(v, path, env)?;
-                path.truncate(len);
-            }
-            Ok(())
-        }
-        Value::Sequence(items) => {
-            for (i, v) in items.iter_mut().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                interpolate(v, path, env)?;
-                path.truncate(len);
-            }
-            Ok(())
-        }
-        Value::Tagged(t) => interpolate(&mut t.value, path, env),
-        _ => Ok(()),
-    }
-}
-
-fn expand(s: &str, path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
-    let at = if path.is_empty() { "(top level)" } else { path };
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        if let Some(r) = after.strip_prefix("$${") {
-            out.push_str("${");
-            rest = r;
-        } else if let Some(r) = after.strip_prefix("${") {
-            let end = r.find('}').ok_or_else(|| {
-                Error::config(format!("{at}: unterminated ${{ in value (missing '}}')"))
-            })?;
-            let expr = &r[..end];
-            let (name, default) = match expr.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (expr, None),
-            };
-            let valid = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with(|c: char| c.is_ascii_digit());
-            if !valid {
-                return Err(Error::config(format!(
-                    "{at}: ${{{name}}} is not a valid environment variable name"
-                )));
-            }
-            match (env(name), default) {
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(Error::config(format!(
-                        "{at}: environment variable {name} is not set"
-                    )));
-                }
-            }
-            rest = &r[end + 1..];
-        } else {
-            out.push('$');
-            rest = &after[1..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 /// Debug view of provider settings: keys shown, values redacted unless the key is known not to
 /// hold secrets.
 pub(crate) struct Redacted<'a>(pub(crate) &'a serde_json::Value);
@@ -448,29 +359,6 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
-
-    #[test]
-    fn expands_variables_defaults_and_escapes() {
-        let e = env(&[("A", "1"), ("B", "two")]);
-        assert_eq!(expand("x${A}y${B}", "k", &e).unwrap(), "x1ytwo");
-        assert_eq!(expand("${C:-dflt}", "k", &e).unwrap(), "dflt");
-        assert_eq!(expand("$${A} costs $5", "k", &e).unwrap(), "${A} costs $5");
-        let err = expand("${MISSING}", "stores.main.config.role_id", &e).unwrap_err();
-        assert_eq!(
-            err.message(),
-            "stores.main.config.role_id: environment variable MISSING is not set"
-        );
-        assert!(expand("${A", "k", &e).is_err());
-        assert!(expand("${1A}", "k", &e).is_err());
-    }
-
-    #[test]
-    fn redacts_quoted_values_in_serde_messages() {
-        assert_eq!(
-            redact_serde_message("invalid type: string \"hunter2\", expected u64"),
-            "invalid type: string \"[REDACTED]\", expected u64"
-        );
     }
 
     #[test]

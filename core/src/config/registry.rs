@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::de::DeserializeOwned;
 
-use super::redact_serde_message;
+use super::safe_serde_message;
 use crate::error::{Error, Result};
 use crate::secret::SecretString;
 use crate::store::SecretStore;
@@ -211,7 +211,7 @@ impl ProviderConfig {
     /// Deserializes the block; errors name the key path (`stores.main.config.region`).
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
         serde_path_to_error::deserialize(&self.value).map_err(|e| {
-            let inner = redact_serde_message(&e.inner().to_string());
+            let inner = safe_serde_message(&e.inner().to_string());
             let path = e.path().to_string();
             let at = if path == "." {
                 self.key_path.clone()

@@ -47,7 +47,7 @@ const ENTRY: usize = 4 + KEY_LEN;
 const SUM: usize = 32;
 const MAX_VERSIONS: usize = 1024;
 
-/// Master key versions in a 0600 file of 32 random bytes per version.
+/// Master key versions (32 random bytes each) in a 0600 file of the format above.
 #[derive(Debug)]
 pub struct LocalKeyFile {
     path: PathBuf,
@@ -321,7 +321,10 @@ fn parse(
 
 fn not_a_key_file(path: &Path) -> Error {
     Error::config(format!(
-        "{} is not a sealbox key file (bad magic bytes)",
+        "{} is not a sealbox master key file (those start with \"SBXK\"; raw key bytes are not \
+         one). Point key_file / --key-file at the key file made with the vault, or make a new \
+         vault and key with `sealbox init --vault PATH --key-file PATH` (a `provider: local` \
+         config also creates its key_file when the file does not exist)",
         path.display()
     ))
 }

@@ -12,6 +12,7 @@
 //!
 //! Every deny is audited by the client (see [`crate::audit`]).
 
+mod index;
 mod pattern;
 
 use std::fmt;
@@ -152,18 +153,14 @@ impl Rule {
             .any(|c| *c == capability || *c == Capability::Admin)
     }
 
-    fn matches(&self, principal: &str, capability: Capability, name: &str) -> bool {
-        if !self.grants(capability) {
-            return false;
-        }
-        self.principals.iter().any(|p| {
-            let mut bindings = pattern::Bindings::default();
-            p.matches_binding(principal, &mut bindings)
-                && self
-                    .secrets
-                    .iter()
-                    .any(|s| s.matches_with(name, &mut bindings.clone()))
-        })
+    /// Whether the rule applies through its principal pattern `which`.
+    fn matches_via(&self, which: usize, principal: &str, name: &str) -> bool {
+        let mut bindings = pattern::Bindings::default();
+        self.principals[which].matches_binding(principal, &mut bindings)
+            && self
+                .secrets
+                .iter()
+                .any(|s| s.matches_with(name, &mut bindings.clone()))
     }
 }
 
@@ -195,9 +192,22 @@ impl Decision {
 }
 
 /// A set of rules. Empty means "allow everything"; see the module docs.
-#[derive(Clone, Debug, Default)]
+///
+/// Rules are indexed by their principal patterns' literal prefixes when added, so a check
+/// looks only at the rules whose principal patterns can match the caller (with 10,000 rules,
+/// a handful instead of all of them).
+#[derive(Clone, Default)]
 pub struct Policy {
     rules: Vec<Rule>,
+    index: index::PrincipalIndex,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Policy {
@@ -208,11 +218,17 @@ impl Policy {
 
     /// A policy from rules (deny by default once there is one).
     pub fn new(rules: Vec<Rule>) -> Policy {
-        Policy { rules }
+        rules
+            .into_iter()
+            .fold(Policy::default(), |policy, rule| policy.with_rule(rule))
     }
 
     /// Adds a rule.
     pub fn with_rule(mut self, rule: Rule) -> Policy {
+        let at = self.rules.len();
+        for (which, p) in rule.principals.iter().enumerate() {
+            self.index.insert(p, at, which);
+        }
         self.rules.push(rule);
         self
     }
@@ -230,15 +246,22 @@ impl Policy {
         }
         let who = principal.as_str();
         let mut allowed = false;
-        for rule in &self.rules {
-            if rule.matches(who, capability, name) {
+        let mut denied = false;
+        self.index.candidates(who, |rule, which| {
+            let rule = &self.rules[rule];
+            // An allow already found needs no second one; a deny always counts.
+            let useful = rule.effect == Effect::Deny || !allowed;
+            if useful && rule.grants(capability) && rule.matches_via(which, who, name) {
                 match rule.effect {
-                    Effect::Deny => return Decision::ExplicitDeny,
+                    Effect::Deny => denied = true,
                     Effect::Allow => allowed = true,
                 }
             }
-        }
-        if allowed {
+            !denied
+        });
+        if denied {
+            Decision::ExplicitDeny
+        } else if allowed {
             Decision::Allow
         } else {
             Decision::DefaultDeny
@@ -247,16 +270,17 @@ impl Policy {
 
     /// Builds a policy from its config section.
     pub fn from_config(config: &PolicyConfig) -> Result<Policy> {
-        let mut rules = Vec::with_capacity(config.rules.len());
+        let mut policy = Policy::default();
         for (i, r) in config.rules.iter().enumerate() {
             let principals: Vec<&str> = r.principals.iter().map(String::as_str).collect();
             let secrets: Vec<&str> = r.secrets.iter().map(String::as_str).collect();
             let at = |e: Error| Error::config(format!("policy.rules[{i}]: {}", e.message()));
             if !r.allow.is_empty() {
-                rules.push(Rule::allow(&principals, &r.allow, &secrets).map_err(at)?);
+                policy =
+                    policy.with_rule(Rule::allow(&principals, &r.allow, &secrets).map_err(at)?);
             }
             if !r.deny.is_empty() {
-                rules.push(Rule::deny(&principals, &r.deny, &secrets).map_err(at)?);
+                policy = policy.with_rule(Rule::deny(&principals, &r.deny, &secrets).map_err(at)?);
             }
             if r.allow.is_empty() && r.deny.is_empty() {
                 return Err(Error::config(format!(
@@ -264,7 +288,7 @@ impl Policy {
                 )));
             }
         }
-        Ok(Policy { rules })
+        Ok(policy)
     }
 }
 
@@ -353,6 +377,104 @@ mod tests {
                 .check(&p("user:mallory"), Write, "predis/prod/x")
                 .is_allowed()
         );
+    }
+
+    /// The decision by trying every rule, as before the index existed.
+    fn check_every_rule(
+        policy: &Policy,
+        who: &str,
+        capability: Capability,
+        name: &str,
+    ) -> Decision {
+        if policy.rules.is_empty() {
+            return Decision::Allow;
+        }
+        let mut allowed = false;
+        for rule in &policy.rules {
+            let applies = rule.grants(capability)
+                && (0..rule.principals.len()).any(|w| rule.matches_via(w, who, name));
+            if applies {
+                match rule.effect {
+                    Effect::Deny => return Decision::ExplicitDeny,
+                    Effect::Allow => allowed = true,
+                }
+            }
+        }
+        if allowed {
+            Decision::Allow
+        } else {
+            Decision::DefaultDeny
+        }
+    }
+
+    #[test]
+    fn the_principal_index_decides_as_trying_every_rule_does() {
+        let principals = [
+            "svc:a",
+            "svc:ab",
+            "svc:*",
+            "svc:a*",
+            "*",
+            "*:a",
+            "tenant:{id}",
+            "{id}:x",
+            "é:*",
+            "é",
+            "user:alice",
+        ];
+        let secrets = ["*", "a/*", "t/{id}/*", "x", "a/b"];
+        let mut rules = Vec::new();
+        for (i, p) in principals.iter().enumerate() {
+            for (j, s) in secrets.iter().enumerate() {
+                if s.contains("{id}") && !p.contains("{id}") {
+                    continue;
+                }
+                let caps = [Capability::ALL[(i + j) % 6]];
+                let rule = if (i * 7 + j) % 5 == 0 {
+                    Rule::deny(&[p], &caps, &[s])
+                } else {
+                    let second = if s.contains("{id}") {
+                        "x:{id}"
+                    } else {
+                        "svc:extra"
+                    };
+                    Rule::allow(&[p, second], &caps, &[s])
+                };
+                rules.push(rule.unwrap());
+            }
+        }
+        let who = [
+            "svc:a",
+            "svc:ab",
+            "svc:abc",
+            "svc:",
+            "svc",
+            "tenant:a",
+            "tenant:",
+            "a:x",
+            "é",
+            "é:1",
+            "user:alice",
+            "user:bob",
+            "svc:extra",
+            "",
+            "e",
+        ];
+        let names = ["a/b", "a/c", "t/a/x", "t/b/x", "x", "y", "a"];
+        for n in 0..rules.len() {
+            let policy = Policy::new(rules[..n].to_vec());
+            for w in who {
+                for c in Capability::ALL {
+                    for name in names {
+                        assert_eq!(
+                            policy.check(&p(w), c, name),
+                            check_every_rule(&policy, w, c, name),
+                            "{n} rules, {w} {c} {name}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

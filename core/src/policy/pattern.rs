@@ -86,6 +86,17 @@ impl Pattern {
         &self.source
     }
 
+    /// The literal text every match starts with, and whether it is the whole pattern (a
+    /// pattern without `*` or `{var}` matches only itself).
+    pub(crate) fn literal_prefix(&self) -> (&str, bool) {
+        match self.tokens.as_slice() {
+            [] => ("", true),
+            [Token::Literal(l)] => (l, true),
+            [Token::Literal(l), ..] => (l, false),
+            _ => ("", false),
+        }
+    }
+
     /// Names of the variables in the pattern.
     pub fn variables(&self) -> impl Iterator<Item = &str> {
         self.tokens.iter().filter_map(|t| match t {

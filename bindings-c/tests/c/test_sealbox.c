@@ -600,6 +600,15 @@ static void child_exit(int code) {
  * otherwise use to ignore the limit), a value larger than an arena slot needs an mlock of
  * its own, which fails; the default policy carries on unlocked. */
 static void test_memory_lock_failures_are_counted(void) {
+  uint64_t count = 0;
+  CHECK_RESULT(sb_memory_lock_failures(NULL), SB_RESULT_NULL_PARAMETER);
+  CHECK_RESULT(sb_memory_lock_failures(&count), SB_RESULT_OK);
+#if defined(__SANITIZE_ADDRESS__)
+  /* AddressSanitizer intercepts mlock and makes it succeed without locking, so no lock can
+   * fail here; the plain build (run under valgrind) checks the count. */
+  printf("skipped the lock-failure child: AddressSanitizer's mlock always succeeds\n");
+  return;
+#endif
   pid_t pid = fork();
   CHECK(pid >= 0);
   if (pid == 0) {
@@ -638,9 +647,6 @@ static void test_memory_lock_failures_are_counted(void) {
   if (WEXITSTATUS(status) != 0) {
     fprintf(stderr, "lock-failure child exited with %d\n", WEXITSTATUS(status));
   }
-  uint64_t count = 0;
-  CHECK_RESULT(sb_memory_lock_failures(NULL), SB_RESULT_NULL_PARAMETER);
-  CHECK_RESULT(sb_memory_lock_failures(&count), SB_RESULT_OK);
 }
 
 /* Hardening is irreversible, so it is checked in a child process. */

@@ -407,7 +407,13 @@ fn get_fields_fills_the_array_only_on_success() {
         let sentinel = 0x10 as *mut sb_secret;
         let mut untouched = [sentinel; 2];
         assert_eq!(
-            sb_get_fields(c, c"app/db".as_ptr(), missing.as_ptr(), 2, untouched.as_mut_ptr()),
+            sb_get_fields(
+                c,
+                c"app/db".as_ptr(),
+                missing.as_ptr(),
+                2,
+                untouched.as_mut_ptr()
+            ),
             sb_result::NotFound
         );
         assert_eq!(untouched, [sentinel; 2]);
@@ -433,9 +439,15 @@ fn a_failed_reads_request_id_is_its_audit_lines() {
     let (denied, missing) = unsafe {
         assert_eq!(sb_client_open(cpath.as_ptr(), &mut c), sb_result::Ok);
         let mut s = null_mut();
-        assert_eq!(sb_get(c, c"other/x".as_ptr(), &mut s), sb_result::AccessDenied);
+        assert_eq!(
+            sb_get(c, c"other/x".as_ptr(), &mut s),
+            sb_result::AccessDenied
+        );
         let denied = last_request_id();
-        assert_eq!(sb_get(c, c"app/missing".as_ptr(), &mut s), sb_result::NotFound);
+        assert_eq!(
+            sb_get(c, c"app/missing".as_ptr(), &mut s),
+            sb_result::NotFound
+        );
         let missing = last_request_id();
         assert_eq!(sb_audit_flush(c), sb_result::Ok);
         sb_client_free(c);

@@ -349,10 +349,7 @@ fn each_failed_access_error_carries_the_request_id_of_its_audit_line() {
         c.get("app/db").await.unwrap(); // cached now
         let denied_hit = intruder.get("app/db").await.unwrap_err();
         let not_found = c.get("app/missing").await.unwrap_err();
-        let denied_write = intruder
-            .put("app/db", &secret("x"))
-            .await
-            .unwrap_err();
+        let denied_write = intruder.put("app/db", &secret("x")).await.unwrap_err();
         let describe_missing = c.describe("app/missing").await.unwrap_err();
         let delete_missing = c
             .delete("app/missing", &Default::default())
@@ -378,7 +375,9 @@ fn each_failed_access_error_carries_the_request_id_of_its_audit_line() {
     assert_eq!(failed.len(), errors.len(), "{failed:?}");
     for ((event, err), line) in errors.iter().zip(&failed) {
         assert_eq!(line["event"], *event, "{line}");
-        let id = err.request_id().unwrap_or_else(|| panic!("{event}: {err:?} has no request id"));
+        let id = err
+            .request_id()
+            .unwrap_or_else(|| panic!("{event}: {err:?} has no request id"));
         assert_eq!(line["request_id"].as_str(), Some(id), "{event}: {err}");
         assert_eq!(err.audit_request_id(), Some(id));
         assert!(err.to_string().contains(id), "{err}");

@@ -40,12 +40,21 @@ async fn several_fields_come_from_one_store_read_each_in_its_own_locked_handle()
     let fields = c
         .get_fields(
             "app/aws",
-            &["secret_access_key", "access_key_id", "session_token", "port"],
+            &[
+                "secret_access_key",
+                "access_key_id",
+                "session_token",
+                "port",
+            ],
         )
         .await
         .unwrap();
     let after = c.metrics();
-    assert_eq!(after.latency_count - before.latency_count, 1, "one store call");
+    assert_eq!(
+        after.latency_count - before.latency_count,
+        1,
+        "one store call"
+    );
     assert_eq!(after.gets - before.gets, 1, "one read");
     c.flush_audit().await.unwrap();
     let reads = lines
@@ -114,10 +123,7 @@ async fn a_missing_field_or_a_non_json_secret_is_a_typed_error_without_any_value
     assert_eq!(missing.kind(), ErrorKind::NotFound);
     assert!(missing.message().contains("`region`"), "{missing}");
 
-    let not_json = c
-        .get_fields("app/plain", &["password"])
-        .await
-        .unwrap_err();
+    let not_json = c.get_fields("app/plain", &["password"]).await.unwrap_err();
     assert_eq!(not_json.kind(), ErrorKind::InvalidInput);
 
     let nothing_asked = c.get_fields("app/aws", &[]).await.unwrap_err();

@@ -45,11 +45,18 @@ fn child() {
         .unwrap()
         .blocking()
         .unwrap();
-    assert_eq!(c.client().metrics().memory_lock_failures, 0, "nothing allocated yet");
+    assert_eq!(
+        c.client().metrics().memory_lock_failures,
+        0,
+        "nothing allocated yet"
+    );
     // The default policy (BestEffort) carries on unlocked.
     c.put("app/token", &Secret::random(32).unwrap()).unwrap();
     let token = c.get("app/token").unwrap();
-    assert!(!token.secret().is_locked(), "the limit of 0 must refuse mlock");
+    assert!(
+        !token.secret().is_locked(),
+        "the limit of 0 must refuse mlock"
+    );
 
     let m = c.client().metrics();
     assert!(m.memory_lock_failures > 0);

@@ -360,7 +360,10 @@ mod tests {
 
     #[test]
     fn no_fields_or_a_field_asked_twice_is_invalid_input() {
-        assert_eq!(get_all(DB, &[]).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            get_all(DB, &[]).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
         let e = get_all(DB, &["host", "port", "host"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.message().contains("`host`"), "{e}");

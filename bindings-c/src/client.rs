@@ -238,7 +238,8 @@ pub unsafe extern "C" fn sb_get_stage(
 /// Reads one top-level field of the JSON object stored as the CURRENT version of `name`
 /// (`sb_get_field(c, "predis/prod/database", "password", &s)`). The new secret holds just the
 /// field's text (numbers and booleans in their JSON spelling) and the version it came from.
-/// A missing field or a value that is not a JSON object is `SB_RESULT_INVALID_INPUT`.
+/// A missing field is `SB_RESULT_NOT_FOUND`, a value that is not a JSON object
+/// `SB_RESULT_INVALID_INPUT`.
 ///
 /// # Safety
 /// As `sb_get`; `field` is NULL or NUL-terminated.

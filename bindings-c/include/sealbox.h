@@ -108,11 +108,11 @@ typedef struct sb_metadata sb_metadata;
 
 // A secret value (locked memory, wiped when freed) and the version it came from.
 //
-// Returned by `sb_get`, `sb_get_version`, `sb_get_stage` and `sb_get_field`; read it with
-// `sb_secret_data` and `sb_secret_version`; release it with `sb_secret_free`. A secret is
-// independent of the client that returned it: it stays readable after `sb_client_free`
-// until it is freed itself. A secret may be read from several threads at once; freeing it
-// while another thread reads it is undefined behaviour.
+// Returned by `sb_get`, `sb_get_version`, `sb_get_stage`, `sb_get_field` and
+// `sb_get_fields`; read it with `sb_secret_data` and `sb_secret_version`; release it with
+// `sb_secret_free`. A secret is independent of the client that returned it: it stays
+// readable after `sb_client_free` until it is freed itself. A secret may be read from
+// several threads at once; freeing it while another thread reads it is undefined behaviour.
 typedef struct sb_secret sb_secret;
 
 #ifdef __cplusplus
@@ -208,7 +208,8 @@ sb_result sb_get_stage(const struct sb_client *client,
 // Reads one top-level field of the JSON object stored as the CURRENT version of `name`
 // (`sb_get_field(c, "predis/prod/database", "password", &s)`). The new secret holds just the
 // field's text (numbers and booleans in their JSON spelling) and the version it came from.
-// A missing field or a value that is not a JSON object is `SB_RESULT_INVALID_INPUT`.
+// A missing field is `SB_RESULT_NOT_FOUND`, a value that is not a JSON object
+// `SB_RESULT_INVALID_INPUT`.
 //
 // # Safety
 // As `sb_get`; `field` is NULL or NUL-terminated.
@@ -216,6 +217,34 @@ sb_result sb_get_field(const struct sb_client *client,
                        const char *name,
                        const char *field,
                        struct sb_secret **secret_out);
+
+// Reads several top-level fields of the JSON object stored as the CURRENT version of `name`
+// together: one store read or cache hit, one audit event, one parse. `fields` points to
+// `count` NUL-terminated field names; on success `secrets_out` (an array of `count`
+// pointers) receives one new secret per field, in the order asked, each holding just that
+// field's text in locked memory of its own; free each with `sb_secret_free`. Nothing is
+// written to `secrets_out` on failure.
+//
+// ```c
+// const char *names[] = {"host", "port", "username", "password"};
+// sb_secret *db[4];
+// if (sb_get_fields(client, "predis/prod/clickhouse", names, 4, db) == SB_RESULT_OK) { ... }
+// ```
+//
+// Errors: `SB_RESULT_NOT_FOUND` for a missing field (the message names the first one
+// missing) or secret; `SB_RESULT_INVALID_INPUT` when the secret is not a JSON object, a
+// field is null, an object or an array, `count` is 0 or a name is given twice;
+// `SB_RESULT_NULL_PARAMETER` for a NULL `fields`, `fields[i]` or `secrets_out`. No message
+// contains a value.
+//
+// # Safety
+// As `sb_get`; `fields` is NULL or points to `count` pointers, each NULL or NUL-terminated;
+// `secrets_out` is NULL or points to `count` writable `sb_secret*`.
+sb_result sb_get_fields(const struct sb_client *client,
+                        const char *name,
+                        const char *const *fields,
+                        size_t count,
+                        struct sb_secret **secrets_out);
 
 // Writes `len` bytes at `data` as the new CURRENT version of `name` (creating the secret if
 // needed). The bytes are copied into locked memory; wiping the caller's buffer afterwards is
@@ -265,6 +294,22 @@ sb_result sb_delete(const struct sb_client *client,
 // # Safety
 // `client` is NULL or live.
 sb_result sb_audit_flush(const struct sb_client *client);
+
+// Copies this thread's last error's request id into `buf` (capacity `len` bytes) as a
+// NUL-terminated string and writes its length without the NUL to `*written`.
+//
+// For a failed access that the client audited (every failed read, write, list, describe
+// and delete, and every policy deny, when the client has an audit log) this is the
+// `request_id` of the audit line that recorded it, so the failure can be found in the log;
+// otherwise the remote provider's request id when a remote store failed; otherwise the
+// empty string. Request ids are ASCII and shorter than 64 bytes. Errors and truncation as
+// `sb_last_error_message`.
+//
+// # Safety
+// `buf` must point to `len` writable bytes; `written` must point to a writable `size_t`.
+sb_result sb_last_error_request_id(char *buf,
+                                   size_t len,
+                                   size_t *written);
 
 // Copies this thread's last error message into `buf` (capacity `len` bytes) as a
 // NUL-terminated string and writes its length without the NUL to `*written`.
@@ -372,6 +417,18 @@ sb_result sb_metrics_prometheus(const struct sb_client *client,
                                 char *buf,
                                 size_t len,
                                 size_t *needed);
+
+// Writes to `*count_out` how many times the kernel refused to lock secret memory in this
+// process (`RLIMIT_MEMLOCK` reached, no `CAP_IPC_LOCK`). Above 0, some secrets sit in memory
+// that may be swapped to disk (the default BestEffort memory policy carries on unlocked:
+// still wiped and kept out of core dumps). The same count is the
+// `sealbox_memory_lock_failures_total` counter of `sb_metrics_prometheus`. The library has
+// no log of its own for C programs: check this after opening a client and reading a first
+// secret, and raise the limit (`ulimit -l`, `LimitMEMLOCK=` in systemd) if it is not 0.
+//
+// # Safety
+// `count_out` is NULL or writable.
+sb_result sb_memory_lock_failures(uint64_t *count_out);
 
 // Hardens the calling process for holding secrets: no core dumps (`RLIMIT_CORE = 0`) and
 // not dumpable (`PR_SET_DUMPABLE = 0`, so unprivileged users cannot ptrace it or read its

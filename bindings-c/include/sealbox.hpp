@@ -6,8 +6,8 @@
 //   // password's bytes are wiped when it goes out of scope
 //
 // Rules:
-// - Every failure throws sealbox::Error, which carries the sb_result code and the message
-//   (never a secret value).
+// - Every failure throws sealbox::Error, which carries the sb_result code, the message (never a
+//   secret value) and the request id of the audit line that recorded the failure.
 // - sealbox::Secret is move-only and owns an sb_secret; its views (str(), bytes(), and span()
 //   in C++20) point into locked memory and are valid while the Secret lives. The wrapper
 //   never copies a value: copying one is an explicit act of the caller.
@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -36,11 +37,12 @@
 
 namespace sealbox {
 
-/// A failure reported by the C ABI: the sb_result code and the thread's last error message.
+/// A failure reported by the C ABI: the sb_result code, the thread's last error message and
+/// its request id.
 class Error : public std::runtime_error {
  public:
-  Error(sb_result code, const std::string& message)
-      : std::runtime_error(message), code_(code) {}
+  Error(sb_result code, const std::string& message, std::string request_id = std::string())
+      : std::runtime_error(message), code_(code), request_id_(std::move(request_id)) {}
 
   /// The sb_result code (SB_RESULT_NOT_FOUND, ...).
   sb_result code() const noexcept { return code_; }
@@ -48,8 +50,13 @@ class Error : public std::runtime_error {
   /// The code's name ("SB_RESULT_NOT_FOUND").
   const char* code_name() const noexcept { return sb_result_name(code_); }
 
+  /// The `request_id` of the audit line that recorded this failed access (when the client
+  /// has an audit log), else the remote provider's request id, else empty.
+  const std::string& request_id() const noexcept { return request_id_; }
+
  private:
   sb_result code_;
+  std::string request_id_;
 };
 
 namespace detail {
@@ -63,9 +70,19 @@ inline std::string last_error_message() {
   return std::string(buf, written);
 }
 
+inline std::string last_error_request_id() {
+  char buf[128];
+  size_t written = 0;
+  if (sb_last_error_request_id(buf, sizeof buf, &written) != SB_RESULT_OK) {
+    return std::string();
+  }
+  return std::string(buf, written);
+}
+
 inline void check(sb_result r) {
   if (r != SB_RESULT_OK) {
-    throw Error(r, last_error_message());
+    std::string message = last_error_message();
+    throw Error(r, message, last_error_request_id());
   }
 }
 
@@ -249,6 +266,30 @@ class Client {
     return Secret(raw);
   }
 
+  /// Several fields of the JSON object stored under `name`, read together (one read, one
+  /// audit event), each in a Secret of its own, in the order asked:
+  ///   auto db = client.get_fields("predis/prod/clickhouse", {"host", "port", "username", "password"});
+  ///   connect(db[0].str(), db[1].str(), db[2].str(), db[3].str());
+  /// Throws Error (SB_RESULT_NOT_FOUND naming a missing field, SB_RESULT_INVALID_INPUT for a
+  /// secret that is not a JSON object, ...); nothing is returned then.
+  std::vector<Secret> get_fields(const std::string& name,
+                                 const std::vector<std::string>& fields) const {
+    std::vector<const char*> names;
+    names.reserve(fields.size());
+    for (const std::string& f : fields) names.push_back(f.c_str());
+    std::vector<sb_secret*> raw(fields.size(), nullptr);
+    detail::check(sb_get_fields(raw_, name.c_str(), names.data(), names.size(), raw.data()));
+    std::vector<Secret> out;
+    out.reserve(raw.size());
+    for (sb_secret* s : raw) out.emplace_back(s);  // reserved: cannot throw and leak
+    return out;
+  }
+  std::vector<Secret> get_fields(const std::string& name,
+                                 std::initializer_list<const char*> fields) const {
+    std::vector<std::string> names(fields.begin(), fields.end());
+    return get_fields(name, names);
+  }
+
   /// Writes `value` as the new CURRENT version of `name` (copied into locked memory; wiping
   /// the caller's buffer stays the caller's job).
   void put(const std::string& name, ByteView value) const {
@@ -363,6 +404,15 @@ class Client {
 
   sb_client* raw_ = nullptr;
 };
+
+/// How many times the kernel refused to lock secret memory in this process (RLIMIT_MEMLOCK
+/// reached, no CAP_IPC_LOCK); above 0, some secrets may be swapped to disk. Also the
+/// sealbox_memory_lock_failures_total counter of metrics_prometheus().
+inline uint64_t memory_lock_failures() {
+  uint64_t count = 0;
+  detail::check(sb_memory_lock_failures(&count));
+  return count;
+}
 
 /// Hardens the process for holding secrets (no core dumps, not dumpable); irreversible.
 inline void harden_process() { detail::check(sb_harden_process()); }

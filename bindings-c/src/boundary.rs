@@ -17,6 +17,9 @@ use crate::result::sb_result;
 pub(crate) struct Failure {
     code: sb_result,
     message: Cow<'static, str>,
+    /// The request id of the failure's audit line (or provider), for
+    /// `sb_last_error_request_id`.
+    request_id: Option<String>,
 }
 
 impl Failure {
@@ -25,6 +28,7 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            request_id: None,
         }
     }
 
@@ -48,7 +52,10 @@ impl Failure {
 impl From<sealbox::Error> for Failure {
     fn from(e: sealbox::Error) -> Failure {
         // The core's Display is "kind: message (request id ...)": no value by contract.
-        Failure::new(sb_result::from_kind(e.kind()), e.to_string())
+        Failure {
+            request_id: e.request_id().map(str::to_owned),
+            ..Failure::new(sb_result::from_kind(e.kind()), e.to_string())
+        }
     }
 }
 
@@ -60,13 +67,14 @@ pub(crate) fn ffi_boundary(
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => sb_result::Ok,
         Ok(Err(failure)) => {
-            last_error::set(function, &failure.message);
+            last_error::set(function, &failure.message, failure.request_id.as_deref());
             failure.code
         }
         Err(_) => {
             last_error::set(
                 function,
                 "a panic was caught at the C boundary; this is a sealbox bug, please report it",
+                None,
             );
             sb_result::Panic
         }
@@ -80,6 +88,7 @@ pub(crate) fn ffi_free_boundary(function: &'static str, body: impl FnOnce()) {
         last_error::set(
             function,
             "a panic was caught at the C boundary while freeing; please report it",
+            None,
         );
     }
 }

@@ -238,7 +238,8 @@ pub unsafe extern "C" fn sb_get_stage(
 /// Reads one top-level field of the JSON object stored as the CURRENT version of `name`
 /// (`sb_get_field(c, "predis/prod/database", "password", &s)`). The new secret holds just the
 /// field's text (numbers and booleans in their JSON spelling) and the version it came from.
-/// A missing field or a value that is not a JSON object is `SB_RESULT_INVALID_INPUT`.
+/// A missing field is `SB_RESULT_NOT_FOUND`, a value that is not a JSON object
+/// `SB_RESULT_INVALID_INPUT`.
 ///
 /// # Safety
 /// As `sb_get`; `field` is NULL or NUL-terminated.
@@ -260,6 +261,56 @@ pub unsafe extern "C" fn sb_get_field(
         let field = client.get(name)?.field(field)?;
         // SAFETY: checked non-NULL, writable by contract.
         unsafe { write_out(out, sb_secret::into_raw(field)) };
+        Ok(())
+    })
+}
+
+/// Reads several top-level fields of the JSON object stored as the CURRENT version of `name`
+/// together: one store read or cache hit, one audit event, one parse. `fields` points to
+/// `count` NUL-terminated field names; on success `secrets_out` (an array of `count`
+/// pointers) receives one new secret per field, in the order asked, each holding just that
+/// field's text in locked memory of its own; free each with `sb_secret_free`. Nothing is
+/// written to `secrets_out` on failure.
+///
+/// ```c
+/// const char *names[] = {"host", "port", "username", "password"};
+/// sb_secret *db[4];
+/// if (sb_get_fields(client, "predis/prod/clickhouse", names, 4, db) == SB_RESULT_OK) { ... }
+/// ```
+///
+/// Errors: `SB_RESULT_NOT_FOUND` for a missing field (the message names the first one
+/// missing) or secret; `SB_RESULT_INVALID_INPUT` when the secret is not a JSON object, a
+/// field is null, an object or an array, `count` is 0 or a name is given twice;
+/// `SB_RESULT_NULL_PARAMETER` for a NULL `fields`, `fields[i]` or `secrets_out`. No message
+/// contains a value.
+///
+/// # Safety
+/// As `sb_get`; `fields` is NULL or points to `count` pointers, each NULL or NUL-terminated;
+/// `secrets_out` is NULL or points to `count` writable `sb_secret*`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sb_get_fields(
+    client: *const sb_client,
+    name: *const c_char,
+    fields: *const *const c_char,
+    count: usize,
+    secrets_out: *mut *mut sb_secret,
+) -> sb_result {
+    ffi_boundary("sb_get_fields", || {
+        // SAFETY: NULL or live by contract.
+        let client = unsafe { sb_client::borrow(client, "client") }?;
+        // SAFETY: NULL or NUL-terminated by contract.
+        let name = unsafe { params::utf8(name, "name") }?;
+        // SAFETY: NULL or `count` pointers, each NULL or NUL-terminated, by contract.
+        let fields = unsafe { params::utf8_array(fields, count, "fields") }?;
+        let out = out_param(secrets_out, "secrets_out")?;
+        let handles = client.get_fields(name, &fields)?;
+        if handles.len() != count {
+            return Err(Error::internal("get_fields returned another number of fields").into());
+        }
+        for (i, handle) in handles.into_iter().enumerate() {
+            // SAFETY: `out` points to `count` writable pointers by contract and i < count.
+            unsafe { write_out(out.add(i), sb_secret::into_raw(handle)) };
+        }
         Ok(())
     })
 }

@@ -13,7 +13,8 @@
 //! - NULL pointers are answered with `SB_RESULT_NULL_PARAMETER`, string arguments that are not
 //!   UTF-8 with `SB_RESULT_INVALID_UTF8`;
 //! - a failure's message is kept per thread for `sb_last_error_message`; it never contains a
-//!   secret value;
+//!   secret value; `sb_last_error_request_id` gives the request id of the audit line that
+//!   recorded the failure;
 //! - an `sb_client` is thread-safe; secrets outlive the client that returned them.
 #![allow(non_camel_case_types)]
 
@@ -33,16 +34,16 @@ use std::ffi::c_char;
 
 pub use client::{
     sb_audit_flush, sb_client, sb_client_free, sb_client_open, sb_client_open_local,
-    sb_client_open_memory, sb_delete, sb_get, sb_get_field, sb_get_n, sb_get_stage, sb_get_version,
-    sb_put, sb_put_stage, sb_refresh_now,
+    sb_client_open_memory, sb_delete, sb_get, sb_get_field, sb_get_fields, sb_get_n, sb_get_stage,
+    sb_get_version, sb_put, sb_put_stage, sb_refresh_now,
 };
-pub use last_error::sb_last_error_message;
+pub use last_error::{sb_last_error_message, sb_last_error_request_id};
 pub use list::{sb_list, sb_list_free, sb_list_iter, sb_list_next};
 pub use metadata::{
     sb_describe, sb_metadata, sb_metadata_current_version, sb_metadata_free, sb_metadata_updated,
     sb_metadata_version_at, sb_metadata_version_count,
 };
-pub use metrics::sb_metrics_prometheus;
+pub use metrics::{sb_memory_lock_failures, sb_metrics_prometheus};
 pub use process::sb_harden_process;
 pub use result::{sb_result, sb_result_name};
 pub use secret::{sb_secret, sb_secret_data, sb_secret_free, sb_secret_version};

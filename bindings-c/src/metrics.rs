@@ -1,4 +1,5 @@
-//! The client's metrics as Prometheus text, for a C or C++ service's own `/metrics` endpoint.
+//! The client's metrics as Prometheus text, for a C or C++ service's own `/metrics` endpoint,
+//! and the process's count of refused memory locks.
 
 use std::ffi::c_char;
 
@@ -51,6 +52,26 @@ pub unsafe extern "C" fn sb_metrics_prometheus(
             std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
             buf.add(text.len()).write(0);
         }
+        Ok(())
+    })
+}
+
+/// Writes to `*count_out` how many times the kernel refused to lock secret memory in this
+/// process (`RLIMIT_MEMLOCK` reached, no `CAP_IPC_LOCK`). Above 0, some secrets sit in memory
+/// that may be swapped to disk (the default BestEffort memory policy carries on unlocked:
+/// still wiped and kept out of core dumps). The same count is the
+/// `sealbox_memory_lock_failures_total` counter of `sb_metrics_prometheus`. The library has
+/// no log of its own for C programs: check this after opening a client and reading a first
+/// secret, and raise the limit (`ulimit -l`, `LimitMEMLOCK=` in systemd) if it is not 0.
+///
+/// # Safety
+/// `count_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sb_memory_lock_failures(count_out: *mut u64) -> sb_result {
+    ffi_boundary("sb_memory_lock_failures", || {
+        let out = out_param(count_out, "count_out")?;
+        // SAFETY: checked non-NULL, writable by contract.
+        unsafe { write_out(out, sealbox::memory::lock_failures()) };
         Ok(())
     })
 }

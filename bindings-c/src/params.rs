@@ -19,6 +19,41 @@ pub(crate) unsafe fn utf8<'a>(ptr: *const c_char, param: &'static str) -> Result
     s.to_str().map_err(|_| Failure::invalid_utf8(param))
 }
 
+/// An array of `count` NUL-terminated UTF-8 strings (field names). NULL for the array or any
+/// element is refused, naming the element.
+///
+/// # Safety
+/// `ptr` is NULL or points to `count` pointers, each NULL or NUL-terminated, all valid for 'a.
+pub(crate) unsafe fn utf8_array<'a>(
+    ptr: *const *const c_char,
+    count: usize,
+    param: &'static str,
+) -> Result<Vec<&'a str>, Failure> {
+    if ptr.is_null() {
+        return Err(Failure::null(param));
+    }
+    // SAFETY: non-NULL and `count` readable pointers by the caller's contract.
+    let ptrs = unsafe { std::slice::from_raw_parts(ptr, count) };
+    ptrs.iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            if p.is_null() {
+                return Err(Failure::new(
+                    crate::result::sb_result::NullParameter,
+                    format!("argument `{param}[{i}]` is NULL"),
+                ));
+            }
+            // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+            unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| {
+                Failure::new(
+                    crate::result::sb_result::InvalidUtf8,
+                    format!("argument `{param}[{i}]` is not valid UTF-8"),
+                )
+            })
+        })
+        .collect()
+}
+
 /// A NUL-terminated name argument as bytes, not yet checked as UTF-8 (see [`name_str`]).
 ///
 /// # Safety

@@ -12,11 +12,11 @@ use crate::result::sb_result;
 
 /// A secret value (locked memory, wiped when freed) and the version it came from.
 ///
-/// Returned by `sb_get`, `sb_get_version`, `sb_get_stage` and `sb_get_field`; read it with
-/// `sb_secret_data` and `sb_secret_version`; release it with `sb_secret_free`. A secret is
-/// independent of the client that returned it: it stays readable after `sb_client_free`
-/// until it is freed itself. A secret may be read from several threads at once; freeing it
-/// while another thread reads it is undefined behaviour.
+/// Returned by `sb_get`, `sb_get_version`, `sb_get_stage`, `sb_get_field` and
+/// `sb_get_fields`; read it with `sb_secret_data` and `sb_secret_version`; release it with
+/// `sb_secret_free`. A secret is independent of the client that returned it: it stays
+/// readable after `sb_client_free` until it is freed itself. A secret may be read from
+/// several threads at once; freeing it while another thread reads it is undefined behaviour.
 #[derive(Debug)]
 pub struct sb_secret {
     _private: [u8; 0],

@@ -368,3 +368,98 @@ fn metrics_are_sized_first_then_copied_with_a_nul() {
         );
     }
 }
+
+fn last_request_id() -> String {
+    let mut buf = [0 as c_char; 128];
+    let mut n = 0usize;
+    // SAFETY: buf has 128 bytes; n is a local.
+    let r = unsafe { sb_last_error_request_id(buf.as_mut_ptr(), buf.len(), &mut n) };
+    assert_eq!(r, sb_result::Ok);
+    // SAFETY: sb_last_error_request_id NUL-terminated the buffer.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn get_fields_fills_the_array_only_on_success() {
+    let c = open();
+    let json = br#"{"host":"h","port":5432,"password":"pw-not-in-errors"}"#;
+    let names = [c"password".as_ptr(), c"host".as_ptr(), c"port".as_ptr()];
+    let missing = [c"host".as_ptr(), c"user".as_ptr()];
+    // SAFETY: c is live; names are NUL-terminated arrays of the counts given; outputs are
+    // local arrays of those counts; each secret is freed once.
+    unsafe {
+        assert_eq!(
+            sb_put(c, c"app/db".as_ptr(), json.as_ptr(), json.len()),
+            sb_result::Ok
+        );
+        let mut out = [null_mut(); 3];
+        assert_eq!(
+            sb_get_fields(c, c"app/db".as_ptr(), names.as_ptr(), 3, out.as_mut_ptr()),
+            sb_result::Ok
+        );
+        assert_eq!(data(out[0]), b"pw-not-in-errors");
+        assert_eq!(data(out[1]), b"h");
+        assert_eq!(data(out[2]), b"5432");
+        out.iter().for_each(|s| sb_secret_free(*s));
+
+        let sentinel = 0x10 as *mut sb_secret;
+        let mut untouched = [sentinel; 2];
+        assert_eq!(
+            sb_get_fields(
+                c,
+                c"app/db".as_ptr(),
+                missing.as_ptr(),
+                2,
+                untouched.as_mut_ptr()
+            ),
+            sb_result::NotFound
+        );
+        assert_eq!(untouched, [sentinel; 2]);
+        let msg = last_error();
+        assert!(msg.contains("`user`") && !msg.contains("pw-not"), "{msg}");
+        sb_client_free(c);
+    }
+}
+
+#[test]
+fn a_failed_reads_request_id_is_its_audit_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sealbox.yaml");
+    std::fs::write(
+        &config,
+        "secrets: {provider: memory}\nprincipal: svc:app\naudit: {path: ./audit.jsonl, mode: strict}\n\
+         policy:\n  rules:\n    - {principals: [\"svc:app\"], allow: [read], secrets: [\"app/*\"]}\n",
+    )
+    .expect("config");
+    let cpath = std::ffi::CString::new(config.to_string_lossy().as_bytes()).expect("path");
+    let mut c = null_mut();
+    // SAFETY: paths and names are NUL-terminated; outputs are locals; c is freed once.
+    let (denied, missing) = unsafe {
+        assert_eq!(sb_client_open(cpath.as_ptr(), &mut c), sb_result::Ok);
+        let mut s = null_mut();
+        assert_eq!(
+            sb_get(c, c"other/x".as_ptr(), &mut s),
+            sb_result::AccessDenied
+        );
+        let denied = last_request_id();
+        assert_eq!(
+            sb_get(c, c"app/missing".as_ptr(), &mut s),
+            sb_result::NotFound
+        );
+        let missing = last_request_id();
+        assert_eq!(sb_audit_flush(c), sb_result::Ok);
+        sb_client_free(c);
+        (denied, missing)
+    };
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("log");
+    let line_of = |id: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("\"request_id\":\"{id}\"")))
+            .unwrap_or_else(|| panic!("no line with request id {id:?} in\n{log}"))
+            .to_owned()
+    };
+    assert!(line_of(&denied).contains("\"event\":\"access.denied\""));
+    assert!(line_of(&missing).contains("\"reason\":\"not_found\""));
+}

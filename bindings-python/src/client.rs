@@ -18,6 +18,7 @@ use sealbox::store::{DeleteOptions, PutOptions, Stage, VersionId, VersionSelecto
 use sealbox::{ExposeSecret, Sealbox};
 
 use crate::errors::BindingResult;
+use crate::memlock::warn_if_unlocked;
 use crate::metadata::PySecretMetadata;
 use crate::secret::PySecret;
 use crate::value::SecretInput;
@@ -53,6 +54,7 @@ impl PySealbox {
         cls: &Bound<'py, PyType>,
         client: BlockingSealbox,
     ) -> PyResult<Bound<'py, PyAny>> {
+        warn_if_unlocked(cls.py())?;
         let token = Bound::new(
             cls.py(),
             OpenedClient {
@@ -229,7 +231,9 @@ impl PySealbox {
             VersionSelector::Current => client.get(name),
             other => client.get_version(name, other),
         })?;
-        PySecret::from_handle(&handle)
+        let secret = PySecret::from_handle(&handle)?;
+        warn_if_unlocked(py)?;
+        Ok(secret)
     }
 
     /// Reads one top-level field of a JSON secret (`{"username", "password", ...}`) as its own
@@ -241,7 +245,7 @@ impl PySealbox {
             let value = handle.secret().json_field(field)?;
             Ok((handle, value))
         })?;
-        PySecret::from_parts(
+        let secret = PySecret::from_parts(
             handle.name().as_str(),
             handle.version().as_str(),
             handle
@@ -250,7 +254,30 @@ impl PySealbox {
                 .map(|s| s.as_str().to_owned())
                 .collect(),
             value.expose_secret().as_bytes(),
-        )
+        )?;
+        warn_if_unlocked(py)?;
+        Ok(secret)
+    }
+
+    /// Reads several top-level fields of a JSON secret with one read, each as its own
+    /// `Secret`, in the order asked (the package's `get_fields` wraps them).
+    fn _get_fields(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        fields: Vec<String>,
+    ) -> BindingResult<Vec<PySecret>> {
+        let client = self.client()?;
+        let handles = py.detach(|| {
+            let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+            client.get_fields(name, &fields)
+        })?;
+        let secrets = handles
+            .iter()
+            .map(PySecret::from_handle)
+            .collect::<BindingResult<Vec<_>>>()?;
+        warn_if_unlocked(py)?;
+        Ok(secrets)
     }
 
     /// Stores `value` (`bytes`, `bytearray`, `memoryview` or `str`) as a new version and
@@ -307,6 +334,7 @@ impl PySealbox {
         let input = SecretInput::extract(value)?;
         let info = py.detach(|| client.put_with(name, input.secret(), &options))?;
         input.wipe_source(py);
+        warn_if_unlocked(py)?;
         Ok(info.version.as_str().to_owned())
     }
 
@@ -360,7 +388,9 @@ impl PySealbox {
 
     /// This client's counters since it was opened: `gets`, `hits`, `misses`, `stale` (values
     /// served past their TTL while the store failed), `denies`, `writes`, `rotations`,
-    /// `alerts`, and `store_errors` (a dict of store failures by kind). No names, no values.
+    /// `alerts`, `memory_lock_failures` (refused `mlock`s in this process, for every client:
+    /// above 0, some secrets may be swapped) and `store_errors` (a dict of store failures by
+    /// kind). No names, no values.
     fn metrics<'py>(&self, py: Python<'py>) -> BindingResult<Bound<'py, PyDict>> {
         let m = self.client()?.client().metrics();
         let counts = PyDict::new(py);

@@ -56,6 +56,7 @@ impl From<BindingError> for PyErr {
                     e.message().to_owned(),
                     kind.as_str(),
                     e.request_id().map(str::to_owned),
+                    e.provider_request_id().map(str::to_owned),
                 );
                 match exception_class(kind) {
                     ExceptionClass::NotFound => NotFound::new_err(args),

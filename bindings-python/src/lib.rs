@@ -7,6 +7,7 @@
 mod audit;
 mod client;
 mod errors;
+mod memlock;
 mod metadata;
 mod providers;
 mod secret;

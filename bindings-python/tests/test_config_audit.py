@@ -133,3 +133,35 @@ def test_config_errors(tmp_path: Path) -> None:
     unknown = write_config(tmp_path, "secrets: {provider: nowhere}\n")
     with pytest.raises(sealbox.ConfigError):
         sealbox.Sealbox.open(unknown)
+
+
+def test_a_failed_reads_exception_carries_the_request_id_of_its_audit_line(tmp_path: Path) -> None:
+    config = audited_config(
+        tmp_path,
+        """policy:
+  rules:
+    - {principals: ["svc:predis-*"], allow: [read, write, list, delete], secrets: ["predis/prod/*"]}
+""",
+    )
+    with sealbox.Sealbox.open(config) as sb:
+        with pytest.raises(sealbox.AccessDenied) as denied:
+            sb.as_principal("user:mallory").get("predis/prod/api/token")
+        with pytest.raises(sealbox.NotFound) as missing:
+            sb.get("predis/prod/api/missing")
+        sb.flush_audit()
+    by_id = {e["request_id"]: e for e in read_events(tmp_path / "audit.jsonl")}
+    assert denied.value.request_id is not None and missing.value.request_id is not None
+    assert denied.value.request_id != missing.value.request_id
+    denial = by_id[denied.value.request_id]
+    assert (denial["event"], denial["user"], denial["success"]) == ("access.denied", "user:mallory", False)
+    assert denial["resource"] == "predis/prod/api/token"
+    not_found = by_id[missing.value.request_id]
+    assert (not_found["event"], not_found["reason"], not_found["success"]) == ("secret.read", "not_found", False)
+    assert not_found["resource"] == "predis/prod/api/missing"
+    assert denied.value.provider_request_id is None, "no remote store was involved"
+
+
+def test_a_client_without_audit_gives_no_request_id(sb: sealbox.Sealbox) -> None:
+    with pytest.raises(sealbox.NotFound) as missing:
+        sb.get("app/none")
+    assert missing.value.request_id is None

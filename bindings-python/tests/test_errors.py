@@ -32,6 +32,12 @@ def test_every_error_is_a_sealbox_error(cls: type[sealbox.SealboxError]) -> None
 def test_errors_survive_pickling(cls: type[sealbox.SealboxError]) -> None:
     err = pickle.loads(pickle.dumps(cls("m", "k", None)))
     assert type(err) is cls and err.kind == "k" and str(err) == "m"
+    both = pickle.loads(pickle.dumps(cls("m", "k", "audit-1", "aws-1")))
+    assert (both.request_id, both.provider_request_id) == ("audit-1", "aws-1")
+
+
+def test_memory_lock_warning_is_a_runtime_warning() -> None:
+    assert issubclass(sealbox.MemoryLockWarning, RuntimeWarning)
 
 
 def test_python_friendly_bases() -> None:

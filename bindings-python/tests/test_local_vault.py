@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -95,6 +97,32 @@ def test_quickstart_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "chain verified: True" in result.stdout
     assert "never printed" in result.stdout
+
+
+def load_quickstart() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("quickstart", REPO / "examples" / "python" / "quickstart.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_quickstarts_way_leaves_no_copy_of_the_password(tmp_path: Path) -> None:
+    """What the example teaches holds: the credential is built, stored and read through its
+    fields without a copy of the password surviving anywhere in the process."""
+    quickstart = load_quickstart()
+    head, tail = split_value()
+    document = quickstart.json_credential(b'"username":"predis",', assemble(head, tail))
+    assert count_copies(head, tail) == 1, "only the document holds the password"
+    with open_vault(tmp_path, cache=False) as sb:
+        sb.put("predis/prod/database", document)
+        assert not any(document)
+        assert count_copies(head, tail) == 0, "put() wiped the document"
+        creds = sb.get_fields("predis/prod/database", ["username", "password"])
+        assert count_copies(head, tail) == 1, "the password field's own locked copy"
+        with creds:
+            assert creds.password[-1] == tail[-1] and bytes(creds.username) == b"predis"
+        assert count_copies(head, tail) == 0, "leaving the block wiped it"
 
 
 def test_refresh_now_picks_up_a_write_from_another_client(tmp_path: Path) -> None:

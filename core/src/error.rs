@@ -90,11 +90,13 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// The sealbox error: a kind, a message without secret content, an optional provider request
-/// id (kept for support tickets) and an optional source.
+/// The sealbox error: a kind, a message without secret content, the request id of the audit
+/// line that recorded the failed access (when it was audited), an optional provider request id
+/// (kept for support tickets) and an optional source.
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    audit_request_id: Option<String>,
     request_id: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -109,6 +111,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            audit_request_id: None,
             request_id: None,
             source: None,
         }
@@ -128,6 +131,13 @@ impl Error {
         self
     }
 
+    /// Attaches the `request_id` of the audit line that recorded this failed access (the
+    /// client does this for every failure it audits), so a caller can find that line.
+    pub fn with_audit_request_id(mut self, id: impl Into<String>) -> Self {
+        self.audit_request_id = Some(id.into());
+        self
+    }
+
     /// The kind to branch on.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -138,8 +148,24 @@ impl Error {
         &self.message
     }
 
-    /// The provider request id, when the error came from a remote store.
+    /// The id to quote for this failure: the `request_id` of the audit line that recorded it
+    /// when the access was audited (a client with an audit log audits every failed read,
+    /// write, list, describe, delete and every policy deny), else the provider's request id
+    /// when the error came from a remote store.
     pub fn request_id(&self) -> Option<&str> {
+        self.audit_request_id
+            .as_deref()
+            .or(self.request_id.as_deref())
+    }
+
+    /// The `request_id` of the audit line that recorded this failed access, if one did.
+    pub fn audit_request_id(&self) -> Option<&str> {
+        self.audit_request_id.as_deref()
+    }
+
+    /// The remote provider's request id (AWS `x-amzn-RequestId`, ...), when the error came
+    /// from a remote store.
+    pub fn provider_request_id(&self) -> Option<&str> {
         self.request_id.as_deref()
     }
 
@@ -182,6 +208,9 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(id) = &self.audit_request_id {
+            d.field("audit_request_id", id);
+        }
         if let Some(id) = &self.request_id {
             d.field("request_id", id);
         }
@@ -195,10 +224,13 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)?;
-        if let Some(id) = &self.request_id {
-            write!(f, " (request id {id})")?;
+        match (&self.audit_request_id, &self.request_id) {
+            (Some(audit), Some(provider)) => {
+                write!(f, " (request id {audit}; provider request id {provider})")
+            }
+            (Some(id), None) | (None, Some(id)) => write!(f, " (request id {id})"),
+            (None, None) => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -224,6 +256,23 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert!(e.kind().is_transient());
+    }
+
+    #[test]
+    fn the_audit_request_id_comes_first_and_the_providers_is_kept() {
+        let e = Error::new(ErrorKind::Unavailable, "store timed out")
+            .with_request_id("aws-1")
+            .with_audit_request_id("9f1c22aa-1f");
+        assert_eq!(e.request_id(), Some("9f1c22aa-1f"));
+        assert_eq!(e.audit_request_id(), Some("9f1c22aa-1f"));
+        assert_eq!(e.provider_request_id(), Some("aws-1"));
+        assert_eq!(
+            e.to_string(),
+            "unavailable: store timed out (request id 9f1c22aa-1f; provider request id aws-1)"
+        );
+        let provider_only = Error::new(ErrorKind::Unavailable, "x").with_request_id("aws-1");
+        assert_eq!(provider_only.request_id(), Some("aws-1"));
+        assert_eq!(provider_only.audit_request_id(), None);
     }
 
     #[test]

@@ -310,6 +310,100 @@ fn best_effort_mode_keeps_events_while_the_sink_is_down() {
     assert!(l[0].contains("\"seq\":1,"), "{}", l[0]);
 }
 
+/// Every failed access the client audits hands its caller the `request_id` of its audit line
+/// (`Error::request_id`), so a user holding the error can find the line, and the other way
+/// round.
+#[test]
+fn each_failed_access_error_carries_the_request_id_of_its_audit_line() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = seen.clone();
+    let (_, k) = key();
+    let c = Sealbox::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .audit(AuditLog::builder().key(k).callback(move |r| {
+            sink.lock().unwrap().push(r.line.to_owned());
+            Ok(())
+        }))
+        .policy(Policy::new(vec![
+            Rule::allow(
+                &["svc:app"],
+                &[
+                    Capability::Read,
+                    Capability::Write,
+                    Capability::List,
+                    Capability::Delete,
+                ],
+                &["app/*"],
+            )
+            .unwrap(),
+        ]))
+        .principal(Principal::new("svc:app"))
+        .build()
+        .unwrap();
+    let intruder = c.as_principal(Principal::new("svc:intruder"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let errors = rt.block_on(async {
+        c.put("app/db", &secret("TOPSECRET-VALUE-123"))
+            .await
+            .unwrap();
+        let denied_miss = intruder.get("app/other").await.unwrap_err();
+        c.get("app/db").await.unwrap(); // cached now
+        let denied_hit = intruder.get("app/db").await.unwrap_err();
+        let not_found = c.get("app/missing").await.unwrap_err();
+        let denied_write = intruder.put("app/db", &secret("x")).await.unwrap_err();
+        let describe_missing = c.describe("app/missing").await.unwrap_err();
+        let delete_missing = c
+            .delete("app/missing", &Default::default())
+            .await
+            .unwrap_err();
+        c.flush_audit().await.unwrap();
+        vec![
+            ("access.denied", denied_miss),
+            ("access.denied", denied_hit),
+            ("secret.read", not_found),
+            ("access.denied", denied_write),
+            ("secret.describe", describe_missing),
+            ("secret.delete", delete_missing),
+        ]
+    });
+    let failed: Vec<serde_json::Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["success"] == false)
+        .collect();
+    assert_eq!(failed.len(), errors.len(), "{failed:?}");
+    for ((event, err), line) in errors.iter().zip(&failed) {
+        assert_eq!(line["event"], *event, "{line}");
+        let id = err
+            .request_id()
+            .unwrap_or_else(|| panic!("{event}: {err:?} has no request id"));
+        assert_eq!(line["request_id"].as_str(), Some(id), "{event}: {err}");
+        assert_eq!(err.audit_request_id(), Some(id));
+        assert!(err.to_string().contains(id), "{err}");
+    }
+    assert_eq!(errors[0].1.kind(), ErrorKind::AccessDenied);
+    assert_eq!(errors[2].1.kind(), ErrorKind::NotFound);
+    // Ids are per event: no two failures share one.
+    let mut ids: Vec<&str> = errors.iter().filter_map(|(_, e)| e.request_id()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), errors.len());
+}
+
+#[test]
+fn a_client_without_an_audit_log_gives_no_request_id() {
+    let c = Sealbox::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt.block_on(c.get("app/missing")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(err.request_id(), None);
+}
+
 #[test]
 fn events_name_what_happened_and_never_hold_a_value() {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -132,6 +135,82 @@ TEST(Error, CarriesTheCodeAndAMessageWithoutValues) {
   EXPECT_THROW(sealbox::Client::open("/nonexistent/sealbox.yaml"), sealbox::Error);
 }
 
+TEST(Client, GetFieldsReturnsOneSecretPerFieldInOrder) {
+  auto client = sealbox::Client::open_memory();
+  client.put("predis/prod/clickhouse",
+             std::string_view("{\"host\":\"ch.internal\",\"port\":9440,"
+                              "\"username\":\"predis\",\"password\":\"pw-not-in-errors\"}"));
+  std::vector<sealbox::Secret> db =
+      client.get_fields("predis/prod/clickhouse", {"host", "port", "username", "password"});
+  ASSERT_EQ(db.size(), 4u);
+  EXPECT_EQ(db[0].str(), "ch.internal");
+  EXPECT_EQ(db[1].str(), "9440");
+  EXPECT_EQ(db[2].str(), "predis");
+  EXPECT_EQ(db[3].str(), "pw-not-in-errors");
+  EXPECT_EQ(db[0].version(), db[3].version());
+  std::vector<std::string> names{"password"};
+  EXPECT_EQ(client.get_fields("predis/prod/clickhouse", names)[0].str(), "pw-not-in-errors");
+  try {
+    client.get_fields("predis/prod/clickhouse", {"host", "database"});
+    FAIL() << "expected sealbox::Error";
+  } catch (const sealbox::Error& e) {
+    EXPECT_EQ(e.code(), SB_RESULT_NOT_FOUND);
+    EXPECT_NE(std::string(e.what()).find("`database`"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("not-in-errors"), std::string::npos);
+    EXPECT_EQ(std::string(e.what()).find("ch.internal"), std::string::npos);
+  }
+  client.put("predis/prod/plain", std::string_view("plain-not-in-errors"));
+  try {
+    client.get_fields("predis/prod/plain", {"password"});
+    FAIL() << "expected sealbox::Error";
+  } catch (const sealbox::Error& e) {
+    EXPECT_EQ(e.code(), SB_RESULT_INVALID_INPUT);
+    EXPECT_EQ(std::string(e.what()).find("not-in-errors"), std::string::npos);
+  }
+}
+
+TEST(Error, CarriesTheRequestIdOfItsAuditLine) {
+  char dir[] = "/tmp/sealbox-cpp-audit-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string config = std::string(dir) + "/sealbox.yaml";
+  std::ofstream(config) << "secrets: {provider: memory}\n"
+                           "principal: svc:predis-cache\n"
+                           "audit: {path: ./audit.jsonl, mode: strict}\n"
+                           "policy:\n"
+                           "  rules:\n"
+                           "    - {principals: [\"svc:*\"], allow: [read], secrets: [\"predis/prod/*\"]}\n";
+  std::string denied_id, missing_id;
+  {
+    auto client = sealbox::Client::open(config);
+    try {
+      client.get("predis/staging/token");
+      FAIL() << "expected sealbox::Error";
+    } catch (const sealbox::Error& e) {
+      EXPECT_EQ(e.code(), SB_RESULT_ACCESS_DENIED);
+      denied_id = e.request_id();
+    }
+    try {
+      client.get("predis/prod/missing");
+      FAIL() << "expected sealbox::Error";
+    } catch (const sealbox::Error& e) {
+      EXPECT_EQ(e.code(), SB_RESULT_NOT_FOUND);
+      missing_id = e.request_id();
+    }
+    client.flush_audit();
+  }
+  ASSERT_FALSE(denied_id.empty());
+  ASSERT_FALSE(missing_id.empty());
+  std::ifstream log(std::string(dir) + "/audit.jsonl");
+  std::string line, denied_line, missing_line;
+  while (std::getline(log, line)) {
+    if (line.find("\"request_id\":\"" + denied_id + "\"") != std::string::npos) denied_line = line;
+    if (line.find("\"request_id\":\"" + missing_id + "\"") != std::string::npos) missing_line = line;
+  }
+  EXPECT_NE(denied_line.find("\"event\":\"access.denied\""), std::string::npos) << denied_line;
+  EXPECT_NE(missing_line.find("\"reason\":\"not_found\""), std::string::npos) << missing_line;
+  EXPECT_EQ(std::system(("rm -rf '" + std::string(dir) + "'").c_str()), 0);
+}
+
 TEST(Client, ListsAndDeletes) {
   auto client = sealbox::Client::open_memory();
   client.put("predis/prod/api/auth-token", std::string_view("t"));
@@ -149,6 +228,11 @@ TEST(Client, ListsAndDeletes) {
   EXPECT_NE(metrics.find("sealbox_writes_total 4\n"), std::string::npos) << metrics;
   EXPECT_EQ(metrics.find("predis"), std::string::npos);
   EXPECT_EQ(metrics.size(), std::strlen(metrics.c_str()));
+  // Process-wide lock failures are one of the counters (0 here: the tests may lock).
+  EXPECT_NE(metrics.find("\nsealbox_memory_lock_failures_total " +
+                         std::to_string(sealbox::memory_lock_failures()) + "\n"),
+            std::string::npos)
+      << metrics;
 }
 
 TEST(Client, SharedBetweenThreads) {

@@ -10,6 +10,12 @@ Quick start::
             connect(password=view)
         # leaving the block wiped the bytes and invalidated the view
 
+A structured credential (several fields of one JSON secret) is read in one go, each field in
+locked memory of its own, all wiped together::
+
+    with sb.get_fields("predis/prod/clickhouse", ["host", "port", "username", "password"]) as db:
+        connect(host=db.host, port=db.port, user=db.username, password=db["password"])
+
 A :class:`Secret` never shows its value in ``repr``/``str``, refuses pickling and copying, and is
 wiped on ``close()`` or at the end of its ``with`` block; :meth:`Secret.reveal` and
 :meth:`Secret.reveal_bytes` are the explicit, unprotected copies.
@@ -26,11 +32,13 @@ from sealbox._errors import (
     Conflict,
     IntegrityError,
     InvalidInput,
+    MemoryLockWarning,
     NotFound,
     SealboxError,
     Unavailable,
     Unsupported,
 )
+from sealbox._fields import SecretFields
 from sealbox._native import AuditReport, Secret, SecretMetadata, VersionInfo, __version__, audit_verify
 
 __all__ = [
@@ -49,5 +57,7 @@ __all__ = [
     "InvalidInput",
     "Conflict",
     "Unsupported",
+    "MemoryLockWarning",
+    "SecretFields",
     "__version__",
 ]

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 
 from sealbox import _native
+from sealbox._fields import SecretFields
 from sealbox._native import Secret, SecretMetadata
 
 __all__ = ["Sealbox"]
@@ -22,6 +23,26 @@ class Sealbox(_native.Sealbox):
     thread (:func:`asyncio.to_thread`), so the event loop keeps running while a store answers.
     """
 
+    def get_fields(self, name: str, fields: Sequence[str]) -> SecretFields:
+        """Reads several top-level fields of a JSON secret together: one store read or cache hit
+        and one audit event, each field copied into locked memory of its own (the document is
+        never handed to Python). Use the result in one ``with`` block, where each field is a
+        read-only ``memoryview`` by attribute or item, all wiped at the block's end::
+
+            with sb.get_fields("predis/prod/clickhouse", ["host", "port", "username", "password"]) as db:
+                connect(host=db.host, port=db.port, user=db.username, password=db.password)
+
+        Raises ``NotFound`` naming the first missing field (nothing is returned), ``InvalidInput``
+        when the secret is not a JSON object, a field is null, an object or an array, a field is
+        asked for twice or none is; ``TypeError`` when ``fields`` is a single ``str``. No error
+        shows a value.
+        """
+        if isinstance(fields, str):
+            raise TypeError("fields must be a sequence of field names, not a single str")
+        names = list(fields)
+        secrets = self._get_fields(name, names)
+        return SecretFields(secrets[0].name, secrets[0].version, names, secrets)
+
     async def aget(self, name: str, *, version: str | None = None, stage: str | None = None) -> Secret:
         """Async :meth:`get`."""
         return await asyncio.to_thread(self.get, name, version=version, stage=stage)
@@ -29,6 +50,10 @@ class Sealbox(_native.Sealbox):
     async def aget_field(self, name: str, field: str) -> Secret:
         """Async :meth:`get_field`."""
         return await asyncio.to_thread(self.get_field, name, field)
+
+    async def aget_fields(self, name: str, fields: Sequence[str]) -> SecretFields:
+        """Async :meth:`get_fields`."""
+        return await asyncio.to_thread(self.get_fields, name, fields)
 
     async def aput(
         self,

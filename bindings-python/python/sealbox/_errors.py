@@ -1,9 +1,12 @@
 """Exception classes raised by sealbox.
 
 Every error from the Rust core arrives as one of these classes, chosen by its kind. ``kind`` keeps
-the precise core kind (``"wrong_key"``, ``"truncated"``, ...) for logs and operators, and
-``request_id`` the provider's request id when a remote store failed. No message ever contains a
-secret value.
+the precise core kind (``"wrong_key"``, ``"truncated"``, ...) for logs and operators;
+``request_id`` is the ``request_id`` of the audit line that recorded the failed access (when the
+client has an audit log), else the provider's request id; ``provider_request_id`` is the remote
+store's own request id, when one failed. No message ever contains a secret value.
+
+:class:`MemoryLockWarning` is a warning, not an error: sealbox could not lock secret memory.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ __all__ = [
     "InvalidInput",
     "Conflict",
     "Unsupported",
+    "MemoryLockWarning",
 ]
 
 
@@ -27,15 +31,26 @@ class SealboxError(Exception):
     kind: str
     """The core's error kind, e.g. ``"not_found"`` or ``"wrong_key"``."""
     request_id: str | None
-    """The remote provider's request id, if the error came from one."""
+    """The ``request_id`` of the audit line that recorded this failed access (a client with an
+    audit log audits every failed read, write, list, describe, delete and policy deny), else the
+    remote provider's request id, else None."""
+    provider_request_id: str | None
+    """The remote provider's own request id (AWS ``x-amzn-RequestId``), if a remote store failed."""
 
-    def __init__(self, message: str, kind: str = "internal", request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        kind: str = "internal",
+        request_id: str | None = None,
+        provider_request_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.request_id = request_id
+        self.provider_request_id = provider_request_id
 
-    def __reduce__(self) -> tuple[type[SealboxError], tuple[str, str, str | None]]:
-        return (type(self), (str(self), self.kind, self.request_id))
+    def __reduce__(self) -> tuple[type[SealboxError], tuple[str, str, str | None, str | None]]:
+        return (type(self), (str(self), self.kind, self.request_id, self.provider_request_id))
 
 
 class NotFound(SealboxError, LookupError):
@@ -69,3 +84,11 @@ class Conflict(SealboxError):
 
 class Unsupported(SealboxError, NotImplementedError):
     """The store or this build does not support the operation."""
+
+
+class MemoryLockWarning(RuntimeWarning):
+    """The kernel refused to lock secret memory (``RLIMIT_MEMLOCK``), so secrets may be written to
+    swap. Issued once per process, on the first client call after the first failure; the
+    failures are also counted in ``Sealbox.metrics()["memory_lock_failures"]`` and the
+    ``sealbox_memory_lock_failures_total`` Prometheus counter. Raise the limit (``ulimit -l``,
+    ``LimitMEMLOCK=`` in systemd) or grant ``CAP_IPC_LOCK`` to fix."""

@@ -55,6 +55,8 @@ class Sealbox:
         """Reads a secret: the CURRENT version, or the given version id or stage."""
     def get_field(self, name: str, field: str) -> Secret:
         """Reads one top-level field of a JSON secret as its own Secret."""
+    def _get_fields(self, name: str, fields: Sequence[str]) -> list[Secret]:
+        """Reads several top-level fields of a JSON secret, one Secret per field, in order."""
     def put(
         self,
         name: str,
@@ -82,7 +84,8 @@ class Sealbox:
         """Writes every queued audit event to the sinks."""
     def metrics(self) -> dict[str, int | dict[str, int]]:
         """This client's counters (``gets``, ``hits``, ``misses``, ``stale``, ``denies``,
-        ``writes``, ``rotations``, ``alerts``) and ``store_errors`` by kind."""
+        ``writes``, ``rotations``, ``alerts``, ``memory_lock_failures``) and ``store_errors``
+        by kind."""
     def render_prometheus(self) -> str:
         """This client's metrics as Prometheus text, for a service's ``/metrics``."""
     def close(self) -> None:

@@ -235,6 +235,15 @@ impl AuditEvent {
         self.denied
     }
 
+    /// The `request_id` exactly as the audit line spells it (`"9f1c22aa-1f"`): what an error
+    /// of this access carries, so a caller can find the line.
+    pub fn request_id_text(&self) -> String {
+        let mut out = String::with_capacity(26);
+        out.push_str(process_tag());
+        push_hex(&mut out, self.request_id);
+        out
+    }
+
     /// Appends the JSON object without the closing `,"hash":..}` (the part the chain signs).
     #[cfg(test)]
     pub(crate) fn write_body(&self, out: &mut String, seq: u64, prev_hash: &str) {
@@ -519,6 +528,15 @@ mod tests {
             "{:?} long before {before:?}",
             e.timestamp
         );
+    }
+
+    #[test]
+    fn the_request_id_text_is_the_lines_request_id() {
+        let e = AuditEvent::access(Action::Read, Principal::new("u"), Resource::named("a/b"));
+        let mut line = String::new();
+        e.write_body(&mut line, 0, "");
+        let v: serde_json::Value = serde_json::from_str(&format!("{line}}}")).unwrap();
+        assert_eq!(v["request_id"].as_str(), Some(e.request_id_text().as_str()));
     }
 
     #[test]

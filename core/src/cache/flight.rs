@@ -42,7 +42,7 @@ impl From<&Error> for SharedError {
         SharedError {
             kind: e.kind(),
             message: e.message().to_owned(),
-            request_id: e.request_id().map(str::to_owned),
+            request_id: e.provider_request_id().map(str::to_owned),
         }
     }
 }

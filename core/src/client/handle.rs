@@ -218,6 +218,30 @@ impl SecretHandle {
         )))
     }
 
+    /// Several top-level fields of this version's JSON object, each a handle of its own as
+    /// [`SecretHandle::field`] makes, from one parse, in the order of `fields`. A missing
+    /// field fails the whole call with [`crate::ErrorKind::NotFound`] naming the field; errors
+    /// otherwise as [`Secret::json_fields`].
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sealbox::{ExposeSecret, Sealbox, Secret, store::memory::MemoryStore};
+    /// # let client = Sealbox::builder().store(Arc::new(MemoryStore::new())).build()?.blocking()?;
+    /// # client.put("predis/prod/aws", &Secret::from_zeroizing(br#"{"access_key_id":"AK","secret_access_key":"SK"}"#.to_vec().into())?)?;
+    /// let creds = client.get("predis/prod/aws")?;
+    /// let [key_id, secret] = <[_; 2]>::try_from(creds.fields(&["access_key_id", "secret_access_key"])?)
+    ///     .expect("two fields asked, two returned");
+    /// assert_eq!((key_id.expose_secret(), secret.expose_secret()), (&b"AK"[..], &b"SK"[..]));
+    /// # Ok::<(), sealbox::Error>(())
+    /// ```
+    pub fn fields(&self, fields: &[&str]) -> crate::error::Result<Vec<SecretHandle>> {
+        let values = self.inner.value.json_fields(fields)?;
+        Ok(values
+            .into_iter()
+            .map(|v| SecretHandle::from_inner(Shared::new(self.inner.sibling(v.into_secret()))))
+            .collect())
+    }
+
     /// Gives the handle up as one opaque pointer, for language bindings: the C ABI hands this
     /// pointer to C as its secret handle, so a cache hit costs a count increment and no
     /// allocation. Turn it back with [`SecretHandle::from_raw`] exactly once, or the value

@@ -331,12 +331,19 @@ impl Sealbox {
         }
     }
 
-    /// Records a failed access (never waits, whatever the mode).
-    fn audit_failure(&self, event: AuditEvent) {
-        if let Some(a) = &self.inner.audit
-            && let Err(e) = a.enqueue(event)
-        {
-            tracing::error!(target: "sealbox::audit", error = %e, "could not queue an audit event");
+    /// Records a failed access (never waits, whatever the mode) and gives `error` the
+    /// event's request id, so that the caller can find the audit line of its failure.
+    fn audit_failure(&self, event: AuditEvent, error: Error) -> Error {
+        let Some(a) = &self.inner.audit else {
+            return error;
+        };
+        let id = event.request_id_text();
+        match a.enqueue(event) {
+            Ok(()) => error.with_audit_request_id(id),
+            Err(e) => {
+                tracing::error!(target: "sealbox::audit", error = %e, "could not queue an audit event");
+                error
+            }
         }
     }
 
@@ -346,10 +353,13 @@ impl Sealbox {
         match &self.inner.audit {
             Some(a) if a.mode() == crate::audit::AuditMode::Strict && !a.is_healthy() => {
                 let reason = "audit sink unavailable; change refused (strict mode)";
-                self.audit_failure(self.event(action, resource.clone()).failed(reason));
-                Err(Error::new(
-                    ErrorKind::Unavailable,
-                    "the audit log cannot be written and audit mode is strict; no change was made",
+                let event = self.event(action, resource.clone()).failed(reason);
+                Err(self.audit_failure(
+                    event,
+                    Error::new(
+                        ErrorKind::Unavailable,
+                        "the audit log cannot be written and audit mode is strict; no change was made",
+                    ),
                 ))
             }
             _ => Ok(()),
@@ -371,13 +381,16 @@ impl Sealbox {
             return Ok(());
         }
         self.inner.metrics.denies.incr();
-        self.audit_failure(self.event(action, resource.clone()).deny(decision.reason()));
-        Err(Error::new(
-            ErrorKind::AccessDenied,
-            format!(
-                "{} may not {capability} {}",
-                self.principal.as_str(),
-                resource.name
+        let event = self.event(action, resource.clone()).deny(decision.reason());
+        Err(self.audit_failure(
+            event,
+            Error::new(
+                ErrorKind::AccessDenied,
+                format!(
+                    "{} may not {capability} {}",
+                    self.principal.as_str(),
+                    resource.name
+                ),
             ),
         ))
     }
@@ -449,10 +462,11 @@ impl Sealbox {
     }
 
     fn failed_read(&self, resource: Arc<Resource>, e: Error) -> Error {
-        if self.inner.audit.is_some() {
-            self.audit_failure(self.event(Action::Read, resource).failed(e.kind().as_str()));
+        if self.inner.audit.is_none() {
+            return e;
         }
-        e
+        let event = self.event(Action::Read, resource).failed(e.kind().as_str());
+        self.audit_failure(event, e)
     }
 
     /// Reads the current version of `name` (a name or `sb://STORE/NAME` reference).
@@ -630,6 +644,14 @@ impl Sealbox {
         h.secret().json_field(field)
     }
 
+    /// Reads several top-level fields of the current version's JSON object with one read (one
+    /// store call or cache hit, one audit event, one parse), each into its own locked handle,
+    /// in the order of `fields` (`get_fields("predis/prod/aws", &["access_key_id",
+    /// "secret_access_key", "session_token"])`). See [`SecretHandle::fields`] for the errors.
+    pub async fn get_fields(&self, name: &str, fields: &[&str]) -> Result<Vec<SecretHandle>> {
+        self.get(name).await?.fields(fields)
+    }
+
     /// Refetches `name` from its store now, bypassing freshness and the version check, and
     /// replaces the cached value. A store failure is returned (the cached value is kept and
     /// still served, within its TTL and stale window). Without a cache there is nothing to
@@ -687,11 +709,10 @@ impl Sealbox {
             }
             Err(e) => {
                 self.inner.metrics.store_error(e.kind());
-                self.audit_failure(
-                    self.event(Action::Write, resource)
-                        .failed(e.kind().as_str()),
-                );
-                Err(e)
+                let event = self
+                    .event(Action::Write, resource)
+                    .failed(e.kind().as_str());
+                Err(self.audit_failure(event, e))
             }
         }
     }
@@ -703,8 +724,8 @@ impl Sealbox {
         let targets = match self.inner.router.list_targets(prefix) {
             Ok(t) => t,
             Err(e) => {
-                self.audit_failure(self.event(Action::List, resource).failed(e.kind().as_str()));
-                return Err(e);
+                let event = self.event(Action::List, resource).failed(e.kind().as_str());
+                return Err(self.audit_failure(event, e));
             }
         };
         let explicit = prefix.starts_with("sb://");
@@ -720,10 +741,8 @@ impl Sealbox {
                     Ok(page) => page,
                     Err(e) => {
                         self.inner.metrics.store_error(e.kind());
-                        self.audit_failure(
-                            self.event(Action::List, resource).failed(e.kind().as_str()),
-                        );
-                        return Err(e);
+                        let event = self.event(Action::List, resource).failed(e.kind().as_str());
+                        return Err(self.audit_failure(event, e));
                     }
                 };
                 out.extend(page.entries.into_iter().filter(|entry| {
@@ -757,11 +776,10 @@ impl Sealbox {
                 Ok(meta)
             }
             Err(e) => {
-                self.audit_failure(
-                    self.event(Action::Describe, resource)
-                        .failed(e.kind().as_str()),
-                );
-                Err(e)
+                let event = self
+                    .event(Action::Describe, resource)
+                    .failed(e.kind().as_str());
+                Err(self.audit_failure(event, e))
             }
         }
     }
@@ -781,11 +799,10 @@ impl Sealbox {
             Ok(()) => self.audit_ok(self.event(Action::Delete, resource)),
             Err(e) => {
                 self.inner.metrics.store_error(e.kind());
-                self.audit_failure(
-                    self.event(Action::Delete, resource)
-                        .failed(e.kind().as_str()),
-                );
-                Err(e)
+                let event = self
+                    .event(Action::Delete, resource)
+                    .failed(e.kind().as_str());
+                Err(self.audit_failure(event, e))
             }
         }
     }
@@ -935,6 +952,11 @@ impl BlockingSealbox {
     /// See [`Sealbox::get_field`].
     pub fn get_field(&self, name: &str, field: &str) -> Result<SecretString> {
         self.get(name)?.secret().json_field(field)
+    }
+
+    /// See [`Sealbox::get_fields`]. A hit does not enter the runtime.
+    pub fn get_fields(&self, name: &str, fields: &[&str]) -> Result<Vec<SecretHandle>> {
+        self.get(name)?.fields(fields)
     }
 
     /// See [`Sealbox::refresh_now`].

@@ -25,7 +25,8 @@
 //! When the kernel refuses to lock (`RLIMIT_MEMLOCK`), the [`MemoryPolicy`] decides:
 //! [`MemoryPolicy::Strict`] fails with [`ErrorKind::MemoryLock`];
 //! [`MemoryPolicy::BestEffort`] (the default) continues with unlocked memory, logs one `tracing`
-//! warning per process, counts every failure in `sealbox_memory_lock_failures_total` and reports
+//! warning per process, counts every failure in `sealbox_memory_lock_failures_total` (also the
+//! `memory_lock_failures` counter of every client's metrics and [`lock_failures`]) and reports
 //! it through [`LockedBuf::is_locked`].
 //!
 //! # What this cannot protect
@@ -56,7 +57,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use harden::harden_process;
-pub use policy::{LOCK_FAILURES_METRIC, MemoryPolicy, default_policy, set_default_policy};
+pub use policy::{
+    LOCK_FAILURES_METRIC, MemoryPolicy, default_policy, lock_failures, set_default_policy,
+};
 pub use thread_cache::release_thread_cache;
 
 use crate::error::{Error, ErrorKind, Result};

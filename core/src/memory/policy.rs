@@ -46,8 +46,10 @@ pub const LOCK_FAILURES_METRIC: &str = "sealbox_memory_lock_failures_total";
 static LOCK_FAILURES: AtomicU64 = AtomicU64::new(0);
 static WARNED: AtomicBool = AtomicBool::new(false);
 
-/// Failed lock attempts in this process so far (the same count the metric reports).
-pub(crate) fn lock_failures() -> u64 {
+/// Failed lock attempts in this process so far (the same count the metric reports, and
+/// the `memory_lock_failures` counter of every client's metrics). Bindings read it to tell
+/// programs without a `tracing` subscriber that secrets are not locked.
+pub fn lock_failures() -> u64 {
     LOCK_FAILURES.load(Ordering::Relaxed)
 }
 

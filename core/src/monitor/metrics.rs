@@ -4,7 +4,8 @@
 //!
 //! Names: `sealbox_gets_total`, `sealbox_cache_hits_total`, `sealbox_cache_misses_total`,
 //! `sealbox_cache_stale_total`, `sealbox_denies_total`, `sealbox_writes_total`,
-//! `sealbox_rotations_total`, `sealbox_alerts_total`, `sealbox_store_errors_total{kind}`,
+//! `sealbox_rotations_total`, `sealbox_alerts_total`, `sealbox_memory_lock_failures_total`
+//! (process-wide: secret memory is shared by every client), `sealbox_store_errors_total{kind}`,
 //! `sealbox_store_latency_seconds` (histogram of store calls).
 
 use std::cell::Cell;
@@ -173,6 +174,7 @@ impl ClientMetrics {
             writes: self.writes.get(),
             rotations: self.rotations.get(),
             alerts: self.alerts.get(),
+            memory_lock_failures: crate::memory::lock_failures(),
             store_errors: self
                 .store_errors
                 .lock()
@@ -219,6 +221,11 @@ pub struct MetricsSnapshot {
     pub rotations: u64,
     /// See [`ClientMetrics`].
     pub alerts: u64,
+    /// Times the kernel refused to lock secret memory in this process (every client of the
+    /// process reports the same count): above zero, some secrets are not locked against
+    /// swapping (`MemoryPolicy::BestEffort`) or some allocations failed (`Strict`). Raise
+    /// `RLIMIT_MEMLOCK` to fix.
+    pub memory_lock_failures: u64,
     /// Store errors by kind.
     pub store_errors: BTreeMap<&'static str, u64>,
     /// Cumulative bucket counts for [`LATENCY_BUCKETS`].
@@ -238,7 +245,7 @@ impl MetricsSnapshot {
     /// let m = sealbox::monitor::metrics::MetricsSnapshot { hits: 3, ..Default::default() };
     /// assert!(m.counters().contains(&("hits", "sealbox_cache_hits_total", 3)));
     /// ```
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 8] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 9] {
         [
             ("gets", "sealbox_gets_total", self.gets),
             ("hits", "sealbox_cache_hits_total", self.hits),
@@ -248,6 +255,11 @@ impl MetricsSnapshot {
             ("writes", "sealbox_writes_total", self.writes),
             ("rotations", "sealbox_rotations_total", self.rotations),
             ("alerts", "sealbox_alerts_total", self.alerts),
+            (
+                "memory_lock_failures",
+                crate::memory::LOCK_FAILURES_METRIC,
+                self.memory_lock_failures,
+            ),
         ]
     }
 

@@ -1,6 +1,7 @@
-//! One field out of a JSON object secret, without copying the document anywhere.
+//! Fields out of a JSON object secret, without copying the document anywhere.
 //!
-//! `serde_json` parses the locked bytes in place. Only the requested field's value is
+//! `serde_json` parses the locked bytes in place, once however many fields are asked for.
+//! Only the requested fields' values are
 //! materialised, straight into a new locked buffer: borrowed from the document when it has no
 //! escapes, from `serde_json`'s scratch buffer when it has (a documented limit), or formatted
 //! there for numbers and booleans. Every other value is skipped with `IgnoredAny`, which scans
@@ -21,6 +22,30 @@ const NUMBER_CAPACITY: usize = 32;
 
 /// Reads the top-level field `field` of the JSON object in `json`.
 pub(super) fn field(json: &[u8], field: &str, policy: MemoryPolicy) -> Result<SecretString> {
+    let mut found = fields(json, &[field], policy)?;
+    found
+        .pop()
+        .ok_or_else(|| Error::internal("a one-field read returned no field"))
+}
+
+/// Reads the top-level fields `wanted` of the JSON object in `json` in one parse, each into
+/// its own locked buffer, in the order asked. A missing field is [`ErrorKind::NotFound`]
+/// naming the first one missing; no field is returned unless all are found.
+pub(super) fn fields(
+    json: &[u8],
+    wanted: &[&str],
+    policy: MemoryPolicy,
+) -> Result<Vec<SecretString>> {
+    if wanted.is_empty() {
+        return Err(Error::invalid_input("ask for at least one JSON field"));
+    }
+    for (i, f) in wanted.iter().enumerate() {
+        if wanted[..i].contains(f) {
+            return Err(Error::invalid_input(format!(
+                "the JSON field `{f}` is asked for twice"
+            )));
+        }
+    }
     // Decide "is it an object" ourselves: for any other top-level value `serde_json` would
     // build an "invalid type" error that quotes the value into an unprotected heap string.
     let first = json.iter().find(|b| !b.is_ascii_whitespace());
@@ -33,7 +58,7 @@ pub(super) fn field(json: &[u8], field: &str, policy: MemoryPolicy) -> Result<Se
     let failure = Cell::new(None);
     let mut de = serde_json::Deserializer::from_slice(json);
     let parsed = de.deserialize_map(ObjectVisitor {
-        field,
+        wanted,
         policy,
         failure: &failure,
     });
@@ -43,7 +68,13 @@ pub(super) fn field(json: &[u8], field: &str, policy: MemoryPolicy) -> Result<Se
     };
     // Trailing garbage makes the whole document invalid; `found` is wiped as it drops.
     de.end().map_err(|e| not_json(&e))?;
-    found.ok_or_else(|| Error::not_found(format!("the JSON secret has no field `{field}`")))
+    if let Some(i) = found.iter().position(Option::is_none) {
+        let missing = wanted[i];
+        return Err(Error::not_found(format!(
+            "the JSON secret has no field `{missing}`"
+        )));
+    }
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// A parse error by position only: `serde_json`'s message may quote the input.
@@ -55,59 +86,63 @@ fn not_json(e: &serde_json::Error) -> Error {
     ))
 }
 
-/// Walks the top-level object, keeping the value of `field` (the last one if it repeats).
+/// Walks the top-level object, keeping the value of each wanted field (the last one if it
+/// repeats).
 struct ObjectVisitor<'a> {
-    field: &'a str,
+    wanted: &'a [&'a str],
     policy: MemoryPolicy,
     /// Our own typed error, when a visitor had to stop the parse for a reason other than syntax.
     failure: &'a Cell<Option<Error>>,
 }
 
 impl<'de> Visitor<'de> for ObjectVisitor<'_> {
-    type Value = Option<SecretString>;
+    type Value = Vec<Option<SecretString>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(is_field) = map.next_key_seed(KeyIs(self.field))? {
-            if is_field {
-                // A repeated key replaces (and so wipes) the earlier value.
-                found = Some(map.next_value_seed(FieldValue {
-                    field: self.field,
-                    policy: self.policy,
-                    failure: self.failure,
-                })?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
+        let mut found: Vec<Option<SecretString>> = self.wanted.iter().map(|_| None).collect();
+        while let Some(index) = map.next_key_seed(KeyIn(self.wanted))? {
+            match index {
+                Some(i) => {
+                    // A repeated key replaces (and so wipes) the earlier value.
+                    found[i] = Some(map.next_value_seed(FieldValue {
+                        field: self.wanted[i],
+                        policy: self.policy,
+                        failure: self.failure,
+                    })?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
         Ok(found)
     }
 }
 
-/// Compares a key with the wanted field name without keeping it.
-struct KeyIs<'a>(&'a str);
+/// Finds a key among the wanted field names without keeping it.
+struct KeyIn<'a>(&'a [&'a str]);
 
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
+impl<'de> DeserializeSeed<'de> for KeyIn<'_> {
+    type Value = Option<usize>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
+impl<'de> Visitor<'de> for KeyIn<'_> {
+    type Value = Option<usize>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object key")
     }
 
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
-        Ok(key == self.0)
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|f| *f == key))
     }
 }
 
@@ -297,6 +332,48 @@ mod tests {
         let e = get(DB, "token").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(e.message().contains("`token`"));
+    }
+
+    fn get_all(json: &str, wanted: &[&str]) -> Result<Vec<String>> {
+        fields(json.as_bytes(), wanted, MemoryPolicy::BestEffort).map(|v| {
+            v.iter()
+                .map(|s| s.expose_secret().to_owned())
+                .collect::<Vec<_>>()
+        })
+    }
+
+    #[test]
+    fn several_fields_come_back_in_the_order_asked() {
+        assert_eq!(
+            get_all(DB, &["port", "username", "password", "host"]).unwrap(),
+            ["5432", "app", "s3cr3t-pw", "db.internal"]
+        );
+    }
+
+    #[test]
+    fn one_missing_field_fails_the_whole_read_and_is_named() {
+        let e = get_all(DB, &["username", "token", "password"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.message().contains("`token`"), "{e}");
+        assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{e:?}");
+    }
+
+    #[test]
+    fn no_fields_or_a_field_asked_twice_is_invalid_input() {
+        assert_eq!(
+            get_all(DB, &[]).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        let e = get_all(DB, &["host", "port", "host"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.message().contains("`host`"), "{e}");
+    }
+
+    #[test]
+    fn a_non_scalar_among_several_is_invalid_input_naming_it() {
+        let e = get_all(DB, &["password", "opts"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.message().contains("`opts`"), "{e}");
     }
 
     #[test]

@@ -182,6 +182,15 @@ impl Secret {
     pub fn json_field(&self, field: &str) -> Result<SecretString> {
         json::field(self.buf.as_slice(), field, memory::default_policy())
     }
+
+    /// Reads several top-level fields of a JSON object in one parse, each into its own locked
+    /// buffer, in the order of `fields`: for a credential read as a whole (`host`, `port`,
+    /// `username`, `password`). Errors as [`Secret::json_field`]; a missing field fails the
+    /// whole read (nothing is returned) with [`ErrorKind::NotFound`] naming it; an empty list
+    /// or a name asked for twice is [`ErrorKind::InvalidInput`].
+    pub fn json_fields(&self, fields: &[&str]) -> Result<Vec<SecretString>> {
+        json::fields(self.buf.as_slice(), fields, memory::default_policy())
+    }
 }
 
 impl ExposeSecret<[u8]> for Secret {

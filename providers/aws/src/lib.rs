@@ -25,7 +25,8 @@
 //! with external id and session name ([`AwsConfig::role_arn`]). Every call has an operation and
 //! an attempt timeout and uses the SDK's standard retries (exponential backoff with jitter on
 //! throttling, 5xx, timeouts and connection errors; never on other client errors). Errors keep
-//! the AWS request id ([`sealbox::Error::request_id`]).
+//! the AWS request id ([`sealbox::Error::provider_request_id`]; also
+//! [`sealbox::Error::request_id`] unless an audited client gave the error its audit line's id).
 //!
 //! ## What cannot be wiped
 //! Values pass through the AWS SDK, which keeps its own short-lived copies (request input and

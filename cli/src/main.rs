@@ -10,6 +10,7 @@ mod exit;
 mod output;
 mod providers;
 mod session;
+mod usage;
 mod value_input;
 mod value_output;
 
@@ -22,8 +23,14 @@ fn main() -> ExitCode {
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and version go to stdout with success; usage errors to stderr.
-            let _ = e.print();
+            // Help and version go to stdout with success; usage errors to stderr, without
+            // repeating anything typed (it may be a secret in the wrong place).
+            match usage::redacted_message(&e) {
+                Some(message) => eprint!("{message}"),
+                None => {
+                    let _ = e.print();
+                }
+            }
             return ExitCode::from(if e.use_stderr() {
                 exit::USAGE
             } else {

@@ -233,3 +233,29 @@ fn the_aws_provider_is_registered_for_config_files() {
     assert!(!err.contains("unknown provider"), "{err}");
     assert!(err.contains("secrets.config"), "{err}");
 }
+
+#[test]
+fn a_value_typed_as_an_argument_is_never_echoed() {
+    const VALUE: &str = "s3cr3t-VALUE-123";
+    for args in [
+        &["put", "a/b", VALUE][..],
+        &["get", "a/b", VALUE],
+        &["put", "a/b", "--valeu=s3cr3t-VALUE-123"],
+        &["put", "a/b", "--create-only=s3cr3t-VALUE-123"],
+    ] {
+        let o = run(args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        for (stream, text) in [("stdout", stdout(&o)), ("stderr", stderr(&o))] {
+            assert!(
+                !text.contains(VALUE),
+                "{args:?} echoed the value on {stream}: {text}"
+            );
+        }
+    }
+    let o = run(&["put", "a/b", VALUE]);
+    assert!(
+        stderr(&o).contains("values are read from standard input or --file"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -183,7 +183,11 @@ fn generation_value(n: u64) -> Vec<u8> {
 /// old directory is removed. Returns the new directory's name.
 fn atomic_writer_swap(root: &Path, n: u64, old: Option<&str>) -> String {
     let ts = format!("..2026_12_07_04_00_00.{n:010}");
-    write(&root.join(&ts).join("db-password"), &generation_value(n), 0o600);
+    write(
+        &root.join(&ts).join("db-password"),
+        &generation_value(n),
+        0o600,
+    );
     symlink(&ts, root.join("..data_tmp")).unwrap();
     fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
     if let Some(old) = old {
@@ -274,6 +278,9 @@ fn reads_racing_a_csi_data_swap_never_fail_nor_tear() {
             errors.len(),
             errors[0]
         );
-        assert_eq!(torn, 0, "{torn} of {reads} reads returned a value never written");
+        assert_eq!(
+            torn, 0,
+            "{torn} of {reads} reads returned a value never written"
+        );
     }
 }

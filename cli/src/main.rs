@@ -7,6 +7,7 @@ mod args;
 mod client_store;
 mod commands;
 mod exit;
+mod logging;
 mod output;
 mod providers;
 mod session;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
             });
         }
     };
+    logging::install();
     let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

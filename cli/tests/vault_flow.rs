@@ -244,6 +244,16 @@ fn list_delete_restore_and_not_found() {
     );
     v.ok(&["restore", "predis/prod/a"], b"");
     v.ok(&["get", "predis/prod/a"], b"");
+    // Restoring a live secret is a mistake worth hearing about (a wrong name, a delete that
+    // never ran), not a success.
+    let o = v.run(&["restore", "predis/prod/a"], b"");
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not deleted; nothing to restore"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o), "", "no `restored` report");
 
     v.ok(&["delete", "predis/prod/a", "--force"], b"");
     let o = v.run(&["restore", "predis/prod/a"], b"");

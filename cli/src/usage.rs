@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn no_usage_error_repeats_a_typed_value() {
-        let cases: [&[&str]; 12] = [
+        let cases: [&[&str]; 13] = [
             &["sealbox", "put", "a/b", SECRET],
             &["sealbox", "get", "a/b", SECRET],
             &["sealbox", "describe", "a/b", SECRET],
@@ -127,6 +127,7 @@ mod tests {
             &["sealbox", "delete", "a/b", "--recovery-days", SECRET],
             &["sealbox", "stage", "a/b", "PENDING", "3", SECRET],
             &["sealbox", "audit", "verify", "log", SECRET],
+            &["sealbox", "put", "a/b", "--file", "f", "--value", SECRET],
         ];
         for args in cases {
             let m = message(args);

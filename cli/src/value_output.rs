@@ -21,7 +21,7 @@ use sealbox::{Error, ErrorKind, Result};
 /// untouched either way.
 pub fn write_private_file(path: &Path, value: &[u8], overwrite: bool) -> Result<()> {
     match std::fs::symlink_metadata(path) {
-        Ok(m) if !m.file_type().is_file() => return Err(not_regular(path, &m)),
+        Ok(m) if !m.file_type().is_file() => Err(not_regular(path, &m)),
         Ok(m) if overwrite => replace(path, &m, value),
         Ok(_) => Err(Error::new(
             ErrorKind::AlreadyExists,

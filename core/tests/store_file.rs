@@ -213,8 +213,9 @@ fn a_single_file_store_over_a_csi_mount_survives_the_swap_too() {
     );
 }
 
-/// Two readers read `name` from the store `open` makes over a kubelet-style mount for three
-/// seconds while a writer rotates it: no read may fail, and every value must be one written.
+/// Two readers read `name` from the store `open` makes over a kubelet-style mount while a
+/// writer rotates it, for three seconds and at least 300 swaps and 1,000 reads each (a loaded
+/// machine gets up to 30 s for that): no read may fail, and every value must be one written.
 fn race_the_atomic_writer(open: impl Fn(&Path) -> FileStore, name_read: &'static str) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -228,6 +229,7 @@ fn race_the_atomic_writer(open: impl Fn(&Path) -> FileStore, name_read: &'static
     let store = Arc::new(open(&root).permissions(PermissionCheck::Refuse));
     let stop = Arc::new(AtomicBool::new(false));
     let swaps = Arc::new(AtomicU64::new(0));
+    let reads_done: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
 
     let writer = {
         let (stop, swaps) = (stop.clone(), swaps.clone());
@@ -242,8 +244,8 @@ fn race_the_atomic_writer(open: impl Fn(&Path) -> FileStore, name_read: &'static
         })
     };
     let readers: Vec<_> = (0..2)
-        .map(|_| {
-            let (store, stop) = (store.clone(), stop.clone());
+        .map(|i| {
+            let (store, stop, reads_done) = (store.clone(), stop.clone(), reads_done.clone());
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .build()
@@ -252,6 +254,7 @@ fn race_the_atomic_writer(open: impl Fn(&Path) -> FileStore, name_read: &'static
                 let (mut reads, mut errors, mut torn) = (0u64, Vec::new(), 0u64);
                 while !stop.load(Ordering::Relaxed) {
                     reads += 1;
+                    reads_done[i].store(reads, Ordering::Relaxed);
                     match rt.block_on(store.get(&n, &VersionSelector::Current)) {
                         Ok(v) => {
                             let bytes = v.value.expose_secret();
@@ -273,16 +276,22 @@ fn race_the_atomic_writer(open: impl Fn(&Path) -> FileStore, name_read: &'static
         .collect();
 
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(3) {
+    let enough = || {
+        swaps.load(Ordering::Relaxed) >= 300
+            && reads_done.iter().all(|r| r.load(Ordering::Relaxed) >= 1000)
+    };
+    while start.elapsed() < Duration::from_secs(3)
+        || (!enough() && start.elapsed() < Duration::from_secs(30))
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let swaps = swaps.load(Ordering::Relaxed);
-    assert!(swaps > 100, "the writer swapped ..data only {swaps} times");
+    assert!(swaps >= 300, "the writer swapped ..data only {swaps} times");
     for reader in readers {
         let (reads, errors, torn) = reader.join().unwrap();
-        assert!(reads > 100, "a reader read only {reads} times");
+        assert!(reads >= 1000, "a reader read only {reads} times");
         assert!(
             errors.is_empty(),
             "{} of {reads} reads failed during {swaps} swaps, first: {}",
@@ -295,4 +304,19 @@ fn race_the_atomic_writer(open: impl Fn(&Path) -> FileStore, name_read: &'static
         );
         eprintln!("{reads} reads, {swaps} swaps: no error, no torn value");
     }
+}
+
+#[tokio::test]
+async fn a_dangling_symlink_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    csi_mount(dir.path());
+    symlink("..data/removed", dir.path().join("removed")).unwrap();
+    let store = FileStore::dir(dir.path()).unwrap();
+    let err = store
+        .get(&name("removed"), &VersionSelector::Current)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    let err = store.describe(&name("removed")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
 }

@@ -60,6 +60,9 @@ const MAX_DEPTH: usize = 16;
 /// needs a swap to have happened, so this only bounds a writer swapping without pause.
 const MAX_SWAPS_PER_READ: usize = 64;
 
+/// How many more times a read looks at a symlinked name that led nowhere twice running.
+const MAX_UNRESOLVED_RETRIES: usize = 4;
+
 /// Read-only store over one file or a directory tree; see the [module docs](self).
 ///
 /// ```no_run
@@ -216,15 +219,25 @@ impl FileStore {
     /// symlinks were re-pointed meanwhile. The kubelet's atomic writer (Secrets Store CSI,
     /// projected volumes) renames `..data` to a new directory and then removes the old one, so
     /// a read that resolved the name just before a swap finds nothing there: that is a rotation,
-    /// not a missing secret. A name that resolves the same way twice and is not there is missing.
+    /// not a missing secret. A name that resolves to the same file twice and is not there is
+    /// missing. One whose symlinks lead nowhere twice is looked at a few more times when it is a
+    /// symlink: a reader held up across two swaps sees exactly that, and so does a dangling link.
     fn resolving<T>(&self, name: &SecretName, op: impl Fn(&Target) -> Result<T>) -> Result<T> {
         let mut target = self.target(name)?;
+        let mut unresolved_again = 0;
         for _ in 0..MAX_SWAPS_PER_READ {
             match op(&target) {
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     let now = self.target(name)?;
                     if now.resolved == target.resolved {
-                        return Err(e);
+                        if now.resolved.is_some()
+                            || unresolved_again == MAX_UNRESOLVED_RETRIES
+                            || !self.is_link(name)
+                        {
+                            return Err(e);
+                        }
+                        unresolved_again += 1;
+                        std::thread::yield_now();
                     }
                     target = now;
                 }
@@ -232,6 +245,16 @@ impl FileStore {
             }
         }
         op(&target)
+    }
+
+    /// Whether `name`'s entry (its first path segment in a directory) is a symlink, as the
+    /// user-visible names of a kubelet-managed mount are.
+    fn is_link(&self, name: &SecretName) -> bool {
+        let entry = match &self.layout {
+            Layout::File { path, .. } => path.clone(),
+            Layout::Dir { root } => root.join(name.as_str().split('/').next().unwrap_or_default()),
+        };
+        std::fs::symlink_metadata(entry).is_ok_and(|m| m.file_type().is_symlink())
     }
 
     fn stat(&self, name: &SecretName, target: &Target) -> Result<(PathBuf, Metadata)> {

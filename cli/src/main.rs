@@ -7,9 +7,11 @@ mod args;
 mod client_store;
 mod commands;
 mod exit;
+mod logging;
 mod output;
 mod providers;
 mod session;
+mod usage;
 mod value_input;
 mod value_output;
 
@@ -22,8 +24,14 @@ fn main() -> ExitCode {
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and version go to stdout with success; usage errors to stderr.
-            let _ = e.print();
+            // Help and version go to stdout with success; usage errors to stderr, without
+            // repeating anything typed (it may be a secret in the wrong place).
+            match usage::redacted_message(&e) {
+                Some(message) => eprint!("{message}"),
+                None => {
+                    let _ = e.print();
+                }
+            }
             return ExitCode::from(if e.use_stderr() {
                 exit::USAGE
             } else {
@@ -31,6 +39,7 @@ fn main() -> ExitCode {
             });
         }
     };
+    logging::install();
     let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -310,3 +310,69 @@ fn four_workers_on_one_config_leave_one_log_that_audit_verify_accepts() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_value_typed_as_an_argument_is_never_echoed() {
+    const VALUE: &str = "s3cr3t-VALUE-123";
+    for args in [
+        &["put", "a/b", VALUE][..],
+        &["get", "a/b", VALUE],
+        &["put", "a/b", "--valeu=s3cr3t-VALUE-123"],
+        &["put", "a/b", "--create-only=s3cr3t-VALUE-123"],
+    ] {
+        let o = run(args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        for (stream, text) in [("stdout", stdout(&o)), ("stderr", stderr(&o))] {
+            assert!(
+                !text.contains(VALUE),
+                "{args:?} echoed the value on {stream}: {text}"
+            );
+        }
+    }
+    let o = run(&["put", "a/b", VALUE]);
+    assert!(
+        stderr(&o).contains("values are read from standard input or --file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn library_warnings_reach_stderr_unless_sealbox_log_silences_them() {
+    let s = Scratch::new();
+    const VALUE: &str = "w0rld-readable-VALUE";
+    let secret = s.path("token");
+    std::fs::write(&secret, VALUE).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let config = s.path("sealbox.yaml");
+    std::fs::write(
+        &config,
+        "secrets: {provider: file, config: {file: ./token, name: app/token, permissions: warn}}\n",
+    )
+    .unwrap();
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "get",
+        "app/token",
+        "--reveal",
+    ];
+
+    let o = run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), VALUE);
+    let err = stderr(&o);
+    assert!(err.contains("WARN"), "{err}");
+    assert!(err.contains("accessible to other users"), "{err}");
+    assert!(err.contains("mode=644"), "{err}");
+    assert!(!err.contains(VALUE), "a log line carried the value: {err}");
+
+    let o = run_with_env(&args, b"", &[("SEALBOX_LOG", Path::new("error"))]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "SEALBOX_LOG=error still logged");
+
+    // Everything sealbox logs at its most verbose still leaves the value out.
+    let o = run_with_env(&args, b"", &[("SEALBOX_LOG", Path::new("trace"))]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains(VALUE), "{}", stderr(&o));
+}

@@ -76,6 +76,77 @@ fn put_and_get_never_show_the_value_unless_revealed() {
     assert_eq!(mode(&out), 0o600);
 }
 
+/// A device node for the test: a private null device when this process may make one (so a
+/// regression cannot replace the machine's `/dev/null`), else `/dev/null` itself.
+fn null_device(v: &Vault) -> std::path::PathBuf {
+    let private = v.path("null");
+    let made = Command::new("mknod")
+        .args([private.to_str().unwrap(), "c", "1", "3"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if made { private } else { "/dev/null".into() }
+}
+
+#[test]
+fn get_out_overwrites_only_regular_files() {
+    use std::os::unix::fs::{FileTypeExt, symlink};
+    let v = Vault::init();
+    v.ok(&["put", DB], DB_JSON.as_bytes());
+
+    let fifo = v.path("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let device = null_device(&v);
+    let elsewhere = v.path("elsewhere.txt");
+    std::fs::write(&elsewhere, "not yours").unwrap();
+    let link = v.path("link");
+    symlink(&elsewhere, &link).unwrap();
+
+    for (target, what) in [
+        (&fifo, "a FIFO"),
+        (&device, "a device"),
+        (&link, "a symbolic link"),
+    ] {
+        for overwrite in [true, false] {
+            let mut args = vec!["get", DB, "--out", target.to_str().unwrap()];
+            if overwrite {
+                args.push("--overwrite");
+            }
+            let o = v.run(&args, b"");
+            assert_eq!(code(&o), 8, "{args:?}: {}", stderr(&o));
+            assert!(stderr(&o).contains(what), "{args:?}: {}", stderr(&o));
+            assert!(stderr(&o).contains("left untouched"), "{}", stderr(&o));
+            assert_no_value(&o, DB_PASSWORD);
+        }
+    }
+    // Each is left exactly as it was.
+    let kind = |p: &Path| std::fs::symlink_metadata(p).unwrap().file_type();
+    assert!(kind(&fifo).is_fifo());
+    assert!(kind(&device).is_char_device());
+    assert!(kind(&link).is_symlink());
+    assert_eq!(std::fs::read_link(&link).unwrap(), elsewhere);
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "not yours");
+    let leftovers: Vec<_> = std::fs::read_dir(v.dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // A regular file, even a world-readable one, is replaced by an owner-only file.
+    let regular = v.path("regular.txt");
+    std::fs::write(&regular, "old").unwrap();
+    std::fs::set_permissions(&regular, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = regular.to_str().unwrap();
+    let o = v.run(&["get", DB, "--out", out], b"");
+    assert_eq!(code(&o), 5, "without --overwrite: {}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&regular).unwrap(), "old");
+    v.ok(&["get", DB, "--out", out, "--overwrite"], b"");
+    assert_eq!(std::fs::read(&regular).unwrap(), DB_JSON.as_bytes());
+    assert_eq!(mode(&regular), 0o600);
+}
+
 #[test]
 fn json_fields_and_argv_values() {
     let v = Vault::init();
@@ -173,6 +244,16 @@ fn list_delete_restore_and_not_found() {
     );
     v.ok(&["restore", "predis/prod/a"], b"");
     v.ok(&["get", "predis/prod/a"], b"");
+    // Restoring a live secret is a mistake worth hearing about (a wrong name, a delete that
+    // never ran), not a success.
+    let o = v.run(&["restore", "predis/prod/a"], b"");
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not deleted; nothing to restore"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o), "", "no `restored` report");
 
     v.ok(&["delete", "predis/prod/a", "--force"], b"");
     let o = v.run(&["restore", "predis/prod/a"], b"");

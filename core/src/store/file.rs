@@ -16,7 +16,9 @@
 //! unchanged file costs one `stat`. The version id is derived from the identity: it changes when
 //! the file is replaced, and `get(Version(old id))` is `NotFound` after a change. A file
 //! rewritten in place within one timestamp tick with the same size is not noticed until its
-//! next change; atomic replacement (rename, the Kubernetes symlink swap) always is.
+//! next change; atomic replacement (rename, the Kubernetes symlink swap) always is. A read that
+//! loses a race with the symlink swap (the directory it resolved was removed before the open)
+//! resolves the name again and reads the new directory: a rotation never reads as `NotFound`.
 //!
 //! Files other users can access (`mode & 0o007 != 0`) are handled per [`PermissionCheck`]:
 //! warned about once per file by default (CSI mounts are often `0644`), or refused.
@@ -54,6 +56,13 @@ pub enum PermissionCheck {
 /// How deep [`FileStore::dir`] descends; deeper trees are a misconfiguration or a loop.
 const MAX_DEPTH: usize = 16;
 
+/// How many `..data` swaps one read follows before it reports what it found; each retry
+/// needs a swap to have happened, so this only bounds a writer swapping without pause.
+const MAX_SWAPS_PER_READ: usize = 64;
+
+/// How many more times a read looks at a symlinked name that led nowhere twice running.
+const MAX_UNRESOLVED_RETRIES: usize = 4;
+
 /// Read-only store over one file or a directory tree; see the [module docs](self).
 ///
 /// ```no_run
@@ -74,6 +83,17 @@ pub struct FileStore {
 enum Layout {
     File { name: SecretName, path: PathBuf },
     Dir { root: PathBuf },
+}
+
+/// Where a read of one name goes.
+#[derive(Debug)]
+struct Target {
+    /// The path to open: the configured one for a single file, the resolved one in a
+    /// directory; `None` when nothing is there.
+    path: Option<PathBuf>,
+    /// What the name's symlinks resolved to, `None` when they lead nowhere: when this changes
+    /// between a failed read and the next look, the name was re-pointed meanwhile.
+    resolved: Option<PathBuf>,
 }
 
 /// A file's identity from one `stat`: when any part changes, the file is re-read.
@@ -160,24 +180,24 @@ impl FileStore {
         self
     }
 
-    /// The path `name` is read from, or `NotFound` when the layout has no place for it.
-    fn path_of(&self, name: &SecretName) -> Result<PathBuf> {
+    /// Where `name` is read from now. A directory store resolves the name's symlinks itself, to
+    /// keep reads inside the root.
+    fn target(&self, name: &SecretName) -> Result<Target> {
         match &self.layout {
-            Layout::File { name: only, path } if only == name => Ok(path.clone()),
+            Layout::File { name: only, path } if only == name => Ok(Target {
+                resolved: canonical(path)?,
+                path: Some(path.clone()),
+            }),
             Layout::File { .. } => Err(not_found(name)),
             Layout::Dir { root } => {
                 if name.as_str().split('/').any(|s| s.starts_with('.')) {
                     return Err(not_found(name));
                 }
                 let joined = root.join(name.as_str());
-                let canonical = match std::fs::canonicalize(&joined) {
-                    Ok(p) => p,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(not_found(name));
-                    }
-                    Err(e) => return Err(Error::io(format!("resolving {}", joined.display()), e)),
-                };
-                if !canonical.starts_with(root) {
+                let resolved = canonical(&joined)?;
+                if let Some(c) = &resolved
+                    && !c.starts_with(root)
+                {
                     return Err(Error::new(
                         ErrorKind::AccessDenied,
                         format!(
@@ -187,15 +207,62 @@ impl FileStore {
                         ),
                     ));
                 }
-                Ok(canonical)
+                Ok(Target {
+                    path: resolved.clone(),
+                    resolved,
+                })
             }
         }
     }
 
-    fn stat(&self, name: &SecretName) -> Result<(PathBuf, Metadata)> {
-        let path = self.path_of(name)?;
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => Ok((path, m)),
+    /// Runs `op` on `name`'s target, again when it failed with `NotFound` because the name's
+    /// symlinks were re-pointed meanwhile. The kubelet's atomic writer (Secrets Store CSI,
+    /// projected volumes) renames `..data` to a new directory and then removes the old one, so
+    /// a read that resolved the name just before a swap finds nothing there: that is a rotation,
+    /// not a missing secret. A name that resolves to the same file twice and is not there is
+    /// missing. One whose symlinks lead nowhere twice is looked at a few more times when it is a
+    /// symlink: a reader held up across two swaps sees exactly that, and so does a dangling link.
+    fn resolving<T>(&self, name: &SecretName, op: impl Fn(&Target) -> Result<T>) -> Result<T> {
+        let mut target = self.target(name)?;
+        let mut unresolved_again = 0;
+        for _ in 0..MAX_SWAPS_PER_READ {
+            match op(&target) {
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    let now = self.target(name)?;
+                    if now.resolved == target.resolved {
+                        if now.resolved.is_some()
+                            || unresolved_again == MAX_UNRESOLVED_RETRIES
+                            || !self.is_link(name)
+                        {
+                            return Err(e);
+                        }
+                        unresolved_again += 1;
+                        std::thread::yield_now();
+                    }
+                    target = now;
+                }
+                done => return done,
+            }
+        }
+        op(&target)
+    }
+
+    /// Whether `name`'s entry (its first path segment in a directory) is a symlink, as the
+    /// user-visible names of a kubelet-managed mount are.
+    fn is_link(&self, name: &SecretName) -> bool {
+        let entry = match &self.layout {
+            Layout::File { path, .. } => path.clone(),
+            Layout::Dir { root } => root.join(name.as_str().split('/').next().unwrap_or_default()),
+        };
+        std::fs::symlink_metadata(entry).is_ok_and(|m| m.file_type().is_symlink())
+    }
+
+    fn stat(&self, name: &SecretName, target: &Target) -> Result<(PathBuf, Metadata)> {
+        let Some(path) = &target.path else {
+            return Err(not_found(name));
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Ok((path.clone(), m)),
             Ok(_) => Err(not_found(name)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(name)),
             Err(e) => Err(Error::io(format!("stat {}", path.display()), e)),
@@ -237,7 +304,11 @@ impl FileStore {
 
     /// The current value and its stamp: one `stat`, and a read only when the file changed.
     fn read(&self, name: &SecretName) -> Result<(Secret, Stamp)> {
-        let (path, m) = self.stat(name)?;
+        self.resolving(name, |target| self.read_at(name, target))
+    }
+
+    fn read_at(&self, name: &SecretName, target: &Target) -> Result<(Secret, Stamp)> {
+        let (path, m) = self.stat(name, target)?;
         self.check_permissions(&path, &m)?;
         let stamp = Stamp::of(&m);
         {
@@ -345,6 +416,15 @@ fn walk(
     Ok(())
 }
 
+/// `path` with every symlink resolved, or `None` when it leads nowhere.
+fn canonical(path: &Path) -> Result<Option<PathBuf>> {
+    match std::fs::canonicalize(path) {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("resolving {}", path.display()), e)),
+    }
+}
+
 fn not_found(name: &SecretName) -> Error {
     Error::not_found(format!("secret {name} does not exist in the file store"))
 }
@@ -391,7 +471,7 @@ impl SecretStore for FileStore {
     }
 
     async fn describe(&self, name: &SecretName) -> Result<SecretMetadata> {
-        let (_, m) = self.stat(name)?;
+        let (_, m) = self.resolving(name, |target| self.stat(name, target))?;
         let updated = m.modified().ok();
         Ok(SecretMetadata {
             name: name.clone(),

@@ -310,7 +310,12 @@ impl SecretStore for MemoryStore {
     async fn restore(&self, name: &SecretName) -> Result<()> {
         let mut map = self.lock()?;
         let entry = map.get_mut(name).ok_or_else(|| not_found(name))?;
-        entry.deleted = None;
+        if entry.deleted.take().is_none() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("secret {name} is not deleted; nothing to restore"),
+            ));
+        }
         Ok(())
     }
 

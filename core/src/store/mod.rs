@@ -56,7 +56,9 @@ pub trait SecretStore: Send + Sync + std::fmt::Debug {
     /// Soft-deletes (or, with `force`, destroys) a secret.
     async fn delete(&self, name: &SecretName, options: &DeleteOptions) -> Result<()>;
 
-    /// Undoes a soft delete within the recovery window.
+    /// Undoes a soft delete within the recovery window. A secret that is not deleted is a
+    /// `Conflict` ("not deleted; nothing to restore"), so a caller that restored the wrong name
+    /// hears about it; a missing or purged one is `NotFound`.
     async fn restore(&self, name: &SecretName) -> Result<()>;
 
     /// Moves `stage` to `version` (or removes it from whichever version has it with `None`).

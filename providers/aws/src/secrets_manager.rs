@@ -181,6 +181,19 @@ impl AwsSecretsManager {
         Ok(())
     }
 
+    /// `RestoreSecret`: cancels a scheduled deletion (and succeeds on a live secret).
+    async fn restore_secret(&self, name: &SecretName, id: &str) -> Result<()> {
+        self.client
+            .restore_secret()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| {
+                not_found_as_name(error::from_sdk(Self::call("RestoreSecret", id), e), name)
+            })?;
+        Ok(())
+    }
+
     /// Whether the secret is scheduled for deletion (`None` when it does not exist).
     async fn deleted_state(&self, id: &str) -> Result<Option<bool>> {
         match self.client.describe_secret().secret_id(id).send().await {
@@ -638,7 +651,7 @@ impl SecretStore for AwsSecretsManager {
         if options.force {
             if already_deleted {
                 // A scheduled deletion cannot be shortened in place: undo it, then force.
-                self.restore(name).await?;
+                self.restore_secret(name, &id).await?;
             }
             self.client
                 .delete_secret()
@@ -665,15 +678,15 @@ impl SecretStore for AwsSecretsManager {
 
     async fn restore(&self, name: &SecretName) -> Result<()> {
         let id = self.secret_id(name);
-        self.client
-            .restore_secret()
-            .secret_id(&id)
-            .send()
-            .await
-            .map_err(|e| {
-                not_found_as_name(error::from_sdk(Self::call("RestoreSecret", &id), e), name)
-            })?;
-        Ok(())
+        // RestoreSecret succeeds on a live secret; the trait says that is a conflict. (A missing
+        // secret goes on to RestoreSecret, whose NotFound names the secret.)
+        if self.deleted_state(&id).await? == Some(false) {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("secret {name} is not deleted; nothing to restore"),
+            ));
+        }
+        self.restore_secret(name, &id).await
     }
 
     async fn set_stage(

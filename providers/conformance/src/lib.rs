@@ -657,7 +657,7 @@ pub async fn list_prefix_and_paging(
 
 /// Soft delete hides a secret from `get` and `list` (but not from `list(include_deleted)` or
 /// `describe`, which shows the purge time) until `restore`; force delete removes it for good;
-/// delete and restore of a missing secret are `NotFound`.
+/// delete and restore of a missing secret are `NotFound`; restore of a live one is `Conflict`.
 pub async fn delete_restore_force(
     store: &dyn SecretStore,
     caps: Capabilities,
@@ -673,6 +673,11 @@ pub async fn delete_restore_force(
         ..DeleteOptions::default()
     };
     if caps.soft_delete {
+        c.kind(
+            store.restore(&name).await,
+            ErrorKind::Conflict,
+            "restore of a secret that is not deleted",
+        )?;
         c.ok(
             store.delete(&name, &DeleteOptions::default()).await,
             "soft delete",

@@ -1472,19 +1472,34 @@ impl SecretStore for LocalVault {
     }
 
     async fn restore(&self, name: &SecretName) -> Result<()> {
-        let owned = name.as_str().to_owned();
-        let changed = write_tx(&self.inner, "restoring a secret", move |tx| {
-            tx.execute(
-                "UPDATE secrets SET purge_at = NULL WHERE name = ?1 AND (purge_at IS NULL OR purge_at > ?2)",
-                params![owned, now_ms()],
-            )
-            .map_err(|e| sql_error("restoring a secret", e))
+        let owned = name.clone();
+        write_tx(&self.inner, "restoring a secret", move |tx| {
+            let err = |e| sql_error("restoring a secret", e);
+            // `Some(None)`: live; `Some(Some(t))`: deleted, restorable until `t`.
+            let purge_at: Option<Option<i64>> = tx
+                .query_row(
+                    "SELECT purge_at FROM secrets WHERE name = ?1 AND (purge_at IS NULL OR purge_at > ?2)",
+                    params![owned.as_str(), now_ms()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            match purge_at {
+                None => Err(not_found(&owned)),
+                Some(None) => Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("secret {owned} is not deleted; nothing to restore"),
+                )),
+                Some(Some(_)) => tx
+                    .execute(
+                        "UPDATE secrets SET purge_at = NULL WHERE name = ?1",
+                        [owned.as_str()],
+                    )
+                    .map(drop)
+                    .map_err(err),
+            }
         })
-        .await?;
-        if changed == 0 {
-            return Err(not_found(name));
-        }
-        Ok(())
+        .await
     }
 
     async fn set_stage(

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rand::Rng;
+use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -95,7 +95,10 @@ impl PassphraseKey {
             return Err(Error::invalid_input("the passphrase must not be empty"));
         }
         let mut salt = [0u8; SALT_LEN];
-        rand::rng().fill_bytes(&mut salt);
+        // From the OS, not a userspace generator a forked process shares with its parent.
+        SystemRandom::new()
+            .fill(&mut salt)
+            .map_err(|_| Error::internal("the operating system's random source failed"))?;
         let material = derive(passphrase, &salt, cost)?;
         let params = PassphraseParams {
             format: PARAMS_FORMAT,

@@ -215,7 +215,7 @@ fn read_checked(path: &Path) -> Result<Secret> {
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => not_regular(path),
-            _ => Error::io(format!("opening key file {}", path.display()), e),
+            _ => Error::io(format!("reading key file {}", path.display()), e),
         })?;
     let meta = file
         .metadata()

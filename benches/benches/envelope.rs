@@ -1,16 +1,16 @@
 //! Envelope seal and open (64 B and 4 KiB) beside bare ring AES-256-GCM on the same data.
 //!
 //! The baseline does what any caller of ring must do for the same job: draw a 96-bit nonce
-//! from a userspace CSPRNG seeded by the OS (`rand`'s thread RNG), allocate the output, seal
-//! in place; for opening, copy into a fresh buffer and open in place. The envelope adds the
+//! from the OS (ring's `SystemRandom`, one `getrandom` call, as the envelope does: a userspace
+//! generator would repeat nonces across `fork`), allocate the output, seal in place; for opening, copy into a fresh buffer and open in place. The envelope adds the
 //! header, AAD assembly, the use counter and (for open) a locked `Secret` as output, which is
 //! wiped when dropped; `sealbox_open_in_place` shows the envelope's cost without that output.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rand::Rng;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
 use sealbox::keys::{DataKey, Envelope, KeyId, KeyVersion};
 
 const CONTEXT: &[u8] = b"store=local;ns=predis/prod;name=predis/prod/database/password;v=1";
@@ -30,7 +30,7 @@ fn keys() -> (DataKey, LessSafeKey) {
 
 fn ring_seal(key: &LessSafeKey, plaintext: &[u8]) -> (Vec<u8>, [u8; NONCE_LEN]) {
     let mut nonce = [0u8; NONCE_LEN];
-    rand::rng().fill_bytes(&mut nonce);
+    SystemRandom::new().fill(&mut nonce).expect("OS random");
     let mut out = Vec::with_capacity(plaintext.len() + 16);
     out.extend_from_slice(plaintext);
     key.seal_in_place_append_tag(

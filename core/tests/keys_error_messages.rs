@@ -80,11 +80,7 @@ fn env_key_errors_never_echo_the_variable() {
 fn wrong_passphrase_error_does_not_contain_either_passphrase() {
     let right = "correct-horse-battery-staple-7781";
     let wrong = "incorrect-mule-stapler-4412";
-    let cost = PassphraseCost {
-        m_cost_kib: 64,
-        t_cost: 1,
-        p_cost: 1,
-    };
+    let cost = PassphraseCost::default();
     let (key, params) = PassphraseKey::create(
         id("pp"),
         &SecretString::from_string(right.into()).unwrap(),

@@ -12,13 +12,6 @@ fn id(s: &str) -> KeyId {
     KeyId::new(s).unwrap()
 }
 
-/// Cheap Argon2id cost so the tests stay fast; production uses the default.
-const TEST_COST: PassphraseCost = PassphraseCost {
-    m_cost_kib: 64,
-    t_cost: 1,
-    p_cost: 1,
-};
-
 fn mode(path: &std::path::Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -180,7 +173,7 @@ fn key_file_symlinks_and_directories_are_refused() {
 #[tokio::test]
 async fn passphrase_key_derives_the_same_key_and_detects_a_wrong_passphrase() {
     let pass = SecretString::from_string("correct horse battery staple".into()).unwrap();
-    let (key, params) = PassphraseKey::create(id("pp"), &pass, TEST_COST).unwrap();
+    let (key, params) = PassphraseKey::create(id("pp"), &pass, PassphraseCost::default()).unwrap();
     let dek = Secret::random(32).unwrap();
     let wrapped = key.wrap(b"", &dek).await.unwrap();
     let again = PassphraseKey::open(id("pp"), &pass, &params).unwrap();
@@ -210,22 +203,69 @@ async fn passphrase_params_file_is_0600_json_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("master.params.json");
     let pass = SecretString::from_string("pass phrase".into()).unwrap();
-    let key = PassphraseKey::create_file(id("pp"), &pass, TEST_COST, &path).unwrap();
+    let key =
+        PassphraseKey::create_file(id("pp"), &pass, PassphraseCost::default(), &path).unwrap();
     assert_eq!(mode(&path), 0o600);
     let json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     assert_eq!(json["algorithm"], "argon2id");
-    assert_eq!(json["m_cost_kib"], 64);
+    // What is stored is the default cost, which meets the floor.
+    let stored = PassphraseCost {
+        m_cost_kib: json["m_cost_kib"].as_u64().unwrap() as u32,
+        t_cost: json["t_cost"].as_u64().unwrap() as u32,
+        p_cost: json["p_cost"].as_u64().unwrap() as u32,
+    };
+    assert_eq!(stored, PassphraseCost::default());
+    assert!(stored.m_cost_kib >= PassphraseCost::FLOOR.m_cost_kib);
+    assert!(stored.t_cost >= PassphraseCost::FLOOR.t_cost);
+    assert!(stored.p_cost >= PassphraseCost::FLOOR.p_cost);
     let dek = Secret::random(32).unwrap();
     let wrapped = key.wrap(b"x", &dek).await.unwrap();
     let reopened = PassphraseKey::open_file(id("pp"), &pass, &path).unwrap();
     assert!(reopened.unwrap(b"x", &wrapped).await.unwrap().ct_eq(&dek));
     // Refuses to overwrite an existing parameters file.
     assert_eq!(
-        PassphraseKey::create_file(id("pp"), &pass, TEST_COST, &path)
+        PassphraseKey::create_file(id("pp"), &pass, PassphraseCost::default(), &path)
             .unwrap_err()
             .kind(),
         ErrorKind::Io
     );
+}
+
+#[test]
+fn passphrase_key_creation_refuses_a_cost_below_the_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weak.params.json");
+    let pass = SecretString::from_string("pass phrase".into()).unwrap();
+    let floor = PassphraseCost::FLOOR;
+    assert_eq!(
+        (floor.m_cost_kib, floor.t_cost, floor.p_cost),
+        (64 * 1024, 3, 4),
+        "the floor is RFC 9106's second recommendation"
+    );
+    let weaker = [
+        // OWASP's minimum, the previous default.
+        PassphraseCost {
+            m_cost_kib: 19 * 1024,
+            t_cost: 2,
+            p_cost: 1,
+        },
+        PassphraseCost {
+            m_cost_kib: floor.m_cost_kib - 1,
+            ..floor
+        },
+        PassphraseCost {
+            t_cost: floor.t_cost - 1,
+            ..floor
+        },
+    ];
+    for cost in weaker {
+        let err = PassphraseKey::create(id("pp"), &pass, cost).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{cost:?}");
+        assert!(err.to_string().contains("65536 KiB"), "{err}");
+        let err = PassphraseKey::create_file(id("pp"), &pass, cost, &path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{cost:?}");
+        assert!(!path.exists(), "nothing is written for a refused cost");
+    }
 }
 
 #[tokio::test]

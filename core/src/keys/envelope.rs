@@ -23,13 +23,15 @@
 //! [`ErrorKind::Integrity`] for a malformed header or a failed tag, [`ErrorKind::WrongKey`]
 //! when the envelope names a different key than the one given.
 //!
-//! Nonces come from `rand`'s thread-local ChaCha generator, seeded and periodically reseeded
-//! from the OS: a few nanoseconds instead of a `getrandom` syscall per seal. The generator is
-//! not fork-aware; a forked child reseeds only on its next scheduled reseed, which is why every
-//! key also carries a use counter (see [`DataKey`]) and DEKs are per secret.
+//! Nonces come from the operating system (ring's `SystemRandom`: one `getrandom` call per
+//! seal), never from a userspace generator. A userspace generator's state is copied into a
+//! forked child, so two workers forked from one parent would draw the same nonces and wrap
+//! their DEKs under one KEK with a repeated nonce, which leaks GCM's authentication key. The
+//! kernel's pool is not copied by `fork`; `core/tests/keys_fork.rs` checks this with real
+//! forks. Every key also carries a use counter (see [`DataKey`]) and DEKs are per secret.
 
-use rand::Rng;
 use ring::aead::{Aad, NONCE_LEN, Nonce, Tag};
+use ring::rand::{SecureRandom, SystemRandom};
 
 use super::data_key::DataKey;
 use super::ids::{KeyVersion, MAX_KEY_ID_LEN};
@@ -161,7 +163,9 @@ impl Envelope {
         key.count_use()?;
         let aead = key.aead()?;
         let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| Error::internal("the operating system's random source failed"))?;
 
         let start = out.len();
         out.reserve(Self::sealed_len(key, plaintext.len()));

@@ -11,14 +11,17 @@
 //! 32      SHA-256 of everything above
 //! ```
 //!
-//! The file is read straight into locked memory. Refusals, each with a typed error: a file
-//! readable or writable by group or others ([`ErrorKind::Config`], with the `chmod` to run), a
-//! symlink or non-regular file (`Config`), another format (`Config`), a newer format
-//! (`UnsupportedVersion`), a short file (`Truncated`), a wrong size or checksum
-//! (`Integrity`).
+//! The file is read straight into locked memory. It is opened with `O_NOFOLLOW` and its type,
+//! mode and owner are checked on the opened descriptor, so nothing can be swapped in between
+//! the check and the read. Refusals, each with a typed error: a file readable or writable by
+//! group or others ([`ErrorKind::Config`], with the `chmod` to run), a file owned by another
+//! user (`Config`, with the `chown` to run), a symlink or non-regular file (`Config`), another
+//! format (`Config`), a newer format (`UnsupportedVersion`), a short file (`Truncated`), a
+//! wrong size or checksum (`Integrity`).
 //!
 //! Rotation appends a version and replaces the file atomically (write to a temporary 0600
-//! file, fsync, rename), holding an exclusive lock on `<key file>.lock` and re-reading the
+//! file created with `O_EXCL | O_NOFOLLOW`, so a link planted at its name is never written
+//! through; fsync; rename), holding an exclusive lock on `<key file>.lock` and re-reading the
 //! file under it, so concurrent rotations in several processes never lose a version. A
 //! process that meets a master version it has not loaded (another process rotated) re-reads
 //! the file before answering `NotFound`.
@@ -193,6 +196,8 @@ fn lock_file(path: &Path) -> Result<File> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        // A symlink planted at the lock's name would make us create a file where it points.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock_path)
         .map_err(|e| Error::io(format!("opening lock file {}", lock_path.display()), e))?;
     fs4::FileExt::lock(&file)
@@ -201,14 +206,24 @@ fn lock_file(path: &Path) -> Result<File> {
 }
 
 fn read_checked(path: &Path) -> Result<Secret> {
-    let meta = fs::symlink_metadata(path)
+    // O_NOFOLLOW refuses a symlink at the last component; the checks below run on the opened
+    // descriptor, so they describe the very file that is read.
+    let mut file = OpenOptions::new()
+        .read(true)
+        // O_NONBLOCK: a FIFO planted at the path must not hang the open; no effect on files.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => not_regular(path),
+            _ => Error::io(format!("reading key file {}", path.display()), e),
+        })?;
+    let meta = file
+        .metadata()
         .map_err(|e| Error::io(format!("reading key file {}", path.display()), e))?;
     if !meta.file_type().is_file() {
-        return Err(Error::config(format!(
-            "key file {} is not a regular file (symlinks are refused)",
-            path.display()
-        )));
+        return Err(not_regular(path));
     }
+    check_owner(path, "key file", meta.uid())?;
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(Error::config(format!(
@@ -219,8 +234,6 @@ fn read_checked(path: &Path) -> Result<Secret> {
         )));
     }
     let max = HEAD + MAX_VERSIONS * ENTRY + SUM;
-    let mut file = File::open(path)
-        .map_err(|e| Error::io(format!("opening key file {}", path.display()), e))?;
     Secret::from_reader(&mut file, max).map_err(|e| match e.kind() {
         ErrorKind::InvalidInput => Error::new(
             ErrorKind::Integrity,
@@ -231,6 +244,30 @@ fn read_checked(path: &Path) -> Result<Secret> {
         ),
         _ => e,
     })
+}
+
+fn not_regular(path: &Path) -> Error {
+    Error::config(format!(
+        "key file {} is not a regular file (symlinks are refused); point sealbox at the file \
+         itself",
+        path.display()
+    ))
+}
+
+/// Refuses a file owned by another user than the one this process runs as: whoever owns it
+/// can change its mode and contents at will. `what` names the file in the message.
+pub(crate) fn check_owner(path: &Path, what: &str, owner: u32) -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if owner != me {
+        return Err(Error::config(format!(
+            "{what} {} is owned by uid {owner}, not by uid {me} that sealbox runs as; run \
+             `chown {me} {}` (as root), or run sealbox as uid {owner}",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn parse(
@@ -369,12 +406,17 @@ fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let mut tmp_name = name.to_os_string();
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
+    // A leftover from a crashed run of a process with our pid, or a planted link: unlinking
+    // removes the name, never what a link points to.
     let _ = fs::remove_file(&tmp);
     let write = || -> std::io::Result<()> {
+        // O_EXCL (create_new) fails on any existing name, a symlink included, and O_NOFOLLOW
+        // says so explicitly: the key bytes only ever go into a file this call created.
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()

@@ -42,6 +42,7 @@ pub use data_key::{DataKey, KEY_LEN, MAX_USES};
 pub use env::EnvKey;
 pub use envelope::{Algorithm, Envelope, EnvelopeView, FORMAT_V1, MAGIC, TAG_LEN};
 pub use file::LocalKeyFile;
+pub(crate) use file::check_owner;
 pub use ids::{KeyId, KeyVersion, MAX_KEY_ID_LEN};
 pub use keyring::{Keyring, WrappedDek};
 pub use passphrase::{PassphraseCost, PassphraseKey, PassphraseParams};

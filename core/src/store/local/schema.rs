@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -126,13 +126,39 @@ pub(crate) fn sql_error(context: &str, e: rusqlite::Error) -> Error {
     Error::new(kind, format!("local vault: {context}: {e}{hint}")).with_source(e)
 }
 
-/// Refuses a file that group or others can access, with the `chmod` that fixes it.
+/// Refuses a symlink, a file another user owns, and a file that group or others can access,
+/// each with the command that fixes it; a missing file passes (SQLite creates it later). The
+/// checks run on a descriptor opened with `O_NOFOLLOW`, so they describe the file itself and
+/// not where a link points. SQLite opens the path again afterwards (its `SQLITE_OPEN_NOFOLLOW`
+/// would also refuse symlinked parent directories, which are legitimate); replacing the file
+/// in between takes write access to its directory, which already allows replacing the vault.
 pub(crate) fn check_mode(path: &Path, what: &str) -> Result<()> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
+    // O_NONBLOCK: a FIFO planted at the path must not hang the open; no effect on files.
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(format!("stat {}", path.display()), e)),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Error::config(format!(
+                "{what} {} is a symlink, which sealbox refuses; point sealbox at the file itself",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
     };
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::config(format!(
+            "{what} {} is not a regular file; point sealbox at the vault file itself",
+            path.display()
+        )));
+    }
+    crate::keys::check_owner(path, what, meta.uid())?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(Error::config(format!(
@@ -208,13 +234,18 @@ pub(crate) fn truncation(path: &Path) -> Option<Error> {
 
 /// The file's length and its first 100 bytes (how many were read).
 fn read_header(path: &Path) -> Result<(u64, [u8; 100], usize)> {
-    let mut file = fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::not_found(format!(
-            "no local vault at {}; create one first",
-            path.display()
-        )),
-        _ => Error::io(format!("opening {}", path.display()), e),
-    })?;
+    // O_NOFOLLOW and O_NONBLOCK as in `check_mode`: never a link, never hang on a FIFO.
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::not_found(format!(
+                "no local vault at {}; create one first",
+                path.display()
+            )),
+            _ => Error::io(format!("opening {}", path.display()), e),
+        })?;
     let len = file
         .metadata()
         .map_err(|e| Error::io(format!("stat {}", path.display()), e))?

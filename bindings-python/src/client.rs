@@ -143,8 +143,8 @@ impl PySealbox {
     }
 
     /// Opens (or creates) the local vault at `path` (a directory or database file), its master
-    /// key in `key_file` (created with 32 random bytes and mode 0600 if missing). The cache is
-    /// on unless `cache=False`.
+    /// key in `key_file` (a sealbox key file, created with a random 256-bit key and mode 0600
+    /// if missing). The cache is on unless `cache=False`.
     #[classmethod]
     #[pyo3(signature = (path, *, key_file, principal = None, cache = true))]
     fn local<'py>(

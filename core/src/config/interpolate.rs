@@ -218,10 +218,11 @@ fn resolve(expr: &str, at: &str, env: &dyn Fn(&str) -> Option<String>) -> Result
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    /// An environment of the given variables, for the config module's tests too.
+    pub(in crate::config) fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -351,15 +351,8 @@ impl std::fmt::Debug for Redacted<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::interpolate::tests::env;
     use super::*;
-
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
 
     #[test]
     fn debug_shows_paths_but_not_secrets() {

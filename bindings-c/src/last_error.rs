@@ -39,29 +39,49 @@ pub(crate) fn get() -> String {
     LAST_ERROR.with(|cell| cell.borrow().clone())
 }
 
-/// Copies `text` into `buf` (capacity `len`) NUL-terminated, truncated at a UTF-8 boundary,
-/// and writes its length without the NUL to `written`.
+/// Copies one of this thread's last-error strings into `buf` (capacity `len`) NUL-terminated,
+/// truncated at a UTF-8 boundary, and writes its length without the NUL to `*written`: the
+/// body of both `sb_last_error_*` functions. It reports its own errors by code only, since
+/// recording them would overwrite the text being asked for.
 ///
 /// # Safety
-/// `buf` points to `len` writable bytes (`len > 0`); `written` points to a writable `size_t`.
-unsafe fn copy_out(
-    text: &str,
-    buf: std::ptr::NonNull<u8>,
+/// `buf` must point to `len` writable bytes; `written` must point to a writable `size_t`.
+unsafe fn copy_last(
+    which: &'static std::thread::LocalKey<RefCell<String>>,
+    buf: *mut c_char,
     len: usize,
-    written: std::ptr::NonNull<usize>,
-) {
-    let mut n = text.len().min(len - 1);
-    while !text.is_char_boundary(n) {
-        n -= 1;
+    written: *mut usize,
+) -> sb_result {
+    let Some(buf) = std::ptr::NonNull::new(buf.cast::<u8>()) else {
+        return sb_result::NullParameter;
+    };
+    let Some(written) = std::ptr::NonNull::new(written) else {
+        return sb_result::NullParameter;
+    };
+    if len == 0 {
+        return sb_result::InsufficientSize;
     }
-    // SAFETY: the caller guarantees `buf` points to `len` writable bytes and n < len; `text`
-    // is a distinct Rust allocation, so the ranges do not overlap.
-    unsafe {
-        std::ptr::copy_nonoverlapping(text.as_ptr(), buf.as_ptr(), n);
-        buf.as_ptr().add(n).write(0);
-    }
-    // SAFETY: the caller guarantees `written` points to a writable size_t.
-    unsafe { written.as_ptr().write(n) };
+    let copy = || {
+        which.with(|cell| {
+            let Ok(text) = cell.try_borrow() else {
+                return sb_result::Internal;
+            };
+            let mut n = text.len().min(len - 1);
+            while !text.is_char_boundary(n) {
+                n -= 1;
+            }
+            // SAFETY: the caller guarantees `buf` points to `len` writable bytes and n < len;
+            // `text` is a distinct Rust allocation, so the ranges do not overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(text.as_ptr(), buf.as_ptr(), n);
+                buf.as_ptr().add(n).write(0);
+            }
+            // SAFETY: the caller guarantees `written` points to a writable size_t.
+            unsafe { written.as_ptr().write(n) };
+            sb_result::Ok
+        })
+    };
+    std::panic::catch_unwind(copy).unwrap_or(sb_result::Panic)
 }
 
 /// Copies this thread's last error's request id into `buf` (capacity `len` bytes) as a
@@ -82,27 +102,8 @@ pub unsafe extern "C" fn sb_last_error_request_id(
     len: usize,
     written: *mut usize,
 ) -> sb_result {
-    // Reports its own errors by code only, like `sb_last_error_message`.
-    let Some(buf) = std::ptr::NonNull::new(buf.cast::<u8>()) else {
-        return sb_result::NullParameter;
-    };
-    let Some(written) = std::ptr::NonNull::new(written) else {
-        return sb_result::NullParameter;
-    };
-    if len == 0 {
-        return sb_result::InsufficientSize;
-    }
-    let copy = || {
-        LAST_REQUEST_ID.with(|cell| {
-            let Ok(id) = cell.try_borrow() else {
-                return sb_result::Internal;
-            };
-            // SAFETY: forwarded from this function's contract; len > 0 checked above.
-            unsafe { copy_out(&id, buf, len, written) };
-            sb_result::Ok
-        })
-    };
-    std::panic::catch_unwind(copy).unwrap_or(sb_result::Panic)
+    // SAFETY: forwarded from this function's contract.
+    unsafe { copy_last(&LAST_REQUEST_ID, buf, len, written) }
 }
 
 /// Copies this thread's last error message into `buf` (capacity `len` bytes) as a
@@ -123,30 +124,8 @@ pub unsafe extern "C" fn sb_last_error_message(
     len: usize,
     written: *mut usize,
 ) -> sb_result {
-    // This function reports its own errors by code only: recording them would overwrite the
-    // message being asked for.
-    let buf = match std::ptr::NonNull::new(buf.cast::<u8>()) {
-        Some(b) => b,
-        None => return sb_result::NullParameter,
-    };
-    let written = match std::ptr::NonNull::new(written) {
-        Some(w) => w,
-        None => return sb_result::NullParameter,
-    };
-    if len == 0 {
-        return sb_result::InsufficientSize;
-    }
-    let copy = || {
-        LAST_ERROR.with(|cell| {
-            let Ok(msg) = cell.try_borrow() else {
-                return sb_result::Internal;
-            };
-            // SAFETY: forwarded from this function's contract; len > 0 checked above.
-            unsafe { copy_out(&msg, buf, len, written) };
-            sb_result::Ok
-        })
-    };
-    std::panic::catch_unwind(copy).unwrap_or(sb_result::Panic)
+    // SAFETY: forwarded from this function's contract.
+    unsafe { copy_last(&LAST_ERROR, buf, len, written) }
 }
 
 #[cfg(test)]

@@ -31,6 +31,18 @@ fn client(audit: sealbox::audit::AuditLogBuilder) -> Sealbox {
         .unwrap()
 }
 
+/// A blocking client whose audit log is the file at `path` under the test key: two of them
+/// are two writers of one log, as two clients of one service are.
+fn blocking_client_on(path: &Path) -> sealbox::BlockingSealbox {
+    client(
+        AuditLog::builder()
+            .key(key().1)
+            .file(path, FsyncPolicy::Batch),
+    )
+    .blocking()
+    .unwrap()
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -697,17 +709,7 @@ fn two_clients_in_one_process_share_one_log_that_verifies() {
     const READS: usize = 10_000;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let (_, k) = key();
-    let open = || {
-        client(
-            AuditLog::builder()
-                .key(k.clone())
-                .file(&path, FsyncPolicy::Batch),
-        )
-        .blocking()
-        .unwrap()
-    };
-    let (a, b) = (open(), open());
+    let (a, b) = (blocking_client_on(&path), blocking_client_on(&path));
     std::thread::scope(|s| {
         for c in [&a, &b] {
             s.spawn(move || {
@@ -720,7 +722,7 @@ fn two_clients_in_one_process_share_one_log_that_verifies() {
         }
     });
     drop((a, b));
-    let report = verify_file(&path, &k).unwrap();
+    let report = verify_file(&path, &key().1).unwrap();
     assert!(report.is_ok(), "{report:?}");
     let events = events_in_seq_order(&path);
     assert_eq!(count(&events, "secret.read"), 2 * READS);
@@ -846,17 +848,7 @@ fn a_line_longer_than_a_page_written_by_another_client_is_continued_after() {
     use sealbox::audit::{Action, AuditEvent, Resource};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let (_, k) = key();
-    let open = || {
-        client(
-            AuditLog::builder()
-                .key(k.clone())
-                .file(&path, FsyncPolicy::Batch),
-        )
-        .blocking()
-        .unwrap()
-    };
-    let (a, b) = (open(), open());
+    let (a, b) = (blocking_client_on(&path), blocking_client_on(&path));
     let long = "x".repeat(6000);
     a.client()
         .record_event(AuditEvent::access(
@@ -869,7 +861,7 @@ fn a_line_longer_than_a_page_written_by_another_client_is_continued_after() {
     b.put("a/b", &secret("v")).unwrap();
     b.flush_audit().unwrap();
     drop((a, b));
-    let report = verify_file(&path, &k).unwrap();
+    let report = verify_file(&path, &key().1).unwrap();
     assert!(report.is_ok(), "{report:?}");
     let events = events_in_seq_order(&path);
     assert_eq!(events.len(), 2);

@@ -3,9 +3,12 @@
 //!
 //! Both the raw 32 bytes and ring's expanded key schedule (`LessSafeKey`) live in locked
 //! memory ([`Secret`]) and are wiped when the key drops, so the hot path runs no key schedule
-//! per call. What is not wiped: ring builds the schedule on the stack before it is moved into
-//! the locked slot, and that stack residue is left as any move leaves it (the same limit
-//! `zeroize` documents).
+//! per call. Key memory is always locked, whatever the process's [`crate::memory::MemoryPolicy`]:
+//! a key that cannot be locked is an [`ErrorKind::MemoryLock`] error, never a key in swappable
+//! memory (material handed in unlocked is moved into locked memory first). ring builds the
+//! schedule on the stack and moves it into the locked slot; the stack below the call is wiped
+//! afterwards (`memory::wipe_stack`), so those copies do not outlive the call either. What is not
+//! wiped: CPU registers, and copies in whatever memory a caller's key bytes came from.
 
 use std::mem::{align_of, size_of};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,12 +43,20 @@ pub struct DataKey {
 }
 
 impl DataKey {
-    /// A fresh random key from the OS CSPRNG.
+    /// A fresh random key from the OS CSPRNG, in locked memory.
+    ///
+    /// Fails with [`ErrorKind::MemoryLock`] when the key cannot be locked (`RLIMIT_MEMLOCK`).
     pub fn generate(id: KeyId, version: KeyVersion) -> Result<DataKey> {
-        Self::from_secret(id, version, Secret::random(KEY_LEN)?)
+        let material = Secret::key_with(KEY_LEN, |dst| {
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), dst)
+                .map_err(|_| Error::internal("OS random generator failed"))
+        })?;
+        Self::from_secret(id, version, material)
     }
 
-    /// Takes existing key material (exactly [`KEY_LEN`] bytes).
+    /// Takes existing key material (exactly [`KEY_LEN`] bytes). Material in unlocked memory is
+    /// copied into locked memory and the original wiped; fails with [`ErrorKind::MemoryLock`]
+    /// when that is impossible.
     pub fn from_secret(id: KeyId, version: KeyVersion, material: Secret) -> Result<DataKey> {
         if material.len() != KEY_LEN {
             return Err(Error::invalid_input(format!(
@@ -53,7 +64,11 @@ impl DataKey {
                 material.len()
             )));
         }
-        let (schedule, offset) = place_schedule(&material)?;
+        let material = material.into_locked_key()?;
+        let placed = place_schedule(&material);
+        // ring built the schedule in stack frames below this one: wipe its copies of the key.
+        crate::memory::wipe_stack();
+        let (schedule, offset) = placed?;
         let base = schedule.expose_secret().as_ptr() as usize;
         Ok(DataKey {
             id,
@@ -93,6 +108,21 @@ impl DataKey {
     /// True once half of the encryption limit is spent: make a new key soon.
     pub fn needs_rotation(&self) -> bool {
         self.uses.load(Ordering::Relaxed) >= self.limit / 2
+    }
+
+    /// Whether the key's memory (its bytes and its schedule) is locked in RAM. Always `true`:
+    /// a key that cannot be locked is never made. For monitoring and tests.
+    pub fn is_locked(&self) -> bool {
+        self.material.is_locked() && self.schedule.is_locked()
+    }
+
+    /// Bytes of locked memory one key occupies (its bytes and its schedule), for sizing caches
+    /// of keys to the memlock budget.
+    pub(crate) fn locked_footprint() -> usize {
+        crate::memory::locked_footprint(KEY_LEN)
+            + crate::memory::locked_footprint(
+                size_of::<LessSafeKey>() + align_of::<LessSafeKey>() - 1,
+            )
     }
 
     /// The raw key bytes, for wrapping under a higher key.
@@ -135,15 +165,17 @@ impl DataKey {
     }
 }
 
-/// Expands `material` into a `LessSafeKey` written straight into a locked buffer.
+/// Expands `material` into a `LessSafeKey` written straight into a locked buffer. Never
+/// inlined, so that every stack copy ring makes lies below the caller, which wipes them.
 ///
 /// `LessSafeKey` has no `Drop` glue (its fields are plain arrays and a `&'static`), so never
 /// running its destructor loses nothing; the bytes are wiped when the `Secret` drops.
+#[inline(never)]
 fn place_schedule(material: &Secret) -> Result<(Secret, usize)> {
     let size = size_of::<LessSafeKey>();
     let align = align_of::<LessSafeKey>();
     let mut offset = 0;
-    let schedule = Secret::init_with(size + align - 1, |buf| {
+    let schedule = Secret::key_with(size + align - 1, |buf| {
         let ptr = buf.as_mut_ptr();
         offset = ptr.align_offset(align);
         if offset.checked_add(size).is_none_or(|end| end > buf.len()) {
@@ -182,6 +214,26 @@ mod tests {
 
     fn key() -> DataKey {
         DataKey::generate(KeyId::new("t").unwrap(), KeyVersion::FIRST).unwrap()
+    }
+
+    #[test]
+    fn a_key_is_locked_and_leaves_no_copy_outside_locked_memory() {
+        use crate::memory::scan::{Masked, find_copies, is_locked_page};
+        let k = key();
+        assert!(k.is_locked());
+        let value = Masked::of(k.material().expose_secret());
+        // The material and the schedule (whose first round keys are the key): both locked. The
+        // stack frames ring built the schedule in were wiped.
+        let copies = find_copies(&value);
+        assert!(copies.len() >= 2, "{copies:x?}");
+        for at in &copies {
+            assert!(
+                is_locked_page(*at),
+                "a copy of the key at {at:#x} is unlocked"
+            );
+        }
+        drop(k);
+        assert_eq!(find_copies(&value), Vec::<usize>::new());
     }
 
     #[test]

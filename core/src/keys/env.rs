@@ -61,7 +61,10 @@ impl EnvKey {
         if n != KEY_LEN {
             return Err(bad());
         }
-        let material = Secret::from_mut_slice(&mut buf[..KEY_LEN])?;
+        let material = Secret::key_with(KEY_LEN, |dst| {
+            dst.copy_from_slice(&buf[..KEY_LEN]);
+            Ok(())
+        })?;
         let key = DataKey::from_secret(id.clone(), KeyVersion::FIRST, material)?;
         Ok(EnvKey {
             keys: MasterKeys::new(

@@ -283,10 +283,37 @@ impl Envelope {
 
     /// Decrypts an already parsed envelope into locked memory.
     pub fn open_view(key: &DataKey, context: &[u8], view: &EnvelopeView<'_>) -> Result<Secret> {
+        Self::open_view_as(key, context, view, false)
+    }
+
+    /// Decrypts a wrapped key (a KEK or DEK) into memory that is locked whatever the process's
+    /// default policy; fails with [`ErrorKind::MemoryLock`] rather than unwrap a key into
+    /// swappable memory.
+    pub(crate) fn open_key_view(
+        key: &DataKey,
+        context: &[u8],
+        view: &EnvelopeView<'_>,
+    ) -> Result<Secret> {
+        Self::open_view_as(key, context, view, true)
+    }
+
+    /// [`Envelope::open_key_view`] of unparsed bytes.
+    pub(crate) fn open_key(key: &DataKey, context: &[u8], envelope: &[u8]) -> Result<Secret> {
+        let view = view_for(key, envelope)?;
+        Self::open_view_as(key, context, &view, true)
+    }
+
+    #[inline(always)]
+    fn open_view_as(
+        key: &DataKey,
+        context: &[u8],
+        view: &EnvelopeView<'_>,
+        key_material: bool,
+    ) -> Result<Secret> {
         check_key(key, view)?;
         let aead = key.aead()?;
         let tag = Tag::try_from(view.tag).map_err(|_| truncated(view.tag.len()))?;
-        Secret::init_with(view.ciphertext.len(), |dst| {
+        let decrypt = |dst: &mut [u8]| {
             dst.copy_from_slice(view.ciphertext);
             with_aad(view.header, context, |aad| {
                 aead.open_in_place_separate_tag(
@@ -299,7 +326,12 @@ impl Envelope {
                 .map(|_| ())
                 .map_err(|_| integrity())
             })
-        })
+        };
+        if key_material {
+            Secret::key_with(view.ciphertext.len(), decrypt)
+        } else {
+            Secret::init_with(view.ciphertext.len(), decrypt)
+        }
     }
 
     /// Decrypts in place for callers that manage their own (locked) buffers: returns the

@@ -41,6 +41,7 @@ use super::data_key::{DataKey, KEY_LEN};
 use super::ids::{KeyId, KeyVersion};
 use super::provider::{KeyCheck, KeyProvider, MasterKeys, WrappedKey};
 use crate::error::{Error, ErrorKind, Result};
+use crate::memory::{self, MemoryPolicy};
 use crate::secret::Secret;
 
 const MAGIC: [u8; 4] = *b"SBXK";
@@ -234,15 +235,18 @@ fn read_checked(path: &Path) -> Result<Secret> {
         )));
     }
     let max = HEAD + MAX_VERSIONS * ENTRY + SUM;
-    Secret::from_reader(&mut file, max).map_err(|e| match e.kind() {
-        ErrorKind::InvalidInput => Error::new(
-            ErrorKind::Integrity,
-            format!(
-                "key file {} is larger than any valid key file",
-                path.display()
+    // The file is key material: read it into memory that is locked whatever the default.
+    Secret::from_reader_with_policy(&mut file, max, MemoryPolicy::Strict).map_err(|e| {
+        match e.kind() {
+            ErrorKind::InvalidInput => Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "key file {} is larger than any valid key file",
+                    path.display()
+                ),
             ),
-        ),
-        _ => e,
+            _ => memory::key_lock_error(e),
+        }
     })
 }
 
@@ -338,7 +342,7 @@ fn parse(
         }
         previous = v;
         let version = KeyVersion::new(v)?;
-        let material = Secret::init_with(KEY_LEN, |dst| {
+        let material = Secret::key_with(KEY_LEN, |dst| {
             dst.copy_from_slice(&entry[4..]);
             Ok(())
         })?;

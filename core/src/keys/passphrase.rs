@@ -323,7 +323,7 @@ fn derive(passphrase: &SecretString, salt: &[u8], cost: PassphraseCost) -> Resul
         })?;
     blocks.resize(params.block_count(), Block::new());
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let derived = Secret::init_with(KEY_LEN, |out| {
+    let derived = Secret::key_with(KEY_LEN, |out| {
         argon
             .hash_password_into_with_memory(
                 passphrase.expose_secret().as_bytes(),

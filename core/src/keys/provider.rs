@@ -228,7 +228,7 @@ impl MasterKeys {
             ));
         }
         let master = self.version(wrapped.master_version)?;
-        Envelope::open(&master, context, &wrapped.ciphertext)
+        Envelope::open_key(&master, context, &wrapped.ciphertext)
     }
 
     pub(crate) fn key_check(&self, version: KeyVersion) -> Result<KeyCheck> {

@@ -328,6 +328,11 @@ impl Pool {
         }
     }
 
+    /// The size of this pool's slots in bytes.
+    pub(crate) fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
     fn state(&self) -> MutexGuard<'_, PoolState> {
         // Nothing panics while the lock is held; if something did, the bookkeeping is still
         // consistent at every await-free step, so keep going rather than poisoning every secret.

@@ -48,14 +48,21 @@
 //! them out of swap and dumps, not out of reach of a compromised process.
 
 mod arena;
+mod budget;
 mod harden;
 mod mapping;
 mod policy;
+#[cfg(test)]
+pub(crate) mod scan;
 mod thread_cache;
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub use budget::memlock_limit;
+pub(crate) use budget::{
+    alloc_key, key_lock_error, keys_within_budget, locked_footprint, wipe_stack,
+};
 pub use harden::harden_process;
 pub use policy::{
     LOCK_FAILURES_METRIC, MemoryPolicy, default_policy, lock_failures, set_default_policy,

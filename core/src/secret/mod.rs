@@ -51,6 +51,31 @@ impl Secret {
         Ok(Secret { buf })
     }
 
+    /// Allocates `len` bytes of key material and lets `init` fill them in place. Key material is
+    /// always locked, whatever the default policy: this fails with
+    /// [`ErrorKind::MemoryLock`] rather than hold a key in swappable memory.
+    pub(crate) fn key_with(
+        len: usize,
+        init: impl FnOnce(&mut [u8]) -> Result<()>,
+    ) -> Result<Secret> {
+        let mut buf = memory::alloc_key(len)?;
+        init(buf.as_mut_slice())?;
+        Ok(Secret { buf })
+    }
+
+    /// This value as key material: itself when its pages are locked, otherwise a copy in locked
+    /// memory (the unlocked original is wiped as it drops). Fails with
+    /// [`ErrorKind::MemoryLock`] when nothing can be locked.
+    pub(crate) fn into_locked_key(self) -> Result<Secret> {
+        if self.is_locked() {
+            return Ok(self);
+        }
+        Self::key_with(self.len(), |dst| {
+            dst.copy_from_slice(self.buf.as_slice());
+            Ok(())
+        })
+    }
+
     /// Copies `src` into locked memory and wipes `src`.
     pub fn from_mut_slice(src: &mut [u8]) -> Result<Secret> {
         let s = Self::init_with(src.len(), |dst| {

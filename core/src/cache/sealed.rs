@@ -1,32 +1,49 @@
-//! Sealed mode: cached values kept AES-256-GCM-encrypted under an ephemeral in-process key and
-//! decrypted into a fresh [`Secret`] on every access.
+//! Sealed mode: cached values kept AES-256-GCM-encrypted in memory and decrypted into a fresh
+//! [`Secret`] on every access.
 //!
-//! The key is derived (HKDF-SHA256) from a 16 KiB random prekey, following OpenSSH's key
-//! shielding. Limit, stated plainly: ring keeps the derived AES key schedule in ordinary heap
-//! memory for the cache's lifetime, so sealed mode protects cached values against scraping of
-//! the cache's own pages and against dumps that miss the key, not against an attacker who can
-//! read all of the process's memory.
+//! Everything the mode holds lives in the locked arena (see [`crate::memory`]): dump-excluded,
+//! zero in a forked child, wiped when dropped.
+//! - The key is a [`DataKey`] made for this cache: its 32 bytes and ring's expanded schedule are
+//!   always locked, whatever the process's memory policy (a cache whose key cannot be locked
+//!   fails to build with [`ErrorKind::MemoryLock`]).
+//! - Each value is one buffer of nonce, tag and ciphertext, allocated under the process's
+//!   memory policy like a plain-mode value.
+//!
+//! A plaintext exists only in the handles returned to callers, for as long as they hold them.
+//! A disclosure of the cached values' memory alone shows ciphertext, and a changed byte fails
+//! authentication ([`ErrorKind::Integrity`]) instead of returning a wrong value. The limit,
+//! stated plainly: the key is in the same process, so whoever can read all of the process's
+//! memory reads the key too. The key is not shielded as OpenSSH shields its keys (a large
+//! prekey hashed into the key on every use): hashing 16 KiB on every hit would cost tens of
+//! times the whole sealed hit, so the expanded key stays resident in locked memory instead.
 
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, Tag, UnboundKey};
-use ring::hkdf;
+use ring::aead::{Aad, NONCE_LEN, Nonce, Tag};
 use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::ExposeSecret;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::keys::{DataKey, KeyId, KeyVersion, TAG_LEN};
 use crate::secret::Secret;
 
-const PREKEY_LEN: usize = 16 * 1024;
+/// Bytes in front of a sealed value's ciphertext: its nonce and its tag.
+const HEADER_LEN: usize = NONCE_LEN + TAG_LEN;
 
-/// A value sealed under the cache key.
+/// A value sealed under the cache key: `nonce | tag | ciphertext` in one locked buffer.
 pub(crate) struct SealedValue {
-    nonce: [u8; NONCE_LEN],
-    tag: [u8; 16],
-    ciphertext: Box<[u8]>,
+    bytes: Secret,
 }
 
-/// The ephemeral sealing key.
+impl SealedValue {
+    fn parts(&self) -> (&[u8], &[u8], &[u8]) {
+        let (nonce, rest) = self.bytes.expose_secret().split_at(NONCE_LEN);
+        let (tag, ciphertext) = rest.split_at(TAG_LEN);
+        (nonce, tag, ciphertext)
+    }
+}
+
+/// The cache's sealing key, made when the cache is and wiped when it drops.
 pub(crate) struct Sealer {
-    key: LessSafeKey,
+    key: DataKey,
     rng: SystemRandom,
 }
 
@@ -37,57 +54,52 @@ impl std::fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    /// A new random key (the prekey is wiped after derivation).
+    /// A new random key in locked memory.
     pub(crate) fn new() -> Result<Sealer> {
-        let prekey = Secret::random(PREKEY_LEN)?;
-        let rng = SystemRandom::new();
-        let mut salt = [0u8; 32];
-        rng.fill(&mut salt)
-            .map_err(|_| Error::internal("OS random generator failed"))?;
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(prekey.expose_secret());
-        let okm = prk
-            .expand(&[b"sealbox cache sealing key v1"], &AES_256_GCM)
-            .map_err(|_| Error::internal("deriving the cache sealing key failed"))?;
-        let key = LessSafeKey::new(UnboundKey::from(okm));
-        Ok(Sealer { key, rng })
+        let key = DataKey::generate(KeyId::new("sealbox-cache")?, KeyVersion::FIRST)?;
+        Ok(Sealer {
+            key,
+            rng: SystemRandom::new(),
+        })
     }
 
     /// Seals `value`, binding it to `aad` (the cache key).
     pub(crate) fn seal(&self, value: &Secret, aad: &[u8]) -> Result<SealedValue> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng
-            .fill(&mut nonce)
-            .map_err(|_| Error::internal("OS random generator failed"))?;
-        let mut ciphertext: Box<[u8]> = value.expose_secret().into();
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut ciphertext,
+        // Random nonces: the key's use counter bounds how many it ever draws.
+        self.key.count_use().map_err(|_| {
+            Error::new(
+                ErrorKind::KeyRetired,
+                "the sealed cache's key reached its limit of encryptions; build a new client \
+                 (a new cache gets a new key)",
             )
-            .map_err(|_| Error::internal("sealing a cached value failed"))?;
-        let mut tag_bytes = [0u8; 16];
-        tag_bytes.copy_from_slice(tag.as_ref());
-        Ok(SealedValue {
-            nonce,
-            tag: tag_bytes,
-            ciphertext,
-        })
+        })?;
+        let aead = self.key.aead()?;
+        let plain = value.expose_secret();
+        let bytes = Secret::init_with(HEADER_LEN + plain.len(), |buf| {
+            let (nonce, rest) = buf.split_at_mut(NONCE_LEN);
+            let (tag, ciphertext) = rest.split_at_mut(TAG_LEN);
+            self.rng
+                .fill(nonce)
+                .map_err(|_| Error::internal("OS random generator failed"))?;
+            ciphertext.copy_from_slice(plain);
+            let computed = aead
+                .seal_in_place_separate_tag(nonce_of(nonce)?, Aad::from(aad), ciphertext)
+                .map_err(|_| Error::internal("sealing a cached value failed"))?;
+            tag.copy_from_slice(computed.as_ref());
+            Ok(())
+        })?;
+        Ok(SealedValue { bytes })
     }
 
-    /// Decrypts into a fresh locked [`Secret`].
+    /// Decrypts into a fresh locked [`Secret`]; a changed byte or another `aad` is an
+    /// [`ErrorKind::Integrity`] error.
     pub(crate) fn open(&self, sealed: &SealedValue, aad: &[u8]) -> Result<Secret> {
-        Secret::init_with(sealed.ciphertext.len(), |dst| {
-            dst.copy_from_slice(&sealed.ciphertext);
-            self.key
-                .open_in_place_separate_tag(
-                    Nonce::assume_unique_for_key(sealed.nonce),
-                    Aad::from(aad),
-                    Tag::from(sealed.tag),
-                    dst,
-                    0..,
-                )
+        let aead = self.key.aead()?;
+        let (nonce, tag, ciphertext) = sealed.parts();
+        let tag = Tag::try_from(tag).map_err(|_| Error::internal("sealed value without a tag"))?;
+        Secret::init_with(ciphertext.len(), |dst| {
+            dst.copy_from_slice(ciphertext);
+            aead.open_in_place_separate_tag(nonce_of(nonce)?, Aad::from(aad), tag, dst, 0..)
                 .map(|_| ())
                 .map_err(|_| {
                     Error::new(
@@ -99,9 +111,15 @@ impl Sealer {
     }
 }
 
+fn nonce_of(bytes: &[u8]) -> Result<Nonce> {
+    Nonce::try_assume_unique_for_key(bytes)
+        .map_err(|_| Error::internal("sealed value with a malformed nonce"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::scan::{Masked, find_copies, is_locked_page};
 
     fn secret(bytes: &[u8]) -> Secret {
         Secret::from_mut_slice(&mut bytes.to_vec()).unwrap()
@@ -111,25 +129,83 @@ mod tests {
     fn round_trips_and_hides_the_plaintext() {
         let s = Sealer::new().unwrap();
         let sealed = s.seal(&secret(b"hunter2-hunter2"), b"k").unwrap();
-        assert_ne!(&*sealed.ciphertext, b"hunter2-hunter2");
+        assert_ne!(sealed.parts().2, b"hunter2-hunter2");
         assert_eq!(
             s.open(&sealed, b"k").unwrap().expose_secret(),
             b"hunter2-hunter2"
         );
+        let empty = s.seal(&secret(b""), b"k").unwrap();
+        assert!(s.open(&empty, b"k").unwrap().is_empty());
     }
 
     #[test]
-    fn wrong_binding_or_tamper_is_an_integrity_error() {
+    fn wrong_binding_or_any_flipped_byte_is_an_integrity_error() {
         let s = Sealer::new().unwrap();
-        let mut sealed = s.seal(&secret(b"value"), b"a").unwrap();
+        let sealed = s.seal(&secret(b"value"), b"a").unwrap();
         assert_eq!(
             s.open(&sealed, b"b").unwrap_err().kind(),
             ErrorKind::Integrity
         );
-        sealed.ciphertext[0] ^= 1;
-        assert_eq!(
-            s.open(&sealed, b"a").unwrap_err().kind(),
-            ErrorKind::Integrity
-        );
+        // Every byte: nonce, tag and ciphertext.
+        for i in 0..sealed.bytes.len() {
+            let mut flipped = SealedValue {
+                bytes: sealed.bytes.try_clone().unwrap(),
+            };
+            flip(&mut flipped, i);
+            assert_eq!(
+                s.open(&flipped, b"a").unwrap_err().kind(),
+                ErrorKind::Integrity,
+                "byte {i}"
+            );
+        }
+        assert_eq!(s.open(&sealed, b"a").unwrap().expose_secret(), b"value");
+    }
+
+    fn flip(sealed: &mut SealedValue, at: usize) {
+        let mut bytes = sealed.bytes.expose_secret().to_vec();
+        bytes[at] ^= 1;
+        sealed.bytes = Secret::from_mut_slice(&mut bytes).unwrap();
+    }
+
+    #[test]
+    fn the_key_and_every_ciphertext_are_in_locked_pages() {
+        let s = Sealer::new().unwrap();
+        let sealed: Vec<SealedValue> = [1usize, 100, 3000, 10_000]
+            .iter()
+            .map(|&n| s.seal(&Secret::random(n).unwrap(), b"k").unwrap())
+            .collect();
+        let key = s.key.material().expose_secret();
+        assert!(s.key.material().is_locked());
+        assert!(is_locked_page(key.as_ptr() as usize), "key not locked");
+        for v in &sealed {
+            assert!(v.bytes.is_locked());
+            let bytes = v.bytes.expose_secret();
+            for at in [0, bytes.len() - 1] {
+                assert!(
+                    is_locked_page(bytes.as_ptr() as usize + at),
+                    "ciphertext of {} bytes not locked",
+                    bytes.len() - HEADER_LEN
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_key_is_only_in_locked_memory_and_gone_after_drop() {
+        let s = Sealer::new().unwrap();
+        let _sealed = s.seal(&secret(b"a cached value"), b"k").unwrap();
+        let key = Masked::of(s.key.material().expose_secret());
+        let copies = find_copies(&key);
+        // Positive control: the key's own bytes and the schedule's first round key (AES-256's
+        // first two round keys are the key itself).
+        assert!(!copies.is_empty());
+        for at in &copies {
+            assert!(
+                is_locked_page(*at),
+                "a copy of the cache key at {at:#x} is outside locked memory"
+            );
+        }
+        drop(s);
+        assert_eq!(find_copies(&key), Vec::<usize>::new());
     }
 }

@@ -15,6 +15,14 @@ use super::ids::{KeyId, KeyVersion};
 use super::provider::{KeyProvider, WrappedKey};
 use super::storage::{KekRecord, KeyStorage, NamespaceKeys};
 use crate::error::{Error, ErrorKind, Result};
+use crate::memory;
+
+/// At most this many unwrapped KEKs are cached, across namespaces and versions.
+const KEK_CACHE_MAX: usize = 1024;
+
+/// Cached KEKs stay within `1 / KEK_CACHE_SHARE` of the memlock budget (they are always
+/// locked); beyond that, other namespaces' KEKs are dropped and unwrapped again when needed.
+const KEK_CACHE_SHARE: usize = 8;
 
 const DEK_MAGIC: [u8; 4] = *b"SBXD";
 const DEK_FORMAT: u8 = 1;
@@ -124,6 +132,9 @@ pub struct Keyring {
     provider: Arc<dyn KeyProvider>,
     storage: Arc<dyn KeyStorage>,
     cache: RwLock<HashMap<KeyId, Arc<NsState>>>,
+    /// How many unwrapped KEKs `cache` holds at most: as many as fit in their share of
+    /// RLIMIT_MEMLOCK (KEKs are always locked).
+    kek_capacity: usize,
     // Serialises this process's writers; `save_namespace`'s compare-and-set guards against
     // other processes.
     writer: tokio::sync::Mutex<()>,
@@ -172,6 +183,11 @@ impl Keyring {
             provider,
             storage,
             cache: RwLock::new(HashMap::new()),
+            kek_capacity: memory::keys_within_budget(
+                DataKey::locked_footprint(),
+                KEK_CACHE_SHARE,
+                KEK_CACHE_MAX,
+            ),
             writer: tokio::sync::Mutex::new(()),
         };
         let current = keyring.provider.current_version().await?;
@@ -249,7 +265,7 @@ impl Keyring {
             ));
         }
         let context = dek_context(namespace, &wrapped.dek_id, wrapped.dek_version);
-        let material = Envelope::open_view(&kek, &context, &view)?;
+        let material = Envelope::open_key_view(&kek, &context, &view)?;
         DataKey::from_secret(wrapped.dek_id.clone(), wrapped.dek_version, material)
     }
 
@@ -426,9 +442,41 @@ impl Keyring {
             return Ok(k.clone());
         }
         let context = kek_context(namespace, version);
-        let material = self.unwrap_kek(&context, wrapped).await?;
-        let key = Arc::new(DataKey::from_secret(namespace.clone(), version, material)?);
+        let unwrap = async {
+            let material = self.unwrap_kek(&context, wrapped).await?;
+            DataKey::from_secret(namespace.clone(), version, material)
+        };
+        let key = match unwrap.await {
+            // Keys are never left unlocked: make room by dropping the cached KEKs, then retry.
+            Err(e) if e.kind() == ErrorKind::MemoryLock => {
+                self.evict_keks(namespace, 0);
+                let material = self.unwrap_kek(&context, wrapped).await?;
+                DataKey::from_secret(namespace.clone(), version, material)?
+            }
+            other => other?,
+        };
+        let key = Arc::new(key);
+        if self.kek_capacity == 0 {
+            return Ok(key);
+        }
+        self.evict_keks(namespace, self.kek_capacity - 1);
         Ok(state.lock().entry(version).or_insert(key).clone())
+    }
+
+    /// Drops cached KEKs of namespaces other than `keep` until at most `room` remain cached.
+    fn evict_keks(&self, keep: &KeyId, room: usize) {
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        let mut cached: usize = cache.values().map(|s| s.lock().len()).sum();
+        for (namespace, state) in cache.iter() {
+            if cached <= room {
+                break;
+            }
+            if namespace != keep {
+                let mut keks = state.lock();
+                cached -= keks.len();
+                keks.clear();
+            }
+        }
     }
 
     async fn unwrap_kek(&self, context: &[u8], wrapped: &WrappedKey) -> Result<crate::Secret> {

@@ -55,6 +55,7 @@ use super::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{DataKey, Envelope, KeyId, KeyProvider, KeyVersion, Keyring, WrappedDek};
+use crate::memory;
 use crate::secret::Secret;
 
 /// The file name used when the vault path is a directory.
@@ -64,9 +65,13 @@ pub const DEFAULT_FILE_NAME: &str = "vault.sqlite3";
 /// of the same secret, or a DEK rewrapped underneath it).
 const WRITE_RETRIES: usize = 8;
 
-/// Unwrapped DEKs kept per vault handle; beyond this a read unwraps the DEK again (about a
-/// microsecond under a cached KEK).
-const DEK_CACHE_ENTRIES: usize = 4096;
+/// At most this many unwrapped DEKs are kept per vault handle; beyond the cache's size a read
+/// unwraps the DEK again (about a microsecond under a cached KEK).
+const DEK_CACHE_MAX: usize = 4096;
+
+/// The cache keeps its DEKs within `1 / DEK_CACHE_SHARE` of the memlock budget (DEKs are
+/// always locked), leaving the rest to KEKs, master keys and secrets.
+const DEK_CACHE_SHARE: usize = 4;
 
 /// Settings for [`LocalVault`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,6 +168,8 @@ struct Inner {
     options: LocalVaultOptions,
     /// Unwrapped DEKs by secret row id, with the wrapped bytes they came from.
     deks: Mutex<HashMap<i64, CachedDek>>,
+    /// How many DEKs `deks` holds at most: as many as fit in its share of RLIMIT_MEMLOCK.
+    dek_capacity: usize,
     /// The `key_epoch` the caches were filled under; a change means keys moved elsewhere.
     epoch: AtomicI64,
 }
@@ -450,6 +457,11 @@ impl LocalVault {
                 store_id,
                 options,
                 deks: Mutex::new(HashMap::new()),
+                dek_capacity: memory::keys_within_budget(
+                    DataKey::locked_footprint(),
+                    DEK_CACHE_SHARE,
+                    DEK_CACHE_MAX,
+                ),
                 epoch: AtomicI64::new(epoch.parse().unwrap_or(0)),
             }),
         };
@@ -568,6 +580,18 @@ impl LocalVault {
         }
     }
 
+    /// A new DEK for a new secret; like a read, it makes room in locked memory by dropping
+    /// the cached DEKs when the budget is spent, rather than fail.
+    async fn new_dek(&self, namespace: &KeyId, dek_id: KeyId) -> Result<(DataKey, WrappedDek)> {
+        match self.inner.keyring.new_dek(namespace, dek_id.clone()).await {
+            Err(e) if e.kind() == ErrorKind::MemoryLock => {
+                self.forget_deks();
+                self.inner.keyring.new_dek(namespace, dek_id).await
+            }
+            other => other,
+        }
+    }
+
     /// The DEK of secret `id`, from the cache when its wrapped bytes are unchanged.
     async fn dek(
         &self,
@@ -582,28 +606,34 @@ impl LocalVault {
         {
             return Ok((dek.clone(), wrapped));
         }
-        let dek = self
-            .inner
-            .keyring
-            .unwrap_dek(namespace, &wrapped)
-            .await
-            .map_err(|e| match e.kind() {
-                // The secret's row holds a DEK wrapped under this namespace's KEK, so its key
-                // record existed: it was deleted from the vault since.
-                ErrorKind::NotFound => Error::new(
-                    ErrorKind::Integrity,
-                    format!(
-                        "local vault: namespace {namespace} has no key record although its \
+        let dek = match self.inner.keyring.unwrap_dek(namespace, &wrapped).await {
+            // Keys are never left unlocked: make room by dropping the cached ones, then retry.
+            Err(e) if e.kind() == ErrorKind::MemoryLock => {
+                self.forget_deks();
+                self.inner.keyring.unwrap_dek(namespace, &wrapped).await
+            }
+            other => other,
+        };
+        let dek = dek.map_err(|e| match e.kind() {
+            // The secret's row holds a DEK wrapped under this namespace's KEK, so its key
+            // record existed: it was deleted from the vault since.
+            ErrorKind::NotFound => Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "local vault: namespace {namespace} has no key record although its \
                          secrets hold keys wrapped under it: the key records were altered; \
                          restore the vault from a backup"
-                    ),
                 ),
-                _ => e,
-            })?;
+            ),
+            _ => e,
+        })?;
         let dek = Arc::new(dek);
-        if let Ok(mut deks) = self.inner.deks.lock() {
+        let capacity = self.inner.dek_capacity;
+        if capacity > 0
+            && let Ok(mut deks) = self.inner.deks.lock()
+        {
             // Bounded: each DEK holds a key schedule in locked memory.
-            if deks.len() >= DEK_CACHE_ENTRIES
+            while deks.len() >= capacity
                 && let Some(evict) = deks.keys().next().copied()
             {
                 deks.remove(&evict);
@@ -805,7 +835,7 @@ impl LocalVault {
             }
             let ns = self.namespace_of(name)?;
             let dek_id = KeyId::new(format!("dek:{}", random_hex(12)?))?;
-            let (dek, wrapped) = self.inner.keyring.new_dek(&ns, dek_id).await?;
+            let (dek, wrapped) = self.new_dek(&ns, dek_id).await?;
             let aad = value_aad(
                 &self.inner.store_id,
                 ns.as_str(),
@@ -1252,7 +1282,7 @@ impl SecretStore for LocalVault {
                     .map(|(d, w)| (d, w, bytes.clone(), false)),
                 None => {
                     let dek_id = KeyId::new(format!("dek:{}", random_hex(12)?))?;
-                    self.inner.keyring.new_dek(&ns, dek_id).await.map(|(d, w)| {
+                    self.new_dek(&ns, dek_id).await.map(|(d, w)| {
                         let bytes = w.to_bytes();
                         (Arc::new(d), w, bytes, true)
                     })

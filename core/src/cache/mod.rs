@@ -23,7 +23,8 @@
 //!   store is retried at most every `ttl / 10` (capped at 5 s) meanwhile.
 //! * **Invalidation** on local writes and deletes (the entry is expired and its value
 //!   released), and `Sealbox::refresh_now`.
-//! * **Sealed mode**: values kept AES-256-GCM-encrypted in memory (see `sealed.rs`).
+//! * **Sealed mode**: values kept AES-256-GCM-encrypted in locked memory under a per-cache key
+//!   that is locked too; a plaintext exists only in the handles returned (see `sealed.rs`).
 //! * **Release**: a value leaves memory (wiped) soon after the cache stops needing it. The
 //!   maintenance thread frees an invalidated or evicted value within about 100 ms, and one
 //!   replaced by a refresh within that while the cache is busy or within one sweep
@@ -83,7 +84,10 @@ pub struct CacheConfig {
     /// `(ttl + max_stale + 1 s) x 17/16` (the sweep's delay at most 10 s) of its last fetch.
     #[serde(default, with = "humantime_serde")]
     pub max_stale: Duration,
-    /// Keep values encrypted in memory and decrypt per access.
+    /// Keep values AES-256-GCM-encrypted in locked memory and decrypt into a fresh handle per
+    /// access. The cache's key is locked whatever the memory policy: building a sealed cache
+    /// fails with `MemoryLock` when it cannot be. The key lives in the same process, so this
+    /// does not defend against a reader of the whole process's memory.
     #[serde(default)]
     pub sealed: bool,
     /// Ask stores that can describe cheaply whether the version changed before refetching

@@ -13,9 +13,10 @@
 //! A disclosure of the cached values' memory alone shows ciphertext, and a changed byte fails
 //! authentication ([`ErrorKind::Integrity`]) instead of returning a wrong value. The limit,
 //! stated plainly: the key is in the same process, so whoever can read all of the process's
-//! memory reads the key too. The key is not shielded as OpenSSH shields its keys (a large
-//! prekey hashed into the key on every use): hashing 16 KiB on every hit would cost tens of
-//! times the whole sealed hit, so the expanded key stays resident in locked memory instead.
+//! memory reads the key too. The key is not shielded as OpenSSH shields its keys (a 16 KiB
+//! prekey hashed into the key on every use): that derivation measured about 20 µs per access
+//! here (HKDF-SHA256 over 16 KiB plus ring's key setup), a hundred times the ~0.2 µs of a whole
+//! sealed hit, so the expanded key stays resident in locked memory instead.
 
 use ring::aead::{Aad, NONCE_LEN, Nonce, Tag};
 use ring::rand::{SecureRandom, SystemRandom};

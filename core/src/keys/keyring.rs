@@ -455,12 +455,17 @@ impl Keyring {
             }
             other => other?,
         };
-        let key = Arc::new(key);
+        Ok(self.cache_kek(state, Arc::new(key)))
+    }
+
+    /// Caches `key` in `state` (or returns the KEK another caller cached first), within the
+    /// cache's capacity: other namespaces' KEKs are dropped to make room.
+    fn cache_kek(&self, state: &NsState, key: Arc<DataKey>) -> Arc<DataKey> {
         if self.kek_capacity == 0 {
-            return Ok(key);
+            return key;
         }
-        self.evict_keks(namespace, self.kek_capacity - 1);
-        Ok(state.lock().entry(version).or_insert(key).clone())
+        self.evict_keks(&state.record.namespace, self.kek_capacity - 1);
+        state.lock().entry(key.version()).or_insert(key).clone()
     }
 
     /// Drops cached KEKs of namespaces other than `keep` until at most `room` remain cached.
@@ -618,7 +623,7 @@ impl Keyring {
         }
         let state = self.replace_state(record);
         if let Some(kek) = new_kek {
-            state.lock().insert(kek.version(), Arc::new(kek));
+            self.cache_kek(&state, Arc::new(kek));
         }
         Ok(state)
     }
@@ -680,4 +685,54 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{EnvKey, MemoryKeyStorage};
+
+    fn cached_keks(keyring: &Keyring) -> usize {
+        let cache = keyring.cache.read().unwrap();
+        cache.values().map(|s| s.lock().len()).sum()
+    }
+
+    #[tokio::test]
+    async fn the_kek_cache_stays_within_its_capacity_and_keys_stay_usable() {
+        let master = EnvKey::from_base64(
+            KeyId::new("env").unwrap(),
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "test key",
+        )
+        .unwrap();
+        let mut keyring = Keyring::open(Arc::new(master), Arc::new(MemoryKeyStorage::new()))
+            .await
+            .unwrap();
+        assert!(keyring.kek_capacity > 0);
+        keyring.kek_capacity = 3;
+        let mut wrapped = Vec::new();
+        for n in 0..10 {
+            let ns = KeyId::new(format!("ns{n}")).unwrap();
+            let (_, w) = keyring
+                .new_dek(&ns, KeyId::new("dek").unwrap())
+                .await
+                .unwrap();
+            wrapped.push((ns, w));
+            assert!(
+                cached_keks(&keyring) <= 3,
+                "{} cached",
+                cached_keks(&keyring)
+            );
+        }
+        // Evicted KEKs are unwrapped again when needed.
+        for (ns, w) in &wrapped {
+            assert!(keyring.unwrap_dek(ns, w).await.unwrap().is_locked());
+            assert!(cached_keks(&keyring) <= 3);
+        }
+        keyring.kek_capacity = 0;
+        keyring.clear_cache();
+        let (ns, w) = &wrapped[0];
+        keyring.unwrap_dek(ns, w).await.unwrap();
+        assert_eq!(cached_keks(&keyring), 0, "capacity 0 caches nothing");
+    }
 }

@@ -29,6 +29,14 @@
 //! `memory_lock_failures` counter of every client's metrics and [`lock_failures`]) and reports
 //! it through [`LockedBuf::is_locked`].
 //!
+//! Key material is the exception: master keys, KEKs, DEKs and the sealed cache's key are always
+//! allocated [`MemoryPolicy::Strict`], whatever the default, because one swapped-out key exposes
+//! every value under it. A key that cannot be locked is a [`ErrorKind::MemoryLock`] error whose
+//! message names the `RLIMIT_MEMLOCK` budget ([`memlock_limit`]), and the caches of unwrapped
+//! keys (the local vault's DEKs, the keyring's KEKs) hold only as many keys as fit in a share of
+//! that budget (a quarter and an eighth), dropping cached keys rather than failing when locking
+//! does fail. Each key costs about 1 KiB of locked memory (its bytes and ring's key schedule).
+//!
 //! # What this cannot protect
 //!
 //! Like `zeroize`, this module wipes the memory it owns and nothing else. It cannot wipe:

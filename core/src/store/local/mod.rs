@@ -157,6 +157,22 @@ pub struct LocalVault {
 /// An unwrapped DEK and the wrapped bytes it came from.
 type CachedDek = (Vec<u8>, Arc<DataKey>);
 
+/// Caches `entry` for secret `id` in `deks`, which holds at most `capacity` DEKs (each holds a
+/// key schedule in locked memory): others are evicted to make room, and nothing is cached when
+/// `capacity` is 0.
+fn cache_dek(deks: &mut HashMap<i64, CachedDek>, capacity: usize, id: i64, entry: CachedDek) {
+    if capacity == 0 {
+        return;
+    }
+    while deks.len() >= capacity
+        && !deks.contains_key(&id)
+        && let Some(evict) = deks.keys().next().copied()
+    {
+        deks.remove(&evict);
+    }
+    deks.insert(id, entry);
+}
+
 /// One version as `verify` reads it: secret id, name, namespace, wrapped DEK, version,
 /// envelope.
 type VerifyRow = (i64, String, String, Vec<u8>, i64, Vec<u8>);
@@ -546,6 +562,13 @@ impl LocalVault {
         &self.inner.store_id
     }
 
+    /// How many unwrapped DEKs this handle keeps cached at most: as many as fit in a quarter
+    /// of `RLIMIT_MEMLOCK` (DEKs are always locked, about 1 KiB each), at most 4096. Beyond it,
+    /// a read unwraps its DEK again.
+    pub fn dek_cache_capacity(&self) -> usize {
+        self.inner.dek_capacity
+    }
+
     /// The keyring (for callers that need key metadata).
     pub fn keyring(&self) -> &Keyring {
         &self.inner.keyring
@@ -628,17 +651,9 @@ impl LocalVault {
             _ => e,
         })?;
         let dek = Arc::new(dek);
-        let capacity = self.inner.dek_capacity;
-        if capacity > 0
-            && let Ok(mut deks) = self.inner.deks.lock()
-        {
-            // Bounded: each DEK holds a key schedule in locked memory.
-            while deks.len() >= capacity
-                && let Some(evict) = deks.keys().next().copied()
-            {
-                deks.remove(&evict);
-            }
-            deks.insert(id, (wrapped_bytes.to_vec(), dek.clone()));
+        if let Ok(mut deks) = self.inner.deks.lock() {
+            let entry = (wrapped_bytes.to_vec(), dek.clone());
+            cache_dek(&mut deks, self.inner.dek_capacity, id, entry);
         }
         Ok((dek, wrapped))
     }
@@ -1589,5 +1604,33 @@ impl SecretStore for LocalVault {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyVersion;
+
+    fn entry() -> CachedDek {
+        let dek = DataKey::generate(KeyId::new("dek").unwrap(), KeyVersion::FIRST).unwrap();
+        (vec![1, 2, 3], Arc::new(dek))
+    }
+
+    #[test]
+    fn the_dek_cache_holds_at_most_its_capacity() {
+        let mut deks = HashMap::new();
+        for id in 0..20 {
+            cache_dek(&mut deks, 5, id, entry());
+            assert!(deks.len() <= 5);
+            assert!(deks.contains_key(&id), "the newest DEK is cached");
+        }
+        // Replacing a cached DEK evicts nothing else.
+        let before: Vec<i64> = deks.keys().copied().collect();
+        cache_dek(&mut deks, 5, before[0], entry());
+        assert_eq!(deks.len(), 5);
+        let mut none = HashMap::new();
+        cache_dek(&mut none, 0, 1, entry());
+        assert!(none.is_empty(), "capacity 0 caches nothing");
     }
 }

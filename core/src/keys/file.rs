@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex};
 
 use ring::digest;
 use secrecy::ExposeSecret;
-use zeroize::Zeroizing;
 
 use super::data_key::{DataKey, KEY_LEN};
 use super::ids::{KeyId, KeyVersion};
@@ -75,7 +74,10 @@ impl LocalKeyFile {
     pub fn open(id: KeyId, path: impl AsRef<Path>) -> Result<LocalKeyFile> {
         let path = path.as_ref().to_path_buf();
         let raw = read_checked(&path)?;
-        let (current, versions) = parse(&id, &path, raw.expose_secret())?;
+        let parsed = parse(&id, &path, raw.expose_secret());
+        // The checksum's hash state held key bytes in frames below this one.
+        memory::wipe_stack();
+        let (current, versions) = parsed?;
         Ok(LocalKeyFile {
             keys: MasterKeys::new(id, current, versions)?,
             path,
@@ -86,11 +88,14 @@ impl LocalKeyFile {
     fn create(id: KeyId, path: &Path) -> Result<LocalKeyFile> {
         let first = DataKey::generate(id.clone(), KeyVersion::FIRST)?;
         let versions = BTreeMap::from([(KeyVersion::FIRST, Arc::new(first))]);
-        let bytes = encode(&versions, None, KeyVersion::FIRST)?;
+        let bytes = encode(&versions, None, KeyVersion::FIRST);
+        // The checksum's hash state held key bytes in frames below this one.
+        memory::wipe_stack();
+        let bytes = bytes?;
         let keys = MasterKeys::new(id.clone(), KeyVersion::FIRST, versions)?;
         // Link the finished temporary file into place: unlike rename, `hard_link` fails if
         // another process created the key file meanwhile, so no key is ever silently replaced.
-        let tmp = write_temp(path, &bytes)?;
+        let tmp = write_temp(path, bytes.expose_secret())?;
         let linked = fs::hard_link(&tmp, path);
         let _ = fs::remove_file(&tmp);
         match linked {
@@ -118,7 +123,9 @@ impl LocalKeyFile {
     /// Re-reads the file and adopts versions another process added.
     fn reload(&self) -> Result<()> {
         let raw = read_checked(&self.path)?;
-        let (current, versions) = parse(self.keys.id(), &self.path, raw.expose_secret())?;
+        let parsed = parse(self.keys.id(), &self.path, raw.expose_secret());
+        memory::wipe_stack();
+        let (current, versions) = parsed?;
         self.keys.merge(current, versions)
     }
 
@@ -128,13 +135,17 @@ impl LocalKeyFile {
         // so no process ever overwrites a version another one added.
         let _lock = lock_file(&self.path)?;
         let raw = read_checked(&self.path)?;
-        let (current, versions) = parse(self.keys.id(), &self.path, raw.expose_secret())?;
+        let parsed = parse(self.keys.id(), &self.path, raw.expose_secret());
+        memory::wipe_stack();
+        let (current, versions) = parsed?;
         drop(raw);
         let next = current.next()?;
         let key = DataKey::generate(self.keys.id().clone(), next)?;
         // Write the file first: a version that is not on disk must never wrap anything.
-        let bytes = encode(&versions, Some(&key), current)?;
-        let tmp = write_temp(&self.path, &bytes)?;
+        let bytes = encode(&versions, Some(&key), current);
+        memory::wipe_stack();
+        let bytes = bytes?;
+        let tmp = write_temp(&self.path, bytes.expose_secret())?;
         drop(bytes);
         fs::rename(&tmp, &self.path).map_err(|e| {
             let _ = fs::remove_file(&tmp);
@@ -274,6 +285,7 @@ pub(crate) fn check_owner(path: &Path, what: &str, owner: u32) -> Result<()> {
     Ok(())
 }
 
+#[inline(never)]
 fn parse(
     id: &KeyId,
     path: &Path,
@@ -376,11 +388,13 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes(a)
 }
 
+/// The key file's bytes, in locked memory like every other copy of the master keys.
+#[inline(never)]
 fn encode(
     versions: &BTreeMap<KeyVersion, Arc<DataKey>>,
     extra: Option<&DataKey>,
     current: KeyVersion,
-) -> Result<Zeroizing<Vec<u8>>> {
+) -> Result<Secret> {
     let count = versions.len() + usize::from(extra.is_some());
     let count16 = u16::try_from(count)
         .ok()
@@ -389,18 +403,22 @@ fn encode(
             Error::invalid_input(format!("a key file holds at most {MAX_VERSIONS} versions"))
         })?;
     let current = extra.map_or(current, |k| k.version());
-    let mut out = Zeroizing::new(Vec::with_capacity(HEAD + count * ENTRY + SUM));
-    out.extend_from_slice(&MAGIC);
-    out.push(FORMAT);
-    out.extend_from_slice(&current.to_be_bytes());
-    out.extend_from_slice(&count16.to_be_bytes());
-    for key in versions.values().map(|k| &**k).chain(extra) {
-        out.extend_from_slice(&key.version().to_be_bytes());
-        out.extend_from_slice(key.material().expose_secret());
-    }
-    let sum = digest::digest(&digest::SHA256, &out);
-    out.extend_from_slice(sum.as_ref());
-    Ok(out)
+    let body_len = HEAD + count * ENTRY;
+    Secret::key_with(body_len + SUM, |out| {
+        let (body, sum) = out.split_at_mut(body_len);
+        let (head, entries) = body.split_at_mut(HEAD);
+        head[..4].copy_from_slice(&MAGIC);
+        head[4] = FORMAT;
+        head[5..9].copy_from_slice(&current.to_be_bytes());
+        head[9..].copy_from_slice(&count16.to_be_bytes());
+        let keys = versions.values().map(|k| &**k).chain(extra);
+        for (entry, key) in entries.chunks_exact_mut(ENTRY).zip(keys) {
+            entry[..4].copy_from_slice(&key.version().to_be_bytes());
+            entry[4..].copy_from_slice(key.material().expose_secret());
+        }
+        sum.copy_from_slice(digest::digest(&digest::SHA256, body).as_ref());
+        Ok(())
+    })
 }
 
 fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
@@ -440,4 +458,51 @@ fn sync_dir(path: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::scan::{Masked, find_copies, is_locked_page};
+
+    #[test]
+    fn master_keys_are_only_in_locked_memory_through_create_open_and_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let id = KeyId::new("local").unwrap();
+        let created = LocalKeyFile::open_or_create(id.clone(), &path).unwrap();
+        let first = Masked::of(
+            created
+                .keys
+                .version(KeyVersion::FIRST)
+                .unwrap()
+                .material()
+                .expose_secret(),
+        );
+        drop(created);
+        assert_eq!(find_copies(&first), Vec::<usize>::new(), "after create");
+        let opened = LocalKeyFile::open(id, &path).unwrap();
+        opened.rotate_now().unwrap();
+        let second = Masked::of(
+            opened
+                .keys
+                .version(KeyVersion::new(2).unwrap())
+                .unwrap()
+                .material()
+                .expose_secret(),
+        );
+        for key in [&first, &second] {
+            let copies = find_copies(key);
+            assert!(!copies.is_empty());
+            for at in copies {
+                assert!(
+                    is_locked_page(at),
+                    "a master key copy at {at:#x} is unlocked"
+                );
+            }
+        }
+        drop(opened);
+        assert_eq!(find_copies(&first), Vec::<usize>::new());
+        assert_eq!(find_copies(&second), Vec::<usize>::new());
+    }
 }

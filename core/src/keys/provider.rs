@@ -52,6 +52,14 @@ const KEY_CHECK_LABEL: &[u8] = b"sealbox/key-check/v1";
 impl KeyCheck {
     /// The check value of `key` (any length).
     pub fn compute(key: &Secret) -> KeyCheck {
+        let check = Self::mac(key);
+        // ring's HMAC key held the key (XORed with its pads) in frames below this one.
+        crate::memory::wipe_stack();
+        check
+    }
+
+    #[inline(never)]
+    fn mac(key: &Secret) -> KeyCheck {
         let mac = hmac::sign(
             &hmac::Key::new(hmac::HMAC_SHA256, key.expose_secret()),
             KEY_CHECK_LABEL,
@@ -195,7 +203,7 @@ impl MasterKeys {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn version(&self, version: KeyVersion) -> Result<Arc<DataKey>> {
+    pub(crate) fn version(&self, version: KeyVersion) -> Result<Arc<DataKey>> {
         self.read().versions.get(&version).cloned().ok_or_else(|| {
             Error::not_found(format!(
                 "master key {} has no version {version}; was an older key file restored?",

@@ -255,7 +255,7 @@ impl MasterKeys {
     pub(crate) fn version(&self, version: KeyVersion) -> Result<Arc<DataKey>> {
         self.read().versions.get(&version).cloned().ok_or_else(|| {
             Error::not_found(format!(
-                "master key {} has no version {version}; was an older key file restored?",
+                "master key {} has no version {version}: it was retired, or an older key file was restored",
                 self.id
             ))
         })

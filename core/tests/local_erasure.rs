@@ -97,6 +97,17 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Whether the vault file or its WAL holds `wrapped` as the base64 its record stores.
+fn on_disk(db: &Path, wrapped: &[u8]) -> bool {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(wrapped);
+    [db.to_path_buf(), wal_of(db)].iter().any(|p| {
+        contains(
+            &std::fs::read(p).unwrap_or_default(),
+            &b64.as_bytes()[..40],
+        )
+    })
+}
+
 /// The vault file and its WAL hold none of `wrapped`, raw or as the base64 the record
 /// stores, and the WAL is empty.
 fn assert_gone_from_disk(db: &Path, wrapped: &[Vec<u8>]) {
@@ -145,6 +156,8 @@ async fn a_backup_taken_before_the_erase_cannot_read_the_erased_namespace() {
     std::fs::copy(key_path(dir.path()), &old_key).unwrap();
 
     let vault = LocalVault::open(&db, key.clone()).await.unwrap();
+    // The search below finds the wrapped KEK while it is there.
+    assert!(wrapped.iter().all(|w| on_disk(&db, w)));
     let erasure = vault.erase_namespace("gone").await.unwrap();
     assert_eq!(erasure.secrets_erased, 2);
     assert_eq!(erasure.key_versions_destroyed, 1);

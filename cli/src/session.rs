@@ -11,8 +11,8 @@ use std::sync::Arc;
 use sealbox::audit::{Action, AuditEvent, Resource};
 use sealbox::config::{Config, LOCAL_MASTER_KEY_ID, ProviderConfig};
 use sealbox::keys::{KeyId, LocalKeyFile};
-use sealbox::store::{Erasure, SecretStore};
 use sealbox::store::local::LocalVault;
+use sealbox::store::{Erasure, SecretStore};
 use sealbox::{Error, ErrorKind, Result, Sealbox};
 
 use crate::client_store::ClientStore;

@@ -100,26 +100,30 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Whether the vault file or its WAL holds `wrapped` as the base64 its record stores.
 fn on_disk(db: &Path, wrapped: &[u8]) -> bool {
     let b64 = base64::engine::general_purpose::STANDARD.encode(wrapped);
-    [db.to_path_buf(), wal_of(db)].iter().any(|p| {
-        contains(
-            &std::fs::read(p).unwrap_or_default(),
-            &b64.as_bytes()[..40],
-        )
-    })
+    [db.to_path_buf(), wal_of(db)]
+        .iter()
+        .any(|p| contains(&std::fs::read(p).unwrap_or_default(), &b64.as_bytes()[..40]))
 }
 
 /// The vault file and its WAL hold none of `wrapped`, raw or as the base64 the record
 /// stores, and the WAL is empty.
 fn assert_gone_from_disk(db: &Path, wrapped: &[Vec<u8>]) {
     let wal = std::fs::read(wal_of(db)).unwrap_or_default();
-    assert!(wal.is_empty(), "the WAL was not truncated: {} bytes", wal.len());
+    assert!(
+        wal.is_empty(),
+        "the WAL was not truncated: {} bytes",
+        wal.len()
+    );
     let file = std::fs::read(db).unwrap();
     for w in wrapped {
         let b64 = base64::engine::general_purpose::STANDARD.encode(w);
         // A prefix is enough to find a leftover, and the full text cannot hide in a split.
         let b64 = &b64.as_bytes()[..40];
         for (what, bytes) in [("vault file", &file), ("WAL", &wal)] {
-            assert!(!contains(bytes, b64), "the {what} still holds the wrapped KEK");
+            assert!(
+                !contains(bytes, b64),
+                "the {what} still holds the wrapped KEK"
+            );
             assert!(
                 !contains(bytes, &w[w.len() - 32..]),
                 "the {what} still holds the wrapped KEK's raw bytes"
@@ -175,7 +179,10 @@ async fn a_backup_taken_before_the_erase_cannot_read_the_erased_namespace() {
             assert_eq!(err.kind(), ErrorKind::KeyDestroyed, "{n}: {err}");
             assert!(!err.message().contains("erased-value"));
         }
-        assert_eq!(read(&backup, "kept/db/password").await.unwrap(), b"kept-value");
+        assert_eq!(
+            read(&backup, "kept/db/password").await.unwrap(),
+            b"kept-value"
+        );
         let report = backup.verify().await.unwrap();
         assert!(report.is_ok(), "{report:?}");
         assert_eq!((report.versions_ok, report.versions_shredded), (1, 2));
@@ -312,7 +319,11 @@ async fn a_provider_without_namespace_keys_says_backups_are_not_covered() {
     let backup = copy_vault(vault.path(), &dir.path().join("backup"));
     let erasure = vault.erase_namespace("gone").await.unwrap();
     assert!(!erasure.provider_key_destroyed && !erasure.backups_covered);
-    assert!(erasure.summary().contains("NOT covered"), "{}", erasure.summary());
+    assert!(
+        erasure.summary().contains("NOT covered"),
+        "{}",
+        erasure.summary()
+    );
     // And that is the truth: the backup plus the master key still reads it.
     let backup = LocalVault::open(&backup, provider).await.unwrap();
     assert_eq!(read(&backup, "gone/a").await.unwrap(), b"erased-value");
@@ -393,7 +404,12 @@ fn create_namespaces(dir: &Path, tag: &str) {
             .await
             .unwrap();
         for i in 0..NAMESPACES_PER_PROCESS {
-            put(&vault, &format!("{tag}-{i}/s"), format!("{tag}-{i}").as_bytes()).await;
+            put(
+                &vault,
+                &format!("{tag}-{i}/s"),
+                format!("{tag}-{i}").as_bytes(),
+            )
+            .await;
         }
     });
 }
@@ -438,7 +454,9 @@ fn two_processes_adding_namespace_keys_to_one_key_file_lose_none() {
     let key = key_file(dir.path());
     assert_eq!(key.namespace_key_count(), 2 * NAMESPACES_PER_PROCESS);
     rt.block_on(async {
-        let vault = LocalVault::open(dir.path().join("vault"), key).await.unwrap();
+        let vault = LocalVault::open(dir.path().join("vault"), key)
+            .await
+            .unwrap();
         for tag in ["parent", "child"] {
             for i in 0..NAMESPACES_PER_PROCESS {
                 let n = format!("{tag}-{i}/s");

@@ -34,8 +34,8 @@ use crate::monitor::{Alert, AlertHook, Monitor, MonitorConfig};
 use crate::policy::{Capability, Policy};
 use crate::secret::{Secret, SecretString};
 use crate::store::{
-    DeleteOptions, Erasure, ListEntry, ListOptions, PutOptions, SecretMetadata, SecretName, SecretStore,
-    VersionInfo, VersionSelector,
+    DeleteOptions, Erasure, ListEntry, ListOptions, PutOptions, SecretMetadata, SecretName,
+    SecretStore, VersionInfo, VersionSelector,
 };
 
 struct Inner {

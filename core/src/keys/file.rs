@@ -644,7 +644,11 @@ fn parse(id: &KeyId, path: &Path, raw: &[u8]) -> Result<Contents> {
                         format!("key file {shown} holds an invalid namespace name"),
                     )
                 })?;
-            if namespaces.keys().next_back().is_some_and(|last: &String| last.as_str() >= name) {
+            if namespaces
+                .keys()
+                .next_back()
+                .is_some_and(|last: &String| last.as_str() >= name)
+            {
                 return Err(Error::new(
                     ErrorKind::Integrity,
                     format!("key file {shown} lists namespace keys out of order"),

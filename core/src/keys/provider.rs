@@ -239,7 +239,10 @@ impl MasterKeys {
         if !versions.contains_key(&current) {
             return Err(Error::new(
                 ErrorKind::Integrity,
-                format!("master key {}: current version {current} is missing", self.id),
+                format!(
+                    "master key {}: current version {current} is missing",
+                    self.id
+                ),
             ));
         }
         let mut state = self

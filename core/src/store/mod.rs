@@ -13,8 +13,9 @@ pub mod local;
 pub mod memory;
 
 pub use types::{
-    Capabilities, DeleteOptions, Erasure, ListEntry, ListOptions, ListPage, PutOptions, SecretMetadata,
-    SecretName, SecretRef, SecretVersion, Stage, VersionId, VersionInfo, VersionSelector,
+    Capabilities, DeleteOptions, Erasure, ListEntry, ListOptions, ListPage, PutOptions,
+    SecretMetadata, SecretName, SecretRef, SecretVersion, Stage, VersionId, VersionInfo,
+    VersionSelector,
 };
 
 use async_trait::async_trait;

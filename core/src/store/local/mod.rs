@@ -49,9 +49,9 @@ use self::key_storage::SqliteKeyStorage;
 use self::pool::{Pool, open_connection};
 use self::schema::{SCHEMA_VERSION, sql_error};
 use super::{
-    Capabilities, DeleteOptions, Erasure, ListEntry, ListOptions, ListPage, PutOptions, SecretMetadata,
-    SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionInfo, VersionSelector,
-    listing,
+    Capabilities, DeleteOptions, Erasure, ListEntry, ListOptions, ListPage, PutOptions,
+    SecretMetadata, SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionInfo,
+    VersionSelector, listing,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{DataKey, Envelope, KeyId, KeyProvider, KeyVersion, Keyring, WrappedDek};

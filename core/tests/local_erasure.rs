@@ -470,3 +470,85 @@ fn two_processes_adding_namespace_keys_to_one_key_file_lose_none() {
         assert!(vault.verify().await.unwrap().is_ok());
     });
 }
+
+const READ_ONLY_CHILD_ENV: &str = "SEALBOX_RO_KEY_CHILD";
+
+/// A key file whose directory cannot be written (a read-only mount, as a Kubernetes secret
+/// volume is): new namespaces still work, wrapped by the master key alone, and erasing one
+/// says truthfully that backups are not covered.
+fn read_only_key_file_scenario(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let vault = LocalVault::create(dir.join("vault"), key_file(dir))
+            .await
+            .unwrap();
+        put(&vault, "bound/a", b"bound-value").await;
+        let keys = dir.join("keys");
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o500)).unwrap();
+        // A fresh process on the read-only key file.
+        let vault = LocalVault::open(vault.path(), key_file(dir)).await.unwrap();
+        put(&vault, "unbound/a", b"unbound-value").await;
+        assert_eq!(read(&vault, "unbound/a").await.unwrap(), b"unbound-value");
+        assert_eq!(vault.keyring().unbound_keks().unwrap(), 1);
+        let backup = copy_vault(vault.path(), &dir.join("backup"));
+        let erasure = vault.erase_namespace("unbound").await.unwrap();
+        assert!(!erasure.backups_covered, "{erasure:?}");
+        let backup = LocalVault::open(&backup, key_file(dir)).await.unwrap();
+        assert_eq!(read(&backup, "unbound/a").await.unwrap(), b"unbound-value");
+        // Destroying a namespace key needs the key file written: refused, nothing destroyed.
+        let err = vault.erase_namespace("bound").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+        assert_eq!(read(&vault, "bound/a").await.unwrap(), b"bound-value");
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+    });
+}
+
+#[test]
+fn read_only_key_child() {
+    let Ok(dir) = std::env::var(READ_ONLY_CHILD_ENV) else {
+        return;
+    };
+    // SAFETY: setgid/setuid have no memory-safety preconditions; this test process is a
+    // fresh child running only this test (one thread), and the results are checked.
+    unsafe {
+        assert_eq!(libc::setgid(65534), 0);
+        assert_eq!(libc::setuid(65534), 0);
+    }
+    read_only_key_file_scenario(Path::new(&dir));
+}
+
+#[test]
+fn a_read_only_key_file_still_serves_new_namespaces_and_erasure_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    if std::env::var(READ_ONLY_CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        read_only_key_file_scenario(dir.path());
+        return;
+    }
+    // Root writes through any mode: the scenario runs as `nobody` in a child process.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "read_only_key_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(READ_ONLY_CHILD_ENV, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -45,6 +45,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ring::digest;
@@ -117,6 +118,9 @@ pub struct LocalKeyFile {
     keys: MasterKeys,
     namespaces: RwLock<NamespaceKeys>,
     rotation: Mutex<()>,
+    /// Set once adding a namespace key failed because the file cannot be written (a
+    /// read-only mount): the warning is given once per process.
+    read_only_warned: AtomicBool,
 }
 
 impl LocalKeyFile {
@@ -144,6 +148,7 @@ impl LocalKeyFile {
             }),
             path,
             rotation: Mutex::new(()),
+            read_only_warned: AtomicBool::new(false),
         })
     }
 
@@ -174,6 +179,7 @@ impl LocalKeyFile {
                     }),
                     path: path.to_path_buf(),
                     rotation: Mutex::new(()),
+                    read_only_warned: AtomicBool::new(false),
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::open(id, path),
@@ -355,6 +361,16 @@ impl LocalKeyFile {
     }
 }
 
+/// Whether `e` is the file system refusing to write the key file or its lock (read-only mount,
+/// no write permission on the directory).
+fn cannot_write(e: &Error) -> bool {
+    e.kind() == ErrorKind::Io
+        && std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|c| c == libc::EROFS || c == libc::EACCES || c == libc::EPERM)
+}
+
 /// The namespace key tag `wrapped` is bound to, if it is a local namespace-bound wrap.
 fn bound_tag(wrapped: &WrappedKey) -> Option<[u8; TAG_LEN]> {
     Envelope::parse(&wrapped.ciphertext)
@@ -414,7 +430,26 @@ impl KeyProvider for LocalKeyFile {
         context: &[u8],
         key: &Secret,
     ) -> Result<WrappedKey> {
-        let ns = self.namespace_key(namespace)?;
+        let ns = match self.namespace_key(namespace) {
+            Ok(ns) => ns,
+            // A key file on a read-only mount (a Kubernetes secret volume) still serves the
+            // vault as before namespace keys; the erasure then says it does not reach backups.
+            Err(e) if cannot_write(&e) => {
+                if !self.read_only_warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "sealbox::keys",
+                        error = %e,
+                        "key file {} cannot be written, so new namespaces get no namespace key: \
+                         their keys are wrapped by the master key alone, and erasing them will \
+                         not reach vault backups until the key file is writable and the vault is \
+                         opened again",
+                        self.path.display()
+                    );
+                }
+                return self.keys.wrap(context, key);
+            }
+            Err(e) => return Err(e),
+        };
         let master = self.keys.current_key()?;
         Ok(WrappedKey {
             provider: self.keys.id().clone(),

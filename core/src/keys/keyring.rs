@@ -457,11 +457,15 @@ impl Keyring {
                 }
                 let context = kek_context(&namespace, kek.version);
                 let material = self.unwrap_kek(&context, wrapped).await?;
-                kek.wrapped = Some(
-                    self.provider
-                        .wrap_for_namespace(&self.scoped(&namespace), &context, &material)
-                        .await?,
-                );
+                let rewrapped = self
+                    .provider
+                    .wrap_for_namespace(&self.scoped(&namespace), &context, &material)
+                    .await?;
+                if current && !self.provider.is_namespace_bound(&rewrapped) {
+                    // The provider could not bind it (a read-only key file): nothing gained.
+                    continue;
+                }
+                kek.wrapped = Some(rewrapped);
                 changed += 1;
             }
             if changed > 0 {

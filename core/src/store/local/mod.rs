@@ -20,6 +20,12 @@
 //!   processes; compare-and-set is checked inside the write transaction, so it holds across
 //!   processes too. Administrative operations (create, rotations, erasure) also take an
 //!   exclusive file lock on `<vault>.lock`.
+//! - **Erasure.** [`LocalVault::erase_namespace`] destroys the namespace's key in the master
+//!   key provider (the local key file holds one per namespace; KEKs are wrapped under a key
+//!   derived from it and the master key), then its KEKs and rows, then truncates the WAL;
+//!   deleted pages are zeroed (`secure_delete`). Copies of the vault taken before cannot read
+//!   the namespace with the current key material; [`Erasure::backups_covered`] says when a
+//!   provider without namespace keys leaves them readable.
 //! - **Refusals on open.** A vault file that group or others can access (`Config`), a file
 //!   SQLite finds shorter than its header says once its WAL is replayed (`Truncated`), a
 //!   non-SQLite or damaged file (`Integrity`, `PRAGMA quick_check`), a schema from a newer
@@ -836,12 +842,14 @@ impl LocalVault {
     pub async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
         let ns = KeyId::new(namespace)?;
         let _lock = FileLock::acquire(self.path())?;
-        let has_keys = self.inner.keyring.namespace_keys(&ns)?.is_some();
-        let shred = if has_keys {
-            Some(self.inner.keyring.shred_namespace(&ns).await?)
-        } else {
-            None
+        // Also when the vault holds no key record: the provider may still hold the
+        // namespace's key (an interrupted erasure), which a backup's record would need.
+        let shred = match self.inner.keyring.shred_namespace(&ns).await {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
         };
+        let has_keys = shred.is_some();
         self.clear_key_caches();
         let inner = self.inner.clone();
         let owned = namespace.to_owned();
@@ -870,8 +878,7 @@ impl LocalVault {
             secrets_erased: erased,
             key_versions_destroyed: shred.map_or(0, |s| s.kek_versions_destroyed as u64),
             provider_key_destroyed: shred.is_some_and(|s| s.provider_key_destroyed),
-            // Secrets without a key record hold DEKs nothing can unwrap any more.
-            backups_covered: shred.is_none_or(|s| s.reaches_copies),
+            backups_covered: shred.is_some_and(|s| s.reaches_copies),
         })
     }
 

@@ -235,8 +235,11 @@ pub enum KeysCommand {
 /// `sealbox namespace ...`.
 #[derive(Debug, Subcommand)]
 pub enum NamespaceCommand {
-    /// Destroy a namespace's keys in the vault and delete its secrets (a backup of the vault
-    /// taken before, with the master key, still reads them).
+    /// Destroy a namespace's keys and delete its secrets, for good: its namespace key is
+    /// removed from the master key file and its wrapped keys from the vault, whose journal
+    /// is then truncated. A backup of the vault taken before cannot read the namespace with
+    /// the current key file; a copy of the key file taken before the erase, with such a
+    /// backup, still can.
     Erase {
         /// The namespace to erase.
         namespace: String,

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use sealbox::audit::{Action, AuditEvent, Resource};
 use sealbox::config::{Config, LOCAL_MASTER_KEY_ID, ProviderConfig};
 use sealbox::keys::{KeyId, LocalKeyFile};
-use sealbox::store::SecretStore;
 use sealbox::store::local::LocalVault;
+use sealbox::store::{Erasure, SecretStore};
 use sealbox::{Error, ErrorKind, Result, Sealbox};
 
 use crate::client_store::ClientStore;
@@ -73,6 +73,11 @@ async fn open_vault(vault_path: &Path, key_path: &Path) -> Result<LocalVault> {
 
 /// The vault and key file of the one `local` store in the config at `path`.
 fn local_store_in_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    local_store_of_config(path).map(|(_, vault, key)| (vault, key))
+}
+
+/// The id, vault and key file of the one `local` store in the config at `path`.
+fn local_store_of_config(path: &Path) -> Result<(String, PathBuf, PathBuf)> {
     let config = Config::from_path(path)?;
     let base = path
         .parent()
@@ -119,7 +124,7 @@ fn local_store_in_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
             ),
         )
     })?;
-    Ok((vault, key))
+    Ok((id.clone(), vault, key))
 }
 
 /// An open store for one command.
@@ -188,6 +193,20 @@ impl Session {
             .ok_or_else(|| Error::internal("a session without a vault or a config"))?;
         let (vault_path, key_path) = local_store_in_config(config)?;
         open_vault(&vault_path, &key_path).await
+    }
+
+    /// Erases a namespace of the local vault. Through `--config` the client does it, so the
+    /// library records the erasure in the config's audit log; `--vault` sessions have no log.
+    pub async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
+        match (&self.client, &self.config) {
+            (Some(client), Some(config)) => {
+                let (id, _, _) = local_store_of_config(config)?;
+                client
+                    .erase_namespace(&format!("sb://{id}/{namespace}"))
+                    .await
+            }
+            _ => self.vault().await?.erase_namespace(namespace).await,
+        }
     }
 
     /// Records a vault command in the client's audit log (`--config` sessions; `--vault`

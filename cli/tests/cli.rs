@@ -211,7 +211,19 @@ fn a_config_with_a_local_store_serves_data_and_vault_commands_and_audits_them() 
 
     let log = s.path("audit.jsonl");
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("\"action\":\"erase\""), "{text}");
+    // The library (the client) records the erasure: who, which namespace, what was destroyed.
+    let erase = text
+        .lines()
+        .find(|l| l.contains("\"event\":\"namespace.erase\""))
+        .unwrap_or_else(|| panic!("no erase event: {text}"));
+    for want in [
+        "\"user\":\"user:ops\"",
+        "\"resource\":\"acme\"",
+        "\"success\":true",
+        "namespace key in the master key provider is destroyed",
+    ] {
+        assert!(erase.contains(want), "missing {want}: {erase}");
+    }
     assert!(text.contains("\"action\":\"key\""), "{text}");
     assert!(!text.contains("t0ken-value") && !text.contains("acme-value"));
     let o = run(&["audit", "verify", log.to_str().unwrap()]);

@@ -269,6 +269,51 @@ fn list_delete_restore_and_not_found() {
 }
 
 #[test]
+fn an_erased_namespace_cannot_be_read_from_a_vault_backup_with_the_current_key_file() {
+    let v = Vault::init();
+    v.ok(&["put", DB], DB_JSON.as_bytes());
+    v.ok(&["put", "acme/prod/api/key"], b"acme-token-value");
+    // A file-level backup of the vault (and its journal, if any), taken before the erase.
+    let backup = v.path("backup.db");
+    std::fs::copy(v.vault(), &backup).unwrap();
+    let wal = v.path("vault.db-wal");
+    if wal.exists() {
+        std::fs::copy(&wal, v.path("backup.db-wal")).unwrap();
+    }
+
+    let erased = v.json(&["namespace", "erase", "acme", "--yes"], b"");
+    assert_eq!(erased["secrets_erased"], 1, "{erased}");
+    assert_eq!(erased["provider_key_destroyed"], true, "{erased}");
+    assert_eq!(erased["backups_covered"], true, "{erased}");
+    let human = v.ok(&["namespace", "erase", "acme", "--yes"], b"");
+    assert!(human.contains("cannot read it"), "{human}");
+
+    let from_backup = |args: &[&str]| {
+        support::run_with_env(
+            args,
+            b"",
+            &[("SEALBOX_VAULT", &backup), ("SEALBOX_KEY_FILE", &v.key())],
+        )
+    };
+    let o = from_backup(&["get", "acme/prod/api/key", "--reveal"]);
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: key_destroyed: "),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+    assert_no_value(&o, "acme-token-value");
+    let o = from_backup(&["get", DB, "--reveal"]);
+    assert_eq!(
+        o.stdout,
+        DB_JSON.as_bytes(),
+        "the backup's other namespaces still read: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn key_rotation_verify_and_namespace_erasure() {
     let v = Vault::init();
     v.ok(&["put", DB], DB_JSON.as_bytes());

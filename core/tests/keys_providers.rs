@@ -127,7 +127,8 @@ fn key_files_of_the_wrong_shape_are_refused_with_typed_errors() {
             "newer format",
             {
                 let mut b = good.clone();
-                b[4] = 2;
+                // Format 2 (namespace keys) is read by this build; 3 is not.
+                b[4] = 3;
                 b
             },
             ErrorKind::UnsupportedVersion,
@@ -309,4 +310,55 @@ fn env_key_reads_the_process_environment() {
     let err = EnvKey::from_env(id("env"), "PATH").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.to_string().contains("must be base64"), "{err}");
+}
+
+#[tokio::test]
+async fn namespace_keys_live_in_the_key_file_and_die_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.key");
+    let key = LocalKeyFile::open_or_create(id("local"), &path).unwrap();
+    assert_eq!(
+        fs::read(&path).unwrap()[4],
+        1,
+        "no namespace key yet: format 1"
+    );
+    let kek = Secret::random(32).unwrap();
+    let wrapped = key
+        .wrap_for_namespace("store/tenant", b"ctx", &kek)
+        .await
+        .unwrap();
+    assert!(key.is_namespace_bound(&wrapped));
+    assert!(!key.is_namespace_bound(&key.wrap(b"ctx", &kek).await.unwrap()));
+    assert_eq!(fs::read(&path).unwrap()[4], 2);
+    // A rotation keeps the namespace key; another process reads both.
+    key.rotate().await.unwrap();
+    let other = LocalKeyFile::open(id("local"), &path).unwrap();
+    assert_eq!(other.namespace_key_count(), 1);
+    assert!(other.unwrap(b"ctx", &wrapped).await.unwrap().ct_eq(&kek));
+    // A namespace key is covered by the file's checksum like the master versions.
+    let mut damaged = fs::read(&path).unwrap();
+    let last = damaged.len() - 33;
+    damaged[last] ^= 1;
+    let bad = dir.path().join("damaged.key");
+    fs::write(&bad, &damaged).unwrap();
+    fs::set_permissions(&bad, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        LocalKeyFile::open(id("local"), &bad).unwrap_err().kind(),
+        ErrorKind::Integrity
+    );
+
+    // Destroyed in one process: the other, which holds it in memory, refuses it too.
+    assert!(key.destroy_namespace_key("store/tenant").await.unwrap());
+    assert!(!key.destroy_namespace_key("store/tenant").await.unwrap());
+    let err = other.unwrap(b"ctx", &wrapped).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeyDestroyed, "{err}");
+    assert_eq!(fs::read(&path).unwrap()[4], 1, "back to format 1");
+    // A new key for the same namespace does not open the old wrap.
+    key.wrap_for_namespace("store/tenant", b"ctx", &kek)
+        .await
+        .unwrap();
+    assert_eq!(
+        key.unwrap(b"ctx", &wrapped).await.unwrap_err().kind(),
+        ErrorKind::KeyDestroyed
+    );
 }

@@ -154,7 +154,10 @@ async fn erasing_a_namespace_removes_it_and_nothing_else() {
         .await
         .unwrap();
 
-    assert_eq!(vault.erase_namespace("gone").await.unwrap(), 2);
+    assert_eq!(
+        vault.erase_namespace("gone").await.unwrap().secrets_erased,
+        2
+    );
     for v in [&vault, &other] {
         let err = v
             .get(&name("gone/a"), &VersionSelector::Current)

@@ -62,8 +62,6 @@ pub async fn verify(vault: &Vault) -> Result<String> {
 
 /// Erases `namespace` (destroys its keys); returns a one-line summary.
 pub async fn erase_namespace(vault: &Vault, namespace: &str) -> Result<String> {
-    let erased = vault.erase_namespace(namespace).await?;
-    Ok(format!(
-        "erased namespace {namespace}: its keys in this vault are destroyed, {erased} secret(s) deleted"
-    ))
+    let erasure = vault.erase_namespace(namespace).await?;
+    Ok(erasure.summary())
 }

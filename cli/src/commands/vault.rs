@@ -153,15 +153,19 @@ pub async fn keys(session: &Session, command: KeysCommand) -> Result<Outcome> {
 struct EraseReport {
     namespace: String,
     secrets_erased: u64,
+    key_versions_destroyed: u64,
+    /// The namespace key in the master key file was destroyed.
+    provider_key_destroyed: bool,
+    /// Vault copies taken before the erase can no longer read the namespace with the
+    /// current key file.
+    backups_covered: bool,
+    #[serde(skip)]
+    summary: String,
 }
 
 impl Report for EraseReport {
     fn human(&self) -> String {
-        format!(
-            "erased namespace {}: its keys in this vault are destroyed and {} secrets deleted \
-             (backups taken before still hold them)\n",
-            self.namespace, self.secrets_erased
-        )
+        format!("{}\n", self.summary)
     }
 }
 
@@ -179,12 +183,15 @@ pub async fn namespace(session: &Session, command: NamespaceCommand) -> Result<O
     if !yes {
         return Err(erase_needs_confirmation());
     }
-    let vault = session.vault().await?;
-    let result = vault.erase_namespace(&namespace).await;
-    session.audit(Action::Erase, &namespace, &result)?;
+    // The library audits the erasure (through --config's client).
+    let erasure = session.erase_namespace(&namespace).await?;
     Ok(Outcome::report(&EraseReport {
-        secrets_erased: result?,
         namespace,
+        secrets_erased: erasure.secrets_erased,
+        key_versions_destroyed: erasure.key_versions_destroyed,
+        provider_key_destroyed: erasure.provider_key_destroyed,
+        backups_covered: erasure.backups_covered,
+        summary: erasure.summary(),
     }))
 }
 

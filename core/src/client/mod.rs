@@ -34,8 +34,8 @@ use crate::monitor::{Alert, AlertHook, Monitor, MonitorConfig};
 use crate::policy::{Capability, Policy};
 use crate::secret::{Secret, SecretString};
 use crate::store::{
-    DeleteOptions, ListEntry, ListOptions, PutOptions, SecretMetadata, SecretName, SecretStore,
-    VersionInfo, VersionSelector,
+    DeleteOptions, Erasure, ListEntry, ListOptions, PutOptions, SecretMetadata, SecretName,
+    SecretStore, VersionInfo, VersionSelector,
 };
 
 struct Inner {
@@ -807,6 +807,41 @@ impl Sealbox {
         }
     }
 
+    /// Crypto-shreds a namespace of the store it routes to (`"predis"`, or
+    /// `"sb://STORE/predis"` to name the store): its keys are destroyed and its secrets
+    /// deleted, for good (see [`SecretStore::erase_namespace`]; the local vault is the store
+    /// that supports it). Needs the `admin` capability under a policy. The erasure is audited
+    /// here, whoever calls it: an `erase` event (`namespace.erase`) naming the namespace, the
+    /// store and the principal, whose `reason` says what was destroyed and which copies are
+    /// not covered ([`Erasure::summary`]). Every cached value is dropped, since any of them
+    /// may belong to the namespace.
+    pub async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
+        let route = self.inner.router.resolve(namespace)?;
+        let resource = route.resource();
+        self.authorize(Capability::Admin, Action::Erase, &resource)?;
+        self.audit_ready_for_change(Action::Erase, &resource)?;
+        self.inner.metrics.writes.incr();
+        let result = route.store.erase_namespace(route.name.as_str()).await;
+        if let Some(cache) = &self.inner.cache {
+            cache.clear();
+        }
+        match result {
+            Ok(erasure) => {
+                let mut event = self.event(Action::Erase, resource);
+                event.reason = Some(erasure.summary().into());
+                self.audit_ok(event)?;
+                Ok(erasure)
+            }
+            Err(e) => {
+                self.inner.metrics.store_error(e.kind());
+                let event = self
+                    .event(Action::Erase, resource)
+                    .failed(e.kind().as_str());
+                Err(self.audit_failure(event, e))
+            }
+        }
+    }
+
     /// Records an event produced elsewhere (rotation, key operations, break-glass) under this
     /// client's audit log; a no-op without one.
     pub fn record_event(&self, event: AuditEvent) -> Result<()> {
@@ -992,6 +1027,11 @@ impl BlockingSealbox {
     /// See [`Sealbox::delete`].
     pub fn delete(&self, name: &str, options: &DeleteOptions) -> Result<()> {
         self.rt.block_on(self.client.delete(name, options))
+    }
+
+    /// See [`Sealbox::erase_namespace`].
+    pub fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
+        self.rt.block_on(self.client.erase_namespace(namespace))
     }
 
     /// See [`Sealbox::flush_audit`].

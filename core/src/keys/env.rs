@@ -6,6 +6,11 @@
 //! `/proc/PID/environ` to the same user), which is the price of this provider.
 //!
 //! One version; [`KeyProvider::rotate`](super::KeyProvider::rotate) returns `Unsupported`.
+//!
+//! Erasure: it holds no namespace keys, so erasing a namespace destroys its KEKs in the vault
+//! file only and reports `backups_covered: false`: a copy of the vault taken before, with the
+//! same variable, still reads the namespace. Use the local key file where erasure must reach
+//! backups.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -131,6 +131,9 @@ impl std::fmt::Debug for WrappedDek {
 pub struct Keyring {
     provider: Arc<dyn KeyProvider>,
     storage: Arc<dyn KeyStorage>,
+    /// Prefixes namespace names given to the provider (`<scope>/<namespace>`), so that two
+    /// stores sharing one key file never share a namespace key.
+    scope: String,
     cache: RwLock<HashMap<KeyId, Arc<NsState>>>,
     /// How many unwrapped KEKs `cache` holds at most: as many as fit in their share of
     /// RLIMIT_MEMLOCK (KEKs are always locked).
@@ -179,9 +182,22 @@ impl Keyring {
         provider: Arc<dyn KeyProvider>,
         storage: Arc<dyn KeyStorage>,
     ) -> Result<Keyring> {
+        Self::open_scoped(provider, storage, "").await
+    }
+
+    /// [`Keyring::open`] for a store whose namespace keys (held by providers that hold them,
+    /// see [`KeyProvider::holds_namespace_keys`]) are named `<scope>/<namespace>`: a store
+    /// passes its own id, so that two stores sharing one key file never share a namespace key
+    /// and erasing a namespace in one leaves the other's alone.
+    pub async fn open_scoped(
+        provider: Arc<dyn KeyProvider>,
+        storage: Arc<dyn KeyStorage>,
+        scope: &str,
+    ) -> Result<Keyring> {
         let keyring = Keyring {
             provider,
             storage,
+            scope: scope.to_owned(),
             cache: RwLock::new(HashMap::new()),
             kek_capacity: memory::keys_within_budget(
                 DataKey::locked_footprint(),
@@ -305,13 +321,45 @@ impl Keyring {
             .map(|_| ())
     }
 
-    /// Crypto-shredding: destroys every KEK version of the namespace. Every DEK wrapped by
-    /// them, and so every value they encrypt, becomes unreadable (`KeyDestroyed`). Nothing
-    /// else is touched. A later write to the namespace starts a fresh KEK version.
-    pub async fn shred_namespace(&self, namespace: &KeyId) -> Result<()> {
-        self.write_namespace(namespace, Change::Shred)
-            .await
-            .map(|_| ())
+    /// Crypto-shredding: destroys the namespace's key in the provider (when the provider
+    /// holds one, see [`KeyProvider::holds_namespace_keys`]), then every KEK version of the
+    /// namespace in storage. Every DEK wrapped by them, and so every value they encrypt,
+    /// becomes unreadable (`KeyDestroyed`). Nothing else is touched. A later write to the
+    /// namespace starts a fresh KEK version under a fresh namespace key.
+    ///
+    /// The provider's key goes first: once it is gone, every copy of the storage (a backup,
+    /// old WAL frames) is unreadable for this namespace, so a crash before the KEK records
+    /// are destroyed leaves nothing readable, and running the shred again finishes it.
+    /// [`NamespaceShred::reaches_copies`] says whether copies are covered. `NotFound` when the
+    /// namespace has neither a key record nor a provider key.
+    pub async fn shred_namespace(&self, namespace: &KeyId) -> Result<NamespaceShred> {
+        let record = self.storage.load_namespace(namespace)?;
+        let unbound = record.as_ref().map_or(0, |r| {
+            r.keks
+                .iter()
+                .filter_map(|k| k.wrapped.as_ref())
+                .filter(|w| !self.provider.is_namespace_bound(w))
+                .count()
+        });
+        let live = record
+            .as_ref()
+            .map_or(0, |r| r.keks.iter().filter(|k| k.wrapped.is_some()).count());
+        let provider_key_destroyed = self
+            .provider
+            .destroy_namespace_key(&self.scoped(namespace))
+            .await?;
+        if record.is_some() {
+            self.write_namespace(namespace, Change::Shred).await?;
+        } else if !provider_key_destroyed {
+            return Err(Error::not_found(format!(
+                "namespace {namespace} has no keys"
+            )));
+        }
+        Ok(NamespaceShred {
+            kek_versions_destroyed: live,
+            provider_key_destroyed,
+            reaches_copies: self.provider.holds_namespace_keys() && unbound == 0,
+        })
     }
 
     /// Master rotation: the provider makes a new master version, then every KEK version of
@@ -324,8 +372,81 @@ impl Keyring {
     }
 
     /// Rewraps every KEK not under the current master version (resumes an interrupted master
-    /// rotation). Returns how many KEK versions were rewrapped.
+    /// rotation), binding each to its namespace key where the provider holds them. Returns
+    /// how many KEK versions were rewrapped.
     pub async fn rewrap_keks(&self) -> Result<usize> {
+        self.rewrap_where(true).await
+    }
+
+    /// Binds every KEK still wrapped by the master key alone (a store made before namespace
+    /// keys) to its namespace key, when the provider holds namespace keys: from then on,
+    /// erasing the namespace reaches copies of the store taken after this call. A no-op for
+    /// other providers. Returns how many KEK versions were rewrapped.
+    pub async fn bind_namespace_keys(&self) -> Result<usize> {
+        if !self.provider.holds_namespace_keys() {
+            return Ok(0);
+        }
+        self.rewrap_where(false).await
+    }
+
+    /// How many live KEK versions are wrapped by the master key alone although the provider
+    /// holds namespace keys (see [`Keyring::bind_namespace_keys`]).
+    pub fn unbound_keks(&self) -> Result<usize> {
+        if !self.provider.holds_namespace_keys() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for namespace in self.storage.namespaces()? {
+            if let Some(record) = self.storage.load_namespace(&namespace)? {
+                n += record
+                    .keks
+                    .iter()
+                    .filter_map(|k| k.wrapped.as_ref())
+                    .filter(|w| !self.provider.is_namespace_bound(w))
+                    .count();
+            }
+        }
+        Ok(n)
+    }
+
+    /// Master retirement: rewraps every KEK under the current master version (bound to its
+    /// namespace key where the provider holds them), checks that no live KEK is wrapped under
+    /// anything older, then has the provider remove every older master version for good
+    /// ([`KeyProvider::retire_below`]; the local key file rewrites itself without them).
+    /// After this, a copy of the old key file still opens copies of the store taken before,
+    /// but nothing in the current key material opens a KEK wrapped under a retired version.
+    ///
+    /// Only this store's KEKs are checked: when several stores share one key file, rewrap
+    /// each of them (`rewrap_keks` or `rotate_master`) before retiring in any.
+    /// Errors: `Conflict` when a KEK is still under an old version (another process rotated
+    /// meanwhile; run it again), `Unsupported` from providers that cannot retire.
+    pub async fn retire_master(&self) -> Result<MasterRetirement> {
+        let current = self.provider.current_version().await?;
+        self.rewrap_keks().await?;
+        for namespace in self.storage.namespaces()? {
+            let Some(record) = self.storage.load_namespace(&namespace)? else {
+                continue;
+            };
+            for kek in &record.keks {
+                if let Some(w) = &kek.wrapped
+                    && (w.master_version < current || &w.provider != self.provider.id())
+                {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "KEK {} of namespace {namespace} is still wrapped under master \
+                             {} {}; nothing was retired; run the retirement again",
+                            kek.version, w.provider, w.master_version
+                        ),
+                    ));
+                }
+            }
+        }
+        let retired = self.provider.retire_below(current).await?;
+        Ok(MasterRetirement { current, retired })
+    }
+
+    async fn rewrap_where(&self, stale_master: bool) -> Result<usize> {
         let mut count = 0;
         for namespace in self.storage.namespaces()? {
             let _guard = self.writer.lock().await;
@@ -338,12 +459,29 @@ impl Keyring {
                 let Some(wrapped) = &kek.wrapped else {
                     continue;
                 };
-                if wrapped.master_version == master && &wrapped.provider == self.provider.id() {
+                let current =
+                    wrapped.master_version == master && &wrapped.provider == self.provider.id();
+                let bound = !self.provider.holds_namespace_keys()
+                    || self.provider.is_namespace_bound(wrapped);
+                let due = if stale_master {
+                    !current || !bound
+                } else {
+                    !bound
+                };
+                if !due {
                     continue;
                 }
                 let context = kek_context(&namespace, kek.version);
                 let material = self.unwrap_kek(&context, wrapped).await?;
-                kek.wrapped = Some(self.provider.wrap(&context, &material).await?);
+                let rewrapped = self
+                    .provider
+                    .wrap_for_namespace(&self.scoped(&namespace), &context, &material)
+                    .await?;
+                if current && !self.provider.is_namespace_bound(&rewrapped) {
+                    // The provider could not bind it (a read-only key file): nothing gained.
+                    continue;
+                }
+                kek.wrapped = Some(rewrapped);
                 changed += 1;
             }
             if changed > 0 {
@@ -518,6 +656,15 @@ impl Keyring {
         }
     }
 
+    /// The namespace's name as the provider knows it.
+    fn scoped(&self, namespace: &KeyId) -> String {
+        if self.scope.is_empty() {
+            namespace.as_str().to_owned()
+        } else {
+            format!("{}/{namespace}", self.scope)
+        }
+    }
+
     fn state(&self, namespace: &KeyId) -> Result<Option<Arc<NsState>>> {
         if let Some(s) = self
             .cache
@@ -580,7 +727,10 @@ impl Keyring {
                 };
                 let kek = DataKey::generate(namespace.clone(), version)?;
                 let context = kek_context(namespace, version);
-                let wrapped = self.provider.wrap(&context, kek.material()).await?;
+                let wrapped = self
+                    .provider
+                    .wrap_for_namespace(&self.scoped(namespace), &context, kek.material())
+                    .await?;
                 record.keks.push(KekRecord {
                     version,
                     created_at: now,
@@ -636,6 +786,30 @@ impl std::fmt::Debug for Keyring {
             .field("storage", &self.storage)
             .finish_non_exhaustive()
     }
+}
+
+/// What [`Keyring::shred_namespace`] destroyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamespaceShred {
+    /// KEK versions destroyed in storage (0 when re-running a finished shred).
+    pub kek_versions_destroyed: usize,
+    /// Whether the provider held a key for the namespace and destroyed it now.
+    pub provider_key_destroyed: bool,
+    /// Whether copies of the storage taken before (backups, WAL frames, free pages) are
+    /// unreadable for this namespace with the current key material: true when the provider
+    /// holds namespace keys and every KEK destroyed was bound to one. False for providers
+    /// without namespace keys (passphrase, environment, KMS): a copy plus the master key
+    /// still reads the namespace.
+    pub reaches_copies: bool,
+}
+
+/// What [`Keyring::retire_master`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MasterRetirement {
+    /// The master version every KEK is now wrapped under.
+    pub current: KeyVersion,
+    /// The master versions removed from the provider.
+    pub retired: Vec<KeyVersion>,
 }
 
 enum Change {

@@ -22,8 +22,15 @@
 //!    [`Keyring::rewrap_dek`] for each of its wrapped DEKs in that namespace and may retire
 //!    the old KEK with [`Keyring::set_min_decryption_version`]. [`Keyring::rotate_dek`] gives
 //!    a fresh DEK for re-encrypting one secret. [`RotationSchedule`] says when each is due.
-//! 6. Erasure: [`Keyring::shred_namespace`] destroys every KEK version of a namespace; every
-//!    value in it then fails with `KeyDestroyed`. Audit it.
+//!    [`Keyring::retire_master`] then removes the older master versions from the provider
+//!    once every KEK is rewrapped under the current one.
+//! 6. Erasure: [`Keyring::shred_namespace`] destroys the namespace's key in the provider
+//!    (the local key file holds one per namespace, and KEKs are wrapped under a key derived
+//!    from it and the master key), then every KEK version of the namespace; every value in it,
+//!    in the store and in any copy of it taken before, then fails with `KeyDestroyed`.
+//!    [`NamespaceShred::reaches_copies`] is false for providers without namespace keys
+//!    (passphrase, environment, KMS): copies plus the master key still read it. Audit it
+//!    (`Sealbox::erase_namespace` does).
 //!
 //! Callers who encrypt their own records use [`DataKey::generate`] and [`Envelope`] directly.
 
@@ -33,6 +40,7 @@ mod envelope;
 mod file;
 mod ids;
 mod keyring;
+mod namespace_key;
 mod passphrase;
 mod provider;
 mod schedule;
@@ -41,10 +49,10 @@ mod storage;
 pub use data_key::{DataKey, KEY_LEN, MAX_USES};
 pub use env::EnvKey;
 pub use envelope::{Algorithm, Envelope, EnvelopeView, FORMAT_V1, MAGIC, TAG_LEN};
-pub use file::LocalKeyFile;
 pub(crate) use file::check_owner;
+pub use file::{LocalKeyFile, MAX_NAMESPACE_KEYS};
 pub use ids::{KeyId, KeyVersion, MAX_KEY_ID_LEN};
-pub use keyring::{Keyring, WrappedDek};
+pub use keyring::{Keyring, MasterRetirement, NamespaceShred, WrappedDek};
 pub use passphrase::{PassphraseCost, PassphraseKey, PassphraseParams};
 pub use provider::{KeyCheck, KeyProvider, WrappedKey};
 pub use schedule::{KeyRole, RotationPeriod, RotationSchedule};

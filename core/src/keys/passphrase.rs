@@ -13,6 +13,11 @@
 //! returns `Unsupported`. To change the passphrase, open a keyring with the old provider and
 //! rewrap under a new one.
 //!
+//! Erasure: it holds no namespace keys, so erasing a namespace destroys its KEKs in the vault
+//! file only and reports `backups_covered: false`: a copy of the vault taken before, with the
+//! same passphrase, still reads the namespace. Use the local key file where erasure must
+//! reach backups.
+//!
 //! Cost: the default is RFC 9106's second recommended option (64 MiB, 3 passes, 4 lanes), and
 //! [`PassphraseKey::create`] refuses anything below [`PassphraseCost::FLOOR`]. A record created
 //! with weaker parameters (by an older build) still opens, since its parameters are stored

@@ -138,6 +138,57 @@ pub trait KeyProvider: Send + Sync + std::fmt::Debug {
         let _ = version;
         Ok(None)
     }
+
+    /// Whether this provider keeps one key per namespace outside the store (the local key
+    /// file does), so that [`KeyProvider::destroy_namespace_key`] reaches copies of the store
+    /// taken before an erasure. The default is `false`: passphrase, environment and KMS
+    /// providers hold the master key only.
+    fn holds_namespace_keys(&self) -> bool {
+        false
+    }
+
+    /// Wraps the KEK of `namespace` (a name scoped to its store, e.g. `<store id>/<ns>`).
+    /// A provider that holds namespace keys binds the wrap to that namespace's key, creating
+    /// the key on first use; the default is [`KeyProvider::wrap`].
+    async fn wrap_for_namespace(
+        &self,
+        namespace: &str,
+        context: &[u8],
+        key: &Secret,
+    ) -> Result<WrappedKey> {
+        let _ = namespace;
+        self.wrap(context, key).await
+    }
+
+    /// Whether `wrapped` is bound to one of this provider's namespace keys (made by
+    /// [`KeyProvider::wrap_for_namespace`] on a provider that holds them).
+    fn is_namespace_bound(&self, wrapped: &WrappedKey) -> bool {
+        let _ = wrapped;
+        false
+    }
+
+    /// Destroys the key of `namespace` for good: every KEK bound to it, in any copy of any
+    /// store, can no longer be unwrapped (`KeyDestroyed`). `Ok(true)` when a key was
+    /// destroyed, `Ok(false)` when there was none (or the provider holds none).
+    async fn destroy_namespace_key(&self, namespace: &str) -> Result<bool> {
+        let _ = namespace;
+        Ok(false)
+    }
+
+    /// Removes every master version below `version` for good, once nothing is wrapped under
+    /// them any more ([`crate::keys::Keyring::retire_master`] checks that first). Returns the
+    /// versions removed. The default is `Unsupported`.
+    async fn retire_below(&self, version: KeyVersion) -> Result<Vec<KeyVersion>> {
+        let _ = version;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "master key {} cannot retire old versions here; retire them in the key \
+                 service itself",
+                self.id()
+            ),
+        ))
+    }
 }
 
 /// Master key versions held in this process (locked memory), shared by the local providers.
@@ -180,44 +231,59 @@ impl MasterKeys {
         self.read().current
     }
 
-    /// Installs `key` as the new current version (it must be the next version).
-    pub(crate) fn install(&self, key: DataKey) -> Result<()> {
-        let mut state = self
-            .state
-            .write()
-            .map_err(|_| Error::internal("master key state lock poisoned"))?;
-        if key.version() <= state.current {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!("master key {} is already at {}", self.id, state.current),
-            ));
-        }
-        state.current = key.version();
-        state.versions.insert(key.version(), Arc::new(key));
-        Ok(())
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, MasterState> {
         // A panic while holding the lock cannot leave the map half-updated (single inserts),
         // so a poisoned lock is still consistent.
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Replaces every version held with `versions` (the key file after an edit that may
+    /// have removed some).
+    pub(crate) fn replace(
+        &self,
+        current: KeyVersion,
+        versions: BTreeMap<KeyVersion, Arc<DataKey>>,
+    ) -> Result<()> {
+        if !versions.contains_key(&current) {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "master key {}: current version {current} is missing",
+                    self.id
+                ),
+            ));
+        }
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| Error::internal("master key state lock poisoned"))?;
+        state.current = current;
+        state.versions = versions;
+        Ok(())
+    }
+
+    /// The master version `version`.
     pub(crate) fn version(&self, version: KeyVersion) -> Result<Arc<DataKey>> {
         self.read().versions.get(&version).cloned().ok_or_else(|| {
             Error::not_found(format!(
-                "master key {} has no version {version}; was an older key file restored?",
+                "master key {} has no version {version}: it was retired, or an older key file was restored",
                 self.id
             ))
         })
     }
 
+    /// The current master version's key.
+    pub(crate) fn current_key(&self) -> Result<Arc<DataKey>> {
+        let state = self.read();
+        state
+            .versions
+            .get(&state.current)
+            .cloned()
+            .ok_or_else(|| Error::internal("current master version missing"))
+    }
+
     pub(crate) fn wrap(&self, context: &[u8], key: &Secret) -> Result<WrappedKey> {
-        let master = {
-            let state = self.read();
-            state.versions.get(&state.current).cloned()
-        }
-        .ok_or_else(|| Error::internal("current master version missing"))?;
+        let master = self.current_key()?;
         Ok(WrappedKey {
             provider: self.id.clone(),
             master_version: master.version(),

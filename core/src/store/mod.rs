@@ -13,13 +13,14 @@ pub mod local;
 pub mod memory;
 
 pub use types::{
-    Capabilities, DeleteOptions, ListEntry, ListOptions, ListPage, PutOptions, SecretMetadata,
-    SecretName, SecretRef, SecretVersion, Stage, VersionId, VersionInfo, VersionSelector,
+    Capabilities, DeleteOptions, Erasure, ListEntry, ListOptions, ListPage, PutOptions,
+    SecretMetadata, SecretName, SecretRef, SecretVersion, Stage, VersionId, VersionInfo,
+    VersionSelector,
 };
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
 
 /// A place secrets live. Implementations are `Send + Sync` and cheap to share behind an `Arc`.
@@ -69,4 +70,18 @@ pub trait SecretStore: Send + Sync + std::fmt::Debug {
         stage: &Stage,
         version: Option<&VersionId>,
     ) -> Result<()>;
+
+    /// Crypto-shreds a namespace: destroys its keys and deletes its secrets, for good.
+    /// [`Erasure`] says what was destroyed and whether copies taken before are covered.
+    /// Stores without their own key hierarchy answer `Unsupported` (the default).
+    async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "the {} store has no namespace keys to erase (namespace {namespace}); erase \
+                 is for the local vault",
+                self.kind()
+            ),
+        ))
+    }
 }

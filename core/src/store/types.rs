@@ -635,3 +635,50 @@ mod tests {
         assert!(VersionId::new(uuid) > VersionId::new("0"));
     }
 }
+
+/// What [`super::SecretStore::erase_namespace`] destroyed, and which copies it reaches.
+/// Names and counts only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    /// The namespace erased.
+    pub namespace: String,
+    /// Secrets deleted from the store.
+    pub secrets_erased: u64,
+    /// Namespace key (KEK) versions destroyed in the store.
+    pub key_versions_destroyed: u64,
+    /// Whether the master key provider held a key of this namespace outside the store and
+    /// destroyed it (the local key file does; passphrase, environment and KMS providers do
+    /// not).
+    pub provider_key_destroyed: bool,
+    /// Whether copies of the store taken before the erasure (backups, old WAL frames, free
+    /// pages) are now unreadable for this namespace with the current key material. When
+    /// false, such a copy plus the master key still reads the namespace.
+    pub backups_covered: bool,
+}
+
+impl Erasure {
+    /// One sentence on what was destroyed and what is not covered, for audit lines and
+    /// operators. Never holds a value.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "erased {} secret(s) and {} key version(s) of namespace {}",
+            self.secrets_erased, self.key_versions_destroyed, self.namespace
+        );
+        if self.provider_key_destroyed {
+            out.push_str("; its namespace key in the master key provider is destroyed");
+        }
+        if self.backups_covered {
+            out.push_str(
+                "; copies of the vault taken before cannot read it with the current key \
+                 material (an old copy of the key file still can)",
+            );
+        } else {
+            out.push_str(
+                "; NOT covered: copies of the vault taken before, with the master key, still \
+                 read it (the master key provider holds no namespace keys, or some keys \
+                 predate namespace keys)",
+            );
+        }
+        out
+    }
+}

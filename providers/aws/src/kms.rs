@@ -11,6 +11,11 @@
 //! a *different* KMS key is a master-key rotation in sealbox's terms: unwrap with the old
 //! provider, wrap with the new one.
 //!
+//! Erasure: KMS holds the master key only, no key per namespace, so erasing a namespace
+//! destroys its wrapped KEKs in the vault file only and reports `backups_covered: false`: a
+//! copy of the vault taken before still unwraps them through KMS while the key is enabled.
+//! Old KMS key material cannot be retired from sealbox (`retire_below` is `Unsupported`).
+//!
 //! Every wrap and unwrap first asks `DescribeKey` whether the key is enabled (one more call,
 //! needs `kms:DescribeKey`), so a disabled or deleted key fails with a clear `AccessDenied`.
 //!

@@ -20,6 +20,12 @@
 //!   processes; compare-and-set is checked inside the write transaction, so it holds across
 //!   processes too. Administrative operations (create, rotations, erasure) also take an
 //!   exclusive file lock on `<vault>.lock`.
+//! - **Erasure.** [`LocalVault::erase_namespace`] destroys the namespace's key in the master
+//!   key provider (the local key file holds one per namespace; KEKs are wrapped under a key
+//!   derived from it and the master key), then its KEKs and rows, then truncates the WAL;
+//!   deleted pages are zeroed (`secure_delete`). Copies of the vault taken before cannot read
+//!   the namespace with the current key material; [`Erasure::backups_covered`] says when a
+//!   provider without namespace keys leaves them readable.
 //! - **Refusals on open.** A vault file that group or others can access (`Config`), a file
 //!   SQLite finds shorter than its header says once its WAL is replayed (`Truncated`), a
 //!   non-SQLite or damaged file (`Integrity`, `PRAGMA quick_check`), a schema from a newer
@@ -49,9 +55,9 @@ use self::key_storage::SqliteKeyStorage;
 use self::pool::{Pool, open_connection};
 use self::schema::{SCHEMA_VERSION, sql_error};
 use super::{
-    Capabilities, DeleteOptions, ListEntry, ListOptions, ListPage, PutOptions, SecretMetadata,
-    SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionInfo, VersionSelector,
-    listing,
+    Capabilities, DeleteOptions, Erasure, ListEntry, ListOptions, ListPage, PutOptions,
+    SecretMetadata, SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionInfo,
+    VersionSelector, listing,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{DataKey, Envelope, KeyId, KeyProvider, KeyVersion, Keyring, WrappedDek};
@@ -465,7 +471,9 @@ impl LocalVault {
         drop(conn);
         let pool = Arc::new(Pool::new(db, options.busy_timeout));
         let storage = Arc::new(SqliteKeyStorage::new(pool.clone()));
-        let keyring = Keyring::open(provider, storage).await?;
+        // Namespace keys are named by this vault's id, so vaults sharing one key file never
+        // share one (and a backup, which keeps the id, needs the same one).
+        let keyring = Keyring::open_scoped(provider, storage, &store_id).await?;
         let vault = LocalVault {
             inner: Arc::new(Inner {
                 pool,
@@ -482,8 +490,43 @@ impl LocalVault {
             }),
         };
         vault.check_keys().await?;
+        vault.bind_namespace_keys_if_due().await;
         vault.purge_if_due().await;
         Ok(vault)
+    }
+
+    /// The one-time upgrade of a vault made before namespace keys: when the master key
+    /// provider holds namespace keys (the local key file) and some KEK is still wrapped by the
+    /// master key alone, every such KEK is rewrapped under its namespace key. From then on an
+    /// erasure reaches copies of the vault taken after the upgrade; copies taken before it
+    /// still hold the old master-only wraps (see `erase_namespace`). A failure is logged,
+    /// not fatal: the vault is usable and the next open tries again.
+    async fn bind_namespace_keys_if_due(&self) {
+        let outcome = async {
+            if self.inner.keyring.unbound_keks()? == 0 {
+                return Ok(0);
+            }
+            let _lock = FileLock::acquire(self.path())?;
+            let n = self.inner.keyring.bind_namespace_keys().await?;
+            self.clear_key_caches();
+            checkpoint(&self.inner.pool)?;
+            Ok::<_, Error>(n)
+        }
+        .await;
+        match outcome {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                target: "sealbox::local",
+                keks = n,
+                "bound the vault's namespace keys (KEKs) to namespace keys in the key file"
+            ),
+            Err(e) => tracing::warn!(
+                target: "sealbox::local",
+                error = %e,
+                "could not bind namespace KEKs to namespace keys on open; erasing a \
+                 namespace will not reach vault backups until this succeeds"
+            ),
+        }
     }
 
     /// Purges the secrets whose recovery window has passed: their rows, versions and wrapped
@@ -498,6 +541,10 @@ impl LocalVault {
         .await? as u64;
         if purged > 0 {
             self.forget_deks();
+            // The purged rows are zeroed in the pages (`secure_delete`); the WAL still holds
+            // frames written before, with the wrapped DEKs and values.
+            let inner = self.inner.clone();
+            blocking(move || checkpoint(&inner.pool)).await?;
         }
         Ok(purged)
     }
@@ -546,7 +593,12 @@ impl LocalVault {
             .map_err(|_| Error::new(ErrorKind::Integrity, "stored namespace is invalid"))?;
         match self.inner.keyring.namespace_keys(&ns)? {
             Some(record) if record.current().is_some() => {
-                self.inner.keyring.current_kek(&ns).await.map(drop)
+                match self.inner.keyring.current_kek(&ns).await {
+                    // A copy of the vault taken before that namespace was erased: its key is
+                    // gone from the key file, the rest of the copy stays readable.
+                    Err(e) if e.kind() == ErrorKind::KeyDestroyed => Ok(()),
+                    other => other.map(drop),
+                }
             }
             _ => Ok(()),
         }
@@ -744,6 +796,24 @@ impl LocalVault {
         Ok(version)
     }
 
+    /// Master retirement: every KEK of this vault is rewrapped under the current master
+    /// version (bound to its namespace key), checked, and then every older master version is
+    /// removed from the key provider for good (the local key file is rewritten without them;
+    /// [`Keyring::retire_master`]). Afterwards the current key material opens nothing wrapped
+    /// under a retired version: not this vault's old WAL frames, not a backup taken before.
+    /// A copy of the old key file still does, with such a backup. When several vaults share
+    /// the key file, rewrap each (`rotate_master` or open it after the rotation) first.
+    /// `Unsupported` for providers that cannot retire (passphrase, environment, KMS).
+    pub async fn retire_master(&self) -> Result<crate::keys::MasterRetirement> {
+        let _lock = FileLock::acquire(self.path())?;
+        let retired = self.inner.keyring.retire_master().await;
+        self.clear_key_caches();
+        let retired = retired?;
+        let inner = self.inner.clone();
+        blocking(move || checkpoint(&inner.pool)).await?;
+        Ok(retired)
+    }
+
     /// KEK rotation for `namespace`: a new KEK version, then every DEK of the namespace is
     /// rewrapped under it (values are untouched). A namespace nothing was ever written to has
     /// no KEK to rotate: `NotFound` (a typo must not create keys).
@@ -795,21 +865,36 @@ impl LocalVault {
         Ok(KekRotation { version, rewrapped })
     }
 
-    /// Destroys every KEK version of `namespace` stored in this vault, then deletes its rows,
-    /// so this vault file can no longer read any of its secrets. Other namespaces are
-    /// untouched. Returns how many secrets were erased. Idempotent: re-running completes an
-    /// interrupted erasure.
+    /// Crypto-shreds `namespace`: destroys its namespace key in the master key provider (the
+    /// local key file holds one per namespace), then every KEK version stored in this vault,
+    /// then deletes its rows, and checkpoints the WAL (`TRUNCATE`) so that no old frame keeps
+    /// a wrapped KEK; deleted pages are zeroed (`secure_delete`). Other namespaces are
+    /// untouched. Idempotent: re-running completes an interrupted erasure.
     ///
-    /// Limit: the wrapped KEK is destroyed in this file only. A copy of the vault taken
-    /// before the erase (a backup, old WAL frames) still holds it wrapped under the master
-    /// key, so that copy plus the master key still reads the namespace.
-    pub async fn erase_namespace(&self, namespace: &str) -> Result<u64> {
+    /// What it reaches, as [`Erasure::backups_covered`] reports it:
+    /// - with the local key file, a copy of the vault taken before the erase (a backup, a
+    ///   copied WAL) cannot read the namespace with the current key file (`KeyDestroyed`),
+    ///   and the copy's other namespaces stay readable. A copy of the key file taken before
+    ///   the erase, together with such a vault copy, still reads it: keep key file backups
+    ///   apart and rotate them out. KEKs of a vault made before namespace keys are bound to
+    ///   them on its first open by this version; copies taken before that open are not
+    ///   covered.
+    /// - with a provider that holds no namespace keys (passphrase, environment, KMS) only
+    ///   this file is covered: a copy taken before, with the master key, still reads the
+    ///   namespace, and `backups_covered` is false.
+    ///
+    /// Errors: `NotFound` when the namespace has no keys and no secrets.
+    pub async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
         let ns = KeyId::new(namespace)?;
         let _lock = FileLock::acquire(self.path())?;
-        let has_keys = self.inner.keyring.namespace_keys(&ns)?.is_some();
-        if has_keys {
-            self.inner.keyring.shred_namespace(&ns).await?;
-        }
+        // Also when the vault holds no key record: the provider may still hold the
+        // namespace's key (an interrupted erasure), which a backup's record would need.
+        let shred = match self.inner.keyring.shred_namespace(&ns).await {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let has_keys = shred.is_some();
         self.clear_key_caches();
         let inner = self.inner.clone();
         let owned = namespace.to_owned();
@@ -823,6 +908,8 @@ impl LocalVault {
                 .map_err(|e| sql_error("erasing a namespace", e))? as u64;
             tx.commit()
                 .map_err(|e| sql_error("erasing a namespace", e))?;
+            drop(conn);
+            checkpoint(&inner.pool)?;
             Ok(n)
         })
         .await?;
@@ -831,7 +918,13 @@ impl LocalVault {
                 "namespace {namespace} has no keys and no secrets"
             )));
         }
-        Ok(erased)
+        Ok(Erasure {
+            namespace: namespace.to_owned(),
+            secrets_erased: erased,
+            key_versions_destroyed: shred.map_or(0, |s| s.kek_versions_destroyed as u64),
+            provider_key_destroyed: shred.is_some_and(|s| s.provider_key_destroyed),
+            backups_covered: shred.is_some_and(|s| s.reaches_copies),
+        })
     }
 
     /// Bulk import of new secrets in one transaction: each gets its own DEK and version 1,
@@ -914,6 +1007,28 @@ impl LocalVault {
     pub fn close_idle(&self) {
         self.inner.pool.clear();
     }
+}
+
+/// Copies every WAL frame into the database and truncates the WAL to zero bytes, so frames
+/// holding rows deleted since (a wrapped KEK, a DEK, a value) are gone from the journal.
+/// `Unavailable` when another connection's read kept the checkpoint from finishing: the old
+/// frames then stay until a later checkpoint, and the caller is told.
+fn checkpoint(pool: &Arc<Pool>) -> Result<()> {
+    let conn = pool.get()?;
+    let (busy, _log, _done): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(|e| sql_error("checkpointing the journal", e))?;
+    if busy != 0 {
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            "the change is committed, but another reader kept the journal (WAL) from being \
+             truncated, so it may still hold the deleted keys; run the command again when \
+             readers are idle",
+        ));
+    }
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -1545,6 +1660,10 @@ impl SecretStore for LocalVault {
             }
         })
         .await
+    }
+
+    async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
+        LocalVault::erase_namespace(self, namespace).await
     }
 
     async fn set_stage(

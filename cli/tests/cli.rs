@@ -416,14 +416,22 @@ fn keys_status_reports_each_key_with_its_age_uses_and_due_date() {
     assert_eq!(status["schedule"]["master_seconds"], 90 * 86_400);
     assert_eq!(status["schedule"]["session_seconds"], 86_400);
     let dek = key_entry(&status, "dek", "app/db")[0];
-    assert_eq!((&dek["version"], &dek["uses"]), (&1.into(), &2.into()), "{dek}");
+    assert_eq!(
+        (&dek["version"], &dek["uses"]),
+        (&1.into(), &2.into()),
+        "{dek}"
+    );
     assert_eq!(dek["namespace"], "app");
     assert!(dek["id"].as_str().unwrap().starts_with("dek:"), "{dek}");
     let created = rfc3339(&dek["created"]);
     assert_eq!(rfc3339(&dek["due"]), created + time::Duration::days(30));
     assert_eq!(dek["is_due"], false);
     let kek = key_entry(&status, "kek", "app")[0];
-    assert_eq!((&kek["version"], &kek["uses"]), (&1.into(), &1.into()), "{kek}");
+    assert_eq!(
+        (&kek["version"], &kek["uses"]),
+        (&1.into(), &1.into()),
+        "{kek}"
+    );
     assert_eq!(kek["state"], "current");
     let kek_created = rfc3339(&kek["created"]);
     assert_eq!(rfc3339(&kek["due"]), kek_created + time::Duration::days(90));
@@ -447,7 +455,9 @@ fn keys_status_reports_each_key_with_its_age_uses_and_due_date() {
     assert!(due[0]["age_seconds"].as_u64().unwrap() >= 31 * 86_400);
     let human = v.ok(&["keys", "status", "--at", &at], b"");
     assert!(
-        human.lines().any(|l| l.starts_with("dek") && l.contains("app/db") && l.ends_with("DUE")),
+        human
+            .lines()
+            .any(|l| l.starts_with("dek") && l.contains("app/db") && l.ends_with("DUE")),
         "{human}"
     );
     let o = v.run(&["keys", "status", "--at", "next tuesday"], b"");
@@ -473,20 +483,31 @@ fn keys_rotate_due_then_retire_leaves_fresh_keys_only_and_every_value() {
     assert_eq!(namespaces.len(), 2, "{rotated}");
     assert!(namespaces.iter().all(|n| n["kek_version"] == 2));
     let status = v.json(&["keys", "status"], b"");
-    assert_eq!(key_entry(&status, "kek", "app").len(), 2, "old version kept until retired");
+    assert_eq!(
+        key_entry(&status, "kek", "app").len(),
+        2,
+        "old version kept until retired"
+    );
 
     let retired = v.json(&["keys", "retire"], b"");
     let rows = retired["namespaces"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{retired}");
     for row in rows {
-        assert_eq!(row["kek_versions_destroyed"], serde_json::json!([1]), "{row}");
+        assert_eq!(
+            row["kek_versions_destroyed"],
+            serde_json::json!([1]),
+            "{row}"
+        );
         assert_eq!(row["kek_version_kept"], 2);
     }
     let status = v.json(&["keys", "status"], b"");
     for ns in ["app", "billing"] {
         let keks = key_entry(&status, "kek", ns);
         assert_eq!(keks.len(), 1, "{status}");
-        assert_eq!((&keks[0]["version"], &keks[0]["state"]), (&2.into(), &"current".into()));
+        assert_eq!(
+            (&keks[0]["version"], &keks[0]["state"]),
+            (&2.into(), &"current".into())
+        );
     }
     assert_eq!(v.ok(&["get", "app/db", "--reveal"], b""), "db-two");
     assert_eq!(v.ok(&["get", "billing/card", "--reveal"], b""), "card-one");
@@ -527,9 +548,17 @@ fn keys_rotate_one_secret_or_a_namespace() {
     assert_eq!(one["data_keys"][0]["versions_reencrypted"], 2);
     let all = v.json(&["keys", "rotate", "--namespace", "app"], b"");
     assert_eq!(all["data_keys_rotated"], 2, "{all}");
-    assert_eq!(v.ok(&["get", "app/db", "--reveal", "--version", "1"], b""), "one");
+    assert_eq!(
+        v.ok(&["get", "app/db", "--reveal", "--version", "1"], b""),
+        "one"
+    );
     let o = v.run(&["keys", "rotate"], b"");
-    assert_eq!(code(&o), 2, "one of --due, --secret, --namespace: {}", stderr(&o));
+    assert_eq!(
+        code(&o),
+        2,
+        "one of --due, --secret, --namespace: {}",
+        stderr(&o)
+    );
     let o = v.run(&["keys", "rotate", "--secret", "app/nope"], b"");
     assert_eq!(code(&o), 3, "{}", stderr(&o));
 }

@@ -108,6 +108,9 @@ fn dek_envelope(dek: &WrappedDek) -> Vec<u8> {
     bytes[10 + dek.dek_id().as_str().len()..].to_vec()
 }
 
+/// One stored version: secret name, namespace, wrapped DEK, version, envelope.
+type StoredVersion = (String, String, Vec<u8>, i64, Vec<u8>);
+
 /// One ciphertext of a vault file with the associated data it was sealed with.
 struct Target {
     what: String,
@@ -165,7 +168,7 @@ async fn recover(db: &Path, key_file: &Path) -> Recovered {
             }
         }
     }
-    let rows: Vec<(String, String, Vec<u8>, i64, Vec<u8>)> = conn
+    let rows: Vec<StoredVersion> = conn
         .prepare(
             "SELECT s.name, s.namespace, s.dek, v.version, v.envelope FROM secrets s \
              JOIN versions v ON v.secret_id = s.id ORDER BY s.name, v.version",
@@ -270,9 +273,7 @@ impl Fixture {
 
 fn find<'a>(keys: &'a [KeyInfo], role: KeyRole, id: &str) -> Vec<&'a KeyInfo> {
     keys.iter()
-        .filter(|k| {
-            k.role == role && (k.id == id || k.secret.as_deref() == Some(id))
-        })
+        .filter(|k| k.role == role && (k.id == id || k.secret.as_deref() == Some(id)))
         .collect()
 }
 
@@ -344,7 +345,11 @@ async fn after_rotation_and_retirement_no_key_of_an_old_copy_opens_anything_new(
     assert_self_consistent(&new, "the rotated vault");
     assert_eq!(old.keks.len(), 2, "the copy holds the two version-1 KEKs");
     assert_eq!(old.deks.len(), 3, "and three DEKs");
-    assert_eq!(new.keks.len(), 2, "the rotated vault holds only the version-2 KEKs");
+    assert_eq!(
+        new.keks.len(),
+        2,
+        "the rotated vault holds only the version-2 KEKs"
+    );
     assert_eq!(new.targets.len(), 3 + 6, "3 wrapped DEKs and 6 values");
     for (label, key) in old.keks.iter().chain(&old.deks) {
         for target in &new.targets {
@@ -368,7 +373,10 @@ async fn dek_rotation_re_encrypts_every_version_under_a_fresh_key() {
     let before = recover(&f.db, &f.key_file).await;
 
     let r = vault.rotate_dek(&name("team/key")).await.unwrap();
-    assert_eq!((r.dek_version.get(), r.kek_version.get(), r.versions), (2, 1, 3));
+    assert_eq!(
+        (r.dek_version.get(), r.kek_version.get(), r.versions),
+        (2, 1, 3)
+    );
     assert_eq!(vault.rotate_deks("team").await.unwrap(), 2);
     let missing = vault.rotate_dek(&name("team/nope")).await.unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::NotFound);
@@ -430,10 +438,16 @@ async fn writes_rotate_at_half_the_use_limit_and_key_exhausted_when_rotation_is_
     // Uses 2 of 4: the third write rotates first (2 re-encryptions), then writes (3 uses).
     put(&vault, "svc/k", b"3").await.unwrap();
     let s = vault.key_status(SystemTime::now()).await.unwrap();
-    assert_eq!((dek_version(&s.keys), dek_of(&s.keys, "svc/k").uses), (2, Some(3)));
+    assert_eq!(
+        (dek_version(&s.keys), dek_of(&s.keys, "svc/k").uses),
+        (2, Some(3))
+    );
     put(&vault, "svc/k", b"4").await.unwrap();
     let s = vault.key_status(SystemTime::now()).await.unwrap();
-    assert_eq!((dek_version(&s.keys), dek_of(&s.keys, "svc/k").uses), (3, Some(4)));
+    assert_eq!(
+        (dek_version(&s.keys), dek_of(&s.keys, "svc/k").uses),
+        (3, Some(4))
+    );
     // Four versions cannot move to a fresh key allowed four uses, and this one has none
     // left: the write fails with KeyExhausted and writes nothing.
     let err = put(&vault, "svc/k", b"5").await.unwrap_err();
@@ -471,8 +485,12 @@ async fn use_counts_are_shared_by_two_vault_handles_and_survive_reopen() {
     let a = f.create(options.clone()).await;
     let b = f.open(options.clone()).await;
     for i in 0..3 {
-        put(&a, "ns/shared", format!("a{i}").as_bytes()).await.unwrap();
-        put(&b, "ns/shared", format!("b{i}").as_bytes()).await.unwrap();
+        put(&a, "ns/shared", format!("a{i}").as_bytes())
+            .await
+            .unwrap();
+        put(&b, "ns/shared", format!("b{i}").as_bytes())
+            .await
+            .unwrap();
     }
     // Each handle sealed only three values with its in-memory key, but the persisted count
     // is the DEK's: six, its limit, so the next write from either handle is refused.
@@ -512,8 +530,10 @@ async fn a_kek_past_half_its_use_limit_is_replaced_before_it_wraps_another_dek()
     }
     let s = vault.key_status(SystemTime::now()).await.unwrap();
     let keks = find(&s.keys, KeyRole::Kek, "ns");
-    let summary: Vec<(u32, KeyState, Option<u64>)> =
-        keks.iter().map(|k| (k.version.get(), k.state, k.uses)).collect();
+    let summary: Vec<(u32, KeyState, Option<u64>)> = keks
+        .iter()
+        .map(|k| (k.version.get(), k.state, k.uses))
+        .collect();
     assert_eq!(
         summary,
         vec![
@@ -550,7 +570,10 @@ async fn status_reports_ages_uses_and_due_dates_and_rotate_due_rotates_what_is_d
         assert_eq!(k.due, Some(created + period * DAY), "{k:?}");
         assert!(!k.is_due, "{k:?}");
     }
-    assert_eq!((dek.uses, dek.max_uses), (Some(2), Some(sealbox::keys::MAX_USES)));
+    assert_eq!(
+        (dek.uses, dek.max_uses),
+        (Some(2), Some(sealbox::keys::MAX_USES))
+    );
     assert_eq!(kek.uses, Some(2), "two DEKs wrapped");
 
     // In 31 days the DEKs are due, not the KEK or the master key.

@@ -293,8 +293,11 @@ impl Report for RetireReport {
         }
         let mut out = String::new();
         for r in &self.namespaces {
-            let destroyed: Vec<String> =
-                r.kek_versions_destroyed.iter().map(u32::to_string).collect();
+            let destroyed: Vec<String> = r
+                .kek_versions_destroyed
+                .iter()
+                .map(u32::to_string)
+                .collect();
             out.push_str(&format!(
                 "namespace {}: {} versions decrypted under key version {}; destroyed key \
                  version(s) {}\n",

@@ -138,6 +138,9 @@ pub struct DueRotation {
     pub deks: Vec<DekRotation>,
 }
 
+/// One version as retirement verifies it: secret id, name, wrapped DEK, version, envelope.
+type NamespaceVersion = (i64, String, Vec<u8>, i64, Vec<u8>);
+
 /// A secret's DEK row.
 struct DekRow {
     id: i64,
@@ -300,7 +303,10 @@ impl LocalVault {
                 let old_aad = value_aad(&inner.store_id, &namespace, &name, *version, &old_wrapped);
                 let value = open_value(&old_dek, &old_aad, envelope)?;
                 let aad = value_aad(&inner.store_id, &namespace, &name, *version, &new_wrapped);
-                sealed.push((*version, Envelope::seal(&new_dek, &aad, value.expose_secret())?));
+                sealed.push((
+                    *version,
+                    Envelope::seal(&new_dek, &aad, value.expose_secret())?,
+                ));
             }
             let count = sealed.len() as u64;
             let new_bytes = new_wrapped.to_bytes();
@@ -322,7 +328,14 @@ impl LocalVault {
                          WHERE id = ?4 AND dek = ?5 AND next_version = ?6",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![new_bytes, now_ms(), count as i64, id, old_bytes, next])
+                        s.execute(params![
+                            new_bytes,
+                            now_ms(),
+                            count as i64,
+                            id,
+                            old_bytes,
+                            next
+                        ])
                     })
                     .map_err(err)?;
                 if changed == 0 {
@@ -427,7 +440,7 @@ impl LocalVault {
     /// each DEK to be wrapped under KEK `current`. Returns how many versions opened.
     async fn verify_namespace(&self, ns: &KeyId, current: KeyVersion) -> Result<u64> {
         self.clear_key_caches();
-        let rows: Vec<(i64, String, Vec<u8>, i64, Vec<u8>)> = {
+        let rows: Vec<NamespaceVersion> = {
             let conn = self.inner.pool.get()?;
             conn.prepare_cached(
                 "SELECT s.id, s.name, s.dek, v.version, v.envelope FROM secrets s \

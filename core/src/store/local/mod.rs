@@ -3,8 +3,8 @@
 //! the key hierarchy.
 //!
 //! # Layout
-//! - `secrets`: one row per secret: name, namespace, its DEK wrapped by the namespace KEK,
-//!   metadata, soft-delete purge time.
+//! - `secrets`: one row per secret: name, namespace, its DEK wrapped by the namespace KEK with
+//!   the DEK's creation time and use count, metadata, soft-delete purge time.
 //! - `versions`: one row per version: the value sealed with the secret's DEK.
 //! - `stages`: `(secret, stage) -> version` (`CURRENT`, `PENDING`, `PREVIOUS`, custom).
 //! - `key_namespaces`, `master_checks`: the key hierarchy's records ([`crate::keys::KeyStorage`]).
@@ -25,6 +25,13 @@
 //!   non-SQLite or damaged file (`Integrity`, `PRAGMA quick_check`), a schema from a newer
 //!   build (`UnsupportedVersion`), a different master key (`WrongKey`, from the stored
 //!   key-check value). Nothing is written before these checks pass.
+//! - **Key lifecycle.** Each KEK and DEK has a use count persisted with it and incremented in
+//!   the transaction of every write that encrypts under it; a write rotates a DEK past its
+//!   period or half its limit, and fails with [`ErrorKind::KeyExhausted`] when a key is at
+//!   its limit and cannot rotate. Rotation gives fresh keys and re-encrypts; retirement
+//!   destroys old KEK versions. What each guarantees is in the `lifecycle` module's docs
+//!   ([`LocalVault::rotate_dek`], [`LocalVault::rotate_kek`], [`LocalVault::retire_keks`],
+//!   [`LocalVault::key_status`], [`LocalVault::rotate_due`]).
 //!
 //! Reads run on the caller's thread (a WAL reader never waits for writers); writes run under
 //! [`tokio::task::spawn_blocking`] because they may wait for another process's write lock.
@@ -47,9 +54,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use secrecy::ExposeSecret;
 
 use self::key_storage::{SqliteKeyStorage, count_kek_uses};
-pub use self::lifecycle::{
-    DekRotation, DueRotation, KekRetirement, KeyInfo, KeyState, KeyStatus,
-};
+pub use self::lifecycle::{DekRotation, DueRotation, KekRetirement, KeyInfo, KeyState, KeyStatus};
 use self::pool::{Pool, open_connection};
 use self::schema::{SCHEMA_VERSION, sql_error};
 use super::{
@@ -919,6 +924,9 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     })
 }
 
+/// A secret's row as a write reads it: id, wrapped DEK, next version, purge time, DEK uses.
+type SecretHead = (i64, Vec<u8>, i64, Option<i64>, i64);
+
 /// What a write transaction needs; owned so it can move to a blocking thread.
 struct WriteRequest {
     name: SecretName,
@@ -997,7 +1005,7 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
     let name = req.name.as_str();
-    let row: Option<(i64, Vec<u8>, i64, Option<i64>, i64)> = tx
+    let row: Option<SecretHead> = tx
         .prepare_cached(
             "SELECT id, dek, next_version, purge_at, dek_uses FROM secrets WHERE name = ?1",
         )

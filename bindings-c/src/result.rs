@@ -208,7 +208,15 @@ mod tests {
             assert!(name.starts_with("SB_RESULT_"), "{name}");
             names.insert(name);
         }
-        assert_eq!(names.len(), 25, "one name per distinct code");
+        assert_eq!(
+            names.len(),
+            sb_result::ALL.len(),
+            "one name per distinct code"
+        );
+        assert_eq!(
+            name_of(sb_result::from_kind(ErrorKind::KeyExhausted) as u32),
+            "SB_RESULT_KEY_EXHAUSTED"
+        );
         assert_eq!(name_of(2000), "SB_RESULT_NOT_FOUND");
         assert_eq!(name_of(0), "SB_RESULT_OK");
     }

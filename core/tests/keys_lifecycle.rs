@@ -608,3 +608,36 @@ async fn status_reports_ages_uses_and_due_dates_and_rotate_due_rotates_what_is_d
     assert!(done.deks.is_empty(), "the KEK rotation covered the DEKs");
     assert_eq!(value_of(&vault, "web/session", "2").await, b"s2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_two_handles_lose_no_use() {
+    let f = Fixture::new();
+    let a = f.create(LocalVaultOptions::default()).await;
+    let b = f.open(LocalVaultOptions::default()).await;
+    let mut tasks = Vec::new();
+    for (i, handle) in [a.clone(), b.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for j in 0..10 {
+                // One secret both write to, and one new secret per write.
+                put(&handle, "ns/hot", format!("{i}-{j}").as_bytes())
+                    .await
+                    .unwrap();
+                put(&handle, &format!("ns/new-{i}-{j}"), b"v")
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = a.key_status(SystemTime::now()).await.unwrap();
+    assert_eq!(dek_of(&s.keys, "ns/hot").uses, Some(20));
+    let kek = find(&s.keys, KeyRole::Kek, "ns");
+    assert_eq!(kek.len(), 1);
+    assert_eq!(
+        kek[0].uses,
+        Some(21),
+        "one DEK per secret: 20 new ones and ns/hot's"
+    );
+}

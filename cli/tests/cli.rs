@@ -416,6 +416,7 @@ fn keys_status_reports_each_key_with_its_age_uses_and_due_date() {
     assert_eq!(status["schedule"]["master_seconds"], 90 * 86_400);
     assert_eq!(status["schedule"]["session_seconds"], 86_400);
     let dek = key_entry(&status, "dek", "app/db")[0];
+    // Two `put` processes each sealed one value: the persisted count has both.
     assert_eq!(
         (&dek["version"], &dek["uses"]),
         (&1.into(), &2.into()),

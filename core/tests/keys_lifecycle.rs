@@ -641,3 +641,82 @@ async fn concurrent_writers_on_two_handles_lose_no_use() {
         "one DEK per secret: 20 new ones and ns/hot's"
     );
 }
+
+fn kek_versions(vault: &LocalVault, ns: &str) -> Vec<u32> {
+    vault
+        .keyring()
+        .namespace_keys(&KeyId::new(ns).unwrap())
+        .unwrap()
+        .unwrap()
+        .keks
+        .iter()
+        .map(|k| k.version.get())
+        .collect()
+}
+
+#[tokio::test]
+async fn retirement_moves_stragglers_to_fresh_keys_and_destroys_nothing_unless_all_decrypt() {
+    let f = Fixture::new();
+    let vault = f.create(LocalVaultOptions::default()).await;
+    put(&vault, "ops/a", b"alpha").await.unwrap();
+    put(&vault, "ops/b", b"beta").await.unwrap();
+    // A new KEK version made through the keyring alone leaves both DEKs under version 1.
+    vault
+        .keyring()
+        .rotate_kek(&KeyId::new("ops").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(kek_versions(&vault, "ops"), vec![1, 2]);
+
+    // A damaged version: retirement refuses before destroying anything.
+    let conn = sql(&f.db);
+    let original: Vec<u8> = conn
+        .query_row(
+            "SELECT v.envelope FROM versions v JOIN secrets s ON s.id = v.secret_id \
+             WHERE s.name = 'ops/b'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut damaged = original.clone();
+    *damaged.last_mut().unwrap() ^= 1;
+    let set = |envelope: &[u8]| {
+        conn.execute(
+            "UPDATE versions SET envelope = ?1 WHERE secret_id = \
+             (SELECT id FROM secrets WHERE name = 'ops/b')",
+            [envelope],
+        )
+        .unwrap()
+    };
+    set(&damaged);
+    let err = vault.retire_keks().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.message().contains("nothing was destroyed"), "{err}");
+    assert_eq!(
+        kek_versions(&vault, "ops"),
+        vec![1, 2],
+        "version 1 survives"
+    );
+    assert_eq!(value_of(&vault, "ops/a", "1").await, b"alpha");
+
+    // Repaired: ops/b gets a fresh DEK under version 2 (ops/a already moved during the refused
+    // attempt, which is harmless), both verify, then version 1 is destroyed.
+    set(&original);
+    let done = vault.retire_keks().await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        (
+            done[0].deks_rotated,
+            done[0].versions_verified,
+            done[0].destroyed.clone()
+        ),
+        (1, 2, vec![KeyVersion::FIRST])
+    );
+    assert_eq!(kek_versions(&vault, "ops"), vec![2]);
+    assert_eq!(value_of(&vault, "ops/a", "1").await, b"alpha");
+    assert_eq!(value_of(&vault, "ops/b", "1").await, b"beta");
+    assert!(
+        vault.retire_keks().await.unwrap().is_empty(),
+        "nothing left to retire"
+    );
+}

@@ -405,7 +405,17 @@ impl LocalVault {
             let mut deks_rotated = 0;
             for row in self.dek_rows(Some(&namespace))? {
                 if WrappedDek::from_bytes(&row.dek)?.kek_version() != current {
-                    self.rotate_secret(row.id).await?;
+                    self.rotate_secret(row.id).await.map_err(|e| {
+                        Error::new(
+                            e.kind(),
+                            format!(
+                                "retiring the old keys of namespace {namespace}: secret {} could \
+                                 not move to a fresh key ({}); nothing was destroyed",
+                                row.name,
+                                e.message()
+                            ),
+                        )
+                    })?;
                     deks_rotated += 1;
                 }
             }

@@ -77,6 +77,9 @@ enum sb_result
   SB_RESULT_KEY_RETIRED = 4004,
   // The key material was destroyed (crypto-shredding).
   SB_RESULT_KEY_DESTROYED = 4005,
+  // A key reached its limit of encryptions and could not be rotated automatically; rotate
+  // it (`sealbox keys rotate`).
+  SB_RESULT_KEY_EXHAUSTED = 4006,
   // An invariant inside sealbox broke; please report it.
   SB_RESULT_INTERNAL = 9000,
   // A panic was caught at the C boundary; please report it.

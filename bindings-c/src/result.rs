@@ -72,6 +72,9 @@ pub enum sb_result {
     KeyRetired = 4004,
     /// The key material was destroyed (crypto-shredding).
     KeyDestroyed = 4005,
+    /// A key reached its limit of encryptions and could not be rotated automatically; rotate
+    /// it (`sealbox keys rotate`).
+    KeyExhausted = 4006,
 
     /// An invariant inside sealbox broke; please report it.
     Internal = 9000,
@@ -83,7 +86,7 @@ pub enum sb_result {
 
 impl sb_result {
     /// Every code, for `sb_result_name` and the tests.
-    pub(crate) const ALL: [sb_result; 25] = [
+    pub(crate) const ALL: [sb_result; 26] = [
         sb_result::Ok,
         sb_result::Done,
         sb_result::NullParameter,
@@ -106,6 +109,7 @@ impl sb_result {
         sb_result::UnsupportedVersion,
         sb_result::KeyRetired,
         sb_result::KeyDestroyed,
+        sb_result::KeyExhausted,
         sb_result::Internal,
         sb_result::Panic,
         sb_result::Unknown,
@@ -130,6 +134,7 @@ impl sb_result {
             ErrorKind::UnsupportedVersion => sb_result::UnsupportedVersion,
             ErrorKind::KeyRetired => sb_result::KeyRetired,
             ErrorKind::KeyDestroyed => sb_result::KeyDestroyed,
+            ErrorKind::KeyExhausted => sb_result::KeyExhausted,
             ErrorKind::Internal => sb_result::Internal,
             _ => sb_result::Unknown,
         }
@@ -160,6 +165,7 @@ impl sb_result {
             sb_result::UnsupportedVersion => "SB_RESULT_UNSUPPORTED_VERSION\0",
             sb_result::KeyRetired => "SB_RESULT_KEY_RETIRED\0",
             sb_result::KeyDestroyed => "SB_RESULT_KEY_DESTROYED\0",
+            sb_result::KeyExhausted => "SB_RESULT_KEY_EXHAUSTED\0",
             sb_result::Internal => "SB_RESULT_INTERNAL\0",
             sb_result::Panic => "SB_RESULT_PANIC\0",
             sb_result::Unknown => "SB_RESULT_UNKNOWN\0",
@@ -202,7 +208,15 @@ mod tests {
             assert!(name.starts_with("SB_RESULT_"), "{name}");
             names.insert(name);
         }
-        assert_eq!(names.len(), 25, "one name per distinct code");
+        assert_eq!(
+            names.len(),
+            sb_result::ALL.len(),
+            "one name per distinct code"
+        );
+        assert_eq!(
+            name_of(sb_result::from_kind(ErrorKind::KeyExhausted) as u32),
+            "SB_RESULT_KEY_EXHAUSTED"
+        );
         assert_eq!(name_of(2000), "SB_RESULT_NOT_FOUND");
         assert_eq!(name_of(0), "SB_RESULT_OK");
     }

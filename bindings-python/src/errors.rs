@@ -17,6 +17,7 @@ pyo3::import_exception!(sealbox._errors, ConfigError);
 pyo3::import_exception!(sealbox._errors, InvalidInput);
 pyo3::import_exception!(sealbox._errors, Conflict);
 pyo3::import_exception!(sealbox._errors, Unsupported);
+pyo3::import_exception!(sealbox._errors, KeyExhausted);
 
 /// The binding's error: either a sealbox error still to be mapped, or a Python exception that
 /// is already one (wrong argument type, closed object, ...).
@@ -67,6 +68,7 @@ impl From<BindingError> for PyErr {
                     ExceptionClass::InvalidInput => InvalidInput::new_err(args),
                     ExceptionClass::Conflict => Conflict::new_err(args),
                     ExceptionClass::Unsupported => Unsupported::new_err(args),
+                    ExceptionClass::KeyExhausted => KeyExhausted::new_err(args),
                     ExceptionClass::Base => SealboxError::new_err(args),
                 }
             }
@@ -86,6 +88,7 @@ enum ExceptionClass {
     InvalidInput,
     Conflict,
     Unsupported,
+    KeyExhausted,
     Base,
 }
 
@@ -106,6 +109,8 @@ fn exception_class(kind: ErrorKind) -> ExceptionClass {
         ErrorKind::InvalidInput => ExceptionClass::InvalidInput,
         ErrorKind::AlreadyExists | ErrorKind::Conflict => ExceptionClass::Conflict,
         ErrorKind::Unsupported => ExceptionClass::Unsupported,
+        // Not an integrity problem: the data reads fine, the key may not encrypt any more.
+        ErrorKind::KeyExhausted => ExceptionClass::KeyExhausted,
         // MemoryLock, Io, Internal and kinds added later: the base class, with `kind` set.
         _ => ExceptionClass::Base,
     }
@@ -159,6 +164,10 @@ mod tests {
         assert_eq!(
             exception_class(ErrorKind::Unsupported),
             ExceptionClass::Unsupported
+        );
+        assert_eq!(
+            exception_class(ErrorKind::KeyExhausted),
+            ExceptionClass::KeyExhausted
         );
         assert_eq!(exception_class(ErrorKind::Io), ExceptionClass::Base);
         assert_eq!(exception_class(ErrorKind::MemoryLock), ExceptionClass::Base);

@@ -17,6 +17,7 @@ SUBCLASSES = [
     sealbox.InvalidInput,
     sealbox.Conflict,
     sealbox.Unsupported,
+    sealbox.KeyExhausted,
 ]
 
 

@@ -225,11 +225,41 @@ pub struct StageArgs {
 pub enum KeysCommand {
     /// Rotate the master key: rewrap every namespace key under a new master key version.
     RotateMaster,
-    /// Rotate a namespace's key (KEK): rewrap every data key of that namespace.
+    /// Rotate a namespace's key (KEK): every secret of the namespace gets a fresh data key
+    /// under the new KEK and its versions are re-encrypted.
     RotateKek {
         /// The namespace (first path segment of its secrets, e.g. predis).
         namespace: String,
     },
+    /// Every key with its role, id, version, age, uses and due date (schedule: master 90
+    /// days, namespace keys 90 days, data keys 30 days).
+    Status {
+        /// Evaluate the schedule at this RFC 3339 time instead of now (what will be due then).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// Rotate keys: whatever is due (--due), one secret's data key (--secret) or the data keys
+    /// of a namespace (--namespace). A data key rotation re-encrypts the secret's versions.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["due", "secret", "namespace"])))]
+    Rotate {
+        /// Rotate every key that `keys status` reports as due.
+        #[arg(long)]
+        due: bool,
+        /// With --due: evaluate the schedule at this RFC 3339 time instead of now.
+        #[arg(long, value_name = "TIME", requires = "due")]
+        at: Option<String>,
+        /// Rotate this secret's data key.
+        #[arg(long, value_name = "NAME")]
+        secret: Option<String>,
+        /// Rotate the data key of every secret of this namespace.
+        #[arg(long, value_name = "NAMESPACE")]
+        namespace: Option<String>,
+    },
+    /// Destroy old key versions: secrets still under an old namespace key get a fresh data
+    /// key, every version is decrypted under the current keys, then the old namespace key
+    /// versions are removed from the vault and the old master versions from the key file (a
+    /// copy of the vault made before the last master rotation then cannot be opened with it).
+    Retire,
 }
 
 /// `sealbox namespace ...`.

@@ -17,7 +17,8 @@ pub const NOT_FOUND: u8 = 3;
 pub const ACCESS_DENIED: u8 = 4;
 /// A compare-and-set failed, another writer won, or the thing already exists.
 pub const CONFLICT: u8 = 5;
-/// Data or key problem: tampering, wrong key, truncation, unknown format, retired or destroyed key.
+/// Data or key problem: tampering, wrong key, truncation, unknown format, retired, destroyed or
+/// exhausted key.
 pub const INTEGRITY: u8 = 6;
 /// The store or key provider is unreachable or failing; retrying later may succeed.
 pub const UNAVAILABLE: u8 = 7;
@@ -35,7 +36,8 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
         | ErrorKind::Truncated
         | ErrorKind::UnsupportedVersion
         | ErrorKind::KeyRetired
-        | ErrorKind::KeyDestroyed => INTEGRITY,
+        | ErrorKind::KeyDestroyed
+        | ErrorKind::KeyExhausted => INTEGRITY,
         ErrorKind::Unavailable => UNAVAILABLE,
         ErrorKind::InvalidInput | ErrorKind::Config => INVALID,
         _ => GENERIC,
@@ -52,7 +54,7 @@ Exit codes:
   4  access denied
   5  conflict (compare-and-set failed, already exists)
   6  integrity or key error (tampered data, wrong key, truncated, unknown format,
-     retired or destroyed key)
+     retired, destroyed or exhausted key)
   7  unavailable (store or key provider unreachable; retry later)
   8  invalid input or configuration";
 
@@ -70,6 +72,7 @@ mod tests {
             (ErrorKind::WrongKey, INTEGRITY),
             (ErrorKind::Integrity, INTEGRITY),
             (ErrorKind::KeyDestroyed, INTEGRITY),
+            (ErrorKind::KeyExhausted, INTEGRITY),
             (ErrorKind::Unavailable, UNAVAILABLE),
             (ErrorKind::Config, INVALID),
             (ErrorKind::InvalidInput, INVALID),

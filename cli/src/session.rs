@@ -60,7 +60,11 @@ pub fn open_key_file(path: &Path) -> Result<Arc<LocalKeyFile>> {
 async fn open_vault(vault_path: &Path, key_path: &Path) -> Result<LocalVault> {
     let key = open_key_file(key_path)?;
     LocalVault::open(vault_path, key).await.map_err(|e| {
-        if e.kind() == ErrorKind::NotFound {
+        // Only a missing file is "no vault": a vault whose keys are gone (a retired master
+        // version, a destroyed namespace key) says so itself.
+        let missing = std::fs::symlink_metadata(sealbox::store::local::database_path(vault_path))
+            .is_err_and(|m| m.kind() == std::io::ErrorKind::NotFound);
+        if e.kind() == ErrorKind::NotFound && missing {
             Error::not_found(format!(
                 "no vault at {}; check --vault, or create one with `sealbox init`",
                 vault_path.display()

@@ -388,3 +388,208 @@ fn library_warnings_reach_stderr_unless_sealbox_log_silences_them() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(!stderr(&o).contains(VALUE), "{}", stderr(&o));
 }
+
+// ------------------------------------------------------------------------------- key lifecycle
+
+fn rfc3339(text: &serde_json::Value) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(
+        text.as_str().expect("a time"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339")
+}
+
+fn text(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// The `keys status --json` entry of `role` whose id or secret is `id`, in state `state`.
+fn key_entry<'a>(
+    status: &'a serde_json::Value,
+    role: &str,
+    id: &str,
+) -> Vec<&'a serde_json::Value> {
+    status["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter(|k| k["role"] == role && (k["id"] == id || k["secret"] == id))
+        .collect()
+}
+
+#[test]
+fn keys_status_reports_each_key_with_its_age_uses_and_due_date() {
+    let v = Scratch::init();
+    v.ok(&["put", "app/db"], b"first");
+    v.ok(&["put", "app/db"], b"second");
+    let status = v.json(&["keys", "status"], b"");
+    assert_eq!(status["schedule"]["dek_seconds"], 30 * 86_400);
+    assert_eq!(status["schedule"]["master_seconds"], 90 * 86_400);
+    assert_eq!(status["schedule"]["session_seconds"], 86_400);
+    let dek = key_entry(&status, "dek", "app/db")[0];
+    // Two `put` processes each sealed one value: the persisted count has both.
+    assert_eq!(
+        (&dek["version"], &dek["uses"]),
+        (&1.into(), &2.into()),
+        "{dek}"
+    );
+    assert_eq!(dek["namespace"], "app");
+    assert!(dek["id"].as_str().unwrap().starts_with("dek:"), "{dek}");
+    let created = rfc3339(&dek["created"]);
+    assert_eq!(rfc3339(&dek["due"]), created + time::Duration::days(30));
+    assert_eq!(dek["is_due"], false);
+    let kek = key_entry(&status, "kek", "app")[0];
+    assert_eq!(
+        (&kek["version"], &kek["uses"]),
+        (&1.into(), &1.into()),
+        "{kek}"
+    );
+    assert_eq!(kek["state"], "current");
+    let kek_created = rfc3339(&kek["created"]);
+    assert_eq!(rfc3339(&kek["due"]), kek_created + time::Duration::days(90));
+    let master = key_entry(&status, "master", "local")[0];
+    assert_eq!(
+        rfc3339(&master["due"]),
+        rfc3339(&master["created"]) + time::Duration::days(90)
+    );
+
+    // As of 31 days from now the data key is due, nothing else; the text form says so.
+    let at = text(time::OffsetDateTime::now_utc() + time::Duration::days(31));
+    let later = v.json(&["keys", "status", "--at", &at], b"");
+    let due: Vec<&serde_json::Value> = later["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["is_due"] == true)
+        .collect();
+    assert_eq!(due.len(), 1, "{later}");
+    assert_eq!(due[0]["secret"], "app/db");
+    assert!(due[0]["age_seconds"].as_u64().unwrap() >= 31 * 86_400);
+    let human = v.ok(&["keys", "status", "--at", &at], b"");
+    assert!(
+        human
+            .lines()
+            .any(|l| l.starts_with("dek") && l.contains("app/db") && l.ends_with("DUE")),
+        "{human}"
+    );
+    let o = v.run(&["keys", "status", "--at", "next tuesday"], b"");
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+}
+
+#[test]
+fn keys_rotate_due_then_retire_leaves_fresh_keys_only_and_every_value() {
+    let v = Scratch::init();
+    v.ok(&["put", "app/db"], b"db-one");
+    v.ok(&["put", "app/db"], b"db-two");
+    v.ok(&["put", "billing/card"], b"card-one");
+    let old = v.path("old.db");
+    rusqlite::Connection::open(v.vault())
+        .unwrap()
+        .execute("VACUUM INTO ?1", [old.to_str().unwrap()])
+        .unwrap();
+
+    let at = text(time::OffsetDateTime::now_utc() + time::Duration::days(91));
+    let rotated = v.json(&["keys", "rotate", "--due", "--at", &at], b"");
+    assert_eq!(rotated["master_version"], 2, "{rotated}");
+    let namespaces = rotated["namespaces"].as_array().unwrap();
+    assert_eq!(namespaces.len(), 2, "{rotated}");
+    assert!(namespaces.iter().all(|n| n["kek_version"] == 2));
+    let status = v.json(&["keys", "status"], b"");
+    assert_eq!(
+        key_entry(&status, "kek", "app").len(),
+        2,
+        "old version kept until retired"
+    );
+
+    let retired = v.json(&["keys", "retire"], b"");
+    let rows = retired["namespaces"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{retired}");
+    for row in rows {
+        assert_eq!(
+            row["kek_versions_destroyed"],
+            serde_json::json!([1]),
+            "{row}"
+        );
+        assert_eq!(row["kek_version_kept"], 2);
+    }
+    // The rotation made master version 2; retirement removed version 1 from the key file.
+    assert_eq!(retired["master_version_kept"], 2, "{retired}");
+    assert_eq!(
+        retired["master_versions_destroyed"],
+        serde_json::json!([1]),
+        "{retired}"
+    );
+    // The copy taken before the rotation needs master version 1, which is gone.
+    std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let old_copy = v.run(
+        &["--vault", old.to_str().unwrap(), "get", "app/db", "--reveal"],
+        b"",
+    );
+    let said = stderr(&old_copy);
+    assert_ne!(code(&old_copy), 0, "the old copy still opened");
+    assert!(said.contains("has no version v1"), "{said}");
+    assert!(!String::from_utf8_lossy(&old_copy.stdout).contains("db-"));
+    let status = v.json(&["keys", "status"], b"");
+    for ns in ["app", "billing"] {
+        let keks = key_entry(&status, "kek", ns);
+        assert_eq!(keks.len(), 1, "{status}");
+        assert_eq!(
+            (&keks[0]["version"], &keks[0]["state"]),
+            (&2.into(), &"current".into())
+        );
+    }
+    assert_eq!(v.ok(&["get", "app/db", "--reveal"], b""), "db-two");
+    assert_eq!(v.ok(&["get", "billing/card", "--reveal"], b""), "card-one");
+    v.ok(&["verify"], b"");
+
+    // Every data key and every stored ciphertext differs from the copy taken before.
+    let rows = |db: &Path| -> Vec<(String, Vec<u8>, Vec<u8>)> {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .prepare(
+                "SELECT s.name, s.dek, v.envelope FROM secrets s JOIN versions v \
+                 ON v.secret_id = s.id ORDER BY s.name, v.version",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let (before, after) = (rows(&old), rows(&v.vault()));
+    assert_eq!(before.len(), 3);
+    for ((name, dek_a, env_a), (_, dek_b, env_b)) in before.iter().zip(&after) {
+        assert_ne!(dek_a, dek_b, "{name}: same wrapped data key");
+        assert_ne!(env_a, env_b, "{name}: same ciphertext");
+    }
+    let again = v.ok(&["keys", "retire"], b"");
+    assert!(again.contains("no old namespace key versions"), "{again}");
+    assert!(again.contains("no old master key versions"), "{again}");
+}
+
+#[test]
+fn keys_rotate_one_secret_or_a_namespace() {
+    let v = Scratch::init();
+    v.ok(&["put", "app/db"], b"one");
+    v.ok(&["put", "app/db"], b"two");
+    v.ok(&["put", "app/api"], b"three");
+    let one = v.json(&["keys", "rotate", "--secret", "app/db"], b"");
+    assert_eq!(one["data_keys"][0]["dek_version"], 2, "{one}");
+    assert_eq!(one["data_keys"][0]["versions_reencrypted"], 2);
+    let all = v.json(&["keys", "rotate", "--namespace", "app"], b"");
+    assert_eq!(all["data_keys_rotated"], 2, "{all}");
+    assert_eq!(
+        v.ok(&["get", "app/db", "--reveal", "--version", "1"], b""),
+        "one"
+    );
+    let o = v.run(&["keys", "rotate"], b"");
+    assert_eq!(
+        code(&o),
+        2,
+        "one of --due, --secret, --namespace: {}",
+        stderr(&o)
+    );
+    let o = v.run(&["keys", "rotate", "--secret", "app/nope"], b"");
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+}

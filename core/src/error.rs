@@ -51,6 +51,10 @@ pub enum ErrorKind {
     Io,
     /// An invariant inside sealbox broke; please report it.
     Internal,
+    /// A key reached its limit of encryptions (its persisted use count) and could not be
+    /// rotated automatically (automatic rotation is off, or the secret has more versions than
+    /// a fresh key may encrypt). Rotate the key (`sealbox keys rotate`) or raise the limit.
+    KeyExhausted,
 }
 
 impl ErrorKind {
@@ -75,6 +79,7 @@ impl ErrorKind {
             ErrorKind::MemoryLock => "memory_lock",
             ErrorKind::Io => "io",
             ErrorKind::Internal => "internal",
+            ErrorKind::KeyExhausted => "key_exhausted",
         }
     }
 
@@ -296,6 +301,7 @@ mod tests {
             ErrorKind::MemoryLock,
             ErrorKind::Io,
             ErrorKind::Internal,
+            ErrorKind::KeyExhausted,
         ];
         let names: HashSet<_> = all.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), all.len());

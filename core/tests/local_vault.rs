@@ -110,7 +110,7 @@ async fn kek_rotation_rewraps_every_dek_of_the_namespace() {
         .await
         .unwrap();
     let r = vault.rotate_kek("tenant-a").await.unwrap();
-    assert_eq!((r.version.get(), r.rewrapped), (2, 5));
+    assert_eq!((r.version.get(), r.deks_rotated), (2, 5));
     let unknown = vault.rotate_kek("tenant-typo").await.unwrap_err();
     assert_eq!(unknown.kind(), ErrorKind::NotFound, "{unknown}");
     let typo = KeyId::new("tenant-typo").unwrap();

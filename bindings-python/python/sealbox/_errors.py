@@ -21,6 +21,7 @@ __all__ = [
     "InvalidInput",
     "Conflict",
     "Unsupported",
+    "KeyExhausted",
     "MemoryLockWarning",
 ]
 
@@ -84,6 +85,11 @@ class Conflict(SealboxError):
 
 class Unsupported(SealboxError, NotImplementedError):
     """The store or this build does not support the operation."""
+
+
+class KeyExhausted(SealboxError):
+    """A key reached its limit of encryptions and could not be rotated automatically; rotate it
+    (``sealbox keys rotate``) before writing again. Reads are not affected."""
 
 
 class MemoryLockWarning(RuntimeWarning):

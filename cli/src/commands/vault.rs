@@ -1,16 +1,22 @@
-//! Commands on the vault itself: init, key rotation, namespace erasure and verify.
+//! Commands on the vault itself: init, key status, rotation and retirement, namespace erasure
+//! and verify.
 
 use std::path::Path;
 
 use sealbox::audit::Action;
 use sealbox::config::LOCAL_MASTER_KEY_ID;
+use std::time::SystemTime;
+
 use sealbox::keys::{KeyId, LocalKeyFile};
-use sealbox::store::local::{LocalVault, VerifyReport, database_path};
+use sealbox::store::SecretName;
+use sealbox::store::local::{
+    DekRotation, KeyInfo, KeyStatus, LocalVault, VerifyReport, database_path,
+};
 use sealbox::{Error, ErrorKind, Result};
 use serde::Serialize;
 
 use crate::args::{KeysCommand, NamespaceCommand};
-use crate::output::{Outcome, Report};
+use crate::output::{Outcome, Report, time_text, timestamp};
 use crate::session::{Locations, Session, open_key_file};
 
 // --------------------------------------------------------------------------------------- init
@@ -111,20 +117,250 @@ impl Report for MasterRotationReport {
 struct KekRotationReport {
     namespace: String,
     kek_version: u32,
-    data_keys_rewrapped: u64,
+    data_keys_rotated: u64,
 }
 
 impl Report for KekRotationReport {
     fn human(&self) -> String {
         format!(
-            "rotated the key of namespace {}: now version {}; {} data keys rewrapped\n",
-            self.namespace, self.kek_version, self.data_keys_rewrapped
+            "rotated the key of namespace {}: now version {}; {} data keys replaced by fresh \
+             ones (values re-encrypted); run `sealbox keys retire` to destroy the old version\n",
+            self.namespace, self.kek_version, self.data_keys_rotated
         )
     }
 }
 
+#[derive(Debug, Serialize)]
+struct KeyRow {
+    role: &'static str,
+    id: String,
+    namespace: Option<String>,
+    secret: Option<String>,
+    version: u32,
+    state: &'static str,
+    created: Option<String>,
+    age_seconds: Option<u64>,
+    uses: Option<u64>,
+    max_uses: Option<u64>,
+    due: Option<String>,
+    is_due: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Periods {
+    master_seconds: u64,
+    kek_seconds: u64,
+    dek_seconds: u64,
+    session_seconds: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusReport {
+    at: Option<String>,
+    schedule: Periods,
+    keys: Vec<KeyRow>,
+}
+
+impl Report for StatusReport {
+    fn human(&self) -> String {
+        let mut out = format!(
+            "{:<6} {:<28} {:>7} {:<9} {:>8} {:>12}  {:<20}  due\n",
+            "role", "id", "version", "state", "age", "uses", "due at"
+        );
+        for k in &self.keys {
+            let id = match &k.secret {
+                Some(secret) => secret.clone(),
+                None => k.id.clone(),
+            };
+            let age = k
+                .age_seconds
+                .map_or("-".to_owned(), |s| format!("{:.1}d", s as f64 / 86_400.0));
+            let uses = k.uses.map_or("-".to_owned(), |u| u.to_string());
+            out.push_str(&format!(
+                "{:<6} {:<28} {:>7} {:<9} {:>8} {:>12}  {:<20}  {}\n",
+                k.role,
+                id,
+                k.version,
+                k.state,
+                age,
+                uses,
+                time_text(&k.due),
+                if k.is_due { "DUE" } else { "-" }
+            ));
+        }
+        out
+    }
+}
+
+fn key_row(k: &KeyInfo, now: SystemTime) -> KeyRow {
+    KeyRow {
+        role: k.role.as_str(),
+        id: k.id.clone(),
+        namespace: k.namespace.clone(),
+        secret: k.secret.clone(),
+        version: k.version.get(),
+        state: k.state.as_str(),
+        created: timestamp(k.created),
+        age_seconds: k
+            .created
+            .map(|c| now.duration_since(c).map_or(0, |d| d.as_secs())),
+        uses: k.uses,
+        max_uses: k.max_uses,
+        due: timestamp(k.due),
+        is_due: k.is_due,
+    }
+}
+
+fn status_report(status: &KeyStatus, at: Option<String>) -> StatusReport {
+    StatusReport {
+        at,
+        schedule: Periods {
+            master_seconds: status.schedule.master.0.as_secs(),
+            kek_seconds: status.schedule.kek.0.as_secs(),
+            dek_seconds: status.schedule.dek.0.as_secs(),
+            session_seconds: status.schedule.session.0.as_secs(),
+        },
+        keys: status.keys.iter().map(|k| key_row(k, status.now)).collect(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct DekRow {
+    secret: String,
+    dek_version: u32,
+    kek_version: u32,
+    versions_reencrypted: u64,
+}
+
+impl From<&DekRotation> for DekRow {
+    fn from(r: &DekRotation) -> Self {
+        DekRow {
+            secret: r.name.clone(),
+            dek_version: r.dek_version.get(),
+            kek_version: r.kek_version.get(),
+            versions_reencrypted: r.versions,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RotateReport {
+    master_version: Option<u32>,
+    namespaces: Vec<KekRotationReport>,
+    data_keys: Vec<DekRow>,
+}
+
+impl Report for RotateReport {
+    fn human(&self) -> String {
+        let mut out = String::new();
+        if let Some(v) = self.master_version {
+            out.push_str(&format!("rotated the master key: now version {v}\n"));
+        }
+        for ns in &self.namespaces {
+            out.push_str(&ns.human());
+        }
+        for d in &self.data_keys {
+            out.push_str(&format!(
+                "rotated the data key of {}: version {}, {} versions re-encrypted\n",
+                d.secret, d.dek_version, d.versions_reencrypted
+            ));
+        }
+        if out.is_empty() {
+            out.push_str("no key is due\n");
+        }
+        out
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RetiredRow {
+    namespace: String,
+    kek_version_kept: u32,
+    kek_versions_destroyed: Vec<u32>,
+    data_keys_rotated: u64,
+    versions_verified: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct RetireReport {
+    namespaces: Vec<RetiredRow>,
+    /// The master version every KEK is wrapped under after retirement.
+    master_version_kept: Option<u32>,
+    /// Master versions removed from the key file.
+    master_versions_destroyed: Vec<u32>,
+    /// Why master versions were not retired (a provider that cannot remove versions).
+    master_not_retired: Option<String>,
+}
+
+impl Report for RetireReport {
+    fn human(&self) -> String {
+        let mut out = String::new();
+        if self.namespaces.is_empty() {
+            out.push_str("no old namespace key versions to retire\n");
+        }
+        for r in &self.namespaces {
+            let destroyed: Vec<String> = r
+                .kek_versions_destroyed
+                .iter()
+                .map(u32::to_string)
+                .collect();
+            out.push_str(&format!(
+                "namespace {}: {} versions decrypted under key version {}; destroyed key \
+                 version(s) {}\n",
+                r.namespace,
+                r.versions_verified,
+                r.kek_version_kept,
+                destroyed.join(", ")
+            ));
+        }
+        match (&self.master_not_retired, self.master_version_kept) {
+            (Some(why), _) => out.push_str(&format!("master key versions not retired: {why}\n")),
+            (None, Some(kept)) if self.master_versions_destroyed.is_empty() => {
+                out.push_str(&format!(
+                    "no old master key versions to retire (current version {kept})\n"
+                ));
+            }
+            (None, Some(kept)) => {
+                let destroyed: Vec<String> = self
+                    .master_versions_destroyed
+                    .iter()
+                    .map(u32::to_string)
+                    .collect();
+                out.push_str(&format!(
+                    "master key: every namespace key wrapped under version {kept}; removed \
+                     version(s) {} from the key file\n",
+                    destroyed.join(", ")
+                ));
+            }
+            (None, None) => {}
+        }
+        out
+    }
+}
+
+/// `--at` as a time, or now.
+fn evaluation_time(at: Option<&str>) -> Result<SystemTime> {
+    let Some(text) = at else {
+        return Ok(SystemTime::now());
+    };
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(SystemTime::from)
+        .map_err(|_| {
+            Error::invalid_input(format!(
+                "--at {text:?} is not an RFC 3339 time; write it like 2027-01-31T00:00:00Z"
+            ))
+        })
+}
+
 /// `sealbox keys ...`.
 pub async fn keys(session: &Session, command: KeysCommand) -> Result<Outcome> {
+    if let KeysCommand::Status { at } = &command {
+        // Checked before the vault is opened, like any other malformed argument.
+        evaluation_time(at.as_deref())?;
+    }
+    if let KeysCommand::Rotate { at, .. } = &command {
+        evaluation_time(at.as_deref())?;
+    }
     let vault = session.vault().await?;
     match command {
         KeysCommand::RotateMaster => {
@@ -141,9 +377,111 @@ pub async fn keys(session: &Session, command: KeysCommand) -> Result<Outcome> {
             Ok(Outcome::report(&KekRotationReport {
                 namespace,
                 kek_version: rotation.version.get(),
-                data_keys_rewrapped: rotation.rewrapped,
+                data_keys_rotated: rotation.deks_rotated,
             }))
         }
+        KeysCommand::Status { at } => {
+            let now = evaluation_time(at.as_deref())?;
+            let status = vault.key_status(now).await?;
+            Ok(Outcome::report(&status_report(&status, at)))
+        }
+        KeysCommand::Rotate {
+            due,
+            at,
+            secret,
+            namespace,
+        } => {
+            let report = if due {
+                let now = evaluation_time(at.as_deref())?;
+                let result = vault.rotate_due(now).await;
+                session.audit(Action::Key, "due", &result)?;
+                let done = result?;
+                RotateReport {
+                    master_version: done.master.map(|v| v.get()),
+                    namespaces: done
+                        .keks
+                        .iter()
+                        .map(|(ns, r)| KekRotationReport {
+                            namespace: ns.clone(),
+                            kek_version: r.version.get(),
+                            data_keys_rotated: r.deks_rotated,
+                        })
+                        .collect(),
+                    data_keys: done.deks.iter().map(DekRow::from).collect(),
+                }
+            } else if let Some(name) = secret {
+                let name: SecretName = name.parse()?;
+                let result = vault.rotate_dek(&name).await;
+                session.audit(Action::Key, name.as_str(), &result)?;
+                RotateReport {
+                    master_version: None,
+                    namespaces: Vec::new(),
+                    data_keys: vec![DekRow::from(&result?)],
+                }
+            } else {
+                let namespace = namespace.unwrap_or_default();
+                let ns = KeyId::new(namespace.as_str())?;
+                let result = vault.rotate_deks(ns.as_str()).await;
+                session.audit(Action::Key, &namespace, &result)?;
+                let count = result?;
+                return Ok(Outcome::report(&NamespaceDeksReport {
+                    namespace,
+                    data_keys_rotated: count,
+                }));
+            };
+            Ok(Outcome::report(&report))
+        }
+        KeysCommand::Retire => {
+            let result = vault.retire_keks().await;
+            session.audit(Action::Key, "retire", &result)?;
+            let keks = result?;
+            // KEKs first: retiring master versions rewraps KEKs, and then only the current
+            // KEK versions are left to rewrap.
+            let master = vault.retire_master().await;
+            session.audit(Action::Key, "retire-master", &master)?;
+            let (master_version_kept, master_versions_destroyed, master_not_retired) =
+                match master {
+                    Ok(m) => (
+                        Some(m.current.get()),
+                        m.retired.iter().map(|v| v.get()).collect(),
+                        None,
+                    ),
+                    Err(e) if e.kind() == ErrorKind::Unsupported => {
+                        (None, Vec::new(), Some(e.message().to_owned()))
+                    }
+                    Err(e) => return Err(e),
+                };
+            Ok(Outcome::report(&RetireReport {
+                master_version_kept,
+                master_versions_destroyed,
+                master_not_retired,
+                namespaces: keks
+                    .into_iter()
+                    .map(|r| RetiredRow {
+                        namespace: r.namespace,
+                        kek_version_kept: r.kept.get(),
+                        kek_versions_destroyed: r.destroyed.iter().map(|v| v.get()).collect(),
+                        data_keys_rotated: r.deks_rotated,
+                        versions_verified: r.versions_verified,
+                    })
+                    .collect(),
+            }))
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct NamespaceDeksReport {
+    namespace: String,
+    data_keys_rotated: u64,
+}
+
+impl Report for NamespaceDeksReport {
+    fn human(&self) -> String {
+        format!(
+            "rotated the data keys of namespace {}: {} secrets re-encrypted under fresh keys\n",
+            self.namespace, self.data_keys_rotated
+        )
     }
 }
 

@@ -100,7 +100,9 @@ impl DataKey {
     }
 
     /// How many encryptions this in-memory key has performed. The count is per process: a
-    /// key unwrapped again starts from zero, which is why DEKs also rotate on a schedule.
+    /// key unwrapped again starts from zero. The local vault therefore also keeps a persisted
+    /// count per KEK and DEK, shared by every process and incremented in the transaction that
+    /// stores each encryption, and rotates DEKs on a schedule.
     pub fn uses(&self) -> u64 {
         self.uses.load(Ordering::Relaxed).min(self.limit)
     }
@@ -138,7 +140,7 @@ impl DataKey {
             // Keep the counter from wrapping however long callers keep trying.
             self.uses.store(self.limit, Ordering::Relaxed);
             return Err(Error::new(
-                ErrorKind::KeyRetired,
+                ErrorKind::KeyExhausted,
                 format!(
                     "key {} {} reached its limit of {} encryptions and is retired for \
                      encryption; rotate it (a new DEK) and re-encrypt",
@@ -290,7 +292,7 @@ mod tests {
         k.count_use().unwrap();
         k.count_use().unwrap();
         for _ in 0..3 {
-            assert_eq!(k.count_use().unwrap_err().kind(), ErrorKind::KeyRetired);
+            assert_eq!(k.count_use().unwrap_err().kind(), ErrorKind::KeyExhausted);
         }
         assert_eq!(k.uses(), 4);
     }

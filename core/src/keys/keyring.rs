@@ -692,7 +692,24 @@ impl Keyring {
         state
     }
 
+    /// Applies `change` to the stored record. The compare-and-set on `revision` can lose to
+    /// another process, or to a store that bumps the revision when it counts a KEK use in its
+    /// own write transaction; the change is then re-applied to the fresh record (a few times).
     async fn write_namespace(&self, namespace: &KeyId, change: Change) -> Result<Arc<NsState>> {
+        let mut attempt = 0;
+        loop {
+            match self.write_namespace_once(namespace, change).await {
+                Err(e) if e.kind() == ErrorKind::Conflict && attempt < CAS_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn write_namespace_once(
+        &self,
+        namespace: &KeyId,
+        change: Change,
+    ) -> Result<Arc<NsState>> {
         let _guard = self.writer.lock().await;
         let stored = self.storage.load_namespace(namespace)?;
         let now = now_secs();
@@ -736,6 +753,7 @@ impl Keyring {
                     created_at: now,
                     wrapped: Some(wrapped),
                     destroyed_at: None,
+                    uses: 0,
                 });
                 new_kek = Some(kek);
             }
@@ -812,6 +830,10 @@ pub struct MasterRetirement {
     pub retired: Vec<KeyVersion>,
 }
 
+/// How many times a namespace record change is re-applied after losing its compare-and-set.
+const CAS_RETRIES: usize = 8;
+
+#[derive(Clone, Copy)]
 enum Change {
     EnsureCurrent,
     Rotate,

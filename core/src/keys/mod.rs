@@ -18,12 +18,15 @@
 //! 4. Reading: `WrappedDek::from_bytes`, `keyring.unwrap_dek(&ns, &wrapped)`,
 //!    `Envelope::open(&dek, &aad, &envelope)` -> a [`Secret`](crate::Secret) in locked memory.
 //! 5. Rotation: [`Keyring::rotate_master`] rewraps KEKs itself (they live in [`KeyStorage`]).
-//!    [`Keyring::rotate_kek`] makes a new KEK version; the store then calls
-//!    [`Keyring::rewrap_dek`] for each of its wrapped DEKs in that namespace and may retire
-//!    the old KEK with [`Keyring::set_min_decryption_version`]. [`Keyring::rotate_dek`] gives
-//!    a fresh DEK for re-encrypting one secret. [`RotationSchedule`] says when each is due.
-//!    [`Keyring::retire_master`] then removes the older master versions from the provider
-//!    once every KEK is rewrapped under the current one.
+//!    [`Keyring::rotate_kek`] makes a new KEK version. A rewrap ([`Keyring::rewrap_dek`])
+//!    keeps the same DEK, so a DEK or old KEK that leaked still opens the data; a store that
+//!    wants rotation to limit a leak gives each secret a fresh DEK under the new KEK with
+//!    [`Keyring::rotate_dek`], re-encrypts the secret's versions with it, and then destroys the
+//!    old KEK versions (the local vault does all three: `LocalVault::rotate_kek`,
+//!    `rotate_dek`, `retire_keks`). [`RotationSchedule`] says when each is due; a store counts
+//!    each key's uses persistently ([`KekRecord::uses`]) because [`DataKey::uses`] restarts at
+//!    zero whenever a key is unwrapped again. [`Keyring::retire_master`] then removes the older
+//!    master versions from the provider once every KEK is rewrapped under the current one.
 //! 6. Erasure: [`Keyring::shred_namespace`] destroys the namespace's key in the provider
 //!    (the local key file holds one per namespace, and KEKs are wrapped under a key derived
 //!    from it and the master key), then every KEK version of the namespace; every value in it,

@@ -51,6 +51,18 @@ pub enum KeyRole {
     Session,
 }
 
+impl KeyRole {
+    /// `"master"`, `"kek"`, `"dek"` or `"session"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Master => "master",
+            KeyRole::Kek => "kek",
+            KeyRole::Dek => "dek",
+            KeyRole::Session => "session",
+        }
+    }
+}
+
 /// Rotation periods per key role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RotationSchedule {

@@ -3,8 +3,9 @@
 //! [`MemoryKeyStorage`] is the in-memory implementation for tests and the memory store.
 //!
 //! What is stored, per namespace, as one [`NamespaceKeys`] record: every KEK version wrapped
-//! by the master key (or marked destroyed), `min_decryption_version`, and a revision for
-//! compare-and-set. Per master key version: a [`KeyCheck`]. DEKs are not here: a store keeps
+//! by the master key (or marked destroyed) with its creation time and use count,
+//! `min_decryption_version`, and a revision for compare-and-set. Retired versions are removed
+//! from the record altogether (see `LocalVault::retire_keks`). Per master key version: a [`KeyCheck`]. DEKs are not here: a store keeps
 //! each [`super::WrappedDek`] beside the secret it encrypts.
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +28,11 @@ pub struct KekRecord {
     pub wrapped: Option<WrappedKey>,
     /// When it was destroyed (crypto-shredding), if it was.
     pub destroyed_at: Option<u64>,
+    /// How many DEKs this KEK version has wrapped, over every process and every unwrap of it.
+    /// A store that persists it increments it in the transaction that stores each wrapped DEK
+    /// (the local vault does); records written before the count existed read as 0.
+    #[serde(default)]
+    pub uses: u64,
 }
 
 /// Every KEK version of one namespace plus its decryption policy.

@@ -3,8 +3,8 @@
 //! the key hierarchy.
 //!
 //! # Layout
-//! - `secrets`: one row per secret: name, namespace, its DEK wrapped by the namespace KEK,
-//!   metadata, soft-delete purge time.
+//! - `secrets`: one row per secret: name, namespace, its DEK wrapped by the namespace KEK with
+//!   the DEK's creation time and use count, metadata, soft-delete purge time.
 //! - `versions`: one row per version: the value sealed with the secret's DEK.
 //! - `stages`: `(secret, stage) -> version` (`CURRENT`, `PENDING`, `PREVIOUS`, custom).
 //! - `key_namespaces`, `master_checks`: the key hierarchy's records ([`crate::keys::KeyStorage`]).
@@ -31,11 +31,19 @@
 //!   non-SQLite or damaged file (`Integrity`, `PRAGMA quick_check`), a schema from a newer
 //!   build (`UnsupportedVersion`), a different master key (`WrongKey`, from the stored
 //!   key-check value). Nothing is written before these checks pass.
+//! - **Key lifecycle.** Each KEK and DEK has a use count persisted with it and incremented in
+//!   the transaction of every write that encrypts under it; a write rotates a DEK past its
+//!   period or half its limit, and fails with [`ErrorKind::KeyExhausted`] when a key is at
+//!   its limit and cannot rotate. Rotation gives fresh keys and re-encrypts; retirement
+//!   destroys old KEK versions. What each guarantees is in the `lifecycle` module's docs
+//!   ([`LocalVault::rotate_dek`], [`LocalVault::rotate_kek`], [`LocalVault::retire_keks`],
+//!   [`LocalVault::key_status`], [`LocalVault::rotate_due`]).
 //!
 //! Reads run on the caller's thread (a WAL reader never waits for writers); writes run under
 //! [`tokio::task::spawn_blocking`] because they may wait for another process's write lock.
 
 mod key_storage;
+mod lifecycle;
 mod pool;
 mod schema;
 
@@ -51,7 +59,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use secrecy::ExposeSecret;
 
-use self::key_storage::SqliteKeyStorage;
+use self::key_storage::{SqliteKeyStorage, count_kek_uses};
+pub use self::lifecycle::{DekRotation, DueRotation, KekRetirement, KeyInfo, KeyState, KeyStatus};
 use self::pool::{Pool, open_connection};
 use self::schema::{SCHEMA_VERSION, sql_error};
 use super::{
@@ -60,7 +69,10 @@ use super::{
     VersionSelector, listing,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::{DataKey, Envelope, KeyId, KeyProvider, KeyVersion, Keyring, WrappedDek};
+use crate::keys::{
+    DataKey, Envelope, KeyId, KeyProvider, KeyVersion, Keyring, MAX_USES, RotationSchedule,
+    WrappedDek,
+};
 use crate::memory;
 use crate::secret::Secret;
 
@@ -89,6 +101,21 @@ pub struct LocalVaultOptions {
     pub busy_timeout: Duration,
     /// Largest value accepted, in bytes (default 1 MiB).
     pub max_value_len: usize,
+    /// Rotation periods: master 90 days, KEK 90 days, DEK 30 days, session keys 24 hours by
+    /// default. A write to a secret whose DEK is past its period, or past half its
+    /// `dek_max_uses`, first rotates that DEK (when `auto_rotate`); a new DEK is wrapped under a
+    /// fresh KEK version when the current one is past its period or half its `kek_max_uses`.
+    /// [`LocalVault::key_status`] and [`LocalVault::rotate_due`] use the same periods.
+    pub schedule: RotationSchedule,
+    /// Most values one DEK may encrypt over its life (its persisted use count, shared by every
+    /// process), at most [`MAX_USES`].
+    pub dek_max_uses: u64,
+    /// Most DEKs one KEK version may wrap over its life, at most [`MAX_USES`].
+    pub kek_max_uses: u64,
+    /// Whether writes rotate the keys they would use when those are due (default `true`).
+    /// When off, or when a rotation is impossible, a write that would take a key past its limit
+    /// fails with [`ErrorKind::KeyExhausted`] and writes nothing.
+    pub auto_rotate: bool,
 }
 
 impl Default for LocalVaultOptions {
@@ -97,6 +124,10 @@ impl Default for LocalVaultOptions {
             namespace_depth: 1,
             busy_timeout: Duration::from_secs(10),
             max_value_len: Capabilities::FULL.max_value_len,
+            schedule: RotationSchedule::default(),
+            dek_max_uses: MAX_USES,
+            kek_max_uses: MAX_USES,
+            auto_rotate: true,
         }
     }
 }
@@ -139,8 +170,8 @@ pub struct VerifyFailure {
 pub struct KekRotation {
     /// The namespace's new KEK version.
     pub version: KeyVersion,
-    /// DEKs rewrapped under it.
-    pub rewrapped: u64,
+    /// Secrets given a fresh DEK under it (their versions re-encrypted).
+    pub deks_rotated: u64,
 }
 
 /// The integrated local vault; see the [module docs](self).
@@ -814,9 +845,12 @@ impl LocalVault {
         Ok(retired)
     }
 
-    /// KEK rotation for `namespace`: a new KEK version, then every DEK of the namespace is
-    /// rewrapped under it (values are untouched). A namespace nothing was ever written to has
-    /// no KEK to rotate: `NotFound` (a typo must not create keys).
+    /// KEK rotation for `namespace`: a new KEK version, then every secret of the namespace gets
+    /// a fresh DEK wrapped under it and its versions are re-encrypted (see
+    /// [`LocalVault::rotate_dek`]); a DEK is never merely rewrapped, so a DEK or KEK taken from
+    /// an older copy of the vault opens nothing written by this rotation. Old KEK versions stay
+    /// (unused) until [`LocalVault::retire_keks`] destroys them. A namespace nothing was ever
+    /// written to has no KEK to rotate: `NotFound` (a typo must not create keys).
     pub async fn rotate_kek(&self, namespace: &str) -> Result<KekRotation> {
         let ns = KeyId::new(namespace)?;
         let _lock = FileLock::acquire(self.path())?;
@@ -826,43 +860,12 @@ impl LocalVault {
             )));
         }
         let version = self.inner.keyring.rotate_kek(&ns).await?;
-        let rows: Vec<(i64, Vec<u8>)> = {
-            let conn = self.inner.pool.get()?;
-            let mut stmt = conn
-                .prepare("SELECT id, dek FROM secrets WHERE namespace = ?1")
-                .map_err(|e| sql_error("reading DEKs", e))?;
-            stmt.query_map([namespace], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|rows| rows.collect())
-                .map_err(|e| sql_error("reading DEKs", e))?
-        };
-        let mut updates = Vec::with_capacity(rows.len());
-        for (id, old) in rows {
-            let wrapped = WrappedDek::from_bytes(&old)?;
-            let new = self.inner.keyring.rewrap_dek(&ns, &wrapped).await?;
-            updates.push((id, old, new.to_bytes()));
-        }
-        let inner = self.inner.clone();
-        let rewrapped = blocking(move || {
-            let mut conn = inner.pool.get()?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| sql_error("rewrapping DEKs", e))?;
-            let mut n = 0u64;
-            for (id, old, new) in &updates {
-                // A DEK changed meanwhile was written under the new KEK already.
-                n += tx
-                    .execute(
-                        "UPDATE secrets SET dek = ?1 WHERE id = ?2 AND dek = ?3",
-                        params![new, id, old],
-                    )
-                    .map_err(|e| sql_error("rewrapping DEKs", e))? as u64;
-            }
-            tx.commit().map_err(|e| sql_error("rewrapping DEKs", e))?;
-            Ok(n)
-        })
-        .await?;
+        let deks_rotated = self.rotate_namespace_deks(&ns).await;
         self.clear_key_caches();
-        Ok(KekRotation { version, rewrapped })
+        Ok(KekRotation {
+            version,
+            deks_rotated: deks_rotated?,
+        })
     }
 
     /// Crypto-shreds `namespace`: destroys its namespace key in the master key provider (the
@@ -942,6 +945,7 @@ impl LocalVault {
                 )));
             }
             let ns = self.namespace_of(name)?;
+            self.fresh_kek(&ns).await?;
             let dek_id = KeyId::new(format!("dek:{}", random_hex(12)?))?;
             let (dek, wrapped) = self.new_dek(&ns, dek_id).await?;
             let aad = value_aad(
@@ -957,15 +961,17 @@ impl LocalVault {
                 ns.as_str().to_owned(),
                 wrapped.to_bytes(),
                 envelope,
+                wrapped.kek_version(),
             ));
         }
         drop(items);
+        let kek_limit = self.kek_limit();
         write_tx(&self.inner, "importing secrets", move |tx| {
             let err = |e| sql_error("importing secrets", e);
             let mut secret = tx
                 .prepare(
-                    "INSERT INTO secrets (name, namespace, dek, next_version, created, updated) \
-                     VALUES (?1, ?2, ?3, 2, ?4, ?4)",
+                    "INSERT INTO secrets (name, namespace, dek, next_version, created, updated, \
+                     dek_created, dek_uses) VALUES (?1, ?2, ?3, 2, ?4, ?4, ?4, 1)",
                 )
                 .map_err(err)?;
             let mut version = tx
@@ -974,7 +980,8 @@ impl LocalVault {
             let mut stage = tx
                 .prepare("INSERT INTO stages (secret_id, stage, version) VALUES (?1, 'CURRENT', 1)")
                 .map_err(err)?;
-            for (name, ns, dek, envelope) in &rows {
+            for (name, ns, dek, envelope, kek_version) in &rows {
+                count_kek_uses(tx, ns, *kek_version, 1, kek_limit)?;
                 match secret.execute(params![name, ns, dek, now]) {
                     Ok(_) => {}
                     Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
@@ -1077,6 +1084,9 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     })
 }
 
+/// A secret's row as a write reads it: id, wrapped DEK, next version, purge time, DEK uses.
+type SecretHead = (i64, Vec<u8>, i64, Option<i64>, i64);
+
 /// What a write transaction needs; owned so it can move to a blocking thread.
 struct WriteRequest {
     name: SecretName,
@@ -1087,6 +1097,10 @@ struct WriteRequest {
     wrapped_bytes: Vec<u8>,
     /// True when `wrapped` is a fresh DEK for a secret that did not exist at read time.
     creating: bool,
+    /// Most values the DEK may encrypt (`LocalVaultOptions::dek_max_uses`).
+    dek_limit: u64,
+    /// Most DEKs the KEK may wrap (`LocalVaultOptions::kek_max_uses`).
+    kek_limit: u64,
     value: Secret,
     options: PutOptions,
 }
@@ -1151,11 +1165,15 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
     let name = req.name.as_str();
-    let row: Option<(i64, Vec<u8>, i64, Option<i64>)> = tx
-        .prepare_cached("SELECT id, dek, next_version, purge_at FROM secrets WHERE name = ?1")
+    let row: Option<SecretHead> = tx
+        .prepare_cached(
+            "SELECT id, dek, next_version, purge_at, dek_uses FROM secrets WHERE name = ?1",
+        )
         .and_then(|mut s| {
-            s.query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .optional()
+            s.query_row([name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()
         })
         .map_err(err)?;
     let (secret_id, version, current) = match (row, req.creating) {
@@ -1168,15 +1186,27 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
                     ),
                 ));
             }
+            // The new DEK's use is counted below with the other writes; its KEK's use here, in
+            // the transaction that stores the wrapped DEK.
+            match count_kek_uses(
+                &tx,
+                &req.namespace,
+                req.wrapped.kek_version(),
+                1,
+                req.kek_limit,
+            ) {
+                Err(e) if e.kind() == ErrorKind::Conflict => return Ok(WriteOutcome::Retry),
+                other => other?,
+            };
             tx.prepare_cached(
-                "INSERT INTO secrets (name, namespace, dek, next_version, created, updated) \
-                 VALUES (?1, ?2, ?3, 1, ?4, ?4)",
+                "INSERT INTO secrets (name, namespace, dek, next_version, created, updated, \
+                 dek_created, dek_uses) VALUES (?1, ?2, ?3, 1, ?4, ?4, ?4, 0)",
             )
             .and_then(|mut s| s.execute(params![name, req.namespace, req.wrapped_bytes, now]))
             .map_err(err)?;
             (tx.last_insert_rowid(), 1, None)
         }
-        (Some((id, dek, next, purge_at)), false) if dek == req.wrapped_bytes => {
+        (Some((id, dek, next, purge_at, dek_uses)), false) if dek == req.wrapped_bytes => {
             if purge_at.is_some() {
                 return Err(Error::new(
                     ErrorKind::Conflict,
@@ -1212,6 +1242,18 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
                         created: Some(to_time(created)),
                     }));
                 }
+            }
+            // Checked in the write transaction, against the count every process shares.
+            if dek_uses.max(0) as u64 >= req.dek_limit {
+                return Err(Error::new(
+                    ErrorKind::KeyExhausted,
+                    format!(
+                        "secret {name}: its data key has encrypted {dek_uses} values, its limit \
+                         of {}, and could not be rotated automatically; run `sealbox keys \
+                         rotate --secret {name}` or raise the limit (nothing was written)",
+                        req.dek_limit
+                    ),
+                ));
             }
             (id, next, current_version(&tx, id)?)
         }
@@ -1257,7 +1299,7 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
         Some(serde_json::to_string(&merged).map_err(|_| Error::internal("tags do not serialise"))?)
     };
     tx.prepare_cached(
-        "UPDATE secrets SET next_version = ?2, updated = ?3, \
+        "UPDATE secrets SET next_version = ?2, updated = ?3, dek_uses = dek_uses + 1, \
          last_rotated = CASE WHEN ?4 THEN ?3 ELSE last_rotated END, \
          description = COALESCE(?5, description), tags = COALESCE(?6, tags) WHERE id = ?1",
     )
@@ -1395,28 +1437,52 @@ impl SecretStore for LocalVault {
             )));
         }
         let ns = self.namespace_of(name)?;
+        let mut rotated = false;
         for _ in 0..WRITE_RETRIES {
-            let existing: Option<(i64, Vec<u8>)> = {
+            let existing: Option<(i64, Vec<u8>, i64, i64, bool)> = {
                 let conn = self.inner.pool.get()?;
-                conn.prepare_cached("SELECT id, dek FROM secrets WHERE name = ?1")
-                    .and_then(|mut s| {
-                        s.query_row([name.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()
+                conn.prepare_cached(
+                    "SELECT id, dek, COALESCE(dek_created, created), dek_uses, \
+                     purge_at IS NOT NULL FROM secrets WHERE name = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row([name.as_str()], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                     })
-                    .map_err(|e| sql_error("reading a secret", e))?
+                    .optional()
+                })
+                .map_err(|e| sql_error("reading a secret", e))?
             };
+            if let Some((id, _, dek_created, dek_uses, false)) = &existing
+                && !rotated
+                && self.inner.options.auto_rotate
+                && self.dek_due(*dek_created, *dek_uses, SystemTime::now())
+            {
+                rotated = true;
+                match self.rotate_secret(*id).await {
+                    Ok(_) => continue,
+                    // Too many versions to re-encrypt under one key: write with the old DEK
+                    // while it has uses left (the write transaction enforces the limit).
+                    Err(e) if e.kind() == ErrorKind::KeyExhausted => {}
+                    Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                    Err(e) => return Err(e),
+                }
+            }
             let keys = match &existing {
-                Some((id, bytes)) => self
+                Some((id, bytes, ..)) => self
                     .dek(*id, &ns, bytes)
                     .await
                     .map(|(d, w)| (d, w, bytes.clone(), false)),
-                None => {
-                    let dek_id = KeyId::new(format!("dek:{}", random_hex(12)?))?;
-                    self.new_dek(&ns, dek_id).await.map(|(d, w)| {
-                        let bytes = w.to_bytes();
-                        (Arc::new(d), w, bytes, true)
-                    })
-                }
+                None => match self.fresh_kek(&ns).await {
+                    Ok(()) => {
+                        let dek_id = KeyId::new(format!("dek:{}", random_hex(12)?))?;
+                        self.new_dek(&ns, dek_id).await.map(|(d, w)| {
+                            let bytes = w.to_bytes();
+                            (Arc::new(d), w, bytes, true)
+                        })
+                    }
+                    Err(e) => Err(e),
+                },
             };
             let (dek, wrapped, wrapped_bytes, creating) = match keys {
                 Ok(k) => k,
@@ -1435,6 +1501,8 @@ impl SecretStore for LocalVault {
                 wrapped,
                 wrapped_bytes,
                 creating,
+                dek_limit: self.dek_limit(),
+                kek_limit: self.kek_limit(),
                 value: value.try_clone()?,
                 options: options.clone(),
             };

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: u32 = 2;
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -69,6 +69,17 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 1 -> 2: soft-deleted secrets are found by purge time without a scan.
     "CREATE INDEX secrets_purge ON secrets(purge_at) WHERE purge_at IS NOT NULL;",
+    // 2 -> 3: key lifecycle. Each secret's DEK records when it was made and how many values
+    // it has encrypted (persisted, shared by processes); a master key version records when
+    // this vault first saw it. Existing DEKs date from their secret's creation and have
+    // encrypted one value per stored version.
+    r#"
+    ALTER TABLE secrets ADD COLUMN dek_created INTEGER;
+    ALTER TABLE secrets ADD COLUMN dek_uses INTEGER NOT NULL DEFAULT 0;
+    UPDATE secrets SET dek_created = created,
+        dek_uses = (SELECT count(*) FROM versions WHERE versions.secret_id = secrets.id);
+    ALTER TABLE master_checks ADD COLUMN created INTEGER;
+    "#,
 ];
 
 /// Maps a SQLite error to a sealbox kind: corruption is `Integrity`, a locked database

@@ -49,6 +49,10 @@ pub enum ErrorKind {
     MemoryLock,
     /// A local I/O operation failed (file permissions, disk full, ...).
     Io,
+    /// The object was made before `fork()` and used in the child, where its secrets and keys
+    /// are wiped and its threads do not exist. Reopen it in the child
+    /// ([`Sealbox::reopen`](crate::Sealbox::reopen)) or open it after the fork.
+    Forked,
     /// An invariant inside sealbox broke; please report it.
     Internal,
 }
@@ -74,6 +78,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::MemoryLock => "memory_lock",
             ErrorKind::Io => "io",
+            ErrorKind::Forked => "forked",
             ErrorKind::Internal => "internal",
         }
     }
@@ -295,6 +300,7 @@ mod tests {
             ErrorKind::Unsupported,
             ErrorKind::MemoryLock,
             ErrorKind::Io,
+            ErrorKind::Forked,
             ErrorKind::Internal,
         ];
         let names: HashSet<_> = all.iter().map(|k| k.as_str()).collect();

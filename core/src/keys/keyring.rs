@@ -15,6 +15,7 @@ use super::ids::{KeyId, KeyVersion};
 use super::provider::{KeyProvider, WrappedKey};
 use super::storage::{KekRecord, KeyStorage, NamespaceKeys};
 use crate::error::{Error, ErrorKind, Result};
+use crate::process::ProcessStamp;
 
 const DEK_MAGIC: [u8; 4] = *b"SBXD";
 const DEK_FORMAT: u8 = 1;
@@ -127,6 +128,8 @@ pub struct Keyring {
     // Serialises this process's writers; `save_namespace`'s compare-and-set guards against
     // other processes.
     writer: tokio::sync::Mutex<()>,
+    /// Cached KEKs are wiped in a forked child; there every call answers `Forked`.
+    stamp: ProcessStamp,
 }
 
 struct NsState {
@@ -173,6 +176,7 @@ impl Keyring {
             storage,
             cache: RwLock::new(HashMap::new()),
             writer: tokio::sync::Mutex::new(()),
+            stamp: ProcessStamp::new(),
         };
         let current = keyring.provider.current_version().await?;
         keyring.verify_master(current).await?;
@@ -186,6 +190,7 @@ impl Keyring {
 
     /// A copy of the namespace's stored record (KEK versions, states, policy).
     pub fn namespace_keys(&self, namespace: &KeyId) -> Result<Option<NamespaceKeys>> {
+        self.alive()?;
         self.storage.load_namespace(namespace)
     }
 
@@ -310,6 +315,7 @@ impl Keyring {
     /// Rewraps every KEK not under the current master version (resumes an interrupted master
     /// rotation). Returns how many KEK versions were rewrapped.
     pub async fn rewrap_keks(&self) -> Result<usize> {
+        self.alive()?;
         let mut count = 0;
         for namespace in self.storage.namespaces()? {
             let _guard = self.writer.lock().await;
@@ -396,7 +402,14 @@ impl Keyring {
         self.kek_in(&state, version).await
     }
 
+    /// `Forked` in a process forked after this keyring was opened. Every path to a key or a
+    /// record goes through one of the functions that call this.
+    fn alive(&self) -> Result<()> {
+        self.stamp.check("keyring")
+    }
+
     async fn kek_in(&self, state: &NsState, version: KeyVersion) -> Result<Arc<DataKey>> {
+        self.alive()?;
         let namespace = &state.record.namespace;
         let record = state.record.kek(version).ok_or_else(|| {
             Error::not_found(format!(
@@ -454,6 +467,7 @@ impl Keyring {
     }
 
     async fn verify_master(&self, version: KeyVersion) -> Result<()> {
+        self.alive()?;
         let Some(check) = self.provider.key_check(version).await? else {
             return Ok(());
         };
@@ -466,6 +480,7 @@ impl Keyring {
     }
 
     fn state(&self, namespace: &KeyId) -> Result<Option<Arc<NsState>>> {
+        self.alive()?;
         if let Some(s) = self
             .cache
             .read()
@@ -478,6 +493,7 @@ impl Keyring {
     }
 
     fn reload(&self, namespace: &KeyId) -> Result<Option<Arc<NsState>>> {
+        self.alive()?;
         Ok(self
             .storage
             .load_namespace(namespace)?
@@ -493,6 +509,7 @@ impl Keyring {
     }
 
     async fn write_namespace(&self, namespace: &KeyId, change: Change) -> Result<Arc<NsState>> {
+        self.alive()?;
         let _guard = self.writer.lock().await;
         let stored = self.storage.load_namespace(namespace)?;
         let now = now_secs();

@@ -14,6 +14,7 @@ use super::data_key::DataKey;
 use super::envelope::Envelope;
 use super::ids::{KeyId, KeyVersion};
 use crate::error::{Error, ErrorKind, Result};
+use crate::process::ProcessStamp;
 use crate::secret::Secret;
 
 /// Key material wrapped by a [`KeyProvider`]: which provider and master version, and the
@@ -130,6 +131,20 @@ pub trait KeyProvider: Send + Sync + std::fmt::Debug {
         let _ = version;
         Ok(None)
     }
+
+    /// The same master key opened afresh, for a process forked after this provider was made
+    /// (see [`Sealbox::reopen`](crate::Sealbox::reopen)): there this one's keys are wiped.
+    /// The default refuses with `Unsupported`: the provider has to be made again in the child.
+    async fn reopen(&self) -> Result<Arc<dyn KeyProvider>> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "master key provider {} cannot be reopened from what it keeps; make it again \
+                 in the child process",
+                self.id()
+            ),
+        ))
+    }
 }
 
 /// Master key versions held in this process (locked memory), shared by the local providers.
@@ -137,6 +152,8 @@ pub trait KeyProvider: Send + Sync + std::fmt::Debug {
 pub(crate) struct MasterKeys {
     id: KeyId,
     state: RwLock<MasterState>,
+    /// The versions are wiped in a forked child; there every use answers `Forked`.
+    stamp: ProcessStamp,
 }
 
 #[derive(Debug)]
@@ -161,6 +178,7 @@ impl MasterKeys {
         Ok(MasterKeys {
             id,
             state: RwLock::new(MasterState { current, versions }),
+            stamp: ProcessStamp::new(),
         })
     }
 
@@ -168,12 +186,19 @@ impl MasterKeys {
         &self.id
     }
 
-    pub(crate) fn current_version(&self) -> KeyVersion {
-        self.read().current
+    pub(crate) fn current_version(&self) -> Result<KeyVersion> {
+        self.check()?;
+        Ok(self.read().current)
+    }
+
+    /// `Forked` in a process forked after these keys were loaded.
+    pub(crate) fn check(&self) -> Result<()> {
+        self.stamp.check("master key")
     }
 
     /// Installs `key` as the new current version (it must be the next version).
     pub(crate) fn install(&self, key: DataKey) -> Result<()> {
+        self.check()?;
         let mut state = self
             .state
             .write()
@@ -205,6 +230,7 @@ impl MasterKeys {
     }
 
     pub(crate) fn wrap(&self, context: &[u8], key: &Secret) -> Result<WrappedKey> {
+        self.check()?;
         let master = {
             let state = self.read();
             state.versions.get(&state.current).cloned()
@@ -218,6 +244,7 @@ impl MasterKeys {
     }
 
     pub(crate) fn unwrap(&self, context: &[u8], wrapped: &WrappedKey) -> Result<Secret> {
+        self.check()?;
         if wrapped.provider != self.id {
             return Err(Error::new(
                 ErrorKind::WrongKey,
@@ -232,6 +259,7 @@ impl MasterKeys {
     }
 
     pub(crate) fn key_check(&self, version: KeyVersion) -> Result<KeyCheck> {
+        self.check()?;
         Ok(KeyCheck::compute(self.version(version)?.material()))
     }
 
@@ -242,6 +270,7 @@ impl MasterKeys {
         current: KeyVersion,
         versions: BTreeMap<KeyVersion, Arc<DataKey>>,
     ) -> Result<()> {
+        self.check()?;
         let mut state = self
             .state
             .write()
@@ -258,14 +287,14 @@ impl MasterKeys {
 
 /// Implements [`KeyProvider`] for a type with a `keys: MasterKeys` field, given its rotate body.
 macro_rules! local_provider {
-    ($ty:ty, |$this:ident| $rotate:expr) => {
+    ($ty:ty, |$this:ident| $rotate:expr $(, reopen: |$that:ident| $reopen:expr)?) => {
         #[async_trait::async_trait]
         impl $crate::keys::KeyProvider for $ty {
             fn id(&self) -> &$crate::keys::KeyId {
                 self.keys.id()
             }
             async fn current_version(&self) -> $crate::Result<$crate::keys::KeyVersion> {
-                Ok(self.keys.current_version())
+                self.keys.current_version()
             }
             async fn wrap(
                 &self,
@@ -291,6 +320,14 @@ macro_rules! local_provider {
             ) -> $crate::Result<Option<$crate::keys::KeyCheck>> {
                 self.keys.key_check(version).map(Some)
             }
+            $(
+            async fn reopen(
+                &self,
+            ) -> $crate::Result<std::sync::Arc<dyn $crate::keys::KeyProvider>> {
+                let $that = self;
+                $reopen
+            }
+            )?
         }
     };
 }

@@ -270,23 +270,19 @@ impl AuditLogBuilder {
         Ok(b)
     }
 
-    /// A builder for the same log in another process (a forked child, see
+    /// What it takes to build the same log in another process (a forked child, see
     /// [`Sealbox::reopen`](crate::Sealbox::reopen)): the same files, mode and limits, the
-    /// key read again from its file, no observer. `None` when a sink, callback or key was
-    /// handed over in code: those cannot be made again from here.
-    pub(crate) fn replica(&self) -> Option<AuditLogBuilder> {
-        if self.handed_over {
-            return None;
-        }
-        let mut b = AuditLog::builder().mode(self.mode);
-        b.files = self.files.clone();
-        b.capacity = self.capacity;
-        b.strict_timeout = self.strict_timeout;
-        b.key_file = self.key_file.clone();
-        if self.tracing {
-            b = b.tracing();
-        }
-        Some(b)
+    /// key read again from its file. `None` when a sink, callback or key was handed over in
+    /// code: those cannot be made again from here.
+    pub(crate) fn replica(&self) -> Option<AuditReplica> {
+        (!self.handed_over).then(|| AuditReplica {
+            files: self.files.clone(),
+            mode: self.mode,
+            capacity: self.capacity,
+            strict_timeout: self.strict_timeout,
+            key_file: self.key_file.clone(),
+            tracing: self.tracing,
+        })
     }
 
     /// Opens the sinks and starts the writer thread.
@@ -365,6 +361,33 @@ impl Drop for Shared {
         {
             let _ = t.join();
         }
+    }
+}
+
+/// An [`AuditLogBuilder`]'s settings without its sinks: plain data a client keeps to build
+/// its log again in a forked child.
+#[derive(Clone, Debug)]
+pub(crate) struct AuditReplica {
+    files: Vec<(PathBuf, FsyncPolicy)>,
+    mode: AuditMode,
+    capacity: Option<usize>,
+    strict_timeout: Option<Duration>,
+    key_file: Option<PathBuf>,
+    tracing: bool,
+}
+
+impl AuditReplica {
+    /// A builder of the same log (no observer: the client adds its own monitor).
+    pub(crate) fn builder(&self) -> AuditLogBuilder {
+        let mut b = AuditLog::builder().mode(self.mode);
+        b.files = self.files.clone();
+        b.capacity = self.capacity;
+        b.strict_timeout = self.strict_timeout;
+        b.key_file = self.key_file.clone();
+        if self.tracing {
+            b = b.tracing();
+        }
+        b
     }
 }
 

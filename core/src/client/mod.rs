@@ -89,6 +89,13 @@ pub struct Sealbox {
     source: Option<Arc<str>>,
 }
 
+// Bindings share one client between threads; keep the compiler checking it.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Sealbox>();
+    assert_send_sync::<BlockingSealbox>();
+};
+
 /// Builds a [`Sealbox`].
 pub struct SealboxBuilder {
     stores: Vec<(String, Arc<dyn SecretStore>)>,

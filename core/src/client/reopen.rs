@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Sealbox, SealboxBuilder};
-use crate::audit::AuditLogBuilder;
+use crate::audit::AuditReplica;
 use crate::cache::CacheConfig;
 use crate::config::{Config, ProviderRegistry};
 use crate::error::{Error, ErrorKind, Result};
@@ -40,7 +40,7 @@ pub(crate) struct BuilderRecipe {
     pub(crate) default_store: Option<String>,
     pub(crate) cache: Option<CacheConfig>,
     /// `Some(None)`: the client had an audit log that cannot be made again from here.
-    pub(crate) audit: Option<Option<AuditLogBuilder>>,
+    pub(crate) audit: Option<Option<AuditReplica>>,
     pub(crate) monitor: Option<MonitorConfig>,
     pub(crate) hooks: Vec<AlertHook>,
 }
@@ -98,12 +98,7 @@ impl BuilderRecipe {
         };
         match &self.audit {
             None => {}
-            Some(Some(audit)) => {
-                let again = audit.replica().ok_or_else(|| {
-                    Error::internal("an audit log replica could not be replicated")
-                })?;
-                builder = builder.audit(again);
-            }
+            Some(Some(audit)) => builder = builder.audit(audit.builder()),
             Some(None) => {
                 return Err(Error::new(
                     ErrorKind::Unsupported,

@@ -17,6 +17,7 @@ pyo3::import_exception!(sealbox._errors, ConfigError);
 pyo3::import_exception!(sealbox._errors, InvalidInput);
 pyo3::import_exception!(sealbox._errors, Conflict);
 pyo3::import_exception!(sealbox._errors, Unsupported);
+pyo3::import_exception!(sealbox._errors, Forked);
 
 /// The binding's error: either a sealbox error still to be mapped, or a Python exception that
 /// is already one (wrong argument type, closed object, ...).
@@ -67,6 +68,7 @@ impl From<BindingError> for PyErr {
                     ExceptionClass::InvalidInput => InvalidInput::new_err(args),
                     ExceptionClass::Conflict => Conflict::new_err(args),
                     ExceptionClass::Unsupported => Unsupported::new_err(args),
+                    ExceptionClass::Forked => Forked::new_err(args),
                     ExceptionClass::Base => SealboxError::new_err(args),
                 }
             }
@@ -86,6 +88,7 @@ enum ExceptionClass {
     InvalidInput,
     Conflict,
     Unsupported,
+    Forked,
     Base,
 }
 
@@ -106,6 +109,7 @@ fn exception_class(kind: ErrorKind) -> ExceptionClass {
         ErrorKind::InvalidInput => ExceptionClass::InvalidInput,
         ErrorKind::AlreadyExists | ErrorKind::Conflict => ExceptionClass::Conflict,
         ErrorKind::Unsupported => ExceptionClass::Unsupported,
+        ErrorKind::Forked => ExceptionClass::Forked,
         // MemoryLock, Io, Internal and kinds added later: the base class, with `kind` set.
         _ => ExceptionClass::Base,
     }
@@ -160,6 +164,7 @@ mod tests {
             exception_class(ErrorKind::Unsupported),
             ExceptionClass::Unsupported
         );
+        assert_eq!(exception_class(ErrorKind::Forked), ExceptionClass::Forked);
         assert_eq!(exception_class(ErrorKind::Io), ExceptionClass::Base);
         assert_eq!(exception_class(ErrorKind::MemoryLock), ExceptionClass::Base);
         assert_eq!(exception_class(ErrorKind::Internal), ExceptionClass::Base);

@@ -21,6 +21,7 @@ __all__ = [
     "InvalidInput",
     "Conflict",
     "Unsupported",
+    "Forked",
     "MemoryLockWarning",
 ]
 
@@ -84,6 +85,14 @@ class Conflict(SealboxError):
 
 class Unsupported(SealboxError, NotImplementedError):
     """The store or this build does not support the operation."""
+
+
+class Forked(SealboxError):
+    """The client or secret was made before ``os.fork()`` and used in the child, where its
+    secret memory is wiped and its threads do not exist. A :class:`~sealbox.Sealbox` is reopened
+    in the child automatically where it can be (see :class:`~sealbox.Sealbox`); a client that
+    cannot be (an in-memory one) and secrets read before the fork raise this: read them again
+    from a client of the child."""
 
 
 class MemoryLockWarning(RuntimeWarning):

@@ -25,7 +25,7 @@ use sealbox::{BlockingSealbox, ErrorKind, ExposeSecret, Principal, Sealbox, Secr
 const NAME: &str = "predis/prod/api/auth-token";
 const VALUE: &str = "hmac-signing-key-0123456789abcdef";
 /// How long a child may take before it counts as hung.
-const CHILD_DEADLINE: Duration = Duration::from_secs(30);
+const CHILD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Forking tests run one at a time: a fork while another test of this binary is inside
 /// sealbox could copy a lock it holds into the child.
@@ -359,4 +359,42 @@ fn a_key_loaded_before_fork_refuses_to_seal_or_open_in_the_child() {
             .expose_secret(),
         b"value"
     );
+}
+
+/// A fork while another thread is allocating and freeing secrets: the child must not inherit
+/// a secret-memory lock that thread held (it does not exist in the child to release it), or
+/// the child's first secret of that size would wait forever.
+#[test]
+fn a_fork_while_another_thread_allocates_secrets_leaves_the_child_able_to_allocate() {
+    let _serial = serial();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hammer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let sizes = [32usize, 64, 128, 256, 512, 1024, 2048, 4096];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // More than a thread caches, so frees and allocations reach the shared pools.
+                let held: Vec<Secret> = (0..64)
+                    .map(|i| Secret::random(sizes[i % sizes.len()]).unwrap())
+                    .collect();
+                drop(held);
+            }
+        })
+    };
+    for round in 0..200 {
+        let outcome = in_child(|| {
+            for size in [32usize, 64, 128, 256, 512, 1024, 2048, 4096] {
+                let held: Vec<Secret> = (0..64).map(|_| Secret::random(size).unwrap()).collect();
+                drop(held);
+            }
+            Ok(())
+        });
+        if let Err(e) = outcome {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            hammer.join().unwrap();
+            panic!("fork {round}: {e}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    hammer.join().unwrap();
 }

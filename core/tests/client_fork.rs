@@ -221,6 +221,15 @@ fn a_client_reopened_in_the_child_reads_and_writes_the_vault() {
             "inherited keyring",
             rt.block_on(vault.keyring().current_kek(&namespace)),
         )?;
+        let master = vault.keyring().provider();
+        expect_forked(
+            "inherited master key file",
+            rt.block_on(master.wrap(b"ctx", &secret("a key"))),
+        )?;
+        expect_forked(
+            "inherited master key file",
+            rt.block_on(master.current_version()),
+        )?;
         // Reopened: a client of its own, same principal, reading the parent's value and
         // writing one the parent then reads.
         let fresh = client.reopen().map_err(|e| format!("reopen: {e}"))?;
@@ -254,13 +263,27 @@ fn a_client_reopened_in_the_child_reads_and_writes_the_vault() {
 }
 
 #[test]
-fn reopen_in_the_parent_is_another_client_and_a_memory_store_cannot_be_reopened() {
+fn reopen_in_the_parent_gives_another_client_and_names_what_cannot_be_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     let (_vault, client) = rt.block_on(local_client(dir.path()));
     let other = rt.block_on(client.reopen()).unwrap();
     let got = rt.block_on(other.get(NAME)).unwrap();
     assert_eq!(got.expose_secret(), VALUE.as_bytes());
+
+    // A file store is made again from its paths.
+    let file = dir.path().join("token");
+    std::fs::write(&file, "from-a-file").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let files = Sealbox::builder()
+        .store(Arc::new(
+            sealbox::store::file::FileStore::file("app/token", &file).unwrap(),
+        ))
+        .build()
+        .unwrap();
+    let again = rt.block_on(files.reopen()).unwrap();
+    let got = rt.block_on(again.get("app/token")).unwrap();
+    assert_eq!(got.expose_secret(), b"from-a-file");
 
     let memory = Sealbox::builder()
         .store(Arc::new(MemoryStore::new()))

@@ -319,9 +319,10 @@ impl Sealbox {
     ///   naming it: build the client again in the child then.
     ///
     /// ```no_run
-    /// # async fn worker(client: sealbox::Sealbox) -> sealbox::Result<()> {
-    /// // SAFETY (of the fork itself) is the caller's business; sealbox only needs this:
-    /// let client = client.reopen().await?; // in the child, before its first read
+    /// # async fn worker(inherited: sealbox::Sealbox) -> sealbox::Result<()> {
+    /// // In a forked worker, before its first read: the inherited client answers `Forked`.
+    /// let client = inherited.reopen().await?;
+    /// drop(inherited); // safe in the child: its threads and connections are left alone
     /// let token = client.get("predis/prod/api/auth-token").await?;
     /// # Ok(()) }
     /// ```

@@ -421,3 +421,38 @@ fn a_fork_while_another_thread_allocates_secrets_leaves_the_child_able_to_alloca
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     hammer.join().unwrap();
 }
+
+/// Bytes of this process's memory locked in RAM (`VmLck` in `/proc/self/status`).
+fn locked_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `mlock` is not inherited by a child: a secret the child allocates must lock its page
+/// again, not trust the parent's record that the page is locked (and report itself locked
+/// while it could be swapped).
+#[test]
+fn a_secret_made_in_a_forked_child_is_locked_in_the_child() {
+    let _serial = serial();
+    let parent_secret = Secret::random(48).unwrap();
+    assert!(parent_secret.is_locked(), "this machine cannot lock memory");
+    assert!(locked_kib() > 0);
+    in_child(|| {
+        if locked_kib() != 0 {
+            return Err(format!("the child starts with {} kB locked", locked_kib()));
+        }
+        let mine = Secret::random(48).map_err(|e| e.to_string())?;
+        if !mine.is_locked() {
+            return Err("the child's secret reports itself unlocked".into());
+        }
+        if locked_kib() == 0 {
+            return Err("the child's secret claims a lock, but nothing is locked".into());
+        }
+        Ok(())
+    })
+    .unwrap();
+}

@@ -106,13 +106,29 @@ extern "C" fn lock_pools_for_fork() {
     });
 }
 
-/// After a fork, in the parent and in the child: releases what `lock_pools_for_fork` took.
+/// After a fork, in the parent: releases what `lock_pools_for_fork` took.
 extern "C" fn unlock_pools_after_fork() {
     let _ = HELD_FOR_FORK.try_with(|held| {
         if let Ok(mut held) = held.try_borrow_mut() {
             held.clear();
         }
     });
+}
+
+/// After a fork, in the child: memory locks are not inherited (`mlock(2)`), so every page is
+/// marked unlocked (the next slot handed out on it locks it again, under the caller's policy,
+/// as after a failed lock); then the pools are released, and the slots this thread had cached
+/// (which would claim a lock) go back to them.
+extern "C" fn unlock_pools_in_child() {
+    let _ = HELD_FOR_FORK.try_with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            for st in held.iter_mut() {
+                st.forget_locks();
+            }
+            held.clear();
+        }
+    });
+    thread_cache::release_thread_cache();
 }
 
 /// Registers the fork handlers once, before the first slot is handed out (so before any
@@ -129,7 +145,7 @@ fn guard_pools_across_fork() {
             libc::pthread_atfork(
                 Some(lock_pools_for_fork),
                 Some(unlock_pools_after_fork),
-                Some(unlock_pools_after_fork),
+                Some(unlock_pools_in_child),
             )
         };
         if rc != 0 {
@@ -167,6 +183,19 @@ struct PoolState {
 // SAFETY: the chunks behind the raw pointers are owned by this state and only touched while the
 // pool's mutex is held, from whichever thread holds it.
 unsafe impl Send for PoolState {}
+
+impl PoolState {
+    /// Marks every page unlocked: in a forked child, none is (see `unlock_pools_in_child`).
+    fn forget_locks(&mut self) {
+        self.spare_locked_pages = 0;
+        for chunk in &self.chunks {
+            // SAFETY: chunks in the list are live boxes owned by the pool; the caller holds
+            // the pool's mutex.
+            let chunk = unsafe { &mut *chunk.as_ptr() };
+            chunk.pages.iter_mut().for_each(|p| p.locked = false);
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Chunk {

@@ -7,7 +7,8 @@
 //!   inherits a secret. What holds secrets or keys (clients, caches, keys, stores, audit logs)
 //!   records its process and answers [`ErrorKind::Forked`] in a child rather than hand out
 //!   the zeros (see [`crate::process`]); the pools' locks are taken around `fork()`, so a
-//!   child never inherits one held by a thread it did not copy,
+//!   child never inherits one held by a thread it did not copy, and a child locks its pages
+//!   again (memory locks are not inherited),
 //! - **fenced by guard pages** (`PROT_NONE`) before and after every mapping, so a linear overrun
 //!   out of a mapping faults instead of reading whatever lies next to it (within a chunk, slots
 //!   sit side by side: there Rust's bounds checks are the protection),

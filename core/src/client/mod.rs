@@ -295,7 +295,8 @@ impl Sealbox {
     ) -> Result<Sealbox> {
         let path = path.as_ref();
         let recipe = Recipe::ConfigFile {
-            path: path.to_path_buf(),
+            // Absolute, so a worker that changes directory after the fork still finds it.
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             registry: registry.clone(),
         };
         crate::config::Config::from_path(path)?

@@ -65,6 +65,10 @@ enum sb_result
   SB_RESULT_MEMORY_LOCK = 3002,
   // The configuration is malformed, incomplete or names something unknown.
   SB_RESULT_CONFIG = 3003,
+  // The client (or secret) was made before `fork()` and used in the child, where its
+  // secrets are wiped and its threads do not exist: get a client of the child's own with
+  // `sb_client_reopen` (or open one after the fork), and read secrets again through it.
+  SB_RESULT_FORKED = 3004,
   // Ciphertext failed authentication (tampered, moved or corrupted).
   SB_RESULT_INTEGRITY = 4000,
   // The key presented is not the key the data was sealed with.
@@ -159,6 +163,34 @@ sb_result sb_client_open_local(const char *dir,
 // # Safety
 // `client_out` is NULL or writable.
 sb_result sb_client_open_memory(struct sb_client **client_out);
+
+// Opens a new client made as `client` was, for a process forked after `client` was opened:
+// there `client` answers every call with `SB_RESULT_FORKED` (its cached secrets are wiped
+// and its threads do not exist), and the new client works. A client from `sb_client_open`
+// reads its config file again; one from `sb_client_open_local` opens the vault and key file
+// again. An in-memory client cannot be reopened (its secrets are gone):
+// `SB_RESULT_UNSUPPORTED`. Called in the process that opened `client`, it simply opens
+// another client.
+//
+// On success writes the new client to `*client_out`; free it with `sb_client_free`. Free
+// the inherited one too (in a child that releases only what is safe to release there, and
+// leaves the parent's threads and connections alone).
+//
+// ```c
+// pid_t pid = fork();
+// if (pid == 0) {
+//     sb_client *mine = NULL;
+//     if (sb_client_reopen(client, &mine) != SB_RESULT_OK) _exit(1);
+//     sb_client_free(client);
+//     client = mine;
+//     /* ... the worker's loop ... */
+// }
+// ```
+//
+// # Safety
+// `client` is NULL or live; `client_out` is NULL or writable.
+sb_result sb_client_reopen(const struct sb_client *client,
+                           struct sb_client **client_out);
 
 // Frees a client and its cache. Call `sb_audit_flush` first to be sure every queued audit
 // event is written. Secrets it returned stay valid until freed. NULL is accepted and ignored.
@@ -447,6 +479,8 @@ const char *sb_result_name(uint32_t code);
 // Gives a view of the secret's bytes: `*data_out` points to `*len_out` bytes in locked
 // memory, valid until `sb_secret_free(secret)`. The bytes are not NUL-terminated and may
 // contain NUL. Do not copy them further than you must; never write through the pointer.
+// In a process forked after the secret was read, where its memory is wiped, this fails with
+// `SB_RESULT_FORKED`: read it again through a client of that process (`sb_client_reopen`).
 //
 // # Safety
 // `secret` is NULL or a live secret; `data_out` and `len_out` are NULL or writable.

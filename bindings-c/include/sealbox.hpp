@@ -216,6 +216,16 @@ class Client {
     return Client(raw);
   }
 
+  /// A new client made as this one was, for a process forked after this one was opened,
+  /// where this one throws Error(SB_RESULT_FORKED) on every call: reads its config file (or
+  /// opens its local vault and key file) again. In a pre-fork server's worker:
+  /// `client = client.reopen();`. In the process that opened it, simply another client.
+  Client reopen() const {
+    sb_client* raw = nullptr;
+    detail::check(sb_client_reopen(raw_, &raw));
+    return Client(raw);
+  }
+
   /// Takes ownership of a client from the C ABI.
   explicit Client(sb_client* raw) noexcept : raw_(raw) {}
 

@@ -116,6 +116,47 @@ pub unsafe extern "C" fn sb_client_open_memory(client_out: *mut *mut sb_client) 
     })
 }
 
+/// Opens a new client made as `client` was, for a process forked after `client` was opened:
+/// there `client` answers every call with `SB_RESULT_FORKED` (its cached secrets are wiped
+/// and its threads do not exist), and the new client works. A client from `sb_client_open`
+/// reads its config file again; one from `sb_client_open_local` opens the vault and key file
+/// again. An in-memory client cannot be reopened (its secrets are gone):
+/// `SB_RESULT_UNSUPPORTED`. Called in the process that opened `client`, it simply opens
+/// another client.
+///
+/// On success writes the new client to `*client_out`; free it with `sb_client_free`. Free
+/// the inherited one too (in a child that releases only what is safe to release there, and
+/// leaves the parent's threads and connections alone).
+///
+/// ```c
+/// pid_t pid = fork();
+/// if (pid == 0) {
+///     sb_client *mine = NULL;
+///     if (sb_client_reopen(client, &mine) != SB_RESULT_OK) _exit(1);
+///     sb_client_free(client);
+///     client = mine;
+///     /* ... the worker's loop ... */
+/// }
+/// ```
+///
+/// # Safety
+/// `client` is NULL or live; `client_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sb_client_reopen(
+    client: *const sb_client,
+    client_out: *mut *mut sb_client,
+) -> sb_result {
+    ffi_boundary("sb_client_reopen", || {
+        // SAFETY: NULL or live by contract.
+        let client = unsafe { sb_client::borrow(client, "client") }?;
+        let out = out_param(client_out, "client_out")?;
+        let fresh = client.reopen()?;
+        // SAFETY: checked non-NULL, writable by contract.
+        unsafe { write_out(out, sb_client::into_raw(fresh)) };
+        Ok(())
+    })
+}
+
 /// Frees a client and its cache. Call `sb_audit_flush` first to be sure every queued audit
 /// event is written. Secrets it returned stay valid until freed. NULL is accepted and ignored.
 ///

@@ -15,7 +15,9 @@
 //! - a failure's message is kept per thread for `sb_last_error_message`; it never contains a
 //!   secret value; `sb_last_error_request_id` gives the request id of the audit line that
 //!   recorded the failure;
-//! - an `sb_client` is thread-safe; secrets outlive the client that returned them.
+//! - an `sb_client` is thread-safe; secrets outlive the client that returned them;
+//! - a client and its secrets belong to the process that opened it: in a forked child they
+//!   answer `SB_RESULT_FORKED`, and `sb_client_reopen` gives the child a client of its own.
 #![allow(non_camel_case_types)]
 
 mod boundary;
@@ -34,8 +36,8 @@ use std::ffi::c_char;
 
 pub use client::{
     sb_audit_flush, sb_client, sb_client_free, sb_client_open, sb_client_open_local,
-    sb_client_open_memory, sb_delete, sb_get, sb_get_field, sb_get_fields, sb_get_n, sb_get_stage,
-    sb_get_version, sb_put, sb_put_stage, sb_refresh_now,
+    sb_client_open_memory, sb_client_reopen, sb_delete, sb_get, sb_get_field, sb_get_fields,
+    sb_get_n, sb_get_stage, sb_get_version, sb_put, sb_put_stage, sb_refresh_now,
 };
 pub use last_error::{sb_last_error_message, sb_last_error_request_id};
 pub use list::{sb_list, sb_list_free, sb_list_iter, sb_list_next};

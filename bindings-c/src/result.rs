@@ -59,6 +59,10 @@ pub enum sb_result {
     MemoryLock = 3002,
     /// The configuration is malformed, incomplete or names something unknown.
     Config = 3003,
+    /// The client (or secret) was made before `fork()` and used in the child, where its
+    /// secrets are wiped and its threads do not exist: get a client of the child's own with
+    /// `sb_client_reopen` (or open one after the fork), and read secrets again through it.
+    Forked = 3004,
 
     /// Ciphertext failed authentication (tampered, moved or corrupted).
     Integrity = 4000,
@@ -86,7 +90,7 @@ pub enum sb_result {
 
 impl sb_result {
     /// Every code, for `sb_result_name` and the tests.
-    pub(crate) const ALL: [sb_result; 26] = [
+    pub(crate) const ALL: [sb_result; 27] = [
         sb_result::Ok,
         sb_result::Done,
         sb_result::NullParameter,
@@ -103,6 +107,7 @@ impl sb_result {
         sb_result::Io,
         sb_result::MemoryLock,
         sb_result::Config,
+        sb_result::Forked,
         sb_result::Integrity,
         sb_result::WrongKey,
         sb_result::Truncated,
@@ -128,6 +133,7 @@ impl sb_result {
             ErrorKind::Io => sb_result::Io,
             ErrorKind::MemoryLock => sb_result::MemoryLock,
             ErrorKind::Config => sb_result::Config,
+            ErrorKind::Forked => sb_result::Forked,
             ErrorKind::Integrity => sb_result::Integrity,
             ErrorKind::WrongKey => sb_result::WrongKey,
             ErrorKind::Truncated => sb_result::Truncated,
@@ -159,6 +165,7 @@ impl sb_result {
             sb_result::Io => "SB_RESULT_IO\0",
             sb_result::MemoryLock => "SB_RESULT_MEMORY_LOCK\0",
             sb_result::Config => "SB_RESULT_CONFIG\0",
+            sb_result::Forked => "SB_RESULT_FORKED\0",
             sb_result::Integrity => "SB_RESULT_INTEGRITY\0",
             sb_result::WrongKey => "SB_RESULT_WRONG_KEY\0",
             sb_result::Truncated => "SB_RESULT_TRUNCATED\0",
@@ -232,6 +239,7 @@ mod tests {
         assert!((1000..2000).contains(&(sb_result::InvalidUtf8 as u32)));
         assert!((2000..3000).contains(&(sb_result::from_kind(ErrorKind::NotFound) as u32)));
         assert!((3000..4000).contains(&(sb_result::from_kind(ErrorKind::Unavailable) as u32)));
+        assert_eq!(sb_result::from_kind(ErrorKind::Forked), sb_result::Forked);
         assert!((4000..5000).contains(&(sb_result::from_kind(ErrorKind::WrongKey) as u32)));
         assert!((9000..10000).contains(&(sb_result::from_kind(ErrorKind::Internal) as u32)));
     }

@@ -61,6 +61,8 @@ impl sb_secret {
 /// Gives a view of the secret's bytes: `*data_out` points to `*len_out` bytes in locked
 /// memory, valid until `sb_secret_free(secret)`. The bytes are not NUL-terminated and may
 /// contain NUL. Do not copy them further than you must; never write through the pointer.
+/// In a process forked after the secret was read, where its memory is wiped, this fails with
+/// `SB_RESULT_FORKED`: read it again through a client of that process (`sb_client_reopen`).
 ///
 /// # Safety
 /// `secret` is NULL or a live secret; `data_out` and `len_out` are NULL or writable.
@@ -78,10 +80,12 @@ pub unsafe extern "C" fn sb_secret_data(
         // SAFETY: `secret` is NULL or live by this function's contract.
         let (ptr, len) = unsafe {
             sb_secret::with(secret, |h| {
+                // In a forked child the bytes are wiped: never hand them out as the value.
+                h.check_process()?;
                 let bytes = h.expose_secret();
-                (bytes.as_ptr(), bytes.len())
+                Ok::<_, sealbox::Error>((bytes.as_ptr(), bytes.len()))
             })
-        }?;
+        }??;
         // SAFETY: both outputs were checked non-NULL and are writable by contract.
         unsafe {
             write_out(data_out, ptr);

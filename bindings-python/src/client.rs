@@ -25,7 +25,13 @@ use crate::value::SecretInput;
 
 /// A sealbox client. Build one with `Sealbox.open(config)`, `Sealbox.local(path, key_file=...)`
 /// or `Sealbox.memory()`; share it between threads freely.
-#[pyclass(module = "sealbox._native", name = "Sealbox", subclass, frozen)]
+#[pyclass(
+    module = "sealbox._native",
+    name = "Sealbox",
+    subclass,
+    frozen,
+    weakref
+)]
 #[derive(Debug)]
 pub struct PySealbox {
     /// `None` once closed. Read-locked only long enough to clone the client (a few `Arc`s), so
@@ -405,6 +411,34 @@ impl PySealbox {
     /// to serve from a service's own `/metrics` endpoint.
     fn render_prometheus(&self) -> BindingResult<String> {
         Ok(self.client()?.client().render_prometheus())
+    }
+
+    /// Replaces the client with one made as it was (same config file, vault and key file, or
+    /// settings; same principal), for a process forked after it was opened: there the
+    /// inherited one raises `Forked`. The package calls this in every forked child for every
+    /// open client (`os.register_at_fork`). Returns `None`, or why the client could not be
+    /// made again (an in-memory client, whose values are gone), in which case it keeps
+    /// raising `Forked`.
+    fn _reopen_after_fork(&self, py: Python<'_>) -> Option<String> {
+        let inherited = self
+            .client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        match py.detach(|| inherited.reopen()) {
+            Ok(fresh) => {
+                let old = self
+                    .client
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .replace(fresh);
+                // Dropping the inherited client in the child releases only what is safe
+                // there (see `sealbox::process::ProcessBound`).
+                drop(old);
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        }
     }
 
     /// Closes the client: later calls raise `ValueError`. Secrets already read stay usable.

@@ -18,6 +18,7 @@ pyo3::import_exception!(sealbox._errors, InvalidInput);
 pyo3::import_exception!(sealbox._errors, Conflict);
 pyo3::import_exception!(sealbox._errors, Unsupported);
 pyo3::import_exception!(sealbox._errors, KeyExhausted);
+pyo3::import_exception!(sealbox._errors, Forked);
 
 /// The binding's error: either a sealbox error still to be mapped, or a Python exception that
 /// is already one (wrong argument type, closed object, ...).
@@ -69,6 +70,7 @@ impl From<BindingError> for PyErr {
                     ExceptionClass::Conflict => Conflict::new_err(args),
                     ExceptionClass::Unsupported => Unsupported::new_err(args),
                     ExceptionClass::KeyExhausted => KeyExhausted::new_err(args),
+                    ExceptionClass::Forked => Forked::new_err(args),
                     ExceptionClass::Base => SealboxError::new_err(args),
                 }
             }
@@ -89,6 +91,7 @@ enum ExceptionClass {
     Conflict,
     Unsupported,
     KeyExhausted,
+    Forked,
     Base,
 }
 
@@ -111,6 +114,7 @@ fn exception_class(kind: ErrorKind) -> ExceptionClass {
         ErrorKind::Unsupported => ExceptionClass::Unsupported,
         // Not an integrity problem: the data reads fine, the key may not encrypt any more.
         ErrorKind::KeyExhausted => ExceptionClass::KeyExhausted,
+        ErrorKind::Forked => ExceptionClass::Forked,
         // MemoryLock, Io, Internal and kinds added later: the base class, with `kind` set.
         _ => ExceptionClass::Base,
     }
@@ -169,6 +173,7 @@ mod tests {
             exception_class(ErrorKind::KeyExhausted),
             ExceptionClass::KeyExhausted
         );
+        assert_eq!(exception_class(ErrorKind::Forked), ExceptionClass::Forked);
         assert_eq!(exception_class(ErrorKind::Io), ExceptionClass::Base);
         assert_eq!(exception_class(ErrorKind::MemoryLock), ExceptionClass::Base);
         assert_eq!(exception_class(ErrorKind::Internal), ExceptionClass::Base);

@@ -22,11 +22,12 @@ use pyo3::types::{PyBytes, PyMemoryView, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit, ffi};
 use sealbox::client::SecretHandle;
 use sealbox::memory::{self, LockedBuf};
+use sealbox::process::ProcessStamp;
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use crate::errors::BindingResult;
+use crate::errors::{BindingError, BindingResult};
 
 /// A secret value read from a store. See the module documentation of `sealbox` for usage.
 #[pyclass(module = "sealbox._native", name = "Secret", frozen)]
@@ -49,13 +50,21 @@ struct SecretState {
     exports: usize,
     /// The memoryviews `__enter__` handed out, released on close.
     views: Vec<Py<PyMemoryView>>,
+    /// The bytes are wiped in a process forked after this secret was read: there it raises
+    /// `Forked` rather than hand out zeros.
+    stamp: ProcessStamp,
 }
 
 impl SecretState {
-    /// The bytes if the secret is still open.
+    /// The bytes if the secret is still open (and this is the process that read it).
     fn open_bytes(&self) -> PyResult<&[u8]> {
         match (&self.bytes, self.closed) {
-            (Some(b), false) => Ok(b.as_slice()),
+            (Some(b), false) => {
+                self.stamp
+                    .check("secret")
+                    .map_err(|e| PyErr::from(BindingError::from(e)))?;
+                Ok(b.as_slice())
+            }
             _ => Err(closed_error()),
         }
     }
@@ -68,6 +77,7 @@ fn closed_error() -> PyErr {
 impl PySecret {
     /// Copies the handle's value into a fresh locked buffer owned by the new object.
     pub(crate) fn from_handle(handle: &SecretHandle) -> BindingResult<PySecret> {
+        handle.check_process()?;
         Self::from_parts(
             handle.name().as_str(),
             handle.version().as_str(),
@@ -98,6 +108,7 @@ impl PySecret {
                 closed: false,
                 exports: 0,
                 views: Vec::new(),
+                stamp: ProcessStamp::new(),
             }),
         })
     }

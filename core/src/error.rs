@@ -49,6 +49,10 @@ pub enum ErrorKind {
     MemoryLock,
     /// A local I/O operation failed (file permissions, disk full, ...).
     Io,
+    /// The object was made before `fork()` and used in the child, where its secrets and keys
+    /// are wiped and its threads do not exist. Reopen it in the child
+    /// ([`Sealbox::reopen`](crate::Sealbox::reopen)) or open it after the fork.
+    Forked,
     /// An invariant inside sealbox broke; please report it.
     Internal,
     /// A key reached its limit of encryptions (its persisted use count) and could not be
@@ -78,6 +82,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::MemoryLock => "memory_lock",
             ErrorKind::Io => "io",
+            ErrorKind::Forked => "forked",
             ErrorKind::Internal => "internal",
             ErrorKind::KeyExhausted => "key_exhausted",
         }
@@ -300,6 +305,7 @@ mod tests {
             ErrorKind::Unsupported,
             ErrorKind::MemoryLock,
             ErrorKind::Io,
+            ErrorKind::Forked,
             ErrorKind::Internal,
             ErrorKind::KeyExhausted,
         ];

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod memory;
 pub mod monitor;
 pub mod policy;
+pub mod process;
 pub mod secret;
 pub mod store;
 

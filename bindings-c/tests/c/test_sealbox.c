@@ -649,6 +649,92 @@ static void test_memory_lock_failures_are_counted(void) {
   }
 }
 
+/* Fork after warming a client (a pre-fork server's workers): in the child the inherited
+ * client and a secret read before the fork answer SB_RESULT_FORKED, never a zeroed value,
+ * nothing hangs or crashes, and sb_client_reopen gives a client that reads the right value.
+ * An in-memory client cannot be reopened (its values are gone). The child reports the first
+ * failed step as its exit code; an alarm turns a hang into a failure. */
+static void test_fork_after_warming(void) {
+  char dir[] = "/tmp/sealbox-c-fork-XXXXXX";
+  if (mkdtemp(dir) == NULL) {
+    CHECK(0);
+    return;
+  }
+  char vault[128], key[128];
+  snprintf(vault, sizeof vault, "%s/vault", dir);
+  snprintf(key, sizeof key, "%s/master.key", dir);
+  CHECK(mkdir(vault, 0700) == 0);
+  const char *name = "predis/prod/api/auth-token";
+  const char *value = "hmac-signing-key-0123456789";
+
+  sb_client *c = NULL;
+  sb_client *m = open_memory();
+  CHECK_RESULT(sb_client_open_local(vault, key, &c), SB_RESULT_OK);
+  sb_secret *held = NULL;
+  if (c != NULL && m != NULL) {
+    CHECK_RESULT(sb_put(c, name, (const uint8_t *)value, strlen(value)), SB_RESULT_OK);
+    CHECK_RESULT(sb_get(c, name, &held), SB_RESULT_OK); /* a miss: fills the cache */
+    sb_secret_free(held);
+    held = NULL;
+    CHECK_RESULT(sb_get(c, name, &held), SB_RESULT_OK); /* a hit */
+    CHECK(bytes_equal(held, value));
+
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+      alarm(30);
+      sb_secret *s = SENTINEL;
+      if (sb_get(c, name, &s) != SB_RESULT_FORKED || s != SENTINEL) child_exit(2);
+      if (sb_get_n(c, name, strlen(name), &s) != SB_RESULT_FORKED || s != SENTINEL)
+        child_exit(3);
+      if (strstr(last_error(), "sb_client_reopen") == NULL) child_exit(4);
+      const uint8_t *data = SENTINEL;
+      size_t len = 0;
+      if (sb_secret_data(held, &data, &len) != SB_RESULT_FORKED || data != SENTINEL)
+        child_exit(5);
+      if (sb_put(c, name, (const uint8_t *)"x", 1) != SB_RESULT_FORKED) child_exit(6);
+      sb_client *again = SENTINEL;
+      if (sb_client_reopen(m, &again) != SB_RESULT_UNSUPPORTED || again != SENTINEL)
+        child_exit(7);
+      sb_client *mine = NULL;
+      if (sb_client_reopen(c, &mine) != SB_RESULT_OK) child_exit(8);
+      sb_client_free(c); /* the inherited one: must neither hang nor crash */
+      sb_client_free(m);
+      sb_secret_free(held);
+      for (int i = 0; i < 2; i++) { /* a miss, then a cache hit */
+        sb_secret *t = NULL;
+        if (sb_get(mine, name, &t) != SB_RESULT_OK) child_exit(9);
+        if (!bytes_equal(t, value)) child_exit(10);
+        sb_secret_free(t);
+      }
+      sb_client_free(mine);
+      child_exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      fprintf(stderr, "fork child: exit %d, signal %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    }
+    /* The parent is untouched, and reopen in the parent is just another client. */
+    CHECK(bytes_equal(held, value));
+    sb_client *other = NULL;
+    CHECK_RESULT(sb_client_reopen(c, &other), SB_RESULT_OK);
+    sb_secret *o = NULL;
+    CHECK_RESULT(sb_get(other, name, &o), SB_RESULT_OK);
+    CHECK(bytes_equal(o, value));
+    sb_secret_free(o);
+    sb_client_free(other);
+  }
+  sb_secret_free(held);
+  sb_client_free(c);
+  sb_client_free(m);
+  char cmd[200];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CHECK(system(cmd) == 0);
+}
+
 /* Hardening is irreversible, so it is checked in a child process. */
 static void test_harden_process(void) {
   pid_t pid = fork();
@@ -805,6 +891,7 @@ int main(void) {
   test_secret_outlives_client();
   test_open_errors();
   test_open_local();
+  test_fork_after_warming();
   test_harden_process();
   test_threads_share_one_client();
   test_free_wipes_the_value();

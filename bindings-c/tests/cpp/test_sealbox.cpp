@@ -1,6 +1,9 @@
 // The C++ wrapper: RAII, move-only secrets, views without copies, exceptions with codes.
 // Compiled as C++17 and as C++20 (where Secret::span() exists) by scripts/test-c.sh.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -249,6 +252,59 @@ TEST(Client, SharedBetweenThreads) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(ok.load(), 8000);
+}
+
+// A forked worker's client: the inherited one throws SB_RESULT_FORKED, reopen() gives one
+// that reads the vault; in the parent, reopen() is simply another client. The child reports
+// the first failed step as its exit code and ends by exec'ing a shell (under valgrind its own
+// exit would leak-check the parent's heap).
+TEST(Client, ReopenGivesAForkedChildAClientOfItsOwn) {
+  char dir[] = "/tmp/sealbox-cpp-fork-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string vault = std::string(dir) + "/vault";
+  ASSERT_EQ(mkdir(vault.c_str(), 0700), 0);
+  auto client = sealbox::Client::open_local(vault, std::string(dir) + "/master.key");
+  client.put("predis/prod/api/auth-token", std::string_view("token-value"));
+  EXPECT_EQ(client.get("predis/prod/api/auth-token").str(), "token-value");
+
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(30);
+    int code = 0;
+    try {
+      client.get("predis/prod/api/auth-token");
+      code = 2;
+    } catch (const sealbox::Error& e) {
+      if (e.code() != SB_RESULT_FORKED) code = 3;
+    }
+    if (code == 0) {
+      try {
+        auto mine = client.reopen();
+        if (mine.get("predis/prod/api/auth-token").str() != "token-value") code = 4;
+      } catch (const sealbox::Error&) {
+        code = 5;
+      }
+    }
+    const std::string exit_cmd = "exit " + std::to_string(code);
+    execl("/bin/sh", "sh", "-c", exit_cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died, wait status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+
+  auto other = client.reopen();
+  EXPECT_EQ(other.get("predis/prod/api/auth-token").str(), "token-value");
+  auto memory = sealbox::Client::open_memory();
+  try {
+    memory.reopen();
+    FAIL() << "expected sealbox::Error";
+  } catch (const sealbox::Error& e) {
+    EXPECT_EQ(e.code(), SB_RESULT_UNSUPPORTED);
+  }
+  EXPECT_EQ(std::system((std::string("rm -rf '") + dir + "'").c_str()), 0);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import weakref
 from collections.abc import Mapping, Sequence
 
 from sealbox import _native
@@ -10,6 +12,22 @@ from sealbox._fields import SecretFields
 from sealbox._native import Secret, SecretMetadata
 
 __all__ = ["Sealbox"]
+
+# Every open client, so that a forked child can reopen the ones it inherited.
+_live: weakref.WeakSet[Sealbox] = weakref.WeakSet()
+
+
+def _reopen_in_child() -> None:
+    """Runs in every child right after ``os.fork()`` (``multiprocessing``'s fork start method,
+    gunicorn/uWSGI/Celery prefork workers): the inherited clients' cached secrets are wiped
+    there and their threads do not exist, so each is replaced by one made as it was. One that
+    cannot be (an in-memory client) keeps raising :class:`~sealbox.Forked`."""
+    for client in list(_live):
+        if not client.closed:
+            client._reopen_after_fork()
+
+
+os.register_at_fork(after_in_child=_reopen_in_child)
 
 
 class Sealbox(_native.Sealbox):
@@ -21,7 +39,18 @@ class Sealbox(_native.Sealbox):
 
     The ``a``-prefixed methods are asyncio variants: each runs the blocking call in a worker
     thread (:func:`asyncio.to_thread`), so the event loop keeps running while a store answers.
+
+    Fork: a client opened before ``os.fork()`` (``multiprocessing`` with the ``fork`` start
+    method, pre-forking servers) is reopened in the child automatically, from the same config
+    file, vault and key file, and principal, so it keeps working there. Secrets read before the
+    fork are wiped in the child and raise :class:`~sealbox.Forked`; an in-memory client cannot
+    be reopened (its values are gone) and raises :class:`~sealbox.Forked` too.
     """
+
+    def __init__(self, client: _native._OpenedClient) -> None:
+        # The native ``__new__`` took ``client``; this only registers the new client.
+        super().__init__()
+        _live.add(self)
 
     def get_fields(self, name: str, fields: Sequence[str]) -> SecretFields:
         """Reads several top-level fields of a JSON secret together: one store read or cache hit

@@ -22,6 +22,7 @@ __all__ = [
     "Conflict",
     "Unsupported",
     "KeyExhausted",
+    "Forked",
     "MemoryLockWarning",
 ]
 
@@ -90,6 +91,14 @@ class Unsupported(SealboxError, NotImplementedError):
 class KeyExhausted(SealboxError):
     """A key reached its limit of encryptions and could not be rotated automatically; rotate it
     (``sealbox keys rotate``) before writing again. Reads are not affected."""
+
+
+class Forked(SealboxError):
+    """The client or secret was made before ``os.fork()`` and used in the child, where its
+    secret memory is wiped and its threads do not exist. A :class:`~sealbox.Sealbox` is reopened
+    in the child automatically where it can be (see :class:`~sealbox.Sealbox`); a client that
+    cannot be (an in-memory one) and secrets read before the fork raise this: read them again
+    from a client of the child."""
 
 
 class MemoryLockWarning(RuntimeWarning):

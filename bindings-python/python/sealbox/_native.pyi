@@ -82,6 +82,9 @@ class Sealbox:
         """Deletes a secret (soft delete unless ``force``)."""
     def flush_audit(self) -> None:
         """Writes every queued audit event to the sinks."""
+    def _reopen_after_fork(self) -> str | None:
+        """In a forked child: replaces the inherited client by one made as it was; returns
+        ``None``, or why it could not be (the client then keeps raising ``Forked``)."""
     def metrics(self) -> dict[str, int | dict[str, int]]:
         """This client's counters (``gets``, ``hits``, ``misses``, ``stale``, ``denies``,
         ``writes``, ``rotations``, ``alerts``, ``memory_lock_failures``) and ``store_errors``

@@ -70,6 +70,7 @@ pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
 
 use crate::client::Principal;
 use crate::error::{Error, ErrorKind, Result};
+use crate::process::ProcessBound;
 use queue::{Control, Item, PushError, Queue, Record};
 use writer::Writer;
 
@@ -168,6 +169,13 @@ pub struct AuditLogBuilder {
     capacity: Option<usize>,
     strict_timeout: Option<Duration>,
     observer: Option<Box<dyn AuditObserver>>,
+    /// Where the key came from, when it came from a file (`from_config`), so that a forked
+    /// child can load it again (see [`AuditLogBuilder::replica`]).
+    key_file: Option<PathBuf>,
+    /// Whether `tracing()` was asked for: a sink a replica can make again.
+    tracing: bool,
+    /// Whether a sink, callback or key was handed over in code: a replica cannot be made.
+    handed_over: bool,
 }
 
 impl std::fmt::Debug for AuditLogBuilder {
@@ -188,8 +196,10 @@ impl AuditLogBuilder {
     }
 
     /// Emits every line through `tracing`.
-    pub fn tracing(self) -> Self {
-        self.sink(Box::new(TracingSink))
+    pub fn tracing(mut self) -> Self {
+        self.sinks.push(Box::new(TracingSink));
+        self.tracing = true;
+        self
     }
 
     /// Calls `f` for every record.
@@ -203,6 +213,7 @@ impl AuditLogBuilder {
     /// Any sink.
     pub fn sink(mut self, sink: Box<dyn AuditSink>) -> Self {
         self.sinks.push(sink);
+        self.handed_over = true;
         self
     }
 
@@ -210,6 +221,8 @@ impl AuditLogBuilder {
     /// ephemeral key without a file.
     pub fn key(mut self, key: AuditKey) -> Self {
         self.key = Some(key);
+        self.key_file = None;
+        self.handed_over = true;
         self
     }
 
@@ -245,6 +258,8 @@ impl AuditLogBuilder {
             .strict_timeout(config.strict_timeout);
         if let Some(key_file) = &config.key_file {
             b = b.key(AuditKey::load_or_create(key_file)?);
+            b.handed_over = false;
+            b.key_file = Some(key_file.clone());
         }
         if let Some(path) = &config.path {
             b = b.file(path, config.fsync);
@@ -255,12 +270,28 @@ impl AuditLogBuilder {
         Ok(b)
     }
 
+    /// What it takes to build the same log in another process (a forked child, see
+    /// [`Sealbox::reopen`](crate::Sealbox::reopen)): the same files, mode and limits, the
+    /// key read again from its file. `None` when a sink, callback or key was handed over in
+    /// code: those cannot be made again from here.
+    pub(crate) fn replica(&self) -> Option<AuditReplica> {
+        (!self.handed_over).then(|| AuditReplica {
+            files: self.files.clone(),
+            mode: self.mode,
+            capacity: self.capacity,
+            strict_timeout: self.strict_timeout,
+            key_file: self.key_file.clone(),
+            tracing: self.tracing,
+        })
+    }
+
     /// Opens the sinks and starts the writer thread.
     pub fn build(self) -> Result<AuditLog> {
-        let key = match (self.key, self.files.first()) {
-            (Some(k), _) => k,
-            (None, Some((path, _))) => AuditKey::load_or_create(&default_key_path(path))?,
-            (None, None) => AuditKey::ephemeral()?,
+        let key = match (self.key, &self.key_file, self.files.first()) {
+            (Some(k), _, _) => k,
+            (None, Some(key_file), _) => AuditKey::load_or_create(key_file)?,
+            (None, None, Some((path, _))) => AuditKey::load_or_create(&default_key_path(path))?,
+            (None, None, None) => AuditKey::ephemeral()?,
         };
         let mut sinks: Vec<Box<dyn AuditSink>> = Vec::new();
         let mut resume: Option<ChainHead> = None;
@@ -297,14 +328,14 @@ impl AuditLogBuilder {
             .map_err(|e| Error::io("starting the audit writer thread", e))?;
         queue.set_writer(thread.thread().clone());
         Ok(AuditLog {
-            shared: Arc::new(Shared {
+            shared: Arc::new(ProcessBound::new(Shared {
                 queue,
                 mode: self.mode,
                 strict_timeout: self.strict_timeout.unwrap_or_else(default_strict_timeout),
                 thread: Mutex::new(Some(thread)),
                 head: head_out,
                 healthy,
-            }),
+            })),
         })
     }
 }
@@ -333,11 +364,42 @@ impl Drop for Shared {
     }
 }
 
+/// An [`AuditLogBuilder`]'s settings without its sinks: plain data a client keeps to build
+/// its log again in a forked child.
+#[derive(Clone, Debug)]
+pub(crate) struct AuditReplica {
+    files: Vec<(PathBuf, FsyncPolicy)>,
+    mode: AuditMode,
+    capacity: Option<usize>,
+    strict_timeout: Option<Duration>,
+    key_file: Option<PathBuf>,
+    tracing: bool,
+}
+
+impl AuditReplica {
+    /// A builder of the same log (no observer: the client adds its own monitor).
+    pub(crate) fn builder(&self) -> AuditLogBuilder {
+        let mut b = AuditLog::builder().mode(self.mode);
+        b.files = self.files.clone();
+        b.capacity = self.capacity;
+        b.strict_timeout = self.strict_timeout;
+        b.key_file = self.key_file.clone();
+        if self.tracing {
+            b = b.tracing();
+        }
+        b
+    }
+}
+
 /// A running audit log. Cheap to clone; the writer stops (after writing everything queued)
 /// when the last clone is dropped.
+///
+/// A log belongs to the process that built it: its writer thread does not exist in a forked
+/// child, so there every call answers [`ErrorKind::Forked`] (and dropping it leaves the
+/// parent's writer alone); build the log, or reopen the client, in the child.
 #[derive(Clone)]
 pub struct AuditLog {
-    shared: Arc<Shared>,
+    shared: Arc<ProcessBound<Shared>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -362,6 +424,7 @@ impl AuditLog {
     /// Records an event. Best effort: enqueues (blocking while the queue is full). Strict:
     /// waits until a sink wrote it and fails with `Unavailable` when none could.
     pub fn record(&self, event: AuditEvent) -> Result<()> {
+        self.alive()?;
         match self.shared.mode {
             AuditMode::BestEffort => self.enqueue(event),
             AuditMode::Strict => self.record_strict(event),
@@ -372,6 +435,7 @@ impl AuditLog {
     /// that already failed).
     #[inline]
     pub fn enqueue(&self, event: AuditEvent) -> Result<()> {
+        self.alive()?;
         let item = Item {
             event,
             waiter: None,
@@ -382,7 +446,14 @@ impl AuditLog {
             .map_err(|_| gone())
     }
 
-    /// Records a successful read served from the cache: the hot path. `tick` is when the
+    /// `Forked` in a process forked after the log was built.
+    #[inline]
+    fn alive(&self) -> Result<()> {
+        self.shared.stamp().check("audit log")
+    }
+
+    /// Records a successful read served from the cache: the hot path. The client checked the
+    /// process already (the log was built with it), so this does not again. `tick` is when the
     /// cache answered, on its coarse monotonic clock. In best-effort mode without a per-call
     /// source it queues a 16-byte record (see `queue.rs`); otherwise the same event as
     /// [`AuditLog::record`].
@@ -432,6 +503,7 @@ impl AuditLog {
     /// Waits until every event recorded before this call is written. Fails with `Unavailable`
     /// when no sink could write them (they stay queued and are retried).
     pub fn flush(&self) -> Result<()> {
+        self.alive()?;
         let (tx, rx) = bounded(1);
         self.shared
             .queue

@@ -104,7 +104,7 @@ impl Lifetimes {
     /// Queues `entry` (new, or renewed by a version check) for moka. `owner` is the cache the
     /// maintenance thread serves, started on first use (borrowed, and downgraded only then:
     /// a `Weak` made per admission costs two atomic operations on the cache's counts).
-    pub(super) fn admit(&self, entry: &Arc<Entry>, index: &Index, owner: &Arc<super::Inner>) {
+    pub(super) fn admit(&self, entry: &Arc<Entry>, index: &Index, owner: &Arc<super::Owner>) {
         let entry = Arc::downgrade(entry);
         let (overflow, wake) = {
             let Ok(mut q) = self.queue.lock() else {
@@ -240,7 +240,7 @@ impl Lifetimes {
     }
 }
 
-fn start(owner: Weak<super::Inner>) -> Option<Thread> {
+fn start(owner: Weak<super::Owner>) -> Option<Thread> {
     std::thread::Builder::new()
         .name("sealbox-cache".into())
         .spawn(move || maintain(owner))
@@ -251,7 +251,7 @@ fn start(owner: Weak<super::Inner>) -> Option<Thread> {
         .ok()
 }
 
-fn maintain(owner: Weak<super::Inner>) {
+fn maintain(owner: Weak<super::Owner>) {
     let mut idle = 0u32;
     let mut last_sweep = Instant::now();
     let mut flush = Flush::default();

@@ -52,6 +52,7 @@ use crate::audit::{CacheOutcome, Resource};
 use crate::client::{HandleInner, SecretHandle, VersionMeta};
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::ClientMetrics;
+use crate::process::ProcessBound;
 use crate::store::{SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionSelector};
 use flight::EntryFlight;
 use graves::{Graveyard, Unlinked};
@@ -286,10 +287,19 @@ impl Drop for Inner {
     }
 }
 
+/// The cache as its clones and its maintenance thread hold it: bound to the process that
+/// made it, so that a forked child, which has neither its values (wiped) nor its threads,
+/// never runs its teardown (see [`ProcessBound`]).
+type Owner = ProcessBound<Inner>;
+
 /// The cache. Cheap to clone.
+///
+/// In a process forked after the cache was made, the client refuses every read with
+/// [`ErrorKind::Forked`] before it reaches the cache, and the cache's own methods do
+/// nothing there (its values are wiped and its maintenance thread does not exist).
 #[derive(Clone)]
 pub struct SecretCache {
-    inner: Arc<Inner>,
+    inner: Arc<Owner>,
 }
 
 impl std::fmt::Debug for SecretCache {
@@ -420,7 +430,7 @@ impl SecretCache {
             None
         };
         Ok(SecretCache {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ProcessBound::new(Inner {
                 config,
                 index,
                 lifetimes: Lifetimes::new(lifetimes, capacity, lifetime, graves),
@@ -430,8 +440,14 @@ impl SecretCache {
                     handle: tokio::runtime::Handle::try_current().ok(),
                     own: OnceLock::new(),
                 },
-            }),
+            })),
         })
+    }
+
+    /// Whether this cache may be used: false in a process forked after it was made.
+    #[inline]
+    fn in_own_process(&self) -> bool {
+        self.inner.stamp().is_current()
     }
 
     /// The configuration.
@@ -853,6 +869,9 @@ impl SecretCache {
     /// looked up, and expired only if it holds this store's secret: a write costs three
     /// lookups, whatever the cache holds.
     pub fn invalidate(&self, store_id: &str, name: &SecretName) {
+        if !self.in_own_process() {
+            return;
+        }
         let n = name.as_str();
         let index = &self.inner.index;
         let guard = index.guard();
@@ -873,12 +892,20 @@ impl SecretCache {
     /// Runs the pending lifetime maintenance (queued entries, evictions) now instead of on
     /// the maintenance thread's next tick.
     pub fn run_pending_tasks(&self) {
+        if !self.in_own_process() {
+            return;
+        }
         self.inner.lifetimes.run_pending_tasks(&self.inner.index);
     }
 
     /// Drops everything. The values are wiped before this returns unless a reader still
     /// holds them (a handle, or a read in progress on another thread).
     pub fn clear(&self) {
+        // A forked child's copy holds only wiped values, and its locks may be held by the
+        // parent's threads that were not copied.
+        if !self.in_own_process() {
+            return;
+        }
         self.inner.lifetimes.clear();
         let index = self.inner.index.pin();
         // Retired here rather than queued for the maintenance thread, so that what a clear

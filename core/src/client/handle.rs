@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use smallvec::SmallVec;
 
 use crate::audit::Resource;
+use crate::process::ProcessStamp;
 use crate::secret::Secret;
 use crate::store::{SecretName, Stage, VersionId};
 
@@ -99,6 +100,8 @@ impl VersionMeta {
 pub(crate) struct HandleInner {
     meta: Meta,
     pub(crate) value: Secret,
+    /// The value is wiped in a forked child (see [`SecretHandle::check_process`]).
+    stamp: ProcessStamp,
 }
 
 /// Where a handle's metadata lives: in the handle itself when the handle is the only holder
@@ -116,6 +119,7 @@ impl HandleInner {
         HandleInner {
             meta: Meta::Own(meta),
             value,
+            stamp: ProcessStamp::new(),
         }
     }
 
@@ -124,6 +128,7 @@ impl HandleInner {
         HandleInner {
             meta: Meta::Shared(meta),
             value,
+            stamp: ProcessStamp::new(),
         }
     }
 
@@ -144,6 +149,7 @@ impl HandleInner {
                 Meta::Shared(m) => Meta::Shared(m.clone()),
             },
             value,
+            stamp: self.stamp,
         }
     }
 }
@@ -192,8 +198,20 @@ impl SecretHandle {
     }
 
     /// The value.
+    ///
+    /// In a process forked after the value was read, the value's memory is wiped
+    /// (`MADV_WIPEONFORK`) and reads as zeros: a program that may fork with handles alive
+    /// checks [`SecretHandle::check_process`] first (the C and Python bindings do).
     pub fn secret(&self) -> &Secret {
         &self.inner.value
+    }
+
+    /// `Ok` in the process the value was read in; [`crate::ErrorKind::Forked`] in a process
+    /// forked since, where the value is wiped. Read the secret again there, from a client
+    /// opened (or reopened) in that process.
+    #[inline]
+    pub fn check_process(&self) -> crate::error::Result<()> {
+        self.inner.stamp.check("secret")
     }
 
     /// One top-level field of this version's JSON object, as a handle of its own: the field's
@@ -212,6 +230,7 @@ impl SecretHandle {
     /// # Ok::<(), sealbox::Error>(())
     /// ```
     pub fn field(&self, field: &str) -> crate::error::Result<SecretHandle> {
+        self.check_process()?;
         let value = self.inner.value.json_field(field)?.into_secret();
         Ok(SecretHandle::from_inner(Shared::new(
             self.inner.sibling(value),
@@ -235,6 +254,7 @@ impl SecretHandle {
     /// # Ok::<(), sealbox::Error>(())
     /// ```
     pub fn fields(&self, fields: &[&str]) -> crate::error::Result<Vec<SecretHandle>> {
+        self.check_process()?;
         let values = self.inner.value.json_fields(fields)?;
         Ok(values
             .into_iter()

@@ -11,6 +11,7 @@
 //! synchronous facade the bindings use; its cache hits do not touch the runtime either.
 
 mod handle;
+mod reopen;
 mod router;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use futures::future::Either;
 
 pub(crate) use handle::{HandleInner, VersionMeta};
 pub use handle::{Principal, RawSecretHandle, SecretHandle};
+pub(crate) use reopen::Recipe;
 use router::Route;
 pub use router::Router;
 pub(crate) use router::printable;
@@ -32,6 +34,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::{ClientMetrics, MetricsSnapshot};
 use crate::monitor::{Alert, AlertHook, Monitor, MonitorConfig};
 use crate::policy::{Capability, Policy};
+use crate::process::ProcessBound;
 use crate::secret::{Secret, SecretString};
 use crate::store::{
     DeleteOptions, Erasure, ListEntry, ListOptions, PutOptions, SecretMetadata, SecretName,
@@ -46,6 +49,8 @@ struct Inner {
     /// Whether `policy` has rules: the hit path reads this instead of loading the policy.
     policy_enforcing: std::sync::atomic::AtomicBool,
     metrics: Arc<ClientMetrics>,
+    /// How to make this client again in a forked child ([`Sealbox::reopen`]).
+    recipe: Recipe,
 }
 
 impl std::fmt::Debug for Inner {
@@ -68,12 +73,28 @@ enum Missed<'c> {
 }
 
 /// The client. Cheap to clone (`Arc` inside) and safe to share across threads.
+///
+/// # Fork
+///
+/// A client belongs to the process that opened it. A process forked from it (a pre-fork
+/// server's workers, Python `multiprocessing`, Celery prefork) inherits a copy whose cached
+/// secrets and keys are wiped (`MADV_WIPEONFORK`: a child never inherits secrets) and whose
+/// audit and cache threads do not exist: there every call answers [`ErrorKind::Forked`],
+/// never a zeroed value, and dropping the copy leaves the parent's threads and connections
+/// alone. Open clients after the fork, or call [`Sealbox::reopen`] in the child.
 #[derive(Clone, Debug)]
 pub struct Sealbox {
-    inner: Arc<Inner>,
+    inner: Arc<ProcessBound<Inner>>,
     principal: Principal,
     source: Option<Arc<str>>,
 }
+
+// Bindings share one client between threads; keep the compiler checking it.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Sealbox>();
+    assert_send_sync::<BlockingSealbox>();
+};
 
 /// Builds a [`Sealbox`].
 pub struct SealboxBuilder {
@@ -86,6 +107,8 @@ pub struct SealboxBuilder {
     policy: Policy,
     monitor: Option<MonitorConfig>,
     hooks: Vec<AlertHook>,
+    /// How the client is to be made again, when not from these settings (a config).
+    recipe: Option<Recipe>,
 }
 
 impl Default for SealboxBuilder {
@@ -100,6 +123,7 @@ impl Default for SealboxBuilder {
             policy: Policy::default(),
             monitor: None,
             hooks: Vec::new(),
+            recipe: None,
         }
     }
 }
@@ -186,8 +210,27 @@ impl SealboxBuilder {
         self
     }
 
+    /// Makes the client [`Sealbox::reopen`] builds again from `recipe` rather than from
+    /// this builder's settings.
+    pub(crate) fn reopen_from(mut self, recipe: Recipe) -> Self {
+        self.recipe = Some(recipe);
+        self
+    }
+
     /// Builds the client (starts the audit writer thread when auditing or monitoring).
-    pub fn build(self) -> Result<Sealbox> {
+    pub fn build(mut self) -> Result<Sealbox> {
+        let recipe = match self.recipe.take() {
+            Some(r) => r,
+            None => Recipe::Builder(Box::new(reopen::BuilderRecipe {
+                stores: self.stores.clone(),
+                routes: self.routes.clone(),
+                default_store: self.default_store.clone(),
+                cache: self.cache.clone(),
+                audit: self.audit.as_ref().map(AuditLogBuilder::replica),
+                monitor: self.monitor.clone(),
+                hooks: self.hooks.clone(),
+            })),
+        };
         let default = match (&self.default_store, self.stores.first()) {
             (Some(d), _) => d.clone(),
             (None, Some((id, _))) => id.clone(),
@@ -217,14 +260,15 @@ impl SealboxBuilder {
             .map(|c| SecretCache::new(c, metrics.clone()))
             .transpose()?;
         Ok(Sealbox {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ProcessBound::new(Inner {
                 router,
                 cache,
                 audit,
                 policy_enforcing: std::sync::atomic::AtomicBool::new(self.policy.is_enforcing()),
                 policy: ArcSwap::from_pointee(self.policy),
                 metrics,
-            }),
+                recipe,
+            })),
             principal: self.principal.unwrap_or_default(),
             source: None,
         })
@@ -240,9 +284,8 @@ impl Sealbox {
     /// Loads a YAML config file and builds the client it describes, with the providers of the
     /// global registry ([`crate::config::ProviderRegistry::global`]).
     pub async fn from_config(path: impl AsRef<Path>) -> Result<Sealbox> {
-        let config = crate::config::Config::from_path(path.as_ref())?;
         let registry = crate::config::ProviderRegistry::global_snapshot();
-        config.build(&registry).await
+        Sealbox::from_config_with(path, &registry).await
     }
 
     /// Like [`Sealbox::from_config`] with an explicit provider registry.
@@ -250,9 +293,60 @@ impl Sealbox {
         path: impl AsRef<Path>,
         registry: &crate::config::ProviderRegistry,
     ) -> Result<Sealbox> {
-        crate::config::Config::from_path(path.as_ref())?
-            .build(registry)
+        let path = path.as_ref();
+        let recipe = Recipe::ConfigFile {
+            // Absolute, so a worker that changes directory after the fork still finds it.
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            registry: registry.clone(),
+        };
+        crate::config::Config::from_path(path)?
+            .build_with_recipe(registry, recipe)
             .await
+    }
+
+    /// A new client made as this one was, for a process forked after this one was opened
+    /// (where this one answers [`ErrorKind::Forked`]); in the process that opened it, simply
+    /// another client. It acts as the same principal with the same source and the access
+    /// policy now in force.
+    ///
+    /// - A client from a config file ([`Sealbox::from_config`]) reads the file again; one
+    ///   from a [`Config`](crate::config::Config) builds it again.
+    /// - A builder-built client asks each store to [`SecretStore::reopen`] itself: the local
+    ///   vault opens its file again with its master key read again (a key file, or a key
+    ///   variable; a passphrase key cannot be and refuses), the file and env stores are made
+    ///   again; the cache, routes, monitor and an audit log of files are made again from the
+    ///   builder's settings. What cannot be made again (a memory store, whose values are gone;
+    ///   a store or audit sink handed over in code) fails with [`ErrorKind::Unsupported`]
+    ///   naming it: build the client again in the child then.
+    ///
+    /// ```no_run
+    /// # async fn worker(inherited: sealbox::Sealbox) -> sealbox::Result<()> {
+    /// // In a forked worker, before its first read: the inherited client answers `Forked`.
+    /// let client = inherited.reopen().await?;
+    /// drop(inherited); // safe in the child: its threads and connections are left alone
+    /// let token = client.get("predis/prod/api/auth-token").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reopen(&self) -> Result<Sealbox> {
+        let policy = self.inner.policy.load_full();
+        let fresh = self.inner.recipe.make().await?;
+        fresh.inner.policy.store(policy.clone());
+        fresh
+            .inner
+            .policy_enforcing
+            .store(policy.is_enforcing(), std::sync::atomic::Ordering::Relaxed);
+        Ok(Sealbox {
+            inner: fresh.inner,
+            principal: self.principal.clone(),
+            source: self.source.clone(),
+        })
+    }
+
+    /// `Forked` in a process forked after this client was opened. One relaxed load: this is
+    /// on the cache-hit path.
+    #[inline]
+    fn alive(&self) -> Result<()> {
+        self.inner.stamp().check("client")
     }
 
     /// The same client acting as another principal (for per-request identities).
@@ -418,6 +512,9 @@ impl Sealbox {
     /// ```
     #[inline]
     pub fn get_cached(&self, reference: &[u8]) -> Option<Result<SecretHandle>> {
+        if let Err(e) = self.alive() {
+            return Some(Err(e));
+        }
         // Counted by the cache itself (gets, hits, stale), so the hit path touches one counter.
         let answer = self.inner.cache.as_ref()?.lookup(reference)?;
         Some(answer.and_then(|a| self.admit_read(a)))
@@ -490,6 +587,9 @@ impl Sealbox {
     /// miss still has to do (the blocking facade runs only that part on its runtime).
     #[inline]
     fn start_get(&self, name: &[u8]) -> std::result::Result<Result<SecretHandle>, Missed<'_>> {
+        if let Err(e) = self.alive() {
+            return Ok(Err(e));
+        }
         let Some(cache) = &self.inner.cache else {
             return Err(Missed::Absent);
         };
@@ -616,6 +716,7 @@ impl Sealbox {
         if *selector == VersionSelector::Current {
             return self.get(name).await;
         }
+        self.alive()?;
         self.inner.metrics.gets.incr();
         let route = match self.inner.router.resolve(name) {
             Ok(r) => r,
@@ -657,6 +758,7 @@ impl Sealbox {
     /// still served, within its TTL and stale window). Without a cache there is nothing to
     /// refresh and this returns at once.
     pub async fn refresh_now(&self, name: &str) -> Result<()> {
+        self.alive()?;
         let route = self.inner.router.resolve(name)?;
         let resource = route.resource();
         self.authorize(Capability::Read, Action::Read, &resource)?;
@@ -682,6 +784,7 @@ impl Sealbox {
         value: &Secret,
         options: &PutOptions,
     ) -> Result<VersionInfo> {
+        self.alive()?;
         // A version with no stage could never be read as CURRENT or by label; stores disagree
         // on whether to accept one (AWS refuses), so the client refuses it for all of them.
         if options.stages.is_empty() {
@@ -720,6 +823,7 @@ impl Sealbox {
     /// Lists every name under `prefix` (all pages, every store the prefix routes to). With a
     /// policy, only names the principal may `list` are returned.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
+        self.alive()?;
         let resource = Resource::named(prefix);
         let targets = match self.inner.router.list_targets(prefix) {
             Ok(t) => t,
@@ -767,6 +871,7 @@ impl Sealbox {
 
     /// Metadata of `name`.
     pub async fn describe(&self, name: &str) -> Result<SecretMetadata> {
+        self.alive()?;
         let route = self.inner.router.resolve(name)?;
         let resource = route.resource();
         self.authorize(Capability::Read, Action::Describe, &resource)?;
@@ -786,6 +891,7 @@ impl Sealbox {
 
     /// Deletes `name`.
     pub async fn delete(&self, name: &str, options: &DeleteOptions) -> Result<()> {
+        self.alive()?;
         let route = self.inner.router.resolve(name)?;
         let resource = route.resource();
         self.authorize(Capability::Delete, Action::Delete, &resource)?;
@@ -845,6 +951,7 @@ impl Sealbox {
     /// Records an event produced elsewhere (rotation, key operations, break-glass) under this
     /// client's audit log; a no-op without one.
     pub fn record_event(&self, event: AuditEvent) -> Result<()> {
+        self.alive()?;
         if event.action == Action::Rotate && event.success {
             self.inner.metrics.rotations.incr();
         }
@@ -853,6 +960,7 @@ impl Sealbox {
 
     /// Writes every queued audit event to the sinks (waits for the writer).
     pub async fn flush_audit(&self) -> Result<()> {
+        self.alive()?;
         match &self.inner.audit {
             Some(a) => a.flush(),
             None => Ok(()),
@@ -863,7 +971,7 @@ impl Sealbox {
     pub fn blocking(&self) -> Result<BlockingSealbox> {
         Ok(BlockingSealbox {
             client: self.clone(),
-            rt: Arc::new(Sealbox::builder_runtime()?),
+            rt: Arc::new(ProcessBound::new(Sealbox::builder_runtime()?)),
         })
     }
 
@@ -882,7 +990,8 @@ impl Sealbox {
 #[derive(Clone, Debug)]
 pub struct BlockingSealbox {
     client: Sealbox,
-    rt: Arc<tokio::runtime::Runtime>,
+    /// Its workers exist only in the process that made it: a forked child never drops it.
+    rt: Arc<ProcessBound<tokio::runtime::Runtime>>,
 }
 
 impl BlockingSealbox {
@@ -892,7 +1001,7 @@ impl BlockingSealbox {
         let client = rt.block_on(Sealbox::from_config(path))?;
         Ok(BlockingSealbox {
             client,
-            rt: Arc::new(rt),
+            rt: Arc::new(ProcessBound::new(rt)),
         })
     }
 
@@ -905,13 +1014,31 @@ impl BlockingSealbox {
         let client = rt.block_on(Sealbox::from_config_with(path, registry))?;
         Ok(BlockingSealbox {
             client,
-            rt: Arc::new(rt),
+            rt: Arc::new(ProcessBound::new(rt)),
         })
     }
 
     /// The async client behind this facade.
     pub fn client(&self) -> &Sealbox {
         &self.client
+    }
+
+    /// See [`Sealbox::reopen`]: a new client, on a runtime of its own, made as this one was.
+    /// In a forked child, call it before the child's first use of the client.
+    pub fn reopen(&self) -> Result<BlockingSealbox> {
+        let rt = Sealbox::builder_runtime()?;
+        let client = rt.block_on(self.client.reopen())?;
+        Ok(BlockingSealbox {
+            client,
+            rt: Arc::new(ProcessBound::new(rt)),
+        })
+    }
+
+    /// Runs a store call on this facade's runtime; in a forked child, where the runtime's
+    /// workers do not exist, answers `Forked` without entering it.
+    fn block_on<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        self.client.alive()?;
+        self.rt.block_on(call)
     }
 
     /// See [`Sealbox::as_principal`].
@@ -981,7 +1108,7 @@ impl BlockingSealbox {
         if *selector == VersionSelector::Current {
             return self.get(name);
         }
-        self.rt.block_on(self.client.get_version(name, selector))
+        self.block_on(self.client.get_version(name, selector))
     }
 
     /// See [`Sealbox::get_field`].
@@ -996,12 +1123,12 @@ impl BlockingSealbox {
 
     /// See [`Sealbox::refresh_now`].
     pub fn refresh_now(&self, name: &str) -> Result<()> {
-        self.rt.block_on(self.client.refresh_now(name))
+        self.block_on(self.client.refresh_now(name))
     }
 
     /// See [`Sealbox::put`].
     pub fn put(&self, name: &str, value: &Secret) -> Result<VersionInfo> {
-        self.rt.block_on(self.client.put(name, value))
+        self.block_on(self.client.put(name, value))
     }
 
     /// See [`Sealbox::put_with`].
@@ -1011,22 +1138,22 @@ impl BlockingSealbox {
         value: &Secret,
         options: &PutOptions,
     ) -> Result<VersionInfo> {
-        self.rt.block_on(self.client.put_with(name, value, options))
+        self.block_on(self.client.put_with(name, value, options))
     }
 
     /// See [`Sealbox::list`].
     pub fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
-        self.rt.block_on(self.client.list(prefix))
+        self.block_on(self.client.list(prefix))
     }
 
     /// See [`Sealbox::describe`].
     pub fn describe(&self, name: &str) -> Result<SecretMetadata> {
-        self.rt.block_on(self.client.describe(name))
+        self.block_on(self.client.describe(name))
     }
 
     /// See [`Sealbox::delete`].
     pub fn delete(&self, name: &str, options: &DeleteOptions) -> Result<()> {
-        self.rt.block_on(self.client.delete(name, options))
+        self.block_on(self.client.delete(name, options))
     }
 
     /// See [`Sealbox::erase_namespace`].
@@ -1036,7 +1163,7 @@ impl BlockingSealbox {
 
     /// See [`Sealbox::flush_audit`].
     pub fn flush_audit(&self) -> Result<()> {
-        self.rt.block_on(self.client.flush_audit())
+        self.block_on(self.client.flush_audit())
     }
 }
 

@@ -54,7 +54,7 @@ pub(crate) use serde_errors::safe_serde_message;
 
 use crate::audit::{AuditConfig, AuditLogBuilder};
 use crate::cache::CacheConfig;
-use crate::client::{Principal, Sealbox};
+use crate::client::{Principal, Recipe, Sealbox};
 use crate::error::{Error, Result};
 use crate::monitor::MonitorConfig;
 use crate::policy::{Policy, PolicyConfig};
@@ -216,8 +216,23 @@ impl Config {
     }
 
     /// Builds the client: stores through `registry`, then routes, cache, audit, policy, monitor.
+    /// The client keeps a copy of this config to build again from in a forked child
+    /// ([`Sealbox::reopen`]).
     pub async fn build(&self, registry: &ProviderRegistry) -> Result<Sealbox> {
-        let mut builder = Sealbox::builder();
+        let recipe = Recipe::Config {
+            config: Box::new(self.clone()),
+            registry: registry.clone(),
+        };
+        self.build_with_recipe(registry, recipe).await
+    }
+
+    /// [`Config::build`], the client to be made again by `recipe`.
+    pub(crate) async fn build_with_recipe(
+        &self,
+        registry: &ProviderRegistry,
+        recipe: Recipe,
+    ) -> Result<Sealbox> {
+        let mut builder = Sealbox::builder().reopen_from(recipe);
         let stores = self.store_configs();
         for (id, at, store) in &stores {
             let pc = ProviderConfig::new(

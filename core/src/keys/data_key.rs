@@ -18,6 +18,7 @@ use secrecy::ExposeSecret;
 
 use super::ids::{KeyId, KeyVersion};
 use crate::error::{Error, ErrorKind, Result};
+use crate::process::ProcessStamp;
 use crate::secret::Secret;
 
 /// Length of every sealbox symmetric key (AES-256).
@@ -40,6 +41,9 @@ pub struct DataKey {
     base: usize,
     uses: AtomicU64,
     limit: u64,
+    /// Both buffers are wiped in a forked child (ring's schedule, `&'static` included): the
+    /// key refuses to run there rather than hand ring a zeroed key object.
+    stamp: ProcessStamp,
 }
 
 impl DataKey {
@@ -79,6 +83,7 @@ impl DataKey {
             base,
             uses: AtomicU64::new(0),
             limit: MAX_USES,
+            stamp: ProcessStamp::new(),
         })
     }
 
@@ -153,6 +158,7 @@ impl DataKey {
 
     /// ring's key, kept in locked memory.
     pub(crate) fn aead(&self) -> Result<&LessSafeKey> {
+        self.stamp.check("key")?;
         let bytes = self.schedule.expose_secret();
         // The schedule was written at a fixed address; a memory layer that moved slot contents
         // would make the read below unsound, so check instead of assuming.

@@ -29,6 +29,8 @@ use crate::secret::Secret;
 #[derive(Debug)]
 pub struct EnvKey {
     keys: MasterKeys,
+    /// The variable it was read from, to read it again in a forked child.
+    var: Option<String>,
 }
 
 impl EnvKey {
@@ -43,7 +45,9 @@ impl EnvKey {
         })?;
         let key = Self::decode(id, text.trim(), var);
         text.zeroize();
-        key
+        let mut key = key?;
+        key.var = Some(var.to_owned());
+        Ok(key)
     }
 
     /// Decodes base64 text directly (for keys handed over by other means). `source` names
@@ -77,6 +81,7 @@ impl EnvKey {
                 KeyVersion::FIRST,
                 BTreeMap::from([(KeyVersion::FIRST, Arc::new(key))]),
             )?,
+            var: None,
         })
     }
 }
@@ -87,4 +92,14 @@ local_provider!(EnvKey, |this| Err(Error::new(
         "environment key {} has one version and cannot rotate; set a new key and rewrap the keyring under a new provider",
         this.keys.id()
     )
-)));
+)), reopen: |this| match &this.var {
+    Some(var) => Ok(Arc::new(EnvKey::from_env(this.keys.id().clone(), var)?)),
+    None => Err(Error::new(
+        crate::ErrorKind::Unsupported,
+        format!(
+            "environment key {} was given as text, not read from a variable, and cannot be \
+             read again; make it again in the child process",
+            this.keys.id()
+        ),
+    )),
+});

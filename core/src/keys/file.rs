@@ -397,7 +397,7 @@ impl KeyProvider for LocalKeyFile {
     }
 
     async fn current_version(&self) -> Result<KeyVersion> {
-        Ok(self.keys.current_version())
+        self.keys.current_version()
     }
 
     async fn wrap(&self, context: &[u8], key: &Secret) -> Result<WrappedKey> {
@@ -420,6 +420,13 @@ impl KeyProvider for LocalKeyFile {
 
     async fn rotate(&self) -> Result<KeyVersion> {
         self.rotate_now()
+    }
+
+    async fn reopen(&self) -> Result<Arc<dyn KeyProvider>> {
+        Ok(Arc::new(LocalKeyFile::open(
+            self.keys.id().clone(),
+            &self.path,
+        )?))
     }
 
     async fn key_check(&self, version: KeyVersion) -> Result<Option<KeyCheck>> {

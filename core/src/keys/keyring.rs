@@ -23,6 +23,7 @@ const KEK_CACHE_MAX: usize = 1024;
 /// Cached KEKs stay within `1 / KEK_CACHE_SHARE` of the memlock budget (they are always
 /// locked); beyond that, other namespaces' KEKs are dropped and unwrapped again when needed.
 const KEK_CACHE_SHARE: usize = 8;
+use crate::process::ProcessStamp;
 
 const DEK_MAGIC: [u8; 4] = *b"SBXD";
 const DEK_FORMAT: u8 = 1;
@@ -141,6 +142,8 @@ pub struct Keyring {
     // Serialises this process's writers; `save_namespace`'s compare-and-set guards against
     // other processes.
     writer: tokio::sync::Mutex<()>,
+    /// Cached KEKs are wiped in a forked child; there every call answers `Forked`.
+    stamp: ProcessStamp,
 }
 
 struct NsState {
@@ -205,6 +208,7 @@ impl Keyring {
                 KEK_CACHE_MAX,
             ),
             writer: tokio::sync::Mutex::new(()),
+            stamp: ProcessStamp::new(),
         };
         let current = keyring.provider.current_version().await?;
         keyring.verify_master(current).await?;
@@ -218,6 +222,7 @@ impl Keyring {
 
     /// A copy of the namespace's stored record (KEK versions, states, policy).
     pub fn namespace_keys(&self, namespace: &KeyId) -> Result<Option<NamespaceKeys>> {
+        self.alive()?;
         self.storage.load_namespace(namespace)
     }
 
@@ -447,6 +452,7 @@ impl Keyring {
     }
 
     async fn rewrap_where(&self, stale_master: bool) -> Result<usize> {
+        self.alive()?;
         let mut count = 0;
         for namespace in self.storage.namespaces()? {
             let _guard = self.writer.lock().await;
@@ -550,7 +556,14 @@ impl Keyring {
         self.kek_in(&state, version).await
     }
 
+    /// `Forked` in a process forked after this keyring was opened. Every path to a key or a
+    /// record goes through one of the functions that call this.
+    fn alive(&self) -> Result<()> {
+        self.stamp.check("keyring")
+    }
+
     async fn kek_in(&self, state: &NsState, version: KeyVersion) -> Result<Arc<DataKey>> {
+        self.alive()?;
         let namespace = &state.record.namespace;
         let record = state.record.kek(version).ok_or_else(|| {
             Error::not_found(format!(
@@ -645,6 +658,7 @@ impl Keyring {
     }
 
     async fn verify_master(&self, version: KeyVersion) -> Result<()> {
+        self.alive()?;
         let Some(check) = self.provider.key_check(version).await? else {
             return Ok(());
         };
@@ -666,6 +680,7 @@ impl Keyring {
     }
 
     fn state(&self, namespace: &KeyId) -> Result<Option<Arc<NsState>>> {
+        self.alive()?;
         if let Some(s) = self
             .cache
             .read()
@@ -678,6 +693,7 @@ impl Keyring {
     }
 
     fn reload(&self, namespace: &KeyId) -> Result<Option<Arc<NsState>>> {
+        self.alive()?;
         Ok(self
             .storage
             .load_namespace(namespace)?
@@ -696,6 +712,7 @@ impl Keyring {
     /// another process, or to a store that bumps the revision when it counts a KEK use in its
     /// own write transaction; the change is then re-applied to the fresh record (a few times).
     async fn write_namespace(&self, namespace: &KeyId, change: Change) -> Result<Arc<NsState>> {
+        self.alive()?;
         let mut attempt = 0;
         loop {
             match self.write_namespace_once(namespace, change).await {

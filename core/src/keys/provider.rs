@@ -14,6 +14,7 @@ use super::data_key::DataKey;
 use super::envelope::Envelope;
 use super::ids::{KeyId, KeyVersion};
 use crate::error::{Error, ErrorKind, Result};
+use crate::process::ProcessStamp;
 use crate::secret::Secret;
 
 /// Key material wrapped by a [`KeyProvider`]: which provider and master version, and the
@@ -189,6 +190,20 @@ pub trait KeyProvider: Send + Sync + std::fmt::Debug {
             ),
         ))
     }
+
+    /// The same master key opened afresh, for a process forked after this provider was made
+    /// (see [`Sealbox::reopen`](crate::Sealbox::reopen)): there this one's keys are wiped.
+    /// The default refuses with `Unsupported`: the provider has to be made again in the child.
+    async fn reopen(&self) -> Result<Arc<dyn KeyProvider>> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "master key provider {} cannot be reopened from what it keeps; make it again \
+                 in the child process",
+                self.id()
+            ),
+        ))
+    }
 }
 
 /// Master key versions held in this process (locked memory), shared by the local providers.
@@ -196,6 +211,8 @@ pub trait KeyProvider: Send + Sync + std::fmt::Debug {
 pub(crate) struct MasterKeys {
     id: KeyId,
     state: RwLock<MasterState>,
+    /// The versions are wiped in a forked child; there every use answers `Forked`.
+    stamp: ProcessStamp,
 }
 
 #[derive(Debug)]
@@ -220,6 +237,7 @@ impl MasterKeys {
         Ok(MasterKeys {
             id,
             state: RwLock::new(MasterState { current, versions }),
+            stamp: ProcessStamp::new(),
         })
     }
 
@@ -227,8 +245,14 @@ impl MasterKeys {
         &self.id
     }
 
-    pub(crate) fn current_version(&self) -> KeyVersion {
-        self.read().current
+    pub(crate) fn current_version(&self) -> Result<KeyVersion> {
+        self.check()?;
+        Ok(self.read().current)
+    }
+
+    /// `Forked` in a process forked after these keys were loaded.
+    pub(crate) fn check(&self) -> Result<()> {
+        self.stamp.check("master key")
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, MasterState> {
@@ -244,6 +268,7 @@ impl MasterKeys {
         current: KeyVersion,
         versions: BTreeMap<KeyVersion, Arc<DataKey>>,
     ) -> Result<()> {
+        self.check()?;
         if !versions.contains_key(&current) {
             return Err(Error::new(
                 ErrorKind::Integrity,
@@ -264,6 +289,7 @@ impl MasterKeys {
 
     /// The master version `version`.
     pub(crate) fn version(&self, version: KeyVersion) -> Result<Arc<DataKey>> {
+        self.check()?;
         self.read().versions.get(&version).cloned().ok_or_else(|| {
             Error::not_found(format!(
                 "master key {} has no version {version}: it was retired, or an older key file was restored",
@@ -274,6 +300,7 @@ impl MasterKeys {
 
     /// The current master version's key.
     pub(crate) fn current_key(&self) -> Result<Arc<DataKey>> {
+        self.check()?;
         let state = self.read();
         state
             .versions
@@ -283,6 +310,7 @@ impl MasterKeys {
     }
 
     pub(crate) fn wrap(&self, context: &[u8], key: &Secret) -> Result<WrappedKey> {
+        self.check()?;
         let master = self.current_key()?;
         Ok(WrappedKey {
             provider: self.id.clone(),
@@ -292,6 +320,7 @@ impl MasterKeys {
     }
 
     pub(crate) fn unwrap(&self, context: &[u8], wrapped: &WrappedKey) -> Result<Secret> {
+        self.check()?;
         if wrapped.provider != self.id {
             return Err(Error::new(
                 ErrorKind::WrongKey,
@@ -306,6 +335,7 @@ impl MasterKeys {
     }
 
     pub(crate) fn key_check(&self, version: KeyVersion) -> Result<KeyCheck> {
+        self.check()?;
         Ok(KeyCheck::compute(self.version(version)?.material()))
     }
 
@@ -316,6 +346,7 @@ impl MasterKeys {
         current: KeyVersion,
         versions: BTreeMap<KeyVersion, Arc<DataKey>>,
     ) -> Result<()> {
+        self.check()?;
         let mut state = self
             .state
             .write()
@@ -332,14 +363,14 @@ impl MasterKeys {
 
 /// Implements [`KeyProvider`] for a type with a `keys: MasterKeys` field, given its rotate body.
 macro_rules! local_provider {
-    ($ty:ty, |$this:ident| $rotate:expr) => {
+    ($ty:ty, |$this:ident| $rotate:expr $(, reopen: |$that:ident| $reopen:expr)?) => {
         #[async_trait::async_trait]
         impl $crate::keys::KeyProvider for $ty {
             fn id(&self) -> &$crate::keys::KeyId {
                 self.keys.id()
             }
             async fn current_version(&self) -> $crate::Result<$crate::keys::KeyVersion> {
-                Ok(self.keys.current_version())
+                self.keys.current_version()
             }
             async fn wrap(
                 &self,
@@ -365,6 +396,14 @@ macro_rules! local_provider {
             ) -> $crate::Result<Option<$crate::keys::KeyCheck>> {
                 self.keys.key_check(version).map(Some)
             }
+            $(
+            async fn reopen(
+                &self,
+            ) -> $crate::Result<std::sync::Arc<dyn $crate::keys::KeyProvider>> {
+                let $that = self;
+                $reopen
+            }
+            )?
         }
     };
 }

@@ -16,8 +16,9 @@
 //! alloc-use-drop cycle takes no lock at all. Cached slots are wiped and still count as in use
 //! for their page, which therefore stays locked.
 
+use std::cell::RefCell;
 use std::ptr::NonNull;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
 use zeroize::Zeroize;
 
@@ -85,6 +86,79 @@ pub(crate) unsafe fn wipe(ptr: NonNull<u8>, bytes: usize) {
     words.zeroize();
 }
 
+thread_local! {
+    /// The pools' locks, held by the thread that calls `fork()` from the `prepare` handler
+    /// until the `parent` and `child` ones (the child's one thread is that thread's copy).
+    static HELD_FOR_FORK: RefCell<Vec<MutexGuard<'static, PoolState>>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// Before a fork: takes every pool's lock, so that no other thread holds one when the
+/// process is copied. A child copies only the forking thread; a lock another thread held
+/// would stay held there forever, and the child's first secret of that size would wait for it.
+extern "C" fn lock_pools_for_fork() {
+    // `try_`: a fork from a thread whose locals are being destroyed takes no locks (and a
+    // panic must not unwind out of a C callback).
+    let _ = HELD_FOR_FORK.try_with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            held.extend(POOLS.iter().map(Pool::state));
+        }
+    });
+}
+
+/// After a fork, in the parent: releases what `lock_pools_for_fork` took.
+extern "C" fn unlock_pools_after_fork() {
+    let _ = HELD_FOR_FORK.try_with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            held.clear();
+        }
+    });
+}
+
+/// After a fork, in the child: memory locks are not inherited (`mlock(2)`), so every page is
+/// marked unlocked (the next slot handed out on it locks it again, under the caller's policy,
+/// as after a failed lock); then the pools are released, and the slots this thread had cached
+/// (which would claim a lock) go back to them.
+extern "C" fn unlock_pools_in_child() {
+    let _ = HELD_FOR_FORK.try_with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            for st in held.iter_mut() {
+                st.forget_locks();
+            }
+            held.clear();
+        }
+    });
+    thread_cache::release_thread_cache();
+}
+
+/// Registers the fork handlers once, before the first slot is handed out (so before any
+/// thread can hold a pool's lock).
+fn guard_pools_across_fork() {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: `pthread_atfork` only records the three function pointers, static
+        // `extern "C"` functions without arguments that stay valid for the life of the
+        // process. They lock and unlock the pools' mutexes in one fixed order (the arena
+        // never holds two pool locks at once, so no thread waits on a pool lock while
+        // holding another), allocate only before the fork, and never unwind.
+        let rc = unsafe {
+            libc::pthread_atfork(
+                Some(lock_pools_for_fork),
+                Some(unlock_pools_after_fork),
+                Some(unlock_pools_in_child),
+            )
+        };
+        if rc != 0 {
+            tracing::error!(
+                target: "sealbox::memory",
+                code = rc,
+                "could not register the secret arena's fork handlers; a forked child may \
+                 wait forever for a lock another thread held"
+            );
+        }
+    });
+}
+
 /// One size class.
 #[derive(Debug)]
 pub(crate) struct Pool {
@@ -109,6 +183,19 @@ struct PoolState {
 // SAFETY: the chunks behind the raw pointers are owned by this state and only touched while the
 // pool's mutex is held, from whichever thread holds it.
 unsafe impl Send for PoolState {}
+
+impl PoolState {
+    /// Marks every page unlocked: in a forked child, none is (see `unlock_pools_in_child`).
+    fn forget_locks(&mut self) {
+        self.spare_locked_pages = 0;
+        for chunk in &self.chunks {
+            // SAFETY: chunks in the list are live boxes owned by the pool; the caller holds
+            // the pool's mutex.
+            let chunk = unsafe { &mut *chunk.as_ptr() };
+            chunk.pages.iter_mut().for_each(|p| p.locked = false);
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Chunk {
@@ -352,6 +439,7 @@ impl Pool {
     /// Hands out a zeroed slot from the pool itself under `policy`.
     #[inline(never)]
     pub(crate) fn alloc(&'static self, policy: MemoryPolicy) -> Result<Slot> {
+        guard_pools_across_fork();
         let mut st = self.state();
         let chunk_ptr = st.chunk_with_free_slot(self.slot_size)?;
         // SAFETY: chunks in `st.chunks` are live boxes owned by the pool; the mutex is held.

@@ -3,7 +3,12 @@
 //! Secret bytes live in anonymous mappings that are
 //! - **locked** in RAM (`mlock`), so they are not written to swap,
 //! - **excluded from core dumps** (`MADV_DONTDUMP`),
-//! - **zeroed in forked children** (`MADV_WIPEONFORK`, Linux 4.14 and later),
+//! - **zeroed in forked children** (`MADV_WIPEONFORK`, Linux 4.14 and later): a child never
+//!   inherits a secret. What holds secrets or keys (clients, caches, keys, stores, audit logs)
+//!   records its process and answers [`ErrorKind::Forked`] in a child rather than hand out
+//!   the zeros (see [`crate::process`]); the pools' locks are taken around `fork()`, so a
+//!   child never inherits one held by a thread it did not copy, and a child locks its pages
+//!   again (memory locks are not inherited),
 //! - **fenced by guard pages** (`PROT_NONE`) before and after every mapping, so a linear overrun
 //!   out of a mapping faults instead of reading whatever lies next to it (within a chunk, slots
 //!   sit side by side: there Rust's bounds checks are the protection),

@@ -52,7 +52,7 @@ const VERSION: &str = "1";
 ///     .prefix_for("app/", "APP_").unwrap();
 /// assert_eq!(store.variable_for(&"app/api/token".parse().unwrap()), vec!["APP_API_TOKEN"]);
 /// ```
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct EnvStore {
     explicit: BTreeMap<SecretName, String>,
     prefixes: Vec<PrefixMapping>,
@@ -67,7 +67,7 @@ struct PrefixMapping {
 
 /// Where variables are read from: the live process environment, or a fixed set (tests and
 /// embedders that already hold a snapshot).
-#[derive(Default)]
+#[derive(Clone, Default)]
 enum Source {
     #[default]
     Process,
@@ -259,6 +259,11 @@ fn single_version() -> VersionInfo {
 impl SecretStore for EnvStore {
     fn kind(&self) -> &'static str {
         "env"
+    }
+
+    /// The same mapping: it holds no secret and nothing a fork wipes.
+    async fn reopen(&self) -> Result<std::sync::Arc<dyn SecretStore>> {
+        Ok(std::sync::Arc::new(self.clone()))
     }
 
     fn capabilities(&self) -> Capabilities {

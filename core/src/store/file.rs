@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -39,6 +39,7 @@ use super::{
     SecretStore, SecretVersion, Stage, VersionId, VersionInfo, VersionSelector, listing,
 };
 use crate::error::{Error, ErrorKind, Result};
+use crate::process::ProcessStamp;
 use crate::secret::Secret;
 
 /// What to do with a secret file that other users can read or write.
@@ -77,9 +78,11 @@ pub struct FileStore {
     max_value_len: usize,
     cache: Mutex<HashMap<SecretName, Cached>>,
     warned: Mutex<HashSet<PathBuf>>,
+    /// The cached values are wiped in a forked child: there every call answers `Forked`.
+    stamp: ProcessStamp,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Layout {
     File { name: SecretName, path: PathBuf },
     Dir { root: PathBuf },
@@ -165,6 +168,7 @@ impl FileStore {
             max_value_len: Capabilities::READ_ONLY.max_value_len,
             cache: Mutex::new(HashMap::new()),
             warned: Mutex::new(HashSet::new()),
+            stamp: ProcessStamp::new(),
         }
     }
 
@@ -351,6 +355,7 @@ impl FileStore {
     }
 
     fn cache(&self) -> Result<std::sync::MutexGuard<'_, HashMap<SecretName, Cached>>> {
+        self.stamp.check("file store")?;
         self.cache
             .lock()
             .map_err(|_| Error::internal("file store cache lock poisoned"))
@@ -433,6 +438,14 @@ fn not_found(name: &SecretName) -> Error {
 impl SecretStore for FileStore {
     fn kind(&self) -> &'static str {
         "file"
+    }
+
+    /// The same files, with an empty cache.
+    async fn reopen(&self) -> Result<Arc<dyn SecretStore>> {
+        let mut fresh = Self::with_layout(self.layout.clone());
+        fresh.permissions = self.permissions;
+        fresh.max_value_len = self.max_value_len;
+        Ok(Arc::new(fresh))
     }
 
     fn capabilities(&self) -> Capabilities {

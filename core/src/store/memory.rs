@@ -13,6 +13,7 @@ use super::{
     SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionInfo, VersionSelector,
 };
 use crate::error::{Error, ErrorKind, Result};
+use crate::process::ProcessStamp;
 use crate::secret::Secret;
 
 /// An in-memory store with versions, stages, compare-and-set and soft delete.
@@ -35,6 +36,8 @@ use crate::secret::Secret;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<BTreeMap<SecretName, Entry>>,
+    /// The values are wiped in a forked child: there every call answers `Forked`.
+    stamp: ProcessStamp,
 }
 
 #[derive(Debug)]
@@ -66,6 +69,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<SecretName, Entry>>> {
+        self.stamp.check("memory store")?;
         self.inner
             .lock()
             .map_err(|_| Error::internal("memory store lock poisoned"))

@@ -84,4 +84,19 @@ pub trait SecretStore: Send + Sync + std::fmt::Debug {
             ),
         ))
     }
+
+    /// The same store opened afresh, for a process forked after this one was made (see
+    /// [`Sealbox::reopen`](crate::Sealbox::reopen)): a child must not use what it inherited
+    /// (wiped values and keys, the parent's connections and threads). The default refuses
+    /// with `Unsupported`: such a store has to be made again in the child.
+    async fn reopen(&self) -> Result<std::sync::Arc<dyn SecretStore>> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!(
+                "the {} store cannot be reopened from what it keeps; build the client again in \
+                 the child process",
+                self.kind()
+            ),
+        ))
+    }
 }

@@ -1348,6 +1348,15 @@ impl SecretStore for LocalVault {
         "local"
     }
 
+    /// The vault at the same path, its master key provider reopened (a key file or a key
+    /// variable is read again; a passphrase key cannot be and refuses).
+    async fn reopen(&self) -> Result<Arc<dyn SecretStore>> {
+        let provider = self.inner.keyring.provider().reopen().await?;
+        let vault =
+            LocalVault::open_with(self.path(), provider, self.inner.options.clone()).await?;
+        Ok(Arc::new(vault))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             max_value_len: self.inner.options.max_value_len,

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::schema::sql_error;
 use crate::error::{Error, Result};
+use crate::process::ProcessStamp;
 
 /// Idle connections kept for reuse; more may be open at once under load.
 const MAX_IDLE: usize = 8;
@@ -20,6 +21,9 @@ pub(crate) struct Pool {
     path: PathBuf,
     busy_timeout: Duration,
     idle: Mutex<Vec<Connection>>,
+    /// SQLite connections must not be carried across `fork()`: in a child every call answers
+    /// `Forked`, and the inherited connections are left alone (never closed there).
+    stamp: ProcessStamp,
 }
 
 impl Pool {
@@ -28,6 +32,7 @@ impl Pool {
             path,
             busy_timeout,
             idle: Mutex::new(Vec::new()),
+            stamp: ProcessStamp::new(),
         }
     }
 
@@ -37,6 +42,7 @@ impl Pool {
 
     /// A connection for the caller's exclusive use; it returns to the pool on drop.
     pub(crate) fn get(self: &Arc<Self>) -> Result<PooledConn> {
+        self.stamp.check("local vault")?;
         let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match reused {
             Some(c) => c,
@@ -50,8 +56,22 @@ impl Pool {
 
     /// Closes every idle connection (tests that tamper with the file use this).
     pub(crate) fn clear(&self) {
+        if !self.stamp.is_current() {
+            return;
+        }
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if !self.stamp.is_current() {
+            // The parent's connections: closing them here could checkpoint or unlink the
+            // parent's WAL files under it.
+            let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+            std::mem::forget(idle);
         }
     }
 }

@@ -39,6 +39,7 @@
 mod builtin;
 mod interpolate;
 mod limits;
+mod master_key;
 mod registry;
 mod serde_errors;
 
@@ -49,6 +50,7 @@ use serde::Deserialize;
 
 pub use builtin::{LOCAL_MASTER_KEY_ID, open_local_vault, register_builtin_stores};
 pub use limits::{MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH};
+pub use master_key::register_builtin_key_providers;
 pub use registry::{Factories, Factory, FactoryFuture, ProviderConfig, ProviderRegistry};
 pub(crate) use serde_errors::safe_serde_message;
 
@@ -225,7 +227,8 @@ impl Config {
                 format!("{at}.config"),
                 store.config.clone(),
                 self.base_dir.clone(),
-            );
+            )
+            .with_key_providers(registry.keys.clone());
             builder = builder.named_store(id.clone(), registry.stores.build(pc).await?);
         }
         let default = match (&self.default_store, stores.as_slice()) {

@@ -31,11 +31,10 @@ pub fn register_builtin_key_providers(registry: &mut ProviderRegistry) {
     registry
         .keys
         .register("key_file", |c: ProviderConfig| async move { key_file(&c) });
-    registry
-        .keys
-        .register("passphrase", |c: ProviderConfig| async move {
-            passphrase(&c)
-        });
+    registry.keys.register(
+        "passphrase",
+        |c: ProviderConfig| async move { passphrase(&c) },
+    );
     registry
         .keys
         .register("env", |c: ProviderConfig| async move { env(&c) });
@@ -127,11 +126,13 @@ fn passphrase(c: &ProviderConfig) -> Result<Arc<dyn KeyProvider>> {
     let key = if params.exists() || !c.may_create() {
         PassphraseKey::open_file(id()?, &passphrase, &params)?
     } else {
-        let cost = parsed.cost.map_or_else(PassphraseCost::default, |k| PassphraseCost {
-            m_cost_kib: k.m_cost_kib,
-            t_cost: k.t_cost,
-            p_cost: k.p_cost,
-        });
+        let cost = parsed
+            .cost
+            .map_or_else(PassphraseCost::default, |k| PassphraseCost {
+                m_cost_kib: k.m_cost_kib,
+                t_cost: k.t_cost,
+                p_cost: k.p_cost,
+            });
         PassphraseKey::create_file(id()?, &passphrase, cost, &params)
             .map_err(|e| Error::new(e.kind(), format!("{at}: {}", e.message())))?
     };

@@ -70,7 +70,11 @@ fn kms_key_config(c: &ProviderConfig) -> sealbox::Result<AwsConfig> {
         Some(id @ serde_json::Value::String(_)) => {
             block.insert("kms_key_id".into(), id);
         }
-        Some(_) => return Err(sealbox::Error::config(format!("{at}.key_id: expected a string"))),
+        Some(_) => {
+            return Err(sealbox::Error::config(format!(
+                "{at}.key_id: expected a string"
+            )));
+        }
         None => {
             return Err(sealbox::Error::config(format!(
                 "{at}.key_id: required (key id, ARN, alias/NAME or alias ARN)"

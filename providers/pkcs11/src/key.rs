@@ -84,13 +84,15 @@ impl Pkcs11MasterKey {
         let token = Token::open(&config.module, &config.token, config.pin)?;
         let label = config.key_label;
         let template = search_template(&config.key_id, Some(&label));
-        let existing = token.with_session(&label, "looking for the key", |s| {
-            s.find_objects(&template)
-        })?;
+        let existing =
+            token.with_session(&label, "looking for the key", |s| s.find_objects(&template))?;
         if !existing.is_empty() {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
-                format!("{} already holds an AES key labelled {label:?}", token.name()),
+                format!(
+                    "{} already holds an AES key labelled {label:?}",
+                    token.name()
+                ),
             ));
         }
         let template = generate_template(&config.key_id, &label);
@@ -194,15 +196,18 @@ impl Pkcs11MasterKey {
         let Ok(handle) = self.handles(self.current()).map(|h| h[0]) else {
             return;
         };
-        let attrs = self.token.with_session(&self.label, "reading key attributes", |s| {
-            s.get_attributes(
-                handle,
-                &[AttributeType::Extractable, AttributeType::Sensitive],
-            )
-        });
+        let attrs = self
+            .token
+            .with_session(&self.label, "reading key attributes", |s| {
+                s.get_attributes(
+                    handle,
+                    &[AttributeType::Extractable, AttributeType::Sensitive],
+                )
+            });
         let exportable = attrs.is_ok_and(|attrs| {
             attrs.iter().any(|a| {
-                matches!(a, Attribute::Extractable(true)) || matches!(a, Attribute::Sensitive(false))
+                matches!(a, Attribute::Extractable(true))
+                    || matches!(a, Attribute::Sensitive(false))
             })
         });
         if exportable {
@@ -254,13 +259,15 @@ impl Pkcs11MasterKey {
             .fill(&mut iv)
             .map_err(|_| Error::internal("the operating system's random source failed"))?;
         let handle = self.handles(version)?[0];
-        let out = self
-            .token
-            .with_session(&self.label, "wrapping a key (C_Encrypt, CKM_AES_GCM)", |s| {
+        let out = self.token.with_session(
+            &self.label,
+            "wrapping a key (C_Encrypt, CKM_AES_GCM)",
+            |s| {
                 gcm(s, &mut iv.clone(), context, |s, m| {
                     s.encrypt(m, handle, key.expose_secret())
                 })
-            })?;
+            },
+        )?;
         let mut wrapped = Vec::with_capacity(1 + IV_LEN + out.len());
         wrapped.push(FORMAT);
         wrapped.extend_from_slice(&iv);

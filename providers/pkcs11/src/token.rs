@@ -148,7 +148,11 @@ fn find_slot(ctx: &Pkcs11, module: &Path, selector: &TokenSelector) -> Result<Sl
 impl Token {
     /// Loads the module, finds the token and logs in once, so a wrong PIN or a missing token
     /// fails here rather than at the first wrap.
-    pub(crate) fn open(module: &Path, selector: &TokenSelector, pin: SecretString) -> Result<Token> {
+    pub(crate) fn open(
+        module: &Path,
+        selector: &TokenSelector,
+        pin: SecretString,
+    ) -> Result<Token> {
         let ctx = load_module(module)?;
         let slot = find_slot(&ctx, module, selector)?;
         let name = match selector {

@@ -26,10 +26,13 @@ fn in_ci() -> bool {
 
 /// Where Debian puts the module.
 fn system_module() -> Option<PathBuf> {
-    ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 /// One SoftHSM2 token of one test.
@@ -50,7 +53,10 @@ impl Hsm {
     /// A fresh token labelled `label`, or `None` (printed) without SoftHSM2 outside CI.
     fn new(label: &str) -> Option<Hsm> {
         let Some(system) = system_module() else {
-            assert!(!in_ci(), "SoftHSM2 is not installed but CI is: .ci/run installs softhsm2");
+            assert!(
+                !in_ci(),
+                "SoftHSM2 is not installed but CI is: .ci/run installs softhsm2"
+            );
             eprintln!("SKIPPED: SoftHSM2 is not installed (apt-get install softhsm2)");
             return None;
         };
@@ -123,7 +129,11 @@ impl Hsm {
             .unwrap();
         let s = self.ctx.open_ro_session(slot).unwrap();
         match s.login(UserType::User, Some(&AuthPin::from(PIN.to_owned()))) {
-            Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::UserAlreadyLoggedIn,
+                _,
+            )) => {}
             Err(e) => panic!("{e}"),
         }
         let found = s
@@ -194,7 +204,10 @@ fn registry() -> ProviderRegistry {
 }
 
 async fn read(vault: &LocalVault, n: &str) -> Vec<u8> {
-    let got = vault.get(&name(n), &VersionSelector::Current).await.unwrap();
+    let got = vault
+        .get(&name(n), &VersionSelector::Current)
+        .await
+        .unwrap();
     got.value.expose_secret().to_vec()
 }
 
@@ -219,7 +232,10 @@ async fn a_vault_sealed_by_the_token_opens_again_through_yaml_and_the_rust_api()
     assert!(!format!("{config:?}").contains(PIN), "{config:?}");
     let client = config.build(&registry()).await.unwrap();
     client
-        .put("predis/prod/database/password", &secret(b"sealed-by-the-hsm"))
+        .put(
+            "predis/prod/database/password",
+            &secret(b"sealed-by-the-hsm"),
+        )
         .await
         .unwrap();
     drop(client);
@@ -269,7 +285,10 @@ async fn rotating_the_master_adds_a_key_version_in_the_token_and_everything_stil
     assert_eq!(key.current_version().await.unwrap(), v2);
     assert_eq!(
         hsm.keys(),
-        vec![("m".to_owned(), false, true), ("m.v2".to_owned(), false, true)]
+        vec![
+            ("m".to_owned(), false, true),
+            ("m.v2".to_owned(), false, true)
+        ]
     );
     vault
         .put(&name("c/d/after"), &secret(b"two"), &PutOptions::default())
@@ -285,7 +304,9 @@ async fn rotating_the_master_adds_a_key_version_in_the_token_and_everything_stil
     assert_eq!(read(&vault, "c/d/after").await, b"two");
     assert_eq!(vault.rotate_master().await.unwrap().get(), 3);
     drop(vault);
-    let vault = LocalVault::open(&vault_dir, hsm.provider("m")).await.unwrap();
+    let vault = LocalVault::open(&vault_dir, hsm.provider("m"))
+        .await
+        .unwrap();
     assert_eq!(read(&vault, "a/b/before").await, b"one");
 }
 
@@ -346,7 +367,10 @@ async fn a_missing_module_is_a_config_error_that_names_it() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.message().contains("junk.so"), "{e}");
-    assert!(!dir.path().join("v").exists(), "no vault is made without its key");
+    assert!(
+        !dir.path().join("v").exists(),
+        "no vault is made without its key"
+    );
 }
 
 #[tokio::test]
@@ -363,7 +387,10 @@ async fn a_key_label_or_token_or_slot_that_is_not_there_is_not_found() {
     other_token.token = TokenSelector::Label("no-such-token".into());
     let e = Pkcs11MasterKey::open(other_token).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
-    assert!(e.message().contains("\"not-found\""), "lists the tokens: {e}");
+    assert!(
+        e.message().contains("\"not-found\""),
+        "lists the tokens: {e}"
+    );
 
     let mut broken_slot = hsm.config("present");
     broken_slot.token = TokenSelector::Slot(0xdead_beef);
@@ -383,7 +410,9 @@ async fn a_token_removed_mid_run_gives_typed_errors_and_no_panic() {
     };
     Pkcs11MasterKey::create(hsm.config("m")).unwrap();
     let vault_dir = hsm.dir.path().join("vault");
-    let vault = LocalVault::create(&vault_dir, hsm.provider("m")).await.unwrap();
+    let vault = LocalVault::create(&vault_dir, hsm.provider("m"))
+        .await
+        .unwrap();
     vault
         .put(&name("a/b/c"), &secret(b"v"), &PutOptions::default())
         .await
@@ -452,7 +481,11 @@ fn a_forked_child_is_refused_before_it_touches_the_token() {
     // SAFETY: waits for the child forked above.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
     assert!(libc::WIFEXITED(status), "child crashed: {status:#x}");
-    assert_eq!(libc::WEXITSTATUS(status), 0, "1 = other error, 3 = succeeded");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "1 = other error, 3 = succeeded"
+    );
     // The parent still works.
     let back = rt.block_on(key.unwrap(b"ctx", &wrapped)).unwrap();
     assert_eq!(back.expose_secret(), &[7u8; 32]);

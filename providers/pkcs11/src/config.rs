@@ -58,6 +58,13 @@ impl Pkcs11Config {
             key_id: Option<String>,
         }
         let at = c.key_path();
+        if c.value().get("pin").is_some_and(serde_json::Value::is_number) {
+            // YAML reads `pin: 0123` as the number 123; a PIN is text.
+            return Err(Error::config(format!(
+                "{at}.pin: write the PIN as a quoted string (pin: \"0123\"), so that leading \
+                 zeros are kept"
+            )));
+        }
         let block: Block = c.deserialize()?;
         let module = c
             .path("module")?
@@ -131,5 +138,57 @@ fn slot_id(v: &serde_json::Value) -> Option<u64> {
             None => s.parse().ok(),
         },
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealbox::ExposeSecret;
+
+    fn parse(value: serde_json::Value) -> Result<Pkcs11Config> {
+        Pkcs11Config::from_provider_config(&ProviderConfig::new(
+            "pkcs11",
+            "secrets.config.master_key",
+            value,
+            Some(PathBuf::from("/etc/sealbox")),
+        ))
+    }
+
+    #[test]
+    fn a_block_becomes_a_config_and_its_errors_name_the_key_but_never_the_pin() {
+        let c = parse(serde_json::json!({
+            "module": "lib/softhsm2.so", "slot": "0x10", "pin": "0042", "key_label": "m",
+            "key_id": "0a0b"
+        }))
+        .unwrap();
+        assert_eq!(c.module, PathBuf::from("/etc/sealbox/lib/softhsm2.so"));
+        assert_eq!(c.token, TokenSelector::Slot(16));
+        assert_eq!(c.pin.expose_secret(), "0042");
+        assert_eq!(c.key_id, Some(vec![10, 11]));
+        assert!(!format!("{c:?}").contains("0042"));
+
+        let base = serde_json::json!({
+            "module": "/m.so", "token_label": "t", "key_label": "m", "pin": "1"
+        });
+        let with = |k: &str, v: serde_json::Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            parse(b).unwrap_err().message().to_owned()
+        };
+        let e = with("pin", serde_json::json!(987654));
+        assert!(e.starts_with("secrets.config.master_key.pin: write the PIN"), "{e}");
+        assert!(!e.contains("987654"), "{e}");
+        let mut no_pin = base.clone();
+        no_pin.as_object_mut().unwrap().remove("pin");
+        let e = parse(no_pin).unwrap_err().message().to_owned();
+        assert!(e.contains("set pin"), "{e}");
+        let e = with("slot", serde_json::json!(1));
+        assert!(e.contains("either token_label or slot"), "{e}");
+        let e = with("key_label", serde_json::json!("has space"));
+        assert!(e.contains("key_label may contain only"), "{e}");
+        let e = with("pin_code", serde_json::json!("s3cr3t-pin"));
+        assert!(e.contains("unknown field `pin_code`"), "{e}");
+        assert!(!e.contains("s3cr3t-pin"), "{e}");
     }
 }

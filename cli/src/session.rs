@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sealbox::audit::{Action, AuditEvent, Resource};
-use sealbox::config::{Config, LOCAL_MASTER_KEY_ID, ProviderConfig};
-use sealbox::keys::{KeyId, LocalKeyFile};
+use sealbox::config::{Config, LOCAL_MASTER_KEY_ID, ProviderConfig, ProviderRegistry};
+use sealbox::keys::{KeyId, KeyProvider, LocalKeyFile};
 use sealbox::store::SecretStore;
 use sealbox::store::local::LocalVault;
 use sealbox::{Error, ErrorKind, Result, Sealbox};
@@ -58,7 +58,10 @@ pub fn open_key_file(path: &Path) -> Result<Arc<LocalKeyFile>> {
 
 /// Opens an existing vault (never creates one).
 async fn open_vault(vault_path: &Path, key_path: &Path) -> Result<LocalVault> {
-    let key = open_key_file(key_path)?;
+    open_vault_with(vault_path, open_key_file(key_path)?).await
+}
+
+async fn open_vault_with(vault_path: &Path, key: Arc<dyn KeyProvider>) -> Result<LocalVault> {
     LocalVault::open(vault_path, key).await.map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
             Error::not_found(format!(
@@ -71,8 +74,10 @@ async fn open_vault(vault_path: &Path, key_path: &Path) -> Result<LocalVault> {
     })
 }
 
-/// The vault and key file of the one `local` store in the config at `path`.
-fn local_store_in_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
+/// The vault and master key of the one `local` store in the config at `path`: its
+/// `master_key:` block (any registered key provider; never creating key material), or its
+/// `key_file:`.
+async fn local_store_in_config(path: &Path) -> Result<(PathBuf, Arc<dyn KeyProvider>)> {
     let config = Config::from_path(path)?;
     let base = path
         .parent()
@@ -110,16 +115,26 @@ fn local_store_in_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
     let vault = pc
         .path("path")?
         .ok_or_else(|| Error::config(format!("{at}.config.path: required")))?;
-    let key = pc.path("key_file")?.ok_or_else(|| {
+    let from_block = pc
+        .clone()
+        .with_create(false)
+        .with_key_providers(ProviderRegistry::global_snapshot().keys)
+        .key_provider("master_key")
+        .await?;
+    if let Some(key) = from_block {
+        return Ok((vault, key));
+    }
+    let key_file = pc.path("key_file")?.ok_or_else(|| {
         Error::new(
             ErrorKind::Unsupported,
             format!(
-                "store {id} gets its master key from the environment or a passphrase; vault \
-                 commands through --config support key_file only (use --vault and --key-file)"
+                "store {id} gets its master key from key_env or a flat passphrase setting; vault \
+                 commands through --config need a master_key: block or key_file (or use \
+                 --vault and --key-file)"
             ),
         )
     })?;
-    Ok((vault, key))
+    Ok((vault, open_key_file(&key_file)? as Arc<dyn KeyProvider>))
 }
 
 /// An open store for one command.
@@ -186,8 +201,8 @@ impl Session {
             .config
             .as_deref()
             .ok_or_else(|| Error::internal("a session without a vault or a config"))?;
-        let (vault_path, key_path) = local_store_in_config(config)?;
-        open_vault(&vault_path, &key_path).await
+        let (vault_path, key) = local_store_in_config(config).await?;
+        open_vault_with(&vault_path, key).await
     }
 
     /// Records a vault command in the client's audit log (`--config` sessions; `--vault`

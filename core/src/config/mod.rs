@@ -26,6 +26,10 @@
 //!   always one string: it cannot add YAML structure.
 //! * A config is at most 1 MiB and nests at most 64 levels; both are checked before parsing.
 //! * Errors never quote a value (any value may be a secret, whatever its YAML type).
+//! * A `local` store's master key is a `master_key:` block naming a key provider from the same
+//!   registry (`{provider: key_file, path: ./master.key}`; `passphrase`, `env`, and `aws-kms` /
+//!   `pkcs11` from provider crates); the flat `key_file:` / `key_env:` / `passphrase:` settings
+//!   still work. An unknown key provider is an error listing the registered ones.
 //! * Providers read secret settings with [`ProviderConfig::secret`], which accepts `KEY` inline
 //!   or `KEY_file` naming a file to read it from (Docker/Kubernetes secret mounts).
 //! * Unknown keys are errors with the path to the key (`cache.tll: unknown field ...`).

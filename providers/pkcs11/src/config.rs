@@ -58,7 +58,10 @@ impl Pkcs11Config {
             key_id: Option<String>,
         }
         let at = c.key_path();
-        if c.value().get("pin").is_some_and(serde_json::Value::is_number) {
+        if c.value()
+            .get("pin")
+            .is_some_and(serde_json::Value::is_number)
+        {
             // YAML reads `pin: 0123` as the number 123; a PIN is text.
             return Err(Error::config(format!(
                 "{at}.pin: write the PIN as a quoted string (pin: \"0123\"), so that leading \
@@ -177,7 +180,10 @@ mod tests {
             parse(b).unwrap_err().message().to_owned()
         };
         let e = with("pin", serde_json::json!(987654));
-        assert!(e.starts_with("secrets.config.master_key.pin: write the PIN"), "{e}");
+        assert!(
+            e.starts_with("secrets.config.master_key.pin: write the PIN"),
+            "{e}"
+        );
         assert!(!e.contains("987654"), "{e}");
         let mut no_pin = base.clone();
         no_pin.as_object_mut().unwrap().remove("pin");

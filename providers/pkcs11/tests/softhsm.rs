@@ -2,6 +2,7 @@
 //! config and token directory, and its own copy of the module, so its state is its own) with
 //! `softhsm2-util`, then seals a local vault with a key inside it.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -462,17 +463,19 @@ fn a_forked_child_is_refused_before_it_touches_the_token() {
         .build()
         .unwrap();
     let wrapped = rt.block_on(key.wrap(b"ctx", &secret(&[7u8; 32]))).unwrap();
-    // SAFETY: the child only runs the provider's process check, writes to a pipe-free exit
-    // code and leaves with _exit, never returning into the test harness.
+    // SAFETY: the child polls one future (which answers without waiting: the process check
+    // comes first) with a no-op waker, makes no runtime or thread, and leaves with _exit,
+    // never returning into the test harness.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
-        let rt = tokio::runtime::Builder::new_current_thread().build();
-        let code = match rt.map(|rt| rt.block_on(key.unwrap(b"ctx", &wrapped))) {
-            Ok(Err(e)) if e.message().contains("forked child") => 0,
-            Ok(Err(_)) => 2,
-            Ok(Ok(_)) => 3,
-            Err(_) => 4,
+        let mut unwrap = std::pin::pin!(key.unwrap(b"ctx", &wrapped));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let code = match unwrap.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Err(e)) if e.message().contains("forked child") => 0,
+            std::task::Poll::Ready(Err(_)) => 2,
+            std::task::Poll::Ready(Ok(_)) => 3,
+            std::task::Poll::Pending => 4,
         };
         // SAFETY: ends the child at once, without running the parent's destructors.
         unsafe { libc::_exit(code) };
@@ -484,7 +487,7 @@ fn a_forked_child_is_refused_before_it_touches_the_token() {
     assert_eq!(
         libc::WEXITSTATUS(status),
         0,
-        "1 = other error, 3 = succeeded"
+        "2 = another error, 3 = it succeeded, 4 = it waited"
     );
     // The parent still works.
     let back = rt.block_on(key.unwrap(b"ctx", &wrapped)).unwrap();
@@ -520,4 +523,29 @@ fn wrapped_keys_are_bound_to_their_context_and_fresh_each_time() {
         }))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Truncated, "{e}");
+}
+
+#[test]
+fn threads_share_one_provider_each_on_its_own_session() {
+    let Some(hsm) = Hsm::new("threads") else {
+        return;
+    };
+    let key = Pkcs11MasterKey::create(hsm.config("m")).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0u8..8 {
+            let key = &key;
+            scope.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                for i in 0u8..40 {
+                    let kek = secret(&[t.wrapping_mul(41) ^ i; 32]);
+                    let context = [t, i];
+                    let w = rt.block_on(key.wrap(&context, &kek)).unwrap();
+                    let back = rt.block_on(key.unwrap(&context, &w)).unwrap();
+                    assert!(back.ct_eq(&kek), "thread {t}, round {i}");
+                }
+            });
+        }
+    });
 }

@@ -414,17 +414,18 @@ async fn a_master_key_block_opens_the_vault_that_the_flat_key_file_setting_made(
     let h = client.get("predis/prod/db").await.unwrap();
     assert_eq!(h.expose_secret(), b"made-flat");
     drop(client);
-    // create: false reaches the key provider: a missing key file is not made.
-    let missing = write(
-        dir.path(),
+    // Key material is made only with a new vault: not with create: false, and not for a vault
+    // that exists (a typo in the path must not mint a key that then fails as the wrong one).
+    for yaml in [
         "secrets: {provider: local, config: {path: ./v2, master_key: {provider: key_file, path: ./other.key}, create: false}}\n",
-    );
-    assert!(
-        Sealbox::from_config_with(&missing, &registry)
+        "secrets: {provider: local, config: {path: ./vault, master_key: {provider: key_file, path: ./other.key}}}\n",
+    ] {
+        let e = Sealbox::from_config_with(&write(dir.path(), yaml), &registry)
             .await
-            .is_err()
-    );
-    assert!(!dir.path().join("other.key").exists());
+            .unwrap_err();
+        assert!(e.message().contains("other.key"), "{yaml}: {e}");
+        assert!(!dir.path().join("other.key").exists(), "{yaml}");
+    }
 }
 
 #[tokio::test]

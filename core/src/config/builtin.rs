@@ -90,7 +90,9 @@ async fn local_store(c: &ProviderConfig) -> Result<Arc<LocalVault>> {
     let path = c
         .path("path")?
         .ok_or_else(|| Error::config(format!("{at}.path: required")))?;
-    let key = local_key_provider(c, parsed.create).await?;
+    let db = crate::store::local::database_path(&path);
+    let new_vault = parsed.create && !db.exists();
+    let key = local_key_provider(c, parsed.create, new_vault).await?;
     let mut options = LocalVaultOptions::default();
     if let Some(depth) = parsed.namespace_depth {
         if depth == 0 {
@@ -103,7 +105,6 @@ async fn local_store(c: &ProviderConfig) -> Result<Arc<LocalVault>> {
     if let Some(t) = parsed.busy_timeout {
         options.busy_timeout = t;
     }
-    let db = crate::store::local::database_path(&path);
     let vault = if db.exists() {
         LocalVault::open_with(&path, key, options).await?
     } else if parsed.create {
@@ -120,7 +121,16 @@ async fn local_store(c: &ProviderConfig) -> Result<Arc<LocalVault>> {
 /// A `master_key:` block (any registered key provider), or exactly one of the older flat
 /// settings: `key_file`, `key_env`, or a passphrase (`passphrase`/`passphrase_file` with
 /// `params_file`).
-async fn local_key_provider(c: &ProviderConfig, create: bool) -> Result<Arc<dyn KeyProvider>> {
+///
+/// A block may create key material (a key file, passphrase parameters, a key in an HSM) only
+/// together with a new vault: for a vault that exists, a key that cannot be found is an error,
+/// never a fresh key that would then fail as the wrong one. The flat settings keep their
+/// older rule (`create` alone decides).
+async fn local_key_provider(
+    c: &ProviderConfig,
+    create: bool,
+    new_vault: bool,
+) -> Result<Arc<dyn KeyProvider>> {
     let at = c.key_path();
     const FLAT: [&str; 5] = [
         "key_file",
@@ -138,7 +148,7 @@ async fn local_key_provider(c: &ProviderConfig, create: bool) -> Result<Arc<dyn 
         }
         return c
             .clone()
-            .with_create(create)
+            .with_create(new_vault)
             .key_provider("master_key")
             .await?
             .ok_or_else(|| Error::internal("master_key vanished"));

@@ -208,8 +208,10 @@ impl ProviderConfig {
     }
 
     /// Whether a key provider may create key material that does not exist yet (a new key
-    /// file, new passphrase parameters). A store with `create: false` passes `false` to its
-    /// `master_key:` block, so a typo in a path is an error instead of a new, empty key.
+    /// file, new passphrase parameters, a key in an HSM). The `local` store passes `true` to
+    /// its `master_key:` block only when it is about to create a new vault (`create: true` and
+    /// no vault yet), so for an existing vault a typo in a path or label is an error instead of
+    /// a new key.
     pub fn with_create(mut self, create: bool) -> Self {
         self.create = create;
         self

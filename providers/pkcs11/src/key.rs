@@ -76,6 +76,27 @@ impl Pkcs11MasterKey {
         Self::on_token(token, config.key_label, config.key_id)
     }
 
+    /// [`Pkcs11MasterKey::open`], generating version 1 as [`Pkcs11MasterKey::create`] does
+    /// when the token has no version of the key yet (what a config does for a new vault).
+    pub fn open_or_create(config: Pkcs11Config) -> Result<Pkcs11MasterKey> {
+        config.validate()?;
+        let token = Token::open(&config.module, &config.token, config.pin)?;
+        let template = search_template(&config.key_id, None);
+        let label = config.key_label;
+        let keys = token.with_session(&label, "listing the token's AES keys", |s| {
+            labels(s, &template)
+        })?;
+        let ours = |l: &[u8]| std::str::from_utf8(l).is_ok_and(|l| version_of(&label, l).is_some());
+        if !keys.iter().any(|(_, l)| ours(l)) {
+            let template = generate_template(&config.key_id, &label);
+            token.with_session(&label, "generating the master key", |s| {
+                s.generate_key(&Mechanism::AesKeyGen, &template)
+            })?;
+            tracing::info!(token = token.name(), key_label = %label, "generated the PKCS#11 master key");
+        }
+        Self::on_token(token, label, config.key_id)
+    }
+
     /// Generates version 1 of the key (AES-256, sensitive, never extractable, encrypt and
     /// decrypt only) in the token and opens it. `AlreadyExists` if the token has an AES key
     /// with that label.
@@ -129,19 +150,6 @@ impl Pkcs11MasterKey {
         }
     }
 
-    /// The version a label names, if it is one of this key's.
-    fn label_version(&self, label: &str) -> Option<KeyVersion> {
-        if label == self.label {
-            return Some(KeyVersion::FIRST);
-        }
-        let n: u32 = label
-            .strip_prefix(self.label.as_str())?
-            .strip_prefix(".v")?
-            .parse()
-            .ok()?;
-        (n >= 2).then(|| KeyVersion::new(n).ok()).flatten()
-    }
-
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -152,22 +160,13 @@ impl Pkcs11MasterKey {
         let found = self
             .token
             .with_session(&self.label, "listing the token's AES keys", |s| {
-                let mut labelled = Vec::new();
-                for handle in s.find_objects(&template)? {
-                    let attrs = s.get_attributes(handle, &[AttributeType::Label])?;
-                    for a in attrs {
-                        if let Attribute::Label(bytes) = a {
-                            labelled.push((handle, bytes));
-                        }
-                    }
-                }
-                Ok(labelled)
+                labels(s, &template)
             })?;
         let mut handles: BTreeMap<KeyVersion, Vec<ObjectHandle>> = BTreeMap::new();
         for (handle, label) in found {
             if let Some(v) = std::str::from_utf8(&label)
                 .ok()
-                .and_then(|l| self.label_version(l))
+                .and_then(|l| version_of(&self.label, l))
             {
                 handles.entry(v).or_default().push(handle);
             }
@@ -366,6 +365,31 @@ impl Pkcs11MasterKey {
         state.current = next;
         Ok(next)
     }
+}
+
+/// The version of the key `base` that `label` names: `base` is 1, `base.vN` is N (N >= 2).
+fn version_of(base: &str, label: &str) -> Option<KeyVersion> {
+    if label == base {
+        return Some(KeyVersion::FIRST);
+    }
+    let n: u32 = label.strip_prefix(base)?.strip_prefix(".v")?.parse().ok()?;
+    (n >= 2).then(|| KeyVersion::new(n).ok()).flatten()
+}
+
+/// The objects `template` finds, with their labels.
+fn labels(
+    s: &Session,
+    template: &[Attribute],
+) -> cryptoki::error::Result<Vec<(ObjectHandle, Vec<u8>)>> {
+    let mut labelled = Vec::new();
+    for handle in s.find_objects(template)? {
+        for a in s.get_attributes(handle, &[AttributeType::Label])? {
+            if let Attribute::Label(bytes) = a {
+                labelled.push((handle, bytes));
+            }
+        }
+    }
+    Ok(labelled)
 }
 
 /// Sets up `CKM_AES_GCM` with `iv`, `context` as AAD and a 128-bit tag, and runs `op` with it.

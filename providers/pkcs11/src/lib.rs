@@ -50,13 +50,21 @@ pub const PROVIDER: &str = "pkcs11";
 /// ```
 ///
 /// The block's settings are those of [`Pkcs11Config`]: `module`, `token_label` or `slot`,
-/// `pin` or `pin_file`, `key_label`, optional `key_id` (hex).
+/// `pin` or `pin_file`, `key_label`, optional `key_id` (hex). When the local store creates a
+/// new vault and the token has no key with that label, the key is generated in the token
+/// (AES-256, sensitive, never extractable); for an existing vault a missing key is
+/// `NotFound`.
 pub fn register(registry: &mut ProviderRegistry) {
     registry
         .keys
         .register(PROVIDER, |c: ProviderConfig| async move {
             let config = Pkcs11Config::from_provider_config(&c)?;
-            let key = Pkcs11MasterKey::open(config)?;
+            // A new vault (and only a new vault) may generate its key in the token.
+            let key = if c.may_create() {
+                Pkcs11MasterKey::open_or_create(config)?
+            } else {
+                Pkcs11MasterKey::open(config)?
+            };
             Ok(Arc::new(key) as Arc<dyn KeyProvider>)
         });
 }

@@ -217,10 +217,6 @@ async fn a_vault_sealed_by_the_token_opens_again_through_yaml_and_the_rust_api()
     let Some(hsm) = Hsm::new("vault-open") else {
         return;
     };
-    Pkcs11MasterKey::create(hsm.config("sealbox-master")).unwrap();
-    // The key can never leave the token.
-    assert_eq!(hsm.keys(), vec![("sealbox-master".to_owned(), false, true)]);
-
     let vault_dir = hsm.dir.path().join("vault");
     let cfg = hsm.yaml(&format!(
         "secrets:\n  provider: local\n  config:\n    path: {}\n    master_key:\n      provider: pkcs11\n      module: {}\n      token_label: {}\n      pin: ${{HSM_PIN}}\n      key_label: sealbox-master\n",
@@ -232,6 +228,8 @@ async fn a_vault_sealed_by_the_token_opens_again_through_yaml_and_the_rust_api()
     let config = Config::from_path_with_env(&cfg, &env).unwrap();
     assert!(!format!("{config:?}").contains(PIN), "{config:?}");
     let client = config.build(&registry()).await.unwrap();
+    // A new vault generated its key in the token, where it can never leave.
+    assert_eq!(hsm.keys(), vec![("sealbox-master".to_owned(), false, true)]);
     client
         .put(
             "predis/prod/database/password",
@@ -379,10 +377,25 @@ async fn a_key_label_or_token_or_slot_that_is_not_there_is_not_found() {
     let Some(hsm) = Hsm::new("not-found") else {
         return;
     };
-    Pkcs11MasterKey::create(hsm.config("present")).unwrap();
+    let present = Arc::new(Pkcs11MasterKey::create(hsm.config("present")).unwrap());
     let e = Pkcs11MasterKey::open(hsm.config("absent")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.message().contains("\"absent\""), "{e}");
+
+    // Through YAML, for a vault that exists: NotFound, and no key is generated in its place.
+    let vault_dir = hsm.dir.path().join("vault");
+    LocalVault::create(&vault_dir, present).await.unwrap();
+    let cfg = hsm.yaml(&format!(
+        "secrets: {{provider: local, config: {{path: {}, master_key: {{provider: pkcs11, module: {}, token_label: {}, pin: \"{PIN}\", key_label: absent}}}}}}\n",
+        vault_dir.display(),
+        hsm.module.display(),
+        hsm.label
+    ));
+    let e = sealbox::Sealbox::from_config_with(&cfg, &registry())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert_eq!(hsm.keys(), vec![("present".to_owned(), false, true)]);
 
     let mut other_token = hsm.config("present");
     other_token.token = TokenSelector::Label("no-such-token".into());

@@ -51,6 +51,7 @@ pub unsafe extern "C" fn sb_client_open(
         // SAFETY: NULL or NUL-terminated by contract.
         let path = unsafe { params::path(config_path, "config_path") }?;
         let out = out_param(client_out, "client_out")?;
+        crate::providers::register_missing();
         let client = BlockingSealbox::from_config(path)?;
         // SAFETY: checked non-NULL, writable by contract.
         unsafe { write_out(out, sb_client::into_raw(client)) };

@@ -29,6 +29,7 @@ mod metadata;
 mod metrics;
 mod params;
 mod process;
+mod providers;
 mod result;
 mod secret;
 

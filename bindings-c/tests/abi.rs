@@ -463,3 +463,29 @@ fn a_failed_reads_request_id_is_its_audit_lines() {
     assert!(line_of(&denied).contains("\"event\":\"access.denied\""));
     assert!(line_of(&missing).contains("\"reason\":\"not_found\""));
 }
+
+#[cfg(feature = "pkcs11")]
+#[test]
+fn a_config_can_seal_its_vault_with_a_pkcs11_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sealbox.yaml");
+    let module = dir.path().join("no-such-hsm/libvendor-pkcs11.so");
+    std::fs::write(
+        &config,
+        format!(
+            "secrets:\n  provider: local\n  config:\n    path: ./vault\n    master_key: {{provider: pkcs11, module: {}, token_label: t, pin: \"1234\", key_label: m}}\n",
+            module.display()
+        ),
+    )
+    .expect("config");
+    let cpath = std::ffi::CString::new(config.to_string_lossy().as_bytes()).expect("path");
+    let mut c = null_mut();
+    // SAFETY: the path is NUL-terminated; the out-pointer is a local.
+    let r = unsafe { sb_client_open(cpath.as_ptr(), &mut c) };
+    // The provider is registered: the error is about the module, not an unknown provider.
+    assert_eq!(r, sb_result::Config);
+    let message = last_error();
+    assert!(message.contains("libvendor-pkcs11.so"), "{message}");
+    assert!(!message.contains("unknown provider"), "{message}");
+    assert!(c.is_null());
+}

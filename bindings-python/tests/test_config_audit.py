@@ -135,6 +135,22 @@ def test_config_errors(tmp_path: Path) -> None:
         sealbox.Sealbox.open(unknown)
 
 
+def test_a_pkcs11_master_key_block_reaches_the_registered_provider(tmp_path: Path) -> None:
+    module = tmp_path / "no-such-hsm" / "libvendor-pkcs11.so"
+    config = write_config(
+        tmp_path,
+        "secrets:\n  provider: local\n  config:\n    path: ./vault\n"
+        f"    master_key: {{provider: pkcs11, module: {module}, token_label: t, "
+        'pin: "4711", key_label: m}\n',
+    )
+    # Registered at import: the error is about the module, not an unknown provider.
+    with pytest.raises(sealbox.ConfigError, match="libvendor-pkcs11.so") as info:
+        sealbox.Sealbox.open(config)
+    assert "unknown provider" not in str(info.value)
+    assert "4711" not in str(info.value)
+    assert not (tmp_path / "vault").exists()
+
+
 def test_a_failed_reads_exception_carries_the_request_id_of_its_audit_line(tmp_path: Path) -> None:
     config = audited_config(
         tmp_path,

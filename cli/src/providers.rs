@@ -1,5 +1,6 @@
 //! The provider crates this build registers, so a `--config` file can name their stores
-//! (`provider: aws`). Each is a cargo feature of `sealbox-cli`, on by default.
+//! (`provider: aws`) and key providers (`master_key: {provider: pkcs11}`). Each is a cargo
+//! feature of `sealbox-cli`, on by default.
 
 use sealbox::Result;
 
@@ -8,14 +9,25 @@ use sealbox::Result;
 pub fn register() -> Result<()> {
     #[cfg(feature = "aws")]
     sealbox_aws::register_global()?;
+    #[cfg(feature = "pkcs11")]
+    sealbox_pkcs11::register_global()?;
     Ok(())
 }
 
-/// The names `register` adds, for messages and tests.
+/// The store providers `register` adds, for messages and tests.
 #[cfg_attr(not(test), allow(dead_code))]
 pub const NAMES: &[&str] = &[
     #[cfg(feature = "aws")]
     "aws",
+];
+
+/// The key providers `register` adds.
+#[cfg_attr(not(test), allow(dead_code))]
+pub const KEY_NAMES: &[&str] = &[
+    #[cfg(feature = "aws")]
+    "aws-kms",
+    #[cfg(feature = "pkcs11")]
+    "pkcs11",
 ];
 
 #[cfg(test)]
@@ -30,6 +42,10 @@ mod tests {
         for name in NAMES {
             assert!(registry.stores.names().any(|n| n == *name), "{name}");
         }
+        for name in KEY_NAMES {
+            assert!(registry.keys.names().any(|n| n == *name), "{name}");
+        }
         assert!(registry.stores.names().any(|n| n == "local"));
+        assert!(registry.keys.names().any(|n| n == "key_file"));
     }
 }

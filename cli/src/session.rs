@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sealbox::audit::{Action, AuditEvent, Resource};
-use sealbox::config::{Config, LOCAL_MASTER_KEY_ID, ProviderConfig};
-use sealbox::keys::{KeyId, LocalKeyFile};
+use sealbox::config::{Config, LOCAL_MASTER_KEY_ID, ProviderConfig, ProviderRegistry};
+use sealbox::keys::{KeyId, KeyProvider, LocalKeyFile};
 use sealbox::store::local::LocalVault;
 use sealbox::store::{Erasure, SecretStore};
 use sealbox::{Error, ErrorKind, Result, Sealbox};
@@ -58,7 +58,10 @@ pub fn open_key_file(path: &Path) -> Result<Arc<LocalKeyFile>> {
 
 /// Opens an existing vault (never creates one).
 async fn open_vault(vault_path: &Path, key_path: &Path) -> Result<LocalVault> {
-    let key = open_key_file(key_path)?;
+    open_vault_with(vault_path, open_key_file(key_path)?).await
+}
+
+async fn open_vault_with(vault_path: &Path, key: Arc<dyn KeyProvider>) -> Result<LocalVault> {
     LocalVault::open(vault_path, key).await.map_err(|e| {
         // Only a missing file is "no vault": a vault whose keys are gone (a retired master
         // version, a destroyed namespace key) says so itself.
@@ -75,13 +78,17 @@ async fn open_vault(vault_path: &Path, key_path: &Path) -> Result<LocalVault> {
     })
 }
 
-/// The vault and key file of the one `local` store in the config at `path`.
-fn local_store_in_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
-    local_store_of_config(path).map(|(_, vault, key)| (vault, key))
+/// The vault and master key of the one `local` store in the config at `path`: its
+/// `master_key:` block (any registered key provider; never creating key material), or its
+/// `key_file:`.
+async fn local_store_in_config(path: &Path) -> Result<(PathBuf, Arc<dyn KeyProvider>)> {
+    local_store_of_config(path)
+        .await
+        .map(|(_, vault, key)| (vault, key))
 }
 
-/// The id, vault and key file of the one `local` store in the config at `path`.
-fn local_store_of_config(path: &Path) -> Result<(String, PathBuf, PathBuf)> {
+/// The id, vault and master key of the one `local` store in the config at `path`.
+async fn local_store_of_config(path: &Path) -> Result<(String, PathBuf, Arc<dyn KeyProvider>)> {
     let config = Config::from_path(path)?;
     let base = path
         .parent()
@@ -119,16 +126,30 @@ fn local_store_of_config(path: &Path) -> Result<(String, PathBuf, PathBuf)> {
     let vault = pc
         .path("path")?
         .ok_or_else(|| Error::config(format!("{at}.config.path: required")))?;
-    let key = pc.path("key_file")?.ok_or_else(|| {
+    let from_block = pc
+        .clone()
+        .with_create(false)
+        .with_key_providers(ProviderRegistry::global_snapshot().keys)
+        .key_provider("master_key")
+        .await?;
+    if let Some(key) = from_block {
+        return Ok((id.clone(), vault, key));
+    }
+    let key_file = pc.path("key_file")?.ok_or_else(|| {
         Error::new(
             ErrorKind::Unsupported,
             format!(
-                "store {id} gets its master key from the environment or a passphrase; vault \
-                 commands through --config support key_file only (use --vault and --key-file)"
+                "store {id} gets its master key from key_env or a flat passphrase setting; vault \
+                 commands through --config need a master_key: block or key_file (or use \
+                 --vault and --key-file)"
             ),
         )
     })?;
-    Ok((id.clone(), vault, key))
+    Ok((
+        id.clone(),
+        vault,
+        open_key_file(&key_file)? as Arc<dyn KeyProvider>,
+    ))
 }
 
 /// An open store for one command.
@@ -195,8 +216,8 @@ impl Session {
             .config
             .as_deref()
             .ok_or_else(|| Error::internal("a session without a vault or a config"))?;
-        let (vault_path, key_path) = local_store_in_config(config)?;
-        open_vault(&vault_path, &key_path).await
+        let (vault_path, key) = local_store_in_config(config).await?;
+        open_vault_with(&vault_path, key).await
     }
 
     /// Erases a namespace of the local vault. Through `--config` the client does it, so the
@@ -204,7 +225,7 @@ impl Session {
     pub async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
         match (&self.client, &self.config) {
             (Some(client), Some(config)) => {
-                let (id, _, _) = local_store_of_config(config)?;
+                let (id, _, _) = local_store_of_config(config).await?;
                 client
                     .erase_namespace(&format!("sb://{id}/{namespace}"))
                     .await

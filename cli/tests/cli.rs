@@ -246,6 +246,53 @@ fn the_aws_provider_is_registered_for_config_files() {
     assert!(err.contains("secrets.config"), "{err}");
 }
 
+#[test]
+fn vault_commands_open_the_key_a_master_key_block_names_and_pkcs11_is_registered() {
+    let s = Scratch::init();
+    let config = s.path("sealbox.yaml");
+    std::fs::write(
+        &config,
+        "secrets:\n  provider: local\n  config:\n    path: ./vault.db\n    master_key: {provider: key_file, path: ./master.key}\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let o = run_with_env(
+        &["--config", c, "put", "predis/prod/api/auth-token"],
+        b"t0ken",
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for args in [&["keys", "rotate-master"][..], &["verify"]] {
+        let mut all = vec!["--config", c];
+        all.extend_from_slice(args);
+        let o = run_with_env(&all, b"", &[]);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    }
+    // The same vault and key file through --vault/--key-file, after the rotation.
+    let o = s.run(&["get", "predis/prod/api/auth-token", "--reveal"], b"");
+    assert_eq!(o.stdout, b"t0ken", "{}", stderr(&o));
+
+    // A pkcs11 block reaches the provider (the module is what is missing, not the provider).
+    let hsm = s.path("hsm.yaml");
+    std::fs::write(
+        &hsm,
+        "secrets: {provider: local, config: {path: ./vault.db, master_key: {provider: pkcs11, module: ./no-such-hsm.so, token_label: t, pin: \"4711\", key_label: m}}}\n",
+    )
+    .unwrap();
+    for args in [&["list"][..], &["verify"]] {
+        let mut all = vec!["--config", hsm.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let o = run_with_env(&all, b"", &[]);
+        assert_eq!(code(&o), 8, "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("no-such-hsm.so"), "{err}");
+        assert!(
+            !err.contains("unknown provider") && !err.contains("4711"),
+            "{err}"
+        );
+    }
+}
+
 /// Set in the worker processes `four_workers_...` spawns: the config they share.
 const WORKER_CONFIG_ENV: &str = "SEALBOX_CLI_AUDIT_WORKER_CONFIG";
 const READS_PER_WORKER: usize = 10_000;
@@ -523,7 +570,13 @@ fn keys_rotate_due_then_retire_leaves_fresh_keys_only_and_every_value() {
     // The copy taken before the rotation needs master version 1, which is gone.
     std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let old_copy = v.run(
-        &["--vault", old.to_str().unwrap(), "get", "app/db", "--reveal"],
+        &[
+            "--vault",
+            old.to_str().unwrap(),
+            "get",
+            "app/db",
+            "--reveal",
+        ],
         b"",
     );
     let said = stderr(&old_copy);

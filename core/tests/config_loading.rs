@@ -333,6 +333,10 @@ async fn no_secret_value_of_any_yaml_type_appears_in_an_error() {
             "stores:\n  t:\n    provider: tokened\n    config:\n      token: VALUE\n",
             "stores.t.config.token",
         ),
+        (
+            "secrets:\n  provider: local\n  config:\n    path: ./v\n    master_key:\n      provider: passphrase\n      params_file: ./p\n      passphrase: VALUE\n",
+            "secrets.config.master_key.passphrase",
+        ),
         // flow style, where the value ends at `}`
         (
             "secrets: {provider: local, config: {path: ./v, params_file: ./p, passphrase: VALUE}}\n",
@@ -372,6 +376,168 @@ async fn string_values_in_errors_are_dropped_even_when_they_imitate_serde() {
         assert!(!text.contains("hunter2"), "{yaml}: {text}");
         assert!(!text.contains("ter2"), "{yaml}: {text}");
     }
+}
+
+// ------------------------------------------------------------------------- master_key blocks
+
+fn write(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
+    let p = dir.join("sealbox.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn a_master_key_block_opens_the_vault_that_the_flat_key_file_setting_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = ProviderRegistry::with_builtins();
+    // Made with the older flat setting, as README configs and existing deployments write it.
+    let flat = write(
+        dir.path(),
+        "secrets: {provider: local, config: {path: ./vault, key_file: ./master.key}}\n",
+    );
+    let client = Sealbox::from_config_with(&flat, &registry).await.unwrap();
+    let mut v = *b"made-flat";
+    client
+        .put(
+            "predis/prod/db",
+            &sealbox::Secret::from_mut_slice(&mut v).unwrap(),
+        )
+        .await
+        .unwrap();
+    drop(client);
+    // The same key through a master_key block.
+    let block = write(
+        dir.path(),
+        "secrets:\n  provider: local\n  config:\n    path: ./vault\n    create: false\n    master_key: {provider: key_file, path: ./master.key}\n",
+    );
+    let client = Sealbox::from_config_with(&block, &registry).await.unwrap();
+    let h = client.get("predis/prod/db").await.unwrap();
+    assert_eq!(h.expose_secret(), b"made-flat");
+    drop(client);
+    // Key material is made only with a new vault: not with create: false, and not for a vault
+    // that exists (a typo in the path must not mint a key that then fails as the wrong one).
+    for yaml in [
+        "secrets: {provider: local, config: {path: ./v2, master_key: {provider: key_file, path: ./other.key}, create: false}}\n",
+        "secrets: {provider: local, config: {path: ./vault, master_key: {provider: key_file, path: ./other.key}}}\n",
+    ] {
+        let e = Sealbox::from_config_with(&write(dir.path(), yaml), &registry)
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("other.key"), "{yaml}: {e}");
+        assert!(!dir.path().join("other.key").exists(), "{yaml}");
+    }
+}
+
+#[tokio::test]
+async fn a_passphrase_master_key_takes_its_passphrase_from_a_file_and_its_cost_from_the_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = ProviderRegistry::with_builtins();
+    std::fs::write(dir.path().join("pass"), "correct horse battery staple\n").unwrap();
+    let yaml = "secrets:\n  provider: local\n  config:\n    path: ./vault\n    master_key:\n      provider: passphrase\n      passphrase_file: ./pass\n      params_file: ./params.json\n      cost: {m_cost_kib: 131072, t_cost: 2, p_cost: 1}\n";
+    let cfg = write(dir.path(), yaml);
+    let client = Sealbox::from_config_with(&cfg, &registry).await.unwrap();
+    drop(client);
+    let params: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("params.json")).unwrap()).unwrap();
+    assert_eq!(params["m_cost_kib"], 131072);
+    assert_eq!(params["t_cost"], 2);
+    // Reopens with the same passphrase; another passphrase is WrongKey.
+    Sealbox::from_config_with(&cfg, &registry).await.unwrap();
+    std::fs::write(dir.path().join("pass"), "wrong horse\n").unwrap();
+    let e = Sealbox::from_config_with(&cfg, &registry)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKey, "{e}");
+    assert!(!e.to_string().contains("wrong horse"), "{e}");
+    // A cost below the floor is refused where the block says it.
+    let weak = yaml
+        .replace("./vault", "./vault2")
+        .replace("params.json", "weak.json")
+        .replace("t_cost: 2", "t_cost: 1");
+    std::fs::write(dir.path().join("pass"), "correct horse battery staple\n").unwrap();
+    let e = Sealbox::from_config_with(&write(dir.path(), &weak), &registry)
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().starts_with("secrets.config.master_key: "),
+        "{e}"
+    );
+    assert!(e.message().contains("floor"), "{e}");
+}
+
+#[tokio::test]
+async fn master_key_blocks_that_cannot_work_are_config_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = ProviderRegistry::with_builtins();
+    let cases = [
+        (
+            "secrets: {provider: local, config: {path: ./v, master_key: {provider: yubikey-magic}}}\n",
+            "secrets.config.master_key.provider: unknown provider \"yubikey-magic\"; registered providers: env, key_file, passphrase",
+        ),
+        (
+            "secrets: {provider: local, config: {path: ./v, master_key: {path: ./k}}}\n",
+            "secrets.config.master_key.provider: required (one of: env, key_file, passphrase)",
+        ),
+        (
+            "secrets: {provider: local, config: {path: ./v, key_file: ./k, master_key: {provider: key_file, path: ./k}}}\n",
+            "secrets.config: set the master key either in master_key or with key_file, not both",
+        ),
+        (
+            "secrets: {provider: local, config: {path: ./v, master_key: {provider: key_file, file: ./k}}}\n",
+            "secrets.config.master_key.file: unknown field `file`, expected `path`",
+        ),
+        (
+            "secrets: {provider: local, config: {path: ./v, master_key: {provider: env, var: SEALBOX_TEST_SURELY_UNSET_VAR}}}\n",
+            "environment variable SEALBOX_TEST_SURELY_UNSET_VAR is not set",
+        ),
+        (
+            "secrets: {provider: local, config: {path: ./v, master_key: {provider: passphrase, passphrase: x}}}\n",
+            "secrets.config.master_key.params_file: required",
+        ),
+        (
+            "secrets: {provider: local, config: {path: ./v, master_key: ./k}}\n",
+            "secrets.config.master_key: expected a mapping",
+        ),
+        (
+            "secrets: {provider: local, config: {path: ./v}}\n",
+            "key providers: env, key_file, passphrase",
+        ),
+    ];
+    for (yaml, needle) in cases {
+        let text = error_texts(dir.path(), yaml, &registry).await;
+        assert!(text.contains(needle), "{yaml}: {text}");
+    }
+    assert!(!dir.path().join("v").exists(), "no vault without its key");
+    // Provider crates add theirs to the same list.
+    let mut registry = ProviderRegistry::with_builtins();
+    registry
+        .keys
+        .register("hsm-test", |_c: ProviderConfig| async move {
+            Err::<Arc<dyn sealbox::keys::KeyProvider>, _>(sealbox::Error::new(
+                ErrorKind::Unavailable,
+                "the test HSM is switched off",
+            ))
+        });
+    let text = error_texts(
+        dir.path(),
+        "secrets: {provider: local, config: {path: ./v, master_key: {provider: nope}}}\n",
+        &registry,
+    )
+    .await;
+    assert!(
+        text.contains("env, hsm-test, key_file, passphrase"),
+        "{text}"
+    );
+    let e = Sealbox::from_config_with(
+        &write(
+            dir.path(),
+            "secrets: {provider: local, config: {path: ./v, master_key: {provider: hsm-test}}}\n",
+        ),
+        &registry,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
 }
 
 // ------------------------------------------------------------------------- size and depth caps

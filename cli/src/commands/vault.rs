@@ -439,18 +439,18 @@ pub async fn keys(session: &Session, command: KeysCommand) -> Result<Outcome> {
             // KEK versions are left to rewrap.
             let master = vault.retire_master().await;
             session.audit(Action::Key, "retire-master", &master)?;
-            let (master_version_kept, master_versions_destroyed, master_not_retired) =
-                match master {
-                    Ok(m) => (
-                        Some(m.current.get()),
-                        m.retired.iter().map(|v| v.get()).collect(),
-                        None,
-                    ),
-                    Err(e) if e.kind() == ErrorKind::Unsupported => {
-                        (None, Vec::new(), Some(e.message().to_owned()))
-                    }
-                    Err(e) => return Err(e),
-                };
+            let (master_version_kept, master_versions_destroyed, master_not_retired) = match master
+            {
+                Ok(m) => (
+                    Some(m.current.get()),
+                    m.retired.iter().map(|v| v.get()).collect(),
+                    None,
+                ),
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    (None, Vec::new(), Some(e.message().to_owned()))
+                }
+                Err(e) => return Err(e),
+            };
             Ok(Outcome::report(&RetireReport {
                 master_version_kept,
                 master_versions_destroyed,

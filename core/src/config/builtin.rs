@@ -5,7 +5,8 @@
 //! stores:
 //!   main:
 //!     provider: local
-//!     config: {path: ./vault, key_file: ./master.key}   # or key_env: VAR, or passphrase_file + params_file
+//!     config: {path: ./vault, master_key: {provider: key_file, path: ./master.key}}
+//!     # older flat form, still read: key_file: PATH, or key_env: VAR, or passphrase_file + params_file
 //!   csi:
 //!     provider: file
 //!     config: {dir: /mnt/secrets-store, permissions: refuse}
@@ -66,6 +67,7 @@ pub async fn open_local_vault(path: &Path, key_file: &Path) -> Result<Arc<LocalV
 #[allow(dead_code)] // paths and secrets are read through ProviderConfig so errors name the key
 struct LocalConfig {
     path: String,
+    master_key: Option<serde_json::Value>,
     key_file: Option<String>,
     key_env: Option<String>,
     passphrase: Option<String>,
@@ -88,7 +90,9 @@ async fn local_store(c: &ProviderConfig) -> Result<Arc<LocalVault>> {
     let path = c
         .path("path")?
         .ok_or_else(|| Error::config(format!("{at}.path: required")))?;
-    let key = local_key_provider(c, parsed.create)?;
+    let db = crate::store::local::database_path(&path);
+    let new_vault = parsed.create && !db.exists();
+    let key = local_key_provider(c, parsed.create, new_vault).await?;
     let mut options = LocalVaultOptions::default();
     if let Some(depth) = parsed.namespace_depth {
         if depth == 0 {
@@ -101,7 +105,6 @@ async fn local_store(c: &ProviderConfig) -> Result<Arc<LocalVault>> {
     if let Some(t) = parsed.busy_timeout {
         options.busy_timeout = t;
     }
-    let db = crate::store::local::database_path(&path);
     let vault = if db.exists() {
         LocalVault::open_with(&path, key, options).await?
     } else if parsed.create {
@@ -115,10 +118,41 @@ async fn local_store(c: &ProviderConfig) -> Result<Arc<LocalVault>> {
     Ok(Arc::new(vault))
 }
 
-/// Exactly one of `key_file`, `key_env`, or a passphrase (`passphrase`/`passphrase_file`
-/// with `params_file`).
-fn local_key_provider(c: &ProviderConfig, create: bool) -> Result<Arc<dyn KeyProvider>> {
+/// A `master_key:` block (any registered key provider), or exactly one of the older flat
+/// settings: `key_file`, `key_env`, or a passphrase (`passphrase`/`passphrase_file` with
+/// `params_file`).
+///
+/// A block may create key material (a key file, passphrase parameters, a key in an HSM) only
+/// together with a new vault: for a vault that exists, a key that cannot be found is an error,
+/// never a fresh key that would then fail as the wrong one. The flat settings keep their
+/// older rule (`create` alone decides).
+async fn local_key_provider(
+    c: &ProviderConfig,
+    create: bool,
+    new_vault: bool,
+) -> Result<Arc<dyn KeyProvider>> {
     let at = c.key_path();
+    const FLAT: [&str; 5] = [
+        "key_file",
+        "key_env",
+        "passphrase",
+        "passphrase_file",
+        "params_file",
+    ];
+    if c.value().get("master_key").is_some_and(|v| !v.is_null()) {
+        if let Some(flat) = FLAT.iter().find(|k| c.value().get(**k).is_some()) {
+            return Err(Error::config(format!(
+                "{at}: set the master key either in master_key or with {flat}, not both \
+                 (master_key: {{provider: key_file, path: ...}} replaces key_file: ...)"
+            )));
+        }
+        return c
+            .clone()
+            .with_create(new_vault)
+            .key_provider("master_key")
+            .await?
+            .ok_or_else(|| Error::internal("master_key vanished"));
+    }
     let id = KeyId::new(LOCAL_MASTER_KEY_ID)?;
     let key_file = c.path("key_file")?;
     let key_env = c.string("key_env")?;
@@ -126,8 +160,10 @@ fn local_key_provider(c: &ProviderConfig, create: bool) -> Result<Arc<dyn KeyPro
     let chosen = [key_file.is_some(), key_env.is_some(), passphrase.is_some()];
     if chosen.iter().filter(|x| **x).count() != 1 {
         return Err(Error::config(format!(
-            "{at}: set exactly one master key source: key_file, key_env, or passphrase / \
-             passphrase_file (with params_file)"
+            "{at}: set exactly one master key source: a master_key block ({{provider: \
+             key_file, path: ./master.key}}), or key_file, key_env, or \
+             passphrase / passphrase_file (with params_file); key providers: {}",
+            c.key_provider_names().join(", ")
         )));
     }
     if let Some(path) = key_file {

@@ -26,6 +26,10 @@
 //!   always one string: it cannot add YAML structure.
 //! * A config is at most 1 MiB and nests at most 64 levels; both are checked before parsing.
 //! * Errors never quote a value (any value may be a secret, whatever its YAML type).
+//! * A `local` store's master key is a `master_key:` block naming a key provider from the same
+//!   registry (`{provider: key_file, path: ./master.key}`; `passphrase`, `env`, and `aws-kms` /
+//!   `pkcs11` from provider crates); the flat `key_file:` / `key_env:` / `passphrase:` settings
+//!   still work. An unknown key provider is an error listing the registered ones.
 //! * Providers read secret settings with [`ProviderConfig::secret`], which accepts `KEY` inline
 //!   or `KEY_file` naming a file to read it from (Docker/Kubernetes secret mounts).
 //! * Unknown keys are errors with the path to the key (`cache.tll: unknown field ...`).
@@ -39,6 +43,7 @@
 mod builtin;
 mod interpolate;
 mod limits;
+mod master_key;
 mod registry;
 mod serde_errors;
 
@@ -49,6 +54,7 @@ use serde::Deserialize;
 
 pub use builtin::{LOCAL_MASTER_KEY_ID, open_local_vault, register_builtin_stores};
 pub use limits::{MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH};
+pub use master_key::register_builtin_key_providers;
 pub use registry::{Factories, Factory, FactoryFuture, ProviderConfig, ProviderRegistry};
 pub(crate) use serde_errors::safe_serde_message;
 
@@ -240,7 +246,8 @@ impl Config {
                 format!("{at}.config"),
                 store.config.clone(),
                 self.base_dir.clone(),
-            );
+            )
+            .with_key_providers(registry.keys.clone());
             builder = builder.named_store(id.clone(), registry.stores.build(pc).await?);
         }
         let default = match (&self.default_store, stores.as_slice()) {

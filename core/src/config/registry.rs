@@ -1,6 +1,9 @@
-//! Provider registries: each store (and key) provider registers a factory by name; the config
-//! loader looks providers up here. Provider crates add themselves with their own
-//! `register(&mut registry)` (`sealbox_aws::register(&mut ProviderRegistry::global().write()?)`).
+//! Provider registries: each store provider and each key provider (master key) registers a
+//! factory by name; the config loader looks providers up here. Provider crates add themselves
+//! with their own `register(&mut registry)`
+//! (`sealbox_aws::register(&mut ProviderRegistry::global().write()?)` adds the `aws` store and
+//! the `aws-kms` key provider). Key providers are chosen by a store's `master_key:` block
+//! ([`ProviderConfig::key_provider`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -12,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::safe_serde_message;
 use crate::error::{Error, Result};
+use crate::keys::KeyProvider;
 use crate::secret::SecretString;
 use crate::store::SecretStore;
 use crate::store::memory::MemoryStore;
@@ -82,11 +86,15 @@ impl<T: ?Sized> Factories<T> {
     }
 }
 
-/// Store providers (and, at integration with the key hierarchy, key providers) by name.
+/// Store providers and key providers by name.
 #[derive(Clone, Debug, Default)]
 pub struct ProviderRegistry {
     /// Store factories: `memory` built in; `env`, `file`, `local` and provider crates add theirs.
     pub stores: Factories<dyn SecretStore>,
+    /// Key-provider (master key) factories, named by a store's `master_key: {provider: ...}`:
+    /// `key_file`, `passphrase` and `env` built in; provider crates add theirs (`aws-kms`,
+    /// `pkcs11`).
+    pub keys: Factories<dyn KeyProvider>,
 }
 
 impl ProviderRegistry {
@@ -102,6 +110,7 @@ impl ProviderRegistry {
             memory_store(&c).map(|s| s as Arc<dyn SecretStore>)
         });
         super::register_builtin_stores(&mut r);
+        super::register_builtin_key_providers(&mut r);
         r
     }
 
@@ -157,6 +166,9 @@ pub struct ProviderConfig {
     key_path: String,
     value: serde_json::Value,
     base_dir: Option<PathBuf>,
+    /// The key providers a `master_key:` block may name (`None`: the global registry's).
+    key_providers: Option<Factories<dyn KeyProvider>>,
+    create: bool,
 }
 
 impl std::fmt::Debug for ProviderConfig {
@@ -183,6 +195,84 @@ impl ProviderConfig {
             key_path: key_path.into(),
             value,
             base_dir,
+            key_providers: None,
+            create: true,
+        }
+    }
+
+    /// The key providers that [`ProviderConfig::key_provider`] may build (by default, those of
+    /// [`ProviderRegistry::global`]). `Config::build` passes its registry's.
+    pub fn with_key_providers(mut self, key_providers: Factories<dyn KeyProvider>) -> Self {
+        self.key_providers = Some(key_providers);
+        self
+    }
+
+    /// Whether a key provider may create key material that does not exist yet (a new key
+    /// file, new passphrase parameters, a key in an HSM). The `local` store passes `true` to
+    /// its `master_key:` block only when it is about to create a new vault (`create: true` and
+    /// no vault yet), so for an existing vault a typo in a path or label is an error instead of
+    /// a new key.
+    pub fn with_create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+
+    /// See [`ProviderConfig::with_create`] (default `true`).
+    pub fn may_create(&self) -> bool {
+        self.create
+    }
+
+    /// Builds the key provider that the block under `key` names, e.g. for `key = "master_key"`:
+    ///
+    /// ```yaml
+    /// master_key: {provider: key_file, path: ./master.key}
+    /// ```
+    ///
+    /// The factory registered for `provider` gets the block's other settings as its
+    /// [`ProviderConfig`], at key path `<this block>.master_key`, with the same base directory
+    /// and [`ProviderConfig::may_create`]. `Ok(None)` when `key` is absent. An unknown provider
+    /// is a `Config` error listing the registered ones.
+    pub async fn key_provider(&self, key: &str) -> Result<Option<Arc<dyn KeyProvider>>> {
+        let at = format!("{}.{key}", self.key_path);
+        let mut settings = match self.value.get(key) {
+            None | Some(serde_json::Value::Null) => return Ok(None),
+            Some(serde_json::Value::Object(m)) => m.clone(),
+            Some(_) => {
+                return Err(Error::config(format!(
+                    "{at}: expected a mapping such as {{provider: key_file, path: ./master.key}}"
+                )));
+            }
+        };
+        let provider = match settings.remove("provider") {
+            Some(serde_json::Value::String(p)) => p,
+            None => {
+                return Err(Error::config(format!(
+                    "{at}.provider: required (one of: {})",
+                    self.key_factories().names().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            Some(_) => return Err(Error::config(format!("{at}.provider: expected a string"))),
+        };
+        let block = ProviderConfig {
+            provider,
+            key_path: at,
+            value: serde_json::Value::Object(settings),
+            base_dir: self.base_dir.clone(),
+            key_providers: self.key_providers.clone(),
+            create: self.create,
+        };
+        self.key_factories().build(block).await.map(Some)
+    }
+
+    /// The names a `master_key: {provider: ...}` block may use here.
+    pub fn key_provider_names(&self) -> Vec<String> {
+        self.key_factories().names().map(str::to_owned).collect()
+    }
+
+    fn key_factories(&self) -> Factories<dyn KeyProvider> {
+        match &self.key_providers {
+            Some(k) => k.clone(),
+            None => ProviderRegistry::global_snapshot().keys,
         }
     }
 
@@ -196,10 +286,12 @@ impl ProviderConfig {
         &self.key_path
     }
 
+    /// Where the provider's name sits: beside a store's `config:` block, inside a
+    /// `master_key:` block.
     fn provider_key_path(&self) -> String {
         match self.key_path.strip_suffix(".config") {
             Some(p) => format!("{p}.provider"),
-            None => self.key_path.clone(),
+            None => format!("{}.provider", self.key_path),
         }
     }
 

@@ -218,14 +218,19 @@ pub async fn load(block: &Block, registry: &ProviderRegistry) -> Result<(), Stri
     Ok(())
 }
 
-/// The providers a block names.
+/// The providers a block names: its stores' and their `master_key:` blocks' key providers.
 pub fn providers(block: &Block) -> Vec<String> {
     let (_dir, parsed) = parse(block);
     parsed
         .map(|c| {
             c.store_configs()
                 .into_iter()
-                .map(|(_, _, s)| s.provider.clone())
+                .flat_map(|(_, _, s)| {
+                    let key = s.config["master_key"]["provider"]
+                        .as_str()
+                        .map(str::to_owned);
+                    std::iter::once(s.provider.clone()).chain(key)
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -1,0 +1,21 @@
+//! Provider crates this library is built with, registered in the global config registry
+//! before `sb_client_open` reads a config, so its `master_key: {provider: pkcs11}` works. The
+//! `pkcs11` cargo feature (on by default) adds the PKCS#11 (HSM) key provider.
+
+/// Registers the providers missing from the global registry (idempotent, cheap).
+pub(crate) fn register_missing() {
+    #[cfg(feature = "pkcs11")]
+    {
+        use sealbox::config::ProviderRegistry;
+        let present = ProviderRegistry::global_snapshot()
+            .keys
+            .names()
+            .any(|n| n == sealbox_pkcs11::PROVIDER);
+        if !present {
+            let mut registry = ProviderRegistry::global()
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            sealbox_pkcs11::register(&mut registry);
+        }
+    }
+}

@@ -8,8 +8,12 @@
 //! ```
 //!
 //! * The hot path only builds an [`AuditEvent`] (names, ids, no value) and enqueues it on a
-//!   bounded queue; the writer thread formats, signs and writes batches. A full queue blocks the
-//!   caller (backpressure) instead of dropping.
+//!   bounded queue; the writer thread formats, signs and writes batches. In best-effort mode a
+//!   full queue makes the caller wait at most [`AuditConfig::max_wait`] (default 1 ms); past
+//!   that the event is dropped and counted ([`AuditLog::events_lost`], the client's
+//!   `audit_events_lost` metric), and once a sink writes again the writer first signs an
+//!   `audit_events_lost` event with the count and the first and last time of the loss into the
+//!   chain. Strict mode never drops: the access fails instead.
 //! * `hash = HMAC-SHA256(key, line up to ,"hash")`, and each line names the previous hash and
 //!   its `seq`: [`verify_file`] finds the first edited, missing, reordered or broken line. The file
 //!   sink also keeps `FILE.head` (the last seq and hash, MACed) so a cut-off tail is found too.
@@ -67,6 +71,7 @@ pub use sink::{
     TracingSink,
 };
 pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
+pub use writer::EVENTS_LOST_EVENT;
 
 use crate::client::Principal;
 use crate::error::{Error, ErrorKind, Result};
@@ -84,8 +89,9 @@ pub trait AuditObserver: Send + 'static {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditMode {
-    /// Accesses go ahead; events wait in memory and are retried (backpressure once the queue
-    /// is full). The default.
+    /// Accesses go ahead; events wait in memory and are retried. When the queue is full an
+    /// access waits at most `max_wait`, then its event is dropped and counted (see
+    /// [`AuditLog::events_lost`]). The default.
     #[default]
     BestEffort,
     /// An access fails unless its event was written by at least one sink.
@@ -114,7 +120,8 @@ pub struct AuditConfig {
     /// `best_effort` or `strict`.
     #[serde(default)]
     pub mode: AuditMode,
-    /// Events each thread can have queued before it blocks (backpressure); 1 to 65 536.
+    /// Events each thread can have queued before it waits (best effort: at most `max_wait`,
+    /// then drops); 1 to 65 536.
     /// Each recording thread holds a ring of this many 16-byte slots: a cached read takes
     /// one, plus one for its principal and one for its time when they differ from its
     /// thread's previous read.
@@ -123,6 +130,10 @@ pub struct AuditConfig {
     /// How long a strict-mode access waits for its event to be written.
     #[serde(default = "default_strict_timeout", with = "humantime_serde")]
     pub strict_timeout: Duration,
+    /// Best effort: how long an access waits for room in a full queue before its event is
+    /// dropped and counted as lost (default 1 ms).
+    #[serde(default = "default_max_wait", with = "humantime_serde")]
+    pub max_wait: Duration,
 }
 
 fn yes() -> bool {
@@ -137,6 +148,10 @@ fn default_strict_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
+fn default_max_wait() -> Duration {
+    Duration::from_millis(1)
+}
+
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
@@ -148,6 +163,7 @@ impl Default for AuditConfig {
             mode: AuditMode::default(),
             queue_capacity: default_capacity(),
             strict_timeout: default_strict_timeout(),
+            max_wait: default_max_wait(),
         }
     }
 }
@@ -168,6 +184,7 @@ pub struct AuditLogBuilder {
     mode: AuditMode,
     capacity: Option<usize>,
     strict_timeout: Option<Duration>,
+    max_wait: Option<Duration>,
     observer: Option<Box<dyn AuditObserver>>,
     /// Where the key came from, when it came from a file (`from_config`), so that a forked
     /// child can load it again (see [`AuditLogBuilder::replica`]).
@@ -232,7 +249,7 @@ impl AuditLogBuilder {
         self
     }
 
-    /// Events each thread can have queued before it blocks (default 1024, at most 65 536).
+    /// Events each thread can have queued before it waits (default 1024, at most 65 536).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.capacity = Some(capacity.max(1));
         self
@@ -241,6 +258,13 @@ impl AuditLogBuilder {
     /// How long a strict-mode access waits for its event (default 5 s).
     pub fn strict_timeout(mut self, timeout: Duration) -> Self {
         self.strict_timeout = Some(timeout);
+        self
+    }
+
+    /// Best effort: how long an access waits for room in a full queue before its event is
+    /// dropped and counted (default 1 ms).
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = Some(max_wait);
         self
     }
 
@@ -255,7 +279,8 @@ impl AuditLogBuilder {
         let mut b = AuditLog::builder()
             .mode(config.mode)
             .queue_capacity(config.queue_capacity)
-            .strict_timeout(config.strict_timeout);
+            .strict_timeout(config.strict_timeout)
+            .max_wait(config.max_wait);
         if let Some(key_file) = &config.key_file {
             b = b.key(AuditKey::load_or_create(key_file)?);
             b.handed_over = false;
@@ -280,6 +305,7 @@ impl AuditLogBuilder {
             mode: self.mode,
             capacity: self.capacity,
             strict_timeout: self.strict_timeout,
+            max_wait: self.max_wait,
             key_file: self.key_file.clone(),
             tracing: self.tracing,
         })
@@ -309,7 +335,8 @@ impl AuditLogBuilder {
         }
         sinks.extend(self.sinks);
         let capacity = self.capacity.unwrap_or_else(default_capacity);
-        let queue = Arc::new(Queue::new(capacity));
+        let max_wait = self.max_wait.unwrap_or_else(default_max_wait);
+        let queue = Arc::new(Queue::new(capacity, max_wait));
         let head = resume.unwrap_or_default();
         let head_out = Arc::new(Mutex::new(head.clone()));
         let healthy = Arc::new(AtomicBool::new(true));
@@ -321,6 +348,7 @@ impl AuditLogBuilder {
             head,
             head_out: head_out.clone(),
             healthy: healthy.clone(),
+            lost: None,
         };
         let thread = std::thread::Builder::new()
             .name("sealbox-audit".into())
@@ -372,6 +400,7 @@ pub(crate) struct AuditReplica {
     mode: AuditMode,
     capacity: Option<usize>,
     strict_timeout: Option<Duration>,
+    max_wait: Option<Duration>,
     key_file: Option<PathBuf>,
     tracing: bool,
 }
@@ -383,6 +412,7 @@ impl AuditReplica {
         b.files = self.files.clone();
         b.capacity = self.capacity;
         b.strict_timeout = self.strict_timeout;
+        b.max_wait = self.max_wait;
         b.key_file = self.key_file.clone();
         if self.tracing {
             b = b.tracing();
@@ -421,7 +451,8 @@ impl AuditLog {
         self.shared.mode
     }
 
-    /// Records an event. Best effort: enqueues (blocking while the queue is full). Strict:
+    /// Records an event. Best effort: enqueues (waiting at most `max_wait` while the queue is
+    /// full, then dropping and counting it). Strict:
     /// waits until a sink wrote it and fails with `Unavailable` when none could.
     pub fn record(&self, event: AuditEvent) -> Result<()> {
         self.alive()?;
@@ -432,7 +463,7 @@ impl AuditLog {
     }
 
     /// Enqueues without waiting for the write, whatever the mode (used for events of accesses
-    /// that already failed).
+    /// that already failed): best effort, as [`AuditLog::record`] is in that mode.
     #[inline]
     pub fn enqueue(&self, event: AuditEvent) -> Result<()> {
         self.alive()?;
@@ -442,7 +473,7 @@ impl AuditLog {
         };
         self.shared
             .queue
-            .push(Record::Event(Box::new(item)), false, None)
+            .push_best_effort(Record::Event(Box::new(item)))
             .map_err(|_| gone())
     }
 
@@ -517,6 +548,13 @@ impl AuditLog {
             )),
             Err(_) => Err(gone()),
         }
+    }
+
+    /// Events dropped so far: best-effort events that found the queue full for longer than
+    /// `max_wait`, and events still unwritten when the writer gave up at shutdown. Every drop
+    /// is also recorded in the chain as an `audit_events_lost` event once a sink writes again.
+    pub fn events_lost(&self) -> u64 {
+        self.shared.queue.lost_total()
     }
 
     /// Whether the last batch reached at least one sink. Strict mode refuses writes up front

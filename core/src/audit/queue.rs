@@ -19,8 +19,14 @@
 //! 128-byte record with the names copied in was slower than either.
 //!
 //! While events keep coming the writer polls the rings; after a while without any it sleeps,
-//! and the first producer after that wakes it. The rings are bounded: a full ring blocks its
-//! producer (backpressure) until the writer has taken from it, and nothing is ever dropped.
+//! and the first producer after that wakes it. The rings are bounded. A best-effort producer
+//! whose ring is full waits for room, at most the log's `max_wait` once the sinks have failed
+//! (the writer's last batch reached none), and at most [`BUSY_WAIT_AT_MOST`] while they write
+//! (a burst faster than the writer: backpressure, so a healthy log stays complete). Past it
+//! the event is dropped and counted ([`Queue::lost_total`]), and the writer later signs an
+//! `audit_events_lost` event with the count into the chain. Strict mode waits up to its own
+//! deadline and fails instead. The cached-read fast path is unchanged: the health flag and
+//! the count are read only when a ring is full.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -178,11 +184,54 @@ const POLLS_BEFORE_SLEEP: u32 = 20;
 /// flag without a fence, so one can miss it going to sleep (`flush` never relies on this).
 const SLEEP_AT_MOST: Duration = Duration::from_millis(50);
 
+/// How long a best-effort producer waits for room while the sinks are writing (the writer is
+/// behind a burst, or one batch is slow). Past it the event is dropped even so: a write that
+/// hangs (a stalled network filesystem) does not stall readers for longer.
+pub(crate) const BUSY_WAIT_AT_MOST: Duration = Duration::from_secs(1);
+
+/// How long a full ring makes a producer wait.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Until there is room (or the writer is gone).
+    Forever,
+    /// Until then (strict mode's deadline).
+    Until(Instant),
+    /// Best effort, from this start: `max_wait` while the sinks fail, else
+    /// [`BUSY_WAIT_AT_MOST`] (or `max_wait` if longer).
+    BestEffort(Instant),
+}
+
 /// Ring slots per thread per log, at most (1 MiB).
 const RING_SLOTS: usize = 65_536;
 
+/// Events dropped because a ring stayed full past `max_wait`, not yet written as an
+/// `audit_events_lost` event: how many, and the times of the first and the last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Losses {
+    pub(crate) count: u64,
+    pub(crate) first: SystemTime,
+    pub(crate) last: SystemTime,
+}
+
+impl Losses {
+    /// Adds `later` (losses counted after these) to these.
+    pub(crate) fn merge(&mut self, later: Losses) {
+        self.count += later.count;
+        self.first = self.first.min(later.first);
+        self.last = self.last.max(later.last);
+    }
+}
+
 pub(crate) struct Queue {
     id: u64,
+    /// How long a best-effort push waits for room in a full ring before dropping its event.
+    max_wait: Duration,
+    /// Every event dropped so far (the `audit_events_lost` metric).
+    lost_total: AtomicU64,
+    /// Dropped events the writer has not yet recorded in the chain.
+    unreported: Mutex<Option<Losses>>,
+    /// Whether the writer's last batch reached no sink.
+    sinks_failing: AtomicBool,
     ring_slots: usize,
     rings: Mutex<Vec<Consumer>>,
     /// For threads whose thread-local ring is gone (a push from a thread-local destructor).
@@ -292,11 +341,16 @@ impl Producer {
 }
 
 impl Queue {
-    /// A queue whose per-thread rings hold at most `capacity` events each.
-    pub(crate) fn new(capacity: usize) -> Queue {
+    /// A queue whose per-thread rings hold at most `capacity` events each, where a
+    /// best-effort push waits for room at most `max_wait`.
+    pub(crate) fn new(capacity: usize, max_wait: Duration) -> Queue {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Queue {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            max_wait,
+            lost_total: AtomicU64::new(0),
+            unreported: Mutex::new(None),
+            sinks_failing: AtomicBool::new(false),
             ring_slots: capacity.clamp(1, RING_SLOTS),
             rings: Mutex::new(Vec::new()),
             fallback: Mutex::new(Vec::new()),
@@ -332,7 +386,10 @@ impl Queue {
                 }
                 Ok(())
             }
-            Pushed::Full(record) => self.push_when_room(record, deadline),
+            Pushed::Full(record) => {
+                let wait = deadline.map_or(Wait::Forever, Wait::Until);
+                self.push_when_room(record, wait)
+            }
         }
     }
 
@@ -378,11 +435,84 @@ impl Queue {
         self.push_slowly(read)
     }
 
-    /// [`Queue::push`], best effort, kept out of the hit path.
+    /// [`Queue::push_best_effort`], kept out of the hit path.
     #[cold]
     #[inline(never)]
     fn push_slowly(&self, record: Record<'_>) -> Result<(), PushError> {
-        self.push(record, false, None)
+        self.push_best_effort(record)
+    }
+
+    /// Queues a record, waiting at most `max_wait` for room in this thread's ring; past
+    /// that the record is dropped and counted as lost (`Ok`: the caller goes on).
+    #[inline]
+    pub(crate) fn push_best_effort(&self, record: Record<'_>) -> Result<(), PushError> {
+        match self.try_push(record) {
+            Pushed::Done => {
+                if self.asleep.0.load(Ordering::Relaxed) {
+                    self.wake();
+                }
+                Ok(())
+            }
+            Pushed::Full(record) => self.push_or_drop(record),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_or_drop(&self, record: Record<'_>) -> Result<(), PushError> {
+        match self.push_when_room(record, Wait::BestEffort(Instant::now())) {
+            Err(PushError::TimedOut) => {
+                self.lose(1);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Counts `n` events that could not be kept.
+    #[cold]
+    pub(crate) fn lose(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let now = SystemTime::now();
+        let loss = Losses {
+            count: n,
+            first: now,
+            last: now,
+        };
+        let mut unreported = lock(&self.unreported);
+        match unreported.as_mut() {
+            Some(l) => l.merge(loss),
+            None => *unreported = Some(loss),
+        }
+        self.lost_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Told by the writer after each batch: whether it reached no sink.
+    pub(crate) fn set_sinks_failing(&self, failing: bool) {
+        if self.sinks_failing.load(Ordering::Relaxed) != failing {
+            self.sinks_failing.store(failing, Ordering::Relaxed);
+        }
+    }
+
+    /// When a best-effort wait that began at `start` ends.
+    fn best_effort_deadline(&self, start: Instant) -> Instant {
+        if self.sinks_failing.load(Ordering::Relaxed) {
+            start + self.max_wait
+        } else {
+            start + self.max_wait.max(BUSY_WAIT_AT_MOST)
+        }
+    }
+
+    /// Every event dropped so far.
+    pub(crate) fn lost_total(&self) -> u64 {
+        self.lost_total.load(Ordering::Relaxed)
+    }
+
+    /// The losses not yet recorded in the chain (the writer's side).
+    pub(crate) fn take_losses(&self) -> Option<Losses> {
+        lock(&self.unreported).take()
     }
 
     #[inline]
@@ -432,11 +562,7 @@ impl Queue {
     }
 
     #[cold]
-    fn push_when_room(
-        &self,
-        record: Record<'_>,
-        deadline: Option<Instant>,
-    ) -> Result<(), PushError> {
+    fn push_when_room(&self, record: Record<'_>, until: Wait) -> Result<(), PushError> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut record = record;
         let result = loop {
@@ -448,6 +574,12 @@ impl Queue {
             record = match self.try_push(record) {
                 Pushed::Done => break Ok(()),
                 Pushed::Full(r) => r,
+            };
+            // Re-read each time: the sinks may fail (or recover) while this waits.
+            let deadline = match until {
+                Wait::Forever => None,
+                Wait::Until(d) => Some(d),
+                Wait::BestEffort(start) => Some(self.best_effort_deadline(start)),
             };
             let wait = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -544,6 +676,9 @@ mod tests {
     use super::*;
     use crate::audit::Action;
 
+    /// Long enough that no test here reaches it.
+    const FOREVER: Duration = Duration::from_secs(3600);
+
     fn item(i: usize) -> Record<'static> {
         Record::Event(Box::new(Item {
             event: AuditEvent::access(
@@ -574,7 +709,7 @@ mod tests {
 
     #[test]
     fn take_returns_each_threads_events_in_order() {
-        let q = Queue::new(1000);
+        let q = Queue::new(1000, FOREVER);
         for i in 0..10 {
             q.push(item(i), false, None).unwrap();
         }
@@ -615,7 +750,7 @@ mod tests {
         let resource = resource("predis/prod/db");
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
         let user = Principal::new("svc:a");
-        let q = Queue::new(10);
+        let q = Queue::new(10, FOREVER);
         let nanos = 1_795_000_000_123_000_000;
         q.push(
             read(nanos, &user, &resource, CacheOutcome::Stale),
@@ -650,7 +785,7 @@ mod tests {
     fn reads_carry_the_principal_and_time_they_were_made_under() {
         let (a, b) = (Principal::new("svc:a"), Principal::new("svc:b"));
         let (x, y) = (resource("n/x"), resource("n/y"));
-        let q = Queue::new(100);
+        let q = Queue::new(100, FOREVER);
         let reads = [
             (1, &a, &x),
             (1, &b, &x),
@@ -688,7 +823,7 @@ mod tests {
 
     #[test]
     fn a_read_is_dated_by_the_wall_clock_once_a_tick() {
-        let q = Queue::new(100);
+        let q = Queue::new(100, FOREVER);
         let (user, r) = (Principal::new("svc:a"), resource("n/x"));
         let unix = coarse_unix_nanos;
         let before = unix();
@@ -712,7 +847,7 @@ mod tests {
 
     #[test]
     fn an_untimed_read_reads_the_wall_clock_every_time() {
-        let q = Queue::new(100);
+        let q = Queue::new(100, FOREVER);
         let (user, r) = (Principal::new("svc:a"), resource("n/x"));
         q.push_read(NO_TICK, &user, &r, CacheOutcome::Miss).unwrap();
         std::thread::sleep(Duration::from_millis(30));
@@ -724,7 +859,7 @@ mod tests {
 
     #[test]
     fn a_principal_dropped_by_its_caller_is_kept_while_its_reads_are_queued() {
-        let q = Queue::new(100);
+        let q = Queue::new(100, FOREVER);
         let r = resource("n/x");
         // Each principal is gone from the caller's side once its read is queued; one whose
         // address the ring still names must not be mistaken for the next.
@@ -740,7 +875,7 @@ mod tests {
 
     #[test]
     fn a_read_waits_for_room_for_its_principal_and_time() {
-        let q = Arc::new(Queue::new(1));
+        let q = Arc::new(Queue::new(1, FOREVER));
         let r = resource("n/x");
         let producer = {
             let (q, r) = (q.clone(), r.clone());
@@ -765,7 +900,7 @@ mod tests {
 
     #[test]
     fn a_full_ring_blocks_until_the_writer_takes_from_it() {
-        let q = Arc::new(Queue::new(1));
+        let q = Arc::new(Queue::new(1, FOREVER));
         q.set_writer(std::thread::current());
         q.push(item(0), false, None).unwrap();
         // Full now: with a deadline the push gives up and keeps nothing.
@@ -793,8 +928,35 @@ mod tests {
     }
 
     #[test]
+    fn a_best_effort_push_into_a_full_ring_waits_at_most_max_wait_then_counts_a_loss() {
+        let q = Queue::new(1, Duration::from_millis(5));
+        q.set_sinks_failing(true);
+        let (user, r) = (Principal::new("svc:a"), resource("n/x"));
+        q.push_best_effort(item(0)).unwrap();
+        assert_eq!(q.lost_total(), 0);
+        let started = Instant::now();
+        for _ in 0..3 {
+            // Dropped, not refused: the caller goes on.
+            q.push_best_effort(item(1)).unwrap();
+            q.push_read(1, &user, &r, CacheOutcome::Hit).unwrap();
+        }
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(1), "{waited:?}");
+        assert!(waited >= Duration::from_millis(5 * 6), "{waited:?}");
+        assert_eq!(q.lost_total(), 6);
+        let losses = q.take_losses().expect("losses to report");
+        assert_eq!(losses.count, 6);
+        assert!(losses.first <= losses.last);
+        assert_eq!(q.take_losses(), None, "reported once");
+        assert_eq!(q.lost_total(), 6, "the metric keeps the total");
+        let items = take_all(&q);
+        assert_eq!(items.len(), 1);
+        assert_eq!(&*items[0].event.resource.name, "n/0");
+    }
+
+    #[test]
     fn a_closed_queue_releases_blocked_producers() {
-        let q = Arc::new(Queue::new(1));
+        let q = Arc::new(Queue::new(1, FOREVER));
         let producer = {
             let q = q.clone();
             std::thread::spawn(move || {
@@ -810,7 +972,7 @@ mod tests {
 
     #[test]
     fn events_of_a_thread_that_ended_are_still_taken() {
-        let q = Arc::new(Queue::new(100));
+        let q = Arc::new(Queue::new(100, FOREVER));
         {
             let q = q.clone();
             std::thread::spawn(move || q.push(item(7), false, None))
@@ -828,7 +990,7 @@ mod tests {
 
     #[test]
     fn a_sleeping_writer_is_woken_by_the_next_push() {
-        let q = Arc::new(Queue::new(100));
+        let q = Arc::new(Queue::new(100, FOREVER));
         let writer = {
             let q = q.clone();
             std::thread::spawn(move || {

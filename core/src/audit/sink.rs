@@ -344,9 +344,24 @@ impl FileSink {
         // more than the batch on filesystems that discard freed blocks synchronously. A stale
         // anchor is still valid, it just vouches for fewer lines.
         if sync || self.last_head.elapsed() >= HEAD_EVERY {
-            self.unanchored = None;
-            self.write_head(last.seq, last.hash)?;
-            self.last_head = Instant::now();
+            // The lines are in the file now: a failed anchor (a full disk) must not fail the
+            // batch, or the writer would sign and append the same events again. The anchor is
+            // retried at the next flush.
+            match self.write_head(last.seq, last.hash) {
+                Ok(()) => {
+                    self.unanchored = None;
+                    self.last_head = Instant::now();
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        target: "sealbox::audit",
+                        path = %self.head_path.display(),
+                        error = %e,
+                        "could not move the audit anchor; retrying at the next flush"
+                    );
+                    self.unanchored = Some((last.seq, last.hash.to_owned()));
+                }
+            }
         } else {
             self.unanchored = Some((last.seq, last.hash.to_owned()));
         }

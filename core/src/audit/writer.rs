@@ -1,19 +1,23 @@
 //! The audit writer thread: takes what the queue holds, signs a batch into the chain, hands it
 //! to every sink. The chain only advances when at least one sink took the batch; otherwise the
-//! batch is kept and retried (backpressure reaches callers once the queue is full), so nothing
-//! is dropped while the process lives.
+//! batch is kept and retried. While sinks fail, the writer holds up to [`PENDING_AT_MOST`]
+//! events, then the per-thread rings fill: best-effort producers then drop and count their
+//! events after `max_wait` (strict ones fail). Once a sink writes again, the first line of the
+//! next batch is an `audit_events_lost` event with the count and the first and last time of
+//! the loss, so the chain itself says what is missing. At shutdown the writer keeps trying for
+//! at most [`SHUTDOWN_DEADLINE`], then counts what it could not write as lost.
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 
 use super::AuditObserver;
 use super::chain::{AuditKey, ChainHead, HASH_MARKER};
 use super::event::{Action, AuditEvent, BodyFormat, Resource};
-use super::queue::{Control, Item, Queue};
+use super::queue::{Control, Item, Losses, Queue};
 use super::sink::{AuditRecord, AuditSink, CUT_OFF_EVENT, SharedTail};
 use crate::client::Principal;
 
@@ -26,6 +30,13 @@ pub(crate) const STRICT_REFUSED: &str = "audit sink unavailable; access refused 
 /// speed).
 const MAX_BATCH: usize = 1024;
 const SHUTDOWN_RETRIES: u32 = 5;
+/// How long the writer keeps retrying after the log is dropped, when no sink can write: past
+/// it (or after [`SHUTDOWN_RETRIES`] failures) what is left is counted as lost and the thread
+/// ends, so dropping a client never hangs on a dead disk for long. A single sink call can
+/// still take longer (the file sink waits up to 10 s for another writer's lock).
+pub(crate) const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(2);
+/// The `event` of the line that records dropped events.
+pub const EVENTS_LOST_EVENT: &str = "audit_events_lost";
 /// Events the writer holds at most; past it (sinks failing), producers block on their rings.
 const PENDING_AT_MOST: usize = 65_536;
 
@@ -37,6 +48,8 @@ pub(crate) struct Writer {
     pub(crate) head: ChainHead,
     pub(crate) head_out: Arc<std::sync::Mutex<ChainHead>>,
     pub(crate) healthy: Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped events not yet recorded in the chain: the next batch starts with them.
+    pub(crate) lost: Option<Losses>,
 }
 
 /// A signed batch: every line in one buffer, `\n`-separated, and where each line and its hash
@@ -72,7 +85,7 @@ impl Writer {
         let mut flushers: Vec<Sender<bool>> = Vec::new();
         let mut signed = Signed::default();
         let mut observed = 0usize;
-        let mut shutdown = false;
+        let mut shutdown: Option<Instant> = None;
         let mut failures = 0u32;
         let mut idle_polls = 0u32;
         let mut wrote_since_flush = false;
@@ -90,7 +103,9 @@ impl Writer {
             for c in control.drain(..) {
                 match c {
                     Control::Flush(tx) => flushers.push(tx),
-                    Control::Shutdown => shutdown = true,
+                    Control::Shutdown => {
+                        shutdown.get_or_insert_with(|| Instant::now() + SHUTDOWN_DEADLINE);
+                    }
                 }
             }
             if let Some(observer) = self.observer.as_mut() {
@@ -111,7 +126,13 @@ impl Writer {
                 }
                 observed = pending.len();
             }
-            if done == pending.len() {
+            if let Some(l) = self.queue.take_losses() {
+                match self.lost.as_mut() {
+                    Some(lost) => lost.merge(l),
+                    None => self.lost = Some(l),
+                }
+            }
+            if done == pending.len() && self.lost.is_none() {
                 if wrote_since_flush {
                     wrote_since_flush = false;
                     if !self.flush_sinks() {
@@ -123,7 +144,7 @@ impl Writer {
                 for f in flushers.drain(..) {
                     let _ = f.send(true);
                 }
-                if shutdown {
+                if shutdown.is_some() {
                     return;
                 }
                 self.queue.idle(idle_polls);
@@ -155,18 +176,41 @@ impl Writer {
                 for f in flushers.drain(..) {
                     let _ = f.send(false);
                 }
-                if shutdown && failures >= SHUTDOWN_RETRIES {
-                    tracing::error!(
-                        target: "sealbox::audit",
-                        events = pending.len() - done,
-                        "audit shutdown: no sink can write; these events are lost"
-                    );
-                    return;
+                let mut backoff = Duration::from_millis(20 * u64::from(failures.min(50)));
+                if let Some(deadline) = shutdown {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if failures >= SHUTDOWN_RETRIES || left.is_zero() {
+                        self.give_up(&mut pending, done);
+                        return;
+                    }
+                    backoff = backoff.min(left);
                 }
-                let backoff = Duration::from_millis(20 * u64::from(failures.min(50)));
                 std::thread::sleep(backoff);
             }
         }
+    }
+
+    /// Shutdown with no sink writing: counts what is still unwritten (held here or queued) as
+    /// lost, in the metric and in a warning (a count, never an event's content).
+    fn give_up(&mut self, pending: &mut Vec<Item>, done: usize) {
+        let mut control = Vec::new();
+        let before = pending.len();
+        self.queue.take(pending, &mut control);
+        let unwritten = (pending.len() - done) as u64;
+        // Losses already counted in the metric and not yet in the chain stay lost too.
+        let earlier = self.lost.take().map_or(0, |l| l.count)
+            + self.queue.take_losses().map_or(0, |l| l.count);
+        self.queue.lose(unwritten);
+        // `lose` queued them to be reported; nothing will report them now.
+        let _ = self.queue.take_losses();
+        tracing::warn!(
+            target: "sealbox::audit",
+            events = unwritten,
+            queued_at_shutdown = pending.len() - before,
+            earlier_losses = earlier,
+            "audit shutdown: no sink could write within the deadline; these events are lost \
+             (counted in audit_events_lost)"
+        );
     }
 
     /// Lets every sink make durable what it deferred; `false` when one failed to.
@@ -230,9 +274,14 @@ impl Writer {
             .as_ref()
             .map_or_else(|| self.head.clone(), |b| b.head.clone());
         let marker = base.and_then(|b| b.cut_off).map(cut_off_event);
+        let lost = self.lost.map(events_lost_event);
         signed.text.clear();
         signed.lines.clear();
-        for event in marker.iter().chain(pending.iter().map(|p| &p.event)) {
+        for event in marker
+            .iter()
+            .chain(lost.iter())
+            .chain(pending.iter().map(|p| &p.event))
+        {
             let start = signed.text.len();
             signed
                 .format
@@ -259,6 +308,7 @@ impl Writer {
         let text = &signed.text;
         let records: Vec<AuditRecord<'_>> = marker
             .iter()
+            .chain(lost.iter())
             .chain(pending.iter().map(|p| &p.event))
             .zip(&signed.lines)
             .map(|(event, (seq, line, hash))| AuditRecord {
@@ -295,7 +345,9 @@ impl Writer {
         signed.ready = ready;
         self.healthy
             .store(any_ok, std::sync::atomic::Ordering::Release);
+        self.queue.set_sinks_failing(!any_ok);
         if any_ok {
+            self.lost = None;
             self.head = head;
             if let Ok(mut out) = self.head_out.lock() {
                 *out = self.head.clone();
@@ -318,5 +370,26 @@ fn cut_off_event(bytes: u64) -> AuditEvent {
     .failed(format!(
         "the line before this one is a fragment of {bytes} bytes cut off mid-line \
          (a writer stopped while writing it); the chain continues from the line before it"
+    ))
+}
+
+/// The signed line that records events dropped while no sink could write.
+fn events_lost_event(lost: Losses) -> AuditEvent {
+    let at = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
+    AuditEvent {
+        event: Some(EVENTS_LOST_EVENT),
+        timestamp: lost.last,
+        ..AuditEvent::access(
+            Action::Alert,
+            Principal::new("sealbox:audit"),
+            Resource::named("audit"),
+        )
+    }
+    .failed(format!(
+        "{} audit events were lost between {} and {}: the queue stayed full for longer than \
+         max_wait while no sink could write (best-effort mode); see the audit_events_lost metric",
+        lost.count,
+        at(lost.first),
+        at(lost.last)
     ))
 }

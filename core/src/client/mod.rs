@@ -398,17 +398,22 @@ impl Sealbox {
 
     /// Counter values.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.inner.metrics.snapshot()
+        let mut m = self.inner.metrics.snapshot();
+        m.audit_events_lost = self.inner.audit.as_ref().map_or(0, AuditLog::events_lost);
+        m
     }
 
     /// Prometheus text for this client's metrics.
     pub fn render_prometheus(&self) -> String {
-        self.inner.metrics.snapshot().render_prometheus()
+        self.metrics().render_prometheus()
     }
 
     /// Pushes the hot-path counters to the installed `metrics` recorder.
     pub fn publish_metrics(&self) {
         self.inner.metrics.publish();
+        if let Some(audit) = &self.inner.audit {
+            metrics::counter!("sealbox_audit_events_lost_total").absolute(audit.events_lost());
+        }
     }
 
     fn event(&self, action: Action, resource: Arc<Resource>) -> AuditEvent {

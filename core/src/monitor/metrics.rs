@@ -5,7 +5,9 @@
 //! Names: `sealbox_gets_total`, `sealbox_cache_hits_total`, `sealbox_cache_misses_total`,
 //! `sealbox_cache_stale_total`, `sealbox_denies_total`, `sealbox_writes_total`,
 //! `sealbox_rotations_total`, `sealbox_alerts_total`, `sealbox_memory_lock_failures_total`
-//! (process-wide: secret memory is shared by every client), `sealbox_store_errors_total{kind}`,
+//! (process-wide: secret memory is shared by every client), `sealbox_audit_events_lost_total`
+//! (best-effort audit events dropped; see [`MetricsSnapshot::audit_events_lost`]),
+//! `sealbox_store_errors_total{kind}`,
 //! `sealbox_store_latency_seconds` (histogram of store calls).
 
 use std::cell::Cell;
@@ -175,6 +177,8 @@ impl ClientMetrics {
             rotations: self.rotations.get(),
             alerts: self.alerts.get(),
             memory_lock_failures: crate::memory::lock_failures(),
+            // Kept by the audit log; the client fills it in (`Sealbox::metrics`).
+            audit_events_lost: 0,
             store_errors: self
                 .store_errors
                 .lock()
@@ -226,6 +230,11 @@ pub struct MetricsSnapshot {
     /// swapping (`MemoryPolicy::BestEffort`) or some allocations failed (`Strict`). Raise
     /// `RLIMIT_MEMLOCK` to fix.
     pub memory_lock_failures: u64,
+    /// Audit events dropped by this client's audit log: best-effort events that found the
+    /// queue full for longer than the audit `max_wait` (a sink failing or too slow), and events
+    /// still unwritten when the writer gave up at shutdown. Each drop is also recorded in the
+    /// chain as an `audit_events_lost` event once a sink writes again. Always 0 in strict mode.
+    pub audit_events_lost: u64,
     /// Store errors by kind.
     pub store_errors: BTreeMap<&'static str, u64>,
     /// Cumulative bucket counts for [`LATENCY_BUCKETS`].
@@ -245,7 +254,7 @@ impl MetricsSnapshot {
     /// let m = sealbox::monitor::metrics::MetricsSnapshot { hits: 3, ..Default::default() };
     /// assert!(m.counters().contains(&("hits", "sealbox_cache_hits_total", 3)));
     /// ```
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 9] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 10] {
         [
             ("gets", "sealbox_gets_total", self.gets),
             ("hits", "sealbox_cache_hits_total", self.hits),
@@ -259,6 +268,11 @@ impl MetricsSnapshot {
                 "memory_lock_failures",
                 crate::memory::LOCK_FAILURES_METRIC,
                 self.memory_lock_failures,
+            ),
+            (
+                "audit_events_lost",
+                "sealbox_audit_events_lost_total",
+                self.audit_events_lost,
             ),
         ]
     }

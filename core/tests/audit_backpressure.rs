@@ -1,0 +1,237 @@
+//! Best-effort audit under a failing disk: the log's filesystem is full (a small tmpfs), two
+//! threads keep reading cached secrets. Readers must never wait longer than the configured
+//! bound, what could not be kept is counted, and once the disk has room again the log says
+//! in its own chain how many events were lost. Strict mode still refuses instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sealbox::audit::{AuditKey, AuditLog, AuditMode, EVENTS_LOST_EVENT, FsyncPolicy, verify_file};
+use sealbox::cache::CacheConfig;
+use sealbox::store::memory::MemoryStore;
+use sealbox::{BlockingSealbox, ErrorKind, Principal, Sealbox, Secret};
+
+/// What a single cached read may take while the disk is full. The configured bound is 1 ms;
+/// this leaves room for a loaded two-core machine descheduling a reader.
+const READ_BOUND: Duration = Duration::from_millis(100);
+
+fn key() -> AuditKey {
+    let mut raw = [7u8; 32];
+    AuditKey::new(&Secret::from_mut_slice(&mut raw).unwrap()).unwrap()
+}
+
+fn secret(v: &str) -> Secret {
+    Secret::from_mut_slice(&mut v.as_bytes().to_vec()).unwrap()
+}
+
+/// A tmpfs mounted at a fresh directory, unmounted (lazily, even if a writer still has a
+/// file open there) when dropped.
+struct Tmpfs {
+    _dir: tempfile::TempDir,
+    at: PathBuf,
+}
+
+impl Tmpfs {
+    /// `None` (with the reason printed) when this machine does not let the test mount one.
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().join("fs");
+        std::fs::create_dir(&at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { _dir: dir, at }),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs to fill up (needs root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+/// Fills the filesystem holding `dir` with one file; removing the file gives the room back.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write as _;
+    let filler = dir.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling the tmpfs: {e}"),
+        }
+    }
+    filler
+}
+
+fn client(audit: sealbox::audit::AuditLogBuilder) -> BlockingSealbox {
+    Sealbox::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .cache(CacheConfig::default())
+        .audit(audit)
+        .principal(Principal::new("svc:reader"))
+        .build()
+        .unwrap()
+        .blocking()
+        .unwrap()
+}
+
+/// Two threads reading cached secrets as fast as they can until `stop`; each returns the
+/// number of reads and the longest single read.
+fn readers(
+    c: &BlockingSealbox,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<(u64, Duration)>> {
+    (0..2)
+        .map(|_| {
+            let (c, stop) = (c.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut n, mut longest) = (0u64, Duration::ZERO);
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let got = c.get_cached(b"app/db").expect("cached").expect("read");
+                    longest = longest.max(started.elapsed());
+                    drop(got);
+                    n += 1;
+                }
+                (n, longest)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_disk_never_blocks_cached_reads_and_the_loss_is_counted_then_recorded_in_the_chain() {
+    // Room for the backlog the writer holds (65 536 events of ~460 bytes) once freed.
+    let Some(fs) = Tmpfs::mount("64m") else {
+        return;
+    };
+    let path = fs.at.join("audit.jsonl");
+    let k = key();
+    let c = client(
+        AuditLog::builder()
+            .key(k.clone())
+            .file(&path, FsyncPolicy::Batch)
+            .queue_capacity(256),
+    );
+    c.put("app/db", &secret("s3cr3t")).unwrap();
+    c.get("app/db").unwrap();
+    c.flush_audit().unwrap();
+    let filler = fill(&fs.at);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = readers(&c, &stop);
+    // Read until events are being dropped (the writer's backlog and the rings are full),
+    // then a while longer, all of it well within the time a blocked reader would show.
+    let started = Instant::now();
+    while c.client().metrics().audit_events_lost == 0 && started.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !threads.iter().all(|t| t.is_finished()) {
+        assert!(
+            Instant::now() < deadline,
+            "cached reads are blocked by the full audit disk (nothing returned in 5 s)"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let results: Vec<(u64, Duration)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let reads: u64 = results.iter().map(|r| r.0).sum();
+    let longest = results.iter().map(|r| r.1).max().unwrap();
+    let lost = c.client().metrics().audit_events_lost;
+    eprintln!("{reads} cached reads on a full disk, longest {longest:?}, {lost} events lost");
+    assert!(lost > 0, "the dropped events are counted");
+    assert!(longest < READ_BOUND, "a cached read took {longest:?}");
+    assert!(
+        c.client()
+            .render_prometheus()
+            .contains(&format!("sealbox_audit_events_lost_total {lost}\n")),
+        "{}",
+        c.client().render_prometheus()
+    );
+
+    // The disk has room again: the writer writes its backlog, led by the loss.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = c.flush_audit() {
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert!(Instant::now() < deadline, "the log did not recover");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let recorded: u64 = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == EVENTS_LOST_EVENT)
+        .map(|v| {
+            let reason = v["reason"].as_str().unwrap().to_owned();
+            assert!(reason.contains(" between "), "{reason}");
+            assert_eq!(v["success"], false);
+            reason.split(' ').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(
+        recorded, lost,
+        "every lost event is accounted for in the chain"
+    );
+    let report = verify_file(&path, &k).unwrap();
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+    assert!(report.anchored);
+}
+
+#[test]
+fn strict_mode_on_a_full_disk_refuses_reads_instead_of_dropping_their_events() {
+    let Some(fs) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let path = fs.at.join("audit.jsonl");
+    let c = client(
+        AuditLog::builder()
+            .key(key())
+            .file(&path, FsyncPolicy::Batch)
+            .mode(AuditMode::Strict)
+            .strict_timeout(Duration::from_millis(500)),
+    );
+    c.put("app/db", &secret("s3cr3t")).unwrap();
+    c.get("app/db").unwrap();
+    let filler = fill(&fs.at);
+    // The log's last page may still hold a few lines; past that every read is refused.
+    let refused = (0..64)
+        .map(|_| c.get_cached(b"app/db").expect("cached"))
+        .position(|r| r.is_err_and(|e| e.kind() == ErrorKind::Unavailable));
+    assert!(refused.is_some(), "strict reads go on with a full disk");
+    assert_eq!(
+        c.client().metrics().audit_events_lost,
+        0,
+        "strict mode drops nothing"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.get("app/db").is_err() {
+        assert!(Instant::now() < deadline, "strict reads did not resume");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use sealbox::audit::{AuditKey, AuditLog, AuditMode, EVENTS_LOST_EVENT, FsyncPolicy, verify_file};
 use sealbox::cache::CacheConfig;
+use sealbox::monitor::MonitorConfig;
+use sealbox::policy::{Capability, Policy, Rule};
 use sealbox::store::memory::MemoryStore;
 use sealbox::{BlockingSealbox, ErrorKind, Principal, Sealbox, Secret};
 
@@ -234,4 +236,63 @@ fn strict_mode_on_a_full_disk_refuses_reads_instead_of_dropping_their_events() {
         assert!(Instant::now() < deadline, "strict reads did not resume");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_stuck_alert_hook_does_not_stall_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (release, stuck) = crossbeam_channel::bounded::<()>(0);
+    let (called, was_called) = crossbeam_channel::unbounded::<()>();
+    let c = Sealbox::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .policy(Policy::new(vec![
+            Rule::allow(&["svc:ok"], &[Capability::Read], &["app/*"]).unwrap(),
+        ]))
+        .monitor(MonitorConfig {
+            failed_burst: 2,
+            ..MonitorConfig::default()
+        })
+        // Blocks until the test lets it go: a webhook that hangs.
+        .alert_hook(move |_| {
+            let _ = called.send(());
+            let _ = stuck.recv();
+        })
+        .audit(
+            AuditLog::builder()
+                .key(key())
+                .file(&path, FsyncPolicy::Batch),
+        )
+        .principal(Principal::new("svc:eve"))
+        .build()
+        .unwrap()
+        .blocking()
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(c.get("app/db").unwrap_err().kind(), ErrorKind::AccessDenied);
+    }
+    was_called
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the hook is called");
+    // The hook is stuck; the log goes on.
+    let started = Instant::now();
+    for _ in 0..100 {
+        let _ = c.get("app/db");
+    }
+    let flushed = {
+        let c = c.clone();
+        std::thread::spawn(move || c.flush_audit())
+    };
+    while !flushed.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the audit log is stalled by the alert hook"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    flushed.join().unwrap().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.matches("\"event\":\"access.denied\"").count(), 102);
+    assert!(text.contains("\"event\":\"alert.failed_burst\""));
+    drop(release);
 }

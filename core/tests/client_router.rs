@@ -153,6 +153,11 @@ async fn failed_access_bursts_reach_hooks_and_the_audit_log() {
         );
     }
     c.flush_audit().await.unwrap();
+    // Hooks run on their own thread, after the alert is logged.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alerts.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let alerts = alerts.lock().unwrap().clone();
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].kind, AlertKind::FailedAccessBurst);

@@ -1,8 +1,12 @@
 //! Monitoring: metrics (see [`metrics`]) and detectors that raise [`Alert`]s.
 //!
 //! The detectors run on the audit writer thread as an [`AuditObserver`], so they see every
-//! access in order without adding work to the hit path. Each alert goes to the registered
-//! hooks and into the audit log (level `alert`, event `alert.<kind>`).
+//! access in order without adding work to the hit path. Each alert goes into the audit log
+//! (level `alert`, event `alert.<kind>`) and to the registered hooks. The hooks run on their
+//! own thread (`sealbox-alert-hooks`), fed by a bounded channel, so a slow or stuck hook never
+//! stalls the audit writer: when [`HOOK_BACKLOG`] alerts are waiting for the hooks, further
+//! alerts skip the hooks (they are still in the audit log and in the `alerts` metric) and a
+//! warning says so. Hooks are called after the fact: `flush_audit` does not wait for them.
 //!
 //! * failed-access bursts: `failed_burst` (default 5) failed accesses by one principal within
 //!   `window` (default 1 minute);
@@ -201,11 +205,16 @@ impl Window {
     }
 }
 
+/// Alerts that can wait for the hooks before further ones skip them.
+pub const HOOK_BACKLOG: usize = 1024;
+
 /// The detectors. Runs as the audit log's observer.
 pub struct Monitor {
     config: MonitorConfig,
     hours: Option<(i64, i64, i64)>,
-    hooks: Vec<AlertHook>,
+    /// How many hooks there are, and the channel to the thread that calls them.
+    hooks: usize,
+    to_hooks: Option<crossbeam_channel::Sender<Alert>>,
     metrics: Arc<ClientMetrics>,
     failures: HashMap<Principal, Window>,
     rates: HashMap<(Principal, Box<str>), Window>,
@@ -216,7 +225,7 @@ impl std::fmt::Debug for Monitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Monitor")
             .field("config", &self.config)
-            .field("hooks", &self.hooks.len())
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }
@@ -232,7 +241,8 @@ impl Monitor {
         Ok(Monitor {
             config,
             hours,
-            hooks,
+            hooks: hooks.len(),
+            to_hooks: start_hooks(hooks)?,
             metrics,
             failures: HashMap::new(),
             rates: HashMap::new(),
@@ -345,12 +355,16 @@ impl AuditObserver for Monitor {
     fn observe(&mut self, event: &AuditEvent, out: &mut Vec<AuditEvent>) {
         for alert in self.check(event) {
             self.metrics.alerts.incr();
-            for hook in &self.hooks {
-                let hook = hook.clone();
-                let a = alert.clone();
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&a))).is_err() {
-                    tracing::error!(target: "sealbox::monitor", "an alert hook panicked");
-                }
+            if let Some(to_hooks) = &self.to_hooks
+                && let Err(crossbeam_channel::TrySendError::Full(a)) =
+                    to_hooks.try_send(alert.clone())
+            {
+                tracing::warn!(
+                    target: "sealbox::monitor",
+                    kind = a.kind.event_name(),
+                    "alert hooks are {HOOK_BACKLOG} alerts behind; this alert skips them \
+                     (it is in the audit log)"
+                );
             }
             let mut e = AuditEvent::access(
                 Action::Alert,
@@ -369,6 +383,29 @@ impl AuditObserver for Monitor {
             out.push(e);
         }
     }
+}
+
+/// Starts the thread that calls `hooks` for each alert sent to it; it ends when the monitor
+/// (the sender) is dropped. Not joined: a hook may hold the client whose drop ends it.
+fn start_hooks(hooks: Vec<AlertHook>) -> Result<Option<crossbeam_channel::Sender<Alert>>> {
+    if hooks.is_empty() {
+        return Ok(None);
+    }
+    let (tx, rx) = crossbeam_channel::bounded::<Alert>(HOOK_BACKLOG);
+    std::thread::Builder::new()
+        .name("sealbox-alert-hooks".into())
+        .spawn(move || {
+            for alert in rx {
+                for hook in &hooks {
+                    let call = std::panic::AssertUnwindSafe(|| hook(&alert));
+                    if std::panic::catch_unwind(call).is_err() {
+                        tracing::error!(target: "sealbox::monitor", "an alert hook panicked");
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::io("starting the alert hook thread", e))?;
+    Ok(Some(tx))
 }
 
 #[cfg(test)]

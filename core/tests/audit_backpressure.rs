@@ -296,3 +296,94 @@ fn a_stuck_alert_hook_does_not_stall_the_audit_log() {
     assert!(text.contains("\"event\":\"alert.failed_burst\""));
     drop(release);
 }
+
+/// The `sealbox::audit` warnings of this process: (message, `events` field).
+#[derive(Default)]
+struct Warnings(std::sync::Mutex<Vec<(String, Option<u64>)>>);
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    events: Option<u64>,
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        if field.name() == "events" {
+            self.events = Some(value);
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        }
+    }
+}
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        m.target() == "sealbox::audit" && *m.level() == tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, e: &tracing::Event<'_>) {
+        let mut f = Fields::default();
+        e.record(&mut f);
+        self.0.lock().unwrap().push((f.message, f.events));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Installs [`Warnings`] as the process's subscriber (the writer thread logs there).
+fn warnings() -> &'static Arc<Warnings> {
+    static W: std::sync::OnceLock<Arc<Warnings>> = std::sync::OnceLock::new();
+    W.get_or_init(|| {
+        let w = Arc::new(Warnings::default());
+        tracing::subscriber::set_global_default(w.clone()).unwrap();
+        w
+    })
+}
+
+#[test]
+fn dropping_a_client_on_a_full_disk_gives_up_within_the_deadline_and_counts_the_lost_events() {
+    let warnings = warnings();
+    let Some(fs) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let path = fs.at.join("audit.jsonl");
+    let c = client(
+        AuditLog::builder()
+            .key(key())
+            .file(&path, FsyncPolicy::Batch),
+    );
+    c.put("app/db", &secret("s3cr3t")).unwrap();
+    c.flush_audit().unwrap();
+    let _filler = fill(&fs.at);
+    for _ in 0..200 {
+        c.get("app/db").unwrap();
+    }
+    assert!(c.flush_audit().is_err(), "the disk is full");
+    let started = Instant::now();
+    drop(c);
+    let took = started.elapsed();
+    eprintln!("dropping the client took {took:?}");
+    // The deadline is 2 s; one more sink call may be under way when it passes.
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+    let lost: Vec<u64> = warnings
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _)| m.contains("audit shutdown"))
+        .filter_map(|(_, n)| *n)
+        .collect();
+    // The last page of the log may have held a few of the 200 reads.
+    assert!(
+        lost.iter().any(|&n| n > 150 && n <= 200),
+        "no shutdown warning counting the lost reads: {lost:?}"
+    );
+}

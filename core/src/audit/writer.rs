@@ -203,6 +203,8 @@ impl Writer {
         self.queue.lose(unwritten);
         // `lose` queued them to be reported; nothing will report them now.
         let _ = self.queue.take_losses();
+        // The client (and its metrics) may be gone: the process's recorder still hears it.
+        metrics::counter!("sealbox_audit_events_lost_total").increment(unwritten);
         tracing::warn!(
             target: "sealbox::audit",
             events = unwritten,

@@ -955,6 +955,29 @@ mod tests {
     }
 
     #[test]
+    fn while_the_sinks_write_a_full_ring_waits_for_the_writer_past_max_wait() {
+        // A burst faster than a healthy writer is backpressure, not loss.
+        let q = Arc::new(Queue::new(1, Duration::from_millis(1)));
+        q.push_best_effort(item(0)).unwrap();
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                q.push_best_effort(item(1)).unwrap();
+                q.push_best_effort(item(2))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!producer.is_finished(), "the producer waits for room");
+        let mut taken = 0;
+        while taken < 3 {
+            taken += take_all(&q).len();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(producer.join().unwrap(), Ok(()));
+        assert_eq!(q.lost_total(), 0);
+    }
+
+    #[test]
     fn a_closed_queue_releases_blocked_producers() {
         let q = Arc::new(Queue::new(1, FOREVER));
         let producer = {

@@ -395,8 +395,9 @@ impl PySealbox {
     /// This client's counters since it was opened: `gets`, `hits`, `misses`, `stale` (values
     /// served past their TTL while the store failed), `denies`, `writes`, `rotations`,
     /// `alerts`, `memory_lock_failures` (refused `mlock`s in this process, for every client:
-    /// above 0, some secrets may be swapped) and `store_errors` (a dict of store failures by
-    /// kind). No names, no values.
+    /// above 0, some secrets may be swapped), `audit_events_lost` (best-effort audit events
+    /// dropped because no sink could write them in time) and `store_errors` (a dict of store
+    /// failures by kind). No names, no values.
     fn metrics<'py>(&self, py: Python<'py>) -> BindingResult<Bound<'py, PyDict>> {
         let m = self.client()?.client().metrics();
         let counts = PyDict::new(py);

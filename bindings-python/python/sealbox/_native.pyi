@@ -87,8 +87,8 @@ class Sealbox:
         ``None``, or why it could not be (the client then keeps raising ``Forked``)."""
     def metrics(self) -> dict[str, int | dict[str, int]]:
         """This client's counters (``gets``, ``hits``, ``misses``, ``stale``, ``denies``,
-        ``writes``, ``rotations``, ``alerts``, ``memory_lock_failures``) and ``store_errors``
-        by kind."""
+        ``writes``, ``rotations``, ``alerts``, ``memory_lock_failures``,
+        ``audit_events_lost``) and ``store_errors`` by kind."""
     def render_prometheus(self) -> str:
         """This client's metrics as Prometheus text, for a service's ``/metrics``."""
     def close(self) -> None:

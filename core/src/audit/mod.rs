@@ -13,7 +13,8 @@
 //!   that the event is dropped and counted ([`AuditLog::events_lost`], the client's
 //!   `audit_events_lost` metric), and once a sink writes again the writer first signs an
 //!   `audit_events_lost` event with the count and the first and last time of the loss into the
-//!   chain. Strict mode never drops: the access fails instead.
+//!   chain. Strict mode does not drop the event of an access it lets through: the access fails
+//!   instead (events of accesses that already failed are queued best effort in both modes).
 //! * `hash = HMAC-SHA256(key, line up to ,"hash")`, and each line names the previous hash and
 //!   its `seq`: [`verify_file`] finds the first edited, missing, reordered or broken line. The file
 //!   sink also keeps `FILE.head` (the last seq and hash, MACed) so a cut-off tail is found too.

@@ -233,7 +233,9 @@ pub struct MetricsSnapshot {
     /// Audit events dropped by this client's audit log: best-effort events that found the
     /// queue full for longer than the audit `max_wait` (a sink failing or too slow), and events
     /// still unwritten when the writer gave up at shutdown. Each drop is also recorded in the
-    /// chain as an `audit_events_lost` event once a sink writes again. Always 0 in strict mode.
+    /// chain as an `audit_events_lost` event once a sink writes again. In strict mode an
+    /// access is refused rather than its event dropped; only the events of accesses that
+    /// already failed (queued without waiting, whatever the mode) can be counted here.
     pub audit_events_lost: u64,
     /// Store errors by kind.
     pub store_errors: BTreeMap<&'static str, u64>,

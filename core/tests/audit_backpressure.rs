@@ -17,8 +17,9 @@ use sealbox::store::memory::MemoryStore;
 use sealbox::{BlockingSealbox, ErrorKind, Principal, Sealbox, Secret};
 
 /// What a single cached read may take while the disk is full. The configured bound is 1 ms;
-/// this leaves room for a loaded two-core machine descheduling a reader.
-const READ_BOUND: Duration = Duration::from_millis(100);
+/// this leaves room for a loaded two-core machine descheduling a reader (63 ms seen at a load
+/// of 6). Before the bound, reads waited for the writer's retries, which back off to 1 s.
+const READ_BOUND: Duration = Duration::from_millis(250);
 
 fn key() -> AuditKey {
     let mut raw = [7u8; 32];
@@ -98,25 +99,26 @@ fn client(audit: sealbox::audit::AuditLogBuilder) -> BlockingSealbox {
         .unwrap()
 }
 
-/// Two threads reading cached secrets as fast as they can until `stop`; each returns the
-/// number of reads and the longest single read.
-fn readers(
-    c: &BlockingSealbox,
-    stop: &Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<(u64, Duration)>> {
+/// How a reader fared: reads, the longest, and how many took over 5 ms.
+type Fared = (u64, Duration, u64);
+
+/// Two threads reading cached secrets as fast as they can until `stop`.
+fn readers(c: &BlockingSealbox, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Fared>> {
     (0..2)
         .map(|_| {
             let (c, stop) = (c.clone(), stop.clone());
             std::thread::spawn(move || {
-                let (mut n, mut longest) = (0u64, Duration::ZERO);
+                let (mut n, mut longest, mut slow) = (0u64, Duration::ZERO, 0u64);
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
                     let got = c.get_cached(b"app/db").expect("cached").expect("read");
-                    longest = longest.max(started.elapsed());
+                    let took = started.elapsed();
+                    longest = longest.max(took);
+                    slow += u64::from(took > Duration::from_millis(5));
                     drop(got);
                     n += 1;
                 }
-                (n, longest)
+                (n, longest, slow)
             })
         })
         .collect()
@@ -160,11 +162,15 @@ fn a_full_disk_never_blocks_cached_reads_and_the_loss_is_counted_then_recorded_i
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let results: Vec<(u64, Duration)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let results: Vec<Fared> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     let reads: u64 = results.iter().map(|r| r.0).sum();
     let longest = results.iter().map(|r| r.1).max().unwrap();
+    let slow: u64 = results.iter().map(|r| r.2).sum();
     let lost = c.client().metrics().audit_events_lost;
-    eprintln!("{reads} cached reads on a full disk, longest {longest:?}, {lost} events lost");
+    eprintln!(
+        "{reads} cached reads on a full disk, {slow} over 5 ms, longest {longest:?}, \
+         {lost} events lost"
+    );
     assert!(lost > 0, "the dropped events are counted");
     assert!(longest < READ_BOUND, "a cached read took {longest:?}");
     assert!(

@@ -45,6 +45,7 @@
 //! the end of the file is reported as broken.
 
 mod chain;
+mod checkpoint;
 mod event;
 mod queue;
 mod sink;
@@ -61,12 +62,16 @@ use crossbeam_channel::bounded;
 use serde::Deserialize;
 
 pub use chain::{AuditKey, ChainHead, GENESIS};
+pub use checkpoint::{
+    Checkpoint, CheckpointConfig, CheckpointTarget, Checkpoints, DEFAULT_SYSLOG_SOCKET,
+    read_checkpoints,
+};
 pub use event::{Action, AuditEvent, CacheOutcome, Level, Resource, next_request_id};
 pub use sink::{
     AuditRecord, AuditSink, CUT_OFF_EVENT, CallbackSink, FileSink, FsyncPolicy, SharedTail,
     TracingSink,
 };
-pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
+pub use verify::{Problem, ProblemKind, VerifyOptions, VerifyReport, verify_file, verify_file_with};
 
 use crate::client::Principal;
 use crate::error::{Error, ErrorKind, Result};
@@ -122,6 +127,11 @@ pub struct AuditConfig {
     /// How long a strict-mode access waits for its event to be written.
     #[serde(default = "default_strict_timeout", with = "humantime_serde")]
     pub strict_timeout: Duration,
+    /// Checkpoints of the chain published away from the log (syslog, a store's versions), so
+    /// that `sealbox audit verify --checkpoints` finds a log cut or rolled back together with
+    /// its `.head` anchor. See [`Checkpoints`] for what each target protects.
+    #[serde(default)]
+    pub checkpoints: Option<CheckpointConfig>,
 }
 
 fn yes() -> bool {
@@ -147,6 +157,7 @@ impl Default for AuditConfig {
             mode: AuditMode::default(),
             queue_capacity: default_capacity(),
             strict_timeout: default_strict_timeout(),
+            checkpoints: None,
         }
     }
 }
@@ -168,6 +179,7 @@ pub struct AuditLogBuilder {
     capacity: Option<usize>,
     strict_timeout: Option<Duration>,
     observer: Option<Box<dyn AuditObserver>>,
+    checkpoints: Option<Checkpoints>,
 }
 
 impl std::fmt::Debug for AuditLogBuilder {
@@ -237,8 +249,24 @@ impl AuditLogBuilder {
         self
     }
 
-    /// From the config section (file, key file, tracing, mode, capacity).
+    /// Publishes checkpoints of the chain (see [`Checkpoints`] for what each target protects).
+    pub fn checkpoints(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = Some(checkpoints);
+        self
+    }
+
+    /// From the config section (file, key file, tracing, mode, capacity). A section with
+    /// checkpoints to a store needs [`AuditLogBuilder::from_config_with_stores`].
     pub fn from_config(config: &AuditConfig) -> Result<AuditLogBuilder> {
+        AuditLogBuilder::from_config_with_stores(config, &|_| None)
+    }
+
+    /// From the config section, with `stores` resolving the store ids that checkpoint targets
+    /// name.
+    pub fn from_config_with_stores(
+        config: &AuditConfig,
+        stores: &dyn Fn(&str) -> Option<Arc<dyn crate::store::SecretStore>>,
+    ) -> Result<AuditLogBuilder> {
         let mut b = AuditLog::builder()
             .mode(config.mode)
             .queue_capacity(config.queue_capacity)
@@ -251,6 +279,10 @@ impl AuditLogBuilder {
         }
         if config.tracing {
             b = b.tracing();
+        }
+        if let Some(c) = &config.checkpoints {
+            let log = config.path.as_deref().unwrap_or(Path::new("(no audit file)"));
+            b = b.checkpoints(c.resolve(log, stores)?);
         }
         Ok(b)
     }
@@ -275,6 +307,9 @@ impl AuditLogBuilder {
                 resume = Some(h);
             }
             sinks.push(Box::new(sink));
+        }
+        if let Some(c) = self.checkpoints.filter(|c| !c.is_empty()) {
+            sinks.push(Box::new(c.into_sink(key.clone())));
         }
         sinks.extend(self.sinks);
         let capacity = self.capacity.unwrap_or_else(default_capacity);

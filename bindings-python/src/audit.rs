@@ -60,11 +60,7 @@ impl From<VerifyReport> for PyAuditReport {
     fn from(r: VerifyReport) -> Self {
         let ok = r.is_ok();
         let (problem_line, problem_kind, problem_detail) = match r.problem {
-            Some(p) => (
-                Some(p.line),
-                Some(p.kind.as_str()),
-                Some(p.detail),
-            ),
+            Some(p) => (Some(p.line), Some(p.kind.as_str()), Some(p.detail)),
             None => (None, None, None),
         };
         PyAuditReport {

@@ -296,7 +296,15 @@ fn audit_verify_checks_a_log_against_checkpoints_kept_in_a_store() {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["last_seq"], 3, "{report}");
     assert!(report["checkpoints"].as_u64().unwrap() >= 4, "{report}");
-    let o = run(&["--config", c, "audit", "verify", log_s, checkpoints[0], checkpoints[1]]);
+    let o = run(&[
+        "--config",
+        c,
+        "audit",
+        "verify",
+        log_s,
+        checkpoints[0],
+        checkpoints[1],
+    ]);
     assert!(stdout(&o).contains("checkpoints"), "{}", stdout(&o));
 
     // Cut back to two lines and the anchor removed: without checkpoints a log that "never had
@@ -317,7 +325,11 @@ fn audit_verify_checks_a_log_against_checkpoints_kept_in_a_store() {
     assert!(stderr(&o).contains("--config"), "{}", stderr(&o));
     let o = verify(&["--checkpoints", "default/audit/elsewhere"]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
-    assert!(stderr(&o).contains("no audit checkpoints"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no audit checkpoints"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A worker of a pre-forking service: a client from the shared config, a write, its reads.

@@ -9,8 +9,8 @@ use sealbox::audit::{
 };
 use sealbox::cache::CacheConfig;
 use sealbox::policy::{Capability, Policy, Rule};
-use sealbox::store::{SecretName, SecretStore};
 use sealbox::store::memory::MemoryStore;
+use sealbox::store::{SecretName, SecretStore};
 use sealbox::{ErrorKind, ExposeSecret, Principal, Sealbox, Secret};
 
 fn key() -> (Secret, AuditKey) {
@@ -917,7 +917,12 @@ fn a_log_whose_anchor_was_deleted_fails_as_missing_anchor_unless_unanchored_logs
     std::fs::remove_file(head_of(&path)).unwrap();
     let report = verify_file(&path, &k).unwrap();
     let p = report.problem.expect("a log without its anchor fails");
-    assert_eq!((p.line, p.kind), (4, ProblemKind::MissingAnchor), "{}", p.detail);
+    assert_eq!(
+        (p.line, p.kind),
+        (4, ProblemKind::MissingAnchor),
+        "{}",
+        p.detail
+    );
     assert!(p.detail.contains("missing anchor"), "{}", p.detail);
     assert!(!report.anchored);
     assert_eq!(p.kind.as_str(), "missing_anchor");
@@ -942,11 +947,19 @@ fn an_old_anchor_put_back_after_the_log_was_cut_and_written_again_is_a_hash_mism
     write_lines(&path, &all[..3]);
     append_events(&path, 3, None);
     assert_eq!(lines(&path).len(), 6);
-    assert!(verify_file(&path, &k).unwrap().is_ok(), "the new anchor vouches for the new tail");
+    assert!(
+        verify_file(&path, &k).unwrap().is_ok(),
+        "the new anchor vouches for the new tail"
+    );
     // The old anchor put back: its seq is within the log, its hash is not the log's there.
     std::fs::write(head_of(&path), &old_anchor).unwrap();
     let p = verify_file(&path, &k).unwrap().problem.expect("a mismatch");
-    assert_eq!((p.line, p.kind), (5, ProblemKind::HashMismatch), "{}", p.detail);
+    assert_eq!(
+        (p.line, p.kind),
+        (5, ProblemKind::HashMismatch),
+        "{}",
+        p.detail
+    );
     assert!(p.detail.contains("seq 4"), "{}", p.detail);
     assert!(p.detail.contains(".head anchor"), "{}", p.detail);
 }
@@ -962,7 +975,9 @@ fn checkpoints_in_a_store_catch_a_cut_log_whose_anchor_was_deleted_or_signed_aga
         .every(3)
         .store(store.clone(), name.clone());
     append_events(&path, 10, Some(publish));
-    let published = rt().block_on(read_checkpoints(store.as_ref(), &name)).unwrap();
+    let published = rt()
+        .block_on(read_checkpoints(store.as_ref(), &name))
+        .unwrap();
     // Every 3 events (seq 2, 5, 8), and one at close for seq 9.
     let seqs: Vec<u64> = published.iter().map(|c| c.seq).collect();
     assert_eq!(seqs, [2, 5, 8, 9]);
@@ -979,23 +994,43 @@ fn checkpoints_in_a_store_catch_a_cut_log_whose_anchor_was_deleted_or_signed_aga
     let all = lines(&path);
     write_lines(&path, &all[..6]);
     std::fs::remove_file(head_of(&path)).unwrap();
-    let p = verify_with(&path, &k, true, &published).problem.expect("a cut");
-    assert_eq!((p.line, p.kind), (7, ProblemKind::RolledBack), "{}", p.detail);
+    let p = verify_with(&path, &k, true, &published)
+        .problem
+        .expect("a cut");
+    assert_eq!(
+        (p.line, p.kind),
+        (7, ProblemKind::RolledBack),
+        "{}",
+        p.detail
+    );
     assert!(p.detail.contains("records seq 9"), "{}", p.detail);
 
     // Whoever holds the key signs the cut log a new anchor by writing to it: the log and its
     // anchor agree, and only the checkpoints tell.
     append_events(&path, 1, None);
     assert!(verify_file(&path, &k).unwrap().is_ok());
-    let p = verify_with(&path, &k, false, &published).problem.expect("a cut");
+    let p = verify_with(&path, &k, false, &published)
+        .problem
+        .expect("a cut");
     assert_eq!(p.kind, ProblemKind::RolledBack, "{}", p.detail);
     // Written on past the last checkpoint: the first checkpoint after the cut (seq 8) names
     // another hash than the rewritten line there; the ones before the cut still match.
     append_events(&path, 4, None);
     assert!(verify_file(&path, &k).unwrap().is_ok());
-    let p = verify_with(&path, &k, false, &published).problem.expect("a rewrite");
-    assert_eq!((p.line, p.kind), (9, ProblemKind::HashMismatch), "{}", p.detail);
-    assert!(p.detail.contains("checkpoint of") && p.detail.contains("seq 8"), "{}", p.detail);
+    let p = verify_with(&path, &k, false, &published)
+        .problem
+        .expect("a rewrite");
+    assert_eq!(
+        (p.line, p.kind),
+        (9, ProblemKind::HashMismatch),
+        "{}",
+        p.detail
+    );
+    assert!(
+        p.detail.contains("checkpoint of") && p.detail.contains("seq 8"),
+        "{}",
+        p.detail
+    );
 
     // A checkpoint not signed with the log's key is refused, not trusted.
     let mut forged = published[3].clone();
@@ -1076,12 +1111,15 @@ fn the_checkpoint_config_names_syslog_and_stores() {
         ]
     );
     for bad in ["[sylog]", "[{store: nostore}]", "[{file: x}]"] {
-        let yaml = format!(
-            "secrets: {{provider: memory}}\naudit: {{checkpoints: {{to: {bad}}}}}\n"
-        );
+        let yaml =
+            format!("secrets: {{provider: memory}}\naudit: {{checkpoints: {{to: {bad}}}}}\n");
         let err = sealbox::config::Config::from_yaml_str(&yaml).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
-        assert!(err.message().contains("checkpoints.to"), "{bad}: {}", err.message());
+        assert!(
+            err.message().contains("checkpoints.to"),
+            "{bad}: {}",
+            err.message()
+        );
     }
     // A store the config does not define is refused when the client is built.
     let yaml = "secrets: {provider: memory}\n\
@@ -1090,7 +1128,11 @@ fn the_checkpoint_config_names_syslog_and_stores() {
     let err = rt()
         .block_on(config.build(&sealbox::config::ProviderRegistry::global_snapshot()))
         .unwrap_err();
-    assert!(err.message().contains("no store named \"other\""), "{}", err.message());
+    assert!(
+        err.message().contains("no store named \"other\""),
+        "{}",
+        err.message()
+    );
 }
 
 fn rt() -> tokio::runtime::Runtime {

@@ -109,7 +109,9 @@ async fn load_checkpoints(
     config: Option<&Path>,
 ) -> Result<Vec<sealbox::audit::Checkpoint>> {
     let CheckpointTarget::Store { store, name } = CheckpointTarget::parse_store(reference)? else {
-        return Err(Error::internal("a store reference parsed as another target"));
+        return Err(Error::internal(
+            "a store reference parsed as another target",
+        ));
     };
     let config = config.ok_or_else(|| {
         Error::config("--checkpoints STORE/NAME needs --config FILE, where the store is defined")

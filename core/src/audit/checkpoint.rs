@@ -114,15 +114,15 @@ pub async fn read_checkpoints(
             .await?;
         let text = secrecy::ExposeSecret::expose_secret(&value.value);
         let checkpoint = Checkpoint::from_json(text).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Integrity,
-                    format!(
-                        "version {} of {name} is not an audit checkpoint; \
+            Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "version {} of {name} is not an audit checkpoint; \
                          is this the checkpoint secret of this log?",
-                        v.version
-                    ),
-                )
-            })?;
+                    v.version
+                ),
+            )
+        })?;
         out.push(checkpoint);
     }
     Ok(out)
@@ -448,10 +448,7 @@ impl Publisher for StoreTarget {
         let mut json = checkpoint.to_json().into_bytes();
         let value = Secret::from_mut_slice(&mut json).map_err(io::Error::other)?;
         runtime
-            .block_on(
-                self.store
-                    .put(&self.name, &value, &PutOptions::default()),
-            )
+            .block_on(self.store.put(&self.name, &value, &PutOptions::default()))
             .map(|_| ())
             .map_err(|e| io::Error::other(e.message().to_owned()))
     }

@@ -12,7 +12,16 @@
 //!   caller (backpressure) instead of dropping.
 //! * `hash = HMAC-SHA256(key, line up to ,"hash")`, and each line names the previous hash and
 //!   its `seq`: [`verify_file`] finds the first edited, missing, reordered or broken line. The file
-//!   sink also keeps `FILE.head` (the last seq and hash, MACed) so a cut-off tail is found too.
+//!   sink also keeps `FILE.head` (the last seq and hash, MACed) so a cut-off tail is found too:
+//!   verification fails when the anchor is missing ([`ProblemKind::MissingAnchor`], unless
+//!   [`VerifyOptions::allow_unanchored`]), past the log's end, or names another hash than the
+//!   log's at its seq (an old anchor put back after the log was cut and written again).
+//! * The anchor catches accidents only: whoever can write the log can rewrite the anchor.
+//!   [`Checkpoints`] (config `audit.checkpoints`) publish the chain's seq and hash, MACed, to
+//!   syslog/journald (safe as far as it is forwarded to another host) and as versions of a
+//!   secret in a store (as safe as the store's access control and history);
+//!   [`verify_file_with`] checks a log against them ([`ProblemKind::RolledBack`],
+//!   [`ProblemKind::HashMismatch`]).
 //! * Strict mode ([`AuditMode::Strict`]): an access waits until its event is written by at least
 //!   one sink and fails with `Unavailable` when none can write it.
 //! * Sinks: [`FileSink`], [`TracingSink`], [`CallbackSink`], or any [`AuditSink`]; several at once.
@@ -71,7 +80,9 @@ pub use sink::{
     AuditRecord, AuditSink, CUT_OFF_EVENT, CallbackSink, FileSink, FsyncPolicy, SharedTail,
     TracingSink,
 };
-pub use verify::{Problem, ProblemKind, VerifyOptions, VerifyReport, verify_file, verify_file_with};
+pub use verify::{
+    Problem, ProblemKind, VerifyOptions, VerifyReport, verify_file, verify_file_with,
+};
 
 use crate::client::Principal;
 use crate::error::{Error, ErrorKind, Result};
@@ -281,7 +292,10 @@ impl AuditLogBuilder {
             b = b.tracing();
         }
         if let Some(c) = &config.checkpoints {
-            let log = config.path.as_deref().unwrap_or(Path::new("(no audit file)"));
+            let log = config
+                .path
+                .as_deref()
+                .unwrap_or(Path::new("(no audit file)"));
             b = b.checkpoints(c.resolve(log, stores)?);
         }
         Ok(b)

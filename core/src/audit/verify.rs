@@ -356,7 +356,11 @@ fn checkpoint_problem(
         });
     }
     let checkpoints = targets.iter().filter(|t| t.checkpoint.is_some());
-    if let Some(t) = checkpoints.clone().rev().find(|t| Some(t.seq) > report.last_seq) {
+    if let Some(t) = checkpoints
+        .clone()
+        .rev()
+        .find(|t| Some(t.seq) > report.last_seq)
+    {
         return Some(Problem {
             line: after_last,
             kind: ProblemKind::RolledBack,

@@ -1040,6 +1040,40 @@ fn checkpoints_in_a_store_catch_a_cut_log_whose_anchor_was_deleted_or_signed_aga
 }
 
 #[test]
+fn a_checkpoint_never_vouches_for_lines_the_log_did_not_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let logdir = dir.path().join("logs");
+    std::fs::create_dir(&logdir).unwrap();
+    let path = logdir.join("audit.jsonl");
+    let store = Arc::new(MemoryStore::new());
+    let name = SecretName::new("audit/checkpoints").unwrap();
+    let c = client(
+        AuditLog::builder()
+            .key(key().1)
+            .file(&path, FsyncPolicy::Batch)
+            .checkpoints(
+                Checkpoints::new()
+                    .every(1)
+                    .store(store.clone(), name.clone()),
+            )
+            .mode(AuditMode::Strict)
+            .strict_timeout(std::time::Duration::from_secs(1)),
+    );
+    let b = c.blocking().unwrap();
+    b.put("a/b", &secret("x")).unwrap();
+    let published = || {
+        rt().block_on(read_checkpoints(store.as_ref(), &name))
+            .unwrap()
+    };
+    assert_eq!(published().iter().map(|c| c.seq).collect::<Vec<_>>(), [0]);
+    // The log cannot be written: the checkpoint publisher is no place that keeps events, so
+    // strict mode still refuses, and no checkpoint names a line the log does not have.
+    std::fs::remove_dir_all(&logdir).unwrap();
+    assert_eq!(b.get("a/b").unwrap_err().kind(), ErrorKind::Unavailable);
+    assert_eq!(published().len(), 1);
+}
+
+#[test]
 fn checkpoints_reach_a_syslog_socket_with_a_mac_that_verifies() {
     use std::os::unix::net::UnixDatagram;
     let dir = tempfile::tempdir().unwrap();

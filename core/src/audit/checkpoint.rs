@@ -516,6 +516,11 @@ impl AuditSink for CheckpointSink {
         "checkpoints"
     }
 
+    /// A checkpoint vouches only for lines a sink that keeps them (the file) wrote.
+    fn follows_others(&self) -> bool {
+        true
+    }
+
     fn write_batch(&mut self, records: &[AuditRecord<'_>]) -> io::Result<()> {
         let Some(last) = records.last() else {
             return Ok(());

@@ -1144,6 +1144,13 @@ fn the_checkpoint_config_names_syslog_and_stores() {
             },
         ]
     );
+    // The short form: a one-pair mapping inside the flow sequence.
+    let yaml = "secrets: {provider: memory}\n\
+                audit: {checkpoints: {to: [syslog, store: default/audit/cp]}}\n";
+    let config = sealbox::config::Config::from_yaml_str(yaml).unwrap();
+    let cp = config.audit.unwrap().checkpoints.unwrap();
+    assert_eq!((cp.every, cp.interval.as_secs()), (1000, 60));
+    assert_eq!(cp.to.len(), 2);
     for bad in ["[sylog]", "[{store: nostore}]", "[{file: x}]"] {
         let yaml =
             format!("secrets: {{provider: memory}}\naudit: {{checkpoints: {{to: {bad}}}}}\n");

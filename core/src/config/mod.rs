@@ -15,7 +15,8 @@
 //! default_store: main
 //! principal: svc:predis-cache
 //! cache:   {ttl: 5m, capacity: 10000, refresh_ahead: 0.8, max_stale: 1h, sealed: false}
-//! audit:   {path: ./audit.jsonl, fsync: batch, mode: strict}
+//! audit:   {path: ./audit.jsonl, fsync: batch, mode: strict,
+//!           checkpoints: {every: 1000, interval: 60s, to: [syslog, store: aws/audit/checkpoints]}}
 //! policy:  {rules: [{principals: ["svc:predis-*"], allow: [read], secrets: ["predis/prod/*"]}]}
 //! monitor: {failed_burst: 5, rate_per_minute: 10, hours: {start: "08:00", end: "18:00"}}
 //! ```

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
 use sealbox::Secret;
-use sealbox::audit::{AuditKey, ProblemKind, VerifyReport, default_key_path, verify_file};
+use sealbox::audit::{AuditKey, VerifyOptions, VerifyReport, default_key_path, verify_file_with};
 
 use crate::errors::BindingResult;
 
 /// The outcome of verifying an audit log. `ok` is true when every line verified; otherwise
 /// `problem_line`, `problem_kind` (`"broken"`, `"edited"`, `"missing"`, `"reordered"`,
-/// `"wrong_key"`) and
+/// `"wrong_key"`, `"missing_anchor"`, `"hash_mismatch"`, `"rolled_back"`) and
 /// `problem_detail` (sequence numbers, never content) describe the first problem.
 #[pyclass(module = "sealbox._native", name = "AuditReport", frozen, get_all)]
 #[derive(Debug)]
@@ -60,17 +60,7 @@ impl From<VerifyReport> for PyAuditReport {
     fn from(r: VerifyReport) -> Self {
         let ok = r.is_ok();
         let (problem_line, problem_kind, problem_detail) = match r.problem {
-            Some(p) => (
-                Some(p.line),
-                Some(match p.kind {
-                    ProblemKind::Broken => "broken",
-                    ProblemKind::Edited => "edited",
-                    ProblemKind::Missing => "missing",
-                    ProblemKind::Reordered => "reordered",
-                    ProblemKind::WrongKey => "wrong_key",
-                }),
-                Some(p.detail),
-            ),
+            Some(p) => (Some(p.line), Some(p.kind.as_str()), Some(p.detail)),
             None => (None, None, None),
         };
         PyAuditReport {
@@ -96,18 +86,24 @@ fn read_key(path: &Path) -> sealbox::Result<AuditKey> {
 
 /// Verifies the audit log at `path` (its keyed hash chain and `.head` anchor) with the key in
 /// `key_file` (default: `PATH.key` beside the log). A tampered file is a report with
-/// `ok == False`; an unreadable file or key raises.
+/// `ok == False`; an unreadable file or key raises. A log without its anchor is a
+/// `"missing_anchor"` problem unless `allow_unanchored` (for a log that never had one).
 #[pyfunction]
-#[pyo3(signature = (path, *, key_file = None))]
+#[pyo3(signature = (path, *, key_file = None, allow_unanchored = false))]
 pub(crate) fn audit_verify(
     py: Python<'_>,
     path: PathBuf,
     key_file: Option<PathBuf>,
+    allow_unanchored: bool,
 ) -> BindingResult<PyAuditReport> {
     let report = py.detach(|| {
         let key_path = key_file.unwrap_or_else(|| default_key_path(&path));
         let key = read_key(&key_path)?;
-        verify_file(&path, &key)
+        let options = VerifyOptions {
+            allow_unanchored,
+            ..VerifyOptions::default()
+        };
+        verify_file_with(&path, &key, &options)
     })?;
     Ok(report.into())
 }

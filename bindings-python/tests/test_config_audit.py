@@ -95,6 +95,24 @@ def test_audit_verify_passes_then_detects_an_edit(tmp_path: Path) -> None:
     assert "problem=edited" in repr(tampered)
 
 
+def test_audit_verify_fails_when_the_anchor_is_deleted(tmp_path: Path) -> None:
+    with sealbox.Sealbox.open(audited_config(tmp_path)) as sb:
+        for _ in range(3):
+            sb.get("predis/prod/api/token").close()
+        sb.flush_audit()
+    log = tmp_path / "audit.jsonl"
+    # Cut the tail and delete the anchor that would have told.
+    lines = log.read_text(encoding="utf-8").splitlines()
+    log.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    (tmp_path / "audit.jsonl.head").unlink()
+    report = sealbox.audit_verify(log)
+    assert not report.ok and not report.anchored
+    assert report.problem_kind == "missing_anchor"
+    assert report.problem_detail is not None and "missing anchor" in report.problem_detail
+    # Only for a log that never had an anchor.
+    assert sealbox.audit_verify(log, allow_unanchored=True).ok
+
+
 def test_audit_verify_needs_the_key(tmp_path: Path) -> None:
     (tmp_path / "audit.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(sealbox.SealboxError) as info:

@@ -290,6 +290,14 @@ pub enum AuditCommand {
         /// The audit chain key file.
         #[arg(long, env = "SEALBOX_AUDIT_KEY_FILE", value_name = "PATH")]
         audit_key_file: Option<PathBuf>,
+        /// Accept a log without its FILE.head anchor (only for a log that never had one: a
+        /// deleted anchor is how a cut-off tail is hidden).
+        #[arg(long)]
+        allow_unanchored: bool,
+        /// Check the log against every checkpoint published as a version of the secret NAME in
+        /// the store STORE of --config (a log cut or rolled back below one fails).
+        #[arg(long, value_name = "STORE/NAME")]
+        checkpoints: Option<String>,
     },
 }
 

@@ -297,6 +297,100 @@ fn vault_commands_open_the_key_a_master_key_block_names_and_pkcs11_is_registered
 const WORKER_CONFIG_ENV: &str = "SEALBOX_CLI_AUDIT_WORKER_CONFIG";
 const READS_PER_WORKER: usize = 10_000;
 
+#[test]
+fn audit_verify_fails_on_a_deleted_anchor_unless_allow_unanchored() {
+    let s = Scratch::new();
+    let config = audited_config(s.dir(), "");
+    let config = config.to_str().unwrap();
+    for name in ["app/a", "app/b", "app/c"] {
+        let o = run_with_env(&["--config", config, "put", name], b"v4lue", &[]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let log = s.path("audit.jsonl");
+    let log_s = log.to_str().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    // Cut the last line and delete the anchor that would have told.
+    let kept: Vec<&str> = text.lines().take(2).collect();
+    std::fs::write(&log, kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(s.path("audit.jsonl.head")).unwrap();
+    let o = run(&["--json", "audit", "verify", log_s]);
+    assert_eq!(code(&o), 6, "{}{}", stdout(&o), stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["problem"]["kind"], "missing_anchor", "{report}");
+    assert_eq!(report["anchored"], false, "{report}");
+    let o = run(&["audit", "verify", log_s]);
+    assert!(stdout(&o).contains("missing anchor"), "{}", stdout(&o));
+    // For a log that never had an anchor.
+    let o = run(&["audit", "verify", "--allow-unanchored", log_s]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn audit_verify_checks_a_log_against_checkpoints_kept_in_a_store() {
+    let s = Scratch::new();
+    let config = s.path("sealbox.yaml");
+    std::fs::write(
+        &config,
+        "secrets: {provider: local, config: {path: ./vault.db, key_file: ./master.key}}\n\
+         principal: user:ops\n\
+         audit: {path: ./audit.jsonl, checkpoints: {every: 1, \
+         to: [{store: default/audit/checkpoints}]}}\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    for name in ["app/a", "app/b", "app/c", "app/d"] {
+        let o = run_with_env(&["--config", c, "put", name], b"v4lue", &[]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let log = s.path("audit.jsonl");
+    let log_s = log.to_str().unwrap();
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["--json", "--config", c, "audit", "verify", log_s];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let checkpoints = ["--checkpoints", "default/audit/checkpoints"];
+    let o = verify(&checkpoints);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["last_seq"], 3, "{report}");
+    assert!(report["checkpoints"].as_u64().unwrap() >= 4, "{report}");
+    let o = run(&[
+        "--config",
+        c,
+        "audit",
+        "verify",
+        log_s,
+        checkpoints[0],
+        checkpoints[1],
+    ]);
+    assert!(stdout(&o).contains("checkpoints"), "{}", stdout(&o));
+
+    // Cut back to two lines and the anchor removed: without checkpoints a log that "never had
+    // an anchor" passes; the checkpoints in the store say it was cut.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let kept: Vec<&str> = text.lines().take(2).collect();
+    std::fs::write(&log, kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(s.path("audit.jsonl.head")).unwrap();
+    assert_eq!(code(&verify(&["--allow-unanchored"])), 0);
+    let o = verify(&["--allow-unanchored", checkpoints[0], checkpoints[1]]);
+    assert_eq!(code(&o), 6, "{}{}", stdout(&o), stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["problem"]["kind"], "rolled_back", "{report}");
+
+    // The store must come from a config, and the secret must exist.
+    let o = run(&["audit", "verify", log_s, checkpoints[0], checkpoints[1]]);
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--config"), "{}", stderr(&o));
+    let o = verify(&["--checkpoints", "default/audit/elsewhere"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no audit checkpoints"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// A worker of a pre-forking service: a client from the shared config, a write, its reads.
 /// Runs only in the spawned processes.
 #[test]

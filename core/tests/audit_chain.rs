@@ -3,11 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use sealbox::audit::{AuditKey, AuditLog, AuditMode, FsyncPolicy, ProblemKind, verify_file};
+use sealbox::audit::{
+    AuditKey, AuditLog, AuditMode, Checkpoint, CheckpointTarget, Checkpoints, FsyncPolicy,
+    ProblemKind, VerifyOptions, read_checkpoints, verify_file, verify_file_with,
+};
 use sealbox::cache::CacheConfig;
 use sealbox::policy::{Capability, Policy, Rule};
-use sealbox::store::SecretStore;
 use sealbox::store::memory::MemoryStore;
+use sealbox::store::{SecretName, SecretStore};
 use sealbox::{ErrorKind, ExposeSecret, Principal, Sealbox, Secret};
 
 fn key() -> (Secret, AuditKey) {
@@ -866,4 +869,313 @@ fn a_line_longer_than_a_page_written_by_another_client_is_continued_after() {
     let events = events_in_seq_order(&path);
     assert_eq!(events.len(), 2);
     assert!(lines(&path)[0].len() > 6000);
+}
+
+// Cut or rolled-back logs: the `.head` anchor, and checkpoints published away from the log.
+
+fn head_of(path: &Path) -> PathBuf {
+    path.with_extension("jsonl.head")
+}
+
+fn verify_with(
+    path: &Path,
+    k: &AuditKey,
+    allow_unanchored: bool,
+    checkpoints: &[Checkpoint],
+) -> sealbox::audit::VerifyReport {
+    let options = VerifyOptions {
+        allow_unanchored,
+        checkpoints: checkpoints.to_vec(),
+    };
+    verify_file_with(path, k, &options).unwrap()
+}
+
+/// A client on the log at `path` under the test key that appends `n` writes, each in its own
+/// batch (as a service that writes now and then does), then closes.
+fn append_events(path: &Path, n: usize, checkpoints: Option<Checkpoints>) {
+    let mut audit = AuditLog::builder()
+        .key(key().1)
+        .file(path, FsyncPolicy::Batch);
+    if let Some(c) = checkpoints {
+        audit = audit.checkpoints(c);
+    }
+    let c = client(audit).blocking().unwrap();
+    for i in 0..n {
+        c.put("app/db", &secret(&format!("value-never-logged-{i}")))
+            .unwrap();
+        c.flush_audit().unwrap();
+    }
+}
+
+#[test]
+fn a_log_whose_anchor_was_deleted_fails_as_missing_anchor_unless_unanchored_logs_are_allowed() {
+    let (_dir, path, k) = small_log(5);
+    assert!(verify_file(&path, &k).unwrap().is_ok());
+    // Cut the tail and delete the anchor that would have told.
+    let all = lines(&path);
+    write_lines(&path, &all[..3]);
+    std::fs::remove_file(head_of(&path)).unwrap();
+    let report = verify_file(&path, &k).unwrap();
+    let p = report.problem.expect("a log without its anchor fails");
+    assert_eq!(
+        (p.line, p.kind),
+        (4, ProblemKind::MissingAnchor),
+        "{}",
+        p.detail
+    );
+    assert!(p.detail.contains("missing anchor"), "{}", p.detail);
+    assert!(!report.anchored);
+    assert_eq!(p.kind.as_str(), "missing_anchor");
+    // A log that never had an anchor is accepted when the caller says so.
+    let report = verify_with(&path, &k, true, &[]);
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.last_seq, Some(2));
+    // An empty log without an anchor is a log cut to nothing.
+    std::fs::write(&path, "").unwrap();
+    let p = verify_file(&path, &k).unwrap().problem.unwrap();
+    assert_eq!((p.line, p.kind), (1, ProblemKind::MissingAnchor));
+}
+
+#[test]
+fn an_old_anchor_put_back_after_the_log_was_cut_and_written_again_is_a_hash_mismatch() {
+    let (_dir, path, k) = small_log(5);
+    let old_anchor = std::fs::read(head_of(&path)).unwrap();
+    let anchored: serde_json::Value = serde_json::from_slice(&old_anchor).unwrap();
+    assert_eq!(anchored["seq"], 4);
+    // Cut back to seq 2, then let the log go on past the old anchor's seq.
+    let all = lines(&path);
+    write_lines(&path, &all[..3]);
+    append_events(&path, 3, None);
+    assert_eq!(lines(&path).len(), 6);
+    assert!(
+        verify_file(&path, &k).unwrap().is_ok(),
+        "the new anchor vouches for the new tail"
+    );
+    // The old anchor put back: its seq is within the log, its hash is not the log's there.
+    std::fs::write(head_of(&path), &old_anchor).unwrap();
+    let p = verify_file(&path, &k).unwrap().problem.expect("a mismatch");
+    assert_eq!(
+        (p.line, p.kind),
+        (5, ProblemKind::HashMismatch),
+        "{}",
+        p.detail
+    );
+    assert!(p.detail.contains("seq 4"), "{}", p.detail);
+    assert!(p.detail.contains(".head anchor"), "{}", p.detail);
+}
+
+#[test]
+fn checkpoints_in_a_store_catch_a_cut_log_whose_anchor_was_deleted_or_signed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (_, k) = key();
+    let store = Arc::new(MemoryStore::new());
+    let name = SecretName::new("audit/checkpoints").unwrap();
+    let publish = Checkpoints::new()
+        .every(3)
+        .store(store.clone(), name.clone());
+    append_events(&path, 10, Some(publish));
+    let published = rt()
+        .block_on(read_checkpoints(store.as_ref(), &name))
+        .unwrap();
+    // Every 3 events (seq 2, 5, 8), and one at close for seq 9.
+    let seqs: Vec<u64> = published.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, [2, 5, 8, 9]);
+    assert!(published.iter().all(|c| c.verifies(&k)));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("value-never-logged"));
+
+    // The whole log verifies against them.
+    let report = verify_with(&path, &k, false, &published);
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.checkpoints, 4);
+
+    // Cut to seq 5, anchor deleted: the checkpoints name the cut.
+    let all = lines(&path);
+    write_lines(&path, &all[..6]);
+    std::fs::remove_file(head_of(&path)).unwrap();
+    let p = verify_with(&path, &k, true, &published)
+        .problem
+        .expect("a cut");
+    assert_eq!(
+        (p.line, p.kind),
+        (7, ProblemKind::RolledBack),
+        "{}",
+        p.detail
+    );
+    assert!(p.detail.contains("records seq 9"), "{}", p.detail);
+
+    // Whoever holds the key signs the cut log a new anchor by writing to it: the log and its
+    // anchor agree, and only the checkpoints tell.
+    append_events(&path, 1, None);
+    assert!(verify_file(&path, &k).unwrap().is_ok());
+    let p = verify_with(&path, &k, false, &published)
+        .problem
+        .expect("a cut");
+    assert_eq!(p.kind, ProblemKind::RolledBack, "{}", p.detail);
+    // Written on past the last checkpoint: the first checkpoint after the cut (seq 8) names
+    // another hash than the rewritten line there; the ones before the cut still match.
+    append_events(&path, 4, None);
+    assert!(verify_file(&path, &k).unwrap().is_ok());
+    let p = verify_with(&path, &k, false, &published)
+        .problem
+        .expect("a rewrite");
+    assert_eq!(
+        (p.line, p.kind),
+        (9, ProblemKind::HashMismatch),
+        "{}",
+        p.detail
+    );
+    assert!(
+        p.detail.contains("checkpoint of") && p.detail.contains("seq 8"),
+        "{}",
+        p.detail
+    );
+
+    // A checkpoint not signed with the log's key is refused, not trusted.
+    let mut forged = published[3].clone();
+    forged.seq = 3;
+    let p = verify_with(&path, &k, false, &[forged]).problem.unwrap();
+    assert_eq!(p.kind, ProblemKind::Broken, "{}", p.detail);
+}
+
+#[test]
+fn a_checkpoint_never_vouches_for_lines_the_log_did_not_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let logdir = dir.path().join("logs");
+    std::fs::create_dir(&logdir).unwrap();
+    let path = logdir.join("audit.jsonl");
+    let store = Arc::new(MemoryStore::new());
+    let name = SecretName::new("audit/checkpoints").unwrap();
+    let c = client(
+        AuditLog::builder()
+            .key(key().1)
+            .file(&path, FsyncPolicy::Batch)
+            .checkpoints(
+                Checkpoints::new()
+                    .every(1)
+                    .store(store.clone(), name.clone()),
+            )
+            .mode(AuditMode::Strict)
+            .strict_timeout(std::time::Duration::from_secs(1)),
+    );
+    let b = c.blocking().unwrap();
+    b.put("a/b", &secret("x")).unwrap();
+    let published = || {
+        rt().block_on(read_checkpoints(store.as_ref(), &name))
+            .unwrap()
+    };
+    assert_eq!(published().iter().map(|c| c.seq).collect::<Vec<_>>(), [0]);
+    // The log cannot be written: the checkpoint publisher is no place that keeps events, so
+    // strict mode still refuses, and no checkpoint names a line the log does not have.
+    std::fs::remove_dir_all(&logdir).unwrap();
+    assert_eq!(b.get("a/b").unwrap_err().kind(), ErrorKind::Unavailable);
+    assert_eq!(published().len(), 1);
+}
+
+#[test]
+fn checkpoints_reach_a_syslog_socket_with_a_mac_that_verifies() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let socket = dir.path().join("log.sock");
+    let syslog = UnixDatagram::bind(&socket).unwrap();
+    syslog
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let (_, k) = key();
+    append_events(
+        &path,
+        5,
+        Some(Checkpoints::new().every(2).syslog(&socket, &path)),
+    );
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while got.len() < 3 {
+        let n = syslog.recv(&mut buf).expect("a checkpoint datagram");
+        got.push(String::from_utf8(buf[..n].to_vec()).unwrap());
+    }
+    let log = lines(&path);
+    let hash_at = |seq: u64| -> String {
+        let v: serde_json::Value = serde_json::from_str(&log[seq as usize]).unwrap();
+        v["hash"].as_str().unwrap().to_owned()
+    };
+    let mut seqs = Vec::new();
+    for message in &got {
+        // RFC 3164: <PRI>, facility auth (4) * 8 + notice (5) = 37, then the tag.
+        assert!(message.starts_with("<37>"), "{message}");
+        assert!(message.contains("sealbox-audit["), "{message}");
+        assert!(message.contains(path.to_str().unwrap()), "{message}");
+        assert!(!message.contains("value-never-logged"), "{message}");
+        let c = Checkpoint::from_syslog_message(message).expect("a checkpoint");
+        assert!(c.verifies(&k), "{message}");
+        assert_eq!(c.hash, hash_at(c.seq));
+        seqs.push(c.seq);
+    }
+    assert_eq!(seqs, [1, 3, 4]);
+    // What syslog got is what verification takes.
+    let from_syslog: Vec<Checkpoint> = got
+        .iter()
+        .filter_map(|m| Checkpoint::from_syslog_message(m))
+        .collect();
+    assert!(verify_with(&path, &k, false, &from_syslog).is_ok());
+}
+
+#[test]
+fn the_checkpoint_config_names_syslog_and_stores() {
+    let yaml = "secrets: {provider: memory}\n\
+                audit: {path: ./audit.jsonl, checkpoints: {every: 5, interval: 10s, \
+                to: [syslog, {syslog: {socket: /run/test.sock}}, {store: default/audit/cp}]}}\n";
+    let config = sealbox::config::Config::from_yaml_str(yaml).unwrap();
+    let cp = config.audit.unwrap().checkpoints.unwrap();
+    assert_eq!((cp.every, cp.interval.as_secs()), (5, 10));
+    assert_eq!(
+        cp.to,
+        [
+            CheckpointTarget::Syslog {
+                socket: sealbox::audit::DEFAULT_SYSLOG_SOCKET.into()
+            },
+            CheckpointTarget::Syslog {
+                socket: "/run/test.sock".into()
+            },
+            CheckpointTarget::Store {
+                store: "default".into(),
+                name: SecretName::new("audit/cp").unwrap()
+            },
+        ]
+    );
+    // The short form: a one-pair mapping inside the flow sequence.
+    let yaml = "secrets: {provider: memory}\n\
+                audit: {checkpoints: {to: [syslog, store: default/audit/cp]}}\n";
+    let config = sealbox::config::Config::from_yaml_str(yaml).unwrap();
+    let cp = config.audit.unwrap().checkpoints.unwrap();
+    assert_eq!((cp.every, cp.interval.as_secs()), (1000, 60));
+    assert_eq!(cp.to.len(), 2);
+    for bad in ["[sylog]", "[{store: nostore}]", "[{file: x}]"] {
+        let yaml =
+            format!("secrets: {{provider: memory}}\naudit: {{checkpoints: {{to: {bad}}}}}\n");
+        let err = sealbox::config::Config::from_yaml_str(&yaml).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
+        assert!(
+            err.message().contains("checkpoints.to"),
+            "{bad}: {}",
+            err.message()
+        );
+    }
+    // A store the config does not define is refused when the client is built.
+    let yaml = "secrets: {provider: memory}\n\
+                audit: {checkpoints: {to: [{store: other/audit/cp}]}}\n";
+    let config = sealbox::config::Config::from_yaml_str(yaml).unwrap();
+    let err = rt()
+        .block_on(config.build(&sealbox::config::ProviderRegistry::global_snapshot()))
+        .unwrap_err();
+    assert!(
+        err.message().contains("no store named \"other\""),
+        "{}",
+        err.message()
+    );
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
 }

@@ -203,8 +203,15 @@ class AuditReport:
     def problem_detail(self) -> str | None: ...
     def __bool__(self) -> bool: ...
 
-def audit_verify(path: str | os.PathLike[str], *, key_file: str | os.PathLike[str] | None = None) -> AuditReport:
-    """Verifies an audit log's keyed hash chain (key default: ``PATH.key``)."""
+def audit_verify(
+    path: str | os.PathLike[str],
+    *,
+    key_file: str | os.PathLike[str] | None = None,
+    allow_unanchored: bool = False,
+) -> AuditReport:
+    """Verifies an audit log's keyed hash chain and its ``PATH.head`` anchor (key default:
+    ``PATH.key``). A missing anchor is a ``"missing_anchor"`` problem unless
+    ``allow_unanchored`` (for a log that never had one)."""
 
 @final
 class _Baseline:

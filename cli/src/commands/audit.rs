@@ -3,10 +3,20 @@
 //! The chain key is read from `--audit-key-file`, or from `FILE.key` beside the log (where the
 //! audit log keeps it when no key file is configured). Verification never creates a key: a
 //! missing key file is a config error, not a fresh key that would make every line look edited.
+//!
+//! A log without its `FILE.head` anchor fails (`missing_anchor`) unless `--allow-unanchored`.
+//! The anchor only catches accidents: whoever can write the log can rewrite it. With
+//! `--checkpoints STORE/NAME` (and `--config`) the log is also checked against every checkpoint
+//! the writers published as versions of that secret, which catches a log cut or rolled back by
+//! someone on the host as far as the store's access control and history keep them out.
 
 use std::path::{Path, PathBuf};
 
-use sealbox::audit::{AuditKey, ProblemKind, VerifyReport, default_key_path, verify_file};
+use sealbox::audit::{
+    AuditKey, CheckpointTarget, VerifyOptions, VerifyReport, default_key_path, read_checkpoints,
+    verify_file_with,
+};
+use sealbox::config::{Config, ProviderRegistry};
 use sealbox::{Error, ErrorKind, Result, Secret};
 use serde::Serialize;
 
@@ -32,6 +42,8 @@ struct AuditVerifyReport {
     /// Whether the `.head` anchor is beside the file (without it a cut-off tail goes
     /// unnoticed).
     anchored: bool,
+    /// Published checkpoints the log was checked against.
+    checkpoints: u64,
     /// Fragments a writer left cut off mid-line, each followed by the next writer's signed
     /// `audit.cut_off` line (their events are lost; the chain holds).
     cut_off_lines: Vec<u64>,
@@ -41,6 +53,10 @@ struct AuditVerifyReport {
 impl Report for AuditVerifyReport {
     fn human(&self) -> String {
         let mut out = match &self.problem {
+            None if self.checkpoints > 0 => format!(
+                "{}: ok, {} lines verified, against {} checkpoints\n",
+                self.file, self.lines, self.checkpoints
+            ),
             None => format!("{}: ok, {} lines verified\n", self.file, self.lines),
             Some(p) => format!("{}: line {}: {}: {}\n", self.file, p.line, p.kind, p.detail),
         };
@@ -65,26 +81,59 @@ impl Report for AuditVerifyReport {
     }
 }
 
-fn kind_name(kind: ProblemKind) -> &'static str {
-    match kind {
-        ProblemKind::Broken => "broken",
-        ProblemKind::Edited => "edited",
-        ProblemKind::Missing => "missing",
-        ProblemKind::Reordered => "reordered",
-        ProblemKind::WrongKey => "wrong_key",
-    }
-}
-
-/// Runs `sealbox audit ...`.
-pub fn run(command: AuditCommand) -> Result<Outcome> {
+/// Runs `sealbox audit ...`; `config` is `--config`, where `--checkpoints` finds its store.
+pub async fn run(command: AuditCommand, config: Option<&Path>) -> Result<Outcome> {
     let AuditCommand::Verify {
         file,
         audit_key_file,
+        allow_unanchored,
+        checkpoints,
     } = command;
     let key_path = audit_key_file.unwrap_or_else(|| default_key_path(&file));
     let key = load_key(&key_path)?;
-    let report = verify_file(&file, &key)?;
+    let checkpoints = match checkpoints {
+        Some(reference) => load_checkpoints(&reference, config).await?,
+        None => Vec::new(),
+    };
+    let options = VerifyOptions {
+        allow_unanchored,
+        checkpoints,
+    };
+    let report = verify_file_with(&file, &key, &options)?;
     Ok(render(&file, &report))
+}
+
+/// Every checkpoint kept as a version of `STORE/NAME` in the store of the config.
+async fn load_checkpoints(
+    reference: &str,
+    config: Option<&Path>,
+) -> Result<Vec<sealbox::audit::Checkpoint>> {
+    let CheckpointTarget::Store { store, name } = CheckpointTarget::parse_store(reference)? else {
+        return Err(Error::internal(
+            "a store reference parsed as another target",
+        ));
+    };
+    let config = config.ok_or_else(|| {
+        Error::config("--checkpoints STORE/NAME needs --config FILE, where the store is defined")
+    })?;
+    crate::providers::register()?;
+    let config = Config::from_path(config)?;
+    let store = config
+        .build_store(&ProviderRegistry::global_snapshot(), &store)
+        .await?;
+    let found = read_checkpoints(store.as_ref(), &name)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no audit checkpoints at {reference}: none was published yet, or the \
+                     name is not the one under audit.checkpoints.to"
+                ),
+            ),
+            _ => e,
+        })?;
+    Ok(found)
 }
 
 fn render(file: &Path, report: &VerifyReport) -> Outcome {
@@ -94,10 +143,11 @@ fn render(file: &Path, report: &VerifyReport) -> Outcome {
         lines: report.lines,
         last_seq: report.last_seq,
         anchored: report.anchored,
+        checkpoints: report.checkpoints,
         cut_off_lines: report.cut_off_lines.clone(),
         problem: report.problem.as_ref().map(|p| ProblemRow {
             line: p.line,
-            kind: kind_name(p.kind),
+            kind: p.kind.as_str(),
             detail: p.detail.clone(),
         }),
     };
@@ -111,7 +161,7 @@ fn render(file: &Path, report: &VerifyReport) -> Outcome {
                     "audit log {} fails verification at line {} ({})",
                     file.display(),
                     p.line,
-                    kind_name(p.kind)
+                    p.kind.as_str()
                 ),
             ),
         ),
@@ -163,11 +213,17 @@ mod tests {
         log
     }
 
-    fn verify(file: &Path, key: Option<PathBuf>) -> Result<Outcome> {
-        run(AuditCommand::Verify {
-            file: file.to_path_buf(),
-            audit_key_file: key,
-        })
+    async fn verify(file: &Path, key: Option<PathBuf>) -> Result<Outcome> {
+        run(
+            AuditCommand::Verify {
+                file: file.to_path_buf(),
+                audit_key_file: key,
+                allow_unanchored: false,
+                checkpoints: None,
+            },
+            None,
+        )
+        .await
     }
 
     fn json(outcome: &Outcome) -> serde_json::Value {
@@ -181,7 +237,7 @@ mod tests {
     async fn an_untouched_log_verifies_with_the_key_beside_it() {
         let dir = tempfile::tempdir().unwrap();
         let log = audited_log(dir.path()).await;
-        let mut outcome = verify(&log, None).unwrap();
+        let mut outcome = verify(&log, None).await.unwrap();
         assert!(outcome.take_failure().is_none());
         let j = json(&outcome);
         assert_eq!(j["ok"], true, "{j}");
@@ -197,7 +253,7 @@ mod tests {
         let edited = text.replacen("\"success\":true", "\"success\":false", 1);
         assert_ne!(text, edited, "the log has a success field to edit");
         std::fs::write(&log, edited).unwrap();
-        let mut outcome = verify(&log, None).unwrap();
+        let mut outcome = verify(&log, None).await.unwrap();
         let failure = outcome.take_failure().expect("a failure");
         assert_eq!(failure.kind(), ErrorKind::Integrity);
         let j = json(&outcome);
@@ -218,7 +274,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = audited_log(dir.path()).await;
         let absent = dir.path().join("absent.key");
-        let err = verify(&log, Some(absent.clone())).unwrap_err();
+        let err = verify(&log, Some(absent.clone())).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
         assert!(!absent.exists());
     }
@@ -229,7 +285,7 @@ mod tests {
         let log = audited_log(dir.path()).await;
         let other = dir.path().join("other.key");
         std::fs::write(&other, [7u8; 32]).unwrap();
-        let mut outcome = verify(&log, Some(other)).unwrap();
+        let mut outcome = verify(&log, Some(other)).await.unwrap();
         assert_eq!(outcome.take_failure().unwrap().kind(), ErrorKind::Integrity);
         let j = json(&outcome);
         assert_eq!(j["problem"]["kind"], "wrong_key", "{j}");

@@ -41,7 +41,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<Outcome> {
     };
     match cli.command {
         Command::Init => vault::init(&locations).await,
-        Command::Audit(cmd) => audit::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd, locations.config.as_deref()).await,
         // Refuse an unconfirmed erasure before touching the vault at all.
         Command::Namespace(crate::args::NamespaceCommand::Erase { yes: false, .. }) => {
             Err(vault::erase_needs_confirmation())

@@ -17,7 +17,16 @@
 //!   instead (events of accesses that already failed are queued best effort in both modes).
 //! * `hash = HMAC-SHA256(key, line up to ,"hash")`, and each line names the previous hash and
 //!   its `seq`: [`verify_file`] finds the first edited, missing, reordered or broken line. The file
-//!   sink also keeps `FILE.head` (the last seq and hash, MACed) so a cut-off tail is found too.
+//!   sink also keeps `FILE.head` (the last seq and hash, MACed) so a cut-off tail is found too:
+//!   verification fails when the anchor is missing ([`ProblemKind::MissingAnchor`], unless
+//!   [`VerifyOptions::allow_unanchored`]), past the log's end, or names another hash than the
+//!   log's at its seq (an old anchor put back after the log was cut and written again).
+//! * The anchor catches accidents only: whoever can write the log can rewrite the anchor.
+//!   [`Checkpoints`] (config `audit.checkpoints`) publish the chain's seq and hash, MACed, to
+//!   syslog/journald (safe as far as it is forwarded to another host) and as versions of a
+//!   secret in a store (as safe as the store's access control and history);
+//!   [`verify_file_with`] checks a log against them ([`ProblemKind::RolledBack`],
+//!   [`ProblemKind::HashMismatch`]).
 //! * Strict mode ([`AuditMode::Strict`]): an access waits until its event is written by at least
 //!   one sink and fails with `Unavailable` when none can write it.
 //! * Sinks: [`FileSink`], [`TracingSink`], [`CallbackSink`], or any [`AuditSink`]; several at once.
@@ -50,6 +59,7 @@
 //! the end of the file is reported as broken.
 
 mod chain;
+mod checkpoint;
 mod event;
 mod queue;
 mod sink;
@@ -66,12 +76,18 @@ use crossbeam_channel::bounded;
 use serde::Deserialize;
 
 pub use chain::{AuditKey, ChainHead, GENESIS};
+pub use checkpoint::{
+    Checkpoint, CheckpointConfig, CheckpointTarget, Checkpoints, DEFAULT_SYSLOG_SOCKET,
+    read_checkpoints,
+};
 pub use event::{Action, AuditEvent, CacheOutcome, Level, Resource, next_request_id};
 pub use sink::{
     AuditRecord, AuditSink, CUT_OFF_EVENT, CallbackSink, FileSink, FsyncPolicy, SharedTail,
     TracingSink,
 };
-pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
+pub use verify::{
+    Problem, ProblemKind, VerifyOptions, VerifyReport, verify_file, verify_file_with,
+};
 pub use writer::EVENTS_LOST_EVENT;
 
 use crate::client::Principal;
@@ -135,6 +151,11 @@ pub struct AuditConfig {
     /// dropped and counted as lost (default 1 ms).
     #[serde(default = "default_max_wait", with = "humantime_serde")]
     pub max_wait: Duration,
+    /// Checkpoints of the chain published away from the log (syslog, a store's versions), so
+    /// that `sealbox audit verify --checkpoints` finds a log cut or rolled back together with
+    /// its `.head` anchor. See [`Checkpoints`] for what each target protects.
+    #[serde(default)]
+    pub checkpoints: Option<CheckpointConfig>,
 }
 
 fn yes() -> bool {
@@ -165,6 +186,7 @@ impl Default for AuditConfig {
             queue_capacity: default_capacity(),
             strict_timeout: default_strict_timeout(),
             max_wait: default_max_wait(),
+            checkpoints: None,
         }
     }
 }
@@ -194,6 +216,7 @@ pub struct AuditLogBuilder {
     tracing: bool,
     /// Whether a sink, callback or key was handed over in code: a replica cannot be made.
     handed_over: bool,
+    checkpoints: Option<Checkpoints>,
 }
 
 impl std::fmt::Debug for AuditLogBuilder {
@@ -275,8 +298,27 @@ impl AuditLogBuilder {
         self
     }
 
-    /// From the config section (file, key file, tracing, mode, capacity).
+    /// Publishes checkpoints of the chain (see [`Checkpoints`] for what each target protects).
+    pub fn checkpoints(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = Some(checkpoints);
+        // Checkpoints hold the parent's stores: a forked child cannot reuse them, so it
+        // rebuilds the log from its config (or the caller builds it again), never without them.
+        self.handed_over = true;
+        self
+    }
+
+    /// From the config section (file, key file, tracing, mode, capacity). A section with
+    /// checkpoints to a store needs [`AuditLogBuilder::from_config_with_stores`].
     pub fn from_config(config: &AuditConfig) -> Result<AuditLogBuilder> {
+        AuditLogBuilder::from_config_with_stores(config, &|_| None)
+    }
+
+    /// From the config section, with `stores` resolving the store ids that checkpoint targets
+    /// name.
+    pub fn from_config_with_stores(
+        config: &AuditConfig,
+        stores: &dyn Fn(&str) -> Option<Arc<dyn crate::store::SecretStore>>,
+    ) -> Result<AuditLogBuilder> {
         let mut b = AuditLog::builder()
             .mode(config.mode)
             .queue_capacity(config.queue_capacity)
@@ -292,6 +334,13 @@ impl AuditLogBuilder {
         }
         if config.tracing {
             b = b.tracing();
+        }
+        if let Some(c) = &config.checkpoints {
+            let log = config
+                .path
+                .as_deref()
+                .unwrap_or(Path::new("(no audit file)"));
+            b = b.checkpoints(c.resolve(log, stores)?);
         }
         Ok(b)
     }
@@ -333,6 +382,9 @@ impl AuditLogBuilder {
                 resume = Some(h);
             }
             sinks.push(Box::new(sink));
+        }
+        if let Some(c) = self.checkpoints.filter(|c| !c.is_empty()) {
+            sinks.push(Box::new(c.into_sink(key.clone())));
         }
         sinks.extend(self.sinks);
         let capacity = self.capacity.unwrap_or_else(default_capacity);

@@ -50,6 +50,12 @@ pub trait AuditSink: Send + 'static {
     }
     /// Releases what [`AuditSink::lock_chain`] took.
     fn unlock_chain(&mut self) {}
+    /// A sink that only follows what the other sinks wrote (the checkpoint publisher): it gets
+    /// a batch after them and only when one of them wrote it, and its success does not count
+    /// as the batch being written.
+    fn follows_others(&self) -> bool {
+        false
+    }
 }
 
 /// Where a shared sink's chain stands, as [`AuditSink::lock_chain`] found it.

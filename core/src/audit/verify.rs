@@ -21,6 +21,50 @@ pub enum ProblemKind {
     /// No line verifies with the key, though the lines are well-formed and chained: the log
     /// was written with another key.
     WrongKey,
+    /// The log has no `.head` anchor beside it: it was deleted (with it, a cut-off tail goes
+    /// unnoticed). Accepted only with [`VerifyOptions::allow_unanchored`].
+    MissingAnchor,
+    /// The `.head` anchor or a checkpoint records another hash at its seq than the log's line
+    /// there: the log was cut back and written again, or an old anchor was restored.
+    HashMismatch,
+    /// A published checkpoint records a seq past the log's end: the log was cut or rolled back
+    /// to an older copy.
+    RolledBack,
+}
+
+impl ProblemKind {
+    /// The kind's name in reports (`broken`, `edited`, `missing`, `reordered`, `wrong_key`,
+    /// `missing_anchor`, `hash_mismatch`, `rolled_back`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Broken => "broken",
+            ProblemKind::Edited => "edited",
+            ProblemKind::Missing => "missing",
+            ProblemKind::Reordered => "reordered",
+            ProblemKind::WrongKey => "wrong_key",
+            ProblemKind::MissingAnchor => "missing_anchor",
+            ProblemKind::HashMismatch => "hash_mismatch",
+            ProblemKind::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// What [`verify_file_with`] checks besides the chain.
+///
+/// What each check protects: the `.head` anchor beside the log catches accidents only (a lost
+/// tail); whoever can write the log can rewrite the anchor. Checkpoints published to syslog
+/// (forwarded to another host) or to a store's versions catch a log cut or rolled back by a
+/// local attacker, as far as that host or the store's access control reaches (see
+/// [`super::Checkpoints`]).
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// Accept a log without its `.head` anchor, for a log that never had one. Without it a
+    /// missing anchor is a [`ProblemKind::MissingAnchor`]: deleting the anchor is how a cut
+    /// tail would be hidden.
+    pub allow_unanchored: bool,
+    /// Checkpoints published for this log (e.g. [`super::read_checkpoints`]): the log must
+    /// reach each one's seq with the same hash there, and each must verify under the key.
+    pub checkpoints: Vec<super::Checkpoint>,
 }
 
 /// The first problem found.
@@ -46,6 +90,8 @@ pub struct VerifyReport {
     /// Whether a `.head` anchor is beside the file (checked when the lines verify; without
     /// one, a cut-off tail cannot be detected).
     pub anchored: bool,
+    /// How many published checkpoints the log was checked against.
+    pub checkpoints: u64,
     /// Lines that are fragments a writer left cut off mid-line (it stopped while writing), each
     /// followed by the signed `audit.cut_off` line the next writer wrote: the event of such a
     /// line is lost, the chain is not broken.
@@ -91,7 +137,47 @@ fn parse_signed(key: &AuditKey, text: Option<&str>) -> Option<Line> {
 }
 
 /// Verifies the audit log at `path` with the chain `key` and reports the first broken, edited,
-/// missing or reordered line. The `PATH.head` anchor, when present, is checked too.
+/// missing or reordered line, then checks the `PATH.head` anchor: a log without one is a
+/// [`ProblemKind::MissingAnchor`], an anchor past the log's end is [`ProblemKind::Missing`], an
+/// anchor whose hash is not the log's at its seq is [`ProblemKind::HashMismatch`]. The same as
+/// [`verify_file_with`] with default options.
+pub fn verify_file(path: &Path, key: &AuditKey) -> Result<VerifyReport> {
+    verify_file_with(path, key, &VerifyOptions::default())
+}
+
+/// A place the log's hash at a seq is recorded: the anchor or a checkpoint.
+struct Target {
+    seq: u64,
+    hash: String,
+    /// `None`: the `.head` anchor; otherwise the checkpoint's time.
+    checkpoint: Option<String>,
+    /// The line holding `seq`, and whether its hash matched.
+    found: Option<(u64, bool)>,
+}
+
+impl Target {
+    fn what(&self) -> String {
+        match &self.checkpoint {
+            None => "the .head anchor".to_owned(),
+            Some(time) => format!("the checkpoint of {time}"),
+        }
+    }
+}
+
+/// The `.head` anchor as read before the walk.
+enum Anchor {
+    Absent,
+    Invalid(&'static str),
+    Valid,
+}
+
+/// [`verify_file`] with options: published checkpoints to check the log against, and whether
+/// a log without its anchor is accepted.
+///
+/// Checkpoint problems come before anchor problems (a checkpoint kept away from the host is the
+/// stronger evidence): a checkpoint that does not verify under the key is
+/// [`ProblemKind::Broken`], one past the log's end is [`ProblemKind::RolledBack`], one whose hash
+/// differs from the log's at its seq is [`ProblemKind::HashMismatch`].
 ///
 /// A fragment a writer left cut off mid-line (it stopped while writing) is not a problem when
 /// the next writer's signed `audit.cut_off` line follows it and continues the chain from the
@@ -101,16 +187,35 @@ fn parse_signed(key: &AuditKey, text: Option<&str>) -> Option<Line> {
 /// I/O failures are errors; a bad file is an `Ok` report with [`VerifyReport::problem`] set
 /// (bytes that are not UTF-8 text included: a broken line). The file is read once, a line at a
 /// time, so a log of any size verifies in constant memory.
-pub fn verify_file(path: &Path, key: &AuditKey) -> Result<VerifyReport> {
+pub fn verify_file_with(
+    path: &Path,
+    key: &AuditKey,
+    options: &VerifyOptions,
+) -> Result<VerifyReport> {
     let mut lines = Lines::open(path)?;
     let mut report = VerifyReport {
         lines: 0,
         last_seq: None,
         last_hash: None,
         anchored: false,
+        checkpoints: options.checkpoints.len() as u64,
         cut_off_lines: Vec::new(),
         problem: None,
     };
+    let mut targets: Vec<Target> = options
+        .checkpoints
+        .iter()
+        .filter(|c| c.verifies(key))
+        .map(|c| Target {
+            seq: c.seq,
+            hash: c.hash.clone(),
+            checkpoint: Some(c.time.clone()),
+            found: None,
+        })
+        .collect();
+    let anchor = read_anchor(path, key, &mut targets)?;
+    targets.sort_by_key(|t| t.seq);
+    let mut next_target = 0usize;
     // A broken line waiting to see whether a writer's `audit.cut_off` line follows it.
     let mut fragment: Option<u64> = None;
     while let Some(text) = lines.next_line()? {
@@ -200,6 +305,14 @@ pub fn verify_file(path: &Path, key: &AuditKey) -> Result<VerifyReport> {
             ));
             break;
         }
+        while let Some(t) = targets.get_mut(next_target)
+            && t.seq <= line.seq
+        {
+            if t.seq == line.seq {
+                t.found = Some((at, t.hash == line.hash));
+            }
+            next_target += 1;
+        }
         report.last_seq = Some(line.seq);
         report.last_hash = Some(line.hash);
     }
@@ -216,8 +329,115 @@ pub fn verify_file(path: &Path, key: &AuditKey) -> Result<VerifyReport> {
         report.anchored = head_path(path).exists();
         return Ok(report);
     }
-    check_anchor(path, key, &mut report)?;
+    report.anchored = !matches!(anchor, Anchor::Absent);
+    report.problem = checkpoint_problem(key, options, &targets, &report)
+        .or_else(|| anchor_problem(&anchor, options, &targets, &report));
     Ok(report)
+}
+
+/// The first checkpoint that does not verify, that the log does not reach, or whose hash the
+/// log does not have at its seq.
+fn checkpoint_problem(
+    key: &AuditKey,
+    options: &VerifyOptions,
+    targets: &[Target],
+    report: &VerifyReport,
+) -> Option<Problem> {
+    let after_last = report.lines + 1;
+    if let Some(c) = options.checkpoints.iter().find(|c| !c.verifies(key)) {
+        return Some(Problem {
+            line: after_last,
+            kind: ProblemKind::Broken,
+            detail: format!(
+                "the checkpoint of {} (seq {}) does not verify with the audit key: it was not \
+                 published for this log, or it was forged",
+                c.time, c.seq
+            ),
+        });
+    }
+    let checkpoints = targets.iter().filter(|t| t.checkpoint.is_some());
+    if let Some(t) = checkpoints
+        .clone()
+        .rev()
+        .find(|t| Some(t.seq) > report.last_seq)
+    {
+        return Some(Problem {
+            line: after_last,
+            kind: ProblemKind::RolledBack,
+            detail: format!(
+                "the log ends at {}, but {} records seq {}: the log was cut or rolled back to an \
+                 older copy",
+                ends_at(report),
+                t.what(),
+                t.seq
+            ),
+        });
+    }
+    checkpoints.into_iter().find_map(mismatch)
+}
+
+fn ends_at(report: &VerifyReport) -> String {
+    report
+        .last_seq
+        .map_or_else(|| "no line".to_owned(), |l| format!("seq {l}"))
+}
+
+fn mismatch(t: &Target) -> Option<Problem> {
+    match t.found {
+        Some((line, false)) => Some(Problem {
+            line,
+            kind: ProblemKind::HashMismatch,
+            detail: format!(
+                "{} records another hash at seq {}: the log was cut back and written again, or \
+                 an old anchor was put back",
+                t.what(),
+                t.seq
+            ),
+        }),
+        _ => None,
+    }
+}
+
+fn anchor_problem(
+    anchor: &Anchor,
+    options: &VerifyOptions,
+    targets: &[Target],
+    report: &VerifyReport,
+) -> Option<Problem> {
+    let after_last = report.lines + 1;
+    let problem = |kind, detail: String| {
+        Some(Problem {
+            line: after_last,
+            kind,
+            detail,
+        })
+    };
+    match anchor {
+        Anchor::Absent if options.allow_unanchored => None,
+        Anchor::Absent => problem(
+            ProblemKind::MissingAnchor,
+            "missing anchor: no .head file beside the log, so lines cut off its end cannot be \
+             detected; it was deleted, or the log never had one (then pass --allow-unanchored)"
+                .into(),
+        ),
+        Anchor::Invalid(detail) => problem(ProblemKind::Broken, (*detail).to_owned()),
+        Anchor::Valid => {
+            let t = targets.iter().find(|t| t.checkpoint.is_none())?;
+            if Some(t.seq) > report.last_seq {
+                return problem(
+                    ProblemKind::Missing,
+                    format!(
+                        "the log ends at {}, the anchor records seq {}",
+                        report
+                            .last_seq
+                            .map_or("(none)".to_owned(), |l| l.to_string()),
+                        t.seq
+                    ),
+                );
+            }
+            mismatch(t)
+        }
+    }
 }
 
 fn does_not_verify(line: u64, kind: ProblemKind) -> Problem {
@@ -320,52 +540,32 @@ fn read_error(path: &Path, e: std::io::Error) -> Error {
     Error::io(format!("reading audit file {}", path.display()), e)
 }
 
-fn check_anchor(path: &Path, key: &AuditKey, report: &mut VerifyReport) -> Result<()> {
-    let head_path = head_path(path);
+/// Reads the `.head` anchor; a valid one becomes a target of the walk.
+fn read_anchor(path: &Path, key: &AuditKey, targets: &mut Vec<Target>) -> Result<Anchor> {
     // Bytes: an anchor that is not UTF-8 is a broken anchor, not a read failure.
-    let text = match std::fs::read(&head_path) {
+    let text = match std::fs::read(head_path(path)) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Anchor::Absent),
         Err(e) => return Err(Error::io("reading the audit head file", e)),
     };
-    report.anchored = true;
-    let after_last = report.lines + 1;
-    let broken = |detail: &str| Problem {
-        line: after_last,
-        kind: ProblemKind::Broken,
-        detail: detail.to_owned(),
-    };
-    let v: serde_json::Value = match serde_json::from_slice(&text) {
-        Ok(v) => v,
-        Err(_) => {
-            report.problem = Some(broken("the .head anchor is not valid JSON"));
-            return Ok(());
-        }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
+        return Ok(Anchor::Invalid("the .head anchor is not valid JSON"));
     };
     let (Some(seq), Some(hash), Some(mac)) = (
         v.get("seq").and_then(|s| s.as_u64()),
         v.get("hash").and_then(|s| s.as_str()),
         v.get("mac").and_then(|s| s.as_str()),
     ) else {
-        report.problem = Some(broken("the .head anchor lacks seq, hash or mac"));
-        return Ok(());
+        return Ok(Anchor::Invalid("the .head anchor lacks seq, hash or mac"));
     };
     if !key.verify_hex(format!("sealbox-audit-head:{seq}:{hash}").as_bytes(), mac) {
-        report.problem = Some(broken("the .head anchor does not verify"));
-        return Ok(());
+        return Ok(Anchor::Invalid("the .head anchor does not verify"));
     }
-    match report.last_seq {
-        Some(last) if last >= seq => Ok(()),
-        last => {
-            report.problem = Some(Problem {
-                line: after_last,
-                kind: ProblemKind::Missing,
-                detail: format!(
-                    "the log ends at seq {}, the anchor records seq {seq}",
-                    last.map_or("(none)".to_owned(), |l| l.to_string())
-                ),
-            });
-            Ok(())
-        }
-    }
+    targets.push(Target {
+        seq,
+        hash: hash.to_owned(),
+        checkpoint: None,
+        found: None,
+    });
+    Ok(Anchor::Valid)
 }

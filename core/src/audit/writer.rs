@@ -320,26 +320,13 @@ impl Writer {
                 line: &text[line.clone()],
             })
             .collect();
-        let mut any_ok = self.sinks.is_empty();
-        for (sink, ready) in self.sinks.iter_mut().zip(&ready) {
-            if !*ready {
-                continue;
+        let mut any_ok = self.sinks.iter().all(|s| s.follows_others());
+        // Sinks that keep the lines first; followers (checkpoints) only after one of them did.
+        for pass in [false, true] {
+            if pass && !any_ok {
+                break;
             }
-            let result = catch_unwind(AssertUnwindSafe(|| sink.write_batch(&records)));
-            match result {
-                Ok(Ok(())) => any_ok = true,
-                Ok(Err(e)) => tracing::error!(
-                    target: "sealbox::audit",
-                    sink = sink.name(),
-                    error = %e,
-                    "audit sink failed to write a batch"
-                ),
-                Err(_) => tracing::error!(
-                    target: "sealbox::audit",
-                    sink = sink.name(),
-                    "audit sink panicked while writing a batch"
-                ),
-            }
+            self.write_pass(pass, &ready, &records, &mut any_ok);
         }
         for sink in &mut self.sinks {
             let _ = catch_unwind(AssertUnwindSafe(|| sink.unlock_chain()));
@@ -356,6 +343,37 @@ impl Writer {
             }
         }
         any_ok
+    }
+
+    /// Hands `records` to the ready sinks that are followers (or not, per `followers`); a
+    /// non-follower that wrote them sets `any_ok`.
+    fn write_pass(
+        &mut self,
+        followers: bool,
+        ready: &[bool],
+        records: &[AuditRecord<'_>],
+        any_ok: &mut bool,
+    ) {
+        for (sink, ready) in self.sinks.iter_mut().zip(ready) {
+            if !*ready || sink.follows_others() != followers {
+                continue;
+            }
+            let result = catch_unwind(AssertUnwindSafe(|| sink.write_batch(records)));
+            match result {
+                Ok(Ok(())) => *any_ok |= !followers,
+                Ok(Err(e)) => tracing::error!(
+                    target: "sealbox::audit",
+                    sink = sink.name(),
+                    error = %e,
+                    "audit sink failed to write a batch"
+                ),
+                Err(_) => tracing::error!(
+                    target: "sealbox::audit",
+                    sink = sink.name(),
+                    "audit sink panicked while writing a batch"
+                ),
+            }
+        }
     }
 }
 

@@ -15,7 +15,8 @@
 //! default_store: main
 //! principal: svc:predis-cache
 //! cache:   {ttl: 5m, capacity: 10000, refresh_ahead: 0.8, max_stale: 1h, sealed: false}
-//! audit:   {path: ./audit.jsonl, fsync: batch, mode: strict}
+//! audit:   {path: ./audit.jsonl, fsync: batch, mode: strict,
+//!           checkpoints: {every: 1000, interval: 60s, to: [syslog, store: aws/audit/checkpoints]}}
 //! policy:  {rules: [{principals: ["svc:predis-*"], allow: [read], secrets: ["predis/prod/*"]}]}
 //! monitor: {failed_burst: 5, rate_per_minute: 10, hours: {start: "08:00", end: "18:00"}}
 //! ```
@@ -221,6 +222,34 @@ impl Config {
         registry::resolve(self.base_dir.as_deref(), &p.to_string_lossy())
     }
 
+    /// Builds only the store with id `id` (`default` for a single `secrets:` store), e.g. to
+    /// read the audit checkpoints kept in it.
+    pub async fn build_store(
+        &self,
+        registry: &ProviderRegistry,
+        id: &str,
+    ) -> Result<std::sync::Arc<dyn crate::store::SecretStore>> {
+        let stores = self.store_configs();
+        let (_, at, store) = stores.iter().find(|(i, _, _)| i == id).ok_or_else(|| {
+            Error::config(format!(
+                "no store named {id:?} in the config (stores: {}; a single `secrets:` store \
+                 is `default`)",
+                stores
+                    .iter()
+                    .map(|(i, _, _)| i.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let pc = ProviderConfig::new(
+            store.provider.clone(),
+            format!("{at}.config"),
+            store.config.clone(),
+            self.base_dir.clone(),
+        );
+        registry.stores.build(pc).await
+    }
+
     /// Builds the client: stores through `registry`, then routes, cache, audit, policy, monitor.
     /// The client keeps a copy of this config to build again from in a forked child
     /// ([`Sealbox::reopen`]).
@@ -240,6 +269,7 @@ impl Config {
     ) -> Result<Sealbox> {
         let mut builder = Sealbox::builder().reopen_from(recipe);
         let stores = self.store_configs();
+        let mut built = BTreeMap::new();
         for (id, at, store) in &stores {
             let pc = ProviderConfig::new(
                 store.provider.clone(),
@@ -248,7 +278,9 @@ impl Config {
                 self.base_dir.clone(),
             )
             .with_key_providers(registry.keys.clone());
-            builder = builder.named_store(id.clone(), registry.stores.build(pc).await?);
+            let store = registry.stores.build(pc).await?;
+            built.insert(id.clone(), store.clone());
+            builder = builder.named_store(id.clone(), store);
         }
         let default = match (&self.default_store, stores.as_slice()) {
             (Some(d), _) => d.clone(),
@@ -287,8 +319,11 @@ impl Config {
             let mut a = a.clone();
             a.path = a.path.as_deref().map(|p| self.path(p));
             a.key_file = a.key_file.as_deref().map(|p| self.path(p));
-            builder = builder
-                .audit(AuditLogBuilder::from_config(&a).map_err(|e| prefix_error("audit", e))?);
+            let by_id = |id: &str| built.get(id).cloned();
+            builder = builder.audit(
+                AuditLogBuilder::from_config_with_stores(&a, &by_id)
+                    .map_err(|e| prefix_error("audit", e))?,
+            );
         }
         if let Some(p) = &self.policy {
             builder = builder.policy(Policy::from_config(p)?);

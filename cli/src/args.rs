@@ -68,6 +68,9 @@ pub enum Command {
     /// Audit log operations.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Online backups of the vault, and restoring one on purpose.
+    #[command(subcommand)]
+    Backup(BackupCommand),
 }
 
 /// One secret name.
@@ -276,6 +279,17 @@ pub enum NamespaceCommand {
         /// Confirm the irreversible erasure.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+/// `sealbox backup ...`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Write a consistent copy of the vault to a new file (mode 0600) while it stays in use.
+    /// The copy opens and verifies with the same master key file: `sealbox --vault FILE verify`.
+    Create {
+        /// The backup file to create (never overwritten).
+        file: PathBuf,
     },
 }
 

@@ -71,6 +71,7 @@ async fn run_on_session(session: &Session, command: Command, io: &mut Io<'_>) ->
         Command::Keys(cmd) => vault::keys(session, cmd).await,
         Command::Namespace(cmd) => vault::namespace(session, cmd).await,
         Command::Verify => vault::verify(session).await,
+        Command::Backup(cmd) => vault::backup(session, cmd).await,
         Command::Init | Command::Audit(_) => Err(Error::internal(
             "init and audit run without a session; dispatch is out of step",
         )),

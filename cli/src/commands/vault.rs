@@ -15,7 +15,7 @@ use sealbox::store::local::{
 use sealbox::{Error, ErrorKind, Result};
 use serde::Serialize;
 
-use crate::args::{KeysCommand, NamespaceCommand};
+use crate::args::{BackupCommand, KeysCommand, NamespaceCommand};
 use crate::output::{Outcome, Report, time_text, timestamp};
 use crate::session::{Locations, Session, open_key_file};
 
@@ -618,6 +618,43 @@ fn verify_outcome(report: &VerifyReport) -> Outcome {
 pub async fn verify(session: &Session) -> Result<Outcome> {
     let report = session.vault().await?.verify().await?;
     Ok(verify_outcome(&report))
+}
+
+// ------------------------------------------------------------------------------------- backup
+
+#[derive(Debug, Serialize)]
+struct BackupReport {
+    file: String,
+    bytes: u64,
+    store_id: String,
+}
+
+impl Report for BackupReport {
+    fn human(&self) -> String {
+        format!(
+            "wrote backup {} ({} bytes, mode 0600); it opens with the vault's master key file \
+             (check it with `sealbox --vault {} verify`)\n",
+            self.file, self.bytes, self.file
+        )
+    }
+}
+
+/// `sealbox backup ...`.
+pub async fn backup(session: &Session, command: BackupCommand) -> Result<Outcome> {
+    let vault = session.vault().await?;
+    match command {
+        BackupCommand::Create { file } => {
+            let resource = file.display().to_string();
+            let result = vault.backup_to(&file).await;
+            session.audit(Action::Read, &format!("backup:{resource}"), &result)?;
+            let info = result?;
+            Ok(Outcome::report(&BackupReport {
+                file: info.path.display().to_string(),
+                bytes: info.bytes,
+                store_id: vault.store_id().to_owned(),
+            }))
+        }
+    }
 }
 
 #[cfg(test)]

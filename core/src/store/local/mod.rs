@@ -42,6 +42,7 @@
 //! Reads run on the caller's thread (a WAL reader never waits for writers); writes run under
 //! [`tokio::task::spawn_blocking`] because they may wait for another process's write lock.
 
+mod backup;
 mod key_storage;
 mod lifecycle;
 mod pool;
@@ -59,6 +60,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use secrecy::ExposeSecret;
 
+pub use self::backup::BackupInfo;
 use self::key_storage::{SqliteKeyStorage, count_kek_uses};
 pub use self::lifecycle::{DekRotation, DueRotation, KekRetirement, KeyInfo, KeyState, KeyStatus};
 use self::pool::{Pool, open_connection};
@@ -999,6 +1001,19 @@ impl LocalVault {
             Ok(rows.len() as u64)
         })
         .await
+    }
+
+    /// Writes a consistent copy of the vault to the new file `dest` through SQLite's online
+    /// backup API, while this and other processes keep reading and writing: the copy holds
+    /// every write committed before it started and none after. The file is created `0600`
+    /// (`AlreadyExists` if anything, even a dangling symbolic link, is at `dest`), is one
+    /// self-contained SQLite file, and is synced to disk before this returns. It keeps the
+    /// vault's store id, so it opens and verifies with the same key material (and a namespace
+    /// erased afterwards is unreadable in it too, see [`LocalVault::erase_namespace`]).
+    pub async fn backup_to(&self, dest: impl AsRef<Path>) -> Result<BackupInfo> {
+        let dest = dest.as_ref().to_path_buf();
+        let pool = self.inner.pool.clone();
+        blocking(move || backup::backup(&pool, &dest)).await
     }
 
     /// Bytes the vault occupies on disk (database file plus write-ahead log).

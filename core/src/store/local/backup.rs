@@ -113,6 +113,20 @@ fn copy_into(pool: &std::sync::Arc<Pool>, dest: &Path, file: &File) -> Result<Ba
             }
         }
     }
+    // Marked, so that `verify` tells a backup (behind the vault by design) from an older
+    // copy put in the vault's place; opening it as the vault is refused all the same.
+    target
+        .execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            rusqlite::params![
+                super::rollback::BACKUP_MARK,
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64)
+                    .to_string()
+            ],
+        )
+        .map_err(err)?;
     // The copy is a single self-contained file: no WAL beside it.
     target
         .query_row("PRAGMA journal_mode = DELETE", [], |r| {
@@ -145,4 +159,89 @@ fn copy_into(pool: &std::sync::Arc<Pool>, dest: &Path, file: &File) -> Result<Ba
         bytes,
         write_count: write_count.max(0) as u64,
     })
+}
+
+/// What [`super::LocalVault::restore_backup`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreInfo {
+    /// The vault file now holding the backup's contents.
+    pub vault: PathBuf,
+    /// The vault's store id (the backup's, which must be the vault's).
+    pub store_id: String,
+    /// The restored write counter, now also the one recorded in the key provider.
+    pub write_count: u64,
+    /// How many writes the key provider had recorded beyond the backup (discarded).
+    pub writes_discarded: u64,
+    /// Secrets and versions in the restored vault, all decrypted and authenticated first.
+    pub secrets: u64,
+    /// Versions checked.
+    pub versions: u64,
+}
+
+/// The store id in the vault file `db`, read without opening it as a vault (it may be an
+/// older copy that refuses to open).
+pub(crate) fn store_id_of(db: &Path) -> Result<Option<String>> {
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_error(&format!("opening {}", db.display()), e))?;
+    use rusqlite::OptionalExtension;
+    conn.query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(|e| sql_error(&format!("reading the store id of {}", db.display()), e))
+}
+
+/// Copies the database behind `source` over the vault file `db` (created `0600` if absent)
+/// through the backup API, so that connections other processes hold see either the old or the
+/// new contents, and marks it as a vault again (not a backup). Returns the copied counter.
+pub(crate) fn copy_over(source: &std::sync::Arc<Pool>, db: &Path, busy: Duration) -> Result<u64> {
+    let err = |e| sql_error("restoring the backup", e);
+    if fs::symlink_metadata(db).is_err() {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(db)
+            .map_err(|e| Error::io(format!("creating {}", db.display()), e))?;
+    }
+    let mut target = super::pool::open_connection(db, busy, false)?;
+    {
+        let source = source.get()?;
+        let backup = Backup::new(&source, &mut target).map_err(err)?;
+        let started = Instant::now();
+        loop {
+            match backup.step(-1).map_err(err)? {
+                StepResult::Done => break,
+                StepResult::More | StepResult::Busy | StepResult::Locked
+                    if started.elapsed() < BUSY_WAIT =>
+                {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        "the vault stayed locked for 30 s during the restore; stop the \
+                         processes using it and try again",
+                    ));
+                }
+            }
+        }
+    }
+    target
+        .execute(
+            "DELETE FROM meta WHERE key = ?1",
+            [super::rollback::BACKUP_MARK],
+        )
+        .map_err(err)?;
+    target
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        .map_err(err)?;
+    target
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(err)?;
+    super::rollback::stored(&target)
 }

@@ -46,6 +46,7 @@ mod backup;
 mod key_storage;
 mod lifecycle;
 mod pool;
+mod rollback;
 mod schema;
 
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +54,8 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
+
+use self::rollback::{Counter, Opened};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,10 +63,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use secrecy::ExposeSecret;
 
-pub use self::backup::BackupInfo;
+pub use self::backup::{BackupInfo, RestoreInfo};
 use self::key_storage::{SqliteKeyStorage, count_kek_uses};
 pub use self::lifecycle::{DekRotation, DueRotation, KekRetirement, KeyInfo, KeyState, KeyStatus};
 use self::pool::{Pool, open_connection};
+pub use self::rollback::PUBLISH_EVERY;
 use self::schema::{SCHEMA_VERSION, sql_error};
 use super::{
     Capabilities, DeleteOptions, Erasure, ListEntry, ListOptions, ListPage, PutOptions,
@@ -118,6 +122,10 @@ pub struct LocalVaultOptions {
     /// When off, or when a rotation is impossible, a write that would take a key past its limit
     /// fails with [`ErrorKind::KeyExhausted`] and writes nothing.
     pub auto_rotate: bool,
+    /// Open a vault that is older than its key file says (rollback detection, see
+    /// `LocalVault`'s docs) instead of refusing with `Integrity`: `verify` and
+    /// `backup restore` read such copies. The handle refuses every write. Default `false`.
+    pub allow_rollback: bool,
 }
 
 impl Default for LocalVaultOptions {
@@ -130,6 +138,7 @@ impl Default for LocalVaultOptions {
             dek_max_uses: MAX_USES,
             kek_max_uses: MAX_USES,
             auto_rotate: true,
+            allow_rollback: false,
         }
     }
 }
@@ -145,12 +154,23 @@ pub struct VerifyReport {
     pub versions_shredded: u64,
     /// Versions or secrets that failed, with the reason.
     pub failures: Vec<VerifyFailure>,
+    /// Whether the master key provider keeps the vault's write counter, so that an older
+    /// copy put in the vault's place is detected (the local key file does; passphrase,
+    /// environment, KMS and PKCS#11 masters do not).
+    pub rollback_detection: bool,
+    /// The vault file's write counter.
+    pub write_count: u64,
+    /// How many writes the file is behind the counter its key provider recorded (0: none).
+    pub writes_behind: u64,
+    /// Whether the file is a backup written by [`LocalVault::backup_to`] (not restored).
+    pub is_backup: bool,
 }
 
 impl VerifyReport {
-    /// True when nothing failed.
+    /// True when nothing failed and the file is not an older copy of the vault (a backup
+    /// may be behind: that is what a backup is).
     pub fn is_ok(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_empty() && (self.writes_behind == 0 || self.is_backup)
     }
 }
 
@@ -227,6 +247,25 @@ struct Inner {
     dek_capacity: usize,
     /// The `key_epoch` the caches were filled under; a change means keys moved elsewhere.
     epoch: AtomicI64,
+    /// The write counter, for rollback detection.
+    counter: Counter,
+}
+
+impl Drop for Inner {
+    /// The last handle of a process records the vault's write counter (rollback detection);
+    /// a forked child leaves that to the parent.
+    fn drop(&mut self) {
+        if !self.pool.in_owner_process() {
+            return;
+        }
+        if let Err(e) = self.counter.publish(self.keyring.provider().as_ref()) {
+            tracing::warn!(
+                target: "sealbox::local",
+                error = %e,
+                "could not record the vault's write counter in the key file on close"
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for LocalVault {
@@ -501,7 +540,17 @@ impl LocalVault {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| sql_error("reading the vault identity", e))?;
+        let count = rollback::stored(&conn)?;
         drop(conn);
+        let counter = match Counter::open(provider.as_ref(), &store_id, count)? {
+            Opened::Ok(counter) => counter,
+            Opened::Behind { count, recorded } if options.allow_rollback => {
+                Counter::behind(&store_id, count, recorded)
+            }
+            Opened::Behind { count, recorded } => {
+                return Err(rollback::behind_error(&db, count, recorded));
+            }
+        };
         let pool = Arc::new(Pool::new(db, options.busy_timeout));
         let storage = Arc::new(SqliteKeyStorage::new(pool.clone()));
         // Namespace keys are named by this vault's id, so vaults sharing one key file never
@@ -520,6 +569,7 @@ impl LocalVault {
                     DEK_CACHE_MAX,
                 ),
                 epoch: AtomicI64::new(epoch.parse().unwrap_or(0)),
+                counter,
             }),
         };
         vault.check_keys().await?;
@@ -747,9 +797,12 @@ impl LocalVault {
     /// Structural damage is an `Integrity` error; per-version failures are listed in the
     /// report.
     pub async fn verify(&self) -> Result<VerifyReport> {
-        let rows = {
+        let provider = self.inner.keyring.provider().clone();
+        let (rows, write_count, is_backup) = {
             let conn = self.inner.pool.get()?;
             schema::check_structure(&conn, true)?;
+            let write_count = rollback::stored(&conn)?;
+            let is_backup = rollback::is_backup(&conn)?;
             let mut stmt = conn
                 .prepare(
                     "SELECT s.id, s.name, s.namespace, s.dek, v.version, v.envelope \
@@ -770,10 +823,25 @@ impl LocalVault {
                 })
                 .and_then(|rows| rows.collect())
                 .map_err(|e| sql_error("reading versions", e))?;
-            rows
+            (rows, write_count, is_backup)
         };
+        // Record this handle's writes first, so that the comparison below is up to date.
+        if let Err(e) = self.inner.counter.publish(provider.as_ref()) {
+            tracing::warn!(
+                target: "sealbox::local",
+                error = %e,
+                "could not record the vault's write counter in the key file"
+            );
+        }
+        let recorded = provider.store_counter(&self.inner.store_id)?;
         self.clear_key_caches();
-        let mut report = VerifyReport::default();
+        let mut report = VerifyReport {
+            rollback_detection: self.inner.counter.detection,
+            write_count,
+            writes_behind: recorded.map_or(0, |r| r.saturating_sub(write_count)),
+            is_backup,
+            ..VerifyReport::default()
+        };
         let mut last_secret = None;
         let mut dek: Option<std::result::Result<(Arc<DataKey>, WrappedDek), Error>> = None;
         for (id, name, ns, dek_bytes, version, envelope) in rows {
@@ -891,6 +959,7 @@ impl LocalVault {
     /// Errors: `NotFound` when the namespace has no keys and no secrets.
     pub async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
         let ns = KeyId::new(namespace)?;
+        self.inner.counter.check_writable()?;
         let _lock = FileLock::acquire(self.path())?;
         // Also when the vault holds no key record: the provider may still hold the
         // namespace's key (an interrupted erasure), which a backup's record would need.
@@ -911,8 +980,12 @@ impl LocalVault {
             let n = tx
                 .execute("DELETE FROM secrets WHERE namespace = ?1", [&owned])
                 .map_err(|e| sql_error("erasing a namespace", e))? as u64;
+            let count = rollback::bump(&tx)?;
             tx.commit()
                 .map_err(|e| sql_error("erasing a namespace", e))?;
+            inner
+                .counter
+                .committed(inner.keyring.provider().as_ref(), count);
             drop(conn);
             checkpoint(&inner.pool)?;
             Ok(n)
@@ -1014,6 +1087,70 @@ impl LocalVault {
         let dest = dest.as_ref().to_path_buf();
         let pool = self.inner.pool.clone();
         blocking(move || backup::backup(&pool, &dest)).await
+    }
+
+    /// Puts the backup `backup` in place as the vault at `dir_or_file`, on purpose: the one
+    /// way to go back to an older copy without tripping rollback detection. The backup (any
+    /// copy of this vault: same store id) is first opened and verified with `provider`, every
+    /// version decrypted and authenticated; then it is copied over the vault file through
+    /// SQLite's backup API (under the vault's lock file; other processes should be stopped,
+    /// their later writes would be lost), and the write counter recorded in the key provider
+    /// is reset to the backup's. Refuses a backup of another vault (`InvalidInput`) and one
+    /// that fails verification (`Integrity`).
+    pub async fn restore_backup(
+        dir_or_file: impl AsRef<Path>,
+        backup: impl AsRef<Path>,
+        provider: Arc<dyn KeyProvider>,
+        options: LocalVaultOptions,
+    ) -> Result<RestoreInfo> {
+        let db = database_path(dir_or_file);
+        let source = LocalVault::open_with(
+            backup.as_ref(),
+            provider.clone(),
+            LocalVaultOptions {
+                allow_rollback: true,
+                ..options.clone()
+            },
+        )
+        .await?;
+        let report = source.verify().await?;
+        if let Some(first) = report.failures.first() {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "backup {} fails verification ({} item(s), first {}: {}); nothing was restored",
+                    backup.as_ref().display(),
+                    report.failures.len(),
+                    first.name,
+                    first.message
+                ),
+            ));
+        }
+        let store_id = source.store_id().to_owned();
+        if db.exists() {
+            if let Some(live) = backup::store_id_of(&db)?
+                && live != store_id
+            {
+                return Err(Error::invalid_input(format!(
+                    "{} is a backup of another vault (store {store_id}, not {live}); nothing                      was restored",
+                    backup.as_ref().display()
+                )));
+            }
+        }
+        let recorded = provider.store_counter(&store_id)?.unwrap_or(0);
+        let _lock = FileLock::acquire(&db)?;
+        let pool = source.inner.pool.clone();
+        let (target, busy) = (db.clone(), options.busy_timeout);
+        let count = blocking(move || backup::copy_over(&pool, &target, busy)).await?;
+        provider.record_store_counter(&store_id, count, true)?;
+        Ok(RestoreInfo {
+            vault: db,
+            store_id,
+            write_count: count,
+            writes_discarded: recorded.saturating_sub(count),
+            secrets: report.secrets,
+            versions: report.versions_ok,
+        })
     }
 
     /// Bytes the vault occupies on disk (database file plus write-ahead log).
@@ -1121,7 +1258,8 @@ struct WriteRequest {
 }
 
 enum WriteOutcome {
-    Done(VersionInfo),
+    /// Written (with the vault's new write counter), or answered from an earlier attempt.
+    Done(VersionInfo, Option<u64>),
     /// The optimistic read was stale (secret created or DEK changed meanwhile).
     Retry,
 }
@@ -1251,11 +1389,14 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
                             ),
                         ));
                     }
-                    return Ok(WriteOutcome::Done(VersionInfo {
-                        version: VersionId::from(v),
-                        stages: stages_of(&tx, id, v)?,
-                        created: Some(to_time(created)),
-                    }));
+                    return Ok(WriteOutcome::Done(
+                        VersionInfo {
+                            version: VersionId::from(v),
+                            stages: stages_of(&tx, id, v)?,
+                            created: Some(to_time(created)),
+                        },
+                        None,
+                    ));
                 }
             }
             // Checked in the write transaction, against the count every process shares.
@@ -1330,12 +1471,16 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
     })
     .map_err(err)?;
     let stages = stages_of(&tx, secret_id, version)?;
+    let count = rollback::bump(&tx)?;
     tx.commit().map_err(err)?;
-    Ok(WriteOutcome::Done(VersionInfo {
-        version: VersionId::from(version),
-        stages,
-        created: Some(to_time(now)),
-    }))
+    Ok(WriteOutcome::Done(
+        VersionInfo {
+            version: VersionId::from(version),
+            stages,
+            created: Some(to_time(now)),
+        },
+        Some(count),
+    ))
 }
 
 /// Runs `f` in a write transaction on a blocking thread.
@@ -1344,6 +1489,7 @@ async fn write_tx<T: Send + 'static>(
     context: &'static str,
     f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
 ) -> Result<T> {
+    inner.counter.check_writable()?;
     let inner = inner.clone();
     blocking(move || {
         let mut conn = inner.pool.get()?;
@@ -1351,7 +1497,11 @@ async fn write_tx<T: Send + 'static>(
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| sql_error(context, e))?;
         let out = f(&tx)?;
+        let count = rollback::bump(&tx)?;
         tx.commit().map_err(|e| sql_error(context, e))?;
+        inner
+            .counter
+            .committed(inner.keyring.provider().as_ref(), count);
         Ok(out)
     })
     .await
@@ -1461,6 +1611,7 @@ impl SecretStore for LocalVault {
             )));
         }
         let ns = self.namespace_of(name)?;
+        self.inner.counter.check_writable()?;
         let mut rotated = false;
         for _ in 0..WRITE_RETRIES {
             let existing: Option<(i64, Vec<u8>, i64, i64, bool)> = {
@@ -1533,11 +1684,17 @@ impl SecretStore for LocalVault {
             let inner = self.inner.clone();
             match blocking(move || {
                 let mut conn = inner.pool.get()?;
-                write_version(&mut conn, req)
+                let outcome = write_version(&mut conn, req)?;
+                if let WriteOutcome::Done(_, Some(count)) = &outcome {
+                    inner
+                        .counter
+                        .committed(inner.keyring.provider().as_ref(), *count);
+                }
+                Ok(outcome)
             })
             .await?
             {
-                WriteOutcome::Done(info) => return Ok(info),
+                WriteOutcome::Done(info, _) => return Ok(info),
                 WriteOutcome::Retry => continue,
             }
         }

@@ -291,6 +291,14 @@ pub enum BackupCommand {
         /// The backup file to create (never overwritten).
         file: PathBuf,
     },
+    /// Put a backup (or any older copy of this vault) in place of the vault, on purpose: it is
+    /// verified first, copied over the vault, and the write counter kept in the key file is
+    /// reset to the backup's, so the vault opens again. Writes made since the backup are lost;
+    /// stop other processes using the vault first.
+    Restore {
+        /// The backup file to restore.
+        file: PathBuf,
+    },
 }
 
 /// `sealbox audit ...`.

@@ -46,6 +46,11 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<Outcome> {
         Command::Namespace(crate::args::NamespaceCommand::Erase { yes: false, .. }) => {
             Err(vault::erase_needs_confirmation())
         }
+        // An older copy of the vault does not open as a session; these read or replace it.
+        Command::Backup(crate::args::BackupCommand::Restore { file }) => {
+            vault::restore(&locations, &file).await
+        }
+        Command::Verify if locations.config.is_none() => vault::verify_file(&locations).await,
         command => {
             let session = Session::open(&locations).await?;
             let result = run_on_session(&session, command, io).await;

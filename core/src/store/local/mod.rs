@@ -540,9 +540,9 @@ impl LocalVault {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| sql_error("reading the vault identity", e))?;
-        let count = rollback::stored(&conn)?;
+        let counter = Counter::open(provider.as_ref(), &store_id, || rollback::stored(&conn))?;
         drop(conn);
-        let counter = match Counter::open(provider.as_ref(), &store_id, count)? {
+        let counter = match counter {
             Opened::Ok(counter) => counter,
             Opened::Behind { count, recorded } if options.allow_rollback => {
                 Counter::behind(&store_id, count, recorded)
@@ -798,6 +798,16 @@ impl LocalVault {
     /// report.
     pub async fn verify(&self) -> Result<VerifyReport> {
         let provider = self.inner.keyring.provider().clone();
+        // Record this handle's writes first, so that the comparison below is up to date, and
+        // read the recorded counter before the vault's (see `Counter::open`).
+        if let Err(e) = self.inner.counter.publish(provider.as_ref()) {
+            tracing::warn!(
+                target: "sealbox::local",
+                error = %e,
+                "could not record the vault's write counter in the key file"
+            );
+        }
+        let recorded = provider.store_counter(&self.inner.store_id)?;
         let (rows, write_count, is_backup) = {
             let conn = self.inner.pool.get()?;
             schema::check_structure(&conn, true)?;
@@ -825,15 +835,6 @@ impl LocalVault {
                 .map_err(|e| sql_error("reading versions", e))?;
             (rows, write_count, is_backup)
         };
-        // Record this handle's writes first, so that the comparison below is up to date.
-        if let Err(e) = self.inner.counter.publish(provider.as_ref()) {
-            tracing::warn!(
-                target: "sealbox::local",
-                error = %e,
-                "could not record the vault's write counter in the key file"
-            );
-        }
-        let recorded = provider.store_counter(&self.inner.store_id)?;
         self.clear_key_caches();
         let mut report = VerifyReport {
             rollback_detection: self.inner.counter.detection,

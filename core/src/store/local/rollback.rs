@@ -98,10 +98,18 @@ pub(crate) enum Opened {
 }
 
 impl Counter {
-    /// Compares the vault's `count` with what `provider` recorded for `store_id`, and records
-    /// it when nothing was (the vault's first open with this key file).
-    pub(crate) fn open(provider: &dyn KeyProvider, store_id: &str, count: u64) -> Result<Opened> {
-        let (detection, recorded) = match provider.store_counter(store_id)? {
+    /// Compares the vault's counter (read by `count`) with what `provider` recorded for
+    /// `store_id`, and records it when nothing was (the vault's first open with this key
+    /// file). The recorded counter is read first: another process may commit and record
+    /// between the two reads, and only this order never mistakes that for a rollback.
+    pub(crate) fn open(
+        provider: &dyn KeyProvider,
+        store_id: &str,
+        count: impl FnOnce() -> Result<u64>,
+    ) -> Result<Opened> {
+        let recorded = provider.store_counter(store_id)?;
+        let count = count()?;
+        let (detection, recorded) = match recorded {
             Some(recorded) => (true, recorded),
             None => match provider.record_store_counter(store_id, count, false) {
                 Ok(kept) => (kept, count),

@@ -1128,15 +1128,15 @@ impl LocalVault {
             ));
         }
         let store_id = source.store_id().to_owned();
-        if db.exists() {
-            if let Some(live) = backup::store_id_of(&db)?
-                && live != store_id
-            {
-                return Err(Error::invalid_input(format!(
-                    "{} is a backup of another vault (store {store_id}, not {live}); nothing                      was restored",
-                    backup.as_ref().display()
-                )));
-            }
+        // A damaged vault file (the reason to restore) has no readable id: restore over it.
+        if db.exists()
+            && let Some(live) = backup::store_id_of(&db).ok().flatten()
+            && live != store_id
+        {
+            return Err(Error::invalid_input(format!(
+                "{} is a backup of another vault (store {store_id}, not {live}); nothing                      was restored",
+                backup.as_ref().display()
+            )));
         }
         let recorded = provider.store_counter(&store_id)?.unwrap_or(0);
         let _lock = FileLock::acquire(&db)?;

@@ -8,7 +8,8 @@
 //! - `versions`: one row per version: the value sealed with the secret's DEK.
 //! - `stages`: `(secret, stage) -> version` (`CURRENT`, `PENDING`, `PREVIOUS`, custom).
 //! - `key_namespaces`, `master_checks`: the key hierarchy's records ([`crate::keys::KeyStorage`]).
-//! - `meta`: schema version, store id, key epoch.
+//! - `meta`: schema version, store id, key epoch, write counter (and, in a backup, when it was
+//!   taken).
 //!
 //! # Guarantees
 //! - **Binding.** A value's AAD binds the store id, namespace, name, version, and the DEK's id
@@ -31,6 +32,19 @@
 //!   non-SQLite or damaged file (`Integrity`, `PRAGMA quick_check`), a schema from a newer
 //!   build (`UnsupportedVersion`), a different master key (`WrongKey`, from the stored
 //!   key-check value). Nothing is written before these checks pass.
+//! - **Rollback detection.** A write counter in the vault, raised in the transaction of every
+//!   put, delete, restore, stage move, import, purge and erasure, is recorded outside the vault
+//!   in the local key file (per store id) every [`PUBLISH_EVERY`] writes of a handle, when a
+//!   process's last handle closes, and by `verify`. Opening a vault whose counter is below the
+//!   recorded one fails with `Integrity` naming how many writes it is behind; `verify` (with
+//!   [`LocalVaultOptions::allow_rollback`]) reports it. Not covered: a copy less than
+//!   `PUBLISH_EVERY` writes old put in place while the writer still runs; key rotations alone
+//!   (they do not count); providers other than the key file (passphrase, environment, KMS,
+//!   PKCS#11), which keep no counter: `VerifyReport::rollback_detection` is then false.
+//!   [`LocalVault::restore_backup`] is the deliberate way back to an older copy.
+//! - **Online backups.** [`LocalVault::backup_to`] copies one committed state through SQLite's
+//!   backup API while writers run, into a new `0600` file that opens and verifies on its own
+//!   with the key material.
 //! - **Key lifecycle.** Each KEK and DEK has a use count persisted with it and incremented in
 //!   the transaction of every write that encrypts under it; a write rotates a DEK past its
 //!   period or half its limit, and fails with [`ErrorKind::KeyExhausted`] when a key is at

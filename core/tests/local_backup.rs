@@ -230,3 +230,44 @@ async fn without_a_key_file_verify_reports_no_rollback_detection() {
     assert!(!report.rollback_detection, "{report:?}");
     assert!(report.is_ok());
 }
+
+/// The key file keeps one counter per store id: raised, never lowered, except by a reset (a
+/// deliberate restore); a key file that never held one keeps its older format.
+#[test]
+fn the_key_file_keeps_store_counters_that_only_a_reset_lowers() {
+    use sealbox::keys::KeyProvider;
+    let dir = tempfile::tempdir().unwrap();
+    let file = key(dir.path());
+    let path = dir.path().join("master.key");
+    assert_eq!(std::fs::read(&path).unwrap()[4], 1, "no counter: format 1");
+    assert_eq!(file.store_counter("store-a").unwrap(), None);
+    assert!(file.record_store_counter("store-a", 10, false).unwrap());
+    assert!(file.record_store_counter("store-b", 3, false).unwrap());
+    assert!(file.record_store_counter("store-a", 7, false).unwrap());
+    assert_eq!(
+        std::fs::read(&path).unwrap()[4],
+        3,
+        "with counters: format 3"
+    );
+    // Another process (a fresh open) reads what was recorded.
+    let again = key(dir.path());
+    assert_eq!(
+        again.store_counter("store-a").unwrap(),
+        Some(10),
+        "never lowered"
+    );
+    assert_eq!(again.store_counter("store-b").unwrap(), Some(3));
+    again.record_store_counter("store-a", 4, true).unwrap();
+    assert_eq!(
+        file.store_counter("store-a").unwrap(),
+        Some(4),
+        "a reset lowers"
+    );
+    // A flipped counter byte fails the file's checksum.
+    let mut raw = std::fs::read(&path).unwrap();
+    let at = raw.len() - 33;
+    raw[at] ^= 1;
+    std::fs::write(&path, &raw).unwrap();
+    let err = file.store_counter("store-a").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+}

@@ -68,6 +68,9 @@ pub enum Command {
     /// Audit log operations.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Online backups of the vault, and restoring one on purpose.
+    #[command(subcommand)]
+    Backup(BackupCommand),
 }
 
 /// One secret name.
@@ -276,6 +279,25 @@ pub enum NamespaceCommand {
         /// Confirm the irreversible erasure.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+/// `sealbox backup ...`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Write a consistent copy of the vault to a new file (mode 0600) while it stays in use.
+    /// The copy opens and verifies with the same master key file: `sealbox --vault FILE verify`.
+    Create {
+        /// The backup file to create (never overwritten).
+        file: PathBuf,
+    },
+    /// Put a backup (or any older copy of this vault) in place of the vault, on purpose: it is
+    /// verified first, copied over the vault, and the write counter kept in the key file is
+    /// reset to the backup's, so the vault opens again. Writes made since the backup are lost;
+    /// stop other processes using the vault first.
+    Restore {
+        /// The backup file to restore.
+        file: PathBuf,
     },
 }
 

@@ -56,6 +56,24 @@ pub fn open_key_file(path: &Path) -> Result<Arc<LocalKeyFile>> {
     )?))
 }
 
+/// The local vault and its master key provider that `locations` name (`--vault` and
+/// `--key-file`, or the config's one local store), without opening the vault.
+pub async fn vault_location(locations: &Locations) -> Result<(PathBuf, Arc<dyn KeyProvider>)> {
+    match &locations.config {
+        Some(config) => {
+            crate::providers::register()?;
+            local_store_in_config(config).await
+        }
+        None => {
+            let (vault, key) = locations.vault_and_key()?;
+            Ok((
+                vault.to_path_buf(),
+                open_key_file(key)? as Arc<dyn KeyProvider>,
+            ))
+        }
+    }
+}
+
 /// Opens an existing vault (never creates one).
 async fn open_vault(vault_path: &Path, key_path: &Path) -> Result<LocalVault> {
     open_vault_with(vault_path, open_key_file(key_path)?).await

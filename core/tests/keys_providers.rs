@@ -127,8 +127,9 @@ fn key_files_of_the_wrong_shape_are_refused_with_typed_errors() {
             "newer format",
             {
                 let mut b = good.clone();
-                // Format 2 (namespace keys) is read by this build; 3 is not.
-                b[4] = 3;
+                // Formats 2 (namespace keys) and 3 (store counters) are read by this build;
+                // 4 is not.
+                b[4] = 4;
                 b
             },
             ErrorKind::UnsupportedVersion,

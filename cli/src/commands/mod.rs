@@ -46,6 +46,11 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<Outcome> {
         Command::Namespace(crate::args::NamespaceCommand::Erase { yes: false, .. }) => {
             Err(vault::erase_needs_confirmation())
         }
+        // An older copy of the vault does not open as a session; these read or replace it.
+        Command::Backup(crate::args::BackupCommand::Restore { file }) => {
+            vault::restore(&locations, &file).await
+        }
+        Command::Verify if locations.config.is_none() => vault::verify_file(&locations).await,
         command => {
             let session = Session::open(&locations).await?;
             let result = run_on_session(&session, command, io).await;
@@ -71,6 +76,7 @@ async fn run_on_session(session: &Session, command: Command, io: &mut Io<'_>) ->
         Command::Keys(cmd) => vault::keys(session, cmd).await,
         Command::Namespace(cmd) => vault::namespace(session, cmd).await,
         Command::Verify => vault::verify(session).await,
+        Command::Backup(cmd) => vault::backup(session, cmd).await,
         Command::Init | Command::Audit(_) => Err(Error::internal(
             "init and audit run without a session; dispatch is out of step",
         )),

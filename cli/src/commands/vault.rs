@@ -10,14 +10,14 @@ use std::time::SystemTime;
 use sealbox::keys::{KeyId, LocalKeyFile};
 use sealbox::store::SecretName;
 use sealbox::store::local::{
-    DekRotation, KeyInfo, KeyStatus, LocalVault, VerifyReport, database_path,
+    DekRotation, KeyInfo, KeyStatus, LocalVault, LocalVaultOptions, VerifyReport, database_path,
 };
 use sealbox::{Error, ErrorKind, Result};
 use serde::Serialize;
 
-use crate::args::{KeysCommand, NamespaceCommand};
+use crate::args::{BackupCommand, KeysCommand, NamespaceCommand};
 use crate::output::{Outcome, Report, time_text, timestamp};
-use crate::session::{Locations, Session, open_key_file};
+use crate::session::{Locations, Session, open_key_file, vault_location};
 
 // --------------------------------------------------------------------------------------- init
 
@@ -551,6 +551,14 @@ struct VaultVerifyReport {
     /// Versions left under destroyed keys by an interrupted erasure (not a failure).
     versions_shredded: u64,
     failures: Vec<FailureRow>,
+    /// Whether an older copy put in the vault's place is detected (needs the local key file).
+    rollback_detection: bool,
+    /// The file's write counter.
+    write_count: u64,
+    /// How many writes the file is behind the counter recorded in the key file.
+    writes_behind: u64,
+    /// The file is a backup made by `sealbox backup create`.
+    backup: bool,
 }
 
 impl Report for VaultVerifyReport {
@@ -568,6 +576,24 @@ impl Report for VaultVerifyReport {
             ));
         }
         out.push('\n');
+        match (self.rollback_detection, self.writes_behind, self.backup) {
+            (false, _, _) => out.push_str(
+                "rollback detection: off (the master key provider keeps no write counter; \
+                 only the local key file does)\n",
+            ),
+            (true, 0, _) => out.push_str(&format!(
+                "rollback detection: on; the file is current (write {})\n",
+                self.write_count
+            )),
+            (true, n, true) => out.push_str(&format!(
+                "backup: {n} writes behind the vault's key file (restore it with `sealbox \
+                 backup restore FILE`)\n"
+            )),
+            (true, n, false) => out.push_str(&format!(
+                "ROLLED BACK: the file is {n} writes behind its key file: an older copy of the \
+                 vault was put in its place\n"
+            )),
+        }
         for f in &self.failures {
             let version = f
                 .version
@@ -597,8 +623,23 @@ fn verify_outcome(report: &VerifyReport) -> Outcome {
                 message: f.message.clone(),
             })
             .collect(),
+        rollback_detection: report.rollback_detection,
+        write_count: report.write_count,
+        writes_behind: report.writes_behind,
+        backup: report.is_backup,
     };
     match report.failures.first() {
+        None if !report.is_ok() => Outcome::failed_report(
+            &rendered,
+            Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "the vault file is {} writes behind its key file: it was replaced by an \
+                     older copy of itself",
+                    report.writes_behind
+                ),
+            ),
+        ),
         None => Outcome::report(&rendered),
         Some(first) => Outcome::failed_report(
             &rendered,
@@ -614,10 +655,120 @@ fn verify_outcome(report: &VerifyReport) -> Outcome {
     }
 }
 
-/// `sealbox verify`.
+/// `sealbox verify` through `--config`.
 pub async fn verify(session: &Session) -> Result<Outcome> {
     let report = session.vault().await?.verify().await?;
     Ok(verify_outcome(&report))
+}
+
+/// `sealbox --vault FILE verify`: the file is opened even when it is an older copy of the
+/// vault (a backup), so that the report says how far behind it is.
+pub async fn verify_file(locations: &Locations) -> Result<Outcome> {
+    let (vault_path, key) = vault_location(locations).await?;
+    let options = LocalVaultOptions {
+        allow_rollback: true,
+        ..LocalVaultOptions::default()
+    };
+    let report = LocalVault::open_with(&vault_path, key, options)
+        .await?
+        .verify()
+        .await?;
+    Ok(verify_outcome(&report))
+}
+
+// ------------------------------------------------------------------------------------- backup
+
+#[derive(Debug, Serialize)]
+struct BackupReport {
+    file: String,
+    bytes: u64,
+    store_id: String,
+}
+
+impl Report for BackupReport {
+    fn human(&self) -> String {
+        format!(
+            "wrote backup {} ({} bytes, mode 0600); it opens with the vault's master key file \
+             (check it with `sealbox --vault {} verify`)\n",
+            self.file, self.bytes, self.file
+        )
+    }
+}
+
+/// `sealbox backup ...`.
+pub async fn backup(session: &Session, command: BackupCommand) -> Result<Outcome> {
+    let vault = session.vault().await?;
+    match command {
+        BackupCommand::Create { file } => {
+            let resource = file.display().to_string();
+            let result = vault.backup_to(&file).await;
+            session.audit(Action::Read, &format!("backup:{resource}"), &result)?;
+            let info = result?;
+            Ok(Outcome::report(&BackupReport {
+                file: info.path.display().to_string(),
+                bytes: info.bytes,
+                store_id: vault.store_id().to_owned(),
+            }))
+        }
+        BackupCommand::Restore { .. } => Err(Error::internal(
+            "backup restore runs without a session; dispatch is out of step",
+        )),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RestoreReport {
+    vault: String,
+    backup: String,
+    secrets: u64,
+    versions: u64,
+    write_count: u64,
+    writes_discarded: u64,
+}
+
+impl Report for RestoreReport {
+    fn human(&self) -> String {
+        format!(
+            "restored {} into {}: {} secrets, {} versions verified; {} writes made since the \
+             backup were discarded and the key file's write counter reset to {}\n",
+            self.backup,
+            self.vault,
+            self.secrets,
+            self.versions,
+            self.writes_discarded,
+            self.write_count
+        )
+    }
+}
+
+/// `sealbox backup restore FILE`: runs before a session opens (the vault in place may be an
+/// older copy that refuses to open), then records the restore in the session's audit log.
+pub async fn restore(locations: &Locations, file: &Path) -> Result<Outcome> {
+    let (vault_path, key) = vault_location(locations).await?;
+    let result =
+        LocalVault::restore_backup(&vault_path, file, key, LocalVaultOptions::default()).await;
+    if locations.config.is_some() {
+        let session = Session::open(locations).await;
+        match session {
+            Ok(session) => {
+                let resource = format!("backup-restore:{}", file.display());
+                session.audit(Action::Write, &resource, &result)?;
+                session.finish().await?;
+            }
+            // Nothing was restored and the vault still does not open: that is the error.
+            Err(_) if result.is_err() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let info = result?;
+    Ok(Outcome::report(&RestoreReport {
+        vault: info.vault.display().to_string(),
+        backup: file.display().to_string(),
+        secrets: info.secrets,
+        versions: info.versions,
+        write_count: info.write_count,
+        writes_discarded: info.writes_discarded,
+    }))
 }
 
 #[cfg(test)]
@@ -631,6 +782,10 @@ mod tests {
             secrets: 2,
             versions_ok: 3,
             versions_shredded: 0,
+            rollback_detection: true,
+            write_count: 4,
+            writes_behind: 0,
+            is_backup: false,
             failures: vec![VerifyFailure {
                 name: "predis/prod/db".into(),
                 version: Some(2),

@@ -5,18 +5,27 @@
 //!
 //! ```text
 //! "SBXK"  magic
-//! u8      format version (1: master versions only; 2: namespace keys follow them)
+//! u8      format version (1: master versions only; 2: namespace keys follow them;
+//!         3: store counters follow the namespace keys)
 //! u32     current version
 //! u16     number of versions n (1..=1024)
 //! n x     { u32 version, 32 bytes key }   (versions strictly increasing)
 //! format 2 only:
 //! u16     number of namespace keys m (0..=16384)
 //! m x     { u8 name length, name, 8 bytes tag, 32 bytes key }   (names strictly increasing)
+//! format 3 only:
+//! u16     number of store counters c (0..=16384)
+//! c x     { u8 store id length, store id, u64 count }   (ids strictly increasing)
 //! 32      SHA-256 of everything above
 //! ```
 //!
-//! A file with no namespace key is written in format 1, so a key file that never served an
-//! erasable namespace stays readable by older builds.
+//! A file with no namespace key is written in format 1, and one with no store counter in
+//! format 2 at most, so a key file that never served an erasable namespace or a vault's
+//! rollback detection stays readable by older builds.
+//!
+//! Store counters are rollback detection: a local vault records its write counter here (at
+//! most every few writes, on close and on verify), and on open a vault whose own counter is
+//! below the recorded one is an older copy of itself put in its place.
 //!
 //! Namespace keys make erasure reach backups: a namespace's KEKs are wrapped under a key
 //! derived from the master key and the namespace key (see `namespace_key.rs`), and erasing
@@ -63,12 +72,15 @@ use crate::secret::Secret;
 const MAGIC: [u8; 4] = *b"SBXK";
 const FORMAT_MASTER_ONLY: u8 = 1;
 const FORMAT_NAMESPACES: u8 = 2;
+const FORMAT_COUNTERS: u8 = 3;
 const HEAD: usize = 4 + 1 + 4 + 2;
 const ENTRY: usize = 4 + KEY_LEN;
 const SUM: usize = 32;
 const MAX_VERSIONS: usize = 1024;
 /// The most namespace keys one key file holds.
 pub const MAX_NAMESPACE_KEYS: usize = 16384;
+/// The most store counters one key file holds.
+const MAX_COUNTERS: usize = 16384;
 const MAX_NS_ENTRY: usize = 1 + u8::MAX as usize + TAG_LEN + KEY_LEN;
 
 /// Everything a key file holds.
@@ -76,6 +88,8 @@ struct Contents {
     current: KeyVersion,
     versions: BTreeMap<KeyVersion, Arc<DataKey>>,
     namespaces: BTreeMap<String, Arc<NamespaceKey>>,
+    /// Rollback detection: each store's last recorded write counter, by store id.
+    counters: BTreeMap<String, u64>,
 }
 
 /// Which file a process last read: a rename gives a new inode, so any change is seen.
@@ -161,6 +175,7 @@ impl LocalKeyFile {
             current: KeyVersion::FIRST,
             versions: BTreeMap::from([(KeyVersion::FIRST, Arc::new(first))]),
             namespaces: BTreeMap::new(),
+            counters: BTreeMap::new(),
         };
         let bytes = encode(&contents);
         // The checksum's hash state held key bytes in frames below this one.
@@ -443,6 +458,30 @@ impl KeyProvider for LocalKeyFile {
         true
     }
 
+    fn store_counter(&self, store_id: &str) -> Result<Option<u64>> {
+        // The file is replaced whole (rename), so a read without the lock sees one version.
+        let (raw, _) = read_checked(&self.path)?;
+        let parsed = parse(self.keys.id(), &self.path, raw.expose_secret());
+        memory::wipe_stack();
+        Ok(parsed?.counters.get(store_id).copied())
+    }
+
+    fn record_store_counter(&self, store_id: &str, count: u64, reset: bool) -> Result<bool> {
+        self.edit(|c| {
+            let old = c.counters.get(store_id).copied();
+            let new = if reset {
+                count
+            } else {
+                old.map_or(count, |o| o.max(count))
+            };
+            if old == Some(new) {
+                return Ok((true, false));
+            }
+            c.counters.insert(store_id.to_owned(), new);
+            Ok((true, true))
+        })
+    }
+
     async fn wrap_for_namespace(
         &self,
         namespace: &str,
@@ -601,12 +640,12 @@ fn parse(id: &KeyId, path: &Path, raw: &[u8]) -> Result<Contents> {
         return Err(not_a_key_file(path));
     }
     let format = raw[4];
-    if format != FORMAT_MASTER_ONLY && format != FORMAT_NAMESPACES {
+    if !(FORMAT_MASTER_ONLY..=FORMAT_COUNTERS).contains(&format) {
         return Err(Error::new(
             ErrorKind::UnsupportedVersion,
             format!(
-                "key file {shown} has format {format}; this build reads {FORMAT_MASTER_ONLY} \
-                 and {FORMAT_NAMESPACES}"
+                "key file {shown} has format {format}; this build reads formats \
+                 {FORMAT_MASTER_ONLY} to {FORMAT_COUNTERS}"
             ),
         ));
     }
@@ -675,6 +714,7 @@ fn parse(id: &KeyId, path: &Path, raw: &[u8]) -> Result<Contents> {
         )
     };
     let mut namespaces = BTreeMap::new();
+    let mut counters = BTreeMap::new();
     let rest = &body[masters_end..];
     if format == FORMAT_MASTER_ONLY {
         if !rest.is_empty() {
@@ -727,6 +767,41 @@ fn parse(id: &KeyId, path: &Path, raw: &[u8]) -> Result<Contents> {
                 }),
             );
         }
+        if format == FORMAT_COUNTERS {
+            let n = rest.get(at..at + 2).ok_or_else(bad_size)?;
+            let n = usize::from(u16::from_be_bytes([n[0], n[1]]));
+            if n > MAX_COUNTERS {
+                return Err(bad_size());
+            }
+            at += 2;
+            for _ in 0..n {
+                let len = usize::from(*rest.get(at).ok_or_else(bad_size)?);
+                let entry = rest.get(at + 1..at + 1 + len + 8).ok_or_else(bad_size)?;
+                at += 1 + len + 8;
+                let id = std::str::from_utf8(&entry[..len])
+                    .ok()
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Integrity,
+                            format!("key file {shown} holds an invalid store id"),
+                        )
+                    })?;
+                if counters
+                    .keys()
+                    .next_back()
+                    .is_some_and(|last: &String| last.as_str() >= id)
+                {
+                    return Err(Error::new(
+                        ErrorKind::Integrity,
+                        format!("key file {shown} lists store counters out of order"),
+                    ));
+                }
+                let mut count = [0u8; 8];
+                count.copy_from_slice(&entry[len..]);
+                counters.insert(id.to_owned(), u64::from_be_bytes(count));
+            }
+        }
         if at != rest.len() {
             return Err(bad_size());
         }
@@ -747,6 +822,7 @@ fn parse(id: &KeyId, path: &Path, raw: &[u8]) -> Result<Contents> {
         current,
         versions,
         namespaces,
+        counters,
     })
 }
 
@@ -775,7 +851,18 @@ fn encode(c: &Contents) -> Result<Secret> {
         .ok_or_else(|| {
             Error::invalid_input(format!("a key file holds at most {MAX_VERSIONS} versions"))
         })?;
-    let with_namespaces = !c.namespaces.is_empty();
+    if c.counters.len() > MAX_COUNTERS || c.counters.keys().any(|id| id.len() > 255) {
+        return Err(Error::invalid_input(format!(
+            "a key file holds at most {MAX_COUNTERS} store counters, with ids of at most 255 bytes"
+        )));
+    }
+    let with_counters = !c.counters.is_empty();
+    let with_namespaces = with_counters || !c.namespaces.is_empty();
+    let counters_len: usize = if with_counters {
+        2 + c.counters.keys().map(|id| 1 + id.len() + 8).sum::<usize>()
+    } else {
+        0
+    };
     let ns_len: usize = if with_namespaces {
         2 + c
             .namespaces
@@ -785,7 +872,7 @@ fn encode(c: &Contents) -> Result<Secret> {
     } else {
         0
     };
-    let body_len = HEAD + c.versions.len() * ENTRY + ns_len;
+    let body_len = HEAD + c.versions.len() * ENTRY + ns_len + counters_len;
     Secret::key_with(body_len + SUM, |out| {
         let (body, sum) = out.split_at_mut(body_len);
         let mut at = 0;
@@ -794,7 +881,9 @@ fn encode(c: &Contents) -> Result<Secret> {
             at += bytes.len();
         };
         put(&MAGIC);
-        put(&[if with_namespaces {
+        put(&[if with_counters {
+            FORMAT_COUNTERS
+        } else if with_namespaces {
             FORMAT_NAMESPACES
         } else {
             FORMAT_MASTER_ONLY
@@ -814,6 +903,14 @@ fn encode(c: &Contents) -> Result<Secret> {
                 put(name.as_bytes());
                 put(&key.tag);
                 put(key.material.expose_secret());
+            }
+        }
+        if with_counters {
+            put(&(c.counters.len() as u16).to_be_bytes());
+            for (id, count) in &c.counters {
+                put(&[id.len() as u8]);
+                put(id.as_bytes());
+                put(&count.to_be_bytes());
             }
         }
         debug_assert_eq!(at, body_len);

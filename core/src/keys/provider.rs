@@ -148,6 +148,24 @@ pub trait KeyProvider: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// The write counter last recorded for the store `store_id` (rollback detection: a store
+    /// whose own counter is below it is an older copy of itself), or `None` when none was
+    /// recorded or the provider keeps none. Only the local key file keeps them; passphrase,
+    /// environment, KMS and PKCS#11 masters keep nothing outside the store, so a store under
+    /// them cannot detect being replaced by an older copy.
+    fn store_counter(&self, store_id: &str) -> Result<Option<u64>> {
+        let _ = store_id;
+        Ok(None)
+    }
+
+    /// Records `count` as the write counter of `store_id`: raised to it, never lowered, unless
+    /// `reset` (a deliberate restore of an older copy), which sets it. Returns whether the
+    /// provider keeps counters (`false`, the default: nothing was recorded).
+    fn record_store_counter(&self, store_id: &str, count: u64, reset: bool) -> Result<bool> {
+        let _ = (store_id, count, reset);
+        Ok(false)
+    }
+
     /// Wraps the KEK of `namespace` (a name scoped to its store, e.g. `<store id>/<ns>`).
     /// A provider that holds namespace keys binds the wrap to that namespace's key, creating
     /// the key on first use; the default is [`KeyProvider::wrap`].

@@ -8,7 +8,8 @@
 //! - `versions`: one row per version: the value sealed with the secret's DEK.
 //! - `stages`: `(secret, stage) -> version` (`CURRENT`, `PENDING`, `PREVIOUS`, custom).
 //! - `key_namespaces`, `master_checks`: the key hierarchy's records ([`crate::keys::KeyStorage`]).
-//! - `meta`: schema version, store id, key epoch.
+//! - `meta`: schema version, store id, key epoch, write counter (and, in a backup, when it was
+//!   taken).
 //!
 //! # Guarantees
 //! - **Binding.** A value's AAD binds the store id, namespace, name, version, and the DEK's id
@@ -31,6 +32,19 @@
 //!   non-SQLite or damaged file (`Integrity`, `PRAGMA quick_check`), a schema from a newer
 //!   build (`UnsupportedVersion`), a different master key (`WrongKey`, from the stored
 //!   key-check value). Nothing is written before these checks pass.
+//! - **Rollback detection.** A write counter in the vault, raised in the transaction of every
+//!   put, delete, restore, stage move, import, purge and erasure, is recorded outside the vault
+//!   in the local key file (per store id) every [`PUBLISH_EVERY`] writes of a handle, when a
+//!   process's last handle closes, and by `verify`. Opening a vault whose counter is below the
+//!   recorded one fails with `Integrity` naming how many writes it is behind; `verify` (with
+//!   [`LocalVaultOptions::allow_rollback`]) reports it. Not covered: a copy less than
+//!   `PUBLISH_EVERY` writes old put in place while the writer still runs; key rotations alone
+//!   (they do not count); providers other than the key file (passphrase, environment, KMS,
+//!   PKCS#11), which keep no counter: `VerifyReport::rollback_detection` is then false.
+//!   [`LocalVault::restore_backup`] is the deliberate way back to an older copy.
+//! - **Online backups.** [`LocalVault::backup_to`] copies one committed state through SQLite's
+//!   backup API while writers run, into a new `0600` file that opens and verifies on its own
+//!   with the key material.
 //! - **Key lifecycle.** Each KEK and DEK has a use count persisted with it and incremented in
 //!   the transaction of every write that encrypts under it; a write rotates a DEK past its
 //!   period or half its limit, and fails with [`ErrorKind::KeyExhausted`] when a key is at
@@ -42,9 +56,11 @@
 //! Reads run on the caller's thread (a WAL reader never waits for writers); writes run under
 //! [`tokio::task::spawn_blocking`] because they may wait for another process's write lock.
 
+mod backup;
 mod key_storage;
 mod lifecycle;
 mod pool;
+mod rollback;
 mod schema;
 
 use std::collections::{BTreeMap, HashMap};
@@ -52,6 +68,8 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
+
+use self::rollback::{Counter, Opened};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,9 +77,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use secrecy::ExposeSecret;
 
+pub use self::backup::{BackupInfo, RestoreInfo};
 use self::key_storage::{SqliteKeyStorage, count_kek_uses};
 pub use self::lifecycle::{DekRotation, DueRotation, KekRetirement, KeyInfo, KeyState, KeyStatus};
 use self::pool::{Pool, open_connection};
+pub use self::rollback::PUBLISH_EVERY;
 use self::schema::{SCHEMA_VERSION, sql_error};
 use super::{
     Capabilities, DeleteOptions, Erasure, ListEntry, ListOptions, ListPage, PutOptions,
@@ -116,6 +136,10 @@ pub struct LocalVaultOptions {
     /// When off, or when a rotation is impossible, a write that would take a key past its limit
     /// fails with [`ErrorKind::KeyExhausted`] and writes nothing.
     pub auto_rotate: bool,
+    /// Open a vault that is older than its key file says (rollback detection, see
+    /// `LocalVault`'s docs) instead of refusing with `Integrity`: `verify` and
+    /// `backup restore` read such copies. The handle refuses every write. Default `false`.
+    pub allow_rollback: bool,
 }
 
 impl Default for LocalVaultOptions {
@@ -128,6 +152,7 @@ impl Default for LocalVaultOptions {
             dek_max_uses: MAX_USES,
             kek_max_uses: MAX_USES,
             auto_rotate: true,
+            allow_rollback: false,
         }
     }
 }
@@ -143,12 +168,23 @@ pub struct VerifyReport {
     pub versions_shredded: u64,
     /// Versions or secrets that failed, with the reason.
     pub failures: Vec<VerifyFailure>,
+    /// Whether the master key provider keeps the vault's write counter, so that an older
+    /// copy put in the vault's place is detected (the local key file does; passphrase,
+    /// environment, KMS and PKCS#11 masters do not).
+    pub rollback_detection: bool,
+    /// The vault file's write counter.
+    pub write_count: u64,
+    /// How many writes the file is behind the counter its key provider recorded (0: none).
+    pub writes_behind: u64,
+    /// Whether the file is a backup written by [`LocalVault::backup_to`] (not restored).
+    pub is_backup: bool,
 }
 
 impl VerifyReport {
-    /// True when nothing failed.
+    /// True when nothing failed and the file is not an older copy of the vault (a backup
+    /// may be behind: that is what a backup is).
     pub fn is_ok(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_empty() && (self.writes_behind == 0 || self.is_backup)
     }
 }
 
@@ -225,6 +261,25 @@ struct Inner {
     dek_capacity: usize,
     /// The `key_epoch` the caches were filled under; a change means keys moved elsewhere.
     epoch: AtomicI64,
+    /// The write counter, for rollback detection.
+    counter: Counter,
+}
+
+impl Drop for Inner {
+    /// The last handle of a process records the vault's write counter (rollback detection);
+    /// a forked child leaves that to the parent.
+    fn drop(&mut self) {
+        if !self.pool.in_owner_process() {
+            return;
+        }
+        if let Err(e) = self.counter.publish(self.keyring.provider().as_ref()) {
+            tracing::warn!(
+                target: "sealbox::local",
+                error = %e,
+                "could not record the vault's write counter in the key file on close"
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for LocalVault {
@@ -499,7 +554,17 @@ impl LocalVault {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| sql_error("reading the vault identity", e))?;
+        let counter = Counter::open(provider.as_ref(), &store_id, || rollback::stored(&conn))?;
         drop(conn);
+        let counter = match counter {
+            Opened::Ok(counter) => counter,
+            Opened::Behind { count, recorded } if options.allow_rollback => {
+                Counter::behind(&store_id, count, recorded)
+            }
+            Opened::Behind { count, recorded } => {
+                return Err(rollback::behind_error(&db, count, recorded));
+            }
+        };
         let pool = Arc::new(Pool::new(db, options.busy_timeout));
         let storage = Arc::new(SqliteKeyStorage::new(pool.clone()));
         // Namespace keys are named by this vault's id, so vaults sharing one key file never
@@ -518,6 +583,7 @@ impl LocalVault {
                     DEK_CACHE_MAX,
                 ),
                 epoch: AtomicI64::new(epoch.parse().unwrap_or(0)),
+                counter,
             }),
         };
         vault.check_keys().await?;
@@ -745,9 +811,22 @@ impl LocalVault {
     /// Structural damage is an `Integrity` error; per-version failures are listed in the
     /// report.
     pub async fn verify(&self) -> Result<VerifyReport> {
-        let rows = {
+        let provider = self.inner.keyring.provider().clone();
+        // Record this handle's writes first, so that the comparison below is up to date, and
+        // read the recorded counter before the vault's (see `Counter::open`).
+        if let Err(e) = self.inner.counter.publish(provider.as_ref()) {
+            tracing::warn!(
+                target: "sealbox::local",
+                error = %e,
+                "could not record the vault's write counter in the key file"
+            );
+        }
+        let recorded = provider.store_counter(&self.inner.store_id)?;
+        let (rows, write_count, is_backup) = {
             let conn = self.inner.pool.get()?;
             schema::check_structure(&conn, true)?;
+            let write_count = rollback::stored(&conn)?;
+            let is_backup = rollback::is_backup(&conn)?;
             let mut stmt = conn
                 .prepare(
                     "SELECT s.id, s.name, s.namespace, s.dek, v.version, v.envelope \
@@ -768,10 +847,16 @@ impl LocalVault {
                 })
                 .and_then(|rows| rows.collect())
                 .map_err(|e| sql_error("reading versions", e))?;
-            rows
+            (rows, write_count, is_backup)
         };
         self.clear_key_caches();
-        let mut report = VerifyReport::default();
+        let mut report = VerifyReport {
+            rollback_detection: self.inner.counter.detection,
+            write_count,
+            writes_behind: recorded.map_or(0, |r| r.saturating_sub(write_count)),
+            is_backup,
+            ..VerifyReport::default()
+        };
         let mut last_secret = None;
         let mut dek: Option<std::result::Result<(Arc<DataKey>, WrappedDek), Error>> = None;
         for (id, name, ns, dek_bytes, version, envelope) in rows {
@@ -889,6 +974,7 @@ impl LocalVault {
     /// Errors: `NotFound` when the namespace has no keys and no secrets.
     pub async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
         let ns = KeyId::new(namespace)?;
+        self.inner.counter.check_writable()?;
         let _lock = FileLock::acquire(self.path())?;
         // Also when the vault holds no key record: the provider may still hold the
         // namespace's key (an interrupted erasure), which a backup's record would need.
@@ -909,8 +995,12 @@ impl LocalVault {
             let n = tx
                 .execute("DELETE FROM secrets WHERE namespace = ?1", [&owned])
                 .map_err(|e| sql_error("erasing a namespace", e))? as u64;
+            let count = rollback::bump(&tx)?;
             tx.commit()
                 .map_err(|e| sql_error("erasing a namespace", e))?;
+            inner
+                .counter
+                .committed(inner.keyring.provider().as_ref(), count);
             drop(conn);
             checkpoint(&inner.pool)?;
             Ok(n)
@@ -999,6 +1089,83 @@ impl LocalVault {
             Ok(rows.len() as u64)
         })
         .await
+    }
+
+    /// Writes a consistent copy of the vault to the new file `dest` through SQLite's online
+    /// backup API, while this and other processes keep reading and writing: the copy holds
+    /// every write committed before it started and none after. The file is created `0600`
+    /// (`AlreadyExists` if anything, even a dangling symbolic link, is at `dest`), is one
+    /// self-contained SQLite file, and is synced to disk before this returns. It keeps the
+    /// vault's store id, so it opens and verifies with the same key material (and a namespace
+    /// erased afterwards is unreadable in it too, see [`LocalVault::erase_namespace`]).
+    pub async fn backup_to(&self, dest: impl AsRef<Path>) -> Result<BackupInfo> {
+        let dest = dest.as_ref().to_path_buf();
+        let pool = self.inner.pool.clone();
+        blocking(move || backup::backup(&pool, &dest)).await
+    }
+
+    /// Puts the backup `backup` in place as the vault at `dir_or_file`, on purpose: the one
+    /// way to go back to an older copy without tripping rollback detection. The backup (any
+    /// copy of this vault: same store id) is first opened and verified with `provider`, every
+    /// version decrypted and authenticated; then it is copied over the vault file through
+    /// SQLite's backup API (under the vault's lock file; other processes should be stopped,
+    /// their later writes would be lost), and the write counter recorded in the key provider
+    /// is reset to the backup's. Refuses a backup of another vault (`InvalidInput`) and one
+    /// that fails verification (`Integrity`).
+    pub async fn restore_backup(
+        dir_or_file: impl AsRef<Path>,
+        backup: impl AsRef<Path>,
+        provider: Arc<dyn KeyProvider>,
+        options: LocalVaultOptions,
+    ) -> Result<RestoreInfo> {
+        let db = database_path(dir_or_file);
+        let source = LocalVault::open_with(
+            backup.as_ref(),
+            provider.clone(),
+            LocalVaultOptions {
+                allow_rollback: true,
+                ..options.clone()
+            },
+        )
+        .await?;
+        let report = source.verify().await?;
+        if let Some(first) = report.failures.first() {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "backup {} fails verification ({} item(s), first {}: {}); nothing was restored",
+                    backup.as_ref().display(),
+                    report.failures.len(),
+                    first.name,
+                    first.message
+                ),
+            ));
+        }
+        let store_id = source.store_id().to_owned();
+        // A damaged vault file (the reason to restore) has no readable id: restore over it.
+        if db.exists()
+            && let Some(live) = backup::store_id_of(&db).ok().flatten()
+            && live != store_id
+        {
+            return Err(Error::invalid_input(format!(
+                "{} is a backup of another vault (store {store_id}, not {live}); nothing                      was restored",
+                backup.as_ref().display()
+            )));
+        }
+        let recorded = provider.store_counter(&store_id)?.unwrap_or(0);
+        let _lock = FileLock::acquire(&db)?;
+        let pool = source.inner.pool.clone();
+        let (target, busy) = (db.clone(), options.busy_timeout);
+        let count = blocking(move || backup::copy_over(&pool, &target, busy)).await?;
+        provider.record_store_counter(&store_id, count, true)?;
+        Ok(RestoreInfo {
+            vault: db,
+            store_id,
+            write_count: count,
+            writes_discarded: recorded.saturating_sub(count),
+            secrets: report.secrets,
+            versions: report.versions_ok,
+        })
     }
 
     /// Bytes the vault occupies on disk (database file plus write-ahead log).
@@ -1106,7 +1273,8 @@ struct WriteRequest {
 }
 
 enum WriteOutcome {
-    Done(VersionInfo),
+    /// Written (with the vault's new write counter), or answered from an earlier attempt.
+    Done(VersionInfo, Option<u64>),
     /// The optimistic read was stale (secret created or DEK changed meanwhile).
     Retry,
 }
@@ -1236,11 +1404,14 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
                             ),
                         ));
                     }
-                    return Ok(WriteOutcome::Done(VersionInfo {
-                        version: VersionId::from(v),
-                        stages: stages_of(&tx, id, v)?,
-                        created: Some(to_time(created)),
-                    }));
+                    return Ok(WriteOutcome::Done(
+                        VersionInfo {
+                            version: VersionId::from(v),
+                            stages: stages_of(&tx, id, v)?,
+                            created: Some(to_time(created)),
+                        },
+                        None,
+                    ));
                 }
             }
             // Checked in the write transaction, against the count every process shares.
@@ -1315,12 +1486,16 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
     })
     .map_err(err)?;
     let stages = stages_of(&tx, secret_id, version)?;
+    let count = rollback::bump(&tx)?;
     tx.commit().map_err(err)?;
-    Ok(WriteOutcome::Done(VersionInfo {
-        version: VersionId::from(version),
-        stages,
-        created: Some(to_time(now)),
-    }))
+    Ok(WriteOutcome::Done(
+        VersionInfo {
+            version: VersionId::from(version),
+            stages,
+            created: Some(to_time(now)),
+        },
+        Some(count),
+    ))
 }
 
 /// Runs `f` in a write transaction on a blocking thread.
@@ -1329,6 +1504,7 @@ async fn write_tx<T: Send + 'static>(
     context: &'static str,
     f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
 ) -> Result<T> {
+    inner.counter.check_writable()?;
     let inner = inner.clone();
     blocking(move || {
         let mut conn = inner.pool.get()?;
@@ -1336,7 +1512,11 @@ async fn write_tx<T: Send + 'static>(
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| sql_error(context, e))?;
         let out = f(&tx)?;
+        let count = rollback::bump(&tx)?;
         tx.commit().map_err(|e| sql_error(context, e))?;
+        inner
+            .counter
+            .committed(inner.keyring.provider().as_ref(), count);
         Ok(out)
     })
     .await
@@ -1446,6 +1626,7 @@ impl SecretStore for LocalVault {
             )));
         }
         let ns = self.namespace_of(name)?;
+        self.inner.counter.check_writable()?;
         let mut rotated = false;
         for _ in 0..WRITE_RETRIES {
             let existing: Option<(i64, Vec<u8>, i64, i64, bool)> = {
@@ -1518,11 +1699,17 @@ impl SecretStore for LocalVault {
             let inner = self.inner.clone();
             match blocking(move || {
                 let mut conn = inner.pool.get()?;
-                write_version(&mut conn, req)
+                let outcome = write_version(&mut conn, req)?;
+                if let WriteOutcome::Done(_, Some(count)) = &outcome {
+                    inner
+                        .counter
+                        .committed(inner.keyring.provider().as_ref(), *count);
+                }
+                Ok(outcome)
             })
             .await?
             {
-                WriteOutcome::Done(info) => return Ok(info),
+                WriteOutcome::Done(info, _) => return Ok(info),
                 WriteOutcome::Retry => continue,
             }
         }

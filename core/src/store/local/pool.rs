@@ -36,6 +36,11 @@ impl Pool {
         }
     }
 
+    /// False in a forked child of the process that made the pool.
+    pub(crate) fn in_owner_process(&self) -> bool {
+        self.stamp.is_current()
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

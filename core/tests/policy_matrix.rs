@@ -376,3 +376,74 @@ async fn ten_thousand_rules_start_a_command_quickly_and_decide_correctly() {
         Decision::ExplicitDeny
     );
 }
+
+async fn two_stores(policy: Policy, principal: &str) -> Sealbox {
+    let client = Sealbox::builder()
+        .named_store("default", Arc::new(MemoryStore::new()))
+        .named_store("other", Arc::new(MemoryStore::new()))
+        .route("vault", "other")
+        .default_store("default")
+        .no_cache()
+        .build()
+        .unwrap();
+    for r in ["app/x", "sb://other/app/x", "vault/app/x"] {
+        client.put(r, &secret(r)).await.unwrap();
+    }
+    client.set_policy(policy);
+    client.as_principal(Principal::new(principal))
+}
+
+/// Before rules named stores, `sb://other/NAME` reached any store with a rule for `NAME`.
+#[tokio::test]
+async fn a_rule_without_a_store_covers_only_the_default_route() {
+    let client = two_stores(
+        Policy::new(vec![
+            Rule::allow(&["svc:app"], &[Read, List], &["app/*"]).unwrap(),
+        ]),
+        "svc:app",
+    )
+    .await;
+    assert!(client.get("app/x").await.is_ok());
+    // naming the store a bare name routes to anyway is the same access
+    assert!(client.get("sb://default/app/x").await.is_ok());
+    for elsewhere in ["sb://other/app/x"] {
+        let e = client.get(elsewhere).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AccessDenied, "{elsewhere}: {e}");
+    }
+    let listed: Vec<String> = client
+        .list("sb://other/app/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.to_string())
+        .collect();
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
+#[tokio::test]
+async fn a_rule_naming_a_store_covers_that_store_however_it_is_reached() {
+    let client = two_stores(
+        Policy::new(vec![
+            Rule::allow(&["svc:app"], &[Read], &["sb://other/app/*"]).unwrap(),
+            Rule::allow(&["svc:app"], &[Read], &["sb://*/vault/*"]).unwrap(),
+        ]),
+        "svc:app",
+    )
+    .await;
+    assert!(client.get("sb://other/app/x").await.is_ok());
+    // `vault/...` routes to `other`: covered by `sb://*/...` through its route too
+    assert!(client.get("vault/app/x").await.is_ok());
+    assert_eq!(
+        client.get("app/x").await.unwrap_err().kind(),
+        ErrorKind::AccessDenied
+    );
+}
+
+#[test]
+fn a_store_pattern_must_name_a_store_and_a_name() {
+    for bad in ["sb://", "sb://other", "sb://other/", "sb:///app/*"] {
+        let e = Rule::allow(&["svc:a"], &[Read], &[bad]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{bad}");
+        assert!(e.message().contains("sb://STORE/NAME-PATTERN"), "{e}");
+    }
+}

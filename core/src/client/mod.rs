@@ -33,7 +33,7 @@ use crate::cache::{CacheAnswer, CacheConfig, Expired, Probe, SecretCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::{ClientMetrics, MetricsSnapshot};
 use crate::monitor::{Alert, AlertHook, Monitor, MonitorConfig};
-use crate::policy::{Capability, Policy};
+use crate::policy::{Capability, Location, Policy};
 use crate::process::ProcessBound;
 use crate::secret::{Secret, SecretString};
 use crate::store::{
@@ -460,6 +460,18 @@ impl Sealbox {
         }
     }
 
+    /// Where `resource` lives, for the policy: rules without `sb://` cover only the store a
+    /// bare name routes to, so `sb://other/NAME` is not allowed by a rule for `NAME`.
+    fn location<'r>(&self, resource: &'r Resource) -> Location<'r> {
+        match resource.store.as_deref() {
+            Some(store) => Location {
+                store: Some(store),
+                default_route: self.inner.router.routes_to(&resource.name, store),
+            },
+            None => Location::DEFAULT_ROUTE,
+        }
+    }
+
     fn authorize(
         &self,
         capability: Capability,
@@ -470,7 +482,12 @@ impl Sealbox {
         if !policy.is_enforcing() {
             return Ok(());
         }
-        let decision = policy.check(&self.principal, capability, &resource.name);
+        let decision = policy.check_at(
+            &self.principal,
+            capability,
+            self.location(resource),
+            &resource.name,
+        );
         if decision.is_allowed() {
             return Ok(());
         }
@@ -853,7 +870,18 @@ impl Sealbox {
                     (explicit || self.inner.router.routes_to(entry.name.as_str(), &store_id))
                         && (!policy.is_enforcing()
                             || policy
-                                .check(&self.principal, Capability::List, entry.name.as_str())
+                                .check_at(
+                                    &self.principal,
+                                    Capability::List,
+                                    Location {
+                                        store: Some(&store_id),
+                                        default_route: self
+                                            .inner
+                                            .router
+                                            .routes_to(entry.name.as_str(), &store_id),
+                                    },
+                                    entry.name.as_str(),
+                                )
                                 .is_allowed())
                 }));
                 match page.next_page_token {

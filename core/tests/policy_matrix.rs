@@ -447,3 +447,43 @@ fn a_store_pattern_must_name_a_store_and_a_name() {
         assert!(e.message().contains("sb://STORE/NAME-PATTERN"), "{e}");
     }
 }
+
+/// `rotate` existed but nothing checked it: `write` alone could move stages.
+#[tokio::test]
+async fn stage_moves_and_restores_need_rotate() {
+    use sealbox::store::Stage;
+    let client = Sealbox::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .build()
+        .unwrap();
+    let v1 = client.put("app/key", &secret("one")).await.unwrap().version;
+    let v2 = client.put("app/key", &secret("two")).await.unwrap().version;
+    client.put("app/gone", &secret("x")).await.unwrap();
+    client
+        .delete("app/gone", &DeleteOptions::default())
+        .await
+        .unwrap();
+    client.set_policy(Policy::new(vec![
+        Rule::allow(&["svc:writer"], &[Read, Write, Delete], &["app/*"]).unwrap(),
+        Rule::allow(&["svc:rotator"], &[Read, Rotate], &["app/*"]).unwrap(),
+    ]));
+    let writer = client.as_principal(Principal::new("svc:writer"));
+    let rollback = writer
+        .set_stage("app/key", &Stage::Current, Some(&v1))
+        .await;
+    assert_eq!(rollback.unwrap_err().kind(), ErrorKind::AccessDenied);
+    assert_eq!(
+        writer.restore("app/gone").await.unwrap_err().kind(),
+        ErrorKind::AccessDenied
+    );
+    assert_eq!(writer.get("app/key").await.unwrap().version(), &v2);
+
+    let rotator = client.as_principal(Principal::new("svc:rotator"));
+    rotator
+        .set_stage("app/key", &Stage::Current, Some(&v1))
+        .await
+        .unwrap();
+    assert_eq!(rotator.get("app/key").await.unwrap().version(), &v1);
+    rotator.restore("app/gone").await.unwrap();
+    assert!(rotator.get("app/gone").await.is_ok());
+}

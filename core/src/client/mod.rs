@@ -38,7 +38,7 @@ use crate::process::ProcessBound;
 use crate::secret::{Secret, SecretString};
 use crate::store::{
     DeleteOptions, Erasure, ListEntry, ListOptions, PutOptions, SecretMetadata, SecretName,
-    SecretStore, VersionInfo, VersionSelector,
+    SecretStore, Stage, VersionId, VersionInfo, VersionSelector,
 };
 
 struct Inner {
@@ -939,6 +939,70 @@ impl Sealbox {
                 Err(self.audit_failure(event, e))
             }
         }
+    }
+
+    /// Moves `stage` to `version` of `name` (`None` removes it): which value readers get
+    /// changes, so this needs the `rotate` capability under a policy (not `write`). Audited
+    /// as a `rotate` event.
+    pub async fn set_stage(
+        &self,
+        name: &str,
+        stage: &Stage,
+        version: Option<&VersionId>,
+    ) -> Result<()> {
+        self.alive()?;
+        let route = self.inner.router.resolve(name)?;
+        let resource = route.resource();
+        self.authorize(Capability::Rotate, Action::Rotate, &resource)?;
+        self.audit_ready_for_change(Action::Rotate, &resource)?;
+        self.inner.metrics.writes.incr();
+        let result = route.store.set_stage(&route.name, stage, version).await;
+        self.finish_change(Action::Rotate, &route, resource, result)
+    }
+
+    /// Restores a deleted `name`: its versions become readable again, so this needs the
+    /// `rotate` capability under a policy, like a stage move. Audited as a `rotate` event.
+    pub async fn restore(&self, name: &str) -> Result<()> {
+        self.alive()?;
+        let route = self.inner.router.resolve(name)?;
+        let resource = route.resource();
+        self.authorize(Capability::Rotate, Action::Rotate, &resource)?;
+        self.audit_ready_for_change(Action::Rotate, &resource)?;
+        self.inner.metrics.writes.incr();
+        let result = route.store.restore(&route.name).await;
+        self.finish_change(Action::Rotate, &route, resource, result)
+    }
+
+    /// Drops the cached value of a changed secret and audits the change's outcome.
+    fn finish_change(
+        &self,
+        action: Action,
+        route: &Route,
+        resource: Arc<Resource>,
+        result: Result<()>,
+    ) -> Result<()> {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(&route.store_id, &route.name);
+        }
+        match result {
+            Ok(()) => self.audit_ok(self.event(action, resource)),
+            Err(e) => {
+                self.inner.metrics.store_error(e.kind());
+                let event = self.event(action, resource).failed(e.kind().as_str());
+                Err(self.audit_failure(event, e))
+            }
+        }
+    }
+
+    /// Checks, under the policy, an operation done outside the client on `reference`'s
+    /// store (key rotation and retirement, which the CLI runs on the vault itself): `admin`
+    /// is needed on the names the keys protect (`*` for the master key, `NAMESPACE/*` for a
+    /// namespace key, the secret's name for its data key). A denial is audited and counted
+    /// like any other.
+    pub fn authorize_key_operation(&self, reference: &str) -> Result<()> {
+        self.alive()?;
+        let resource = self.inner.router.key_resource(reference)?;
+        self.authorize(Capability::Admin, Action::Key, &resource)
     }
 
     /// Crypto-shreds a namespace of the store it routes to (`"predis"`, or

@@ -35,15 +35,17 @@ pub use pattern::Pattern;
 pub enum Capability {
     /// `get`, `get_field`, `get_version`, `describe`.
     Read,
-    /// `put`, `set_stage`.
+    /// `put` (a new version, staged as the put says).
     Write,
-    /// `delete`, `restore`.
+    /// `delete`.
     Delete,
     /// `list`.
     List,
-    /// Rotation (create PENDING, promote).
+    /// Changing which version readers get without writing one: `set_stage` (promote,
+    /// roll back) and `restore` of a deleted secret.
     Rotate,
-    /// Everything above plus key operations and erasure.
+    /// Everything above plus key operations (rotation, retirement; `*` for the master key,
+    /// `NAMESPACE/*` for a namespace's key) and erasure.
     Admin,
 }
 

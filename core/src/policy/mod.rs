@@ -130,11 +130,18 @@ impl SecretPattern {
             .chain(self.name.variables())
     }
 
-    fn matches(&self, at: Location<'_>, name: &str, bindings: &mut pattern::Bindings) -> bool {
+    /// Whether the pattern covers `name` at `at`; its variables are all bound (by the
+    /// rule's principal pattern), so it binds nothing.
+    fn matches<'a>(
+        &'a self,
+        at: Location<'a>,
+        name: &'a str,
+        bindings: &pattern::Bindings<'a>,
+    ) -> bool {
         match (&self.store, at.store) {
-            (None, _) => at.default_route && self.name.matches_with(name, bindings),
+            (None, _) => at.default_route && self.name.matches_bound(name, bindings),
             (Some(p), Some(store)) => {
-                p.matches_with(store, bindings) && self.name.matches_with(name, bindings)
+                p.matches_bound(store, bindings) && self.name.matches_bound(name, bindings)
             }
             (Some(_), None) => false,
         }
@@ -227,10 +234,7 @@ impl Rule {
     fn matches_via(&self, which: usize, principal: &str, at: Location<'_>, name: &str) -> bool {
         let mut bindings = pattern::Bindings::default();
         self.principals[which].matches_binding(principal, &mut bindings)
-            && self
-                .secrets
-                .iter()
-                .any(|s| s.matches(at, name, &mut bindings.clone()))
+            && self.secrets.iter().any(|s| s.matches(at, name, &bindings))
     }
 }
 

@@ -368,3 +368,88 @@ mod tests {
         assert!(took < std::time::Duration::from_millis(50), "{took:?}");
     }
 }
+
+/// The matcher against the obvious one: try every split (exponential, so small inputs).
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `pattern` matches `text` given `bound` values, by trying everything.
+    fn reference(pattern: &str, text: &str, bound: &[(&str, &str)]) -> bool {
+        if let Some(rest) = pattern.strip_prefix('*') {
+            let rest = rest.trim_start_matches('*');
+            return text
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([text.len()])
+                .any(|i| reference(rest, &text[i..], bound));
+        }
+        if let Some(rest) = pattern.strip_prefix('{') {
+            let (var, rest) = rest.split_once('}').expect("checked by Pattern::new");
+            if let Some((_, value)) = bound.iter().find(|(k, _)| *k == var) {
+                return text
+                    .strip_prefix(value)
+                    .is_some_and(|t| reference(rest, t, bound));
+            }
+            let segment = text.find(['/', ':']).unwrap_or(text.len());
+            return (1..=segment)
+                .filter(|i| text.is_char_boundary(*i))
+                .any(|i| {
+                    let mut more = bound.to_vec();
+                    more.push((var, &text[..i]));
+                    reference(rest, &text[i..], &more)
+                });
+        }
+        match pattern.chars().next() {
+            None => text.is_empty(),
+            Some(c) => text
+                .strip_prefix(c)
+                .is_some_and(|t| reference(&pattern[c.len_utf8()..], t, bound)),
+        }
+    }
+
+    /// Pieces of names an attacker would try: separators, dots, case and look-alikes
+    /// (Cyrillic `а`, `е`, a fullwidth slash, a combining accent).
+    const PIECES: &[&str] = &[
+        "a", "b", "ab", "A", "/", "//", ":", ".", "..", "-", "_", "а", "е", "é", "e\u{301}", "／",
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(PIECES), 0..10).prop_map(|v| v.concat())
+    }
+
+    fn pattern() -> impl Strategy<Value = String> {
+        let mut pieces: Vec<&str> = PIECES.to_vec();
+        pieces.extend(["*", "*", "{id}", "{x}", "/{id}/", ":{x}"]);
+        prop::collection::vec(prop::sample::select(pieces), 1..7)
+            .prop_map(|v| v.concat())
+            .prop_filter("a valid pattern", |p| Pattern::new(p).is_ok())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_matcher_agrees_with_trying_everything(p in pattern(), t in text()) {
+            let compiled = Pattern::new(&p).unwrap();
+            prop_assert_eq!(compiled.matches(&t), reference(&p, &t, &[]), "{:?} ~ {:?}", p, t);
+        }
+
+        #[test]
+        fn with_a_bound_variable_too(
+            p in pattern(),
+            t in text(),
+            id in prop::sample::select(&["a", "ab", "A", "а", "..", "é"][..]),
+        ) {
+            let compiled = Pattern::new(&p).unwrap();
+            let mut bindings = Bindings::default();
+            prop_assert!(bindings.bind("id", id));
+            prop_assert_eq!(
+                compiled.matches_bound(&t, &bindings),
+                reference(&p, &t, &[("id", id)]),
+                "{:?} ~ {:?} with id={:?}", p, t, id
+            );
+        }
+    }
+}

@@ -1,8 +1,7 @@
 //! The `Sealbox` client seen as a [`SecretStore`], so the data commands run unchanged through a
 //! client built from `--config` (and so through its policy, cache invalidation and audit log).
 //!
-//! The client has no `restore` or `set_stage`; those answer `Unsupported` here and work with
-//! `--vault`/`--key-file`.
+//! `restore` and `set_stage` go through the client too, so they need the policy's `rotate`.
 
 use async_trait::async_trait;
 use sealbox::client::Sealbox;
@@ -10,7 +9,7 @@ use sealbox::store::{
     Capabilities, DeleteOptions, ListOptions, ListPage, PutOptions, SecretMetadata, SecretName,
     SecretStore, SecretVersion, Stage, VersionId, VersionInfo, VersionSelector,
 };
-use sealbox::{Error, ErrorKind, Result};
+use sealbox::{Error, Result};
 
 /// A client behind the store trait.
 #[derive(Debug)]
@@ -23,16 +22,6 @@ impl ClientStore {
     pub fn new(client: Sealbox) -> ClientStore {
         ClientStore { client }
     }
-}
-
-fn needs_vault(operation: &str) -> Error {
-    Error::new(
-        ErrorKind::Unsupported,
-        format!(
-            "{operation} is not available through a --config client; \
-             use --vault and --key-file"
-        ),
-    )
 }
 
 #[async_trait]
@@ -94,17 +83,17 @@ impl SecretStore for ClientStore {
         self.client.delete(name.as_str(), options).await
     }
 
-    async fn restore(&self, _name: &SecretName) -> Result<()> {
-        Err(needs_vault("restore"))
+    async fn restore(&self, name: &SecretName) -> Result<()> {
+        self.client.restore(name.as_str()).await
     }
 
     async fn set_stage(
         &self,
-        _name: &SecretName,
-        _stage: &Stage,
-        _version: Option<&VersionId>,
+        name: &SecretName,
+        stage: &Stage,
+        version: Option<&VersionId>,
     ) -> Result<()> {
-        Err(needs_vault("moving stages"))
+        self.client.set_stage(name.as_str(), stage, version).await
     }
 }
 
@@ -112,7 +101,7 @@ impl SecretStore for ClientStore {
 mod tests {
     use super::*;
     use sealbox::store::memory::MemoryStore;
-    use sealbox::{ExposeSecret, Secret};
+    use sealbox::{ErrorKind, ExposeSecret, Secret};
     use std::sync::Arc;
 
     #[tokio::test]
@@ -134,7 +123,16 @@ mod tests {
         assert_eq!(got.version, info.version);
         let page = store.list(&ListOptions::default()).await.unwrap();
         assert_eq!(page.entries.len(), 1);
+        // restore and stage moves reach the store through the client too
         let err = store.restore(&name).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Conflict,
+            "restore of a live secret: {err}"
+        );
+        store
+            .set_stage(&name, &Stage::Previous, Some(&info.version))
+            .await
+            .unwrap();
     }
 }

@@ -252,6 +252,19 @@ impl Session {
         }
     }
 
+    /// Through `--config`, checks the policy before a key operation on the local vault:
+    /// `admin` on `covers`, the names the keys protect (`*`, `NAMESPACE/*` or a secret's
+    /// name). `--vault` sessions have no policy: whoever holds the key file holds the keys.
+    pub async fn authorize_keys(&self, covers: &str) -> Result<()> {
+        match (&self.client, &self.config) {
+            (Some(client), Some(config)) => {
+                let (id, _, _) = local_store_of_config(config).await?;
+                client.authorize_key_operation(&format!("sb://{id}/{covers}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Records a vault command in the client's audit log (`--config` sessions; `--vault`
     /// sessions have no audit log). `resource` names what was acted on, never a value.
     pub fn audit<T>(&self, action: Action, resource: &str, result: &Result<T>) -> Result<()> {

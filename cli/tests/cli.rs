@@ -199,9 +199,11 @@ fn a_config_with_a_local_store_serves_data_and_vault_commands_and_audits_them() 
         let o = with_config(args, b"");
         assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
     }
+    // restore goes through the client (and its policy) like the data commands
+    let o = with_config(&["delete", "predis/prod/api/auth-token"], b"");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     let o = with_config(&["restore", "predis/prod/api/auth-token"], b"");
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("--vault"), "{}", stderr(&o));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
 
     // The same vault through --vault/--key-file: one key id for every front end.
     let o = s.run(&["get", "predis/prod/api/auth-token", "--reveal"], b"");
@@ -739,4 +741,64 @@ fn keys_rotate_one_secret_or_a_namespace() {
     );
     let o = v.run(&["keys", "rotate", "--secret", "app/nope"], b"");
     assert_eq!(code(&o), 3, "{}", stderr(&o));
+}
+
+/// Before, `--config` vault commands skipped the policy: any principal the config names could
+/// rotate keys, and stage moves needed only `write`.
+#[test]
+fn key_operations_erasure_and_stage_moves_through_config_need_admin_or_rotate() {
+    let s = Scratch::new();
+    let config = s.path("sealbox.yaml");
+    std::fs::write(
+        &config,
+        "secrets: {provider: local, config: {path: ./vault.db, key_file: ./master.key}}\n\
+         principal: user:ops\n\
+         audit: {path: ./audit.jsonl}\n\
+         policy: {rules: [\n\
+           {principals: [\"user:ops\"], allow: [read, write, delete, list], secrets: [\"*\"]},\n\
+           {principals: [\"user:ops\"], allow: [admin], secrets: [\"predis/*\"]}]}\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let with_config = |args: &[&str]| {
+        let mut all = vec!["--config", c];
+        all.extend_from_slice(args);
+        run_with_env(&all, b"v", &[])
+    };
+    for name in ["predis/prod/key", "acme/prod/key"] {
+        let o = with_config(&["put", name]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    for denied in [
+        &["keys", "rotate-master"][..],
+        &["keys", "rotate", "--due"],
+        &["keys", "retire"],
+        &["keys", "rotate-kek", "acme"],
+        &["keys", "rotate", "--secret", "acme/prod/key"],
+        &["namespace", "erase", "acme", "--yes"],
+        &["stage", "acme/prod/key", "PREVIOUS", "1"],
+    ] {
+        let o = with_config(denied);
+        assert_eq!(code(&o), 4, "{denied:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with("sealbox: access_denied: user:ops may not"),
+            "{denied:?}: {}",
+            stderr(&o)
+        );
+    }
+    // admin over predis/* covers predis's keys (and implies rotate there), nothing wider
+    for allowed in [
+        &["keys", "rotate-kek", "predis"][..],
+        &["keys", "rotate", "--secret", "predis/prod/key"],
+    ] {
+        let o = with_config(allowed);
+        assert_eq!(code(&o), 0, "{allowed:?}: {}", stderr(&o));
+    }
+    let o = s.run(&["get", "acme/prod/key", "--reveal"], b"");
+    assert_eq!(o.stdout, b"v", "acme survived: {}", stderr(&o));
+    let log = std::fs::read_to_string(s.path("audit.jsonl")).unwrap();
+    assert!(
+        log.contains("\"success\":false"),
+        "denials are audited: {log}"
+    );
 }

@@ -376,3 +376,114 @@ async fn ten_thousand_rules_start_a_command_quickly_and_decide_correctly() {
         Decision::ExplicitDeny
     );
 }
+
+async fn two_stores(policy: Policy, principal: &str) -> Sealbox {
+    let client = Sealbox::builder()
+        .named_store("default", Arc::new(MemoryStore::new()))
+        .named_store("other", Arc::new(MemoryStore::new()))
+        .route("vault", "other")
+        .default_store("default")
+        .no_cache()
+        .build()
+        .unwrap();
+    for r in ["app/x", "sb://other/app/x", "vault/app/x"] {
+        client.put(r, &secret(r)).await.unwrap();
+    }
+    client.set_policy(policy);
+    client.as_principal(Principal::new(principal))
+}
+
+/// Before rules named stores, `sb://other/NAME` reached any store with a rule for `NAME`.
+#[tokio::test]
+async fn a_rule_without_a_store_covers_only_the_default_route() {
+    let client = two_stores(
+        Policy::new(vec![
+            Rule::allow(&["svc:app"], &[Read, List], &["app/*"]).unwrap(),
+        ]),
+        "svc:app",
+    )
+    .await;
+    assert!(client.get("app/x").await.is_ok());
+    // naming the store a bare name routes to anyway is the same access
+    assert!(client.get("sb://default/app/x").await.is_ok());
+    for elsewhere in ["sb://other/app/x"] {
+        let e = client.get(elsewhere).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AccessDenied, "{elsewhere}: {e}");
+    }
+    let listed: Vec<String> = client
+        .list("sb://other/app/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.to_string())
+        .collect();
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
+#[tokio::test]
+async fn a_rule_naming_a_store_covers_that_store_however_it_is_reached() {
+    let client = two_stores(
+        Policy::new(vec![
+            Rule::allow(&["svc:app"], &[Read], &["sb://other/app/*"]).unwrap(),
+            Rule::allow(&["svc:app"], &[Read], &["sb://*/vault/*"]).unwrap(),
+        ]),
+        "svc:app",
+    )
+    .await;
+    assert!(client.get("sb://other/app/x").await.is_ok());
+    // `vault/...` routes to `other`: covered by `sb://*/...` through its route too
+    assert!(client.get("vault/app/x").await.is_ok());
+    assert_eq!(
+        client.get("app/x").await.unwrap_err().kind(),
+        ErrorKind::AccessDenied
+    );
+}
+
+#[test]
+fn a_store_pattern_must_name_a_store_and_a_name() {
+    for bad in ["sb://", "sb://other", "sb://other/", "sb:///app/*"] {
+        let e = Rule::allow(&["svc:a"], &[Read], &[bad]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{bad}");
+        assert!(e.message().contains("sb://STORE/NAME-PATTERN"), "{e}");
+    }
+}
+
+/// `rotate` existed but nothing checked it: `write` alone could move stages.
+#[tokio::test]
+async fn stage_moves_and_restores_need_rotate() {
+    use sealbox::store::Stage;
+    let client = Sealbox::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .build()
+        .unwrap();
+    let v1 = client.put("app/key", &secret("one")).await.unwrap().version;
+    let v2 = client.put("app/key", &secret("two")).await.unwrap().version;
+    client.put("app/gone", &secret("x")).await.unwrap();
+    client
+        .delete("app/gone", &DeleteOptions::default())
+        .await
+        .unwrap();
+    client.set_policy(Policy::new(vec![
+        Rule::allow(&["svc:writer"], &[Read, Write, Delete], &["app/*"]).unwrap(),
+        Rule::allow(&["svc:rotator"], &[Read, Rotate], &["app/*"]).unwrap(),
+    ]));
+    let writer = client.as_principal(Principal::new("svc:writer"));
+    let rollback = writer
+        .set_stage("app/key", &Stage::Current, Some(&v1))
+        .await;
+    assert_eq!(rollback.unwrap_err().kind(), ErrorKind::AccessDenied);
+    assert_eq!(
+        writer.restore("app/gone").await.unwrap_err().kind(),
+        ErrorKind::AccessDenied
+    );
+    assert_eq!(writer.get("app/key").await.unwrap().version(), &v2);
+
+    let rotator = client.as_principal(Principal::new("svc:rotator"));
+    rotator
+        .set_stage("app/key", &Stage::Current, Some(&v1))
+        .await
+        .unwrap();
+    assert_eq!(rotator.get("app/key").await.unwrap().version(), &v1);
+    rotator.restore("app/gone").await.unwrap();
+    assert!(rotator.get("app/gone").await.is_ok());
+}

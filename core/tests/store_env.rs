@@ -36,14 +36,18 @@ async fn fixed_variables_pass_the_read_only_suite() {
 
 #[tokio::test]
 async fn the_process_environment_is_read_live() {
-    // Cargo sets CARGO_PKG_NAME for test processes; reading it needs no unsafe set_var.
+    // Cargo sets CARGO_MANIFEST_DIR and CARGO_PKG_NAME for test processes; reading them needs
+    // no unsafe set_var. (One variable per name: `build/package` may not also read a
+    // CARGO_PKG_ variable, which `cargo/pkg/...` reads.)
     let store = EnvStore::new()
-        .map("build/package", "CARGO_PKG_NAME")
+        .map("build/manifest", "CARGO_MANIFEST_DIR")
         .unwrap()
         .prefix_for("cargo/pkg/", "CARGO_PKG_")
         .unwrap();
-    let expected = env!("CARGO_PKG_NAME").as_bytes();
-    let fixtures: [(&str, &[u8]); 2] = [("build/package", expected), ("cargo/pkg/name", expected)];
+    let fixtures: [(&str, &[u8]); 2] = [
+        ("build/manifest", env!("CARGO_MANIFEST_DIR").as_bytes()),
+        ("cargo/pkg/name", env!("CARGO_PKG_NAME").as_bytes()),
+    ];
     sealbox_conformance::run_read_only(&store, store.capabilities(), "cargo/pkg/", &fixtures)
         .await
         .unwrap();

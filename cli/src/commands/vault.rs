@@ -361,6 +361,28 @@ pub async fn keys(session: &Session, command: KeysCommand) -> Result<Outcome> {
     if let KeysCommand::Rotate { at, .. } = &command {
         evaluation_time(at.as_deref())?;
     }
+    // What the keys the command changes protect: the policy's `admin` is checked on it
+    // before the vault is opened.
+    let covers = match &command {
+        KeysCommand::Status { .. } => None,
+        KeysCommand::RotateKek { namespace } => Some(format!("{namespace}/*")),
+        KeysCommand::Rotate {
+            due: false,
+            secret: Some(name),
+            ..
+        } => Some(name.clone()),
+        KeysCommand::Rotate {
+            due: false,
+            namespace: Some(ns),
+            ..
+        } if !ns.is_empty() => Some(format!("{ns}/*")),
+        KeysCommand::RotateMaster | KeysCommand::Rotate { .. } | KeysCommand::Retire => {
+            Some("*".to_owned())
+        }
+    };
+    if let Some(covers) = covers {
+        session.authorize_keys(&covers).await?;
+    }
     let vault = session.vault().await?;
     match command {
         KeysCommand::RotateMaster => {

@@ -33,12 +33,12 @@ use crate::cache::{CacheAnswer, CacheConfig, Expired, Probe, SecretCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::{ClientMetrics, MetricsSnapshot};
 use crate::monitor::{Alert, AlertHook, Monitor, MonitorConfig};
-use crate::policy::{Capability, Policy};
+use crate::policy::{Capability, Location, Policy};
 use crate::process::ProcessBound;
 use crate::secret::{Secret, SecretString};
 use crate::store::{
     DeleteOptions, Erasure, ListEntry, ListOptions, PutOptions, SecretMetadata, SecretName,
-    SecretStore, VersionInfo, VersionSelector,
+    SecretStore, Stage, VersionId, VersionInfo, VersionSelector,
 };
 
 struct Inner {
@@ -465,6 +465,18 @@ impl Sealbox {
         }
     }
 
+    /// Where `resource` lives, for the policy: rules without `sb://` cover only the store a
+    /// bare name routes to, so `sb://other/NAME` is not allowed by a rule for `NAME`.
+    fn location<'r>(&self, resource: &'r Resource) -> Location<'r> {
+        match resource.store.as_deref() {
+            Some(store) => Location {
+                store: Some(store),
+                default_route: self.inner.router.routes_to(&resource.name, store),
+            },
+            None => Location::DEFAULT_ROUTE,
+        }
+    }
+
     fn authorize(
         &self,
         capability: Capability,
@@ -475,7 +487,12 @@ impl Sealbox {
         if !policy.is_enforcing() {
             return Ok(());
         }
-        let decision = policy.check(&self.principal, capability, &resource.name);
+        let decision = policy.check_at(
+            &self.principal,
+            capability,
+            self.location(resource),
+            &resource.name,
+        );
         if decision.is_allowed() {
             return Ok(());
         }
@@ -858,7 +875,18 @@ impl Sealbox {
                     (explicit || self.inner.router.routes_to(entry.name.as_str(), &store_id))
                         && (!policy.is_enforcing()
                             || policy
-                                .check(&self.principal, Capability::List, entry.name.as_str())
+                                .check_at(
+                                    &self.principal,
+                                    Capability::List,
+                                    Location {
+                                        store: Some(&store_id),
+                                        default_route: self
+                                            .inner
+                                            .router
+                                            .routes_to(entry.name.as_str(), &store_id),
+                                    },
+                                    entry.name.as_str(),
+                                )
                                 .is_allowed())
                 }));
                 match page.next_page_token {
@@ -916,6 +944,70 @@ impl Sealbox {
                 Err(self.audit_failure(event, e))
             }
         }
+    }
+
+    /// Moves `stage` to `version` of `name` (`None` removes it): which value readers get
+    /// changes, so this needs the `rotate` capability under a policy (not `write`). Audited
+    /// as a `rotate` event.
+    pub async fn set_stage(
+        &self,
+        name: &str,
+        stage: &Stage,
+        version: Option<&VersionId>,
+    ) -> Result<()> {
+        self.alive()?;
+        let route = self.inner.router.resolve(name)?;
+        let resource = route.resource();
+        self.authorize(Capability::Rotate, Action::Rotate, &resource)?;
+        self.audit_ready_for_change(Action::Rotate, &resource)?;
+        self.inner.metrics.writes.incr();
+        let result = route.store.set_stage(&route.name, stage, version).await;
+        self.finish_change(Action::Rotate, &route, resource, result)
+    }
+
+    /// Restores a deleted `name`: its versions become readable again, so this needs the
+    /// `rotate` capability under a policy, like a stage move. Audited as a `rotate` event.
+    pub async fn restore(&self, name: &str) -> Result<()> {
+        self.alive()?;
+        let route = self.inner.router.resolve(name)?;
+        let resource = route.resource();
+        self.authorize(Capability::Rotate, Action::Rotate, &resource)?;
+        self.audit_ready_for_change(Action::Rotate, &resource)?;
+        self.inner.metrics.writes.incr();
+        let result = route.store.restore(&route.name).await;
+        self.finish_change(Action::Rotate, &route, resource, result)
+    }
+
+    /// Drops the cached value of a changed secret and audits the change's outcome.
+    fn finish_change(
+        &self,
+        action: Action,
+        route: &Route,
+        resource: Arc<Resource>,
+        result: Result<()>,
+    ) -> Result<()> {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(&route.store_id, &route.name);
+        }
+        match result {
+            Ok(()) => self.audit_ok(self.event(action, resource)),
+            Err(e) => {
+                self.inner.metrics.store_error(e.kind());
+                let event = self.event(action, resource).failed(e.kind().as_str());
+                Err(self.audit_failure(event, e))
+            }
+        }
+    }
+
+    /// Checks, under the policy, an operation done outside the client on `reference`'s
+    /// store (key rotation and retirement, which the CLI runs on the vault itself): `admin`
+    /// is needed on the names the keys protect (`*` for the master key, `NAMESPACE/*` for a
+    /// namespace key, the secret's name for its data key). A denial is audited and counted
+    /// like any other.
+    pub fn authorize_key_operation(&self, reference: &str) -> Result<()> {
+        self.alive()?;
+        let resource = self.inner.router.key_resource(reference)?;
+        self.authorize(Capability::Admin, Action::Key, &resource)
     }
 
     /// Crypto-shreds a namespace of the store it routes to (`"predis"`, or

@@ -188,6 +188,29 @@ impl Router {
             .collect())
     }
 
+    /// The resource a key operation covers: `TEXT` or `sb://STORE/TEXT`, where `TEXT` is a
+    /// name or a pattern of names (`*`, `predis/*`) and is not validated as a name.
+    pub(crate) fn key_resource(&self, reference: &str) -> Result<Arc<Resource>> {
+        let (i, text) = match reference.strip_prefix("sb://") {
+            Some(rest) => {
+                let (id, text) = rest.split_once('/').unwrap_or((rest, "*"));
+                let i = self
+                    .stores
+                    .iter()
+                    .position(|(s, _)| &**s == id)
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::NotFound,
+                            format!("reference names store {id:?}, which is not configured"),
+                        )
+                    })?;
+                (i, text)
+            }
+            None => (self.index_for_name(reference), reference),
+        };
+        Ok(Resource::in_store(text, self.stores[i].0.clone()))
+    }
+
     /// Whether a bare `name` routes to store `store_id`.
     pub(crate) fn routes_to(&self, name: &str, store_id: &str) -> bool {
         *self.stores[self.index_for_name(name)].0 == *store_id

@@ -8,6 +8,11 @@
 //!   (no `/` or `:`) and binds it. A variable bound in the principal pattern must take the same
 //!   value in the name pattern, which is how tenants are isolated:
 //!   `principals: ["tenant:{id}"]`, `secrets: ["predis/customer/{id}/*"]`.
+//! * Stores: a secret pattern `sb://STORE/PATTERN` covers names in store `STORE` (itself a
+//!   pattern: `sb://*/app/*` covers `app/...` in every store), however they are reached. A
+//!   pattern without `sb://` covers a name only where its **default route** takes it: the
+//!   store a bare `NAME` goes to. So `app/*` allows `app/x` and `sb://default/app/x` when
+//!   `app/x` routes to `default`, but not `sb://other/app/x`.
 //! * `admin` implies every other capability.
 //!
 //! Every deny is audited by the client (see [`crate::audit`]).
@@ -30,15 +35,17 @@ pub use pattern::Pattern;
 pub enum Capability {
     /// `get`, `get_field`, `get_version`, `describe`.
     Read,
-    /// `put`, `set_stage`.
+    /// `put` (a new version, staged as the put says).
     Write,
-    /// `delete`, `restore`.
+    /// `delete`.
     Delete,
     /// `list`.
     List,
-    /// Rotation (create PENDING, promote).
+    /// Changing which version readers get without writing one: `set_stage` (promote,
+    /// roll back) and `restore` of a deleted secret.
     Rotate,
-    /// Everything above plus key operations and erasure.
+    /// Everything above plus key operations (rotation, retirement; `*` for the master key,
+    /// `NAMESPACE/*` for a namespace's key) and erasure.
     Admin,
 }
 
@@ -87,7 +94,77 @@ pub struct Rule {
     effect: Effect,
     principals: Vec<Pattern>,
     capabilities: Vec<Capability>,
-    secrets: Vec<Pattern>,
+    secrets: Vec<SecretPattern>,
+}
+
+/// A secret pattern: a name pattern, and the stores it covers (`None`: the default route).
+#[derive(Clone, Debug)]
+struct SecretPattern {
+    store: Option<Pattern>,
+    name: Pattern,
+}
+
+impl SecretPattern {
+    fn new(source: &str) -> Result<SecretPattern> {
+        let Some(rest) = source.strip_prefix("sb://") else {
+            return Ok(SecretPattern {
+                store: None,
+                name: Pattern::new(source)?,
+            });
+        };
+        match rest.split_once('/') {
+            Some((store, name)) if !store.is_empty() && !name.is_empty() => Ok(SecretPattern {
+                store: Some(Pattern::new(store)?),
+                name: Pattern::new(name)?,
+            }),
+            _ => Err(Error::config(format!(
+                "secret pattern {source:?} must be sb://STORE/NAME-PATTERN (e.g. sb://vault/app/*)"
+            ))),
+        }
+    }
+
+    fn variables(&self) -> impl Iterator<Item = &str> {
+        self.store
+            .iter()
+            .flat_map(Pattern::variables)
+            .chain(self.name.variables())
+    }
+
+    /// Whether the pattern covers `name` at `at`; its variables are all bound (by the
+    /// rule's principal pattern), so it binds nothing.
+    fn matches<'a>(
+        &'a self,
+        at: Location<'a>,
+        name: &'a str,
+        bindings: &pattern::Bindings<'a>,
+    ) -> bool {
+        match (&self.store, at.store) {
+            (None, _) => at.default_route && self.name.matches_bound(name, bindings),
+            (Some(p), Some(store)) => {
+                p.matches_bound(store, bindings) && self.name.matches_bound(name, bindings)
+            }
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// Where an access lands: the store (when known) and whether the bare name routes there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location<'a> {
+    /// The store id, or `None` when the caller does not know it (then only rules without
+    /// `sb://` apply, as for a default route).
+    pub store: Option<&'a str>,
+    /// Whether the access goes where the bare name's route goes (not to a store named
+    /// by an `sb://` reference that the name does not route to).
+    pub default_route: bool,
+}
+
+impl Location<'_> {
+    /// The name's default route, store not known: what [`Policy::check`] assumes.
+    pub const DEFAULT_ROUTE: Location<'static> = Location {
+        store: None,
+        default_route: true,
+    };
 }
 
 impl Rule {
@@ -125,20 +202,20 @@ impl Rule {
             .iter()
             .map(|p| Pattern::new(p))
             .collect::<Result<Vec<_>>>()?;
-        let secrets = secrets
+        let compiled = secrets
             .iter()
-            .map(|p| Pattern::new(p))
+            .map(|p| SecretPattern::new(p))
             .collect::<Result<Vec<_>>>()?;
-        for s in &secrets {
+        for (s, source) in compiled.iter().zip(secrets) {
             for var in s.variables() {
                 if !principals.iter().all(|p| p.variables().any(|v| v == var)) {
                     return Err(Error::config(format!(
-                        "secret pattern {:?} uses {{{var}}}, which every principal pattern of the rule must bind",
-                        s.as_str()
+                        "secret pattern {source:?} uses {{{var}}}, which every principal pattern of the rule must bind",
                     )));
                 }
             }
         }
+        let secrets = compiled;
         Ok(Rule {
             effect,
             principals,
@@ -154,13 +231,10 @@ impl Rule {
     }
 
     /// Whether the rule applies through its principal pattern `which`.
-    fn matches_via(&self, which: usize, principal: &str, name: &str) -> bool {
+    fn matches_via(&self, which: usize, principal: &str, at: Location<'_>, name: &str) -> bool {
         let mut bindings = pattern::Bindings::default();
         self.principals[which].matches_binding(principal, &mut bindings)
-            && self
-                .secrets
-                .iter()
-                .any(|s| s.matches_with(name, &mut bindings.clone()))
+            && self.secrets.iter().any(|s| s.matches(at, name, &bindings))
     }
 }
 
@@ -239,8 +313,19 @@ impl Policy {
     }
 
     /// Decides whether `principal` may use `capability` on `name` (a secret name or, for
-    /// `list`, a prefix).
+    /// `list`, a prefix) reached through its default route.
     pub fn check(&self, principal: &Principal, capability: Capability, name: &str) -> Decision {
+        self.check_at(principal, capability, Location::DEFAULT_ROUTE, name)
+    }
+
+    /// Decides whether `principal` may use `capability` on `name` in the store `at`.
+    pub fn check_at(
+        &self,
+        principal: &Principal,
+        capability: Capability,
+        at: Location<'_>,
+        name: &str,
+    ) -> Decision {
         if self.rules.is_empty() {
             return Decision::Allow;
         }
@@ -251,7 +336,7 @@ impl Policy {
             let rule = &self.rules[rule];
             // An allow already found needs no second one; a deny always counts.
             let useful = rule.effect == Effect::Deny || !allowed;
-            if useful && rule.grants(capability) && rule.matches_via(which, who, name) {
+            if useful && rule.grants(capability) && rule.matches_via(which, who, at, name) {
                 match rule.effect {
                     Effect::Deny => denied = true,
                     Effect::Allow => allowed = true,
@@ -307,7 +392,8 @@ pub struct PolicyConfig {
 pub struct RuleConfig {
     /// Principal patterns (`svc:predis-*`, `tenant:{id}`).
     pub principals: Vec<String>,
-    /// Secret-name patterns (`predis/prod/*`).
+    /// Secret-name patterns (`predis/prod/*`), each covering the names' default routes, or
+    /// naming stores: `sb://STORE/PATTERN`.
     pub secrets: Vec<String>,
     /// Capabilities granted.
     #[serde(default)]
@@ -392,7 +478,8 @@ mod tests {
         let mut allowed = false;
         for rule in &policy.rules {
             let applies = rule.grants(capability)
-                && (0..rule.principals.len()).any(|w| rule.matches_via(w, who, name));
+                && (0..rule.principals.len())
+                    .any(|w| rule.matches_via(w, who, Location::DEFAULT_ROUTE, name));
             if applies {
                 match rule.effect {
                     Effect::Deny => return Decision::ExplicitDeny,

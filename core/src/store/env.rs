@@ -7,17 +7,25 @@
 //! 1. **Explicit mappings** ([`EnvStore::map`]): `predis/prod/database/password` -> `DB_PASSWORD`.
 //! 2. **Prefix mappings** ([`EnvStore::prefix`], [`EnvStore::prefix_for`]), in the order they were
 //!    added. A prefix mapping `(name_prefix, var_prefix)` applies to names starting with
-//!    `name_prefix`; the rest of the name is turned into a variable suffix by upper-casing ASCII
-//!    letters and replacing every character outside `[A-Za-z0-9]` (`/ - . + = @`) with `_`:
+//!    `name_prefix` whose rest is made of lowercase ASCII letters, digits and `/`; the rest is
+//!    upper-cased and every `/` becomes `_`:
 //!    - `prefix("APP_")`: `app/db/password` -> `APP_APP_DB_PASSWORD`
 //!    - `prefix_for("app/", "APP_")`: `app/db/password` -> `APP_DB_PASSWORD`
+//!
+//! # One name, one variable
+//! Access policy is decided on names, so two names must never read one variable: if
+//! `app/db-password` read `APP_DB_PASSWORD`, a principal allowed `app/db-*` would read the
+//! secret a rule denies as `app/db/password`. Hence:
+//! - a prefix mapping covers only names whose rest spells back exactly (no uppercase, no
+//!   `-_.+=@`, which upper-casing and `_` would merge); map any other name explicitly;
+//! - a variable that two names still reach (two explicit mappings to one variable, or two
+//!   prefix mappings that overlap, such as `("", "APP_")` and `("app/", "APP_")` both giving
+//!   `APP_DB`) is read under neither name: the read fails with a `Config` error naming both.
 //!
 //! `list` returns every explicitly mapped name whose variable is set, plus, for each prefix
 //! mapping, one name per set variable starting with `var_prefix`: the suffix lower-cased with
 //! `_` read as `/` (`APP_DB_PASSWORD` under `prefix_for("app/", "APP_")` lists as
-//! `app/db/password`). The variable-to-name direction is lossy (`-`, `.` and `_` all became
-//! `_`), so a variable is listed only when its listed name maps back to the same variable:
-//! everything `list` returns, `get` can read.
+//! `app/db/password`). A variable is listed only under the one name that reads it.
 //!
 //! Each secret has one version, id `"1"`, staged `CURRENT`. Writes are `Unsupported`.
 //!
@@ -136,13 +144,36 @@ impl EnvStore {
             vars.push(var.clone());
         }
         for p in &self.prefixes {
-            if let Some(rest) = name.as_str().strip_prefix(&p.name_prefix)
-                && !rest.is_empty()
-            {
-                vars.push(format!("{}{}", p.var_prefix, var_spelling(rest)));
+            if let Some(var) = p.variable_for(name.as_str()) {
+                vars.push(var);
             }
         }
         vars
+    }
+
+    /// Every name that reads `var` under some mapping (one, unless mappings overlap).
+    fn names_for(&self, var: &str) -> BTreeSet<SecretName> {
+        let mut names: BTreeSet<SecretName> = self
+            .explicit
+            .iter()
+            .filter(|(_, v)| *v == var)
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.extend(self.prefixes.iter().filter_map(|p| p.name_for(var)));
+        names
+    }
+
+    /// Refuses to read `var` as `name` when another name reads it too.
+    fn check_sole_reader(&self, name: &SecretName, var: &str) -> Result<()> {
+        let names = self.names_for(var);
+        if let Some(other) = names.iter().find(|n| *n != name) {
+            return Err(Error::config(format!(
+                "environment variable {var} is mapped to both secret {name} and secret {other}; \
+                 a variable must belong to one name (policy decides on names), so neither is \
+                 read: change the env store's map or prefixes so that they do not overlap"
+            )));
+        }
+        Ok(())
     }
 
     fn lookup(&self, var: &str) -> Option<Zeroizing<Vec<u8>>> {
@@ -169,6 +200,7 @@ impl EnvStore {
         let vars = self.variable_for(name);
         for var in &vars {
             if let Some(bytes) = self.lookup(var) {
+                self.check_sole_reader(name, var)?;
                 let max = self.capabilities().max_value_len;
                 if bytes.len() > max {
                     return Err(Error::invalid_input(format!(
@@ -179,8 +211,18 @@ impl EnvStore {
             }
         }
         Err(if vars.is_empty() {
+            let hint = if self
+                .prefixes
+                .iter()
+                .any(|p| name.as_str().starts_with(&p.name_prefix))
+            {
+                " (prefix mappings cover only names of lowercase letters, digits and '/', \
+                 which map to one variable each; map this name explicitly)"
+            } else {
+                ""
+            };
             Error::not_found(format!(
-                "secret {name} does not exist: no environment mapping covers it"
+                "secret {name} does not exist: no environment mapping covers it{hint}"
             ))
         } else {
             Error::not_found(format!(
@@ -190,52 +232,68 @@ impl EnvStore {
         })
     }
 
+    /// Exactly the names `get` can read: each name some mapping gives a set variable, kept
+    /// when the first set variable of its own is one that no other name reads.
     fn names(&self) -> BTreeSet<SecretName> {
-        let mut names: BTreeSet<SecretName> = self
-            .explicit
-            .iter()
-            .filter(|(_, var)| self.lookup(var).is_some())
-            .map(|(n, _)| n.clone())
-            .collect();
-        if self.prefixes.is_empty() {
-            return names;
-        }
-        for var in self.var_names() {
-            for p in &self.prefixes {
-                let Some(rest) = var.strip_prefix(&p.var_prefix) else {
-                    continue;
-                };
-                let candidate = format!(
-                    "{}{}",
-                    p.name_prefix,
-                    rest.to_ascii_lowercase().replace('_', "/")
-                );
-                if let Ok(name) = SecretName::new(candidate)
-                    && self.variable_for(&name).first() == Some(&var)
-                {
-                    names.insert(name);
-                }
+        let mut candidates: BTreeSet<SecretName> = self.explicit.keys().cloned().collect();
+        if !self.prefixes.is_empty() {
+            for var in self.var_names() {
+                candidates.extend(self.prefixes.iter().filter_map(|p| p.name_for(&var)));
             }
         }
-        names
+        candidates.retain(|name| {
+            self.variable_for(name)
+                .into_iter()
+                .find(|var| self.lookup(var).is_some())
+                .is_some_and(|var| self.check_sole_reader(name, &var).is_ok())
+        });
+        candidates
     }
+}
+
+impl PrefixMapping {
+    /// The variable for `name`, if this mapping covers it.
+    fn variable_for(&self, name: &str) -> Option<String> {
+        let rest = name.strip_prefix(&self.name_prefix)?;
+        (!rest.is_empty() && spells_back(rest)).then(|| {
+            format!(
+                "{}{}",
+                self.var_prefix,
+                rest.to_ascii_uppercase().replace('/', "_")
+            )
+        })
+    }
+
+    /// The name this mapping reads `var` as, if any: the inverse of [`Self::variable_for`].
+    fn name_for(&self, var: &str) -> Option<SecretName> {
+        let rest = var.strip_prefix(&self.var_prefix)?;
+        if rest.is_empty()
+            || !rest
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return None;
+        }
+        let name = SecretName::new(format!(
+            "{}{}",
+            self.name_prefix,
+            rest.to_ascii_lowercase().replace('_', "/")
+        ))
+        .ok()?;
+        (self.variable_for(name.as_str()).as_deref() == Some(var)).then_some(name)
+    }
+}
+
+/// Whether a name's rest maps to a variable suffix that maps back to it alone: upper-casing
+/// and `/` -> `_` are one to one on lowercase letters, digits and `/`, and on nothing wider.
+fn spells_back(rest: &str) -> bool {
+    rest.bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'/')
 }
 
 fn os_into_bytes(v: OsString) -> Zeroizing<Vec<u8>> {
     use std::os::unix::ffi::OsStringExt;
     Zeroizing::new(v.into_vec())
-}
-
-fn var_spelling(rest: &str) -> String {
-    rest.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 fn check_var(var: &str) -> Result<()> {
@@ -346,10 +404,79 @@ mod tests {
             store.variable_for(&name("app/db/password")),
             ["APP_APP_DB_PASSWORD"]
         );
+        assert_eq!(store.variable_for(&name("x/b2/c")), ["APP_X_B2_C"]);
+    }
+
+    #[test]
+    fn names_that_would_share_a_variable_have_none() {
+        let store = EnvStore::new().prefix_for("app/", "APP_").unwrap();
+        for merged in [
+            "app/db-password",
+            "app/db_password",
+            "app/DB/password",
+            "app/db.password",
+        ] {
+            assert!(store.variable_for(&name(merged)).is_empty(), "{merged}");
+        }
+    }
+
+    fn read_error(store: &EnvStore, n: &str) -> Error {
+        match store.read(&name(n)) {
+            Ok(_) => panic!("{n} was read"),
+            Err(e) => e,
+        }
+    }
+
+    /// The bypass: a rule denies `app/db/password` and allows `app/db-*`; before, the allowed
+    /// name read the denied secret's variable.
+    #[test]
+    fn a_denied_name_cannot_be_read_under_a_lookalike_name() {
+        let store = EnvStore::from_vars([("APP_DB_PASSWORD", Zeroizing::new(b"s3cret".to_vec()))])
+            .prefix_for("app/", "APP_")
+            .unwrap();
+        assert_eq!(store.read(&name("app/db/password")).unwrap().len(), 6);
+        for lookalike in [
+            "app/db-password",
+            "app/db_password",
+            "app/DB/PASSWORD",
+            "app/db.password",
+        ] {
+            let e = read_error(&store, lookalike);
+            assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{lookalike}: {e}");
+            assert!(e.message().contains("map this name explicitly"), "{e}");
+        }
+        let listed: Vec<String> = store.names().iter().map(|n| n.to_string()).collect();
+        assert_eq!(listed, ["app/db/password"]);
+    }
+
+    #[test]
+    fn overlapping_mappings_read_a_shared_variable_under_neither_name() {
+        let vars = || [("APP_DB", Zeroizing::new(b"x".to_vec()))];
+        let overlapping = EnvStore::from_vars(vars())
+            .prefix("APP_")
+            .unwrap()
+            .prefix_for("app/", "APP_")
+            .unwrap();
+        for n in ["db", "app/db"] {
+            let e = read_error(&overlapping, n);
+            assert_eq!(e.kind(), crate::ErrorKind::Config, "{e}");
+            assert!(
+                e.message().contains("secret app/db and secret db")
+                    || e.message().contains("secret db and secret app/db"),
+                "{e}"
+            );
+        }
+        assert!(overlapping.names().is_empty());
+        let explicit_twice = EnvStore::from_vars(vars())
+            .map("a", "APP_DB")
+            .unwrap()
+            .map("b", "APP_DB")
+            .unwrap();
         assert_eq!(
-            store.variable_for(&name("x/a-b.c+d=e@f_g")),
-            ["APP_X_A_B_C_D_E_F_G"]
+            read_error(&explicit_twice, "a").kind(),
+            crate::ErrorKind::Config
         );
+        assert!(explicit_twice.names().is_empty());
     }
 
     #[test]

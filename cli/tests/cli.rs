@@ -760,6 +760,7 @@ fn key_operations_erasure_and_stage_moves_through_config_need_admin_or_rotate() 
     )
     .unwrap();
     let c = config.to_str().unwrap();
+    let copy = s.path("copy.db");
     let with_config = |args: &[&str]| {
         let mut all = vec!["--config", c];
         all.extend_from_slice(args);
@@ -777,6 +778,7 @@ fn key_operations_erasure_and_stage_moves_through_config_need_admin_or_rotate() 
         &["keys", "rotate", "--secret", "acme/prod/key"],
         &["namespace", "erase", "acme", "--yes"],
         &["stage", "acme/prod/key", "PREVIOUS", "1"],
+        &["backup", "create", copy.to_str().unwrap()],
     ] {
         let o = with_config(denied);
         assert_eq!(code(&o), 4, "{denied:?}: {}", stderr(&o));
@@ -790,10 +792,12 @@ fn key_operations_erasure_and_stage_moves_through_config_need_admin_or_rotate() 
     for allowed in [
         &["keys", "rotate-kek", "predis"][..],
         &["keys", "rotate", "--secret", "predis/prod/key"],
+        &["namespace", "erase", "predis", "--yes"],
     ] {
         let o = with_config(allowed);
         assert_eq!(code(&o), 0, "{allowed:?}: {}", stderr(&o));
     }
+    assert!(!copy.exists(), "a denied backup wrote a file");
     let o = s.run(&["get", "acme/prod/key", "--reveal"], b"");
     assert_eq!(o.stdout, b"v", "acme survived: {}", stderr(&o));
     let log = std::fs::read_to_string(s.path("audit.jsonl")).unwrap();

@@ -1013,7 +1013,8 @@ impl Sealbox {
     /// Crypto-shreds a namespace of the store it routes to (`"predis"`, or
     /// `"sb://STORE/predis"` to name the store): its keys are destroyed and its secrets
     /// deleted, for good (see [`SecretStore::erase_namespace`]; the local vault is the store
-    /// that supports it). Needs the `admin` capability under a policy. The erasure is audited
+    /// that supports it). Needs the `admin` capability on `NAMESPACE/*` under a policy, as
+    /// the namespace's key operations do. The erasure is audited
     /// here, whoever calls it: an `erase` event (`namespace.erase`) naming the namespace, the
     /// store and the principal, whose `reason` says what was destroyed and which copies are
     /// not covered ([`Erasure::summary`]). Every cached value is dropped, since any of them
@@ -1021,7 +1022,12 @@ impl Sealbox {
     pub async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
         let route = self.inner.router.resolve(namespace)?;
         let resource = route.resource();
-        self.authorize(Capability::Admin, Action::Erase, &resource)?;
+        // The same rule as the namespace's key operations: `admin` on every name under it.
+        let covers = self
+            .inner
+            .router
+            .key_resource(&format!("{}/*", namespace.trim_end_matches('/')))?;
+        self.authorize(Capability::Admin, Action::Erase, &covers)?;
         self.audit_ready_for_change(Action::Erase, &resource)?;
         self.inner.metrics.writes.incr();
         let result = route.store.erase_namespace(route.name.as_str()).await;

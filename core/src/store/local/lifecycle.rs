@@ -379,7 +379,7 @@ impl LocalVault {
     /// KEK retirement: for every namespace with KEK versions other than the current one,
     /// gives a fresh DEK to each secret still under an old version, decrypts every version of
     /// every secret of the namespace under the current keys, and only when all of them open
-    /// destroys the old versions (removed from the key record; see the [module docs](self)).
+    /// destroys the old versions (removed from the key record).
     /// A namespace where something fails keeps its old versions and the error is returned.
     pub async fn retire_keks(&self) -> Result<Vec<KekRetirement>> {
         let _lock = FileLock::acquire(self.path())?;

@@ -91,28 +91,12 @@ fn copy_into(pool: &std::sync::Arc<Pool>, dest: &Path, file: &File) -> Result<Ba
             ),
         ));
     }
-    {
-        let source = pool.get()?;
-        let backup = Backup::new(&source, &mut target).map_err(err)?;
-        let started = Instant::now();
-        loop {
-            // -1: every page in one step, so in one read transaction: one committed state.
-            match backup.step(-1).map_err(err)? {
-                StepResult::Done => break,
-                StepResult::More | StepResult::Busy | StepResult::Locked
-                    if started.elapsed() < BUSY_WAIT =>
-                {
-                    thread::sleep(Duration::from_millis(5));
-                }
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Unavailable,
-                        "the vault stayed locked for 30 s during the backup; try again",
-                    ));
-                }
-            }
-        }
-    }
+    copy_pages(
+        &*pool.get()?,
+        &mut target,
+        "writing the backup",
+        "the vault stayed locked for 30 s during the backup; try again",
+    )?;
     // Marked, so that `verify` tells a backup (behind the vault by design) from an older
     // copy put in the vault's place; opening it as the vault is refused all the same.
     target
@@ -159,6 +143,32 @@ fn copy_into(pool: &std::sync::Arc<Pool>, dest: &Path, file: &File) -> Result<Ba
         bytes,
         write_count: write_count.max(0) as u64,
     })
+}
+
+/// Copies every page of `source` into `target` through SQLite's backup API, in one step so in
+/// one read transaction (one committed state), waiting up to [`BUSY_WAIT`] while the source
+/// is locked; `what` names the operation in SQLite errors, `locked` is the message when the
+/// source stays locked.
+fn copy_pages(
+    source: &Connection,
+    target: &mut Connection,
+    what: &str,
+    locked: &str,
+) -> Result<()> {
+    let err = |e| sql_error(what, e);
+    let backup = Backup::new(source, target).map_err(err)?;
+    let started = Instant::now();
+    loop {
+        match backup.step(-1).map_err(err)? {
+            StepResult::Done => return Ok(()),
+            StepResult::More | StepResult::Busy | StepResult::Locked
+                if started.elapsed() < BUSY_WAIT =>
+            {
+                thread::sleep(Duration::from_millis(5));
+            }
+            _ => return Err(Error::new(ErrorKind::Unavailable, locked)),
+        }
+    }
 }
 
 /// What [`super::LocalVault::restore_backup`] did.
@@ -209,28 +219,13 @@ pub(crate) fn copy_over(source: &std::sync::Arc<Pool>, db: &Path, busy: Duration
             .map_err(|e| Error::io(format!("creating {}", db.display()), e))?;
     }
     let mut target = super::pool::open_connection(db, busy, false)?;
-    {
-        let source = source.get()?;
-        let backup = Backup::new(&source, &mut target).map_err(err)?;
-        let started = Instant::now();
-        loop {
-            match backup.step(-1).map_err(err)? {
-                StepResult::Done => break,
-                StepResult::More | StepResult::Busy | StepResult::Locked
-                    if started.elapsed() < BUSY_WAIT =>
-                {
-                    thread::sleep(Duration::from_millis(5));
-                }
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Unavailable,
-                        "the vault stayed locked for 30 s during the restore; stop the \
-                         processes using it and try again",
-                    ));
-                }
-            }
-        }
-    }
+    copy_pages(
+        &*source.get()?,
+        &mut target,
+        "restoring the backup",
+        "the vault stayed locked for 30 s during the restore; stop the processes using it and \
+         try again",
+    )?;
     target
         .execute(
             "DELETE FROM meta WHERE key = ?1",

@@ -9,6 +9,12 @@
 //! - Each value is one buffer of nonce, tag and ciphertext, allocated under the process's
 //!   memory policy like a plain-mode value.
 //!
+//! - The key is a session key: a new one (the next version) seals values once the current one
+//!   is older than the session period of [`RotationSchedule`] (24 hours by default) or has
+//!   reached its limit of encryptions. Each sealed value holds the key it was sealed under, so a
+//!   rotated-out key opens the values it sealed and is wiped when the last of them leaves the
+//!   cache: no key outlives what it protects, and the read path looks up nothing.
+//!
 //! A plaintext exists only in the handles returned to callers, for as long as they hold them.
 //! A disclosure of the cached values' memory alone shows ciphertext, and a changed byte fails
 //! authentication ([`ErrorKind::Integrity`]) instead of returning a wrong value. The limit,
@@ -18,12 +24,15 @@
 //! here (HKDF-SHA256 over 16 KiB plus ring's key setup), a hundred times the ~0.2 µs of a whole
 //! sealed hit, so the expanded key stays resident in locked memory instead.
 
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
 use ring::aead::{Aad, NONCE_LEN, Nonce, Tag};
 use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::ExposeSecret;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::{DataKey, KeyId, KeyVersion, TAG_LEN};
+use crate::keys::{DataKey, KeyId, KeyRole, KeyVersion, RotationSchedule, TAG_LEN};
 use crate::secret::Secret;
 
 /// Bytes in front of a sealed value's ciphertext: its nonce and its tag.
@@ -32,6 +41,8 @@ const HEADER_LEN: usize = NONCE_LEN + TAG_LEN;
 /// A value sealed under the cache key: `nonce | tag | ciphertext` in one locked buffer.
 pub(crate) struct SealedValue {
     bytes: Secret,
+    /// The key it was sealed under: a rotated-out key lives as long as the values it sealed.
+    key: Arc<DataKey>,
 }
 
 impl SealedValue {
@@ -42,9 +53,17 @@ impl SealedValue {
     }
 }
 
-/// The cache's sealing key, made when the cache is and wiped when it drops.
+/// The key new values are sealed under, and since when.
+struct Current {
+    key: Arc<DataKey>,
+    since: Instant,
+}
+
+/// The cache's sealing keys: the current session key (made when the cache is, replaced after
+/// `period` or at its use limit), and through the values, the older keys still needed.
 pub(crate) struct Sealer {
-    key: DataKey,
+    current: RwLock<Current>,
+    period: Duration,
     rng: SystemRandom,
 }
 
@@ -55,26 +74,53 @@ impl std::fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    /// A new random key in locked memory.
+    /// A new random key in locked memory, replaced after the default session period.
     pub(crate) fn new() -> Result<Sealer> {
-        let key = DataKey::generate(KeyId::new("sealbox-cache")?, KeyVersion::FIRST)?;
+        Self::with_period(RotationSchedule::default().period(KeyRole::Session).0)
+    }
+
+    /// A new random key in locked memory, replaced once it is `period` old.
+    pub(crate) fn with_period(period: Duration) -> Result<Sealer> {
         Ok(Sealer {
-            key,
+            current: RwLock::new(Current {
+                key: Arc::new(session_key(KeyVersion::FIRST)?),
+                since: Instant::now(),
+            }),
+            period,
             rng: SystemRandom::new(),
         })
+    }
+
+    /// The key to seal one more value under (counted as one use): the current one while it
+    /// is younger than the period and below its limit, else its successor.
+    fn key_for_seal(&self) -> Result<Arc<DataKey>> {
+        let usable = |c: &Current| c.since.elapsed() < self.period && c.key.count_use().is_ok();
+        {
+            let c = self.current.read().unwrap_or_else(|e| e.into_inner());
+            if usable(&c) {
+                return Ok(c.key.clone());
+            }
+        }
+        // Replacements are whole: a poisoned lock still holds a consistent key.
+        let mut c = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if usable(&c) {
+            // Another thread rotated meanwhile.
+            return Ok(c.key.clone());
+        }
+        let key = Arc::new(session_key(c.key.version().next()?)?);
+        key.count_use()?;
+        *c = Current {
+            key: key.clone(),
+            since: Instant::now(),
+        };
+        Ok(key)
     }
 
     /// Seals `value`, binding it to `aad` (the cache key).
     pub(crate) fn seal(&self, value: &Secret, aad: &[u8]) -> Result<SealedValue> {
         // Random nonces: the key's use counter bounds how many it ever draws.
-        self.key.count_use().map_err(|_| {
-            Error::new(
-                ErrorKind::KeyRetired,
-                "the sealed cache's key reached its limit of encryptions; build a new client \
-                 (a new cache gets a new key)",
-            )
-        })?;
-        let aead = self.key.aead()?;
+        let key = self.key_for_seal()?;
+        let aead = key.aead()?;
         let plain = value.expose_secret();
         let bytes = Secret::init_with(HEADER_LEN + plain.len(), |buf| {
             let (nonce, rest) = buf.split_at_mut(NONCE_LEN);
@@ -89,13 +135,13 @@ impl Sealer {
             tag.copy_from_slice(computed.as_ref());
             Ok(())
         })?;
-        Ok(SealedValue { bytes })
+        Ok(SealedValue { bytes, key })
     }
 
     /// Decrypts into a fresh locked [`Secret`]; a changed byte or another `aad` is an
     /// [`ErrorKind::Integrity`] error.
     pub(crate) fn open(&self, sealed: &SealedValue, aad: &[u8]) -> Result<Secret> {
-        let aead = self.key.aead()?;
+        let aead = sealed.key.aead()?;
         let (nonce, tag, ciphertext) = sealed.parts();
         let tag = Tag::try_from(tag).map_err(|_| Error::internal("sealed value without a tag"))?;
         Secret::init_with(ciphertext.len(), |dst| {
@@ -110,6 +156,10 @@ impl Sealer {
                 })
         })
     }
+}
+
+fn session_key(version: KeyVersion) -> Result<DataKey> {
+    DataKey::generate(KeyId::new("sealbox-cache")?, version)
 }
 
 fn nonce_of(bytes: &[u8]) -> Result<Nonce> {
@@ -151,6 +201,7 @@ mod tests {
         for i in 0..sealed.bytes.len() {
             let mut flipped = SealedValue {
                 bytes: sealed.bytes.try_clone().unwrap(),
+                key: sealed.key.clone(),
             };
             flip(&mut flipped, i);
             assert_eq!(
@@ -175,8 +226,8 @@ mod tests {
             .iter()
             .map(|&n| s.seal(&Secret::random(n).unwrap(), b"k").unwrap())
             .collect();
-        let key = s.key.material().expose_secret();
-        assert!(s.key.material().is_locked());
+        let key = sealed[0].key.material().expose_secret();
+        assert!(sealed[0].key.material().is_locked());
         assert!(is_locked_page(key.as_ptr() as usize), "key not locked");
         for v in &sealed {
             assert!(v.bytes.is_locked());
@@ -194,8 +245,8 @@ mod tests {
     #[test]
     fn the_key_is_only_in_locked_memory_and_gone_after_drop() {
         let s = Sealer::new().unwrap();
-        let _sealed = s.seal(&secret(b"a cached value"), b"k").unwrap();
-        let key = Masked::of(s.key.material().expose_secret());
+        let sealed = s.seal(&secret(b"a cached value"), b"k").unwrap();
+        let key = Masked::of(sealed.key.material().expose_secret());
         let copies = find_copies(&key);
         // Positive control: the key's own bytes and the schedule's first round key (AES-256's
         // first two round keys are the key itself).
@@ -207,6 +258,32 @@ mod tests {
             );
         }
         drop(s);
+        drop(sealed);
         assert_eq!(find_copies(&key), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_session_key_past_its_period_is_replaced_and_lives_only_as_long_as_its_values() {
+        let day = Sealer::new().unwrap();
+        assert_eq!(day.period, Duration::from_secs(24 * 3600));
+        let a = day.seal(&secret(b"a"), b"k").unwrap();
+        let b = day.seal(&secret(b"b"), b"k").unwrap();
+        assert!(Arc::ptr_eq(&a.key, &b.key), "one key within the period");
+
+        // A period of zero: every seal finds its key too old and makes the next one.
+        let s = Sealer::with_period(Duration::ZERO).unwrap();
+        let first = s.seal(&secret(b"first"), b"k").unwrap();
+        let second = s.seal(&secret(b"second"), b"k").unwrap();
+        assert!(!Arc::ptr_eq(&first.key, &second.key));
+        assert!(second.key.version() > first.key.version());
+        let old = Masked::of(first.key.material().expose_secret());
+        // Both open: each value carries the key it was sealed under.
+        assert_eq!(s.open(&first, b"k").unwrap().expose_secret(), b"first");
+        assert_eq!(s.open(&second, b"k").unwrap().expose_secret(), b"second");
+        assert!(!find_copies(&old).is_empty());
+        // The rotated-out key goes (wiped) with the last value it sealed.
+        assert_eq!(Arc::strong_count(&first.key), 1);
+        drop(first);
+        assert_eq!(find_copies(&old), Vec::<usize>::new());
     }
 }

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crate::client::Principal;
+use crate::principal::Principal;
 use crate::store::VersionId;
 
 /// Severity of an event.

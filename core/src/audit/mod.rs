@@ -90,8 +90,8 @@ pub use verify::{
 };
 pub use writer::EVENTS_LOST_EVENT;
 
-use crate::client::Principal;
 use crate::error::{Error, ErrorKind, Result};
+use crate::principal::Principal;
 use crate::process::ProcessBound;
 use queue::{Control, Item, PushError, Queue, Record};
 use writer::Writer;

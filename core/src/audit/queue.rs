@@ -37,8 +37,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::Sender;
 
 use super::event::{AuditEvent, CacheOutcome, Resource, coarse_unix_nanos};
-use crate::cache::clock::NO_TICK;
-use crate::client::Principal;
+use crate::clock::NO_TICK;
+use crate::principal::Principal;
 
 /// One queued event, with the channel a strict-mode caller waits on.
 pub(crate) struct Item {

@@ -19,7 +19,7 @@ use super::chain::{AuditKey, ChainHead, HASH_MARKER};
 use super::event::{Action, AuditEvent, BodyFormat, Resource};
 use super::queue::{Control, Item, Losses, Queue};
 use super::sink::{AuditRecord, AuditSink, CUT_OFF_EVENT, SharedTail};
-use crate::client::Principal;
+use crate::principal::Principal;
 
 /// Reason written on the events of accesses that strict mode refused because no sink could
 /// record them.

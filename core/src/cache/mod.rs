@@ -32,9 +32,9 @@
 //!   `max_stale` + 1 s within a sweep, even in a cache nobody reads any more (see
 //!   `graves.rs` and `lifetimes.rs`).
 
-pub(crate) mod clock;
 mod flight;
 mod graves;
+pub(crate) mod handle;
 mod key;
 mod lifetimes;
 mod sealed;
@@ -49,7 +49,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::audit::{CacheOutcome, Resource};
-use crate::client::{HandleInner, SecretHandle, VersionMeta};
+/// The coarse clock, under its old path for the cache's users.
+pub(crate) use crate::clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::ClientMetrics;
 use crate::process::ProcessBound;
@@ -59,6 +60,7 @@ use graves::{Graveyard, Unlinked};
 use key::{IndexKey, KeyBytes};
 use lifetimes::Lifetimes;
 
+pub(crate) use handle::{HandleInner, SecretHandle, VersionMeta};
 use sealed::{SealedValue, Sealer};
 pub(crate) use shared::Shared;
 use slot::Slot;

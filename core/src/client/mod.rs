@@ -10,7 +10,7 @@
 //! the same client under another identity for per-request principals. [`BlockingSealbox`] is the
 //! synchronous facade the bindings use; its cache hits do not touch the runtime either.
 
-mod handle;
+mod from_config;
 mod reopen;
 mod router;
 
@@ -21,12 +21,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use futures::future::Either;
 
-pub(crate) use handle::{HandleInner, VersionMeta};
-pub use handle::{Principal, RawSecretHandle, SecretHandle};
+pub use crate::cache::handle::{RawSecretHandle, SecretHandle};
+pub(crate) use crate::cache::{HandleInner, VersionMeta};
+pub use crate::principal::Principal;
 pub(crate) use reopen::Recipe;
 use router::Route;
 pub use router::Router;
-pub(crate) use router::printable;
 
 use crate::audit::{Action, AuditEvent, AuditLog, AuditLogBuilder, CacheOutcome, Resource};
 use crate::cache::{CacheAnswer, CacheConfig, Expired, Probe, SecretCache};

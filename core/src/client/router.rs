@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::audit::Resource;
+use crate::config::printable;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{SecretName, SecretRef, SecretStore};
 
@@ -214,22 +215,6 @@ impl Router {
     /// Whether a bare `name` routes to store `store_id`.
     pub(crate) fn routes_to(&self, name: &str, store_id: &str) -> bool {
         *self.stores[self.index_for_name(name)].0 == *store_id
-    }
-}
-
-/// Refuses a store id or route prefix with a control character (a NUL, a newline, an escape
-/// sequence): no secret name has one, so such a route could never match, and the raw byte
-/// would reach terminals and logs through every message that names it. The message shows it
-/// escaped.
-pub(crate) fn printable(what: &str, text: &str) -> Result<()> {
-    match text.chars().find(|c| c.is_control()) {
-        None => Ok(()),
-        Some(c) => Err(Error::config(format!(
-            "{what} \"{}\" contains the control character {}; store ids and route prefixes \
-             must be printable text",
-            text.escape_debug(),
-            c.escape_unicode()
-        ))),
     }
 }
 

@@ -59,12 +59,11 @@ pub use master_key::register_builtin_key_providers;
 pub use registry::{Factories, Factory, FactoryFuture, ProviderConfig, ProviderRegistry};
 pub(crate) use serde_errors::safe_serde_message;
 
-use crate::audit::{AuditConfig, AuditLogBuilder};
+use crate::audit::AuditConfig;
 use crate::cache::CacheConfig;
-use crate::client::{Principal, Recipe, Sealbox};
 use crate::error::{Error, Result};
 use crate::monitor::MonitorConfig;
-use crate::policy::{Policy, PolicyConfig};
+use crate::policy::PolicyConfig;
 
 /// One store: a provider name and its settings.
 #[derive(Clone, Deserialize)]
@@ -117,8 +116,9 @@ pub struct Config {
     /// Detectors (default: off).
     #[serde(default)]
     pub monitor: Option<MonitorConfig>,
+    /// The config file's directory, which relative paths resolve against.
     #[serde(skip)]
-    base_dir: Option<PathBuf>,
+    pub(crate) base_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -186,14 +186,14 @@ impl Config {
     fn validate(&self) -> Result<()> {
         // Before any message names them: a raw control byte would reach the terminal.
         for id in self.stores.keys() {
-            crate::client::printable("stores: store id", id)?;
+            printable("stores: store id", id)?;
         }
         for (prefix, store) in &self.routes {
-            crate::client::printable("routes: route prefix", prefix)?;
-            crate::client::printable("routes: store id", store)?;
+            printable("routes: route prefix", prefix)?;
+            printable("routes: store id", store)?;
         }
         if let Some(d) = &self.default_store {
-            crate::client::printable("default_store: store id", d)?;
+            printable("default_store: store id", d)?;
         }
         match (&self.secrets, self.stores.is_empty()) {
             (None, true) => Err(Error::config(
@@ -218,7 +218,8 @@ impl Config {
         }
     }
 
-    fn path(&self, p: &Path) -> PathBuf {
+    /// `p` from the config, resolved against the config file's directory.
+    pub(crate) fn path(&self, p: &Path) -> PathBuf {
         registry::resolve(self.base_dir.as_deref(), &p.to_string_lossy())
     }
 
@@ -249,94 +250,22 @@ impl Config {
         );
         registry.stores.build(pc).await
     }
-
-    /// Builds the client: stores through `registry`, then routes, cache, audit, policy, monitor.
-    /// The client keeps a copy of this config to build again from in a forked child
-    /// ([`Sealbox::reopen`]).
-    pub async fn build(&self, registry: &ProviderRegistry) -> Result<Sealbox> {
-        let recipe = Recipe::Config {
-            config: Box::new(self.clone()),
-            registry: registry.clone(),
-        };
-        self.build_with_recipe(registry, recipe).await
-    }
-
-    /// [`Config::build`], the client to be made again by `recipe`.
-    pub(crate) async fn build_with_recipe(
-        &self,
-        registry: &ProviderRegistry,
-        recipe: Recipe,
-    ) -> Result<Sealbox> {
-        let mut builder = Sealbox::builder().reopen_from(recipe);
-        let stores = self.store_configs();
-        let mut built = BTreeMap::new();
-        for (id, at, store) in &stores {
-            let pc = ProviderConfig::new(
-                store.provider.clone(),
-                format!("{at}.config"),
-                store.config.clone(),
-                self.base_dir.clone(),
-            )
-            .with_key_providers(registry.keys.clone());
-            let store = registry.stores.build(pc).await?;
-            built.insert(id.clone(), store.clone());
-            builder = builder.named_store(id.clone(), store);
-        }
-        let default = match (&self.default_store, stores.as_slice()) {
-            (Some(d), _) => d.clone(),
-            (None, [(only, _, _)]) => only.clone(),
-            (None, _) => {
-                return Err(Error::config(
-                    "default_store: required when several stores are configured",
-                ));
-            }
-        };
-        if !stores.iter().any(|(id, _, _)| *id == default) {
-            return Err(Error::config(format!(
-                "default_store: no store named {default:?}"
-            )));
-        }
-        builder = builder.default_store(default);
-        for (prefix, store) in &self.routes {
-            if !stores.iter().any(|(id, _, _)| id == store) {
-                return Err(Error::config(format!(
-                    "routes.{prefix}: no store named {store:?}"
-                )));
-            }
-            builder = builder.route(prefix.clone(), store.clone());
-        }
-        if let Some(p) = &self.principal {
-            builder = builder.principal(Principal::new(p));
-        }
-        match &self.cache {
-            Some(c) if !c.enabled => builder = builder.no_cache(),
-            Some(c) => builder = builder.cache(c.clone()),
-            None => {}
-        }
-        if let Some(a) = &self.audit
-            && a.enabled
-        {
-            let mut a = a.clone();
-            a.path = a.path.as_deref().map(|p| self.path(p));
-            a.key_file = a.key_file.as_deref().map(|p| self.path(p));
-            let by_id = |id: &str| built.get(id).cloned();
-            builder = builder.audit(
-                AuditLogBuilder::from_config_with_stores(&a, &by_id)
-                    .map_err(|e| prefix_error("audit", e))?,
-            );
-        }
-        if let Some(p) = &self.policy {
-            builder = builder.policy(Policy::from_config(p)?);
-        }
-        if let Some(m) = &self.monitor {
-            builder = builder.monitor(m.clone());
-        }
-        builder.build()
-    }
 }
 
-fn prefix_error(at: &str, e: Error) -> Error {
-    Error::new(e.kind(), format!("{at}: {}", e.message()))
+/// Refuses a store id or route prefix with a control character (a NUL, a newline, an escape
+/// sequence): no secret name has one, so such a route could never match, and the raw byte
+/// would reach terminals and logs through every message that names it. The message shows it
+/// escaped.
+pub(crate) fn printable(what: &str, text: &str) -> Result<()> {
+    match text.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(Error::config(format!(
+            "{what} \"{}\" contains the control character {}; store ids and route prefixes \
+             must be printable text",
+            text.escape_debug(),
+            c.escape_unicode()
+        ))),
+    }
 }
 
 /// Debug view of provider settings: keys shown, values redacted unless the key is known not to

@@ -25,8 +25,8 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use crate::audit::{Action, AuditEvent, AuditObserver, Level, Resource};
-use crate::client::Principal;
 use crate::error::{Error, Result};
+use crate::principal::Principal;
 use metrics::ClientMetrics;
 
 /// What an alert is about.

@@ -24,8 +24,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::client::Principal;
 use crate::error::{Error, Result};
+use crate::principal::Principal;
 
 pub use pattern::Pattern;
 

@@ -1,48 +1,16 @@
-//! `SecretHandle` and `Principal`.
+//! [`SecretHandle`]: a secret as the client returns it, with the version's metadata
+//! ([`VersionMeta`]). The cache holds the same handles it answers with, so they live here.
 
 use std::sync::{Arc, OnceLock};
-
-use crate::cache::Shared;
 use std::time::SystemTime;
 
 use smallvec::SmallVec;
 
+use super::Shared;
 use crate::audit::Resource;
 use crate::process::ProcessStamp;
 use crate::secret::Secret;
 use crate::store::{SecretName, Stage, VersionId};
-
-/// Who is calling: the identity the policy checks and the audit log records.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Principal(Arc<str>);
-
-impl Principal {
-    /// A principal by name (`"svc:predis-cache"`, `"user:alice"`).
-    pub fn new(name: impl AsRef<str>) -> Principal {
-        Principal(Arc::from(name.as_ref()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Where the name lives: equal for clones of one principal, and never shared by two live
-    /// principals (the audit queue names a thread's principal once, then by this).
-    pub(crate) fn addr(&self) -> usize {
-        Arc::as_ptr(&self.0).cast::<u8>() as usize
-    }
-}
-
-impl Default for Principal {
-    /// The OS user running the process (`"user:<name>"`), or `"anonymous"`.
-    fn default() -> Principal {
-        match std::env::var("USER") {
-            Ok(u) if !u.is_empty() => Principal::new(format!("user:{u}")),
-            _ => Principal::new("anonymous"),
-        }
-    }
-}
 
 /// What is known about a cached or fetched version, shared by every handle to it.
 #[derive(Clone, Debug)]

@@ -1,0 +1,102 @@
+//! Building a client from a [`Config`]: the client consumes the config, so the building lives
+//! here and the config knows nothing of the client.
+
+use std::collections::BTreeMap;
+
+use super::{Recipe, Sealbox};
+use crate::audit::AuditLogBuilder;
+use crate::config::{Config, ProviderConfig, ProviderRegistry};
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::principal::Principal;
+
+impl Config {
+    /// Builds the client: stores through `registry`, then routes, cache, audit, policy, monitor.
+    /// The client keeps a copy of this config to build again from in a forked child
+    /// ([`Sealbox::reopen`]).
+    pub async fn build(&self, registry: &ProviderRegistry) -> Result<Sealbox> {
+        let recipe = Recipe::Config {
+            config: Box::new(self.clone()),
+            registry: registry.clone(),
+        };
+        self.build_with_recipe(registry, recipe).await
+    }
+
+    /// [`Config::build`], the client to be made again by `recipe`.
+    pub(crate) async fn build_with_recipe(
+        &self,
+        registry: &ProviderRegistry,
+        recipe: Recipe,
+    ) -> Result<Sealbox> {
+        let mut builder = Sealbox::builder().reopen_from(recipe);
+        let stores = self.store_configs();
+        let mut built = BTreeMap::new();
+        for (id, at, store) in &stores {
+            let pc = ProviderConfig::new(
+                store.provider.clone(),
+                format!("{at}.config"),
+                store.config.clone(),
+                self.base_dir.clone(),
+            )
+            .with_key_providers(registry.keys.clone());
+            let store = registry.stores.build(pc).await?;
+            built.insert(id.clone(), store.clone());
+            builder = builder.named_store(id.clone(), store);
+        }
+        let default = match (&self.default_store, stores.as_slice()) {
+            (Some(d), _) => d.clone(),
+            (None, [(only, _, _)]) => only.clone(),
+            (None, _) => {
+                return Err(Error::config(
+                    "default_store: required when several stores are configured",
+                ));
+            }
+        };
+        if !stores.iter().any(|(id, _, _)| *id == default) {
+            return Err(Error::config(format!(
+                "default_store: no store named {default:?}"
+            )));
+        }
+        builder = builder.default_store(default);
+        for (prefix, store) in &self.routes {
+            if !stores.iter().any(|(id, _, _)| id == store) {
+                return Err(Error::config(format!(
+                    "routes.{prefix}: no store named {store:?}"
+                )));
+            }
+            builder = builder.route(prefix.clone(), store.clone());
+        }
+        if let Some(p) = &self.principal {
+            builder = builder.principal(Principal::new(p));
+        }
+        match &self.cache {
+            Some(c) if !c.enabled => builder = builder.no_cache(),
+            Some(c) => builder = builder.cache(c.clone()),
+            None => {}
+        }
+        if let Some(a) = &self.audit
+            && a.enabled
+        {
+            let mut a = a.clone();
+            a.path = a.path.as_deref().map(|p| self.path(p));
+            a.key_file = a.key_file.as_deref().map(|p| self.path(p));
+            let by_id = |id: &str| built.get(id).cloned();
+            builder = builder.audit(
+                AuditLogBuilder::from_config_with_stores(&a, &by_id)
+                    .map_err(|e| prefix_error("audit", e))?,
+            );
+        }
+        if let Some(p) = &self.policy {
+            builder = builder.policy(Policy::from_config(p)?);
+        }
+        if let Some(m) = &self.monitor {
+            builder = builder.monitor(m.clone());
+        }
+        builder.build()
+    }
+}
+
+/// `e` with `at` (the config key it came from) before its message.
+fn prefix_error(at: &str, e: Error) -> Error {
+    Error::new(e.kind(), format!("{at}: {}", e.message()))
+}

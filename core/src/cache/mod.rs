@@ -3,7 +3,7 @@
 //! * **Hit path**: a lock-free read index (`papaya`, keyed by the reference string the caller
 //!   passed) answers with another `Arc` to the cached value. It takes no lock, does not enter
 //!   the async runtime, checks freshness on a coarse monotonic clock, and allocates nothing
-//!   (sealed mode allocates the freshly decrypted copy it returns).
+//!   (sealed mode allocates the freshly decrypted copy it returns; see `probe.rs`).
 //! * **Capacity and TTL eviction**: `moka` owns the entries' lifetimes; its eviction listener
 //!   removes evicted entries from the index. Hits do not touch moka, so its admission policy
 //!   sees insertions, not reads (a deliberate trade for the hit cost). Misses do not wait for
@@ -14,6 +14,7 @@
 //!   `flight.rs`). A reference's first read inserts its entry empty; after that the entry
 //!   stays, and every refresh (TTL expiry, refresh-ahead, a local write) replaces its value in
 //!   place (see `slot.rs`): no routing, no index write. A failed first read removes its entry.
+//!   An entry's times decide how it is served (see `entry.rs`); refreshes run in `refresh.rs`.
 //! * **Refresh-ahead**: past `refresh_ahead x ttl`, the first hit starts one background refresh;
 //!   callers keep getting the cached value meanwhile.
 //! * **Version check**: before refetching, stores with `cheap_describe` are asked for the
@@ -32,156 +33,39 @@
 //!   `max_stale` + 1 s within a sweep, even in a cache nobody reads any more (see
 //!   `graves.rs` and `lifetimes.rs`).
 
+mod config;
+mod entry;
 mod flight;
 mod graves;
 pub(crate) mod handle;
 mod key;
 mod lifetimes;
+mod probe;
+mod refresh;
 mod sealed;
 mod shared;
 mod slot;
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::audit::{CacheOutcome, Resource};
-/// The coarse clock, under its old path for the cache's users.
+// Also named `cache::clock` by the client, which dates its answers with it.
 pub(crate) use crate::clock;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::monitor::metrics::ClientMetrics;
 use crate::process::ProcessBound;
-use crate::store::{SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionSelector};
-use flight::EntryFlight;
+use crate::store::SecretName;
 use graves::{Graveyard, Unlinked};
 use key::{IndexKey, KeyBytes};
 use lifetimes::Lifetimes;
 
+pub use config::CacheConfig;
+use entry::{Entry, SealedVersion};
 pub(crate) use handle::{HandleInner, SecretHandle, VersionMeta};
-use sealed::{SealedValue, Sealer};
+pub(crate) use probe::{CacheAnswer, Expired, Probe};
+use refresh::BackgroundRuntime;
+use sealed::Sealer;
 pub(crate) use shared::Shared;
-use slot::Slot;
-
-/// The `cache:` config section.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CacheConfig {
-    /// Turn the cache off (every read goes to the store).
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// How long a value is served without asking the store (default 5 minutes).
-    #[serde(default = "default_ttl", with = "humantime_serde")]
-    pub ttl: Duration,
-    /// Maximum number of cached secrets (default 10 000).
-    #[serde(default = "default_capacity")]
-    pub capacity: u64,
-    /// Fraction of the TTL after which a hit triggers one background refresh (default 0.8;
-    /// 1.0 or more turns refresh-ahead off).
-    #[serde(default = "default_refresh_ahead")]
-    pub refresh_ahead: f64,
-    /// How long past its TTL a value may still be served when the store fails (default 0:
-    /// off). An entry nobody refreshes leaves memory (wiped) within about
-    /// `(ttl + max_stale + 1 s) x 17/16` (the sweep's delay at most 10 s) of its last fetch.
-    #[serde(default, with = "humantime_serde")]
-    pub max_stale: Duration,
-    /// Keep values AES-256-GCM-encrypted in locked memory and decrypt into a fresh handle per
-    /// access. The cache's key is locked whatever the memory policy: building a sealed cache
-    /// fails with `MemoryLock` when it cannot be. The key lives in the same process, so this
-    /// does not defend against a reader of the whole process's memory.
-    #[serde(default)]
-    pub sealed: bool,
-    /// Ask stores that can describe cheaply whether the version changed before refetching
-    /// (default true).
-    #[serde(default = "yes")]
-    pub version_check: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_ttl() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_capacity() -> u64 {
-    10_000
-}
-fn default_refresh_ahead() -> f64 {
-    0.8
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            enabled: true,
-            ttl: default_ttl(),
-            capacity: default_capacity(),
-            refresh_ahead: default_refresh_ahead(),
-            max_stale: Duration::ZERO,
-            sealed: false,
-            version_check: true,
-        }
-    }
-}
-
-impl CacheConfig {
-    fn validate(&self) -> Result<()> {
-        if self.ttl.is_zero() {
-            return Err(Error::config(
-                "cache.ttl must be more than zero (or set enabled: false)",
-            ));
-        }
-        if self.capacity == 0 {
-            return Err(Error::config("cache.capacity must be at least 1"));
-        }
-        if self.refresh_ahead.is_nan() || self.refresh_ahead <= 0.0 {
-            return Err(Error::config(
-                "cache.refresh_ahead must be a fraction above 0 (e.g. 0.8)",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// A cached version, as a flight hands it to its callers.
-#[derive(Clone)]
-enum Value {
-    /// The handle every hit returns, with the version's metadata inside.
-    Plain(Shared<HandleInner>),
-    /// Decrypted into a fresh handle per hit.
-    Sealed(Shared<SealedVersion>),
-}
-
-/// A sealed cache's value: the version encrypted in memory, with its metadata.
-struct SealedVersion {
-    value: SealedValue,
-    meta: Arc<VersionMeta>,
-}
-
-/// One cached reference. The entry outlives its values: a refresh (TTL, refresh-ahead, a
-/// local write) replaces the value in place, so only a reference's first read inserts into
-/// the index.
-struct Entry {
-    key: Arc<str>,
-    store: Arc<dyn SecretStore>,
-    name: SecretName,
-    store_id: Arc<str>,
-    /// The value in a plain cache (empty after an invalidation).
-    plain: Slot<HandleInner>,
-    /// The value in a sealed cache (empty after an invalidation).
-    sealed: Slot<SealedVersion>,
-    expires: AtomicU64,
-    refresh_at: AtomicU64,
-    stale_until: AtomicU64,
-    retry_at: AtomicU64,
-    refreshing: AtomicBool,
-    /// When the entry was last handed to moka (0: never).
-    admitted: AtomicU64,
-    /// Single-flight for refreshing this entry.
-    flight: EntryFlight<(Value, CacheOutcome)>,
-}
 
 /// How much longer moka keeps an entry than the entry can be served (TTL + `max_stale`).
 /// An entry renewed within half of it after its last admission needs no new one: moka's
@@ -195,82 +79,6 @@ const LIFETIME_SLACK: Duration = Duration::from_secs(1);
 /// that cost more than the misses. The maintenance thread flushes a partial batch about
 /// 100 ms after retiring into it (`lifetimes.rs`), so a bigger batch delays no value longer.
 const RETIRE_BATCH: usize = 512;
-
-impl Entry {
-    /// The value, if the entry holds one. `guard` is the index's.
-    fn value(&self, guard: &impl papaya::Guard) -> Option<Value> {
-        match self.plain.load(guard) {
-            Some(h) => Some(Value::Plain(h)),
-            None => self.sealed.load(guard).map(Value::Sealed),
-        }
-    }
-
-    /// Whether the entry holds a value (without taking a reference to it).
-    fn holds_value(&self, guard: &impl papaya::Guard) -> bool {
-        self.plain.get(guard).is_some() || self.sealed.get(guard).is_some()
-    }
-
-    /// Whether the entry holds `version`.
-    fn holds_version(&self, version: &VersionId, guard: &impl papaya::Guard) -> bool {
-        match self.plain.get(guard) {
-            Some(h) => h.meta().version == *version,
-            None => self
-                .sealed
-                .get(guard)
-                .is_some_and(|s| s.meta.version == *version),
-        }
-    }
-
-    /// Publishes `value` with fresh times; readers that see the new times see the new value.
-    /// The value it replaces goes to `graves`.
-    /// Returns when, on the coarse clock.
-    fn publish(&self, value: Value, config: &CacheConfig, graves: &Graveyard) -> u64 {
-        let old = match value {
-            Value::Plain(h) => self.plain.replace(Some(h)).map(Unlinked::Plain),
-            Value::Sealed(s) => self.sealed.replace(Some(s)).map(Unlinked::Sealed),
-        };
-        let now = clock::now_nanos();
-        self.set_times(config, now);
-        if let Some(old) = old {
-            graves.bury(old, false);
-        }
-        now
-    }
-
-    /// Expires the entry and releases its value to `graves`: the next read goes to the
-    /// store, and no failure can serve the old value.
-    fn expire(&self, graves: &Graveyard) {
-        for old in self.unlink() {
-            graves.bury(old, true);
-        }
-    }
-
-    /// Expires the entry and hands back its values, which the caller must retire.
-    fn unlink(&self) -> impl Iterator<Item = Unlinked> {
-        self.expires.store(0, Ordering::Release);
-        self.stale_until.store(0, Ordering::Relaxed);
-        let plain = self.plain.replace(None).map(Unlinked::Plain);
-        let sealed = self.sealed.replace(None).map(Unlinked::Sealed);
-        plain.into_iter().chain(sealed)
-    }
-
-    fn set_times(&self, config: &CacheConfig, now: u64) {
-        let ttl = clock::nanos(config.ttl);
-        let expires = now.saturating_add(ttl);
-        let refresh_at = if config.refresh_ahead >= 1.0 {
-            u64::MAX
-        } else {
-            now.saturating_add((ttl as f64 * config.refresh_ahead) as u64)
-        };
-        self.refresh_at.store(refresh_at, Ordering::Relaxed);
-        self.stale_until.store(
-            expires.saturating_add(clock::nanos(config.max_stale)),
-            Ordering::Relaxed,
-        );
-        self.retry_at.store(0, Ordering::Relaxed);
-        self.expires.store(expires, Ordering::Release);
-    }
-}
 
 type Index = papaya::HashMap<IndexKey, Arc<Entry>, foldhash::fast::RandomState>;
 
@@ -310,77 +118,6 @@ impl std::fmt::Debug for SecretCache {
             .field("config", &self.inner.config)
             .field("entries", &self.inner.index.len())
             .finish()
-    }
-}
-
-/// Where refresh-ahead tasks run: the runtime the client was built in, or a small runtime of
-/// the cache's own (shut down in the background on drop, so dropping a client inside async
-/// code cannot panic).
-struct BackgroundRuntime {
-    handle: Option<tokio::runtime::Handle>,
-    own: OnceLock<Option<OwnedRuntime>>,
-}
-
-struct OwnedRuntime(Option<tokio::runtime::Runtime>);
-
-impl Drop for OwnedRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-impl BackgroundRuntime {
-    fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
-        if let Some(h) = &self.handle {
-            h.spawn(fut);
-            return;
-        }
-        let own = self.own.get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("sealbox-refresh")
-                .enable_all()
-                .build()
-                .map(|rt| OwnedRuntime(Some(rt)))
-                .map_err(|e| tracing::warn!(error = %e, "no runtime for cache refresh-ahead"))
-                .ok()
-        });
-        if let Some(OwnedRuntime(Some(rt))) = own {
-            rt.spawn(fut);
-        }
-    }
-}
-
-/// The answer to a read: the handle (which knows its audit resource) and how the cache
-/// answered.
-pub(crate) struct CacheAnswer {
-    pub(crate) handle: SecretHandle,
-    pub(crate) outcome: CacheOutcome,
-    /// When a hit was answered, on the cache's coarse clock ([`clock::now_nanos`]), so that
-    /// the audit log dates it without reading a clock again; [`clock::NO_TICK`] for an
-    /// answer from the store, which no clock read is saved for.
-    pub(crate) tick: u64,
-}
-
-/// What the read index holds for a reference.
-pub(crate) enum Probe {
-    /// A fresh value (or a stale one while the store fails).
-    Answer(Result<CacheAnswer>),
-    /// An entry that needs a refresh (see [`SecretCache::refresh_expired`]).
-    Expired(Expired),
-    /// Nothing: the reference has not been read (or was evicted).
-    Absent,
-}
-
-/// A cached reference that cannot be served as it is (past its TTL, or invalidated).
-pub(crate) struct Expired(Arc<Entry>);
-
-impl Expired {
-    /// The audit resource it reads (no version yet), for policy checks and failures.
-    pub(crate) fn resource(&self) -> Arc<Resource> {
-        Resource::in_store(self.0.name.as_str(), self.0.store_id.clone())
     }
 }
 
@@ -438,10 +175,7 @@ impl SecretCache {
                 lifetimes: Lifetimes::new(lifetimes, capacity, lifetime, graves),
                 sealer,
                 metrics,
-                runtime: BackgroundRuntime {
-                    handle: tokio::runtime::Handle::try_current().ok(),
-                    own: OnceLock::new(),
-                },
+                runtime: BackgroundRuntime::here(),
             })),
         })
     }
@@ -465,400 +199,6 @@ impl SecretCache {
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// The hit path. `None` means: go to [`SecretCache::fetch`]. The key is bytes (see
-    /// `key.rs`): bytes that are not UTF-8 are simply never found.
-    #[inline]
-    pub(crate) fn lookup(&self, key: &[u8]) -> Option<Result<CacheAnswer>> {
-        match self.probe(key) {
-            Probe::Answer(answer) => Some(answer),
-            Probe::Expired(_) | Probe::Absent => None,
-        }
-    }
-
-    /// The hit path, telling an entry to refresh (see [`SecretCache::refresh_expired`]) from
-    /// a reference never read.
-    #[inline]
-    pub(crate) fn probe(&self, key: &[u8]) -> Probe {
-        let inner = &*self.inner;
-        let guard = inner.index.guard();
-        let Some(entry) = inner.index.get(&KeyBytes(key), &guard) else {
-            return Probe::Absent;
-        };
-        let now = clock::now_nanos();
-        let outcome = if now < entry.expires.load(Ordering::Acquire) {
-            if now >= entry.refresh_at.load(Ordering::Relaxed)
-                && !entry.refreshing.load(Ordering::Relaxed)
-                && !entry.refreshing.swap(true, Ordering::AcqRel)
-            {
-                self.spawn_refresh(entry.clone());
-            }
-            CacheOutcome::Hit
-        } else if now < entry.stale_until.load(Ordering::Relaxed)
-            && now < entry.retry_at.load(Ordering::Relaxed)
-        {
-            CacheOutcome::Stale
-        } else {
-            return Probe::Expired(Expired(entry.clone()));
-        };
-        let answer = match entry.plain.load(&guard) {
-            Some(h) => Ok(CacheAnswer {
-                handle: SecretHandle::from_inner(h),
-                outcome,
-                tick: now,
-            }),
-            None => match entry.sealed.get(&guard) {
-                Some(sealed) => self.open(sealed, &entry.key, outcome, now),
-                // Emptied by an invalidation since its times were read.
-                None => return Probe::Expired(Expired(entry.clone())),
-            },
-        };
-        if outcome == CacheOutcome::Hit {
-            inner.metrics.fast_hits.incr();
-        } else {
-            inner.metrics.stale.incr();
-            inner.metrics.fast_stale.incr();
-        }
-        Probe::Answer(answer)
-    }
-
-    fn answer(&self, value: Value, key: &str, outcome: CacheOutcome) -> Result<CacheAnswer> {
-        let tick = clock::NO_TICK;
-        match value {
-            Value::Plain(h) => Ok(CacheAnswer {
-                handle: SecretHandle::from_inner(h),
-                outcome,
-                tick,
-            }),
-            Value::Sealed(sealed) => self.open(&sealed, key, outcome, tick),
-        }
-    }
-
-    /// Decrypts a sealed version into a fresh handle.
-    fn open(
-        &self,
-        sealed: &SealedVersion,
-        key: &str,
-        outcome: CacheOutcome,
-        tick: u64,
-    ) -> Result<CacheAnswer> {
-        let sealer = self
-            .inner
-            .sealer
-            .as_ref()
-            .ok_or_else(|| Error::internal("sealed cache entry without a sealing key"))?;
-        let value = sealer.open(&sealed.value, key.as_bytes())?;
-        let handle =
-            SecretHandle::from_inner(Shared::new(HandleInner::shared(sealed.meta.clone(), value)));
-        Ok(CacheAnswer {
-            handle,
-            outcome,
-            tick,
-        })
-    }
-
-    fn spawn_refresh(&self, entry: Arc<Entry>) {
-        let this = self.clone();
-        self.inner.runtime.spawn(async move {
-            let _ = this.load(&entry, false).await;
-            entry.refreshing.store(false, Ordering::Release);
-        });
-    }
-
-    /// The miss path of a reference the cache does not hold (a first read): one store call
-    /// per key however many callers wait (single-flight).
-    ///
-    /// The entry is found or inserted here, before the future runs, so the future holds the
-    /// entry alone and not the route it was made from: an `async fn` keeps its arguments
-    /// beside its locals for as long as it runs, and a runtime copies every byte of a
-    /// future it is handed (`block_on` moves it twice).
-    pub(crate) fn fetch(
-        &self,
-        key: &str,
-        store: Arc<dyn SecretStore>,
-        name: SecretName,
-        store_id: Arc<str>,
-    ) -> impl Future<Output = Result<CacheAnswer>> + '_ {
-        let entry = self.entry_for(key, store, name, store_id);
-        async move { self.answer_from(&entry).await }
-    }
-
-    /// The miss path of a reference the cache holds but cannot serve (expired or
-    /// invalidated): refreshed in place, with the entry's own store and name, so the
-    /// reference is not routed again.
-    pub(crate) fn refresh_expired<'a>(
-        &'a self,
-        expired: &'a Expired,
-    ) -> impl Future<Output = Result<CacheAnswer>> + 'a {
-        self.answer_from(&expired.0)
-    }
-
-    /// Loads `entry` (see [`SecretCache::load`]) and answers the read from what it loaded.
-    #[expect(
-        clippy::manual_async_fn,
-        reason = "an async fn would copy its arguments"
-    )]
-    fn answer_from<'a>(
-        &'a self,
-        entry: &'a Arc<Entry>,
-    ) -> impl Future<Output = Result<CacheAnswer>> + 'a {
-        // A block, not an `async fn` (see `EntryFlight::run`).
-        async move {
-            let (value, outcome) = self.load(entry, false).await?;
-            self.answer(value, &entry.key, outcome)
-        }
-    }
-
-    /// Refetches `key` now (no version check), replacing the cached value. A store failure
-    /// is returned, not answered from the cache (the cached value is kept and still served).
-    pub(crate) fn refresh_now(
-        &self,
-        key: &str,
-        store: Arc<dyn SecretStore>,
-        name: SecretName,
-        store_id: Arc<str>,
-    ) -> impl Future<Output = Result<()>> + '_ {
-        let entry = self.entry_for(key, store, name, store_id);
-        async move { self.load(&entry, true).await.map(|_| ()) }
-    }
-
-    /// Refreshes `entry` through its single-flight: the first caller calls the store, the
-    /// others wait for its result.
-    fn load<'a>(
-        &'a self,
-        entry: &'a Arc<Entry>,
-        force: bool,
-    ) -> impl Future<Output = Result<(Value, CacheOutcome)>> + 'a {
-        entry.flight.run(move || self.refresh(entry, force))
-    }
-
-    /// The entry of a reference, inserted empty if it has none (a first read): the entry is
-    /// then the single-flight of every caller of that first read too.
-    ///
-    /// Callers come here after the hit path found no entry, so the insert is tried first,
-    /// without a lookup of its own: a first read hashes and probes the index once more, not
-    /// twice. An entry found there (another caller's first read, or a `refresh_now`) is
-    /// joined, and the unused one dropped.
-    fn entry_for(
-        &self,
-        key: &str,
-        store: Arc<dyn SecretStore>,
-        name: SecretName,
-        store_id: Arc<str>,
-    ) -> Arc<Entry> {
-        // A reference that is the bare name (the usual case) shares the name's own string.
-        let key: Arc<str> = if **name.shared() == *key {
-            name.shared().clone()
-        } else {
-            Arc::from(key)
-        };
-        let fresh = self.new_entry(key, store, name, store_id);
-        let index = self.inner.index.pin();
-        match index.try_insert(IndexKey(fresh.key.clone()), fresh.clone()) {
-            Ok(_) => {}
-            Err(occupied) if Arc::ptr_eq(&occupied.current.store, &fresh.store) => {
-                return occupied.current.clone();
-            }
-            Err(_) => {
-                // The reference now routes to another store: the new entry replaces the old.
-                if let Some(old) = index.insert(IndexKey(fresh.key.clone()), fresh.clone()) {
-                    self.inner.lifetimes.invalidate(old);
-                    old.expire(&self.inner.lifetimes.graves);
-                }
-            }
-        }
-        // Tracked from the start, so an entry whose first read was abandoned (a caller's
-        // timeout) is still evicted; the read's own admission then falls within the slack.
-        self.admit(&fresh, clock::now_nanos());
-        fresh
-    }
-
-    /// Refreshes `old` in place: its value is replaced, and the index is not written.
-    #[expect(
-        clippy::manual_async_fn,
-        reason = "an async fn would copy its arguments"
-    )]
-    fn refresh<'a>(
-        &'a self,
-        old: &'a Arc<Entry>,
-        force: bool,
-    ) -> impl Future<Output = Result<(Value, CacheOutcome)>> + 'a {
-        async move {
-            let inner = &*self.inner;
-            let (store, name) = (&old.store, &old.name);
-            // An entry never filled, or emptied by a write, has no expiry (0) and needs no
-            // clock read to know it (about 6 ns each here, over a percent of what a miss
-            // adds to the store call).
-            let expires = old.expires.load(Ordering::Acquire);
-            if !force
-                && expires != 0
-                && clock::now_nanos() < expires
-                && !old.refreshing.load(Ordering::Relaxed)
-                && let Some(value) = old.value(&inner.index.guard())
-            {
-                // Another flight refreshed it while this caller was queued.
-                return Ok((value, CacheOutcome::Hit));
-            }
-            if !force
-                && inner.config.version_check
-                && store.capabilities().cheap_describe
-                && old.holds_value(&inner.index.guard())
-            {
-                let started = inner.metrics.start_store_call();
-                let described = store.describe(name).await;
-                inner.metrics.end_store_call(started);
-                match described {
-                    Ok(meta) => {
-                        let guard = inner.index.guard();
-                        if let Some(current) = meta.version_with_stage(&Stage::Current)
-                            && old.holds_version(current, &guard)
-                            && let Some(value) = old.value(&guard)
-                        {
-                            let now = clock::now_nanos();
-                            old.set_times(&inner.config, now);
-                            self.admit(old, now);
-                            return Ok((value, CacheOutcome::Hit));
-                        }
-                    }
-                    Err(e) => {
-                        inner.metrics.store_error(e.kind());
-                        return self.on_error(old, true, e);
-                    }
-                }
-            }
-            let started = inner.metrics.start_store_call();
-            let got = store.get(name, &VersionSelector::Current).await;
-            inner.metrics.end_store_call(started);
-            match got {
-                Ok(version) => {
-                    let value =
-                        self.make_value(&old.key, name.clone(), old.store_id.clone(), version)?;
-                    let now = old.publish(value.clone(), &inner.config, &inner.lifetimes.graves);
-                    self.admit(old, now);
-                    Ok((value, CacheOutcome::Miss))
-                }
-                Err(e) => {
-                    inner.metrics.store_error(e.kind());
-                    // A forced refresh reports the failure; the cached value stays as it was.
-                    self.on_error(old, !force, e)
-                }
-            }
-        }
-    }
-
-    /// Hands `entry` (new, or renewed) to the lifetime tracking (capacity, TTL eviction), off
-    /// the caller's path. A renewal soon after the last admission skips it (see
-    /// [`LIFETIME_SLACK`]), so a key written and read in a tight loop does not keep moka busy.
-    /// `now`: the coarse clock's reading.
-    fn admit(&self, entry: &Arc<Entry>, now: u64) {
-        let last = entry.admitted.load(Ordering::Relaxed);
-        if last != 0 && now.saturating_sub(last) < clock::nanos(LIFETIME_SLACK / 2) {
-            return;
-        }
-        entry.admitted.store(now.max(1), Ordering::Relaxed);
-        self.inner
-            .lifetimes
-            .admit(entry, &self.inner.index, &self.inner);
-    }
-
-    /// A failed refresh of `entry`: its value served past the TTL when `serve_stale` and the
-    /// failure allow (stale-if-error), or else the error. A secret gone from the store, and an
-    /// entry with nothing to serve (a failed first read), leave the index.
-    fn on_error(
-        &self,
-        entry: &Arc<Entry>,
-        serve_stale: bool,
-        e: Error,
-    ) -> Result<(Value, CacheOutcome)> {
-        let inner = &*self.inner;
-        let key = &*entry.key;
-        let value = entry.value(&inner.index.guard());
-        if e.kind() == ErrorKind::NotFound || value.is_none() {
-            let removed = inner
-                .index
-                .pin()
-                .remove_if(&KeyBytes(key.as_bytes()), |_, current| {
-                    Arc::ptr_eq(current, entry)
-                })
-                .is_ok_and(|r| r.is_some());
-            if removed {
-                inner.lifetimes.invalidate(entry);
-                entry.expire(&inner.lifetimes.graves);
-            }
-        }
-        let stale_allowed = serve_stale
-            && !matches!(
-                e.kind(),
-                ErrorKind::NotFound | ErrorKind::AccessDenied | ErrorKind::InvalidInput
-            );
-        let now = clock::now_nanos();
-        match value {
-            Some(value) if stale_allowed && now < entry.stale_until.load(Ordering::Relaxed) => {
-                let retry = (inner.config.ttl / 10).min(Duration::from_secs(5));
-                entry
-                    .retry_at
-                    .store(now.saturating_add(clock::nanos(retry)), Ordering::Relaxed);
-                inner.metrics.stale.incr();
-                tracing::warn!(
-                    target: "sealbox::cache",
-                    key,
-                    error = %e,
-                    "store failed; serving the cached value past its TTL (stale-if-error)"
-                );
-                Ok((value, CacheOutcome::Stale))
-            }
-            _ => Err(e),
-        }
-    }
-
-    /// The cached form of `version` (sealed when the cache is).
-    fn make_value(
-        &self,
-        key: &str,
-        name: SecretName,
-        store_id: Arc<str>,
-        version: SecretVersion,
-    ) -> Result<Value> {
-        let SecretVersion {
-            value,
-            version,
-            stages,
-            created,
-        } = version;
-        let meta = VersionMeta::new(name, store_id, version, stages, created);
-        Ok(match &self.inner.sealer {
-            Some(sealer) => Value::Sealed(Shared::new(SealedVersion {
-                value: sealer.seal(&value, key.as_bytes())?,
-                meta: Arc::new(meta),
-            })),
-            None => Value::Plain(Shared::new(HandleInner::new(meta, value))),
-        })
-    }
-
-    /// An entry without a value (expired): the first read fills it.
-    fn new_entry(
-        &self,
-        key: Arc<str>,
-        store: Arc<dyn SecretStore>,
-        name: SecretName,
-        store_id: Arc<str>,
-    ) -> Arc<Entry> {
-        Arc::new(Entry {
-            key,
-            store,
-            name,
-            store_id,
-            plain: Slot::empty(),
-            sealed: Slot::empty(),
-            expires: AtomicU64::new(0),
-            refresh_at: AtomicU64::new(0),
-            stale_until: AtomicU64::new(0),
-            retry_at: AtomicU64::new(0),
-            refreshing: AtomicBool::new(false),
-            admitted: AtomicU64::new(0),
-            flight: EntryFlight::new(),
-        })
     }
 
     /// Expires every cached entry for `name` in store `store_id`, whatever reference string
@@ -924,10 +264,16 @@ impl SecretCache {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::entry::Value;
+    use super::slot::Slot;
     use super::*;
     use crate::Secret;
-    use crate::store::PutOptions;
+    use crate::audit::CacheOutcome;
+    use crate::error::ErrorKind;
     use crate::store::memory::MemoryStore;
+    use crate::store::{PutOptions, SecretStore, SecretVersion, VersionId};
 
     async fn filled(n: usize) -> Arc<MemoryStore> {
         let store = Arc::new(MemoryStore::new());

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
 use sealbox::Secret;
-use sealbox::audit::{AuditKey, VerifyOptions, VerifyReport, default_key_path, verify_file_with};
+use sealbox::audit::{
+    AuditKey, VerifyOptions, VerifyReport, default_key_path, log_files, verify_file_with,
+};
 
 use crate::errors::BindingResult;
 
@@ -84,7 +86,9 @@ fn read_key(path: &Path) -> sealbox::Result<AuditKey> {
     AuditKey::new(&secret)
 }
 
-/// Verifies the audit log at `path` (its keyed hash chain and `.head` anchor) with the key in
+/// Verifies the audit log at `path` (its keyed hash chain and `.head` anchor; `path` is the
+/// active file, whose rotated files are verified first as one chain, or a directory holding
+/// one log) with the key in
 /// `key_file` (default: `PATH.key` beside the log). A tampered file is a report with
 /// `ok == False`; an unreadable file or key raises. A log without its anchor is a
 /// `"missing_anchor"` problem unless `allow_unanchored` (for a log that never had one).
@@ -97,7 +101,10 @@ pub(crate) fn audit_verify(
     allow_unanchored: bool,
 ) -> BindingResult<PyAuditReport> {
     let report = py.detach(|| {
-        let key_path = key_file.unwrap_or_else(|| default_key_path(&path));
+        let key_path = match key_file {
+            Some(k) => k,
+            None => default_key_path(&log_files(&path)?.0),
+        };
         let key = read_key(&key_path)?;
         let options = VerifyOptions {
             allow_unanchored,

@@ -29,7 +29,13 @@ pub struct PyAuditReport {
     /// Lines that are fragments a writer left cut off mid-line, each marked by the next
     /// writer's signed `audit.cut_off` line (their events are lost; the chain holds).
     cut_off_lines: Vec<u64>,
-    /// 1-based line number of the first problem.
+    /// The files verified as one chain (rotated ones first, then the active file).
+    files: Vec<String>,
+    /// Where the kept chain starts when retention deleted older files.
+    retention_cut: Option<u64>,
+    /// The file of the first problem.
+    problem_file: Option<String>,
+    /// 1-based line number of the first problem, in `problem_file`.
     problem_line: Option<u64>,
     /// The kind of the first problem.
     problem_kind: Option<&'static str>,
@@ -61,9 +67,11 @@ impl PyAuditReport {
 impl From<VerifyReport> for PyAuditReport {
     fn from(r: VerifyReport) -> Self {
         let ok = r.is_ok();
-        let (problem_line, problem_kind, problem_detail) = match r.problem {
-            Some(p) => (Some(p.line), Some(p.kind.as_str()), Some(p.detail)),
-            None => (None, None, None),
+        let (problem_file, problem_line, problem_kind, problem_detail) = match r.problem {
+            Some(p) => (
+                Some(p.file.display().to_string()),
+                Some(p.line), Some(p.kind.as_str()), Some(p.detail)),
+            None => (None, None, None, None),
         };
         PyAuditReport {
             ok,
@@ -71,6 +79,9 @@ impl From<VerifyReport> for PyAuditReport {
             last_seq: r.last_seq,
             anchored: r.anchored,
             cut_off_lines: r.cut_off_lines,
+            files: r.files.iter().map(|f| f.display().to_string()).collect(),
+            retention_cut: r.retention_cut,
+            problem_file,
             problem_line,
             problem_kind,
             problem_detail,

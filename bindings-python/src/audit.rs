@@ -70,7 +70,10 @@ impl From<VerifyReport> for PyAuditReport {
         let (problem_file, problem_line, problem_kind, problem_detail) = match r.problem {
             Some(p) => (
                 Some(p.file.display().to_string()),
-                Some(p.line), Some(p.kind.as_str()), Some(p.detail)),
+                Some(p.line),
+                Some(p.kind.as_str()),
+                Some(p.detail),
+            ),
             None => (None, None, None, None),
         };
         PyAuditReport {

@@ -131,7 +131,11 @@ fn many_events_with_a_small_rotate_size_make_several_files_that_verify_as_one_ch
     for f in &files {
         let len = std::fs::metadata(f).unwrap().len();
         // Rotated once it reached 4 KiB: at most one small batch past it.
-        assert!(len >= 4096 && len < 4096 + 6 * 1024, "{} is {len} bytes", f.display());
+        assert!(
+            len >= 4096 && len < 4096 + 6 * 1024,
+            "{} is {len} bytes",
+            f.display()
+        );
     }
     let all = events_of_set(&log);
     assert_eq!(all[0]["seq"], 0);
@@ -186,7 +190,11 @@ fn a_missing_or_reordered_middle_file_fails_verification() {
     let problem = report.problem.expect("a missing file is found");
     assert_eq!(problem.kind, ProblemKind::Missing, "{problem:?}");
     assert_eq!(&problem.file, &files[3]);
-    assert!(problem.detail.contains("missing or out of order"), "{}", problem.detail);
+    assert!(
+        problem.detail.contains("missing or out of order"),
+        "{}",
+        problem.detail
+    );
 
     // The oldest file removed by hand: no retention record vouches for the cut.
     let dir2 = tempfile::tempdir().unwrap();
@@ -195,7 +203,11 @@ fn a_missing_or_reordered_middle_file_fails_verification() {
     std::fs::remove_file(&rotated(&log2)[0]).unwrap();
     let problem = verify_file(&log2, &key()).unwrap().problem.unwrap();
     assert_eq!(problem.kind, ProblemKind::Missing, "{problem:?}");
-    assert!(problem.detail.contains("no retention record"), "{}", problem.detail);
+    assert!(
+        problem.detail.contains("no retention record"),
+        "{}",
+        problem.detail
+    );
 }
 
 #[test]
@@ -397,8 +409,15 @@ fn coalescing_gives_one_event_with_the_count_and_times_across_two_threads_and_ne
     assert_eq!(hit["timestamp"], hit["first"]);
     // Denials and misses are written one by one, never coalesced.
     assert_eq!(count(&all, "access.denied"), 3);
-    assert!(all.iter().filter(|e| e["event"] == "access.denied").all(|e| e.get("count").is_none()));
-    assert!(all.iter().any(|e| e["resource"] == "app/missing" && e["success"] == false));
+    assert!(
+        all.iter()
+            .filter(|e| e["event"] == "access.denied")
+            .all(|e| e.get("count").is_none())
+    );
+    assert!(
+        all.iter()
+            .any(|e| e["resource"] == "app/missing" && e["success"] == false)
+    );
     assert!(verify_file(&log, &key()).unwrap().is_ok());
 }
 
@@ -433,7 +452,10 @@ fn the_audit_config_names_rotation_retention_and_coalescing() {
     let audit = config.audit.unwrap();
     assert_eq!(audit.rotate_size, Some(64 << 20));
     assert_eq!(audit.rotate_every, Some(Duration::from_secs(86_400)));
-    assert_eq!((audit.retain_files, audit.retain_days), (Some(30), Some(90)));
+    assert_eq!(
+        (audit.retain_files, audit.retain_days),
+        (Some(30), Some(90))
+    );
     assert_eq!(audit.coalesce, Some(Duration::from_secs(1)));
     assert!(AuditLogBuilder::from_config(&audit).is_ok());
 

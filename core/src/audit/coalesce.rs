@@ -223,17 +223,28 @@ mod tests {
         assert_eq!(pending.len(), 1, "the denial stays");
         assert!(pending[0].event.denied);
         let mut out = Vec::new();
-        c.emit(SystemTime::UNIX_EPOCH + Duration::from_millis(500), false, &mut out);
+        c.emit(
+            SystemTime::UNIX_EPOCH + Duration::from_millis(500),
+            false,
+            &mut out,
+        );
         assert!(out.is_empty(), "no window has ended");
         // A hit past the window's end closes it and opens the next.
         let mut more = vec![hit(&a, &r, 1010)];
         c.absorb(&mut more, 0);
-        c.emit(SystemTime::UNIX_EPOCH + Duration::from_millis(1040), false, &mut out);
+        c.emit(
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1040),
+            false,
+            &mut out,
+        );
         let got: Vec<(String, Option<u64>)> = out
             .iter()
             .map(|i| {
                 let e = &i.event;
-                (e.user.as_str().to_owned(), e.coalesced.as_ref().map(|c| c.count))
+                (
+                    e.user.as_str().to_owned(),
+                    e.coalesced.as_ref().map(|c| c.count),
+                )
             })
             .collect();
         assert_eq!(
@@ -246,6 +257,9 @@ mod tests {
         out.clear();
         c.emit(SystemTime::UNIX_EPOCH, true, &mut out);
         assert_eq!(out.len(), 1, "a flush writes the open window");
-        assert!(out[0].event.coalesced.is_none(), "a single hit is written as it is");
+        assert!(
+            out[0].event.coalesced.is_none(),
+            "a single hit is written as it is"
+        );
     }
 }

@@ -407,8 +407,7 @@ impl AuditLogBuilder {
                 .retain_days
                 .map(|d| Duration::from_secs(u64::from(d) * 86_400)),
         };
-        if !b.rotation.is_on() && (config.retain_files.is_some() || config.retain_days.is_some())
-        {
+        if !b.rotation.is_on() && (config.retain_files.is_some() || config.retain_days.is_some()) {
             return Err(Error::config(
                 "audit.retain_files and audit.retain_days apply to rotated files: set \
                  audit.rotate_size or audit.rotate_every too",

@@ -130,8 +130,12 @@ pub fn log_files(path: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
     } else {
         path.to_owned()
     };
-    let mut files = rotated_files(&active)
-        .map_err(|e| Error::io(format!("listing the audit files of {}", active.display()), e))?;
+    let mut files = rotated_files(&active).map_err(|e| {
+        Error::io(
+            format!("listing the audit files of {}", active.display()),
+            e,
+        )
+    })?;
     if active.exists() || files.is_empty() {
         files.push(active.clone());
     }
@@ -319,7 +323,6 @@ pub(crate) fn first_line(path: &Path) -> io::Result<Option<(u64, String, Option<
         .and_then(|t| humantime::parse_rfc3339(t).ok());
     Ok(Some((seq, prev.to_owned(), time)))
 }
-
 
 /// A size as a number of bytes or a string with a unit (`64MiB`, `500MB`, `1GiB`, `10k`).
 pub(crate) fn deserialize_size<'de, D>(d: D) -> std::result::Result<Option<u64>, D::Error>

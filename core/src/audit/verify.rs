@@ -339,8 +339,8 @@ pub fn verify_file_with(
         }
         if line.prev != expected_prev {
             report.problem = Some(problem_at(
-                    &lines,
-                    at,
+                &lines,
+                at,
                 ProblemKind::Broken,
                 format!("seq {} does not follow the previous line's hash", line.seq),
             ));

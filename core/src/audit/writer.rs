@@ -16,8 +16,8 @@ use crossbeam_channel::Sender;
 
 use super::AuditObserver;
 use super::chain::{AuditKey, ChainHead, HASH_MARKER};
-use super::event::{Action, AuditEvent, BodyFormat, Resource};
 use super::coalesce::Coalescer;
+use super::event::{Action, AuditEvent, BodyFormat, Resource};
 use super::queue::{Control, Item, Losses, Queue};
 use super::sink::{AuditRecord, AuditSink, CUT_OFF_EVENT, Continues, ROTATED_EVENT, SharedTail};
 use crate::client::Principal;

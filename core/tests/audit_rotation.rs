@@ -151,6 +151,14 @@ fn many_events_with_a_small_rotate_size_make_several_files_that_verify_as_one_ch
     // Named by its active file or by its directory.
     ok(&verify_file(&log, &key()).unwrap());
     ok(&verify_file(dir.path(), &key()).unwrap());
+    // The `.head` anchor vouches for the chain across files: a line cut off the active
+    // file's end is found.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let kept: Vec<&str> = text.lines().collect();
+    std::fs::write(&log, kept[..kept.len() - 1].join("\n") + "\n").unwrap();
+    let problem = verify_file(&log, &key()).unwrap().problem.unwrap();
+    assert_eq!(problem.kind, ProblemKind::Missing, "{problem:?}");
+    std::fs::write(&log, text).unwrap();
     // The chain continues after a restart with rotation on.
     let c = rotating(dir.path(), |b| b);
     write_events(&c, 20);
@@ -246,6 +254,36 @@ fn retention_deletes_old_files_and_the_rest_verifies_as_a_recorded_cut() {
     assert!(!verify_file(&log, &key()).unwrap().is_ok());
     std::fs::write(&record, saved).unwrap();
     assert!(verify_file(&log, &key()).unwrap().is_ok());
+}
+
+#[test]
+fn retention_by_age_deletes_the_files_last_written_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    write_events(&rotating(dir.path(), |b| b.retain_days(30)), 40);
+    let before = rotated(&log);
+    assert!(before.len() >= 3, "{before:?}");
+    // The two oldest were last written 31 days ago.
+    let old = std::time::SystemTime::now() - Duration::from_secs(31 * 86_400);
+    for f in &before[..2] {
+        std::fs::File::options()
+            .append(true)
+            .open(f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    // The next rotation applies retention.
+    write_events(&rotating(dir.path(), |b| b.retain_days(30)), 20);
+    let after = rotated(&log);
+    assert!(
+        !after.contains(&before[0]) && !after.contains(&before[1]),
+        "{after:?}"
+    );
+    assert!(after.contains(&before[2]), "{after:?}");
+    let report = verify_file(&log, &key()).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert!(report.retention_cut.is_some());
 }
 
 #[test]

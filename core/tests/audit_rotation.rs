@@ -132,7 +132,7 @@ fn many_events_with_a_small_rotate_size_make_several_files_that_verify_as_one_ch
         let len = std::fs::metadata(f).unwrap().len();
         // Rotated once it reached 4 KiB: at most one small batch past it.
         assert!(
-            len >= 4096 && len < 4096 + 6 * 1024,
+            (4096..4096 + 6 * 1024).contains(&len),
             "{} is {len} bytes",
             f.display()
         );

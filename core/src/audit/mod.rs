@@ -58,6 +58,21 @@
 //! instead, so verification reports the loss rather than passing over it. A fragment still at
 //! the end of the file is reported as broken.
 
+//!
+//! # Months of events
+//!
+//! [`AuditLogBuilder::rotate_size`] and [`AuditLogBuilder::rotate_every`] (config
+//! `rotate_size`, `rotate_every`) rotate the file under the same lock: it is renamed
+//! `FILE.<seq of its last line, 20 digits>` and the next file starts with a signed
+//! `audit.rotated` line continuing the chain (seq and hash) and naming that file, so
+//! [`verify_file`] given the active file or its directory verifies the whole set as one chain
+//! and reports a missing or reordered file. Retention (`retain_files`, `retain_days`) deletes
+//! the oldest rotated files after a rotation and records the cut, MACed, in `FILE.retention`.
+//! A sibling process notices a rotation when it takes the lock (the path names another inode:
+//! it reopens and locks again; an empty file continues the newest rotated one). See `rotate.rs`.
+//! [`AuditLogBuilder::coalesce`] writes the cache hits of one secret by one principal within an
+//! interval as one event with `count`, `first` and `last`, on the writer thread.
+
 mod chain;
 mod checkpoint;
 mod coalesce;

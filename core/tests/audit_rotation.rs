@@ -512,3 +512,40 @@ fn the_audit_config_names_rotation_retention_and_coalescing() {
     let err = AuditLogBuilder::from_config(&audit).unwrap_err();
     assert!(err.to_string().contains("rotate_size"), "{err}");
 }
+
+#[test]
+fn checkpoints_vouch_for_the_chain_across_rotated_files() {
+    use sealbox::audit::{Checkpoints, VerifyOptions, read_checkpoints, verify_file_with};
+    use sealbox::store::SecretName;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let store = Arc::new(MemoryStore::new());
+    let name = SecretName::new("audit/checkpoints").unwrap();
+    let publish = Checkpoints::new()
+        .every(5)
+        .store(store.clone(), name.clone());
+    write_events(&rotating(dir.path(), |b| b.checkpoints(publish)), 60);
+    let published = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(read_checkpoints(store.as_ref(), &name))
+        .unwrap();
+    assert!(published.len() > 5);
+    let with = |allow_unanchored| VerifyOptions {
+        allow_unanchored,
+        checkpoints: published.clone(),
+    };
+    let report = verify_file_with(&log, &key(), &with(false)).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert!(report.files.len() > 3);
+    // The set cut back to its older files, the active file and the anchor gone: the
+    // checkpoints name the cut.
+    std::fs::remove_file(&log).unwrap();
+    std::fs::remove_file(dir.path().join("audit.jsonl.head")).unwrap();
+    let newest = rotated(&log).pop().unwrap();
+    std::fs::remove_file(newest).unwrap();
+    let problem = verify_file_with(&log, &key(), &with(true))
+        .unwrap()
+        .problem
+        .expect("a cut");
+    assert_eq!(problem.kind, ProblemKind::RolledBack, "{problem:?}");
+}

@@ -342,7 +342,16 @@ impl FileSink {
             );
             return Ok(());
         }
-        std::fs::rename(&self.path, &to)?;
+        if let Err(e) = std::fs::rename(&self.path, &to) {
+            // The batch still goes into the current file; rotation is tried again next batch.
+            tracing::warn!(
+                target: "sealbox::audit",
+                path = %self.path.display(),
+                error = %e,
+                "could not rotate the audit file; writing on in it"
+            );
+            return Ok(());
+        }
         let sync = self.fsync == FsyncPolicy::Batch;
         if sync && let Err(e) = rotate::sync_dir(&self.path) {
             tracing::warn!(target: "sealbox::audit", error = %e, "could not sync the audit directory after a rotation");

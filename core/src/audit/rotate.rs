@@ -166,6 +166,17 @@ fn active_in(dir: &Path) -> Result<PathBuf> {
             bases.push(base.to_owned());
         }
     }
+    // A log has an anchor or rotated files; other files beside it (a config) are not logs.
+    let logs: Vec<&String> = bases
+        .iter()
+        .filter(|b| {
+            dir.join(format!("{b}.head")).exists()
+                || rotated_files(&dir.join(b)).is_ok_and(|r| !r.is_empty())
+        })
+        .collect();
+    if let [one] = logs.as_slice() {
+        return Ok(dir.join(one));
+    }
     match bases.as_slice() {
         [one] => Ok(dir.join(one)),
         [] => Err(Error::new(

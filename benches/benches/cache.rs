@@ -6,8 +6,11 @@
 //! * `hit_audit_burst/*`: the hot path with audit measured in bursts smaller than the
 //!   thread's audit ring, the writer draining between bursts (untimed): what a caller pays per
 //!   access when the writer keeps up. `hit/sealbox_audit` is the sustained figure, bounded by
-//!   the writer's throughput (`audit/writer_event_sustained`). `sealbox_no_audit` is the
-//!   unaudited client in the same harness.
+//!   the writer's throughput (`audit/writer_event_sustained`), with `fsync: never` (the
+//!   fastest); `hit/sealbox_audit_fsync_batch` is the same with the config's default
+//!   `fsync: batch`, and `hit/sealbox_audit_coalesce` with `fsync: batch` and `coalesce: 1s`
+//!   (hits of one secret by one principal written as one event a second). `sealbox_no_audit`
+//!   is the unaudited client in the same harness.
 //! * `hit_audit_hotset/*`: the same for a service's hot set (64 secrets) in bursts that fit
 //!   the default per-thread audit ring.
 //!   Both burst groups also print `GROUP/rotated` lines: the three sides' bursts in turn,
@@ -35,8 +38,8 @@ use sealbox::store::memory::MemoryStore;
 use sealbox::store::{SecretName, SecretStore, VersionSelector};
 use sealbox::{BlockingSealbox, Principal, Sealbox};
 use sealbox_benches::{
-    MissRig, audited_rotation, floor_map, hit_client, median_time, memory_store, name,
-    paired_times, ratio_quartiles, read_hit,
+    AuditSetup, MissRig, audited_client, audited_rotation, floor_map, hit_client, median_time,
+    memory_store, name, paired_times, ratio_quartiles, read_hit,
 };
 
 const KEYS: usize = 1024;
@@ -67,6 +70,30 @@ fn hit(c: &mut Criterion) {
     let sealed = client(st.clone(), true, None);
     let dir = tempfile::tempdir().unwrap();
     let audited = client(st.clone(), false, Some(dir.path()));
+    let batch_dir = tempfile::tempdir().unwrap();
+    let audited_batch = audited_client(
+        st.clone(),
+        false,
+        Some(AuditSetup {
+            dir: batch_dir.path(),
+            ring: RING,
+            fsync: FsyncPolicy::Batch,
+            coalesce: None,
+        }),
+        KEYS,
+    );
+    let coalesce_dir = tempfile::tempdir().unwrap();
+    let audited_coalesce = audited_client(
+        st.clone(),
+        false,
+        Some(AuditSetup {
+            dir: coalesce_dir.path(),
+            ring: RING,
+            fsync: FsyncPolicy::Batch,
+            coalesce: Some(Duration::from_secs(1)),
+        }),
+        KEYS,
+    );
 
     let mut g = c.benchmark_group("hit");
     let mut i = 0usize;
@@ -89,7 +116,14 @@ fn hit(c: &mut Criterion) {
     g.bench_function("sealbox_audit", |b| {
         b.iter(|| black_box(audited.get(black_box(next().as_str())).unwrap()))
     });
+    g.bench_function("sealbox_audit_fsync_batch", |b| {
+        b.iter(|| black_box(audited_batch.get(black_box(next().as_str())).unwrap()))
+    });
+    g.bench_function("sealbox_audit_coalesce", |b| {
+        b.iter(|| black_box(audited_coalesce.get(black_box(next().as_str())).unwrap()))
+    });
     g.finish();
+    drop((audited_batch, audited_coalesce));
 
     // Below the audit client's ring, so a burst measures the hot path (queueing), not
     // backpressure from the writer; and many times the key count, so the caches are warm
@@ -428,14 +462,10 @@ fn paired_percentiles(label: &str, pairs: usize, timed: impl Fn(bool) -> Duratio
     }
 }
 
-/// Sustained audit throughput: events enqueued and flushed to a file, per event.
+/// Sustained audit throughput: events enqueued and flushed to a file, per event, with
+/// `fsync: never` (the fastest) and the config's default `fsync: batch`.
 fn audit_writer(c: &mut Criterion) {
     use sealbox::audit::{Action, AuditEvent, Resource};
-    let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::builder()
-        .file(dir.path().join("audit.jsonl"), FsyncPolicy::Never)
-        .build()
-        .unwrap();
     let resource = Arc::new(Resource {
         name: name(1).into(),
         store: Some(Arc::from("default")),
@@ -443,21 +473,31 @@ fn audit_writer(c: &mut Criterion) {
     });
     let who = Principal::new("svc:bench");
     let mut g = c.benchmark_group("audit");
-    g.bench_function("writer_event_sustained", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                log.enqueue(AuditEvent::access(
-                    Action::Read,
-                    who.clone(),
-                    resource.clone(),
-                ))
-                .unwrap();
-            }
-            log.flush().unwrap();
-            start.elapsed()
-        })
-    });
+    for (label, fsync) in [
+        ("writer_event_sustained", FsyncPolicy::Never),
+        ("writer_event_sustained_fsync_batch", FsyncPolicy::Batch),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::builder()
+            .file(dir.path().join("audit.jsonl"), fsync)
+            .build()
+            .unwrap();
+        g.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    log.enqueue(AuditEvent::access(
+                        Action::Read,
+                        who.clone(),
+                        resource.clone(),
+                    ))
+                    .unwrap();
+                }
+                log.flush().unwrap();
+                start.elapsed()
+            })
+        });
+    }
     g.finish();
 }
 

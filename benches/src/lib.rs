@@ -196,6 +196,32 @@ pub fn hit_client(
     audit: Option<(&Path, usize)>,
     warm: usize,
 ) -> BlockingSealbox {
+    let audit = audit.map(|(dir, ring)| AuditSetup {
+        dir,
+        ring,
+        fsync: FsyncPolicy::Never,
+        coalesce: None,
+    });
+    audited_client(store, sealed, audit, warm)
+}
+
+/// How a bench client's audit log is set up: the file in `dir`, the per-thread ring, the
+/// fsync policy (`Batch` is the config's default, `Never` the fastest) and coalescing.
+#[derive(Clone, Copy, Debug)]
+pub struct AuditSetup<'a> {
+    pub dir: &'a Path,
+    pub ring: usize,
+    pub fsync: FsyncPolicy,
+    pub coalesce: Option<Duration>,
+}
+
+/// [`hit_client`] with the audit log set up as given.
+pub fn audited_client(
+    store: Arc<MemoryStore>,
+    sealed: bool,
+    audit: Option<AuditSetup<'_>>,
+    warm: usize,
+) -> BlockingSealbox {
     let mut b = Sealbox::builder()
         .store(store)
         .principal(Principal::new("svc:bench"))
@@ -205,12 +231,14 @@ pub fn hit_client(
             sealed,
             ..CacheConfig::default()
         });
-    if let Some((dir, ring)) = audit {
-        b = b.audit(
-            AuditLog::builder()
-                .file(dir.join("audit.jsonl"), FsyncPolicy::Never)
-                .queue_capacity(ring),
-        );
+    if let Some(a) = audit {
+        let mut log = AuditLog::builder()
+            .file(a.dir.join("audit.jsonl"), a.fsync)
+            .queue_capacity(a.ring);
+        if let Some(interval) = a.coalesce {
+            log = log.coalesce(interval);
+        }
+        b = b.audit(log);
     }
     let c = b
         .build()

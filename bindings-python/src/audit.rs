@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
 use sealbox::Secret;
-use sealbox::audit::{AuditKey, VerifyOptions, VerifyReport, default_key_path, verify_file_with};
+use sealbox::audit::{
+    AuditKey, VerifyOptions, VerifyReport, default_key_path, log_files, verify_file_with,
+};
 
 use crate::errors::BindingResult;
 
@@ -27,7 +29,13 @@ pub struct PyAuditReport {
     /// Lines that are fragments a writer left cut off mid-line, each marked by the next
     /// writer's signed `audit.cut_off` line (their events are lost; the chain holds).
     cut_off_lines: Vec<u64>,
-    /// 1-based line number of the first problem.
+    /// The files verified as one chain (rotated ones first, then the active file).
+    files: Vec<String>,
+    /// Where the kept chain starts when retention deleted older files.
+    retention_cut: Option<u64>,
+    /// The file of the first problem.
+    problem_file: Option<String>,
+    /// 1-based line number of the first problem, in `problem_file`.
     problem_line: Option<u64>,
     /// The kind of the first problem.
     problem_kind: Option<&'static str>,
@@ -59,9 +67,14 @@ impl PyAuditReport {
 impl From<VerifyReport> for PyAuditReport {
     fn from(r: VerifyReport) -> Self {
         let ok = r.is_ok();
-        let (problem_line, problem_kind, problem_detail) = match r.problem {
-            Some(p) => (Some(p.line), Some(p.kind.as_str()), Some(p.detail)),
-            None => (None, None, None),
+        let (problem_file, problem_line, problem_kind, problem_detail) = match r.problem {
+            Some(p) => (
+                Some(p.file.display().to_string()),
+                Some(p.line),
+                Some(p.kind.as_str()),
+                Some(p.detail),
+            ),
+            None => (None, None, None, None),
         };
         PyAuditReport {
             ok,
@@ -69,6 +82,9 @@ impl From<VerifyReport> for PyAuditReport {
             last_seq: r.last_seq,
             anchored: r.anchored,
             cut_off_lines: r.cut_off_lines,
+            files: r.files.iter().map(|f| f.display().to_string()).collect(),
+            retention_cut: r.retention_cut,
+            problem_file,
             problem_line,
             problem_kind,
             problem_detail,
@@ -84,7 +100,9 @@ fn read_key(path: &Path) -> sealbox::Result<AuditKey> {
     AuditKey::new(&secret)
 }
 
-/// Verifies the audit log at `path` (its keyed hash chain and `.head` anchor) with the key in
+/// Verifies the audit log at `path` (its keyed hash chain and `.head` anchor; `path` is the
+/// active file, whose rotated files are verified first as one chain, or a directory holding
+/// one log) with the key in
 /// `key_file` (default: `PATH.key` beside the log). A tampered file is a report with
 /// `ok == False`; an unreadable file or key raises. A log without its anchor is a
 /// `"missing_anchor"` problem unless `allow_unanchored` (for a log that never had one).
@@ -97,7 +115,10 @@ pub(crate) fn audit_verify(
     allow_unanchored: bool,
 ) -> BindingResult<PyAuditReport> {
     let report = py.detach(|| {
-        let key_path = key_file.unwrap_or_else(|| default_key_path(&path));
+        let key_path = match key_file {
+            Some(k) => k,
+            None => default_key_path(&log_files(&path)?.0),
+        };
         let key = read_key(&key_path)?;
         let options = VerifyOptions {
             allow_unanchored,

@@ -199,3 +199,36 @@ def test_a_client_without_audit_gives_no_request_id(sb: sealbox.Sealbox) -> None
     with pytest.raises(sealbox.NotFound) as missing:
         sb.get("app/none")
     assert missing.value.request_id is None
+
+
+def test_audit_verify_takes_a_rotated_set_and_finds_a_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    config = write_config(
+        tmp_path,
+        """
+secrets:
+  provider: memory
+  config:
+    seed:
+      predis/prod/api/token: seeded-token
+principal: svc:predis-cache
+audit: {path: ./logs/audit.jsonl, rotate_size: 1}
+""",
+    )
+    # rotate_size 1: every batch after the first starts a new file.
+    with sealbox.Sealbox.open(config) as sb:
+        for _ in range(4):
+            sb.get("predis/prod/api/token").close()
+            sb.flush_audit()
+    report = sealbox.audit_verify(tmp_path / "logs")
+    assert report.ok, repr(report)
+    assert len(report.files) >= 4 and report.retention_cut is None
+    assert sealbox.audit_verify(tmp_path / "logs" / "audit.jsonl").ok
+    rotated = sorted(p for p in (tmp_path / "logs").iterdir() if len(p.suffix) == 21)
+    assert len(rotated) == len(report.files) - 1
+    rotated[1].unlink()
+    broken = sealbox.audit_verify(tmp_path / "logs")
+    assert not broken.ok
+    assert broken.problem_kind == "missing"
+    assert broken.problem_file == str(rotated[2])
+    assert broken.problem_line == 1

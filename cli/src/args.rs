@@ -307,7 +307,8 @@ pub enum AuditCommand {
     /// Check an audit log's hash chain and report the first broken, missing, reordered or edited
     /// line.
     Verify {
-        /// The audit log (JSON lines).
+        /// The audit log (JSON lines): its active file, whose rotated files (FILE.NNNN...)
+        /// are verified first as one chain, or a directory holding one log.
         file: PathBuf,
         /// The audit chain key file.
         #[arg(long, env = "SEALBOX_AUDIT_KEY_FILE", value_name = "PATH")]

@@ -806,3 +806,51 @@ fn key_operations_erasure_and_stage_moves_through_config_need_admin_or_rotate() 
         "denials are audited: {log}"
     );
 }
+
+#[test]
+fn audit_verify_takes_a_rotated_set_by_directory_or_active_file_and_finds_a_missing_file() {
+    let s = Scratch::new();
+    let config = s.path("sealbox.yaml");
+    // Every process after the first finds the file past 1 byte and starts a new one.
+    std::fs::write(
+        &config,
+        "secrets: {provider: memory}\nprincipal: user:ops\n\
+         audit: {path: ./logs/audit.jsonl, rotate_size: 1}\n",
+    )
+    .unwrap();
+    std::fs::create_dir(s.path("logs")).unwrap();
+    for name in ["app/a", "app/b", "app/c", "app/d"] {
+        let o = run_with_env(
+            &["--config", config.to_str().unwrap(), "put", name],
+            b"v4lue",
+            &[],
+        );
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let dir = s.path("logs");
+    for target in [dir.clone(), dir.join("audit.jsonl")] {
+        let o = run(&["--json", "audit", "verify", target.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(report["files"].as_array().unwrap().len(), 4, "{report}");
+    }
+    let o = run(&["audit", "verify", dir.to_str().unwrap()]);
+    assert!(stdout(&o).contains("in 4 files"), "{}", stdout(&o));
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e.len() == 20))
+        .collect();
+    rotated.sort();
+    assert_eq!(rotated.len(), 3, "{rotated:?}");
+    std::fs::remove_file(&rotated[1]).unwrap();
+    let o = run(&["--json", "audit", "verify", dir.to_str().unwrap()]);
+    assert_eq!(code(&o), 6, "{}{}", stdout(&o), stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["problem"]["kind"], "missing", "{report}");
+    assert_eq!(
+        report["problem"]["file"],
+        rotated[2].to_str().unwrap(),
+        "{report}"
+    );
+}

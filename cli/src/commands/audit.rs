@@ -1,5 +1,8 @@
 //! `sealbox audit verify FILE`: checks an audit log's keyed hash chain.
 //!
+//! FILE is the active file (the files rotated out of it, `FILE.NNNN...`, are verified first,
+//! in order, as one chain) or a directory holding one log.
+//!
 //! The chain key is read from `--audit-key-file`, or from `FILE.key` beside the log (where the
 //! audit log keeps it when no key file is configured). Verification never creates a key: a
 //! missing key file is a config error, not a fresh key that would make every line look edited.
@@ -13,8 +16,8 @@
 use std::path::{Path, PathBuf};
 
 use sealbox::audit::{
-    AuditKey, CheckpointTarget, VerifyOptions, VerifyReport, default_key_path, read_checkpoints,
-    verify_file_with,
+    AuditKey, CheckpointTarget, VerifyOptions, VerifyReport, default_key_path, log_files,
+    read_checkpoints, verify_file_with,
 };
 use sealbox::config::{Config, ProviderRegistry};
 use sealbox::{Error, ErrorKind, Result, Secret};
@@ -28,6 +31,7 @@ const MAX_KEY_FILE: usize = 1024;
 
 #[derive(Debug, Serialize)]
 struct ProblemRow {
+    file: String,
     line: u64,
     kind: &'static str,
     detail: String,
@@ -36,6 +40,10 @@ struct ProblemRow {
 #[derive(Debug, Serialize)]
 struct AuditVerifyReport {
     file: String,
+    /// The files verified as one chain (rotated ones first).
+    files: Vec<String>,
+    /// The seq the kept chain starts at when retention deleted older files.
+    retention_cut: Option<u64>,
     ok: bool,
     lines: u64,
     last_seq: Option<u64>,
@@ -52,14 +60,24 @@ struct AuditVerifyReport {
 
 impl Report for AuditVerifyReport {
     fn human(&self) -> String {
+        let files = match self.files.len() {
+            0 | 1 => String::new(),
+            n => format!(" in {n} files"),
+        };
         let mut out = match &self.problem {
             None if self.checkpoints > 0 => format!(
-                "{}: ok, {} lines verified, against {} checkpoints\n",
+                "{}: ok, {} lines verified{files}, against {} checkpoints\n",
                 self.file, self.lines, self.checkpoints
             ),
-            None => format!("{}: ok, {} lines verified\n", self.file, self.lines),
-            Some(p) => format!("{}: line {}: {}: {}\n", self.file, p.line, p.kind, p.detail),
+            None => format!("{}: ok, {} lines verified{files}\n", self.file, self.lines),
+            Some(p) => format!("{}: line {}: {}: {}\n", p.file, p.line, p.kind, p.detail),
         };
+        if let Some(seq) = self.retention_cut {
+            out.push_str(&format!(
+                "note: the files before seq {seq} were deleted by retention (recorded in the \
+                 .retention file)\n"
+            ));
+        }
         if !self.cut_off_lines.is_empty() {
             out.push_str(&format!(
                 "note: line(s) {} were cut off mid-line by a writer that stopped; the next \
@@ -89,7 +107,10 @@ pub async fn run(command: AuditCommand, config: Option<&Path>) -> Result<Outcome
         allow_unanchored,
         checkpoints,
     } = command;
-    let key_path = audit_key_file.unwrap_or_else(|| default_key_path(&file));
+    let key_path = match audit_key_file {
+        Some(k) => k,
+        None => default_key_path(&log_files(&file)?.0),
+    };
     let key = load_key(&key_path)?;
     let checkpoints = match checkpoints {
         Some(reference) => load_checkpoints(&reference, config).await?,
@@ -139,6 +160,12 @@ async fn load_checkpoints(
 fn render(file: &Path, report: &VerifyReport) -> Outcome {
     let rendered = AuditVerifyReport {
         file: file.display().to_string(),
+        files: report
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect(),
+        retention_cut: report.retention_cut,
         ok: report.is_ok(),
         lines: report.lines,
         last_seq: report.last_seq,
@@ -146,6 +173,7 @@ fn render(file: &Path, report: &VerifyReport) -> Outcome {
         checkpoints: report.checkpoints,
         cut_off_lines: report.cut_off_lines.clone(),
         problem: report.problem.as_ref().map(|p| ProblemRow {
+            file: p.file.display().to_string(),
             line: p.line,
             kind: p.kind.as_str(),
             detail: p.detail.clone(),
@@ -158,9 +186,10 @@ fn render(file: &Path, report: &VerifyReport) -> Outcome {
             Error::new(
                 ErrorKind::Integrity,
                 format!(
-                    "audit log {} fails verification at line {} ({})",
+                    "audit log {} fails verification at line {} of {} ({})",
                     file.display(),
                     p.line,
+                    p.file.display(),
                     p.kind.as_str()
                 ),
             ),

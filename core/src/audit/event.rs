@@ -158,6 +158,20 @@ pub struct AuditEvent {
     pub event: Option<&'static str>,
     /// The access policy refused this access.
     pub denied: bool,
+    /// Several cache hits written as this one event (`coalesce`): how many, and the times of
+    /// the first (also the event's `timestamp`) and the last.
+    pub coalesced: Option<Box<Coalesced>>,
+}
+
+/// What a coalesced read event stands for: `count` cache hits between `first` and `last`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coalesced {
+    /// How many hits.
+    pub count: u64,
+    /// The first hit's time.
+    pub first: SystemTime,
+    /// The last hit's time.
+    pub last: SystemTime,
 }
 
 impl AuditEvent {
@@ -176,6 +190,7 @@ impl AuditEvent {
             reason: None,
             event: None,
             denied: false,
+            coalesced: None,
         }
     }
 
@@ -301,6 +316,15 @@ impl BodyFormat {
         opt_field(out, "cache", e.cache.map(CacheOutcome::as_str));
         out.push(',');
         opt_field(out, "reason", e.reason.as_deref());
+        if let Some(c) = &e.coalesced {
+            out.push_str(",\"count\":");
+            out.push_str(itoa::Buffer::new().format(c.count));
+            out.push_str(",\"first\":\"");
+            out.push_str(&rfc3339(c.first));
+            out.push_str("\",\"last\":\"");
+            out.push_str(&rfc3339(c.last));
+            out.push('"');
+        }
         out.push_str(",\"seq\":");
         out.push_str(itoa::Buffer::new().format(seq));
         out.push_str(",\"prev_hash\":\"");

@@ -58,10 +58,27 @@
 //! instead, so verification reports the loss rather than passing over it. A fragment still at
 //! the end of the file is reported as broken.
 
+//!
+//! # Months of events
+//!
+//! [`AuditLogBuilder::rotate_size`] and [`AuditLogBuilder::rotate_every`] (config
+//! `rotate_size`, `rotate_every`) rotate the file under the same lock: it is renamed
+//! `FILE.<seq of its last line, 20 digits>` and the next file starts with a signed
+//! `audit.rotated` line continuing the chain (seq and hash) and naming that file, so
+//! [`verify_file`] given the active file or its directory verifies the whole set as one chain
+//! and reports a missing or reordered file. Retention (`retain_files`, `retain_days`) deletes
+//! the oldest rotated files after a rotation and records the cut, MACed, in `FILE.retention`.
+//! A sibling process notices a rotation when it takes the lock (the path names another inode:
+//! it reopens and locks again; an empty file continues the newest rotated one). See `rotate.rs`.
+//! [`AuditLogBuilder::coalesce`] writes the cache hits of one secret by one principal within an
+//! interval as one event with `count`, `first` and `last`, on the writer thread.
+
 mod chain;
 mod checkpoint;
+mod coalesce;
 mod event;
 mod queue;
+mod rotate;
 mod sink;
 mod verify;
 mod writer;
@@ -80,10 +97,11 @@ pub use checkpoint::{
     Checkpoint, CheckpointConfig, CheckpointTarget, Checkpoints, DEFAULT_SYSLOG_SOCKET,
     read_checkpoints,
 };
-pub use event::{Action, AuditEvent, CacheOutcome, Level, Resource, next_request_id};
+pub use event::{Action, AuditEvent, CacheOutcome, Coalesced, Level, Resource, next_request_id};
+pub use rotate::{Rotation, log_files};
 pub use sink::{
-    AuditRecord, AuditSink, CUT_OFF_EVENT, CallbackSink, FileSink, FsyncPolicy, SharedTail,
-    TracingSink,
+    AuditRecord, AuditSink, CUT_OFF_EVENT, CallbackSink, Continues, FileSink, FsyncPolicy,
+    ROTATED_EVENT, SharedTail, TracingSink,
 };
 pub use verify::{
     Problem, ProblemKind, VerifyOptions, VerifyReport, verify_file, verify_file_with,
@@ -156,6 +174,24 @@ pub struct AuditConfig {
     /// its `.head` anchor. See [`Checkpoints`] for what each target protects.
     #[serde(default)]
     pub checkpoints: Option<CheckpointConfig>,
+    /// Rotate the file once it holds this many bytes: a number of bytes or `64MiB`, `500MB`,
+    /// `1GiB` (see [`Rotation`]).
+    #[serde(default, deserialize_with = "rotate::deserialize_size")]
+    pub rotate_size: Option<u64>,
+    /// Rotate the file when the time crosses a multiple of this period (UTC): `1d` rotates at
+    /// midnight UTC, `1h` on the hour.
+    #[serde(default, with = "humantime_serde")]
+    pub rotate_every: Option<Duration>,
+    /// Keep at most this many rotated files; older ones are deleted after a rotation.
+    #[serde(default)]
+    pub retain_files: Option<usize>,
+    /// Delete rotated files last written more than this many days ago (after a rotation).
+    #[serde(default)]
+    pub retain_days: Option<u32>,
+    /// Coalesce cache hits of one secret by one principal within this interval into one
+    /// event with `count`, `first` and `last` (off by default; see [`AuditLogBuilder::coalesce`]).
+    #[serde(default, with = "humantime_serde")]
+    pub coalesce: Option<Duration>,
 }
 
 fn yes() -> bool {
@@ -187,6 +223,11 @@ impl Default for AuditConfig {
             strict_timeout: default_strict_timeout(),
             max_wait: default_max_wait(),
             checkpoints: None,
+            rotate_size: None,
+            rotate_every: None,
+            retain_files: None,
+            retain_days: None,
+            coalesce: None,
         }
     }
 }
@@ -217,6 +258,8 @@ pub struct AuditLogBuilder {
     /// Whether a sink, callback or key was handed over in code: a replica cannot be made.
     handed_over: bool,
     checkpoints: Option<Checkpoints>,
+    rotation: Rotation,
+    coalesce: Option<Duration>,
 }
 
 impl std::fmt::Debug for AuditLogBuilder {
@@ -292,6 +335,42 @@ impl AuditLogBuilder {
         self
     }
 
+    /// Rotates every file once it holds `bytes` bytes (it may pass that by one batch). The
+    /// chain continues in the new file: see [`Rotation`].
+    pub fn rotate_size(mut self, bytes: u64) -> Self {
+        self.rotation.size = Some(bytes.max(1));
+        self
+    }
+
+    /// Rotates every file when the time crosses a multiple of `every` since 1970 (UTC):
+    /// a day rotates at midnight UTC.
+    pub fn rotate_every(mut self, every: Duration) -> Self {
+        self.rotation.every = Some(every);
+        self
+    }
+
+    /// Keeps at most `files` rotated files per log, deleting the oldest after a rotation.
+    pub fn retain_files(mut self, files: usize) -> Self {
+        self.rotation.retain_files = Some(files);
+        self
+    }
+
+    /// Deletes rotated files last written more than `days` days ago, after a rotation.
+    pub fn retain_days(mut self, days: u32) -> Self {
+        self.rotation.retain_for = Some(Duration::from_secs(u64::from(days) * 86_400));
+        self
+    }
+
+    /// Coalesces successful cache hits (`cache: hit`) of one secret by one principal within
+    /// `interval` of the first into one `secret.read` event with `count`, `first` and `last`,
+    /// written once the interval ends (within about 50 ms more), at a flush and at shutdown.
+    /// Misses, stale reads, denials, failures, writes and every other event are never
+    /// coalesced. Done on the writer thread: the cache-hit path is unchanged.
+    pub fn coalesce(mut self, interval: Duration) -> Self {
+        self.coalesce = (!interval.is_zero()).then_some(interval);
+        self
+    }
+
     /// Sees every event on the writer thread (the monitor).
     pub fn observer(mut self, observer: Box<dyn AuditObserver>) -> Self {
         self.observer = Some(observer);
@@ -332,6 +411,26 @@ impl AuditLogBuilder {
         if let Some(path) = &config.path {
             b = b.file(path, config.fsync);
         }
+        if config.rotate_every.is_some_and(|e| e.is_zero()) {
+            return Err(Error::config("audit.rotate_every must be longer than zero"));
+        }
+        b.rotation = Rotation {
+            size: config.rotate_size.map(|s| s.max(1)),
+            every: config.rotate_every,
+            retain_files: config.retain_files,
+            retain_for: config
+                .retain_days
+                .map(|d| Duration::from_secs(u64::from(d) * 86_400)),
+        };
+        if !b.rotation.is_on() && (config.retain_files.is_some() || config.retain_days.is_some()) {
+            return Err(Error::config(
+                "audit.retain_files and audit.retain_days apply to rotated files: set \
+                 audit.rotate_size or audit.rotate_every too",
+            ));
+        }
+        if let Some(interval) = config.coalesce {
+            b = b.coalesce(interval);
+        }
         if config.tracing {
             b = b.tracing();
         }
@@ -358,6 +457,8 @@ impl AuditLogBuilder {
             max_wait: self.max_wait,
             key_file: self.key_file.clone(),
             tracing: self.tracing,
+            rotation: self.rotation,
+            coalesce: self.coalesce,
         })
     }
 
@@ -372,7 +473,7 @@ impl AuditLogBuilder {
         let mut sinks: Vec<Box<dyn AuditSink>> = Vec::new();
         let mut resume: Option<ChainHead> = None;
         for (path, fsync) in &self.files {
-            let sink = FileSink::open(path, *fsync, Some(key.clone()))?;
+            let sink = FileSink::open_rotating(path, *fsync, Some(key.clone()), self.rotation)?;
             if let Some(h) = sink.resume_from() {
                 if resume.as_ref().is_some_and(|r| *r != h) {
                     return Err(Error::config(
@@ -402,6 +503,7 @@ impl AuditLogBuilder {
             head_out: head_out.clone(),
             healthy: healthy.clone(),
             lost: None,
+            coalescer: self.coalesce.map(coalesce::Coalescer::new),
         };
         let thread = std::thread::Builder::new()
             .name("sealbox-audit".into())
@@ -456,6 +558,8 @@ pub(crate) struct AuditReplica {
     max_wait: Option<Duration>,
     key_file: Option<PathBuf>,
     tracing: bool,
+    rotation: Rotation,
+    coalesce: Option<Duration>,
 }
 
 impl AuditReplica {
@@ -467,6 +571,8 @@ impl AuditReplica {
         b.strict_timeout = self.strict_timeout;
         b.max_wait = self.max_wait;
         b.key_file = self.key_file.clone();
+        b.rotation = self.rotation;
+        b.coalesce = self.coalesce;
         if self.tracing {
             b = b.tracing();
         }

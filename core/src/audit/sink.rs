@@ -4,12 +4,13 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
 use super::chain::{self, AuditKey, ChainHead};
 use super::event::AuditEvent;
+use super::rotate::{self, Rotation};
 use crate::error::{Error, Result};
 
 /// A written event as sinks see it: the event plus its chain fields and JSON line.
@@ -67,7 +68,24 @@ pub struct SharedTail {
     /// sink ends that fragment with a newline, and the next batch starts with a signed
     /// [`CUT_OFF_EVENT`] line so that `verify_file` can tell the fragment from an edit.
     pub cut_off: Option<u64>,
+    /// The file is new (rotated) and the chain continues from the last line of the rotated
+    /// file named here: the next batch starts with a signed [`ROTATED_EVENT`] line.
+    pub continues: Option<Continues>,
 }
+
+/// The rotated file a new file's chain continues from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Continues {
+    /// The rotated file's name (in the active file's directory).
+    pub file: String,
+    /// Its last line's seq.
+    pub seq: u64,
+    /// Its last line's hash.
+    pub hash: String,
+}
+
+/// The `event` of the first line of a file started by rotation.
+pub const ROTATED_EVENT: &str = "audit.rotated";
 
 /// The `event` of the line a writer signs after a fragment cut off by another writer.
 pub const CUT_OFF_EVENT: &str = "audit.cut_off";
@@ -127,6 +145,9 @@ pub struct FileSink {
     known_head: Option<ChainHead>,
     /// The file ends in a fragment cut off mid-line: the next batch starts with a newline.
     cut_off: bool,
+    rotation: Rotation,
+    /// The time of the open file's first line (time rotation), once read.
+    started: Option<((u64, u64), SystemTime)>,
 }
 
 impl FileSink {
@@ -134,6 +155,17 @@ impl FileSink {
     /// file's last line must verify (the chain continues after it) and the `.head` anchor is
     /// kept up to date.
     pub fn open(path: &Path, fsync: FsyncPolicy, key: Option<AuditKey>) -> Result<FileSink> {
+        FileSink::open_rotating(path, fsync, key, Rotation::default())
+    }
+
+    /// [`FileSink::open`], rotating the file per `rotation` (with the chain key only: the new
+    /// file's first line is signed) and deleting old rotated files per its retention.
+    pub fn open_rotating(
+        path: &Path,
+        fsync: FsyncPolicy,
+        key: Option<AuditKey>,
+        rotation: Rotation,
+    ) -> Result<FileSink> {
         let file = open_append(path)
             .map_err(|e| Error::io(format!("opening audit file {}", path.display()), e))?;
         let meta = file
@@ -157,6 +189,8 @@ impl FileSink {
             known_len: None,
             known_head: None,
             cut_off: false,
+            rotation,
+            started: None,
         };
         // Read under the lock: another process may be appending right now.
         let tail = sink.lock_chain();
@@ -190,11 +224,20 @@ impl FileSink {
     fn ensure_same_file(&mut self) -> io::Result<()> {
         let current = std::fs::metadata(&self.path).map(|m| (m.dev(), m.ino()));
         if current.ok() != Some(self.identity) {
-            tracing::warn!(
-                target: "sealbox::audit",
-                path = %self.path.display(),
-                "audit file was removed or replaced; reopening it"
-            );
+            if self.rotation.is_on() {
+                // Most likely rotated by another writer of this log.
+                tracing::debug!(
+                    target: "sealbox::audit",
+                    path = %self.path.display(),
+                    "audit file was rotated or replaced; reopening it"
+                );
+            } else {
+                tracing::warn!(
+                    target: "sealbox::audit",
+                    path = %self.path.display(),
+                    "audit file was removed or replaced; reopening it"
+                );
+            }
             let file = open_append(&self.path)?;
             let meta = file.metadata()?;
             self.identity = (meta.dev(), meta.ino());
@@ -240,40 +283,121 @@ impl FileSink {
         }
     }
 
-    /// Where the chain stands in the locked file of length `len`.
+    /// Where the chain stands in the locked file of length `len`. A file without a complete
+    /// line that has rotated files beside it continues the newest one's chain.
     fn read_tail(&self, key: &AuditKey, len: u64) -> io::Result<SharedTail> {
-        use std::os::unix::fs::FileExt as _;
-        let mut tail = Vec::new();
-        // The last line is searched for in the file's last 4 KiB (lines are well under 1
-        // KiB), then in its last 64 KiB.
-        for window in TAIL_WINDOWS.map(|w| len.min(w)) {
-            tail.resize(window as usize, 0);
-            self.file.read_exact_at(&mut tail, len - window)?;
-            let whole_file = window == len;
-            // A fragment after the last newline was cut off mid-line by a writer that stopped.
-            let complete = match tail.iter().rposition(|&b| b == b'\n') {
-                Some(i) => i + 1,
-                None if whole_file => 0,
-                None => continue,
-            };
-            let cut_off = (complete < tail.len()).then(|| (tail.len() - complete) as u64);
-            let body = &tail[..complete.saturating_sub(1)];
-            let last = match body.iter().rposition(|&b| b == b'\n') {
-                Some(i) => Some(&body[i + 1..]),
-                None if complete == 0 => None,
-                None if whole_file => Some(body),
-                None => continue,
-            };
-            let head = match last {
-                Some(line) => line_head(key, line).ok_or_else(unverified)?,
+        let (last, cut_off) = tail_of(&self.file, key, len)?;
+        let mut continues = None;
+        let head = match last {
+            Some(head) => head,
+            None => match rotate::rotated_files(&self.path)?.last() {
+                Some(previous) => {
+                    let head = last_head_of(previous, key)?;
+                    continues = Some(Continues {
+                        file: previous
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        seq: head.next_seq.saturating_sub(1),
+                        hash: head.prev_hash.clone(),
+                    });
+                    head
+                }
                 None => self.known_head.clone().unwrap_or_default(),
-            };
+            },
+        };
+        Ok(SharedTail {
+            head: self.after_anchor(key, head, len == 0 || cut_off.is_some()),
+            cut_off,
+            continues,
+        })
+    }
+
+    /// The time of the open file's first line, read once per file (time rotation only).
+    fn started(&mut self) -> Option<SystemTime> {
+        self.rotation.every?;
+        if let Some((identity, t)) = self.started
+            && identity == self.identity
+        {
+            return Some(t);
+        }
+        let t = rotate::first_line(&self.path).ok().flatten()?.2?;
+        self.started = Some((self.identity, t));
+        Some(t)
+    }
+
+    /// Renames the locked file (whose chain stands at `head`) to its rotated name, deletes
+    /// what retention no longer keeps, and opens and locks a new file at the path.
+    fn rotate(&mut self, key: &AuditKey, head: &ChainHead) -> io::Result<()> {
+        let Some(last_seq) = head.next_seq.checked_sub(1) else {
+            return Ok(());
+        };
+        let to = rotate::rotated_path(&self.path, last_seq);
+        if to.exists() {
+            // Not reached by writers of one chain (seqs only grow); never overwrite a file.
+            tracing::warn!(
+                target: "sealbox::audit",
+                path = %to.display(),
+                "a rotated audit file with this name exists already; not rotating"
+            );
+            return Ok(());
+        }
+        if let Err(e) = std::fs::rename(&self.path, &to) {
+            // The batch still goes into the current file; rotation is tried again next batch.
+            tracing::warn!(
+                target: "sealbox::audit",
+                path = %self.path.display(),
+                error = %e,
+                "could not rotate the audit file; writing on in it"
+            );
+            return Ok(());
+        }
+        let sync = self.fsync == FsyncPolicy::Batch;
+        if sync && let Err(e) = rotate::sync_dir(&self.path) {
+            tracing::warn!(target: "sealbox::audit", error = %e, "could not sync the audit directory after a rotation");
+        }
+        let retained = rotate::retain(&self.path, &self.rotation, key, sync, &|p| {
+            last_head_of(p, key)
+        });
+        if let Err(e) = retained {
+            tracing::warn!(
+                target: "sealbox::audit",
+                path = %self.path.display(),
+                error = %e,
+                "could not delete old rotated audit files; retrying at the next rotation"
+            );
+        }
+        // The new file, opened here so that this writer usually writes its first line; a
+        // sibling that locks it first writes it instead (the same line, from the same tail).
+        self.unlock_chain();
+        let file = open_append(&self.path)?;
+        let meta = file.metadata()?;
+        self.identity = (meta.dev(), meta.ino());
+        self.file = file;
+        self.known_len = None;
+        self.lock()
+    }
+
+    /// Where the chain stands in the locked file, from what this sink knows while the file's
+    /// length is unchanged.
+    fn tail(&mut self, key: &AuditKey) -> io::Result<SharedTail> {
+        let len = self.file.metadata()?.len();
+        if self.known_len == Some(len)
+            && let Some(head) = &self.known_head
+        {
             return Ok(SharedTail {
-                head: self.after_anchor(key, head, len == 0 || cut_off.is_some()),
-                cut_off,
+                head: head.clone(),
+                cut_off: None,
+                continues: None,
             });
         }
-        Err(unverified())
+        let tail = self.read_tail(key, len)?;
+        self.cut_off = tail.cut_off.is_some();
+        if !self.cut_off && tail.continues.is_none() {
+            self.known_len = Some(len);
+            self.known_head = Some(tail.head.clone());
+        }
+        Ok(tail)
     }
 
     /// `head`, or the chain after the `.head` anchor's line when `suspect` (the file is empty
@@ -375,6 +499,47 @@ impl FileSink {
     }
 }
 
+/// The chain head after the last complete line of `file` (of length `len`), `None` when it
+/// has none, and the length of a fragment after it (a line cut off mid-write).
+fn tail_of(file: &File, key: &AuditKey, len: u64) -> io::Result<(Option<ChainHead>, Option<u64>)> {
+    use std::os::unix::fs::FileExt as _;
+    let mut tail = Vec::new();
+    // The last line is searched for in the file's last 4 KiB (lines are well under 1
+    // KiB), then in its last 64 KiB.
+    for window in TAIL_WINDOWS.map(|w| len.min(w)) {
+        tail.resize(window as usize, 0);
+        file.read_exact_at(&mut tail, len - window)?;
+        let whole_file = window == len;
+        // A fragment after the last newline was cut off mid-line by a writer that stopped.
+        let complete = match tail.iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None if whole_file => 0,
+            None => continue,
+        };
+        let cut_off = (complete < tail.len()).then(|| (tail.len() - complete) as u64);
+        let body = &tail[..complete.saturating_sub(1)];
+        let last = match body.iter().rposition(|&b| b == b'\n') {
+            Some(i) => Some(&body[i + 1..]),
+            None if complete == 0 => None,
+            None if whole_file => Some(body),
+            None => continue,
+        };
+        let head = match last {
+            Some(line) => Some(line_head(key, line).ok_or_else(unverified)?),
+            None => None,
+        };
+        return Ok((head, cut_off));
+    }
+    Err(unverified())
+}
+
+/// The chain head after the last line of the (rotated, complete) file at `path`.
+fn last_head_of(path: &Path, key: &AuditKey) -> io::Result<ChainHead> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    tail_of(&file, key, len)?.0.ok_or_else(unverified)
+}
+
 fn unverified() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
@@ -471,20 +636,15 @@ impl AuditSink for FileSink {
         let Some(key) = self.head_key.clone() else {
             return Ok(None);
         };
-        let len = self.file.metadata()?.len();
-        if self.known_len == Some(len)
-            && let Some(head) = &self.known_head
-        {
-            return Ok(Some(SharedTail {
-                head: head.clone(),
-                cut_off: None,
-            }));
-        }
-        let tail = self.read_tail(&key, len)?;
-        self.cut_off = tail.cut_off.is_some();
-        if !self.cut_off {
-            self.known_len = Some(len);
-            self.known_head = Some(tail.head.clone());
+        let mut tail = self.tail(&key)?;
+        // Whole lines only: a file ending in a fragment is rotated after the next batch.
+        if self.rotation.is_on() && tail.cut_off.is_none() {
+            let len = self.file.metadata()?.len();
+            let started = self.started();
+            if self.rotation.due(len, started, SystemTime::now()) {
+                self.rotate(&key, &tail.head)?;
+                tail = self.tail(&key)?;
+            }
         }
         Ok(Some(tail))
     }

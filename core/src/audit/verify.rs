@@ -1,9 +1,10 @@
 //! `verify_file`: walks a log and reports the first line that breaks the chain.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::chain::{self, AuditKey, GENESIS};
+use super::rotate;
 use super::sink::CUT_OFF_EVENT;
 use crate::error::{Error, Result};
 
@@ -70,7 +71,9 @@ pub struct VerifyOptions {
 /// The first problem found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// 1-based line number (the line after the last one for a cut-off tail).
+    /// The file of the log's set the line is in.
+    pub file: PathBuf,
+    /// 1-based line number in that file (the line after the last one for a cut-off tail).
     pub line: u64,
     /// The kind.
     pub kind: ProblemKind,
@@ -81,6 +84,11 @@ pub struct Problem {
 /// The result of verifying a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// The files verified as one chain, in order: the rotated files, then the active file.
+    pub files: Vec<PathBuf>,
+    /// Where the kept chain starts when retention deleted the files before it (the seq of
+    /// the first line, vouched for by the `.retention` record).
+    pub retention_cut: Option<u64>,
     /// Lines read.
     pub lines: u64,
     /// `seq` of the last good line.
@@ -94,7 +102,7 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// Lines that are fragments a writer left cut off mid-line (it stopped while writing), each
     /// followed by the signed `audit.cut_off` line the next writer wrote: the event of such a
-    /// line is lost, the chain is not broken.
+    /// line is lost, the chain is not broken. Line numbers within their file.
     pub cut_off_lines: Vec<u64>,
     /// The first problem, `None` when the file verifies.
     pub problem: Option<Problem>,
@@ -136,7 +144,9 @@ fn parse_signed(key: &AuditKey, text: Option<&str>) -> Option<Line> {
     text.and_then(|t| parse(key, t)).filter(|l| l.signed)
 }
 
-/// Verifies the audit log at `path` with the chain `key` and reports the first broken, edited,
+/// Verifies the audit log at `path` (its active file, whose rotated files beside it are verified
+/// first, in order, as one chain; or a directory holding one log) with the chain `key` and
+/// reports the first broken, edited,
 /// missing or reordered line, then checks the `PATH.head` anchor: a log without one is a
 /// [`ProblemKind::MissingAnchor`], an anchor past the log's end is [`ProblemKind::Missing`], an
 /// anchor whose hash is not the log's at its seq is [`ProblemKind::HashMismatch`]. The same as
@@ -152,7 +162,7 @@ struct Target {
     /// `None`: the `.head` anchor; otherwise the checkpoint's time.
     checkpoint: Option<String>,
     /// The line holding `seq`, and whether its hash matched.
-    found: Option<(u64, bool)>,
+    found: Option<(Pos, bool)>,
 }
 
 impl Target {
@@ -192,8 +202,12 @@ pub fn verify_file_with(
     key: &AuditKey,
     options: &VerifyOptions,
 ) -> Result<VerifyReport> {
-    let mut lines = Lines::open(path)?;
+    let (active, files) = rotate::log_files(path)?;
+    let path = active.as_path();
+    let mut lines = Lines::open(files.clone())?;
     let mut report = VerifyReport {
+        files,
+        retention_cut: None,
         lines: 0,
         last_seq: None,
         last_hash: None,
@@ -216,14 +230,27 @@ pub fn verify_file_with(
     let anchor = read_anchor(path, key, &mut targets)?;
     targets.sort_by_key(|t| t.seq);
     let mut next_target = 0usize;
+    // Where the chain starts: seq 0, or where retention cut it (the record must name the
+    // first line's seq and previous hash).
+    let (mut start_seq, mut start_prev) = (0u64, GENESIS.to_owned());
+    if let Some(first) = report.files.first()
+        && let Ok(Some((seq, prev, _))) = rotate::first_line(first)
+        && seq != 0
+        && let Some(cut) = rotate::read_retention(path, key)
+        && cut.next_seq == seq
+        && cut.prev_hash == prev
+    {
+        (start_seq, start_prev) = (seq, prev);
+        report.retention_cut = Some(seq);
+    }
     // A broken line waiting to see whether a writer's `audit.cut_off` line follows it.
-    let mut fragment: Option<u64> = None;
+    let mut fragment: Option<Pos> = None;
     while let Some(text) = lines.next_line()? {
-        report.lines += 1;
-        let at = report.lines;
-        let expected_seq = report.last_seq.map_or(0, |s| s + 1);
-        let expected_prev = report.last_hash.as_deref().unwrap_or(GENESIS);
         let parsed = text.and_then(|t| parse(key, t));
+        report.lines += 1;
+        let at = lines.pos();
+        let expected_seq = report.last_seq.map_or(start_seq, |s| s + 1);
+        let expected_prev = report.last_hash.as_deref().unwrap_or(&start_prev);
         if let Some(frag) = fragment.take() {
             match &parsed {
                 Some(l)
@@ -232,19 +259,14 @@ pub fn verify_file_with(
                         && l.seq == expected_seq
                         && l.prev == expected_prev =>
                 {
-                    report.cut_off_lines.push(frag);
+                    report.cut_off_lines.push(frag.line);
                 }
                 _ => {
-                    report.problem = Some(does_not_verify(frag, ProblemKind::Broken));
+                    report.problem = Some(does_not_verify(&lines, frag, ProblemKind::Broken));
                     break;
                 }
             }
         }
-        let fail = |kind, detail: String| Problem {
-            line: at,
-            kind,
-            detail,
-        };
         let line = match parsed {
             Some(l) if l.signed => l,
             None if lines.terminated => {
@@ -252,7 +274,9 @@ pub fn verify_file_with(
                 continue;
             }
             None => {
-                report.problem = Some(fail(
+                report.problem = Some(problem_at(
+                    &lines,
+                    at,
                     ProblemKind::Broken,
                     "the last line is cut off (no newline at its end): a writer stopped \
                      while writing it, or is writing it now"
@@ -268,20 +292,23 @@ pub fn verify_file_with(
                     ProblemKind::Edited
                 };
                 report.problem = Some(match kind {
-                    ProblemKind::WrongKey => fail(
+                    ProblemKind::WrongKey => problem_at(
+                        &lines,
+                        at,
                         kind,
                         "the audit key does not match this log: no line verifies with it; \
                          use the key the log was written with"
                             .into(),
                     ),
-                    _ => does_not_verify(at, kind),
+                    _ => does_not_verify(&lines, at, kind),
                 });
                 break;
             }
         };
         if line.seq != expected_seq {
             // Reordered if the expected line comes later (or this one came before), missing
-            // otherwise: the rest of the file decides (and is counted here).
+            // otherwise: the rest of the set decides (and is counted here).
+            let problem_file = lines.path_of(at);
             let mut later = false;
             while let Some(rest) = lines.next_line()? {
                 report.lines += 1;
@@ -292,14 +319,28 @@ pub fn verify_file_with(
             } else {
                 ProblemKind::Missing
             };
-            report.problem = Some(fail(
+            let mut detail = format!("expected seq {expected_seq}, found seq {}", line.seq);
+            if at.line == 1 && at.file > 0 {
+                detail.push_str(
+                    " at the start of a rotated file: a file of the set is missing or out of order",
+                );
+            } else if at.line == 1 && report.last_seq.is_none() && expected_seq == 0 {
+                detail.push_str(
+                    ": the files before it were removed, and no retention record vouches for it",
+                );
+            }
+            report.problem = Some(Problem {
+                file: problem_file,
+                line: at.line,
                 kind,
-                format!("expected seq {expected_seq}, found seq {}", line.seq),
-            ));
+                detail,
+            });
             break;
         }
         if line.prev != expected_prev {
-            report.problem = Some(fail(
+            report.problem = Some(problem_at(
+                &lines,
+                at,
                 ProblemKind::Broken,
                 format!("seq {} does not follow the previous line's hash", line.seq),
             ));
@@ -319,10 +360,10 @@ pub fn verify_file_with(
     if report.problem.is_none()
         && let Some(frag) = fragment
     {
-        report.problem = Some(does_not_verify(frag, ProblemKind::Broken));
+        report.problem = Some(does_not_verify(&lines, frag, ProblemKind::Broken));
     }
     if report.problem.is_some() {
-        // The report counts every line of the file, and says whether the anchor is there.
+        // The report counts every line of the set, and says whether the anchor is there.
         while lines.next_line()?.is_some() {
             report.lines += 1;
         }
@@ -330,8 +371,9 @@ pub fn verify_file_with(
         return Ok(report);
     }
     report.anchored = !matches!(anchor, Anchor::Absent);
-    report.problem = checkpoint_problem(key, options, &targets, &report)
-        .or_else(|| anchor_problem(&anchor, options, &targets, &report));
+    let after_last = lines.after_last();
+    report.problem = checkpoint_problem(key, options, &targets, &report, &lines, after_last)
+        .or_else(|| anchor_problem(&anchor, options, &targets, &report, &lines, after_last));
     Ok(report)
 }
 
@@ -342,11 +384,13 @@ fn checkpoint_problem(
     options: &VerifyOptions,
     targets: &[Target],
     report: &VerifyReport,
+    lines: &Lines,
+    after_last: Pos,
 ) -> Option<Problem> {
-    let after_last = report.lines + 1;
     if let Some(c) = options.checkpoints.iter().find(|c| !c.verifies(key)) {
         return Some(Problem {
-            line: after_last,
+            file: lines.path_of(after_last),
+            line: after_last.line,
             kind: ProblemKind::Broken,
             detail: format!(
                 "the checkpoint of {} (seq {}) does not verify with the audit key: it was not \
@@ -362,7 +406,8 @@ fn checkpoint_problem(
         .find(|t| Some(t.seq) > report.last_seq)
     {
         return Some(Problem {
-            line: after_last,
+            file: lines.path_of(after_last),
+            line: after_last.line,
             kind: ProblemKind::RolledBack,
             detail: format!(
                 "the log ends at {}, but {} records seq {}: the log was cut or rolled back to an \
@@ -373,7 +418,7 @@ fn checkpoint_problem(
             ),
         });
     }
-    checkpoints.into_iter().find_map(mismatch)
+    checkpoints.into_iter().find_map(|t| mismatch(t, lines))
 }
 
 fn ends_at(report: &VerifyReport) -> String {
@@ -382,10 +427,11 @@ fn ends_at(report: &VerifyReport) -> String {
         .map_or_else(|| "no line".to_owned(), |l| format!("seq {l}"))
 }
 
-fn mismatch(t: &Target) -> Option<Problem> {
+fn mismatch(t: &Target, lines: &Lines) -> Option<Problem> {
     match t.found {
-        Some((line, false)) => Some(Problem {
-            line,
+        Some((at, false)) => Some(Problem {
+            file: lines.path_of(at),
+            line: at.line,
             kind: ProblemKind::HashMismatch,
             detail: format!(
                 "{} records another hash at seq {}: the log was cut back and written again, or \
@@ -403,11 +449,13 @@ fn anchor_problem(
     options: &VerifyOptions,
     targets: &[Target],
     report: &VerifyReport,
+    lines: &Lines,
+    after_last: Pos,
 ) -> Option<Problem> {
-    let after_last = report.lines + 1;
     let problem = |kind, detail: String| {
         Some(Problem {
-            line: after_last,
+            file: lines.path_of(after_last),
+            line: after_last.line,
             kind,
             detail,
         })
@@ -435,14 +483,24 @@ fn anchor_problem(
                     ),
                 );
             }
-            mismatch(t)
+            mismatch(t, lines)
         }
     }
 }
 
-fn does_not_verify(line: u64, kind: ProblemKind) -> Problem {
+fn problem_at(lines: &Lines, at: Pos, kind: ProblemKind, detail: String) -> Problem {
     Problem {
-        line,
+        file: lines.path_of(at),
+        line: at.line,
+        kind,
+        detail,
+    }
+}
+
+fn does_not_verify(lines: &Lines, at: Pos, kind: ProblemKind) -> Problem {
+    Problem {
+        file: lines.path_of(at),
+        line: at.line,
         kind,
         detail: "the line does not verify".into(),
     }
@@ -452,7 +510,7 @@ fn does_not_verify(line: u64, kind: ProblemKind) -> Problem {
 /// log's: the next line does not verify either although it names the first line's hash (the
 /// lines are chained as written), or, for a one-line log, the anchor does not verify either.
 /// Reads (and counts, in `lines`) at most one more line.
-fn key_differs(path: &Path, key: &AuditKey, first: &Line, lines: &mut Lines<'_>) -> Result<bool> {
+fn key_differs(path: &Path, key: &AuditKey, first: &Line, lines: &mut Lines) -> Result<bool> {
     match lines.next_line()? {
         Some(next) => {
             let differs = next
@@ -487,28 +545,73 @@ fn head_path(path: &Path) -> std::path::PathBuf {
     head.into()
 }
 
-/// The lines of a log, as `BufRead::lines` splits them (`\n`, an optional `\r` before it, a
-/// last line without one), each `None` when it is not UTF-8.
-struct Lines<'a> {
-    reader: BufReader<std::fs::File>,
+/// A line's place in the set: the file's index and the 1-based line number in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pos {
+    file: usize,
+    line: u64,
+}
+
+/// The lines of a log's files in order, as `BufRead::lines` splits them (`\n`, an optional
+/// `\r` before it, a last line without one), each `None` when it is not UTF-8.
+struct Lines {
+    files: Vec<PathBuf>,
+    /// The file being read (its index) and its reader.
+    current: usize,
+    reader: Option<BufReader<std::fs::File>>,
+    /// Lines returned from the current file.
+    line: u64,
     buf: Vec<u8>,
-    path: &'a Path,
     /// Whether the line last returned ended with a newline.
     terminated: bool,
     /// Lines read past the one being judged (by `key_differs`), not yet counted.
     extra: u64,
 }
 
-impl<'a> Lines<'a> {
-    fn open(path: &'a Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
-        Ok(Lines {
-            reader: BufReader::new(file),
+impl Lines {
+    fn open(files: Vec<PathBuf>) -> Result<Self> {
+        let mut lines = Lines {
+            files,
+            current: 0,
+            reader: None,
+            line: 0,
             buf: Vec::new(),
-            path,
             terminated: true,
             extra: 0,
-        })
+        };
+        lines.open_current()?;
+        Ok(lines)
+    }
+
+    fn open_current(&mut self) -> Result<()> {
+        self.reader = match self.files.get(self.current) {
+            Some(path) => Some(BufReader::new(
+                std::fs::File::open(path).map_err(|e| read_error(path, e))?,
+            )),
+            None => None,
+        };
+        self.line = 0;
+        Ok(())
+    }
+
+    /// Where the line last returned is.
+    fn pos(&self) -> Pos {
+        Pos {
+            file: self.current,
+            line: self.line,
+        }
+    }
+
+    /// The line after the last one of the last file.
+    fn after_last(&self) -> Pos {
+        Pos {
+            file: self.current.min(self.files.len().saturating_sub(1)),
+            line: self.line + 1,
+        }
+    }
+
+    fn path_of(&self, at: Pos) -> PathBuf {
+        self.files.get(at.file).cloned().unwrap_or_default()
     }
 
     /// `counted` plus the lines read ahead and not yet counted.
@@ -516,16 +619,26 @@ impl<'a> Lines<'a> {
         counted + std::mem::take(&mut self.extra)
     }
 
-    /// The next line (`Some(None)`: not text), or `None` at the end of the file.
+    /// The next line (`Some(None)`: not text), or `None` at the end of the last file.
     fn next_line(&mut self) -> Result<Option<Option<&str>>> {
-        self.buf.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.buf)
-            .map_err(|e| read_error(self.path, e))?;
-        if n == 0 {
-            return Ok(None);
+        loop {
+            let Some(reader) = self.reader.as_mut() else {
+                return Ok(None);
+            };
+            self.buf.clear();
+            let n = reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| read_error(&self.files[self.current], e))?;
+            if n > 0 {
+                break;
+            }
+            if self.current + 1 >= self.files.len() {
+                return Ok(None);
+            }
+            self.current += 1;
+            self.open_current()?;
         }
+        self.line += 1;
         let mut line = &self.buf[..];
         self.terminated = false;
         if let Some(l) = line.strip_suffix(b"\n") {

@@ -16,9 +16,10 @@ use crossbeam_channel::Sender;
 
 use super::AuditObserver;
 use super::chain::{AuditKey, ChainHead, HASH_MARKER};
+use super::coalesce::Coalescer;
 use super::event::{Action, AuditEvent, BodyFormat, Resource};
 use super::queue::{Control, Item, Losses, Queue};
-use super::sink::{AuditRecord, AuditSink, CUT_OFF_EVENT, SharedTail};
+use super::sink::{AuditRecord, AuditSink, CUT_OFF_EVENT, Continues, ROTATED_EVENT, SharedTail};
 use crate::principal::Principal;
 
 /// Reason written on the events of accesses that strict mode refused because no sink could
@@ -50,6 +51,8 @@ pub(crate) struct Writer {
     pub(crate) healthy: Arc<std::sync::atomic::AtomicBool>,
     /// Dropped events not yet recorded in the chain: the next batch starts with them.
     pub(crate) lost: Option<Losses>,
+    /// Holds cache hits back to write them as one event per window (`coalesce`).
+    pub(crate) coalescer: Option<Coalescer>,
 }
 
 /// A signed batch: every line in one buffer, `\n`-separated, and where each line and its hash
@@ -85,6 +88,8 @@ impl Writer {
         let mut flushers: Vec<Sender<bool>> = Vec::new();
         let mut signed = Signed::default();
         let mut observed = 0usize;
+        // `pending[absorbed..]` has not been offered to the coalescer yet.
+        let mut absorbed = 0usize;
         let mut shutdown: Option<Instant> = None;
         let mut failures = 0u32;
         let mut idle_polls = 0u32;
@@ -95,14 +100,19 @@ impl Writer {
                 pending.clear();
                 done = 0;
                 observed = 0;
+                absorbed = 0;
             }
             // While sinks fail, stop taking more than the queue's worth: producers then block.
             if pending.len() - done < PENDING_AT_MOST {
                 self.queue.take(&mut pending, &mut control);
             }
+            let mut flush_asked = false;
             for c in control.drain(..) {
                 match c {
-                    Control::Flush(tx) => flushers.push(tx),
+                    Control::Flush(tx) => {
+                        flush_asked = true;
+                        flushers.push(tx);
+                    }
                     Control::Shutdown => {
                         shutdown.get_or_insert_with(|| Instant::now() + SHUTDOWN_DEADLINE);
                     }
@@ -125,6 +135,18 @@ impl Writer {
                     }
                 }
                 observed = pending.len();
+            }
+            if let Some(c) = self.coalescer.as_mut() {
+                // After the observer: the monitor sees every hit.
+                c.absorb(&mut pending, absorbed.max(done));
+                // A flush answers for every hit before it; shutdown writes what is held.
+                c.emit(
+                    SystemTime::now(),
+                    flush_asked || !flushers.is_empty() || shutdown.is_some(),
+                    &mut pending,
+                );
+                observed = pending.len();
+                absorbed = pending.len();
             }
             if let Some(l) = self.queue.take_losses() {
                 match self.lost.as_mut() {
@@ -275,11 +297,14 @@ impl Writer {
         let mut head = base
             .as_ref()
             .map_or_else(|| self.head.clone(), |b| b.head.clone());
-        let marker = base.and_then(|b| b.cut_off).map(cut_off_event);
+        let (rotated, cut_off) = base.map_or((None, None), |b| (b.continues, b.cut_off));
+        let mut markers: Vec<AuditEvent> = Vec::new();
+        markers.extend(rotated.map(rotated_event));
+        markers.extend(cut_off.map(cut_off_event));
         let lost = self.lost.map(events_lost_event);
         signed.text.clear();
         signed.lines.clear();
-        for event in marker
+        for event in markers
             .iter()
             .chain(lost.iter())
             .chain(pending.iter().map(|p| &p.event))
@@ -308,7 +333,7 @@ impl Writer {
             head.prev_hash.push_str(&signed.hash);
         }
         let text = &signed.text;
-        let records: Vec<AuditRecord<'_>> = marker
+        let records: Vec<AuditRecord<'_>> = markers
             .iter()
             .chain(lost.iter())
             .chain(pending.iter().map(|p| &p.event))
@@ -391,6 +416,25 @@ fn cut_off_event(bytes: u64) -> AuditEvent {
         "the line before this one is a fragment of {bytes} bytes cut off mid-line \
          (a writer stopped while writing it); the chain continues from the line before it"
     ))
+}
+
+/// The first line of a file started by rotation: the chain continues from `from`'s last line.
+fn rotated_event(from: Continues) -> AuditEvent {
+    AuditEvent {
+        event: Some(ROTATED_EVENT),
+        reason: Some(
+            format!(
+                "this file continues the chain of {} (its last line: seq {}, hash {})",
+                from.file, from.seq, from.hash
+            )
+            .into(),
+        ),
+        ..AuditEvent::access(
+            Action::Alert,
+            Principal::new("sealbox:audit"),
+            Resource::named("audit"),
+        )
+    }
 }
 
 /// The signed line that records events dropped while no sink could write.

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use super::event::{AuditEvent, CacheOutcome, Coalesced, Resource};
 use super::queue::Item;
-use crate::client::Principal;
+use crate::principal::Principal;
 
 /// One principal's reads of one resource from one source.
 struct Key {

@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use sealbox::store::Stage;
-
 /// How many secrets the fixture holds.
 pub const SECRETS: usize = 300;
 
@@ -37,13 +35,15 @@ pub fn expected(i: usize) -> Expected {
     let name = format!("{ns}/svc-{i:03}/key");
     let n = 1 + (i % 4) as i64;
     let values = (1..=n).map(|v| value(&name, v)).collect();
-    let last_pending = i % 5 == 0 && n > 1;
+    let last_pending = i.is_multiple_of(5) && n > 1;
     let current = if last_pending { n - 1 } else { n };
     let pending = last_pending.then_some(n);
     let previous = (current > 1).then_some(current - 1);
-    let description = (i % 2 == 0).then(|| format!("secret number {i} of the fixture"));
+    let description = i
+        .is_multiple_of(2)
+        .then(|| format!("secret number {i} of the fixture"));
     let mut tags = BTreeMap::new();
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         tags.insert("team".to_owned(), ns.to_owned());
         tags.insert("index".to_owned(), i.to_string());
     }
@@ -62,13 +62,4 @@ pub fn expected(i: usize) -> Expected {
 /// The value of version `v` of `name`.
 pub fn value(name: &str, v: i64) -> String {
     format!("value {v} of {name}: {}", "z".repeat((v as usize * 7) % 23))
-}
-
-/// The stages the put of version `v` asks for.
-pub fn stages_for(e: &Expected, v: i64) -> Vec<Stage> {
-    if Some(v) == e.pending {
-        vec![Stage::Pending]
-    } else {
-        vec![Stage::Current]
-    }
 }

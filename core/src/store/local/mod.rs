@@ -59,6 +59,7 @@
 mod backup;
 mod key_storage;
 mod lifecycle;
+mod mac;
 mod pool;
 mod rollback;
 mod schema;
@@ -80,9 +81,10 @@ use secrecy::ExposeSecret;
 pub use self::backup::{BackupInfo, RestoreInfo};
 use self::key_storage::{SqliteKeyStorage, count_kek_uses};
 pub use self::lifecycle::{DekRotation, DueRotation, KekRetirement, KeyInfo, KeyState, KeyStatus};
+use self::mac::{MAC_KEY_ID, MAC_KEY_ROW, META_NAMESPACE, MacKey, SecretRow, StageMap};
 use self::pool::{Pool, open_connection};
 pub use self::rollback::PUBLISH_EVERY;
-use self::schema::{SCHEMA_VERSION, sql_error};
+use self::schema::{SCHEMA_VERSION, SQL_VERSION, sql_error};
 use super::{
     Capabilities, DeleteOptions, Erasure, ListEntry, ListOptions, ListPage, PutOptions,
     SecretMetadata, SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionInfo,
@@ -263,6 +265,8 @@ struct Inner {
     epoch: AtomicI64,
     /// The write counter, for rollback detection.
     counter: Counter,
+    /// The metadata key: every row that decides a read carries a MAC under it.
+    mac: MacKey,
 }
 
 impl Drop for Inner {
@@ -335,12 +339,92 @@ impl Drop for FileLock {
 
 /// Deletes the secrets whose recovery window ended by `now`; their versions and wrapped DEK
 /// go with them (`ON DELETE CASCADE`).
-fn purge_due(tx: &rusqlite::Transaction<'_>, now: i64) -> Result<usize> {
-    tx.execute(
-        "DELETE FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= ?1",
+fn purge_due(tx: &rusqlite::Transaction<'_>, mac: &MacKey, now: i64) -> Result<usize> {
+    mac.delete_secrets(
+        tx,
+        "DELETE FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= ?1 RETURNING id, name",
         [now],
     )
-    .map_err(|e| sql_error("purging deleted secrets", e))
+}
+
+/// The vault's metadata key, unwrapped from `meta.mac_key`; for a vault of schema 3 (made by
+/// an earlier build, or `create` interrupted) a new one is made and the vault upgraded to
+/// schema 4 in one transaction (see `schema::upgrade_to_4`).
+async fn open_mac_key(pool: &Arc<Pool>, keyring: &Keyring, store_id: &str) -> Result<MacKey> {
+    let ns = KeyId::new(META_NAMESPACE)?;
+    let stored = |pool: &Arc<Pool>| -> Result<(u32, Option<String>)> {
+        let conn = pool.get()?;
+        let version = schema::stored_version(&conn)?;
+        let key = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [MAC_KEY_ROW],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| sql_error("reading the metadata key", e))?;
+        Ok((version, key))
+    };
+    let (version, key) = stored(pool)?;
+    if version == SCHEMA_VERSION {
+        let Some(hex_key) = key else {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                "local vault: its metadata key record is missing from `meta`: the file was \
+                 edited outside sealbox; restore it from a backup",
+            ));
+        };
+        let wrapped = hex::decode(&hex_key)
+            .ok()
+            .and_then(|b| WrappedDek::from_bytes(&b).ok())
+            .ok_or_else(|| mac::tampered("the vault's metadata key record"))?;
+        if keyring.namespace_keys(&ns)?.is_none() {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "local vault: the key record of namespace {META_NAMESPACE}, which wraps \
+                     the vault's metadata key, is missing: the key records were altered; \
+                     restore the vault from a backup"
+                ),
+            ));
+        }
+        let key = keyring
+            .unwrap_dek(&ns, &wrapped)
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::WrongKey => Error::new(
+                    ErrorKind::Integrity,
+                    format!(
+                        "local vault: its metadata key cannot be unwrapped ({}): the key records \
+                     were altered; restore it from a backup",
+                        e.message()
+                    ),
+                ),
+                _ => e,
+            })?;
+        return Ok(MacKey::new(Arc::new(key), store_id));
+    }
+    let (key, wrapped) = keyring.new_dek(&ns, KeyId::new(MAC_KEY_ID)?).await?;
+    let mac = MacKey::new(Arc::new(key), store_id);
+    let wrapped_hex = hex::encode(wrapped.to_bytes());
+    let upgraded = {
+        let (pool, mac) = (pool.clone(), mac.clone());
+        blocking(move || {
+            let _lock = FileLock::acquire(pool.path())?;
+            let mut conn = pool.get()?;
+            schema::upgrade_to_4(&mut conn, &mac, &wrapped_hex)
+        })
+        .await?
+    };
+    if upgraded == SQL_VERSION {
+        tracing::info!(
+            target: "sealbox::local",
+            "upgraded the vault to schema 4 (authenticated metadata)"
+        );
+        return Ok(mac);
+    }
+    // Another process upgraded first, with its own key.
+    Box::pin(open_mac_key(pool, keyring, store_id)).await
 }
 
 fn now_ms() -> i64 {
@@ -396,15 +480,6 @@ fn parse_version(id: &VersionId) -> Option<i64> {
     id.as_str().parse::<i64>().ok().filter(|v| *v > 0)
 }
 
-fn parse_stages(csv: Option<String>) -> Vec<Stage> {
-    csv.map(|s| {
-        let mut stages: Vec<Stage> = s.split(',').filter_map(|x| x.parse().ok()).collect();
-        stages.sort();
-        stages
-    })
-    .unwrap_or_default()
-}
-
 fn not_found(name: &SecretName) -> Error {
     Error::not_found(format!("secret {name} does not exist"))
 }
@@ -458,7 +533,7 @@ impl LocalVault {
                 let mut conn = open_connection(&db, options.busy_timeout, true)?;
                 conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
                     .map_err(|e| sql_error("enabling WAL", e))?;
-                schema::migrate(&mut conn, SCHEMA_VERSION, &random_hex(16)?)?;
+                schema::migrate(&mut conn, SQL_VERSION, &random_hex(16)?)?;
                 Ok::<_, Error>(())
             })();
             if let Err(e) = init {
@@ -534,11 +609,11 @@ impl LocalVault {
                 format!("{} is an empty database, not a sealbox vault", db.display()),
             ));
         }
-        if version < SCHEMA_VERSION {
+        if version < SQL_VERSION {
             let _lock = FileLock::acquire(&db)?;
-            schema::migrate(&mut conn, SCHEMA_VERSION, "")?;
+            schema::migrate(&mut conn, SQL_VERSION, "")?;
         }
-        schema::check_tables(&conn)?;
+        schema::check_tables(&conn, version.max(SQL_VERSION))?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(|e| sql_error("reading the journal mode", e))?;
@@ -570,6 +645,7 @@ impl LocalVault {
         // Namespace keys are named by this vault's id, so vaults sharing one key file never
         // share one (and a backup, which keeps the id, needs the same one).
         let keyring = Keyring::open_scoped(provider, storage, &store_id).await?;
+        let mac = open_mac_key(&pool, &keyring, &store_id).await?;
         let vault = LocalVault {
             inner: Arc::new(Inner {
                 pool,
@@ -584,6 +660,7 @@ impl LocalVault {
                 ),
                 epoch: AtomicI64::new(epoch.parse().unwrap_or(0)),
                 counter,
+                mac,
             }),
         };
         vault.check_keys().await?;
@@ -632,8 +709,9 @@ impl LocalVault {
     /// no process opens the vault or deletes from it; a long-running service can call this
     /// on a timer. Returns how many secrets were purged.
     pub async fn purge_deleted(&self) -> Result<u64> {
-        let purged = write_tx(&self.inner, "purging deleted secrets", |tx| {
-            purge_due(tx, now_ms())
+        let mac = self.inner.mac.clone();
+        let purged = write_tx(&self.inner, "purging deleted secrets", move |tx| {
+            purge_due(tx, &mac, now_ms())
         })
         .await? as u64;
         if purged > 0 {
@@ -699,6 +777,45 @@ impl LocalVault {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Rewraps the metadata key under the current KEK of its namespace (after that KEK
+    /// rotated), so that retiring the old KEK versions leaves it readable. Its bytes, and so
+    /// every MAC, stay the same.
+    pub(super) async fn rewrap_mac_key(&self) -> Result<()> {
+        let ns = KeyId::new(META_NAMESPACE)?;
+        let stored: String = {
+            let conn = self.inner.pool.get()?;
+            conn.query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [MAC_KEY_ROW],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_error("reading the metadata key", e))?
+        };
+        let wrapped = hex::decode(&stored)
+            .ok()
+            .and_then(|b| WrappedDek::from_bytes(&b).ok())
+            .ok_or_else(|| mac::tampered("the vault's metadata key record"))?;
+        let rewrapped = hex::encode(
+            self.inner
+                .keyring
+                .rewrap_dek(&ns, &wrapped)
+                .await?
+                .to_bytes(),
+        );
+        // A key operation, like the KEK rewraps: not counted as a write (rollback detection).
+        let pool = self.inner.pool.clone();
+        blocking(move || {
+            pool.get()?
+                .execute(
+                    "UPDATE meta SET value = ?2 WHERE key = ?1",
+                    params![MAC_KEY_ROW, rewrapped],
+                )
+                .map(drop)
+                .map_err(|e| sql_error("rewrapping the metadata key", e))
+        })
+        .await
     }
 
     /// The database file.
@@ -822,32 +939,78 @@ impl LocalVault {
             );
         }
         let recorded = provider.store_counter(&self.inner.store_id)?;
-        let (rows, write_count, is_backup) = {
+        let mac = &self.inner.mac;
+        let (rows, write_count, is_backup, set_ok, record_failures, examined) = {
             let conn = self.inner.pool.get()?;
             schema::check_structure(&conn, true)?;
             let write_count = rollback::stored(&conn)?;
             let is_backup = rollback::is_backup(&conn)?;
-            let mut stmt = conn
-                .prepare(
-                    "SELECT s.id, s.name, s.namespace, s.dek, v.version, v.envelope \
-                     FROM secrets s JOIN versions v ON v.secret_id = s.id \
-                     ORDER BY s.id, v.version",
-                )
-                .map_err(|e| sql_error("reading versions", e))?;
-            let rows: Vec<VerifyRow> = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
+            let secrets: Vec<SecretRow> = conn
+                .prepare(&format!(
+                    "SELECT {} FROM secrets ORDER BY id",
+                    mac::SECRET_COLUMNS
+                ))
+                .and_then(|mut s| {
+                    s.query_map([], |r| SecretRow::read(r, 0))
+                        .and_then(|rows| rows.collect())
                 })
-                .and_then(|rows| rows.collect())
-                .map_err(|e| sql_error("reading versions", e))?;
-            (rows, write_count, is_backup)
+                .map_err(|e| sql_error("reading secrets", e))?;
+            let examined = secrets.len() as u64;
+            let mut rows: Vec<VerifyRow> = Vec::new();
+            let mut failures = Vec::new();
+            let fail = |name: &str, version: Option<i64>, e: Error| VerifyFailure {
+                name: name.to_owned(),
+                version,
+                kind: e.kind(),
+                message: e.message().to_owned(),
+            };
+            for secret in secrets {
+                if let Err(e) = mac.check_secret(&secret) {
+                    failures.push(fail(&secret.name, None, e));
+                    continue;
+                }
+                let versions = mac::read_versions(&conn, secret.id)?;
+                if let Err(e) = mac::check_complete(&secret.name, secret.next_version, &versions) {
+                    failures.push(fail(&secret.name, None, e));
+                }
+                let current = secret.stage("CURRENT");
+                let copy_ok = match (current, &secret.cur_envelope) {
+                    (None, None) => true,
+                    (Some(v), Some(copy)) => {
+                        secret.cur_version == Some(v)
+                            && versions
+                                .iter()
+                                .any(|r| r.version == v && &r.envelope == copy)
+                    }
+                    _ => false,
+                };
+                if !copy_ok {
+                    failures.push(fail(
+                        &secret.name,
+                        current,
+                        mac::tampered(&format!(
+                            "secret {}: the copy of its current version in its record",
+                            secret.name
+                        )),
+                    ));
+                }
+                for v in versions {
+                    if let Err(e) = mac.check_version(&secret.name, &v, secret.id) {
+                        failures.push(fail(&secret.name, Some(v.version), e));
+                        continue;
+                    }
+                    rows.push((
+                        secret.id,
+                        secret.name.clone(),
+                        secret.namespace.clone(),
+                        secret.dek.clone(),
+                        v.version,
+                        v.envelope,
+                    ));
+                }
+            }
+            let set_ok = mac.check_set(&conn)?;
+            (rows, write_count, is_backup, set_ok, failures, examined)
         };
         self.clear_key_caches();
         let mut report = VerifyReport {
@@ -855,14 +1018,27 @@ impl LocalVault {
             write_count,
             writes_behind: recorded.map_or(0, |r| r.saturating_sub(write_count)),
             is_backup,
+            failures: record_failures,
+            secrets: examined,
             ..VerifyReport::default()
         };
+        if !set_ok {
+            report.failures.push(VerifyFailure {
+                name: "(the set of secrets)".to_owned(),
+                version: None,
+                kind: ErrorKind::Integrity,
+                message: mac::tampered(
+                    "the set of secrets (a secret's row was deleted, added or renamed): it",
+                )
+                .message()
+                .to_owned(),
+            });
+        }
         let mut last_secret = None;
         let mut dek: Option<std::result::Result<(Arc<DataKey>, WrappedDek), Error>> = None;
         for (id, name, ns, dek_bytes, version, envelope) in rows {
             if last_secret != Some(id) {
                 last_secret = Some(id);
-                report.secrets += 1;
                 dek = Some(match KeyId::new(ns.clone()) {
                     Ok(ns) => self.dek(id, &ns, &dek_bytes).await,
                     Err(_) => Err(Error::new(
@@ -945,6 +1121,9 @@ impl LocalVault {
             )));
         }
         let version = self.inner.keyring.rotate_kek(&ns).await?;
+        if namespace == META_NAMESPACE {
+            self.rewrap_mac_key().await?;
+        }
         let deks_rotated = self.rotate_namespace_deks(&ns).await;
         self.clear_key_caches();
         Ok(KekRotation {
@@ -974,6 +1153,12 @@ impl LocalVault {
     /// Errors: `NotFound` when the namespace has no keys and no secrets.
     pub async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
         let ns = KeyId::new(namespace)?;
+        if namespace == META_NAMESPACE {
+            return Err(Error::invalid_input(format!(
+                "namespace {namespace} holds the vault's metadata key, not secrets; it cannot \
+                 be erased (delete the vault file to destroy everything)"
+            )));
+        }
         self.inner.counter.check_writable()?;
         let _lock = FileLock::acquire(self.path())?;
         // Also when the vault holds no key record: the provider may still hold the
@@ -992,9 +1177,11 @@ impl LocalVault {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| sql_error("erasing a namespace", e))?;
-            let n = tx
-                .execute("DELETE FROM secrets WHERE namespace = ?1", [&owned])
-                .map_err(|e| sql_error("erasing a namespace", e))? as u64;
+            let n = inner.mac.delete_secrets(
+                &tx,
+                "DELETE FROM secrets WHERE namespace = ?1 RETURNING id, name",
+                [&owned],
+            )? as u64;
             let count = rollback::bump(&tx)?;
             tx.commit()
                 .map_err(|e| sql_error("erasing a namespace", e))?;
@@ -1056,19 +1243,18 @@ impl LocalVault {
         }
         drop(items);
         let kek_limit = self.kek_limit();
+        let mac = self.inner.mac.clone();
         write_tx(&self.inner, "importing secrets", move |tx| {
             let err = |e| sql_error("importing secrets", e);
             let mut secret = tx
                 .prepare(
                     "INSERT INTO secrets (name, namespace, dek, next_version, created, updated, \
-                     dek_created, dek_uses) VALUES (?1, ?2, ?3, 2, ?4, ?4, ?4, 1)",
+                     dek_created, dek_uses, stages) VALUES (?1, ?2, ?3, 2, ?4, ?4, ?4, 1, \
+                     'CURRENT=1')",
                 )
                 .map_err(err)?;
             let mut version = tx
                 .prepare("INSERT INTO versions (secret_id, version, envelope, created) VALUES (?1, 1, ?2, ?3)")
-                .map_err(err)?;
-            let mut stage = tx
-                .prepare("INSERT INTO stages (secret_id, stage, version) VALUES (?1, 'CURRENT', 1)")
                 .map_err(err)?;
             for (name, ns, dek, envelope, kek_version) in &rows {
                 count_kek_uses(tx, ns, *kek_version, 1, kek_limit)?;
@@ -1084,7 +1270,9 @@ impl LocalVault {
                 }
                 let id = tx.last_insert_rowid();
                 version.execute(params![id, envelope, now]).map_err(err)?;
-                stage.execute([id]).map_err(err)?;
+                mac.seal_version(tx, id, 1)?;
+                mac.seal_secret(tx, id)?;
+                mac.toggle_member(tx, id, name)?;
             }
             Ok(rows.len() as u64)
         })
@@ -1211,48 +1399,17 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|_| Error::internal("local vault write task panicked or was cancelled"))?
 }
 
-/// One row read for `get`.
-struct Row {
-    secret_id: i64,
-    namespace: String,
-    dek: Vec<u8>,
-    version: i64,
-    envelope: Vec<u8>,
-    created: i64,
-    stages: Option<String>,
-    epoch: String,
-}
-
-const GET_BY_STAGE: &str = "SELECT s.id, s.namespace, s.dek, v.version, v.envelope, v.created, \
-    (SELECT group_concat(stage, ',') FROM stages WHERE secret_id = s.id AND version = v.version), \
-    (SELECT value FROM meta WHERE key = 'key_epoch') \
-    FROM secrets s \
-    JOIN stages st ON st.secret_id = s.id AND st.stage = ?2 \
-    JOIN versions v ON v.secret_id = s.id AND v.version = st.version \
-    WHERE s.name = ?1 AND s.purge_at IS NULL";
-
-const GET_BY_VERSION: &str = "SELECT s.id, s.namespace, s.dek, v.version, v.envelope, v.created, \
-    (SELECT group_concat(stage, ',') FROM stages WHERE secret_id = s.id AND version = v.version), \
-    (SELECT value FROM meta WHERE key = 'key_epoch') \
-    FROM secrets s \
-    JOIN versions v ON v.secret_id = s.id AND v.version = ?2 \
-    WHERE s.name = ?1 AND s.purge_at IS NULL";
-
-fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok(Row {
-        secret_id: r.get(0)?,
-        namespace: r.get(1)?,
-        dek: r.get(2)?,
-        version: r.get(3)?,
-        envelope: r.get(4)?,
-        created: r.get(5)?,
-        stages: r.get(6)?,
-        epoch: r.get(7)?,
+/// A secret's row as `get` reads it, with the key epoch.
+fn get_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT {}, (SELECT value FROM meta WHERE key = 'key_epoch') FROM secrets \
+             WHERE name = ?1",
+            mac::SECRET_COLUMNS
+        )
     })
 }
-
-/// A secret's row as a write reads it: id, wrapped DEK, next version, purge time, DEK uses.
-type SecretHead = (i64, Vec<u8>, i64, Option<i64>, i64);
 
 /// What a write transaction needs; owned so it can move to a blocking thread.
 struct WriteRequest {
@@ -1270,6 +1427,7 @@ struct WriteRequest {
     kek_limit: u64,
     value: Secret,
     options: PutOptions,
+    mac: MacKey,
 }
 
 enum WriteOutcome {
@@ -1279,51 +1437,31 @@ enum WriteOutcome {
     Retry,
 }
 
-fn current_version(tx: &Connection, secret_id: i64) -> Result<Option<i64>> {
-    tx.prepare_cached("SELECT version FROM stages WHERE secret_id = ?1 AND stage = 'CURRENT'")
-        .and_then(|mut s| s.query_row([secret_id], |r| r.get(0)).optional())
-        .map_err(|e| sql_error("reading the current version", e))
-}
-
-fn stages_of(tx: &Connection, secret_id: i64, version: i64) -> Result<Vec<Stage>> {
-    let csv: Option<String> = tx
-        .prepare_cached(
-            "SELECT group_concat(stage, ',') FROM stages WHERE secret_id = ?1 AND version = ?2",
-        )
-        .and_then(|mut s| s.query_row([secret_id, version], |r| r.get(0)))
-        .map_err(|e| sql_error("reading stages", e))?;
-    Ok(parse_stages(csv))
+/// The stages on `version` in `map`, sorted.
+fn stages_on(map: &StageMap, version: i64) -> Vec<Stage> {
+    let mut stages: Vec<Stage> = map
+        .on(version)
+        .into_iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    stages.sort();
+    stages
 }
 
 /// Puts `stage` on `version`; moving CURRENT pushes the old current version to PREVIOUS.
 /// Returns whether CURRENT moved.
-fn move_stage(tx: &Connection, secret_id: i64, stage: &Stage, version: i64) -> Result<bool> {
-    let err = |e| sql_error("moving a stage", e);
-    let old: Option<i64> = tx
-        .prepare_cached("SELECT version FROM stages WHERE secret_id = ?1 AND stage = ?2")
-        .and_then(|mut s| {
-            s.query_row(params![secret_id, stage.as_str()], |r| r.get(0))
-                .optional()
-        })
-        .map_err(err)?;
+fn move_stage(map: &mut StageMap, stage: &Stage, version: i64) -> bool {
+    let old = map.0.get(stage.as_str()).copied();
     if old == Some(version) {
-        return Ok(false);
+        return false;
     }
     if *stage == Stage::Current
         && let Some(old) = old
     {
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO stages (secret_id, stage, version) VALUES (?1, 'PREVIOUS', ?2)",
-        )
-        .and_then(|mut s| s.execute([secret_id, old]))
-        .map_err(err)?;
+        map.0.insert(Stage::Previous.as_str().to_owned(), old);
     }
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO stages (secret_id, stage, version) VALUES (?1, ?2, ?3)",
-    )
-    .and_then(|mut s| s.execute(params![secret_id, stage.as_str(), version]))
-    .map_err(err)?;
-    Ok(*stage == Stage::Current && old.is_some())
+    map.0.insert(stage.as_str().to_owned(), version);
+    *stage == Stage::Current && old.is_some()
 }
 
 fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcome> {
@@ -1333,18 +1471,9 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
     let name = req.name.as_str();
-    let row: Option<SecretHead> = tx
-        .prepare_cached(
-            "SELECT id, dek, next_version, purge_at, dek_uses FROM secrets WHERE name = ?1",
-        )
-        .and_then(|mut s| {
-            s.query_row([name], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .optional()
-        })
-        .map_err(err)?;
-    let (secret_id, version, current) = match (row, req.creating) {
+    let mac = &req.mac;
+    let row: Option<SecretRow> = mac.load_by_name(&tx, name)?;
+    let (row, version, current) = match (row, req.creating) {
         (None, true) => {
             if let Some(Some(_)) = &req.options.expected_current {
                 return Err(Error::new(
@@ -1372,10 +1501,33 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
             )
             .and_then(|mut s| s.execute(params![name, req.namespace, req.wrapped_bytes, now]))
             .map_err(err)?;
-            (tx.last_insert_rowid(), 1, None)
+            let id = tx.last_insert_rowid();
+            mac.toggle_member(&tx, id, name)?;
+            let row = SecretRow {
+                id,
+                name: name.to_owned(),
+                namespace: req.namespace.clone(),
+                dek: req.wrapped_bytes.clone(),
+                next_version: 1,
+                created: now,
+                updated: now,
+                last_rotated: None,
+                description: None,
+                tags: "{}".to_owned(),
+                rotation_period: None,
+                purge_at: None,
+                dek_created: Some(now),
+                dek_uses: 0,
+                stages: String::new(),
+                cur_version: None,
+                cur_envelope: None,
+                cur_created: None,
+                mac: None,
+            };
+            (row, 1, None)
         }
-        (Some((id, dek, next, purge_at, dek_uses)), false) if dek == req.wrapped_bytes => {
-            if purge_at.is_some() {
+        (Some(row), false) if row.dek == req.wrapped_bytes => {
+            if row.purge_at.is_some() {
                 return Err(Error::new(
                     ErrorKind::Conflict,
                     format!("secret {name} is deleted; restore it before writing"),
@@ -1384,19 +1536,19 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
             // A retried put answers with the version its first attempt created, even when
             // CURRENT has moved since: only the reply was lost.
             if let Some(token) = &req.options.idempotency_token {
-                let earlier: Option<(i64, Vec<u8>, i64)> = tx
+                let earlier: Option<i64> = tx
                     .prepare_cached(
-                        "SELECT version, envelope, created FROM versions WHERE secret_id = ?1 AND token = ?2",
+                        "SELECT version FROM versions WHERE secret_id = ?1 AND token = ?2",
                     )
-                    .and_then(|mut s| {
-                        s.query_row(params![id, token], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                            .optional()
-                    })
+                    .and_then(|mut s| s.query_row(params![row.id, token], |r| r.get(0)).optional())
                     .map_err(err)?;
-                if let Some((v, envelope, created)) = earlier {
+                if let Some(v) = earlier
+                    && let Some(stored) = mac::read_version(&tx, row.id, v)?
+                {
+                    mac.check_version(name, &stored, row.id)?;
                     let aad = value_aad(&req.store_id, &req.namespace, name, v, &req.wrapped);
-                    let stored = open_value(&req.dek, &aad, &envelope)?;
-                    if !stored.ct_eq(&req.value) {
+                    let value = open_value(&req.dek, &aad, &stored.envelope)?;
+                    if !value.ct_eq(&req.value) {
                         return Err(Error::new(
                             ErrorKind::Conflict,
                             format!(
@@ -1407,29 +1559,32 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
                     return Ok(WriteOutcome::Done(
                         VersionInfo {
                             version: VersionId::from(v),
-                            stages: stages_of(&tx, id, v)?,
-                            created: Some(to_time(created)),
+                            stages: stages_on(&row.stage_map(), v),
+                            created: Some(to_time(stored.created)),
                         },
                         None,
                     ));
                 }
             }
             // Checked in the write transaction, against the count every process shares.
-            if dek_uses.max(0) as u64 >= req.dek_limit {
+            if row.dek_uses.max(0) as u64 >= req.dek_limit {
                 return Err(Error::new(
                     ErrorKind::KeyExhausted,
                     format!(
-                        "secret {name}: its data key has encrypted {dek_uses} values, its limit \
+                        "secret {name}: its data key has encrypted {} values, its limit \
                          of {}, and could not be rotated automatically; run `sealbox keys \
                          rotate --secret {name}` or raise the limit (nothing was written)",
-                        req.dek_limit
+                        row.dek_uses, req.dek_limit
                     ),
                 ));
             }
-            (id, next, current_version(&tx, id)?)
+            let current = row.stage("CURRENT");
+            let next = row.next_version;
+            (row, next, current)
         }
         _ => return Ok(WriteOutcome::Retry),
     };
+    let secret_id = row.id;
     if let Some(expected) = &req.options.expected_current {
         let expected = expected.as_ref().map(|v| parse_version(v).unwrap_or(-1));
         if expected != current {
@@ -1448,31 +1603,30 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
         s.execute(params![secret_id, version, envelope, now, req.options.idempotency_token])
     })
     .map_err(err)?;
+    mac.seal_version(&tx, secret_id, version)?;
     let mut stages = req.options.stages.clone();
     // The first version of a secret is always CURRENT, whatever stages were asked for.
     if current.is_none() && !stages.contains(&Stage::Current) {
         stages.push(Stage::Current);
     }
+    let mut map = row.stage_map();
     let mut rotated = false;
     for stage in &stages {
-        rotated |= move_stage(&tx, secret_id, stage, version)?;
+        rotated |= move_stage(&mut map, stage, version);
     }
     let tags: Option<String> = if req.options.tags.is_empty() {
         None
     } else {
-        let stored: String = tx
-            .prepare_cached("SELECT tags FROM secrets WHERE id = ?1")
-            .and_then(|mut s| s.query_row([secret_id], |r| r.get(0)))
-            .map_err(err)?;
         let mut merged: BTreeMap<String, String> =
-            serde_json::from_str(&stored).unwrap_or_default();
+            serde_json::from_str(&row.tags).unwrap_or_default();
         merged.extend(req.options.tags.clone());
         Some(serde_json::to_string(&merged).map_err(|_| Error::internal("tags do not serialise"))?)
     };
     tx.prepare_cached(
         "UPDATE secrets SET next_version = ?2, updated = ?3, dek_uses = dek_uses + 1, \
          last_rotated = CASE WHEN ?4 THEN ?3 ELSE last_rotated END, \
-         description = COALESCE(?5, description), tags = COALESCE(?6, tags) WHERE id = ?1",
+         description = COALESCE(?5, description), tags = COALESCE(?6, tags), stages = ?7 \
+         WHERE id = ?1",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -1481,11 +1635,13 @@ fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcom
             now,
             rotated,
             req.options.description,
-            tags
+            tags,
+            map.to_text()
         ])
     })
     .map_err(err)?;
-    let stages = stages_of(&tx, secret_id, version)?;
+    mac.seal_secret(&tx, secret_id)?;
+    let stages = stages_on(&map, version);
     let count = rollback::bump(&tx)?;
     tx.commit().map_err(err)?;
     Ok(WriteOutcome::Done(
@@ -1545,70 +1701,91 @@ impl SecretStore for LocalVault {
     }
 
     async fn get(&self, name: &SecretName, selector: &VersionSelector) -> Result<SecretVersion> {
-        let row = {
+        let (row, epoch, version) = {
             let conn = self.inner.pool.get()?;
-            let result = match selector {
-                VersionSelector::Current => conn.prepare_cached(GET_BY_STAGE).and_then(|mut s| {
-                    s.query_row(params![name.as_str(), "CURRENT"], read_row)
-                        .optional()
-                }),
-                VersionSelector::Stage(stage) => {
-                    conn.prepare_cached(GET_BY_STAGE).and_then(|mut s| {
-                        s.query_row(params![name.as_str(), stage.as_str()], read_row)
-                            .optional()
+            let found: Option<(SecretRow, String)> = conn
+                .prepare_cached(get_sql())
+                .and_then(|mut s| {
+                    s.query_row([name.as_str()], |r| {
+                        Ok((SecretRow::read(r, 0)?, r.get(19)?))
                     })
-                }
-                VersionSelector::Version(id) => match parse_version(id) {
-                    Some(v) => conn.prepare_cached(GET_BY_VERSION).and_then(|mut s| {
-                        s.query_row(params![name.as_str(), v], read_row).optional()
-                    }),
-                    None => Ok(None),
-                },
+                    .optional()
+                })
+                .map_err(|e| sql_error("reading a secret", e))?;
+            let Some((row, epoch)) = found else {
+                return Err(not_found(name));
             };
-            let row = result.map_err(|e| sql_error("reading a secret", e))?;
-            match row {
-                Some(row) => row,
-                None => {
-                    let exists: bool = conn
-                        .prepare_cached(
-                            "SELECT 1 FROM secrets WHERE name = ?1 AND purge_at IS NULL",
-                        )
-                        .and_then(|mut s| s.exists([name.as_str()]))
-                        .map_err(|e| sql_error("reading a secret", e))?;
-                    return Err(if exists {
-                        Error::not_found(format!("secret {name} has no version {selector}"))
-                    } else {
-                        not_found(name)
-                    });
-                }
+            // The row decides everything below (which version, whether deleted): it must be
+            // one this vault wrote.
+            self.inner.mac.check_secret(&row)?;
+            if row.purge_at.is_some() {
+                return Err(not_found(name));
             }
+            let wanted = match selector {
+                VersionSelector::Current => row.cur_version,
+                VersionSelector::Stage(stage) => row.stage(stage.as_str()),
+                VersionSelector::Version(id) => parse_version(id),
+            };
+            let no_version =
+                || Error::not_found(format!("secret {name} has no version {selector}"));
+            let Some(wanted) = wanted else {
+                return Err(no_version());
+            };
+            // The current version's copy in the secret's row answers most reads; another
+            // version costs one more lookup, its own row checked against its MAC.
+            let version = if Some(wanted) == row.cur_version
+                && let (Some(envelope), Some(created)) = (&row.cur_envelope, row.cur_created)
+            {
+                mac::VersionRow {
+                    version: wanted,
+                    envelope: envelope.clone(),
+                    created,
+                    token: None,
+                    mac: None,
+                }
+            } else {
+                match mac::read_version(&conn, row.id, wanted)? {
+                    Some(v) => {
+                        self.inner.mac.check_version(name.as_str(), &v, row.id)?;
+                        v
+                    }
+                    None if wanted >= 1 && wanted < row.next_version => {
+                        return Err(mac::tampered(&format!(
+                            "secret {name}: version {wanted} is missing, although its record \
+                             says it was written; the record"
+                        )));
+                    }
+                    None => return Err(no_version()),
+                }
+            };
+            (row, epoch, version)
         };
-        self.refresh_epoch(row.epoch.parse().unwrap_or(-1));
+        self.refresh_epoch(epoch.parse().unwrap_or(-1));
         let ns = KeyId::new(row.namespace.as_str()).map_err(|_| {
             Error::new(
                 ErrorKind::Integrity,
                 format!("secret {name}: stored namespace is invalid"),
             )
         })?;
-        let (dek, wrapped) = self.dek(row.secret_id, &ns, &row.dek).await?;
+        let (dek, wrapped) = self.dek(row.id, &ns, &row.dek).await?;
         let aad = value_aad(
             &self.inner.store_id,
             &row.namespace,
             name.as_str(),
-            row.version,
+            version.version,
             &wrapped,
         );
-        let value = open_value(&dek, &aad, &row.envelope).map_err(|e| {
+        let value = open_value(&dek, &aad, &version.envelope).map_err(|e| {
             Error::new(
                 e.kind(),
-                format!("secret {name} version {}: {}", row.version, e.message()),
+                format!("secret {name} version {}: {}", version.version, e.message()),
             )
         })?;
         Ok(SecretVersion {
             value,
-            version: VersionId::from(row.version),
-            stages: parse_stages(row.stages),
-            created: Some(to_time(row.created)),
+            version: VersionId::from(version.version),
+            stages: stages_on(&row.stage_map(), version.version),
+            created: Some(to_time(version.created)),
         })
     }
 
@@ -1695,6 +1872,7 @@ impl SecretStore for LocalVault {
                 kek_limit: self.kek_limit(),
                 value: value.try_clone()?,
                 options: options.clone(),
+                mac: self.inner.mac.clone(),
             };
             let inner = self.inner.clone();
             match blocking(move || {
@@ -1721,90 +1899,38 @@ impl SecretStore for LocalVault {
 
     async fn describe(&self, name: &SecretName) -> Result<SecretMetadata> {
         let conn = self.inner.pool.get()?;
-        let err = |e| sql_error("describing a secret", e);
-        type Head = (
-            i64,
-            i64,
-            i64,
-            Option<i64>,
-            Option<String>,
-            String,
-            Option<i64>,
-            Option<i64>,
-        );
-        let head: Option<Head> = conn
-            .prepare_cached(
-                "SELECT id, created, updated, last_rotated, description, tags, rotation_period, purge_at \
-                 FROM secrets WHERE name = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row([name.as_str()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
-                })
-                .optional()
-            })
-            .map_err(err)?;
-        let Some((
-            id,
-            created,
-            updated,
-            last_rotated,
-            description,
-            tags,
-            rotation_period,
-            purge_at,
-        )) = head
-        else {
+        let mac = &self.inner.mac;
+        let Some(row) = mac.load_by_name(&conn, name.as_str())? else {
             return Err(not_found(name));
         };
-        if purge_at.is_some_and(|p| p <= now_ms()) {
+        if row.purge_at.is_some_and(|p| p <= now_ms()) {
             return Err(not_found(name));
         }
-        let mut stages: HashMap<i64, Vec<Stage>> = HashMap::new();
-        {
-            let mut stmt = conn
-                .prepare_cached("SELECT version, stage FROM stages WHERE secret_id = ?1")
-                .map_err(err)?;
-            let rows: Vec<(i64, String)> = stmt
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|rows| rows.collect())
-                .map_err(err)?;
-            for (v, s) in rows {
-                if let Ok(s) = s.parse() {
-                    stages.entry(v).or_default().push(s);
-                }
-            }
+        let versions = mac::read_versions(&conn, row.id)?;
+        for v in &versions {
+            mac.check_version(name.as_str(), v, row.id)?;
         }
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT version, created FROM versions WHERE secret_id = ?1 ORDER BY version",
-            )
-            .map_err(err)?;
-        let versions: Vec<(i64, i64)> = stmt
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(err)?;
+        mac::check_complete(name.as_str(), row.next_version, &versions)?;
+        let map = row.stage_map();
         Ok(SecretMetadata {
             name: name.clone(),
             versions: versions
-                .into_iter()
-                .map(|(v, c)| {
-                    let mut st = stages.remove(&v).unwrap_or_default();
-                    st.sort();
-                    VersionInfo {
-                        version: VersionId::from(v),
-                        stages: st,
-                        created: Some(to_time(c)),
-                    }
+                .iter()
+                .map(|v| VersionInfo {
+                    version: VersionId::from(v.version),
+                    stages: stages_on(&map, v.version),
+                    created: Some(to_time(v.created)),
                 })
                 .collect(),
-            created: Some(to_time(created)),
-            updated: Some(to_time(updated)),
-            last_rotated: last_rotated.map(to_time),
-            description,
-            tags: serde_json::from_str(&tags).unwrap_or_default(),
-            rotation_period: rotation_period.map(|s| Duration::from_secs(s.max(0) as u64)),
-            deleted: purge_at.map(to_time),
+            created: Some(to_time(row.created)),
+            updated: Some(to_time(row.updated)),
+            last_rotated: row.last_rotated.map(to_time),
+            description: row.description,
+            tags: serde_json::from_str(&row.tags).unwrap_or_default(),
+            rotation_period: row
+                .rotation_period
+                .map(|s| Duration::from_secs(s.max(0) as u64)),
+            deleted: row.purge_at.map(to_time),
         })
     }
 
@@ -1818,14 +1944,15 @@ impl SecretStore for LocalVault {
         let upper = format!("{}\u{7f}", options.prefix);
         let after = options.page_token.clone().unwrap_or_default();
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT name, updated, purge_at FROM secrets \
+            .prepare_cached(&format!(
+                "SELECT {} FROM secrets \
                  WHERE name >= ?1 AND name < ?2 AND name > ?3 \
                  AND (purge_at IS NULL OR (?4 AND purge_at > ?5)) \
                  ORDER BY name LIMIT ?6",
-            )
+                mac::SECRET_COLUMNS
+            ))
             .map_err(|e| sql_error("listing secrets", e))?;
-        let rows: Vec<(String, i64, Option<i64>)> = stmt
+        let rows: Vec<SecretRow> = stmt
             .query_map(
                 params![
                     options.prefix,
@@ -1835,14 +1962,17 @@ impl SecretStore for LocalVault {
                     now_ms(),
                     (page_size + 1) as i64
                 ],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| SecretRow::read(r, 0),
             )
             .and_then(|rows| rows.collect())
             .map_err(|e| sql_error("listing secrets", e))?;
         let more = rows.len() > page_size;
         let mut entries = Vec::with_capacity(page_size);
-        for (name, updated, purge_at) in rows.into_iter().take(page_size) {
-            let name = SecretName::new(name).map_err(|_| {
+        for row in rows.into_iter().take(page_size) {
+            // A listing shows the name, its delete state and update time: all from the row.
+            self.inner.mac.check_secret(&row)?;
+            let (updated, purge_at) = (row.updated, row.purge_at);
+            let name = SecretName::new(row.name).map_err(|_| {
                 Error::new(
                     ErrorKind::Integrity,
                     "local vault holds an invalid secret name",
@@ -1869,20 +1999,27 @@ impl SecretStore for LocalVault {
         let owned = name.as_str().to_owned();
         let force = options.force;
         let purge_at = now_ms().saturating_add(options.recovery_window.as_millis() as i64);
+        let mac = self.inner.mac.clone();
         let (changed, purged) = write_tx(&self.inner, "deleting a secret", move |tx| {
             let now = now_ms();
             // Purge what has passed its recovery window while we hold the write lock.
-            let purged = purge_due(tx, now)?;
-            let n = if force {
-                tx.execute("DELETE FROM secrets WHERE name = ?1", [&owned])
+            let purged = purge_due(tx, &mac, now)?;
+            let Some(row) = mac.load_by_name(tx, &owned)? else {
+                return Ok((0, purged));
+            };
+            if force {
+                mac.delete_secrets(tx, "DELETE FROM secrets WHERE id = ?1 RETURNING id, name", [
+                    row.id,
+                ])?;
             } else {
                 tx.execute(
-                    "UPDATE secrets SET purge_at = COALESCE(purge_at, ?2), updated = ?3 WHERE name = ?1",
-                    params![owned, purge_at, now],
+                    "UPDATE secrets SET purge_at = COALESCE(purge_at, ?2), updated = ?3 WHERE id = ?1",
+                    params![row.id, purge_at, now],
                 )
+                .map_err(|e| sql_error("deleting a secret", e))?;
+                mac.seal_secret(tx, row.id)?;
             }
-            .map_err(|e| sql_error("deleting a secret", e))?;
-            Ok((n, purged))
+            Ok((1, purged))
         })
         .await?;
         // A purged or force-deleted secret's DEK leaves memory with its rows.
@@ -1897,30 +2034,27 @@ impl SecretStore for LocalVault {
 
     async fn restore(&self, name: &SecretName) -> Result<()> {
         let owned = name.clone();
+        let mac = self.inner.mac.clone();
         write_tx(&self.inner, "restoring a secret", move |tx| {
             let err = |e| sql_error("restoring a secret", e);
             // `Some(None)`: live; `Some(Some(t))`: deleted, restorable until `t`.
-            let purge_at: Option<Option<i64>> = tx
-                .query_row(
-                    "SELECT purge_at FROM secrets WHERE name = ?1 AND (purge_at IS NULL OR purge_at > ?2)",
-                    params![owned.as_str(), now_ms()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(err)?;
+            let row = mac.load_by_name(tx, owned.as_str())?;
+            let now = now_ms();
+            let id = row.as_ref().map_or(0, |r| r.id);
+            let purge_at: Option<Option<i64>> = row
+                .map(|r| r.purge_at)
+                .filter(|p| p.is_none_or(|p| p > now));
             match purge_at {
                 None => Err(not_found(&owned)),
                 Some(None) => Err(Error::new(
                     ErrorKind::Conflict,
                     format!("secret {owned} is not deleted; nothing to restore"),
                 )),
-                Some(Some(_)) => tx
-                    .execute(
-                        "UPDATE secrets SET purge_at = NULL WHERE name = ?1",
-                        [owned.as_str()],
-                    )
-                    .map(drop)
-                    .map_err(err),
+                Some(Some(_)) => {
+                    tx.execute("UPDATE secrets SET purge_at = NULL WHERE id = ?1", [id])
+                        .map_err(err)?;
+                    mac.seal_secret(tx, id)
+                }
             }
         })
         .await
@@ -1944,47 +2078,36 @@ impl SecretStore for LocalVault {
         let owned = name.clone();
         let stage = stage.clone();
         let version = version.cloned();
+        let mac = self.inner.mac.clone();
         write_tx(&self.inner, "moving a stage", move |tx| {
             let err = |e| sql_error("moving a stage", e);
-            let id: i64 = tx
-                .query_row(
-                    "SELECT id FROM secrets WHERE name = ?1 AND purge_at IS NULL",
-                    [owned.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(err)?
+            let row = mac
+                .load_by_name(tx, owned.as_str())?
+                .filter(|r| r.purge_at.is_none())
                 .ok_or_else(|| not_found(&owned))?;
+            let mut map = row.stage_map();
+            let mut rotated = false;
             match version {
                 Some(v) => {
-                    let n = parse_version(&v).filter(|n| {
-                        tx.query_row(
-                            "SELECT 1 FROM versions WHERE secret_id = ?1 AND version = ?2",
-                            [id, *n],
-                            |_| Ok(()),
-                        )
-                        .is_ok()
-                    });
+                    let n = parse_version(&v)
+                        .filter(|n| matches!(mac::read_version(tx, row.id, *n), Ok(Some(_))));
                     let n = n.ok_or_else(|| {
                         Error::not_found(format!("secret {owned} has no version {v}"))
                     })?;
-                    if move_stage(tx, id, &stage, n)? {
-                        tx.execute(
-                            "UPDATE secrets SET last_rotated = ?2, updated = ?2 WHERE id = ?1",
-                            [id, now_ms()],
-                        )
-                        .map_err(err)?;
-                    }
+                    rotated = move_stage(&mut map, &stage, n);
                 }
                 None => {
-                    tx.execute(
-                        "DELETE FROM stages WHERE secret_id = ?1 AND stage = ?2",
-                        params![id, stage.as_str()],
-                    )
-                    .map_err(err)?;
+                    map.0.remove(stage.as_str());
                 }
             }
-            Ok(())
+            tx.execute(
+                "UPDATE secrets SET stages = ?2, \
+                 last_rotated = CASE WHEN ?3 THEN ?4 ELSE last_rotated END, \
+                 updated = CASE WHEN ?3 THEN ?4 ELSE updated END WHERE id = ?1",
+                params![row.id, map.to_text(), rotated, now_ms()],
+            )
+            .map_err(err)?;
+            mac.seal_secret(tx, row.id)
         })
         .await
     }

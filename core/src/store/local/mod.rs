@@ -593,7 +593,15 @@ impl LocalVault {
         wal.push("-wal");
         schema::check_mode(Path::new(&wal), "local vault journal")?;
         schema::check_header(&db)?;
+        let file_id = schema::file_application_id(&db)?;
         let judged = open_connection(&db, options.busy_timeout, false).and_then(|conn| {
+            // Until the checks below pass, closing this connection must not checkpoint the
+            // journal into the file: a journal from another vault would overwrite it.
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .map_err(|e| sql_error("configuring the connection", e))?;
             schema::check_structure(&conn, false)?;
             let version = schema::stored_version(&conn)?;
             Ok((conn, version))
@@ -629,6 +637,9 @@ impl LocalVault {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| sql_error("reading the vault identity", e))?;
+        if version == SCHEMA_VERSION {
+            schema::check_application_id(&conn, &db, file_id, &store_id)?;
+        }
         let counter = Counter::open(provider.as_ref(), &store_id, || rollback::stored(&conn))?;
         drop(conn);
         let counter = match counter {

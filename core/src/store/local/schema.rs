@@ -263,6 +263,55 @@ pub(crate) fn truncation(path: &Path) -> Option<Error> {
     })
 }
 
+/// The vault's SQLite application id (`PRAGMA application_id`, bytes 68..72 of the file's
+/// first page), derived from its store id: a journal (WAL) holding another vault's first page
+/// or `meta` rows shows a different id, or an id that does not match the store id it shows.
+pub(crate) fn application_id(store_id: &str) -> i32 {
+    let d = ring::digest::digest(&ring::digest::SHA256, store_id.as_bytes());
+    let b = d.as_ref();
+    i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// The application id in the main file's own header, before SQLite replays any journal.
+pub(crate) fn file_application_id(path: &Path) -> Result<i32> {
+    let (_, header, _) = read_header(path)?;
+    Ok(i32::from_be_bytes([
+        header[68], header[69], header[70], header[71],
+    ]))
+}
+
+/// Refuses a vault whose journal (WAL) belongs to another vault file: the id the main file's
+/// header holds (`file_id`, read before SQLite replayed the journal; 0 until the first
+/// checkpoint after the upgrade to schema 4), the id SQLite now sees, and the store id it now
+/// sees must agree.
+pub(crate) fn check_application_id(
+    conn: &Connection,
+    db: &Path,
+    file_id: i32,
+    store_id: &str,
+) -> Result<()> {
+    let seen: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| sql_error("reading the application id", e))?;
+    let expected = application_id(store_id);
+    if seen == expected && (file_id == 0 || file_id == expected) {
+        return Ok(());
+    }
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    Err(Error::new(
+        ErrorKind::Integrity,
+        format!(
+            "local vault {}: its journal {} belongs to another vault (or the file's header was \
+             edited): the pages it holds do not match this file's identity. Nothing was \
+             read or written; move the journal aside (it is another vault's uncommitted \
+             state) or restore the vault from a backup",
+            db.display(),
+            Path::new(&wal).display()
+        ),
+    ))
+}
+
 /// The file's length and its first 100 bytes (how many were read).
 fn read_header(path: &Path) -> Result<(u64, [u8; 100], usize)> {
     // O_NOFOLLOW and O_NONBLOCK as in `check_mode`: never a link, never hang on a FIFO.
@@ -523,6 +572,16 @@ pub(crate) fn upgrade_to_4(conn: &mut Connection, mac: &MacKey, wrapped_key: &st
         mac.toggle_member(&tx, id, &name)?;
     }
     tx.execute_batch("DROP TABLE stages").map_err(err)?;
+    let store_id: String = tx
+        .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
+            r.get(0)
+        })
+        .map_err(err)?;
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {}",
+        application_id(&store_id)
+    ))
+    .map_err(err)?;
     tx.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
         params![MAC_KEY_ROW, wrapped_key],

@@ -2,19 +2,26 @@
 //! `rusqlite` with SQLite bundled), every value and every key stored only as envelopes under
 //! the key hierarchy.
 //!
-//! # Layout
+//! # Layout (schema 4)
 //! - `secrets`: one row per secret: name, namespace, its DEK wrapped by the namespace KEK with
-//!   the DEK's creation time and use count, metadata, soft-delete purge time.
-//! - `versions`: one row per version: the value sealed with the secret's DEK.
-//! - `stages`: `(secret, stage) -> version` (`CURRENT`, `PENDING`, `PREVIOUS`, custom).
+//!   the DEK's creation time and use count, metadata, soft-delete purge time, its stage map
+//!   (`CURRENT=3,PREVIOUS=2`), a copy of its current version (number, envelope, created), and
+//!   a MAC. A current read touches this row only (through the name index).
+//! - `versions`: one row per version: the value sealed with the secret's DEK, and a MAC.
 //! - `key_namespaces`, `master_checks`: the key hierarchy's records ([`crate::keys::KeyStorage`]).
-//! - `meta`: schema version, store id, key epoch, write counter (and, in a backup, when it was
-//!   taken).
+//! - `meta`: schema version, store id, key epoch, write counter, the wrapped metadata key and
+//!   the MAC of the set of secrets (and, in a backup, when it was taken).
+//!
+//! Schema 3 (a `stages` table, no MACs) is upgraded on open, in one transaction.
 //!
 //! # Guarantees
 //! - **Binding.** A value's AAD binds the store id, namespace, name, version, and the DEK's id
 //!   and version; a DEK's AAD (in the keyring) binds namespace and DEK id. A ciphertext copied
 //!   to another row, name, version or vault fails with [`ErrorKind::Integrity`].
+//! - **Authenticated metadata.** Every `secrets` and `versions` row, and the set of secrets,
+//!   carries an HMAC-SHA-256 under the vault's metadata key (see the `mac` module), checked on
+//!   every store read that uses the row and by `verify`: an edited stage, delete state,
+//!   deadline, description, tag or version row is [`ErrorKind::Integrity`] naming the secret.
 //! - **Atomicity.** Every write is one `BEGIN IMMEDIATE` transaction with `synchronous = FULL`:
 //!   when `put` returns, the version is on disk; a crash leaves either all of a write or none.
 //! - **Several processes.** SQLite's locking with a busy timeout serialises writers across

@@ -417,6 +417,12 @@ fn set_envelope(conn: &rusqlite::Connection, name: &str, version: i64, bytes: &[
         )
         .expect("write an envelope");
     assert_eq!(changed, 1);
+    // The secret's row carries a copy of its current version: an attacker edits it too.
+    conn.execute(
+        "UPDATE secrets SET cur_envelope = ?3 WHERE name = ?1 AND cur_version = ?2",
+        rusqlite::params![name, version, bytes],
+    )
+    .expect("write the current version's copy");
 }
 
 #[test]
@@ -455,7 +461,9 @@ fn swapped_ciphertexts_fail_verify_and_reads_with_integrity_errors() {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["ok"], false);
     let failures = report["failures"].as_array().unwrap();
-    assert_eq!(failures.len(), 3, "{report}");
+    // One per secret: each secret's row (holding the edited copy of its current version)
+    // fails its MAC, and verify reads no further rows of a secret whose own row is not genuine.
+    assert_eq!(failures.len(), 2, "{report}");
     assert_no_value(&o, "value-of-");
 }
 
@@ -554,7 +562,7 @@ fn tampered_tables_exit_with_the_integrity_code() {
         ),
         ("DROP TABLE versions", "`versions` table"),
         (
-            "ALTER TABLE versions RENAME COLUMN envelope TO moved",
+            "ALTER TABLE secrets RENAME COLUMN cur_envelope TO moved",
             "altered",
         ),
     ];

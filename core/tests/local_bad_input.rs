@@ -101,11 +101,14 @@ impl Fixture {
 #[tokio::test]
 async fn a_ciphertext_swapped_between_rows_is_an_integrity_error() {
     let f = Fixture::new().await;
-    // Move the api token's ciphertext onto the db password's row.
+    // Move the api token's ciphertext onto the db password's rows (its version and the
+    // copy of its current version in the secret's row).
     f.sql(
         "UPDATE versions SET envelope = (SELECT v.envelope FROM versions v JOIN secrets s \
          ON s.id = v.secret_id WHERE s.name = 'app/api/token') \
-         WHERE secret_id = (SELECT id FROM secrets WHERE name = 'app/db/password')",
+         WHERE secret_id = (SELECT id FROM secrets WHERE name = 'app/db/password'); \
+         UPDATE secrets SET cur_envelope = (SELECT cur_envelope FROM secrets \
+         WHERE name = 'app/api/token') WHERE name = 'app/db/password'",
     );
     let before = f.bytes();
     // The row that was copied from is untouched and readable.
@@ -128,7 +131,8 @@ async fn a_column_edited_to_the_wrong_type_is_an_integrity_error() {
     let f = Fixture::new().await;
     f.sql(
         "UPDATE versions SET envelope = 'not a ciphertext' \
-         WHERE secret_id = (SELECT id FROM secrets WHERE name = 'app/db/password')",
+         WHERE secret_id = (SELECT id FROM secrets WHERE name = 'app/db/password'); \
+         UPDATE secrets SET cur_envelope = 'not a ciphertext' WHERE name = 'app/db/password'",
     );
     let (_vault, err) = f.password_fails_token_reads().await;
     assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
@@ -155,7 +159,7 @@ async fn a_version_renumbered_is_an_integrity_error() {
     let f = Fixture::new().await;
     f.sql(
         "UPDATE versions SET version = 7 WHERE secret_id = (SELECT id FROM secrets WHERE name = 'app/api/token'); \
-         UPDATE stages SET version = 7 WHERE secret_id = (SELECT id FROM secrets WHERE name = 'app/api/token')",
+         UPDATE secrets SET stages = 'CURRENT=7', cur_version = 7 WHERE name = 'app/api/token'",
     );
     let vault = f.open().await.unwrap();
     let err = vault
@@ -178,12 +182,17 @@ async fn tampered_ciphertext_bytes_are_an_integrity_error() {
             |r| r.get(0),
         )
         .unwrap();
+    // Every copy: the version's row and the current-version copy in the secret's row.
     let mut bytes = f.bytes();
-    let at = bytes
+    let mut flipped = 0;
+    while let Some(at) = bytes
         .windows(envelope.len())
         .position(|w| w == envelope.as_slice())
-        .expect("the envelope is stored contiguously in the file");
-    bytes[at + envelope.len() / 2] ^= 0x01;
+    {
+        bytes[at + envelope.len() / 2] ^= 0x01;
+        flipped += 1;
+    }
+    assert_eq!(flipped, 2, "the envelope is stored contiguously, twice");
     fs::write(f.db(), &bytes).unwrap();
     let vault = f.open().await.unwrap();
     let err = vault
@@ -320,7 +329,6 @@ async fn a_dropped_table_is_an_integrity_error_naming_it() {
         "meta",
         "secrets",
         "versions",
-        "stages",
         "key_namespaces",
         "master_checks",
     ] {
@@ -341,7 +349,7 @@ async fn a_dropped_table_is_an_integrity_error_naming_it() {
 #[tokio::test]
 async fn a_renamed_column_is_an_integrity_error() {
     let f = Fixture::new().await;
-    f.sql("ALTER TABLE versions RENAME COLUMN envelope TO moved");
+    f.sql("ALTER TABLE secrets RENAME COLUMN cur_envelope TO moved");
     let vault = f.open().await.unwrap();
     let err = vault
         .get(&name("app/db/password"), &VersionSelector::Current)

@@ -29,6 +29,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use secrecy::ExposeSecret;
 
 use super::key_storage::{count_kek_uses, retire_old_keks};
+use super::mac::{META_NAMESPACE, read_versions};
 use super::schema::sql_error;
 use super::{
     FileLock, LocalVault, WRITE_RETRIES, blocking, now_ms, open_value, to_time, value_aad,
@@ -320,6 +321,13 @@ impl LocalVault {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(err)?;
+                // The rows are resealed below: check first that they are the vault's own.
+                let Some(row) = db.mac.load_by_id(&tx, id)? else {
+                    return Ok(false);
+                };
+                for v in read_versions(&tx, id)? {
+                    db.mac.check_version(&row.name, &v, id)?;
+                }
                 // Unchanged DEK and no version added since the read: every version is in
                 // `sealed`, so none is left under the old key.
                 let changed = tx
@@ -347,7 +355,9 @@ impl LocalVault {
                     )
                     .and_then(|mut s| s.execute(params![envelope, id, version]))
                     .map_err(err)?;
+                    db.mac.seal_version(&tx, id, *version)?;
                 }
+                db.mac.seal_secret(&tx, id)?;
                 match count_kek_uses(&tx, &owned_ns, kek_version, 1, kek_limit) {
                     Err(e) if e.kind() == ErrorKind::Conflict => return Ok(false),
                     other => other?,
@@ -418,6 +428,10 @@ impl LocalVault {
                     })?;
                     deks_rotated += 1;
                 }
+            }
+            if namespace == META_NAMESPACE {
+                // The metadata key is the one DEK of this namespace.
+                self.rewrap_mac_key().await?;
             }
             let versions_verified = self.verify_namespace(&ns, current).await?;
             let inner = self.inner.clone();

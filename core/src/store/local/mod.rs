@@ -2,19 +2,26 @@
 //! `rusqlite` with SQLite bundled), every value and every key stored only as envelopes under
 //! the key hierarchy.
 //!
-//! # Layout
+//! # Layout (schema 4)
 //! - `secrets`: one row per secret: name, namespace, its DEK wrapped by the namespace KEK with
-//!   the DEK's creation time and use count, metadata, soft-delete purge time.
-//! - `versions`: one row per version: the value sealed with the secret's DEK.
-//! - `stages`: `(secret, stage) -> version` (`CURRENT`, `PENDING`, `PREVIOUS`, custom).
+//!   the DEK's creation time and use count, metadata, soft-delete purge time, its stage map
+//!   (`CURRENT=3,PREVIOUS=2`), a copy of its current version (number, envelope, created), and
+//!   a MAC. A current read touches this row only (through the name index).
+//! - `versions`: one row per version: the value sealed with the secret's DEK, and a MAC.
 //! - `key_namespaces`, `master_checks`: the key hierarchy's records ([`crate::keys::KeyStorage`]).
-//! - `meta`: schema version, store id, key epoch, write counter (and, in a backup, when it was
-//!   taken).
+//! - `meta`: schema version, store id, key epoch, write counter, the wrapped metadata key and
+//!   the MAC of the set of secrets (and, in a backup, when it was taken).
+//!
+//! Schema 3 (a `stages` table, no MACs) is upgraded on open, in one transaction.
 //!
 //! # Guarantees
 //! - **Binding.** A value's AAD binds the store id, namespace, name, version, and the DEK's id
 //!   and version; a DEK's AAD (in the keyring) binds namespace and DEK id. A ciphertext copied
 //!   to another row, name, version or vault fails with [`ErrorKind::Integrity`].
+//! - **Authenticated metadata.** Every `secrets` and `versions` row, and the set of secrets,
+//!   carries an HMAC-SHA-256 under the vault's metadata key (see the `mac` module), checked on
+//!   every store read that uses the row and by `verify`: an edited stage, delete state,
+//!   deadline, description, tag or version row is [`ErrorKind::Integrity`] naming the secret.
 //! - **Atomicity.** Every write is one `BEGIN IMMEDIATE` transaction with `synchronous = FULL`:
 //!   when `put` returns, the version is on disk; a crash leaves either all of a write or none.
 //! - **Several processes.** SQLite's locking with a busy timeout serialises writers across
@@ -59,11 +66,15 @@
 mod backup;
 mod key_storage;
 mod lifecycle;
+mod mac;
 mod pool;
 mod rollback;
 mod schema;
+mod secret_store;
+mod verify;
+mod write;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -73,16 +84,18 @@ use self::rollback::{Counter, Opened};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use secrecy::ExposeSecret;
 
 pub use self::backup::{BackupInfo, RestoreInfo};
 use self::key_storage::{SqliteKeyStorage, count_kek_uses};
 pub use self::lifecycle::{DekRotation, DueRotation, KekRetirement, KeyInfo, KeyState, KeyStatus};
+use self::mac::{MAC_KEY_ID, MAC_KEY_ROW, META_NAMESPACE, MacKey};
 use self::pool::{Pool, open_connection};
 pub use self::rollback::PUBLISH_EVERY;
-use self::schema::{SCHEMA_VERSION, sql_error};
+use self::schema::{SCHEMA_VERSION, SQL_VERSION, sql_error};
+pub use self::verify::{VerifyFailure, VerifyReport};
+use self::write::write_tx;
 use super::{
     Capabilities, DeleteOptions, Erasure, ListEntry, ListOptions, ListPage, PutOptions,
     SecretMetadata, SecretName, SecretStore, SecretVersion, Stage, VersionId, VersionInfo,
@@ -157,50 +170,6 @@ impl Default for LocalVaultOptions {
     }
 }
 
-/// What [`LocalVault::verify`] found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// Secrets examined (including soft-deleted ones).
-    pub secrets: u64,
-    /// Versions that decrypted and authenticated.
-    pub versions_ok: u64,
-    /// Versions left under crypto-shredded keys (an interrupted erasure; not a failure).
-    pub versions_shredded: u64,
-    /// Versions or secrets that failed, with the reason.
-    pub failures: Vec<VerifyFailure>,
-    /// Whether the master key provider keeps the vault's write counter, so that an older
-    /// copy put in the vault's place is detected (the local key file does; passphrase,
-    /// environment, KMS and PKCS#11 masters do not).
-    pub rollback_detection: bool,
-    /// The vault file's write counter.
-    pub write_count: u64,
-    /// How many writes the file is behind the counter its key provider recorded (0: none).
-    pub writes_behind: u64,
-    /// Whether the file is a backup written by [`LocalVault::backup_to`] (not restored).
-    pub is_backup: bool,
-}
-
-impl VerifyReport {
-    /// True when nothing failed and the file is not an older copy of the vault (a backup
-    /// may be behind: that is what a backup is).
-    pub fn is_ok(&self) -> bool {
-        self.failures.is_empty() && (self.writes_behind == 0 || self.is_backup)
-    }
-}
-
-/// One failed item in a [`VerifyReport`]. Names and versions only, never values.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifyFailure {
-    /// The secret.
-    pub name: String,
-    /// The version, or `None` when the secret's DEK itself failed.
-    pub version: Option<i64>,
-    /// What kind of failure.
-    pub kind: ErrorKind,
-    /// The error message.
-    pub message: String,
-}
-
 /// The result of [`LocalVault::rotate_kek`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KekRotation {
@@ -246,10 +215,6 @@ fn cache_dek(deks: &mut HashMap<i64, CachedDek>, capacity: usize, id: i64, entry
     deks.insert(id, entry);
 }
 
-/// One version as `verify` reads it: secret id, name, namespace, wrapped DEK, version,
-/// envelope.
-type VerifyRow = (i64, String, String, Vec<u8>, i64, Vec<u8>);
-
 struct Inner {
     pool: Arc<Pool>,
     keyring: Keyring,
@@ -263,6 +228,8 @@ struct Inner {
     epoch: AtomicI64,
     /// The write counter, for rollback detection.
     counter: Counter,
+    /// The metadata key: every row that decides a read carries a MAC under it.
+    mac: MacKey,
 }
 
 impl Drop for Inner {
@@ -335,12 +302,92 @@ impl Drop for FileLock {
 
 /// Deletes the secrets whose recovery window ended by `now`; their versions and wrapped DEK
 /// go with them (`ON DELETE CASCADE`).
-fn purge_due(tx: &rusqlite::Transaction<'_>, now: i64) -> Result<usize> {
-    tx.execute(
-        "DELETE FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= ?1",
+fn purge_due(tx: &rusqlite::Transaction<'_>, mac: &MacKey, now: i64) -> Result<usize> {
+    mac.delete_secrets(
+        tx,
+        "DELETE FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= ?1 RETURNING id, name",
         [now],
     )
-    .map_err(|e| sql_error("purging deleted secrets", e))
+}
+
+/// The vault's metadata key, unwrapped from `meta.mac_key`; for a vault of schema 3 (made by
+/// an earlier build, or `create` interrupted) a new one is made and the vault upgraded to
+/// schema 4 in one transaction (see `schema::upgrade_to_4`).
+async fn open_mac_key(pool: &Arc<Pool>, keyring: &Keyring, store_id: &str) -> Result<MacKey> {
+    let ns = KeyId::new(META_NAMESPACE)?;
+    let stored = |pool: &Arc<Pool>| -> Result<(u32, Option<String>)> {
+        let conn = pool.get()?;
+        let version = schema::stored_version(&conn)?;
+        let key = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [MAC_KEY_ROW],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| sql_error("reading the metadata key", e))?;
+        Ok((version, key))
+    };
+    let (version, key) = stored(pool)?;
+    if version == SCHEMA_VERSION {
+        let Some(hex_key) = key else {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                "local vault: its metadata key record is missing from `meta`: the file was \
+                 edited outside sealbox; restore it from a backup",
+            ));
+        };
+        let wrapped = hex::decode(&hex_key)
+            .ok()
+            .and_then(|b| WrappedDek::from_bytes(&b).ok())
+            .ok_or_else(|| mac::tampered("the vault's metadata key record"))?;
+        if keyring.namespace_keys(&ns)?.is_none() {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "local vault: the key record of namespace {META_NAMESPACE}, which wraps \
+                     the vault's metadata key, is missing: the key records were altered; \
+                     restore the vault from a backup"
+                ),
+            ));
+        }
+        let key = keyring
+            .unwrap_dek(&ns, &wrapped)
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::WrongKey => Error::new(
+                    ErrorKind::Integrity,
+                    format!(
+                        "local vault: its metadata key cannot be unwrapped ({}): the key records \
+                     were altered; restore it from a backup",
+                        e.message()
+                    ),
+                ),
+                _ => e,
+            })?;
+        return Ok(MacKey::new(Arc::new(key), store_id));
+    }
+    let (key, wrapped) = keyring.new_dek(&ns, KeyId::new(MAC_KEY_ID)?).await?;
+    let mac = MacKey::new(Arc::new(key), store_id);
+    let wrapped_hex = hex::encode(wrapped.to_bytes());
+    let upgraded = {
+        let (pool, mac) = (pool.clone(), mac.clone());
+        blocking(move || {
+            let _lock = FileLock::acquire(pool.path())?;
+            let mut conn = pool.get()?;
+            schema::upgrade_to_4(&mut conn, &mac, &wrapped_hex)
+        })
+        .await?
+    };
+    if upgraded == SQL_VERSION {
+        tracing::info!(
+            target: "sealbox::local",
+            "upgraded the vault to schema 4 (authenticated metadata)"
+        );
+        return Ok(mac);
+    }
+    // Another process upgraded first, with its own key.
+    Box::pin(open_mac_key(pool, keyring, store_id)).await
 }
 
 fn now_ms() -> i64 {
@@ -396,15 +443,6 @@ fn parse_version(id: &VersionId) -> Option<i64> {
     id.as_str().parse::<i64>().ok().filter(|v| *v > 0)
 }
 
-fn parse_stages(csv: Option<String>) -> Vec<Stage> {
-    csv.map(|s| {
-        let mut stages: Vec<Stage> = s.split(',').filter_map(|x| x.parse().ok()).collect();
-        stages.sort();
-        stages
-    })
-    .unwrap_or_default()
-}
-
 fn not_found(name: &SecretName) -> Error {
     Error::not_found(format!("secret {name} does not exist"))
 }
@@ -458,7 +496,7 @@ impl LocalVault {
                 let mut conn = open_connection(&db, options.busy_timeout, true)?;
                 conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
                     .map_err(|e| sql_error("enabling WAL", e))?;
-                schema::migrate(&mut conn, SCHEMA_VERSION, &random_hex(16)?)?;
+                schema::migrate(&mut conn, SQL_VERSION, &random_hex(16)?)?;
                 Ok::<_, Error>(())
             })();
             if let Err(e) = init {
@@ -518,7 +556,15 @@ impl LocalVault {
         wal.push("-wal");
         schema::check_mode(Path::new(&wal), "local vault journal")?;
         schema::check_header(&db)?;
+        let file_id = schema::file_application_id(&db)?;
         let judged = open_connection(&db, options.busy_timeout, false).and_then(|conn| {
+            // Until the checks below pass, closing this connection must not checkpoint the
+            // journal into the file: a journal from another vault would overwrite it.
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .map_err(|e| sql_error("configuring the connection", e))?;
             schema::check_structure(&conn, false)?;
             let version = schema::stored_version(&conn)?;
             Ok((conn, version))
@@ -534,11 +580,11 @@ impl LocalVault {
                 format!("{} is an empty database, not a sealbox vault", db.display()),
             ));
         }
-        if version < SCHEMA_VERSION {
+        if version < SQL_VERSION {
             let _lock = FileLock::acquire(&db)?;
-            schema::migrate(&mut conn, SCHEMA_VERSION, "")?;
+            schema::migrate(&mut conn, SQL_VERSION, "")?;
         }
-        schema::check_tables(&conn)?;
+        schema::check_tables(&conn, version.max(SQL_VERSION))?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(|e| sql_error("reading the journal mode", e))?;
@@ -554,6 +600,9 @@ impl LocalVault {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| sql_error("reading the vault identity", e))?;
+        if version == SCHEMA_VERSION {
+            schema::check_application_id(&conn, &db, file_id, &store_id)?;
+        }
         let counter = Counter::open(provider.as_ref(), &store_id, || rollback::stored(&conn))?;
         drop(conn);
         let counter = match counter {
@@ -570,6 +619,7 @@ impl LocalVault {
         // Namespace keys are named by this vault's id, so vaults sharing one key file never
         // share one (and a backup, which keeps the id, needs the same one).
         let keyring = Keyring::open_scoped(provider, storage, &store_id).await?;
+        let mac = open_mac_key(&pool, &keyring, &store_id).await?;
         let vault = LocalVault {
             inner: Arc::new(Inner {
                 pool,
@@ -584,6 +634,7 @@ impl LocalVault {
                 ),
                 epoch: AtomicI64::new(epoch.parse().unwrap_or(0)),
                 counter,
+                mac,
             }),
         };
         vault.check_keys().await?;
@@ -632,8 +683,9 @@ impl LocalVault {
     /// no process opens the vault or deletes from it; a long-running service can call this
     /// on a timer. Returns how many secrets were purged.
     pub async fn purge_deleted(&self) -> Result<u64> {
-        let purged = write_tx(&self.inner, "purging deleted secrets", |tx| {
-            purge_due(tx, now_ms())
+        let mac = self.inner.mac.clone();
+        let purged = write_tx(&self.inner, "purging deleted secrets", move |tx| {
+            purge_due(tx, &mac, now_ms())
         })
         .await? as u64;
         if purged > 0 {
@@ -699,6 +751,45 @@ impl LocalVault {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Rewraps the metadata key under the current KEK of its namespace (after that KEK
+    /// rotated), so that retiring the old KEK versions leaves it readable. Its bytes, and so
+    /// every MAC, stay the same.
+    pub(super) async fn rewrap_mac_key(&self) -> Result<()> {
+        let ns = KeyId::new(META_NAMESPACE)?;
+        let stored: String = {
+            let conn = self.inner.pool.get()?;
+            conn.query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [MAC_KEY_ROW],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_error("reading the metadata key", e))?
+        };
+        let wrapped = hex::decode(&stored)
+            .ok()
+            .and_then(|b| WrappedDek::from_bytes(&b).ok())
+            .ok_or_else(|| mac::tampered("the vault's metadata key record"))?;
+        let rewrapped = hex::encode(
+            self.inner
+                .keyring
+                .rewrap_dek(&ns, &wrapped)
+                .await?
+                .to_bytes(),
+        );
+        // A key operation, like the KEK rewraps: not counted as a write (rollback detection).
+        let pool = self.inner.pool.clone();
+        blocking(move || {
+            pool.get()?
+                .execute(
+                    "UPDATE meta SET value = ?2 WHERE key = ?1",
+                    params![MAC_KEY_ROW, rewrapped],
+                )
+                .map(drop)
+                .map_err(|e| sql_error("rewrapping the metadata key", e))
+        })
+        .await
     }
 
     /// The database file.
@@ -807,102 +898,6 @@ impl LocalVault {
         Ok((dek, wrapped))
     }
 
-    /// Decrypts every version of every secret and runs SQLite's full `integrity_check`.
-    /// Structural damage is an `Integrity` error; per-version failures are listed in the
-    /// report.
-    pub async fn verify(&self) -> Result<VerifyReport> {
-        let provider = self.inner.keyring.provider().clone();
-        // Record this handle's writes first, so that the comparison below is up to date, and
-        // read the recorded counter before the vault's (see `Counter::open`).
-        if let Err(e) = self.inner.counter.publish(provider.as_ref()) {
-            tracing::warn!(
-                target: "sealbox::local",
-                error = %e,
-                "could not record the vault's write counter in the key file"
-            );
-        }
-        let recorded = provider.store_counter(&self.inner.store_id)?;
-        let (rows, write_count, is_backup) = {
-            let conn = self.inner.pool.get()?;
-            schema::check_structure(&conn, true)?;
-            let write_count = rollback::stored(&conn)?;
-            let is_backup = rollback::is_backup(&conn)?;
-            let mut stmt = conn
-                .prepare(
-                    "SELECT s.id, s.name, s.namespace, s.dek, v.version, v.envelope \
-                     FROM secrets s JOIN versions v ON v.secret_id = s.id \
-                     ORDER BY s.id, v.version",
-                )
-                .map_err(|e| sql_error("reading versions", e))?;
-            let rows: Vec<VerifyRow> = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                })
-                .and_then(|rows| rows.collect())
-                .map_err(|e| sql_error("reading versions", e))?;
-            (rows, write_count, is_backup)
-        };
-        self.clear_key_caches();
-        let mut report = VerifyReport {
-            rollback_detection: self.inner.counter.detection,
-            write_count,
-            writes_behind: recorded.map_or(0, |r| r.saturating_sub(write_count)),
-            is_backup,
-            ..VerifyReport::default()
-        };
-        let mut last_secret = None;
-        let mut dek: Option<std::result::Result<(Arc<DataKey>, WrappedDek), Error>> = None;
-        for (id, name, ns, dek_bytes, version, envelope) in rows {
-            if last_secret != Some(id) {
-                last_secret = Some(id);
-                report.secrets += 1;
-                dek = Some(match KeyId::new(ns.clone()) {
-                    Ok(ns) => self.dek(id, &ns, &dek_bytes).await,
-                    Err(_) => Err(Error::new(
-                        ErrorKind::Integrity,
-                        "stored namespace is invalid",
-                    )),
-                });
-                if let Some(Err(e)) = &dek
-                    && e.kind() != ErrorKind::KeyDestroyed
-                {
-                    report.failures.push(VerifyFailure {
-                        name: name.clone(),
-                        version: None,
-                        kind: e.kind(),
-                        message: e.message().to_owned(),
-                    });
-                }
-            }
-            match &dek {
-                Some(Ok((key, wrapped))) => {
-                    let aad = value_aad(&self.inner.store_id, &ns, &name, version, wrapped);
-                    match open_value(key, &aad, &envelope) {
-                        Ok(_) => report.versions_ok += 1,
-                        Err(e) => report.failures.push(VerifyFailure {
-                            name: name.clone(),
-                            version: Some(version),
-                            kind: e.kind(),
-                            message: e.message().to_owned(),
-                        }),
-                    }
-                }
-                Some(Err(e)) if e.kind() == ErrorKind::KeyDestroyed => {
-                    report.versions_shredded += 1;
-                }
-                _ => {}
-            }
-        }
-        Ok(report)
-    }
-
     /// Master-key rotation: the provider makes a new master version and every KEK is
     /// rewrapped under it. Values and DEKs are untouched. Returns the new master version.
     pub async fn rotate_master(&self) -> Result<KeyVersion> {
@@ -945,6 +940,9 @@ impl LocalVault {
             )));
         }
         let version = self.inner.keyring.rotate_kek(&ns).await?;
+        if namespace == META_NAMESPACE {
+            self.rewrap_mac_key().await?;
+        }
         let deks_rotated = self.rotate_namespace_deks(&ns).await;
         self.clear_key_caches();
         Ok(KekRotation {
@@ -974,6 +972,12 @@ impl LocalVault {
     /// Errors: `NotFound` when the namespace has no keys and no secrets.
     pub async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
         let ns = KeyId::new(namespace)?;
+        if namespace == META_NAMESPACE {
+            return Err(Error::invalid_input(format!(
+                "namespace {namespace} holds the vault's metadata key, not secrets; it cannot \
+                 be erased (delete the vault file to destroy everything)"
+            )));
+        }
         self.inner.counter.check_writable()?;
         let _lock = FileLock::acquire(self.path())?;
         // Also when the vault holds no key record: the provider may still hold the
@@ -992,9 +996,11 @@ impl LocalVault {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| sql_error("erasing a namespace", e))?;
-            let n = tx
-                .execute("DELETE FROM secrets WHERE namespace = ?1", [&owned])
-                .map_err(|e| sql_error("erasing a namespace", e))? as u64;
+            let n = inner.mac.delete_secrets(
+                &tx,
+                "DELETE FROM secrets WHERE namespace = ?1 RETURNING id, name",
+                [&owned],
+            )? as u64;
             let count = rollback::bump(&tx)?;
             tx.commit()
                 .map_err(|e| sql_error("erasing a namespace", e))?;
@@ -1056,19 +1062,18 @@ impl LocalVault {
         }
         drop(items);
         let kek_limit = self.kek_limit();
+        let mac = self.inner.mac.clone();
         write_tx(&self.inner, "importing secrets", move |tx| {
             let err = |e| sql_error("importing secrets", e);
             let mut secret = tx
                 .prepare(
                     "INSERT INTO secrets (name, namespace, dek, next_version, created, updated, \
-                     dek_created, dek_uses) VALUES (?1, ?2, ?3, 2, ?4, ?4, ?4, 1)",
+                     dek_created, dek_uses, stages) VALUES (?1, ?2, ?3, 2, ?4, ?4, ?4, 1, \
+                     'CURRENT=1')",
                 )
                 .map_err(err)?;
             let mut version = tx
                 .prepare("INSERT INTO versions (secret_id, version, envelope, created) VALUES (?1, 1, ?2, ?3)")
-                .map_err(err)?;
-            let mut stage = tx
-                .prepare("INSERT INTO stages (secret_id, stage, version) VALUES (?1, 'CURRENT', 1)")
                 .map_err(err)?;
             for (name, ns, dek, envelope, kek_version) in &rows {
                 count_kek_uses(tx, ns, *kek_version, 1, kek_limit)?;
@@ -1084,7 +1089,9 @@ impl LocalVault {
                 }
                 let id = tx.last_insert_rowid();
                 version.execute(params![id, envelope, now]).map_err(err)?;
-                stage.execute([id]).map_err(err)?;
+                mac.seal_version(tx, id, 1)?;
+                mac.seal_secret(tx, id)?;
+                mac.toggle_member(tx, id, name)?;
             }
             Ok(rows.len() as u64)
         })
@@ -1209,785 +1216,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|_| Error::internal("local vault write task panicked or was cancelled"))?
-}
-
-/// One row read for `get`.
-struct Row {
-    secret_id: i64,
-    namespace: String,
-    dek: Vec<u8>,
-    version: i64,
-    envelope: Vec<u8>,
-    created: i64,
-    stages: Option<String>,
-    epoch: String,
-}
-
-const GET_BY_STAGE: &str = "SELECT s.id, s.namespace, s.dek, v.version, v.envelope, v.created, \
-    (SELECT group_concat(stage, ',') FROM stages WHERE secret_id = s.id AND version = v.version), \
-    (SELECT value FROM meta WHERE key = 'key_epoch') \
-    FROM secrets s \
-    JOIN stages st ON st.secret_id = s.id AND st.stage = ?2 \
-    JOIN versions v ON v.secret_id = s.id AND v.version = st.version \
-    WHERE s.name = ?1 AND s.purge_at IS NULL";
-
-const GET_BY_VERSION: &str = "SELECT s.id, s.namespace, s.dek, v.version, v.envelope, v.created, \
-    (SELECT group_concat(stage, ',') FROM stages WHERE secret_id = s.id AND version = v.version), \
-    (SELECT value FROM meta WHERE key = 'key_epoch') \
-    FROM secrets s \
-    JOIN versions v ON v.secret_id = s.id AND v.version = ?2 \
-    WHERE s.name = ?1 AND s.purge_at IS NULL";
-
-fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok(Row {
-        secret_id: r.get(0)?,
-        namespace: r.get(1)?,
-        dek: r.get(2)?,
-        version: r.get(3)?,
-        envelope: r.get(4)?,
-        created: r.get(5)?,
-        stages: r.get(6)?,
-        epoch: r.get(7)?,
-    })
-}
-
-/// A secret's row as a write reads it: id, wrapped DEK, next version, purge time, DEK uses.
-type SecretHead = (i64, Vec<u8>, i64, Option<i64>, i64);
-
-/// What a write transaction needs; owned so it can move to a blocking thread.
-struct WriteRequest {
-    name: SecretName,
-    namespace: String,
-    store_id: String,
-    dek: Arc<DataKey>,
-    wrapped: WrappedDek,
-    wrapped_bytes: Vec<u8>,
-    /// True when `wrapped` is a fresh DEK for a secret that did not exist at read time.
-    creating: bool,
-    /// Most values the DEK may encrypt (`LocalVaultOptions::dek_max_uses`).
-    dek_limit: u64,
-    /// Most DEKs the KEK may wrap (`LocalVaultOptions::kek_max_uses`).
-    kek_limit: u64,
-    value: Secret,
-    options: PutOptions,
-}
-
-enum WriteOutcome {
-    /// Written (with the vault's new write counter), or answered from an earlier attempt.
-    Done(VersionInfo, Option<u64>),
-    /// The optimistic read was stale (secret created or DEK changed meanwhile).
-    Retry,
-}
-
-fn current_version(tx: &Connection, secret_id: i64) -> Result<Option<i64>> {
-    tx.prepare_cached("SELECT version FROM stages WHERE secret_id = ?1 AND stage = 'CURRENT'")
-        .and_then(|mut s| s.query_row([secret_id], |r| r.get(0)).optional())
-        .map_err(|e| sql_error("reading the current version", e))
-}
-
-fn stages_of(tx: &Connection, secret_id: i64, version: i64) -> Result<Vec<Stage>> {
-    let csv: Option<String> = tx
-        .prepare_cached(
-            "SELECT group_concat(stage, ',') FROM stages WHERE secret_id = ?1 AND version = ?2",
-        )
-        .and_then(|mut s| s.query_row([secret_id, version], |r| r.get(0)))
-        .map_err(|e| sql_error("reading stages", e))?;
-    Ok(parse_stages(csv))
-}
-
-/// Puts `stage` on `version`; moving CURRENT pushes the old current version to PREVIOUS.
-/// Returns whether CURRENT moved.
-fn move_stage(tx: &Connection, secret_id: i64, stage: &Stage, version: i64) -> Result<bool> {
-    let err = |e| sql_error("moving a stage", e);
-    let old: Option<i64> = tx
-        .prepare_cached("SELECT version FROM stages WHERE secret_id = ?1 AND stage = ?2")
-        .and_then(|mut s| {
-            s.query_row(params![secret_id, stage.as_str()], |r| r.get(0))
-                .optional()
-        })
-        .map_err(err)?;
-    if old == Some(version) {
-        return Ok(false);
-    }
-    if *stage == Stage::Current
-        && let Some(old) = old
-    {
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO stages (secret_id, stage, version) VALUES (?1, 'PREVIOUS', ?2)",
-        )
-        .and_then(|mut s| s.execute([secret_id, old]))
-        .map_err(err)?;
-    }
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO stages (secret_id, stage, version) VALUES (?1, ?2, ?3)",
-    )
-    .and_then(|mut s| s.execute(params![secret_id, stage.as_str(), version]))
-    .map_err(err)?;
-    Ok(*stage == Stage::Current && old.is_some())
-}
-
-fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcome> {
-    let err = |e| sql_error("writing a version", e);
-    let now = now_ms();
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err)?;
-    let name = req.name.as_str();
-    let row: Option<SecretHead> = tx
-        .prepare_cached(
-            "SELECT id, dek, next_version, purge_at, dek_uses FROM secrets WHERE name = ?1",
-        )
-        .and_then(|mut s| {
-            s.query_row([name], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .optional()
-        })
-        .map_err(err)?;
-    let (secret_id, version, current) = match (row, req.creating) {
-        (None, true) => {
-            if let Some(Some(_)) = &req.options.expected_current {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "secret {name} does not exist, so its current version is not the expected one"
-                    ),
-                ));
-            }
-            // The new DEK's use is counted below with the other writes; its KEK's use here, in
-            // the transaction that stores the wrapped DEK.
-            match count_kek_uses(
-                &tx,
-                &req.namespace,
-                req.wrapped.kek_version(),
-                1,
-                req.kek_limit,
-            ) {
-                Err(e) if e.kind() == ErrorKind::Conflict => return Ok(WriteOutcome::Retry),
-                other => other?,
-            };
-            tx.prepare_cached(
-                "INSERT INTO secrets (name, namespace, dek, next_version, created, updated, \
-                 dek_created, dek_uses) VALUES (?1, ?2, ?3, 1, ?4, ?4, ?4, 0)",
-            )
-            .and_then(|mut s| s.execute(params![name, req.namespace, req.wrapped_bytes, now]))
-            .map_err(err)?;
-            (tx.last_insert_rowid(), 1, None)
-        }
-        (Some((id, dek, next, purge_at, dek_uses)), false) if dek == req.wrapped_bytes => {
-            if purge_at.is_some() {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!("secret {name} is deleted; restore it before writing"),
-                ));
-            }
-            // A retried put answers with the version its first attempt created, even when
-            // CURRENT has moved since: only the reply was lost.
-            if let Some(token) = &req.options.idempotency_token {
-                let earlier: Option<(i64, Vec<u8>, i64)> = tx
-                    .prepare_cached(
-                        "SELECT version, envelope, created FROM versions WHERE secret_id = ?1 AND token = ?2",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![id, token], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                            .optional()
-                    })
-                    .map_err(err)?;
-                if let Some((v, envelope, created)) = earlier {
-                    let aad = value_aad(&req.store_id, &req.namespace, name, v, &req.wrapped);
-                    let stored = open_value(&req.dek, &aad, &envelope)?;
-                    if !stored.ct_eq(&req.value) {
-                        return Err(Error::new(
-                            ErrorKind::Conflict,
-                            format!(
-                                "secret {name}: idempotency token reused with a different value"
-                            ),
-                        ));
-                    }
-                    return Ok(WriteOutcome::Done(
-                        VersionInfo {
-                            version: VersionId::from(v),
-                            stages: stages_of(&tx, id, v)?,
-                            created: Some(to_time(created)),
-                        },
-                        None,
-                    ));
-                }
-            }
-            // Checked in the write transaction, against the count every process shares.
-            if dek_uses.max(0) as u64 >= req.dek_limit {
-                return Err(Error::new(
-                    ErrorKind::KeyExhausted,
-                    format!(
-                        "secret {name}: its data key has encrypted {dek_uses} values, its limit \
-                         of {}, and could not be rotated automatically; run `sealbox keys \
-                         rotate --secret {name}` or raise the limit (nothing was written)",
-                        req.dek_limit
-                    ),
-                ));
-            }
-            (id, next, current_version(&tx, id)?)
-        }
-        _ => return Ok(WriteOutcome::Retry),
-    };
-    if let Some(expected) = &req.options.expected_current {
-        let expected = expected.as_ref().map(|v| parse_version(v).unwrap_or(-1));
-        if expected != current {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!("secret {name}: current version is not the expected one"),
-            ));
-        }
-    }
-    let aad = value_aad(&req.store_id, &req.namespace, name, version, &req.wrapped);
-    let envelope = Envelope::seal(&req.dek, &aad, req.value.expose_secret())?;
-    tx.prepare_cached(
-        "INSERT INTO versions (secret_id, version, envelope, created, token) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![secret_id, version, envelope, now, req.options.idempotency_token])
-    })
-    .map_err(err)?;
-    let mut stages = req.options.stages.clone();
-    // The first version of a secret is always CURRENT, whatever stages were asked for.
-    if current.is_none() && !stages.contains(&Stage::Current) {
-        stages.push(Stage::Current);
-    }
-    let mut rotated = false;
-    for stage in &stages {
-        rotated |= move_stage(&tx, secret_id, stage, version)?;
-    }
-    let tags: Option<String> = if req.options.tags.is_empty() {
-        None
-    } else {
-        let stored: String = tx
-            .prepare_cached("SELECT tags FROM secrets WHERE id = ?1")
-            .and_then(|mut s| s.query_row([secret_id], |r| r.get(0)))
-            .map_err(err)?;
-        let mut merged: BTreeMap<String, String> =
-            serde_json::from_str(&stored).unwrap_or_default();
-        merged.extend(req.options.tags.clone());
-        Some(serde_json::to_string(&merged).map_err(|_| Error::internal("tags do not serialise"))?)
-    };
-    tx.prepare_cached(
-        "UPDATE secrets SET next_version = ?2, updated = ?3, dek_uses = dek_uses + 1, \
-         last_rotated = CASE WHEN ?4 THEN ?3 ELSE last_rotated END, \
-         description = COALESCE(?5, description), tags = COALESCE(?6, tags) WHERE id = ?1",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            secret_id,
-            version + 1,
-            now,
-            rotated,
-            req.options.description,
-            tags
-        ])
-    })
-    .map_err(err)?;
-    let stages = stages_of(&tx, secret_id, version)?;
-    let count = rollback::bump(&tx)?;
-    tx.commit().map_err(err)?;
-    Ok(WriteOutcome::Done(
-        VersionInfo {
-            version: VersionId::from(version),
-            stages,
-            created: Some(to_time(now)),
-        },
-        Some(count),
-    ))
-}
-
-/// Runs `f` in a write transaction on a blocking thread.
-async fn write_tx<T: Send + 'static>(
-    inner: &Arc<Inner>,
-    context: &'static str,
-    f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    inner.counter.check_writable()?;
-    let inner = inner.clone();
-    blocking(move || {
-        let mut conn = inner.pool.get()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| sql_error(context, e))?;
-        let out = f(&tx)?;
-        let count = rollback::bump(&tx)?;
-        tx.commit().map_err(|e| sql_error(context, e))?;
-        inner
-            .counter
-            .committed(inner.keyring.provider().as_ref(), count);
-        Ok(out)
-    })
-    .await
-}
-
-#[async_trait]
-impl SecretStore for LocalVault {
-    fn kind(&self) -> &'static str {
-        "local"
-    }
-
-    /// The vault at the same path, its master key provider reopened (a key file or a key
-    /// variable is read again; a passphrase key cannot be and refuses).
-    async fn reopen(&self) -> Result<Arc<dyn SecretStore>> {
-        let provider = self.inner.keyring.provider().reopen().await?;
-        let vault =
-            LocalVault::open_with(self.path(), provider, self.inner.options.clone()).await?;
-        Ok(Arc::new(vault))
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            max_value_len: self.inner.options.max_value_len,
-            ..Capabilities::FULL
-        }
-    }
-
-    async fn get(&self, name: &SecretName, selector: &VersionSelector) -> Result<SecretVersion> {
-        let row = {
-            let conn = self.inner.pool.get()?;
-            let result = match selector {
-                VersionSelector::Current => conn.prepare_cached(GET_BY_STAGE).and_then(|mut s| {
-                    s.query_row(params![name.as_str(), "CURRENT"], read_row)
-                        .optional()
-                }),
-                VersionSelector::Stage(stage) => {
-                    conn.prepare_cached(GET_BY_STAGE).and_then(|mut s| {
-                        s.query_row(params![name.as_str(), stage.as_str()], read_row)
-                            .optional()
-                    })
-                }
-                VersionSelector::Version(id) => match parse_version(id) {
-                    Some(v) => conn.prepare_cached(GET_BY_VERSION).and_then(|mut s| {
-                        s.query_row(params![name.as_str(), v], read_row).optional()
-                    }),
-                    None => Ok(None),
-                },
-            };
-            let row = result.map_err(|e| sql_error("reading a secret", e))?;
-            match row {
-                Some(row) => row,
-                None => {
-                    let exists: bool = conn
-                        .prepare_cached(
-                            "SELECT 1 FROM secrets WHERE name = ?1 AND purge_at IS NULL",
-                        )
-                        .and_then(|mut s| s.exists([name.as_str()]))
-                        .map_err(|e| sql_error("reading a secret", e))?;
-                    return Err(if exists {
-                        Error::not_found(format!("secret {name} has no version {selector}"))
-                    } else {
-                        not_found(name)
-                    });
-                }
-            }
-        };
-        self.refresh_epoch(row.epoch.parse().unwrap_or(-1));
-        let ns = KeyId::new(row.namespace.as_str()).map_err(|_| {
-            Error::new(
-                ErrorKind::Integrity,
-                format!("secret {name}: stored namespace is invalid"),
-            )
-        })?;
-        let (dek, wrapped) = self.dek(row.secret_id, &ns, &row.dek).await?;
-        let aad = value_aad(
-            &self.inner.store_id,
-            &row.namespace,
-            name.as_str(),
-            row.version,
-            &wrapped,
-        );
-        let value = open_value(&dek, &aad, &row.envelope).map_err(|e| {
-            Error::new(
-                e.kind(),
-                format!("secret {name} version {}: {}", row.version, e.message()),
-            )
-        })?;
-        Ok(SecretVersion {
-            value,
-            version: VersionId::from(row.version),
-            stages: parse_stages(row.stages),
-            created: Some(to_time(row.created)),
-        })
-    }
-
-    async fn put(
-        &self,
-        name: &SecretName,
-        value: &Secret,
-        options: &PutOptions,
-    ) -> Result<VersionInfo> {
-        let max = self.inner.options.max_value_len;
-        if value.len() > max {
-            return Err(Error::invalid_input(format!(
-                "secret {name}: value of {} bytes exceeds the local vault's limit of {max}",
-                value.len()
-            )));
-        }
-        let ns = self.namespace_of(name)?;
-        self.inner.counter.check_writable()?;
-        let mut rotated = false;
-        for _ in 0..WRITE_RETRIES {
-            let existing: Option<(i64, Vec<u8>, i64, i64, bool)> = {
-                let conn = self.inner.pool.get()?;
-                conn.prepare_cached(
-                    "SELECT id, dek, COALESCE(dek_created, created), dek_uses, \
-                     purge_at IS NOT NULL FROM secrets WHERE name = ?1",
-                )
-                .and_then(|mut s| {
-                    s.query_row([name.as_str()], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })
-                    .optional()
-                })
-                .map_err(|e| sql_error("reading a secret", e))?
-            };
-            if let Some((id, _, dek_created, dek_uses, false)) = &existing
-                && !rotated
-                && self.inner.options.auto_rotate
-                && self.dek_due(*dek_created, *dek_uses, SystemTime::now())
-            {
-                rotated = true;
-                match self.rotate_secret(*id).await {
-                    Ok(_) => continue,
-                    // Too many versions to re-encrypt under one key: write with the old DEK
-                    // while it has uses left (the write transaction enforces the limit).
-                    Err(e) if e.kind() == ErrorKind::KeyExhausted => {}
-                    Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            let keys = match &existing {
-                Some((id, bytes, ..)) => self
-                    .dek(*id, &ns, bytes)
-                    .await
-                    .map(|(d, w)| (d, w, bytes.clone(), false)),
-                None => match self.fresh_kek(&ns).await {
-                    Ok(()) => {
-                        let dek_id = KeyId::new(format!("dek:{}", random_hex(12)?))?;
-                        self.new_dek(&ns, dek_id).await.map(|(d, w)| {
-                            let bytes = w.to_bytes();
-                            (Arc::new(d), w, bytes, true)
-                        })
-                    }
-                    Err(e) => Err(e),
-                },
-            };
-            let (dek, wrapped, wrapped_bytes, creating) = match keys {
-                Ok(k) => k,
-                // Another process created or rotated this namespace's KEK at the same time.
-                Err(e) if e.kind() == ErrorKind::Conflict => {
-                    self.clear_key_caches();
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let req = WriteRequest {
-                name: name.clone(),
-                namespace: ns.as_str().to_owned(),
-                store_id: self.inner.store_id.clone(),
-                dek,
-                wrapped,
-                wrapped_bytes,
-                creating,
-                dek_limit: self.dek_limit(),
-                kek_limit: self.kek_limit(),
-                value: value.try_clone()?,
-                options: options.clone(),
-            };
-            let inner = self.inner.clone();
-            match blocking(move || {
-                let mut conn = inner.pool.get()?;
-                let outcome = write_version(&mut conn, req)?;
-                if let WriteOutcome::Done(_, Some(count)) = &outcome {
-                    inner
-                        .counter
-                        .committed(inner.keyring.provider().as_ref(), *count);
-                }
-                Ok(outcome)
-            })
-            .await?
-            {
-                WriteOutcome::Done(info, _) => return Ok(info),
-                WriteOutcome::Retry => continue,
-            }
-        }
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            format!("secret {name}: too many concurrent changes; retry"),
-        ))
-    }
-
-    async fn describe(&self, name: &SecretName) -> Result<SecretMetadata> {
-        let conn = self.inner.pool.get()?;
-        let err = |e| sql_error("describing a secret", e);
-        type Head = (
-            i64,
-            i64,
-            i64,
-            Option<i64>,
-            Option<String>,
-            String,
-            Option<i64>,
-            Option<i64>,
-        );
-        let head: Option<Head> = conn
-            .prepare_cached(
-                "SELECT id, created, updated, last_rotated, description, tags, rotation_period, purge_at \
-                 FROM secrets WHERE name = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row([name.as_str()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
-                })
-                .optional()
-            })
-            .map_err(err)?;
-        let Some((
-            id,
-            created,
-            updated,
-            last_rotated,
-            description,
-            tags,
-            rotation_period,
-            purge_at,
-        )) = head
-        else {
-            return Err(not_found(name));
-        };
-        if purge_at.is_some_and(|p| p <= now_ms()) {
-            return Err(not_found(name));
-        }
-        let mut stages: HashMap<i64, Vec<Stage>> = HashMap::new();
-        {
-            let mut stmt = conn
-                .prepare_cached("SELECT version, stage FROM stages WHERE secret_id = ?1")
-                .map_err(err)?;
-            let rows: Vec<(i64, String)> = stmt
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|rows| rows.collect())
-                .map_err(err)?;
-            for (v, s) in rows {
-                if let Ok(s) = s.parse() {
-                    stages.entry(v).or_default().push(s);
-                }
-            }
-        }
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT version, created FROM versions WHERE secret_id = ?1 ORDER BY version",
-            )
-            .map_err(err)?;
-        let versions: Vec<(i64, i64)> = stmt
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(err)?;
-        Ok(SecretMetadata {
-            name: name.clone(),
-            versions: versions
-                .into_iter()
-                .map(|(v, c)| {
-                    let mut st = stages.remove(&v).unwrap_or_default();
-                    st.sort();
-                    VersionInfo {
-                        version: VersionId::from(v),
-                        stages: st,
-                        created: Some(to_time(c)),
-                    }
-                })
-                .collect(),
-            created: Some(to_time(created)),
-            updated: Some(to_time(updated)),
-            last_rotated: last_rotated.map(to_time),
-            description,
-            tags: serde_json::from_str(&tags).unwrap_or_default(),
-            rotation_period: rotation_period.map(|s| Duration::from_secs(s.max(0) as u64)),
-            deleted: purge_at.map(to_time),
-        })
-    }
-
-    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        let page_size = options
-            .page_size
-            .unwrap_or(listing::DEFAULT_PAGE)
-            .clamp(1, 1000);
-        let conn = self.inner.pool.get()?;
-        // Names are ASCII below 0x7f, so `prefix..prefix\x7f` is exactly the prefix range.
-        let upper = format!("{}\u{7f}", options.prefix);
-        let after = options.page_token.clone().unwrap_or_default();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT name, updated, purge_at FROM secrets \
-                 WHERE name >= ?1 AND name < ?2 AND name > ?3 \
-                 AND (purge_at IS NULL OR (?4 AND purge_at > ?5)) \
-                 ORDER BY name LIMIT ?6",
-            )
-            .map_err(|e| sql_error("listing secrets", e))?;
-        let rows: Vec<(String, i64, Option<i64>)> = stmt
-            .query_map(
-                params![
-                    options.prefix,
-                    upper,
-                    after,
-                    options.include_deleted,
-                    now_ms(),
-                    (page_size + 1) as i64
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .and_then(|rows| rows.collect())
-            .map_err(|e| sql_error("listing secrets", e))?;
-        let more = rows.len() > page_size;
-        let mut entries = Vec::with_capacity(page_size);
-        for (name, updated, purge_at) in rows.into_iter().take(page_size) {
-            let name = SecretName::new(name).map_err(|_| {
-                Error::new(
-                    ErrorKind::Integrity,
-                    "local vault holds an invalid secret name",
-                )
-            })?;
-            entries.push(ListEntry {
-                name,
-                updated: Some(to_time(updated)),
-                deleted: purge_at.is_some(),
-            });
-        }
-        let next_page_token = if more {
-            entries.last().map(|e| e.name.to_string())
-        } else {
-            None
-        };
-        Ok(ListPage {
-            entries,
-            next_page_token,
-        })
-    }
-
-    async fn delete(&self, name: &SecretName, options: &DeleteOptions) -> Result<()> {
-        let owned = name.as_str().to_owned();
-        let force = options.force;
-        let purge_at = now_ms().saturating_add(options.recovery_window.as_millis() as i64);
-        let (changed, purged) = write_tx(&self.inner, "deleting a secret", move |tx| {
-            let now = now_ms();
-            // Purge what has passed its recovery window while we hold the write lock.
-            let purged = purge_due(tx, now)?;
-            let n = if force {
-                tx.execute("DELETE FROM secrets WHERE name = ?1", [&owned])
-            } else {
-                tx.execute(
-                    "UPDATE secrets SET purge_at = COALESCE(purge_at, ?2), updated = ?3 WHERE name = ?1",
-                    params![owned, purge_at, now],
-                )
-            }
-            .map_err(|e| sql_error("deleting a secret", e))?;
-            Ok((n, purged))
-        })
-        .await?;
-        // A purged or force-deleted secret's DEK leaves memory with its rows.
-        if force || purged > 0 {
-            self.forget_deks();
-        }
-        if changed == 0 {
-            return Err(not_found(name));
-        }
-        Ok(())
-    }
-
-    async fn restore(&self, name: &SecretName) -> Result<()> {
-        let owned = name.clone();
-        write_tx(&self.inner, "restoring a secret", move |tx| {
-            let err = |e| sql_error("restoring a secret", e);
-            // `Some(None)`: live; `Some(Some(t))`: deleted, restorable until `t`.
-            let purge_at: Option<Option<i64>> = tx
-                .query_row(
-                    "SELECT purge_at FROM secrets WHERE name = ?1 AND (purge_at IS NULL OR purge_at > ?2)",
-                    params![owned.as_str(), now_ms()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(err)?;
-            match purge_at {
-                None => Err(not_found(&owned)),
-                Some(None) => Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!("secret {owned} is not deleted; nothing to restore"),
-                )),
-                Some(Some(_)) => tx
-                    .execute(
-                        "UPDATE secrets SET purge_at = NULL WHERE name = ?1",
-                        [owned.as_str()],
-                    )
-                    .map(drop)
-                    .map_err(err),
-            }
-        })
-        .await
-    }
-
-    async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
-        LocalVault::erase_namespace(self, namespace).await
-    }
-
-    async fn set_stage(
-        &self,
-        name: &SecretName,
-        stage: &Stage,
-        version: Option<&VersionId>,
-    ) -> Result<()> {
-        if version.is_none() && *stage == Stage::Current {
-            return Err(Error::invalid_input(
-                "CURRENT cannot be removed, only moved",
-            ));
-        }
-        let owned = name.clone();
-        let stage = stage.clone();
-        let version = version.cloned();
-        write_tx(&self.inner, "moving a stage", move |tx| {
-            let err = |e| sql_error("moving a stage", e);
-            let id: i64 = tx
-                .query_row(
-                    "SELECT id FROM secrets WHERE name = ?1 AND purge_at IS NULL",
-                    [owned.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(err)?
-                .ok_or_else(|| not_found(&owned))?;
-            match version {
-                Some(v) => {
-                    let n = parse_version(&v).filter(|n| {
-                        tx.query_row(
-                            "SELECT 1 FROM versions WHERE secret_id = ?1 AND version = ?2",
-                            [id, *n],
-                            |_| Ok(()),
-                        )
-                        .is_ok()
-                    });
-                    let n = n.ok_or_else(|| {
-                        Error::not_found(format!("secret {owned} has no version {v}"))
-                    })?;
-                    if move_stage(tx, id, &stage, n)? {
-                        tx.execute(
-                            "UPDATE secrets SET last_rotated = ?2, updated = ?2 WHERE id = ?1",
-                            [id, now_ms()],
-                        )
-                        .map_err(err)?;
-                    }
-                }
-                None => {
-                    tx.execute(
-                        "DELETE FROM stages WHERE secret_id = ?1 AND stage = ?2",
-                        params![id, stage.as_str()],
-                    )
-                    .map_err(err)?;
-                }
-            }
-            Ok(())
-        })
-        .await
-    }
 }
 
 #[cfg(test)]

@@ -11,12 +11,32 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::mac::{MAC_KEY_ROW, MacKey, StageMap};
 
 use crate::error::{Error, ErrorKind, Result};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: u32 = 3;
+pub(crate) const SCHEMA_VERSION: u32 = 4;
+
+/// The last version reached by SQL alone; the step to 4 needs the metadata key
+/// ([`upgrade_to_4`]).
+pub(crate) const SQL_VERSION: u32 = 3;
+
+/// 3 -> 4: authenticated metadata, and the secret's row carries its stage map and a copy of its
+/// current version, so a current read touches that row only. The `stages` table is folded
+/// into `secrets.stages` and dropped.
+const TO_4: &str = r#"
+    ALTER TABLE secrets ADD COLUMN stages TEXT NOT NULL DEFAULT '';
+    ALTER TABLE secrets ADD COLUMN cur_version INTEGER;
+    ALTER TABLE secrets ADD COLUMN cur_envelope BLOB;
+    ALTER TABLE secrets ADD COLUMN cur_created INTEGER;
+    ALTER TABLE secrets ADD COLUMN mac BLOB;
+    ALTER TABLE versions ADD COLUMN mac BLOB;
+"#;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -243,6 +263,55 @@ pub(crate) fn truncation(path: &Path) -> Option<Error> {
     })
 }
 
+/// The vault's SQLite application id (`PRAGMA application_id`, bytes 68..72 of the file's
+/// first page), derived from its store id: a journal (WAL) holding another vault's first page
+/// or `meta` rows shows a different id, or an id that does not match the store id it shows.
+pub(crate) fn application_id(store_id: &str) -> i32 {
+    let d = ring::digest::digest(&ring::digest::SHA256, store_id.as_bytes());
+    let b = d.as_ref();
+    i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// The application id in the main file's own header, before SQLite replays any journal.
+pub(crate) fn file_application_id(path: &Path) -> Result<i32> {
+    let (_, header, _) = read_header(path)?;
+    Ok(i32::from_be_bytes([
+        header[68], header[69], header[70], header[71],
+    ]))
+}
+
+/// Refuses a vault whose journal (WAL) belongs to another vault file: the id the main file's
+/// header holds (`file_id`, read before SQLite replayed the journal; 0 until the first
+/// checkpoint after the upgrade to schema 4), the id SQLite now sees, and the store id it now
+/// sees must agree.
+pub(crate) fn check_application_id(
+    conn: &Connection,
+    db: &Path,
+    file_id: i32,
+    store_id: &str,
+) -> Result<()> {
+    let seen: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| sql_error("reading the application id", e))?;
+    let expected = application_id(store_id);
+    if seen == expected && (file_id == 0 || file_id == expected) {
+        return Ok(());
+    }
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    Err(Error::new(
+        ErrorKind::Integrity,
+        format!(
+            "local vault {}: its journal {} belongs to another vault (or the file's header was \
+             edited): the pages it holds do not match this file's identity. Nothing was \
+             read or written; move the journal aside (it is another vault's uncommitted \
+             state) or restore the vault from a backup",
+            db.display(),
+            Path::new(&wal).display()
+        ),
+    ))
+}
+
 /// The file's length and its first 100 bytes (how many were read).
 fn read_header(path: &Path) -> Result<(u64, [u8; 100], usize)> {
     // O_NOFOLLOW and O_NONBLOCK as in `check_mode`: never a link, never hang on a FIFO.
@@ -354,19 +423,18 @@ pub(crate) fn stored_version(conn: &Connection) -> Result<u32> {
     })
 }
 
-/// The tables every vault of [`SCHEMA_VERSION`] has.
+/// The tables every vault of [`SCHEMA_VERSION`] has (version 3 also has `stages`).
 const TABLES: &[&str] = &[
     "meta",
     "secrets",
     "versions",
-    "stages",
     "key_namespaces",
     "master_checks",
 ];
 
 /// Refuses a vault missing one of its tables (dropped or renamed by hand): `Integrity`,
 /// naming the table, rather than a `no such table` on some later read.
-pub(crate) fn check_tables(conn: &Connection) -> Result<()> {
+pub(crate) fn check_tables(conn: &Connection, version: u32) -> Result<()> {
     let mut stmt = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         .map_err(|e| sql_error("reading the schema", e))?;
@@ -374,7 +442,14 @@ pub(crate) fn check_tables(conn: &Connection) -> Result<()> {
         .query_map([], |r| r.get(0))
         .and_then(|rows| rows.collect())
         .map_err(|e| sql_error("reading the schema", e))?;
-    match TABLES.iter().find(|t| !present.iter().any(|p| p == *t)) {
+    let v3 = ["stages"];
+    let needed = TABLES
+        .iter()
+        .chain(v3.iter().filter(|_| version == SQL_VERSION));
+    match needed
+        .into_iter()
+        .find(|t| !present.iter().any(|p| p == *t))
+    {
         Some(missing) => Err(Error::new(
             ErrorKind::Integrity,
             format!(
@@ -400,9 +475,10 @@ pub(crate) fn check_version(version: u32) -> Result<()> {
     Ok(())
 }
 
-/// Brings the schema to `target` (normally [`SCHEMA_VERSION`]) in one transaction, writing
+/// Brings the schema to `target` (at most [`SQL_VERSION`]) in one transaction, writing
 /// `store_id` when the vault is new. Returns the version found before migrating.
 pub(crate) fn migrate(conn: &mut Connection, target: u32, store_id: &str) -> Result<u32> {
+    let target = target.min(SQL_VERSION);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| sql_error("starting the migration", e))?;
@@ -437,6 +513,89 @@ pub(crate) fn migrate(conn: &mut Connection, target: u32, store_id: &str) -> Res
     Ok(from)
 }
 
+/// 3 -> 4 in one transaction: the new columns, each secret's stage map and current-version
+/// copy, a MAC on every row and the set MAC (under `mac`, whose wrapped form `wrapped_key` is
+/// stored in `meta`), the `stages` table dropped, version 4 recorded. A crash at any point
+/// leaves version 3 untouched or version 4 complete. Returns the version found (another
+/// process may have upgraded first: then nothing is done).
+pub(crate) fn upgrade_to_4(conn: &mut Connection, mac: &MacKey, wrapped_key: &str) -> Result<u32> {
+    let err = |e| sql_error("upgrading the vault to schema 4", e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let from = stored_version(&tx)?;
+    check_version(from)?;
+    if from != SQL_VERSION {
+        return Ok(from);
+    }
+    check_tables(&tx, from)?;
+    tx.execute_batch(TO_4).map_err(err)?;
+    let mut maps: BTreeMap<i64, StageMap> = BTreeMap::new();
+    {
+        let mut stmt = tx
+            .prepare("SELECT secret_id, stage, version FROM stages")
+            .map_err(err)?;
+        let rows: Vec<(i64, String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(err)?;
+        for (id, stage, version) in rows {
+            maps.entry(id).or_default().0.insert(stage, version);
+        }
+    }
+    for (id, map) in &maps {
+        tx.execute(
+            "UPDATE secrets SET stages = ?2 WHERE id = ?1",
+            params![id, map.to_text()],
+        )
+        .map_err(err)?;
+    }
+    let versions: Vec<(i64, i64)> = tx
+        .prepare("SELECT secret_id, version FROM versions")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+        })
+        .map_err(err)?;
+    for (id, version) in versions {
+        mac.seal_version(&tx, id, version)?;
+    }
+    let secrets: Vec<(i64, String)> = tx
+        .prepare("SELECT id, name FROM secrets")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+        })
+        .map_err(err)?;
+    for (id, name) in secrets {
+        mac.seal_secret(&tx, id)?;
+        mac.toggle_member(&tx, id, &name)?;
+    }
+    tx.execute_batch("DROP TABLE stages").map_err(err)?;
+    let store_id: String = tx
+        .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
+            r.get(0)
+        })
+        .map_err(err)?;
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {}",
+        application_id(&store_id)
+    ))
+    .map_err(err)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+        params![MAC_KEY_ROW, wrapped_key],
+    )
+    .map_err(err)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+        [SCHEMA_VERSION.to_string()],
+    )
+    .map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,13 +607,10 @@ mod tests {
     #[test]
     fn a_new_database_migrates_to_the_current_version() {
         let mut c = conn();
-        assert_eq!(migrate(&mut c, SCHEMA_VERSION, "s1").unwrap(), 0);
-        assert_eq!(stored_version(&c).unwrap(), SCHEMA_VERSION);
+        assert_eq!(migrate(&mut c, SQL_VERSION, "s1").unwrap(), 0);
+        assert_eq!(stored_version(&c).unwrap(), SQL_VERSION);
         // Idempotent.
-        assert_eq!(
-            migrate(&mut c, SCHEMA_VERSION, "s1").unwrap(),
-            SCHEMA_VERSION
-        );
+        assert_eq!(migrate(&mut c, SQL_VERSION, "s1").unwrap(), SQL_VERSION);
     }
 
     #[test]
@@ -468,8 +624,8 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!(migrate(&mut c, SCHEMA_VERSION, "ignored").unwrap(), 1);
-        assert_eq!(stored_version(&c).unwrap(), SCHEMA_VERSION);
+        assert_eq!(migrate(&mut c, SQL_VERSION, "ignored").unwrap(), 1);
+        assert_eq!(stored_version(&c).unwrap(), SQL_VERSION);
         let idx: i64 = c
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE name = 'secrets_purge'",
@@ -493,13 +649,13 @@ mod tests {
     #[test]
     fn a_newer_schema_is_refused_untouched() {
         let mut c = conn();
-        migrate(&mut c, SCHEMA_VERSION, "s1").unwrap();
+        migrate(&mut c, SQL_VERSION, "s1").unwrap();
         c.execute(
             "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
             [],
         )
         .unwrap();
-        let err = migrate(&mut c, SCHEMA_VERSION, "s1").unwrap_err();
+        let err = migrate(&mut c, SQL_VERSION, "s1").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UnsupportedVersion);
         assert_eq!(stored_version(&c).unwrap(), 99);
     }
@@ -509,7 +665,7 @@ mod tests {
         let mut c = conn();
         c.execute_batch("CREATE TABLE users (id INTEGER)").unwrap();
         assert_eq!(
-            migrate(&mut c, SCHEMA_VERSION, "s").unwrap_err().kind(),
+            migrate(&mut c, SQL_VERSION, "s").unwrap_err().kind(),
             ErrorKind::Config
         );
     }

@@ -1,0 +1,572 @@
+//! Authenticated metadata: every row that decides what a read returns or a listing shows
+//! carries an HMAC-SHA-256 under the vault's metadata key, checked when a store read uses the
+//! row and by `verify`; every write recomputes it inside its transaction.
+//!
+//! # The key
+//! A random 256-bit key made once per vault, wrapped like a DEK under the KEK of the reserved
+//! namespace [`META_NAMESPACE`] (a name no secret's namespace can take: secret names have no
+//! `:`), and stored wrapped in `meta.mac_key`. It therefore works with every master key
+//! provider (key file, passphrase, environment, KMS, PKCS#11: none has to give raw master
+//! bytes), follows master rotation and retirement with the other KEKs, and lives unwrapped only
+//! in locked memory (a [`DataKey`]).
+//!
+//! # What each MAC binds
+//! Fields are encoded with a type tag and a length, after a label naming the row kind, so no
+//! two rows or field lists encode alike.
+//! - A `secrets` row: the store id, the row id and every column: name, namespace, wrapped DEK,
+//!   next version, created, updated, last rotated, description, tags, rotation period, purge
+//!   time (delete state and recovery deadline), DEK creation and uses, the stage map
+//!   (`CURRENT=3,PREVIOUS=2`) and the copy of the current version (number, envelope, created).
+//! - A `versions` row: the store id, its secret's row id, version number, envelope, created,
+//!   idempotency token.
+//! - The set of secrets: `meta.secrets_set`, the XOR of a MAC of `(store id, row id, name)`
+//!   for every row of `secrets`, kept in step by every insert and delete.
+//!
+//! # What a row MAC cannot catch, and what does
+//! A row MAC says a row is one this vault wrote, not that it is still there or is the latest.
+//! - A deleted `versions` row: the secret's row binds `next_version`, and versions are never
+//!   deleted one by one, so a missing number is `Integrity` on the read that needs it, in
+//!   `describe` and in `verify`.
+//! - A deleted (or re-added) `secrets` row: reads of that name say `NotFound`; `verify` finds
+//!   the set MAC no longer matches.
+//! - A row replaced by its own older copy (from a backup of the same vault), or the whole file
+//!   replaced by an older one: the MAC still matches. Rollback detection (the write counter
+//!   recorded by the key provider) catches a whole older file; an old row spliced into a
+//!   current file is caught only when it no longer fits (version numbers, the set MAC).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ring::hmac;
+use rusqlite::{Connection, OptionalExtension, params};
+use secrecy::ExposeSecret;
+
+use super::schema::sql_error;
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::DataKey;
+
+/// The reserved namespace whose KEK wraps the metadata key.
+pub(crate) const META_NAMESPACE: &str = "sealbox:metadata";
+
+/// The key id of the metadata key (as a DEK of [`META_NAMESPACE`]).
+pub(crate) const MAC_KEY_ID: &str = "metadata-mac";
+
+/// `meta` row holding the wrapped metadata key (hex).
+pub(crate) const MAC_KEY_ROW: &str = "mac_key";
+
+/// `meta` row holding the MAC of the set of secrets (hex).
+const SET_ROW: &str = "secrets_set";
+
+/// The vault's metadata key and the store id every MAC binds.
+#[derive(Clone)]
+pub(crate) struct MacKey {
+    key: Arc<DataKey>,
+    store_id: Arc<str>,
+}
+
+/// A canonical encoding of a row's fields: a label, then each field as a tag byte, a length
+/// and its bytes.
+struct Fields(Vec<u8>);
+
+impl Fields {
+    fn new(label: &str, store_id: &str) -> Fields {
+        let mut f = Fields(Vec::with_capacity(256));
+        f.bytes(label.as_bytes());
+        f.bytes(store_id.as_bytes());
+        f
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> &mut Fields {
+        self.0.push(2);
+        self.0.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        self.0.extend_from_slice(b);
+        self
+    }
+
+    fn text(&mut self, t: &str) -> &mut Fields {
+        self.bytes(t.as_bytes())
+    }
+
+    fn int(&mut self, i: i64) -> &mut Fields {
+        self.0.push(1);
+        self.0.extend_from_slice(&i.to_be_bytes());
+        self
+    }
+
+    fn opt_int(&mut self, i: Option<i64>) -> &mut Fields {
+        match i {
+            Some(i) => self.int(i),
+            None => self.null(),
+        }
+    }
+
+    fn opt_bytes(&mut self, b: Option<&[u8]>) -> &mut Fields {
+        match b {
+            Some(b) => self.bytes(b),
+            None => self.null(),
+        }
+    }
+
+    fn null(&mut self) -> &mut Fields {
+        self.0.push(0);
+        self
+    }
+}
+
+/// The columns of a `secrets` row, in [`SECRET_COLUMNS`] order.
+pub(crate) const SECRET_COLUMNS: &str = "id, name, namespace, dek, next_version, created, \
+    updated, last_rotated, description, tags, rotation_period, purge_at, dek_created, dek_uses, \
+    stages, cur_version, cur_envelope, cur_created, mac";
+
+/// One `secrets` row, every column.
+#[derive(Clone, Debug)]
+pub(crate) struct SecretRow {
+    pub id: i64,
+    pub name: String,
+    pub namespace: String,
+    pub dek: Vec<u8>,
+    pub next_version: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub last_rotated: Option<i64>,
+    pub description: Option<String>,
+    pub tags: String,
+    pub rotation_period: Option<i64>,
+    pub purge_at: Option<i64>,
+    pub dek_created: Option<i64>,
+    pub dek_uses: i64,
+    pub stages: String,
+    pub cur_version: Option<i64>,
+    pub cur_envelope: Option<Vec<u8>>,
+    pub cur_created: Option<i64>,
+    pub mac: Option<Vec<u8>>,
+}
+
+impl SecretRow {
+    /// Reads the row from columns `at..at + 19` of `r`.
+    pub(crate) fn read(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SecretRow> {
+        Ok(SecretRow {
+            id: r.get(at)?,
+            name: r.get(at + 1)?,
+            namespace: r.get(at + 2)?,
+            dek: r.get(at + 3)?,
+            next_version: r.get(at + 4)?,
+            created: r.get(at + 5)?,
+            updated: r.get(at + 6)?,
+            last_rotated: r.get(at + 7)?,
+            description: r.get(at + 8)?,
+            tags: r.get(at + 9)?,
+            rotation_period: r.get(at + 10)?,
+            purge_at: r.get(at + 11)?,
+            dek_created: r.get(at + 12)?,
+            dek_uses: r.get(at + 13)?,
+            stages: r.get(at + 14)?,
+            cur_version: r.get(at + 15)?,
+            cur_envelope: r.get(at + 16)?,
+            cur_created: r.get(at + 17)?,
+            mac: r.get(at + 18)?,
+        })
+    }
+
+    /// The stage map (`stage -> version`).
+    pub(crate) fn stage_map(&self) -> StageMap {
+        StageMap::parse(&self.stages)
+    }
+
+    /// The version `stage` is on.
+    pub(crate) fn stage(&self, stage: &str) -> Option<i64> {
+        self.stage_map().0.get(stage).copied()
+    }
+}
+
+/// A secret's stages, `stage -> version`, stored in its row as `CURRENT=3,PREVIOUS=2`
+/// (sorted by stage, so one map has one spelling).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StageMap(pub BTreeMap<String, i64>);
+
+impl StageMap {
+    pub(crate) fn parse(s: &str) -> StageMap {
+        StageMap(
+            s.split(',')
+                .filter_map(|p| {
+                    let (stage, v) = p.split_once('=')?;
+                    Some((stage.to_owned(), v.parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    pub(crate) fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (stage, v) in &self.0 {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(stage);
+            out.push('=');
+            out.push_str(&v.to_string());
+        }
+        out
+    }
+
+    /// The stages on `version`, in the map's order.
+    pub(crate) fn on(&self, version: i64) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(_, v)| **v == version)
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+}
+
+impl MacKey {
+    pub(crate) fn new(key: Arc<DataKey>, store_id: &str) -> MacKey {
+        MacKey {
+            key,
+            store_id: store_id.into(),
+        }
+    }
+
+    fn sign(&self, fields: &Fields) -> hmac::Tag {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, self.key.material().expose_secret());
+        hmac::sign(&key, &fields.0)
+    }
+
+    fn check(&self, fields: &Fields, mac: Option<&[u8]>) -> bool {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, self.key.material().expose_secret());
+        mac.is_some_and(|m| hmac::verify(&key, &fields.0, m).is_ok())
+    }
+
+    fn secret_fields(&self, r: &SecretRow) -> Fields {
+        let mut f = Fields::new("sealbox/local/secrets-row/v1", &self.store_id);
+        f.int(r.id)
+            .text(&r.name)
+            .text(&r.namespace)
+            .bytes(&r.dek)
+            .int(r.next_version)
+            .int(r.created)
+            .int(r.updated)
+            .opt_int(r.last_rotated)
+            .opt_bytes(r.description.as_deref().map(str::as_bytes))
+            .text(&r.tags)
+            .opt_int(r.rotation_period)
+            .opt_int(r.purge_at)
+            .opt_int(r.dek_created)
+            .int(r.dek_uses)
+            .text(&r.stages)
+            .opt_int(r.cur_version)
+            .opt_bytes(r.cur_envelope.as_deref())
+            .opt_int(r.cur_created);
+        f
+    }
+
+    fn version_fields(
+        &self,
+        secret_id: i64,
+        version: i64,
+        envelope: &[u8],
+        created: i64,
+        token: Option<&str>,
+    ) -> Fields {
+        let mut f = Fields::new("sealbox/local/versions-row/v1", &self.store_id);
+        f.int(secret_id)
+            .int(version)
+            .bytes(envelope)
+            .int(created)
+            .opt_bytes(token.map(str::as_bytes));
+        f
+    }
+
+    fn member_fields(&self, id: i64, name: &str) -> Fields {
+        let mut f = Fields::new("sealbox/local/secrets-member/v1", &self.store_id);
+        f.int(id).text(name);
+        f
+    }
+
+    /// `Integrity` naming the secret unless `row`'s MAC matches.
+    pub(crate) fn check_secret(&self, row: &SecretRow) -> Result<()> {
+        if self.check(&self.secret_fields(row), row.mac.as_deref()) {
+            return Ok(());
+        }
+        Err(tampered(&format!(
+            "secret {}: its record (stages, current version, delete state, description or \
+             tags)",
+            row.name
+        )))
+    }
+
+    /// `Integrity` naming the secret and version unless the version row's MAC matches.
+    pub(crate) fn check_version(&self, name: &str, v: &VersionRow, secret_id: i64) -> Result<()> {
+        let f = self.version_fields(
+            secret_id,
+            v.version,
+            &v.envelope,
+            v.created,
+            v.token.as_deref(),
+        );
+        if self.check(&f, v.mac.as_deref()) {
+            return Ok(());
+        }
+        Err(tampered(&format!(
+            "secret {name} version {}: its version record",
+            v.version
+        )))
+    }
+
+    /// The set digest's contribution of secret row `id` named `name`.
+    fn member(&self, id: i64, name: &str) -> [u8; 32] {
+        let tag = self.sign(&self.member_fields(id, name));
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Recomputes the MAC of secret row `id` (after the transaction changed it), first
+    /// refreshing its copy of the current version from `versions`.
+    pub(crate) fn seal_secret(&self, tx: &Connection, id: i64) -> Result<()> {
+        let err = |e| sql_error("sealing a secret's record", e);
+        let Some(mut row) = read_secret_by_id(tx, id)? else {
+            return Ok(());
+        };
+        let current = row.stage("CURRENT");
+        let copy: Option<(i64, Vec<u8>, i64)> = match current {
+            Some(v) => tx
+                .prepare_cached(
+                    "SELECT version, envelope, created FROM versions \
+                     WHERE secret_id = ?1 AND version = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row([id, v], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()
+                })
+                .map_err(err)?,
+            None => None,
+        };
+        row.cur_version = copy.as_ref().map(|c| c.0);
+        row.cur_created = copy.as_ref().map(|c| c.2);
+        row.cur_envelope = copy.map(|c| c.1);
+        let mac = self.sign(&self.secret_fields(&row));
+        tx.prepare_cached(
+            "UPDATE secrets SET cur_version = ?2, cur_envelope = ?3, cur_created = ?4, \
+             mac = ?5 WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                row.cur_version,
+                row.cur_envelope,
+                row.cur_created,
+                mac.as_ref()
+            ])
+        })
+        .map_err(err)?;
+        Ok(())
+    }
+
+    /// Computes and stores the MAC of version `version` of secret row `secret_id`.
+    pub(crate) fn seal_version(&self, tx: &Connection, secret_id: i64, version: i64) -> Result<()> {
+        let err = |e| sql_error("sealing a version record", e);
+        let Some(v) = read_version(tx, secret_id, version)? else {
+            return Ok(());
+        };
+        let mac = self.sign(&self.version_fields(
+            secret_id,
+            v.version,
+            &v.envelope,
+            v.created,
+            v.token.as_deref(),
+        ));
+        tx.prepare_cached("UPDATE versions SET mac = ?3 WHERE secret_id = ?1 AND version = ?2")
+            .and_then(|mut s| s.execute(params![secret_id, version, mac.as_ref()]))
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Reads and checks secret row `id`.
+    pub(crate) fn load_by_id(&self, tx: &Connection, id: i64) -> Result<Option<SecretRow>> {
+        let row = read_secret_by_id(tx, id)?;
+        if let Some(row) = &row {
+            self.check_secret(row)?;
+        }
+        Ok(row)
+    }
+
+    /// Reads and checks the row of secret `name`.
+    pub(crate) fn load_by_name(&self, tx: &Connection, name: &str) -> Result<Option<SecretRow>> {
+        let row = tx
+            .prepare_cached(&format!(
+                "SELECT {SECRET_COLUMNS} FROM secrets WHERE name = ?1"
+            ))
+            .and_then(|mut s| s.query_row([name], |r| SecretRow::read(r, 0)).optional())
+            .map_err(|e| sql_error("reading a secret", e))?;
+        if let Some(row) = &row {
+            self.check_secret(row)?;
+        }
+        Ok(row)
+    }
+
+    /// Adds (or removes: XOR is its own inverse) secret row `id` named `name` to the set MAC.
+    pub(crate) fn toggle_member(&self, tx: &Connection, id: i64, name: &str) -> Result<()> {
+        let mut set = stored_set(tx)?;
+        for (s, m) in set.iter_mut().zip(self.member(id, name)) {
+            *s ^= m;
+        }
+        tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![SET_ROW, hex::encode(set)]))
+            .map_err(|e| sql_error("recording the set of secrets", e))?;
+        Ok(())
+    }
+
+    /// Deletes the secrets `sql` selects (a `DELETE ... RETURNING id, name`) and takes them
+    /// out of the set MAC. Returns how many were deleted.
+    pub(crate) fn delete_secrets(
+        &self,
+        tx: &Connection,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<usize> {
+        let gone: Vec<(i64, String)> = tx
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| sql_error("deleting secrets", e))?;
+        for (id, name) in &gone {
+            self.toggle_member(tx, *id, name)?;
+        }
+        Ok(gone.len())
+    }
+
+    /// Whether the set MAC matches the rows of `secrets` (ids and names).
+    pub(crate) fn check_set(&self, conn: &Connection) -> Result<bool> {
+        let stored = stored_set(conn)?;
+        let mut stmt = conn
+            .prepare("SELECT id, name FROM secrets")
+            .map_err(|e| sql_error("reading secrets", e))?;
+        let mut rows = stmt
+            .query([])
+            .map_err(|e| sql_error("reading secrets", e))?;
+        let mut set = [0u8; 32];
+        while let Some(r) = rows.next().map_err(|e| sql_error("reading secrets", e))? {
+            let id: i64 = r.get(0).map_err(|e| sql_error("reading secrets", e))?;
+            let name: String = r.get(1).map_err(|e| sql_error("reading secrets", e))?;
+            for (s, m) in set.iter_mut().zip(self.member(id, &name)) {
+                *s ^= m;
+            }
+        }
+        Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
+            &set[..],
+            &stored[..],
+        )))
+    }
+}
+
+/// The stored set MAC (all zero for an empty vault that never stored one).
+fn stored_set(conn: &Connection) -> Result<[u8; 32]> {
+    let hex_set: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+        .and_then(|mut s| s.query_row([SET_ROW], |r| r.get(0)).optional())
+        .map_err(|e| sql_error("reading the set of secrets", e))?;
+    let Some(hex_set) = hex_set else {
+        return Ok([0u8; 32]);
+    };
+    let mut set = [0u8; 32];
+    match hex::decode(hex_set) {
+        Ok(b) if b.len() == 32 => set.copy_from_slice(&b),
+        _ => return Err(tampered("the record of the vault's set of secrets")),
+    }
+    Ok(set)
+}
+
+/// One `versions` row.
+#[derive(Clone, Debug)]
+pub(crate) struct VersionRow {
+    pub version: i64,
+    pub envelope: Vec<u8>,
+    pub created: i64,
+    pub token: Option<String>,
+    pub mac: Option<Vec<u8>>,
+}
+
+/// Reads version `version` of secret row `secret_id` (unchecked).
+pub(crate) fn read_version(
+    conn: &Connection,
+    secret_id: i64,
+    version: i64,
+) -> Result<Option<VersionRow>> {
+    conn.prepare_cached(
+        "SELECT version, envelope, created, token, mac FROM versions \
+         WHERE secret_id = ?1 AND version = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row([secret_id, version], |r| {
+            Ok(VersionRow {
+                version: r.get(0)?,
+                envelope: r.get(1)?,
+                created: r.get(2)?,
+                token: r.get(3)?,
+                mac: r.get(4)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(|e| sql_error("reading a version", e))
+}
+
+/// Every version row of secret row `secret_id`, by version (unchecked).
+pub(crate) fn read_versions(conn: &Connection, secret_id: i64) -> Result<Vec<VersionRow>> {
+    conn.prepare_cached(
+        "SELECT version, envelope, created, token, mac FROM versions \
+         WHERE secret_id = ?1 ORDER BY version",
+    )
+    .and_then(|mut s| {
+        s.query_map([secret_id], |r| {
+            Ok(VersionRow {
+                version: r.get(0)?,
+                envelope: r.get(1)?,
+                created: r.get(2)?,
+                token: r.get(3)?,
+                mac: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+    })
+    .map_err(|e| sql_error("reading versions", e))
+}
+
+/// `Integrity` unless `versions` is exactly `1..next_version` (versions are never deleted
+/// one by one, so a gap is a deleted row).
+pub(crate) fn check_complete(name: &str, next_version: i64, versions: &[VersionRow]) -> Result<()> {
+    let expected = (next_version - 1).max(0);
+    let in_order = versions
+        .iter()
+        .enumerate()
+        .all(|(i, v)| v.version == i as i64 + 1);
+    if versions.len() as i64 == expected && in_order {
+        return Ok(());
+    }
+    Err(tampered(&format!(
+        "secret {name}: its version rows ({} present, {expected} written)",
+        versions.len()
+    )))
+}
+
+fn read_secret_by_id(conn: &Connection, id: i64) -> Result<Option<SecretRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {SECRET_COLUMNS} FROM secrets WHERE id = ?1"
+    ))
+    .and_then(|mut s| s.query_row([id], |r| SecretRow::read(r, 0)).optional())
+    .map_err(|e| sql_error("reading a secret", e))
+}
+
+/// The error for a row whose MAC does not match.
+pub(crate) fn tampered(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Integrity,
+        format!(
+            "local vault: {what} does not match its MAC: the file was edited outside sealbox; \
+             restore it from a backup"
+        ),
+    )
+}

@@ -1,0 +1,66 @@
+//! The schema-3 layout (before authenticated metadata), for migration tests that need a bigger
+//! old vault than the checked-in fixture: a vault written by today's code is taken back to
+//! exactly the tables and columns schema 3 had (the `stages` table rebuilt from each secret's
+//! stage map; the MAC columns, the current-version copy and the metadata key's `meta` rows
+//! dropped). What stays is the metadata namespace's key record, as after a migration that was
+//! killed once the key existed: the old build never reads it.
+
+use std::path::Path;
+
+/// The schema-3 `stages` table, as the old build created it.
+const STAGES_V3: &str = "CREATE TABLE stages (
+        secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+        stage TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (secret_id, stage)
+    ) WITHOUT ROWID;";
+
+/// Rewrites the closed schema-4 vault at `db` into the schema-3 layout.
+pub fn downgrade_to_v3(db: &Path) {
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    let tx = conn.transaction().unwrap();
+    tx.execute_batch(STAGES_V3).unwrap();
+    let maps: Vec<(i64, String)> = tx
+        .prepare("SELECT id, stages FROM secrets")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (id, map) in maps {
+        for entry in map.split(',').filter(|e| !e.is_empty()) {
+            let (stage, version) = entry.split_once('=').unwrap();
+            let version: i64 = version.parse().unwrap();
+            tx.execute(
+                "INSERT INTO stages (secret_id, stage, version) VALUES (?1, ?2, ?3)",
+                rusqlite::params![id, stage, version],
+            )
+            .unwrap();
+        }
+    }
+    tx.execute_batch(
+        "ALTER TABLE secrets DROP COLUMN stages;
+         ALTER TABLE secrets DROP COLUMN cur_version;
+         ALTER TABLE secrets DROP COLUMN cur_envelope;
+         ALTER TABLE secrets DROP COLUMN cur_created;
+         ALTER TABLE secrets DROP COLUMN mac;
+         ALTER TABLE versions DROP COLUMN mac;
+         DELETE FROM meta WHERE key IN ('mac_key', 'secrets_set');
+         UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    conn.execute_batch("VACUUM").unwrap();
+}
+
+/// The stored schema version of the vault at `db`.
+pub fn schema_version(db: &Path) -> String {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}

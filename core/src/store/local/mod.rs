@@ -74,13 +74,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use secrecy::ExposeSecret;
 
 pub use self::backup::{BackupInfo, RestoreInfo};
 use self::key_storage::{SqliteKeyStorage, count_kek_uses};
 pub use self::lifecycle::{DekRotation, DueRotation, KekRetirement, KeyInfo, KeyState, KeyStatus};
-use self::pool::{Pool, open_connection};
+use self::pool::{Pool, PooledConn, open_connection};
 pub use self::rollback::PUBLISH_EVERY;
 use self::schema::{SCHEMA_VERSION, sql_error};
 use super::{
@@ -988,10 +988,8 @@ impl LocalVault {
         let inner = self.inner.clone();
         let owned = namespace.to_owned();
         let erased = blocking(move || {
-            let mut conn = inner.pool.get()?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| sql_error("erasing a namespace", e))?;
+            let conn = inner.pool.get()?;
+            let tx = conn.begin_write("erasing a namespace")?;
             let n = tx
                 .execute("DELETE FROM secrets WHERE namespace = ?1", [&owned])
                 .map_err(|e| sql_error("erasing a namespace", e))? as u64;
@@ -1326,12 +1324,10 @@ fn move_stage(tx: &Connection, secret_id: i64, stage: &Stage, version: i64) -> R
     Ok(*stage == Stage::Current && old.is_some())
 }
 
-fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcome> {
+fn write_version(conn: &PooledConn, req: WriteRequest) -> Result<WriteOutcome> {
     let err = |e| sql_error("writing a version", e);
     let now = now_ms();
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err)?;
+    let tx = conn.begin_write("writing a version")?;
     let name = req.name.as_str();
     let row: Option<SecretHead> = tx
         .prepare_cached(
@@ -1507,10 +1503,8 @@ async fn write_tx<T: Send + 'static>(
     inner.counter.check_writable()?;
     let inner = inner.clone();
     blocking(move || {
-        let mut conn = inner.pool.get()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| sql_error(context, e))?;
+        let conn = inner.pool.get()?;
+        let tx = conn.begin_write(context)?;
         let out = f(&tx)?;
         let count = rollback::bump(&tx)?;
         tx.commit().map_err(|e| sql_error(context, e))?;
@@ -1698,8 +1692,8 @@ impl SecretStore for LocalVault {
             };
             let inner = self.inner.clone();
             match blocking(move || {
-                let mut conn = inner.pool.get()?;
-                let outcome = write_version(&mut conn, req)?;
+                let conn = inner.pool.get()?;
+                let outcome = write_version(&conn, req)?;
                 if let WriteOutcome::Done(_, Some(count)) = &outcome {
                     inner
                         .counter

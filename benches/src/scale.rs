@@ -59,7 +59,7 @@ pub fn parse_sizes(text: &str) -> Result<Vec<usize>, String> {
         .map(|s| {
             let s = s.trim().replace('_', "");
             match s.parse::<usize>() {
-                Ok(n) if n > 0 && n % GROUP == 0 => Ok(n),
+                Ok(n) if n > 0 && n.is_multiple_of(GROUP) => Ok(n),
                 _ => Err(format!(
                     "{SIZES_ENV}: {s:?} is not a positive multiple of {GROUP} (e.g. 1000,100000)"
                 )),
@@ -184,7 +184,10 @@ impl Rig {
     /// Generates `n` secrets (a multiple of [`GROUP`]) in a new temporary directory, or
     /// says why not (too little free disk). Panics when generation fails.
     pub fn build(n: usize) -> Result<Rig, String> {
-        assert!(n > 0 && n % GROUP == 0, "sizes are multiples of {GROUP}");
+        assert!(
+            n > 0 && n.is_multiple_of(GROUP),
+            "sizes are multiples of {GROUP}"
+        );
         let dir = tempfile::tempdir().expect("a temporary directory");
         check_disk(dir.path(), n)?;
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -17,10 +17,13 @@
 //!   to another row, name, version or vault fails with [`ErrorKind::Integrity`].
 //! - **Atomicity.** Every write is one `BEGIN IMMEDIATE` transaction with `synchronous = FULL`:
 //!   when `put` returns, the version is on disk; a crash leaves either all of a write or none.
-//! - **Several processes.** SQLite's locking with a busy timeout serialises writers across
-//!   processes; compare-and-set is checked inside the write transaction, so it holds across
-//!   processes too. Administrative operations (create, rotations, erasure) also take an
-//!   exclusive file lock on `<vault>.lock`.
+//! - **Several processes.** SQLite's write lock serialises writers across processes; a write
+//!   waiting for it retries after short random pauses (at most 8 ms) for up to
+//!   [`LocalVaultOptions::busy_timeout`], then fails with `Unavailable` saying so, so a busy or
+//!   locked database never reaches the caller as such. Readers never wait for a writer (WAL).
+//!   Compare-and-set is checked inside the write transaction, so it holds across processes
+//!   too. Administrative operations (create, rotations, erasure) also take an exclusive file
+//!   lock on `<vault>.lock`.
 //! - **Erasure.** [`LocalVault::erase_namespace`] destroys the namespace's key in the master
 //!   key provider (the local key file holds one per namespace; KEKs are wrapped under a key
 //!   derived from it and the master key), then its KEKs and rows, then truncates the WAL;

@@ -83,8 +83,9 @@ impl Drop for Pool {
     }
 }
 
-/// Opens one connection with the vault's per-connection settings: a busy timeout so writers
-/// from several processes queue instead of failing, `synchronous = FULL` so a returned `put` is
+/// Opens one connection with the vault's per-connection settings: a busy timeout for the
+/// statements that may meet another process's lock outside a write transaction (a read during
+/// a journal recovery, a checkpoint; writes wait in [`begin_write`]), `synchronous = FULL` so a returned `put` is
 /// on disk, foreign keys on, `secure_delete` so deleted rows are overwritten, and an 8 MiB
 /// page cache so index pages of a large vault stay in memory (reads stay flat as it grows).
 pub(crate) fn open_connection(

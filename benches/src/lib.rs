@@ -1,5 +1,7 @@
 //! Shared helpers for the benches.
 
+pub mod scale;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;

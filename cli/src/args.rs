@@ -294,7 +294,8 @@ pub enum BackupCommand {
     /// Put a backup (or any older copy of this vault) in place of the vault, on purpose: it is
     /// verified first, copied over the vault, and the write counter kept in the key file is
     /// reset to the backup's, so the vault opens again. Writes made since the backup are lost;
-    /// stop other processes using the vault first.
+    /// stop other processes using the vault first. Through --config it needs `admin` on the
+    /// whole store, as `backup create` does.
     Restore {
         /// The backup file to restore.
         file: PathBuf,

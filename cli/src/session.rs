@@ -12,6 +12,7 @@ use sealbox::audit::{Action, AuditEvent, Resource};
 use sealbox::config::{Config, LOCAL_MASTER_KEY_ID, ProviderConfig, ProviderRegistry};
 use sealbox::keys::{KeyId, KeyProvider, LocalKeyFile};
 use sealbox::store::local::LocalVault;
+use sealbox::store::memory::MemoryStore;
 use sealbox::store::{Erasure, SecretStore};
 use sealbox::{Error, ErrorKind, Result, Sealbox};
 
@@ -168,6 +169,27 @@ async fn local_store_of_config(path: &Path) -> Result<(String, PathBuf, Arc<dyn 
         vault,
         open_key_file(&key_file)? as Arc<dyn KeyProvider>,
     ))
+}
+
+/// Through `--config`, checks the policy before `sealbox backup restore`: restoring replaces
+/// every secret of the config's local store, so it needs `admin` on all of it (`*`), as
+/// `backup create` does. The vault in place may not open (an older copy or a damaged file is
+/// why one restores), so the check runs on a client built from the config with that store
+/// stood in for by an empty memory store: the config's principal, routes and policy decide,
+/// and a denial is recorded in its audit log like any other.
+pub async fn authorize_restore(config: &Path) -> Result<()> {
+    crate::providers::register()?;
+    let (id, _, _) = local_store_of_config(config).await?;
+    let mut registry = ProviderRegistry::global_snapshot();
+    registry
+        .stores
+        .register("local", |_: ProviderConfig| async {
+            Ok(Arc::new(MemoryStore::new()) as Arc<dyn SecretStore>)
+        });
+    let client = Sealbox::from_config_with(config, &registry).await?;
+    let decision = client.authorize_key_operation(&format!("sb://{id}/*"));
+    client.flush_audit().await?;
+    decision
 }
 
 /// An open store for one command.

@@ -219,3 +219,88 @@ fn a_restore_through_a_config_is_audited() {
     );
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }
+
+/// Before, `backup restore` through `--config` skipped the access policy: a principal allowed
+/// only to read and write could put an old copy of every secret back. Like `backup create`, it
+/// needs `admin` on the whole store; a denial changes nothing and is audited, also when the
+/// vault in place does not open (an older copy, refused by rollback detection: a usual reason
+/// to restore).
+#[test]
+fn a_restore_through_a_config_needs_admin_on_the_whole_store() {
+    let s = Vault::new();
+    let config = s.path("sealbox.yaml");
+    let admin_on = |secrets: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "secrets: {{provider: local, config: {{path: ./vault.db, key_file: ./master.key}}}}\n\
+                 principal: user:ops\n\
+                 audit: {{path: ./audit.jsonl}}\n\
+                 policy: {{rules: [\n\
+                   {{principals: [\"user:ops\"], allow: [read, write, delete, list], secrets: [\"*\"]}},\n\
+                   {{principals: [\"user:ops\"], allow: [admin], secrets: [\"{secrets}\"]}}]}}\n"
+            ),
+        )
+        .unwrap()
+    };
+    let c = config.to_str().unwrap();
+    let with_config = |args: &[&str]| {
+        let mut all = vec!["--config", c];
+        all.extend_from_slice(args);
+        run_with_env(&all, b"", &[])
+    };
+    admin_on("*");
+    let o = with_config(&["put", "app/db", "--value", "one"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let backup = s.path("b.sqlite3");
+    let o = with_config(&["backup", "create", backup.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let older = s.path("older.db");
+    std::fs::copy(s.path("vault.db"), &older).unwrap();
+    for value in ["two", "three"] {
+        let o = with_config(&["put", "app/db", "--value", value]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+
+    // admin over one namespace is not admin over the store.
+    admin_on("app/*");
+    let o = with_config(&["backup", "restore", backup.to_str().unwrap()]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("sealbox: access_denied: user:ops may not admin"),
+        "{}",
+        stderr(&o)
+    );
+    let o = with_config(&["get", "app/db", "--reveal"]);
+    assert_eq!(
+        stdout(&o),
+        "three",
+        "a denied restore changed the vault: {}",
+        stderr(&o)
+    );
+
+    // An older copy in place, which does not open: still denied, and left as it is.
+    std::fs::copy(&older, s.path("vault.db")).unwrap();
+    let o = with_config(&["get", "app/db", "--reveal"]);
+    assert_ne!(code(&o), 0, "the older copy opened: {}", stdout(&o));
+    let o = with_config(&["backup", "restore", backup.to_str().unwrap()]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(s.path("vault.db")).unwrap(),
+        std::fs::read(&older).unwrap(),
+        "a denied restore wrote the vault file"
+    );
+    let log = std::fs::read_to_string(s.path("audit.jsonl")).unwrap();
+    let denials = log
+        .lines()
+        .filter(|l| l.contains("\"success\":false") && l.contains("user:ops"))
+        .count();
+    assert_eq!(denials, 2, "each denied restore is audited: {log}");
+
+    // With admin on everything the restore goes through.
+    admin_on("*");
+    let o = with_config(&["backup", "restore", backup.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = with_config(&["get", "app/db", "--reveal"]);
+    assert_eq!(stdout(&o), "one", "{}", stderr(&o));
+}

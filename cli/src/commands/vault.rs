@@ -769,8 +769,12 @@ impl Report for RestoreReport {
 
 /// `sealbox backup restore FILE`: runs before a session opens (the vault in place may be an
 /// older copy that refuses to open), then records the restore in the session's audit log.
+/// Through `--config` it first needs `admin` on the whole local store under the policy.
 pub async fn restore(locations: &Locations, file: &Path) -> Result<Outcome> {
     let (vault_path, key) = vault_location(locations).await?;
+    if let Some(config) = &locations.config {
+        crate::session::authorize_restore(config).await?;
+    }
     let result =
         LocalVault::restore_backup(&vault_path, file, key, LocalVaultOptions::default()).await;
     if locations.config.is_some() {

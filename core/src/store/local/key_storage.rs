@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::pool::Pool;
 use super::schema::sql_error;
@@ -169,12 +169,10 @@ impl KeyStorage for SqliteKeyStorage {
     }
 
     fn save_namespace(&self, record: &NamespaceKeys) -> Result<()> {
-        let mut conn = self.pool.get()?;
+        let conn = self.pool.get()?;
         let json = serde_json::to_string(record)
             .map_err(|_| Error::internal("namespace key record does not serialise"))?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| sql_error("saving namespace keys", e))?;
+        let tx = conn.begin_write("saving namespace keys")?;
         let stored: Option<i64> = tx
             .query_row(
                 "SELECT revision FROM key_namespaces WHERE namespace = ?1",
@@ -243,10 +241,8 @@ impl KeyStorage for SqliteKeyStorage {
         version: KeyVersion,
         check: &KeyCheck,
     ) -> Result<()> {
-        let mut conn = self.pool.get()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| sql_error("saving the master key check", e))?;
+        let conn = self.pool.get()?;
+        let tx = conn.begin_write("saving the master key check")?;
         let stored: Option<String> = tx
             .query_row(
                 "SELECT check_value FROM master_checks WHERE provider = ?1 AND version = ?2",

@@ -25,7 +25,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use secrecy::ExposeSecret;
 
 use super::key_storage::{count_kek_uses, retire_old_keks};
@@ -317,10 +317,8 @@ impl LocalVault {
             let owned_ns = namespace.clone();
             let done = blocking(move || {
                 let err = |e| sql_error("rotating a DEK", e);
-                let mut conn = db.pool.get()?;
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(err)?;
+                let conn = db.pool.get()?;
+                let tx = conn.begin_write("rotating a DEK")?;
                 // The rows are resealed below: check first that they are the vault's own.
                 let Some(row) = db.mac.load_by_id(&tx, id)? else {
                     return Ok(false);
@@ -438,10 +436,8 @@ impl LocalVault {
             let owned = ns.clone();
             let destroyed = blocking(move || {
                 let err = |e| sql_error("retiring KEKs", e);
-                let mut conn = inner.pool.get()?;
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(err)?;
+                let conn = inner.pool.get()?;
+                let tx = conn.begin_write("retiring KEKs")?;
                 let destroyed = retire_old_keks(&tx, &owned)?;
                 tx.commit().map_err(err)?;
                 Ok(destroyed)

@@ -24,10 +24,13 @@
 //!   deadline, description, tag or version row is [`ErrorKind::Integrity`] naming the secret.
 //! - **Atomicity.** Every write is one `BEGIN IMMEDIATE` transaction with `synchronous = FULL`:
 //!   when `put` returns, the version is on disk; a crash leaves either all of a write or none.
-//! - **Several processes.** SQLite's locking with a busy timeout serialises writers across
-//!   processes; compare-and-set is checked inside the write transaction, so it holds across
-//!   processes too. Administrative operations (create, rotations, erasure) also take an
-//!   exclusive file lock on `<vault>.lock`.
+//! - **Several processes.** SQLite's write lock serialises writers across processes; a write
+//!   waiting for it retries after short random pauses (at most 8 ms) for up to
+//!   [`LocalVaultOptions::busy_timeout`], then fails with `Unavailable` saying so, so a busy or
+//!   locked database never reaches the caller as such. Readers never wait for a writer (WAL).
+//!   Compare-and-set is checked inside the write transaction, so it holds across processes
+//!   too. Administrative operations (create, rotations, erasure) also take an exclusive file
+//!   lock on `<vault>.lock`.
 //! - **Erasure.** [`LocalVault::erase_namespace`] destroys the namespace's key in the master
 //!   key provider (the local key file holds one per namespace; KEKs are wrapped under a key
 //!   derived from it and the master key), then its KEKs and rows, then truncates the WAL;
@@ -84,7 +87,7 @@ use self::rollback::{Counter, Opened};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use secrecy::ExposeSecret;
 
 pub use self::backup::{BackupInfo, RestoreInfo};
@@ -992,10 +995,8 @@ impl LocalVault {
         let inner = self.inner.clone();
         let owned = namespace.to_owned();
         let erased = blocking(move || {
-            let mut conn = inner.pool.get()?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| sql_error("erasing a namespace", e))?;
+            let conn = inner.pool.get()?;
+            let tx = conn.begin_write("erasing a namespace")?;
             let n = inner.mac.delete_secrets(
                 &tx,
                 "DELETE FROM secrets WHERE namespace = ?1 RETURNING id, name",

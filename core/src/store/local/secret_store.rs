@@ -222,8 +222,8 @@ impl SecretStore for LocalVault {
             };
             let inner = self.inner.clone();
             match blocking(move || {
-                let mut conn = inner.pool.get()?;
-                let outcome = write_version(&mut conn, req)?;
+                let conn = inner.pool.get()?;
+                let outcome = write_version(&conn, req)?;
                 if let WriteOutcome::Done(_, Some(count)) = &outcome {
                     inner
                         .counter

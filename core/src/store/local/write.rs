@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use secrecy::ExposeSecret;
 
 use super::key_storage::count_kek_uses;
 use super::mac::{self, MacKey, SecretRow, StageMap};
+use super::pool::PooledConn;
 use super::schema::sql_error;
 use super::{Inner, blocking, now_ms, open_value, parse_version, rollback, to_time, value_aad};
 use crate::error::{Error, ErrorKind, Result};
@@ -70,12 +71,10 @@ pub(super) fn move_stage(map: &mut StageMap, stage: &Stage, version: i64) -> boo
     *stage == Stage::Current && old.is_some()
 }
 
-pub(super) fn write_version(conn: &mut Connection, req: WriteRequest) -> Result<WriteOutcome> {
+pub(super) fn write_version(conn: &PooledConn, req: WriteRequest) -> Result<WriteOutcome> {
     let err = |e| sql_error("writing a version", e);
     let now = now_ms();
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err)?;
+    let tx = conn.begin_write("writing a version")?;
     let name = req.name.as_str();
     let mac = &req.mac;
     let row: Option<SecretRow> = mac.load_by_name(&tx, name)?;
@@ -269,10 +268,8 @@ pub(super) async fn write_tx<T: Send + 'static>(
     inner.counter.check_writable()?;
     let inner = inner.clone();
     blocking(move || {
-        let mut conn = inner.pool.get()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| sql_error(context, e))?;
+        let conn = inner.pool.get()?;
+        let tx = conn.begin_write(context)?;
         let out = f(&tx)?;
         let count = rollback::bump(&tx)?;
         tx.commit().map_err(|e| sql_error(context, e))?;

@@ -279,7 +279,13 @@ struct Inner {
     sealer: Option<Sealer>,
     metrics: Arc<ClientMetrics>,
     runtime: BackgroundRuntime,
+    /// Told of every refresh-ahead read (the client audits them): the resource read, or
+    /// the resource asked for and the error.
+    refreshed: OnceLock<RefreshHook>,
 }
+
+/// See [`SecretCache::on_refresh_ahead`].
+pub(crate) type RefreshHook = Box<dyn Fn(Arc<Resource>, Option<ErrorKind>) + Send + Sync>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -440,6 +446,7 @@ impl SecretCache {
                     handle: tokio::runtime::Handle::try_current().ok(),
                     own: OnceLock::new(),
                 },
+                refreshed: OnceLock::new(),
             })),
         })
     }
@@ -556,11 +563,27 @@ impl SecretCache {
         })
     }
 
+    /// Calls `hook` after every refresh-ahead read from a store (a read no caller waits
+    /// for, so that no other path sees it): the client audits them. Set once.
+    pub(crate) fn on_refresh_ahead(&self, hook: RefreshHook) {
+        let _ = self.inner.refreshed.set(hook);
+    }
+
     fn spawn_refresh(&self, entry: Arc<Entry>) {
         let this = self.clone();
         self.inner.runtime.spawn(async move {
-            let _ = this.load(&entry, false).await;
+            let loaded = this.load(&entry, false).await;
             entry.refreshing.store(false, Ordering::Release);
+            if let Some(hook) = this.inner.refreshed.get() {
+                match loaded {
+                    Ok((Value::Plain(h), _)) => hook(h.meta().resource().clone(), None),
+                    Ok((Value::Sealed(v), _)) => hook(v.meta.resource().clone(), None),
+                    Err(e) => hook(
+                        Resource::in_store(entry.name.as_str(), entry.store_id.clone()),
+                        Some(e.kind()),
+                    ),
+                }
+            }
         });
     }
 

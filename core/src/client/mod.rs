@@ -259,6 +259,9 @@ impl SealboxBuilder {
             .cache
             .map(|c| SecretCache::new(c, metrics.clone()))
             .transpose()?;
+        if let (Some(cache), Some(audit)) = (&cache, &audit) {
+            cache.on_refresh_ahead(refresh_ahead_audit(audit.clone()));
+        }
         Ok(Sealbox {
             inner: Arc::new(ProcessBound::new(Inner {
                 router,
@@ -273,6 +276,31 @@ impl SealboxBuilder {
             source: None,
         })
     }
+}
+
+/// The principal refresh-ahead reads are recorded under: the cache reads for no caller.
+const REFRESH_AHEAD_PRINCIPAL: &str = "sealbox:refresh-ahead";
+const REFRESH_AHEAD_REASON: &str =
+    "refresh-ahead: read from the store into the cache before the entry expired";
+
+/// Audits the cache's refresh-ahead reads (queued best effort whatever the mode: no value
+/// reaches a caller here; the reads served from it later are audited as hits).
+fn refresh_ahead_audit(audit: AuditLog) -> crate::cache::RefreshHook {
+    let principal = Principal::new(REFRESH_AHEAD_PRINCIPAL);
+    Box::new(move |resource, error| {
+        let mut e = AuditEvent::access(Action::Read, principal.clone(), resource);
+        e.cache = Some(CacheOutcome::Miss);
+        e = match error {
+            None => AuditEvent {
+                reason: Some(REFRESH_AHEAD_REASON.into()),
+                ..e
+            },
+            Some(kind) => e.failed(format!("{REFRESH_AHEAD_REASON}: {}", kind.as_str())),
+        };
+        if let Err(e) = audit.enqueue(e) {
+            tracing::error!(target: "sealbox::audit", error = %e, "could not queue an audit event");
+        }
+    })
 }
 
 impl Sealbox {
@@ -446,23 +474,66 @@ impl Sealbox {
         }
     }
 
-    /// Strict audit mode refuses changes while no sink can write, so that nothing changes
-    /// without a record.
-    fn audit_ready_for_change(&self, action: Action, resource: &Arc<Resource>) -> Result<()> {
-        match &self.inner.audit {
-            Some(a) if a.mode() == crate::audit::AuditMode::Strict && !a.is_healthy() => {
-                let reason = "audit sink unavailable; change refused (strict mode)";
-                let event = self.event(action, resource.clone()).failed(reason);
-                Err(self.audit_failure(
-                    event,
-                    Error::new(
-                        ErrorKind::Unavailable,
-                        "the audit log cannot be written and audit mode is strict; no change was made",
-                    ),
-                ))
-            }
-            _ => Ok(()),
+    /// Before a change: in strict mode, writes its intent and waits until every durable sink
+    /// wrote it (refusing at once while the log is known to be failing), so that nothing
+    /// changes without a record. Returns the change's event, whose outcome
+    /// [`Sealbox::audit_outcome`] records under the same request id.
+    fn audit_intent(&self, action: Action, resource: &Arc<Resource>) -> Result<AuditEvent> {
+        let event = self.event(action, resource.clone());
+        let Some(a) = &self.inner.audit else {
+            return Ok(event);
+        };
+        if a.mode() != crate::audit::AuditMode::Strict {
+            return Ok(event);
         }
+        let refused = |event: AuditEvent, reason: &'static str| {
+            Err(self.audit_failure(
+                event.failed(reason),
+                Error::new(
+                    ErrorKind::Unavailable,
+                    "the audit log could not record the intent of this change and audit mode \
+                     is strict; no change was made",
+                ),
+            ))
+        };
+        if !a.is_healthy() {
+            return refused(
+                event,
+                "audit sink unavailable; change refused (strict mode)",
+            );
+        }
+        match a.record_intent(&event) {
+            Ok(()) => Ok(event),
+            // The writer records the refusal itself (the intent is written as refused).
+            Err(e) if e.kind() == ErrorKind::Unavailable => Err(Error::new(
+                ErrorKind::Unavailable,
+                "the audit log could not record the intent of this change and audit mode is \
+                 strict; no change was made",
+            )
+            .with_audit_request_id(event.request_id_text())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After a change: records what happened. The change was made (or failed) whatever the
+    /// log does: in strict mode a failure to write the outcome in time is the caller's
+    /// `Unavailable`, saying the change was made, never a refusal in the log.
+    fn audit_outcome(&self, event: AuditEvent) -> Result<()> {
+        let Some(a) = &self.inner.audit else {
+            return Ok(());
+        };
+        let id = event.request_id_text();
+        a.record_outcome(event).map_err(|e| {
+            if e.kind() != ErrorKind::Unavailable {
+                return e;
+            }
+            Error::new(
+                ErrorKind::Unavailable,
+                "the change was made, but not every durable audit sink wrote its outcome in \
+                 time (audit mode strict); the outcome is kept and written as it happened",
+            )
+            .with_audit_request_id(id)
+        })
     }
 
     /// Where `resource` lives, for the policy: rules without `sb://` cover only the store a
@@ -817,7 +888,7 @@ impl Sealbox {
         let route = self.inner.router.resolve(name)?;
         let resource = route.resource();
         self.authorize(Capability::Write, Action::Write, &resource)?;
-        self.audit_ready_for_change(Action::Write, &resource)?;
+        let event = self.audit_intent(Action::Write, &resource)?;
         self.inner.metrics.writes.incr();
         let result = route.store.put(&route.name, value, options).await;
         if let Some(cache) = &self.inner.cache {
@@ -829,15 +900,12 @@ impl Sealbox {
                     version: Some(info.version.clone()),
                     ..(*resource).clone()
                 });
-                self.audit_ok(self.event(Action::Write, resource))?;
+                self.audit_outcome(AuditEvent { resource, ..event })?;
                 Ok(info)
             }
             Err(e) => {
                 self.inner.metrics.store_error(e.kind());
-                let event = self
-                    .event(Action::Write, resource)
-                    .failed(e.kind().as_str());
-                Err(self.audit_failure(event, e))
+                Err(self.audit_failure(event.failed(e.kind().as_str()), e))
             }
         }
     }
@@ -857,6 +925,7 @@ impl Sealbox {
         let explicit = prefix.starts_with("sb://");
         let policy = self.inner.policy.load();
         let mut out = Vec::new();
+        let mut withheld = 0usize;
         for (store_id, store, p) in targets {
             let mut options = ListOptions {
                 prefix: p,
@@ -871,24 +940,26 @@ impl Sealbox {
                         return Err(self.audit_failure(event, e));
                     }
                 };
-                out.extend(page.entries.into_iter().filter(|entry| {
-                    (explicit || self.inner.router.routes_to(entry.name.as_str(), &store_id))
-                        && (!policy.is_enforcing()
-                            || policy
-                                .check_at(
-                                    &self.principal,
-                                    Capability::List,
-                                    Location {
-                                        store: Some(&store_id),
-                                        default_route: self
-                                            .inner
-                                            .router
-                                            .routes_to(entry.name.as_str(), &store_id),
-                                    },
-                                    entry.name.as_str(),
-                                )
-                                .is_allowed())
-                }));
+                for entry in page.entries {
+                    let name = entry.name.as_str();
+                    let routed = self.inner.router.routes_to(name, &store_id);
+                    if !explicit && !routed {
+                        continue;
+                    }
+                    let location = Location {
+                        store: Some(&store_id),
+                        default_route: routed,
+                    };
+                    if policy.is_enforcing()
+                        && !policy
+                            .check_at(&self.principal, Capability::List, location, name)
+                            .is_allowed()
+                    {
+                        withheld += 1;
+                        continue;
+                    }
+                    out.push(entry);
+                }
                 match page.next_page_token {
                     Some(t) => options.page_token = Some(t),
                     None => break,
@@ -896,6 +967,18 @@ impl Sealbox {
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        if withheld > 0 {
+            // The names the policy withheld are a denial like any other: counted and audited
+            // (how many, never which), and the listing goes on with the rest.
+            self.inner.metrics.denies.incr();
+            let reason = format!("{withheld} names under this prefix withheld by the policy");
+            let denied = self.event(Action::List, resource.clone()).deny(reason);
+            if let Some(a) = &self.inner.audit
+                && let Err(e) = a.enqueue(denied)
+            {
+                tracing::error!(target: "sealbox::audit", error = %e, "could not queue an audit event");
+            }
+        }
         let mut e = self.event(Action::List, resource);
         e.reason = Some(format!("{} names", out.len()).into());
         self.audit_ok(e)?;
@@ -928,22 +1011,10 @@ impl Sealbox {
         let route = self.inner.router.resolve(name)?;
         let resource = route.resource();
         self.authorize(Capability::Delete, Action::Delete, &resource)?;
-        self.audit_ready_for_change(Action::Delete, &resource)?;
+        let event = self.audit_intent(Action::Delete, &resource)?;
         self.inner.metrics.writes.incr();
         let result = route.store.delete(&route.name, options).await;
-        if let Some(cache) = &self.inner.cache {
-            cache.invalidate(&route.store_id, &route.name);
-        }
-        match result {
-            Ok(()) => self.audit_ok(self.event(Action::Delete, resource)),
-            Err(e) => {
-                self.inner.metrics.store_error(e.kind());
-                let event = self
-                    .event(Action::Delete, resource)
-                    .failed(e.kind().as_str());
-                Err(self.audit_failure(event, e))
-            }
-        }
+        self.finish_change(event, &route, result)
     }
 
     /// Moves `stage` to `version` of `name` (`None` removes it): which value readers get
@@ -959,10 +1030,10 @@ impl Sealbox {
         let route = self.inner.router.resolve(name)?;
         let resource = route.resource();
         self.authorize(Capability::Rotate, Action::Rotate, &resource)?;
-        self.audit_ready_for_change(Action::Rotate, &resource)?;
+        let event = self.audit_intent(Action::Rotate, &resource)?;
         self.inner.metrics.writes.incr();
         let result = route.store.set_stage(&route.name, stage, version).await;
-        self.finish_change(Action::Rotate, &route, resource, result)
+        self.finish_change(event, &route, result)
     }
 
     /// Restores a deleted `name`: its versions become readable again, so this needs the
@@ -972,29 +1043,22 @@ impl Sealbox {
         let route = self.inner.router.resolve(name)?;
         let resource = route.resource();
         self.authorize(Capability::Rotate, Action::Rotate, &resource)?;
-        self.audit_ready_for_change(Action::Rotate, &resource)?;
+        let event = self.audit_intent(Action::Rotate, &resource)?;
         self.inner.metrics.writes.incr();
         let result = route.store.restore(&route.name).await;
-        self.finish_change(Action::Rotate, &route, resource, result)
+        self.finish_change(event, &route, result)
     }
 
     /// Drops the cached value of a changed secret and audits the change's outcome.
-    fn finish_change(
-        &self,
-        action: Action,
-        route: &Route,
-        resource: Arc<Resource>,
-        result: Result<()>,
-    ) -> Result<()> {
+    fn finish_change(&self, event: AuditEvent, route: &Route, result: Result<()>) -> Result<()> {
         if let Some(cache) = &self.inner.cache {
             cache.invalidate(&route.store_id, &route.name);
         }
         match result {
-            Ok(()) => self.audit_ok(self.event(action, resource)),
+            Ok(()) => self.audit_outcome(event),
             Err(e) => {
                 self.inner.metrics.store_error(e.kind());
-                let event = self.event(action, resource).failed(e.kind().as_str());
-                Err(self.audit_failure(event, e))
+                Err(self.audit_failure(event.failed(e.kind().as_str()), e))
             }
         }
     }
@@ -1028,7 +1092,7 @@ impl Sealbox {
             .router
             .key_resource(&format!("{}/*", namespace.trim_end_matches('/')))?;
         self.authorize(Capability::Admin, Action::Erase, &covers)?;
-        self.audit_ready_for_change(Action::Erase, &resource)?;
+        let mut event = self.audit_intent(Action::Erase, &resource)?;
         self.inner.metrics.writes.incr();
         let result = route.store.erase_namespace(route.name.as_str()).await;
         if let Some(cache) = &self.inner.cache {
@@ -1036,17 +1100,13 @@ impl Sealbox {
         }
         match result {
             Ok(erasure) => {
-                let mut event = self.event(Action::Erase, resource);
                 event.reason = Some(erasure.summary().into());
-                self.audit_ok(event)?;
+                self.audit_outcome(event)?;
                 Ok(erasure)
             }
             Err(e) => {
                 self.inner.metrics.store_error(e.kind());
-                let event = self
-                    .event(Action::Erase, resource)
-                    .failed(e.kind().as_str());
-                Err(self.audit_failure(event, e))
+                Err(self.audit_failure(event.failed(e.kind().as_str()), e))
             }
         }
     }

@@ -519,3 +519,30 @@ fn list_denials_and_refresh_ahead_reads_are_in_the_log() {
     assert!(refresh["version"].is_string(), "{refresh}");
     assert_eq!(c.client().metrics().denies, 1);
 }
+
+#[test]
+fn a_key_operation_recorded_after_it_was_done_is_never_logged_as_refused() {
+    // What the CLI does for key rotation through `--config`: the vault's keys are rotated,
+    // then the client records it. The log's directory is gone at that moment.
+    let (_dir, logdir, path) = log_dir();
+    let c = client(
+        Arc::new(MemoryStore::new()),
+        strict_log(&path, Duration::from_millis(300)),
+    );
+    c.put("app/db", &secret("x")).unwrap();
+    std::fs::remove_dir_all(&logdir).unwrap();
+    let event = sealbox::audit::AuditEvent::access(
+        sealbox::audit::Action::Key,
+        Principal::new("svc:test"),
+        sealbox::audit::Resource::named("master"),
+    );
+    let err = c.client().record_event(event).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    std::fs::create_dir(&logdir).unwrap();
+    c.flush_audit().unwrap();
+    let ev = events(&path);
+    let keys: Vec<_> = ev.iter().filter(|e| e["action"] == "key").collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0]["success"], true, "{}", keys[0]);
+    assert!(keys[0]["reason"].is_null(), "{}", keys[0]);
+}

@@ -1112,13 +1112,18 @@ impl Sealbox {
     }
 
     /// Records an event produced elsewhere (rotation, key operations, break-glass) under this
-    /// client's audit log; a no-op without one.
+    /// client's audit log; a no-op without one. It records what already happened: in strict
+    /// mode it waits for the durable sinks and fails `Unavailable` when they do not all
+    /// write it in time, but the event is written as it is, never as refused.
     pub fn record_event(&self, event: AuditEvent) -> Result<()> {
         self.alive()?;
         if event.action == Action::Rotate && event.success {
             self.inner.metrics.rotations.incr();
         }
-        self.audit_ok(event)
+        match &self.inner.audit {
+            Some(a) => a.record_outcome(event),
+            None => Ok(()),
+        }
     }
 
     /// Writes every queued audit event to the sinks (waits for the writer).

@@ -1065,12 +1065,16 @@ fn a_checkpoint_never_vouches_for_lines_the_log_did_not_keep() {
         rt().block_on(read_checkpoints(store.as_ref(), &name))
             .unwrap()
     };
-    assert_eq!(published().iter().map(|c| c.seq).collect::<Vec<_>>(), [0]);
+    // The write's intent (seq 0), then its outcome (seq 1), each waited for.
+    assert_eq!(
+        published().iter().map(|c| c.seq).collect::<Vec<_>>(),
+        [0, 1]
+    );
     // The log cannot be written: the checkpoint publisher is no place that keeps events, so
     // strict mode still refuses, and no checkpoint names a line the log does not have.
     std::fs::remove_dir_all(&logdir).unwrap();
     assert_eq!(b.get("a/b").unwrap_err().kind(), ErrorKind::Unavailable);
-    assert_eq!(published().len(), 1);
+    assert_eq!(published().len(), 2);
 }
 
 #[test]

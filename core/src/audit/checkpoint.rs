@@ -357,6 +357,10 @@ impl CheckpointConfig {
 trait Publisher: Send + 'static {
     fn name(&self) -> String;
     fn publish(&mut self, checkpoint: &Checkpoint) -> io::Result<()>;
+    /// Whether what it publishes is kept (a store's versions), not only sent (syslog).
+    fn durable(&self) -> bool {
+        false
+    }
 }
 
 type SyslogLogger = syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>;
@@ -426,6 +430,10 @@ struct StoreTarget {
 }
 
 impl Publisher for StoreTarget {
+    fn durable(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         format!("store {} secret {}", self.store.kind(), self.name)
     }
@@ -519,6 +527,11 @@ impl AuditSink for CheckpointSink {
     /// A checkpoint vouches only for lines a sink that keeps them (the file) wrote.
     fn follows_others(&self) -> bool {
         true
+    }
+
+    /// With a store target: strict mode waits for it as for the file.
+    fn durable(&self) -> bool {
+        self.targets.iter().any(|t| t.durable())
     }
 
     fn write_batch(&mut self, records: &[AuditRecord<'_>]) -> io::Result<()> {

@@ -158,6 +158,10 @@ pub struct AuditEvent {
     pub event: Option<&'static str>,
     /// The access policy refused this access.
     pub denied: bool,
+    /// An intent: written (strict mode) before a change is made, with `"success":null`
+    /// and the event name `<event>.intent`; the change's outcome follows in an event of
+    /// its own with the same `request_id`.
+    pub intent: bool,
     /// Several cache hits written as this one event (`coalesce`): how many, and the times of
     /// the first (also the event's `timestamp`) and the last.
     pub coalesced: Option<Box<Coalesced>>,
@@ -191,6 +195,7 @@ impl AuditEvent {
             event: None,
             denied: false,
             coalesced: None,
+            intent: false,
         }
     }
 
@@ -223,6 +228,28 @@ impl AuditEvent {
         self
     }
 
+    /// The intent to make this change (strict mode writes it before the change): the same
+    /// event, request id included, named `<event>.intent`, its success not known yet.
+    pub fn as_intent(&self) -> AuditEvent {
+        AuditEvent {
+            intent: true,
+            success: true,
+            level: Level::Info,
+            reason: None,
+            ..self.clone()
+        }
+    }
+
+    /// This event as the record of an access that was refused (an intent becomes the
+    /// change's outcome, not made): what happened, for an event not yet written.
+    pub(crate) fn refused(&self, reason: &'static str) -> AuditEvent {
+        AuditEvent {
+            intent: false,
+            ..self.clone()
+        }
+        .failed(reason)
+    }
+
     /// The `event` field: `secret.read`, `access.denied`, `alert.rate_spike`, ...
     pub fn event_name(&self) -> &'static str {
         if let Some(e) = self.event {
@@ -230,6 +257,20 @@ impl AuditEvent {
         }
         if self.denied {
             return "access.denied";
+        }
+        if self.intent {
+            return match self.action {
+                Action::Read => "secret.read.intent",
+                Action::Describe => "secret.describe.intent",
+                Action::Write => "secret.write.intent",
+                Action::Delete => "secret.delete.intent",
+                Action::List => "secret.list.intent",
+                Action::Rotate => "secret.rotate.intent",
+                Action::Grant => "access.grant.intent",
+                Action::Key => "key.operation.intent",
+                Action::Erase => "namespace.erase.intent",
+                Action::Alert => "alert.intent",
+            };
         }
         match self.action {
             Action::Read => "secret.read",
@@ -297,7 +338,9 @@ impl BodyFormat {
             Some(s) => field(out, "source_ip", s),
             None => field(out, "source_ip", process_source()),
         }
-        out.push_str(if e.success {
+        out.push_str(if e.intent {
+            ",\"success\":null,\"request_id\":\""
+        } else if e.success {
             ",\"success\":true,\"request_id\":\""
         } else {
             ",\"success\":false,\"request_id\":\""

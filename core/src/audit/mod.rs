@@ -27,8 +27,18 @@
 //!   secret in a store (as safe as the store's access control and history);
 //!   [`verify_file_with`] checks a log against them ([`ProblemKind::RolledBack`],
 //!   [`ProblemKind::HashMismatch`]).
-//! * Strict mode ([`AuditMode::Strict`]): an access waits until its event is written by at least
-//!   one sink and fails with `Unavailable` when none can write it.
+//! * Strict mode ([`AuditMode::Strict`]): an access waits until every durable sink (the file,
+//!   a checkpoint store; not `tracing` or callbacks) wrote its event and fails with
+//!   `Unavailable` otherwise. A change (write, delete, stage move, restore, erasure) is made
+//!   only once its intent (`secret.write.intent`, `"success":null`) is written; its outcome
+//!   follows with the same `request_id`, written as it happened even when it cannot be
+//!   written in time (the caller then gets `Unavailable` saying the change was made). An
+//!   event is never rewritten after it was written: an access refused after its line was
+//!   written (its caller gave up waiting for that batch) gets a second line saying so, and
+//!   an event still queued when its caller gave up is written as refused. The chain
+//!   advances only when every durable sink that keeps lines wrote a batch (a file that
+//!   wrote it while another could not cuts it back), so a failed sink has no gap.
+//!   Strict mode without such a sink is a config error.
 //! * Sinks: [`FileSink`], [`TracingSink`], [`CallbackSink`], or any [`AuditSink`]; several at once.
 //!
 //! # Several writers, one log
@@ -84,12 +94,12 @@ mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{RecvTimeoutError, bounded};
 use serde::Deserialize;
 
 pub use chain::{AuditKey, ChainHead, GENESIS};
@@ -111,7 +121,7 @@ pub use writer::EVENTS_LOST_EVENT;
 use crate::error::{Error, ErrorKind, Result};
 use crate::principal::Principal;
 use crate::process::ProcessBound;
-use queue::{Control, Item, PushError, Queue, Record};
+use queue::{Control, GAVE_UP, Item, PushError, Queue, Record, Refusal, TAKEN, WAITING, Waiter};
 use writer::Writer;
 
 /// Sees every event on the writer thread, in order, and may add events (the monitor's alerts).
@@ -129,7 +139,9 @@ pub enum AuditMode {
     /// [`AuditLog::events_lost`]). The default.
     #[default]
     BestEffort,
-    /// An access fails unless its event was written by at least one sink.
+    /// An access goes ahead only once every durable sink (the file, a checkpoint store)
+    /// wrote its event; a change only once its intent is written, its outcome following.
+    /// Needs a durable sink that keeps events (an audit file).
     Strict,
 }
 
@@ -229,6 +241,20 @@ impl Default for AuditConfig {
             retain_days: None,
             coalesce: None,
         }
+    }
+}
+
+impl AuditConfig {
+    /// Checks what the section says on its own: strict mode needs an audit file (tracing is
+    /// not durable, and checkpoints keep no events).
+    pub fn validate(&self) -> Result<()> {
+        if self.enabled && self.mode == AuditMode::Strict && self.path.is_none() {
+            return Err(Error::config(format!(
+                "audit: {}",
+                strict_needs_a_durable_sink().message()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -488,6 +514,11 @@ impl AuditLogBuilder {
             sinks.push(Box::new(c.into_sink(key.clone())));
         }
         sinks.extend(self.sinks);
+        if self.mode == AuditMode::Strict
+            && !sinks.iter().any(|s| s.durable() && !s.follows_others())
+        {
+            return Err(strict_needs_a_durable_sink());
+        }
         let capacity = self.capacity.unwrap_or_else(default_capacity);
         let max_wait = self.max_wait.unwrap_or_else(default_max_wait);
         let queue = Arc::new(Queue::new(capacity, max_wait));
@@ -617,7 +648,7 @@ impl AuditLog {
         self.alive()?;
         match self.shared.mode {
             AuditMode::BestEffort => self.enqueue(event),
-            AuditMode::Strict => self.record_strict(event),
+            AuditMode::Strict => self.record_strict(event, Some(ACCESS_REFUSED)),
         }
     }
 
@@ -668,12 +699,42 @@ impl AuditLog {
         self.record(e)
     }
 
-    fn record_strict(&self, event: AuditEvent) -> Result<()> {
+    /// Strict mode: writes the intent of a change (`<event>.intent`, `"success":null`, the
+    /// event's request id) and waits until every durable sink wrote it; the change may be
+    /// made only then. When it fails (`Unavailable`), the log says the change was refused,
+    /// never that it was made. Best effort: nothing (the outcome alone is recorded).
+    pub fn record_intent(&self, event: &AuditEvent) -> Result<()> {
+        self.alive()?;
+        match self.shared.mode {
+            AuditMode::BestEffort => Ok(()),
+            AuditMode::Strict => self.record_strict(event.as_intent(), Some(CHANGE_REFUSED)),
+        }
+    }
+
+    /// Records the outcome of a change whose intent [`AuditLog::record_intent`] wrote. The
+    /// change happened (or failed) whatever the log does, so the event is written as it is,
+    /// however late: strict mode waits for it and fails with `Unavailable` when the durable
+    /// sinks did not all write it in time, but never records the change as refused.
+    pub fn record_outcome(&self, event: AuditEvent) -> Result<()> {
+        self.alive()?;
+        match self.shared.mode {
+            AuditMode::BestEffort => self.enqueue(event),
+            AuditMode::Strict => self.record_strict(event, None),
+        }
+    }
+
+    fn record_strict(&self, event: AuditEvent, refusal: Option<Refusal>) -> Result<()> {
         let (tx, rx) = bounded(1);
-        let deadline = std::time::Instant::now() + self.shared.strict_timeout;
+        let timeout = self.shared.strict_timeout;
+        let deadline = std::time::Instant::now() + timeout;
+        let state = Arc::new(AtomicU8::new(WAITING));
         let item = Item {
             event,
-            waiter: Some(tx),
+            waiter: Some(Waiter {
+                answer: tx,
+                state: state.clone(),
+                refusal,
+            }),
         };
         match self
             .shared
@@ -684,9 +745,43 @@ impl AuditLog {
             Err(PushError::TimedOut) => return Err(strict_failed()),
             Err(PushError::Closed) => return Err(gone()),
         }
-        match rx.recv_timeout(self.shared.strict_timeout) {
-            Ok(true) => Ok(()),
-            _ => Err(strict_failed()),
+        let answered = |ok: bool| if ok { Ok(()) } else { Err(strict_failed()) };
+        match rx.recv_deadline(deadline) {
+            Ok(ok) => return answered(ok),
+            Err(RecvTimeoutError::Disconnected) => return Err(gone()),
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        // Still queued: give up, and the writer writes the event as refused. Taken into a
+        // batch already: that batch's answer decides, so the log and the caller agree; past
+        // a second timeout the caller gives up even so, and the writer follows the line
+        // with one saying the access was refused.
+        let mut waited = false;
+        loop {
+            match state.compare_exchange(WAITING, GAVE_UP, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Err(strict_timed_out(timeout)),
+                Err(GAVE_UP) => return Err(strict_timed_out(timeout)),
+                Err(TAKEN) if !waited => {
+                    waited = true;
+                    match rx.recv_timeout(timeout) {
+                        Ok(ok) => return answered(ok),
+                        Err(RecvTimeoutError::Disconnected) => return Err(gone()),
+                        Err(RecvTimeoutError::Timeout) => {}
+                    }
+                    if state
+                        .compare_exchange(TAKEN, GAVE_UP, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        return Err(strict_timed_out(timeout));
+                    }
+                }
+                // Answered: the answer is in the channel (or on its way).
+                Err(_) => {
+                    return match rx.recv() {
+                        Ok(ok) => answered(ok),
+                        Err(_) => Err(gone()),
+                    };
+                }
+            }
         }
     }
 
@@ -737,9 +832,45 @@ fn gone() -> Error {
     Error::internal("the audit writer thread stopped; audit events cannot be recorded")
 }
 
+/// What a refused read (or any access but a change) is written as.
+const ACCESS_REFUSED: Refusal = Refusal {
+    timed_out: "strict mode: the audit log did not take this event within strict_timeout; \
+                the access was refused",
+    not_written: "strict mode: not every durable audit sink could write this event; the \
+                  access was refused",
+};
+
+/// What a refused change's intent is written as: the change's outcome, not made.
+const CHANGE_REFUSED: Refusal = Refusal {
+    timed_out: "strict mode: the intent was not written within strict_timeout; no change \
+                was made",
+    not_written: "strict mode: not every durable audit sink could write the intent; no \
+                  change was made",
+};
+
+fn strict_needs_a_durable_sink() -> Error {
+    Error::config(
+        "audit mode strict needs a durable sink that keeps the events: set audit.path (an \
+         audit file), or add a sink whose durable() is true; tracing and callbacks are not \
+         durable, and checkpoints keep no events",
+    )
+}
+
+fn strict_timed_out(timeout: Duration) -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        format!(
+            "the audit log did not record this access within strict_timeout ({}) and audit \
+             mode is strict; check the audit sinks",
+            humantime::format_duration(timeout)
+        ),
+    )
+}
+
 fn strict_failed() -> Error {
     Error::new(
         ErrorKind::Unavailable,
-        "the audit log could not record this access and audit mode is strict; check the audit sinks",
+        "not every durable audit sink could record this access and audit mode is strict; \
+         check the audit sinks",
     )
 }

@@ -29,7 +29,7 @@
 //! the count are read only when a ring is full.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -40,11 +40,42 @@ use super::event::{AuditEvent, CacheOutcome, Resource, coarse_unix_nanos};
 use crate::clock::NO_TICK;
 use crate::principal::Principal;
 
-/// One queued event, with the channel a strict-mode caller waits on.
+/// One queued event, with the strict-mode caller waiting for its write.
 pub(crate) struct Item {
     pub(crate) event: AuditEvent,
-    pub(crate) waiter: Option<Sender<bool>>,
+    pub(crate) waiter: Option<Waiter>,
 }
+
+/// A strict-mode caller waiting for its event to be written. The caller and the writer
+/// settle, through `state`, who decides what the event says: once the writer has taken the
+/// event into a batch the caller waits for that batch's answer; a caller that gave up before
+/// (its `strict_timeout` ran out while the event was still queued) is refused, and the
+/// writer then writes the event as refused, never as the success that did not happen.
+pub(crate) struct Waiter {
+    pub(crate) answer: Sender<bool>,
+    pub(crate) state: Arc<AtomicU8>,
+    /// What the event says when its access is refused: `(timed out, not written)`
+    /// reasons. `None` for an event whose access has happened whatever the log does (the
+    /// outcome of a change): it is written as it is, and only the caller hears of a failure.
+    pub(crate) refusal: Option<Refusal>,
+}
+
+/// The reasons a refused access's event is written with: its `strict_timeout` ran out
+/// before the writer took the event, or the durable sinks could not write it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Refusal {
+    pub(crate) timed_out: &'static str,
+    pub(crate) not_written: &'static str,
+}
+
+/// [`Waiter::state`]: queued, the caller still waiting.
+pub(crate) const WAITING: u8 = 0;
+/// The writer took the event into a batch: the caller waits for that batch's answer.
+pub(crate) const TAKEN: u8 = 1;
+/// The caller gave up while the event was still queued: its access was refused.
+pub(crate) const GAVE_UP: u8 = 2;
+/// The writer answered.
+pub(crate) const ANSWERED: u8 = 3;
 
 /// Requests to the writer other than events.
 pub(crate) enum Control {

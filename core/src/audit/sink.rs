@@ -57,6 +57,23 @@ pub trait AuditSink: Send + 'static {
     fn follows_others(&self) -> bool {
         false
     }
+    /// Whether what this sink writes outlives the process (a file, a checkpoint store), so
+    /// that strict mode may let an access go once it wrote the access's event. `tracing` and
+    /// callbacks are not durable; strict mode needs at least one durable sink that is not a
+    /// follower. The writer's chain advances only when every such sink wrote a batch.
+    fn durable(&self) -> bool {
+        false
+    }
+    /// Takes back the batch this sink just wrote (called before [`AuditSink::unlock_chain`]),
+    /// because another durable sink could not write it: the batch is signed again and
+    /// retried, so a sink that keeps it would hold it twice. A durable sink that cannot take
+    /// a batch back returns an error and then holds the retried batch as well.
+    fn revoke_batch(&mut self) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this audit sink cannot take a batch back",
+        ))
+    }
 }
 
 /// Where a shared sink's chain stands, as [`AuditSink::lock_chain`] found it.
@@ -148,6 +165,20 @@ pub struct FileSink {
     rotation: Rotation,
     /// The time of the open file's first line (time rotation), once read.
     started: Option<((u64, u64), SystemTime)>,
+    /// Where the chain stood when the lock was taken, and how to take back the batch being
+    /// written under it ([`AuditSink::revoke_batch`]).
+    locked_head: Option<ChainHead>,
+    undo: Option<Undo>,
+}
+
+/// The file sink as it was before the batch it holds the lock for.
+#[derive(Debug)]
+struct Undo {
+    len: u64,
+    head: Option<ChainHead>,
+    unanchored: Option<(u64, String)>,
+    /// The anchor was moved to the batch's last line.
+    anchored: bool,
 }
 
 impl FileSink {
@@ -191,6 +222,8 @@ impl FileSink {
             cut_off: false,
             rotation,
             started: None,
+            locked_head: None,
+            undo: None,
         };
         // Read under the lock: another process may be appending right now.
         let tail = sink.lock_chain();
@@ -445,6 +478,16 @@ impl FileSink {
         let Some(last) = records.last() else {
             return Ok(());
         };
+        let len = match self.known_len {
+            Some(len) => len,
+            None => self.file.metadata()?.len(),
+        };
+        self.undo = Some(Undo {
+            len,
+            head: self.locked_head.clone().or_else(|| self.known_head.clone()),
+            unanchored: self.unanchored.clone(),
+            anchored: false,
+        });
         self.buf.clear();
         if std::mem::take(&mut self.cut_off) {
             self.buf.push(b'\n');
@@ -454,15 +497,32 @@ impl FileSink {
             self.buf.push(b'\n');
         }
         self.known_len = None;
-        self.file.write_all(&self.buf)?;
         let sync = match self.fsync {
             FsyncPolicy::Batch => true,
             FsyncPolicy::Interval(every) => self.last_sync.elapsed() >= every,
             FsyncPolicy::Never => false,
         };
-        if sync {
-            self.file.sync_data()?;
-            self.last_sync = Instant::now();
+        let written = self.file.write_all(&self.buf).and_then(|()| {
+            if sync {
+                self.file.sync_data()?;
+                self.last_sync = Instant::now();
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            // A full disk takes part of a batch: its whole lines would verify, and the
+            // retried batch would hold them again. The file is cut back to before the batch
+            // (under the lock, nothing was appended after it); if even that fails, the next
+            // batch finds the fragment and marks it cut off.
+            if let Err(undo) = self.revoke_batch() {
+                tracing::warn!(
+                    target: "sealbox::audit",
+                    path = %self.path.display(),
+                    error = %undo,
+                    "could not cut a failed audit batch back out of the file"
+                );
+            }
+            return Err(e);
         }
         self.known_len = Some(self.file.metadata()?.len());
         self.known_head = Some(ChainHead {
@@ -477,6 +537,9 @@ impl FileSink {
             // The lines are in the file now: a failed anchor (a full disk) must not fail the
             // batch, or the writer would sign and append the same events again. The anchor is
             // retried at the next flush.
+            if let Some(undo) = &mut self.undo {
+                undo.anchored = true;
+            }
             match self.write_head(last.seq, last.hash) {
                 Ok(()) => {
                     self.unanchored = None;
@@ -646,10 +709,48 @@ impl AuditSink for FileSink {
                 tail = self.tail(&key)?;
             }
         }
+        self.locked_head = Some(tail.head.clone());
         Ok(Some(tail))
     }
 
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn revoke_batch(&mut self) -> io::Result<()> {
+        let Some(undo) = self.undo.take() else {
+            return Ok(());
+        };
+        if !self.locked {
+            return Err(io::Error::other(
+                "an audit batch can only be taken back under the file's lock",
+            ));
+        }
+        // Under the lock no other writer appended after the batch: cutting the file back
+        // removes exactly its lines. The tail is read again before the next batch.
+        self.known_len = None;
+        self.file.set_len(undo.len)?;
+        if self.fsync != FsyncPolicy::Never {
+            self.file.sync_data()?;
+        }
+        self.known_head = undo.head.clone();
+        self.unanchored = undo.unanchored;
+        if undo.anchored {
+            // The anchor named a line that is gone now: it names the line before the batch.
+            match undo.head.filter(|h| h.next_seq > 0) {
+                Some(h) => self.write_head(h.next_seq - 1, &h.prev_hash)?,
+                None => match std::fs::remove_file(&self.head_path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                },
+            }
+        }
+        Ok(())
+    }
+
     fn unlock_chain(&mut self) {
+        self.undo = None;
+        self.locked_head = None;
         if std::mem::take(&mut self.locked) {
             let _ = fs4::FileExt::unlock(&self.file);
         }

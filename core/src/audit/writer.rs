@@ -10,6 +10,7 @@
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
@@ -18,13 +19,9 @@ use super::AuditObserver;
 use super::chain::{AuditKey, ChainHead, HASH_MARKER};
 use super::coalesce::Coalescer;
 use super::event::{Action, AuditEvent, BodyFormat, Resource};
-use super::queue::{Control, Item, Losses, Queue};
+use super::queue::{ANSWERED, Control, GAVE_UP, Item, Losses, Queue, TAKEN, WAITING, Waiter};
 use super::sink::{AuditRecord, AuditSink, CUT_OFF_EVENT, Continues, ROTATED_EVENT, SharedTail};
 use crate::principal::Principal;
-
-/// Reason written on the events of accesses that strict mode refused because no sink could
-/// record them.
-pub(crate) const STRICT_REFUSED: &str = "audit sink unavailable; access refused (strict mode)";
 
 /// Lines signed and written per sink call: small enough that the batch text, the sink's
 /// buffer and the kernel's copy stay in cache (a 64k-event batch is ~20 MiB and ran at memory
@@ -121,7 +118,11 @@ impl Writer {
             if let Some(observer) = self.observer.as_mut() {
                 let mut i = observed;
                 while i < pending.len() {
-                    observer.observe(&pending[i].event, &mut alerts);
+                    // An intent is not an access yet: its outcome is the event the monitor
+                    // counts.
+                    if !pending[i].event.intent {
+                        observer.observe(&pending[i].event, &mut alerts);
+                    }
                     i += 1;
                     for a in alerts.drain(..) {
                         pending.insert(
@@ -175,24 +176,46 @@ impl Writer {
             }
             idle_polls = 0;
             let batch = done..pending.len().min(done + MAX_BATCH);
-            if self.write(&pending[batch.clone()], &mut signed) {
+            let written = self.write(&mut pending[batch.clone()], &mut signed);
+            if written.committed {
                 failures = 0;
                 wrote_since_flush = true;
+                let mut refused = Vec::new();
                 for p in &mut pending[batch.clone()] {
-                    if let Some(w) = p.waiter.take() {
-                        let _ = w.send(true);
+                    let Some(w) = p.waiter.take() else { continue };
+                    let heard = answer(&w, written.durable);
+                    // The line says the access went ahead; it did not after all (the caller
+                    // gave up waiting for this batch, or a durable follower did not keep
+                    // it): a second line with the same request id says so.
+                    if let Some(r) = w.refusal
+                        && (!heard || !written.durable)
+                    {
+                        let why = if heard { r.not_written } else { r.timed_out };
+                        refused.push(Item {
+                            event: p.event.refused(why),
+                            waiter: None,
+                        });
                     }
                 }
                 done = batch.end;
+                if !refused.is_empty() {
+                    observed += refused.len();
+                    pending.splice(done..done, refused);
+                }
                 if done < pending.len() {
                     continue;
                 }
             } else {
                 failures += 1;
+                // Not written: every waiting access is refused now, and its event, not yet
+                // in the log, is written as refused once a sink takes it. The outcome of a
+                // change that was made is written as it is.
                 for p in &mut pending[done..] {
-                    if let Some(w) = p.waiter.take() {
-                        p.event = p.event.clone().failed(STRICT_REFUSED);
-                        let _ = w.send(false);
+                    let Some(w) = p.waiter.take() else { continue };
+                    let heard = answer(&w, false);
+                    if let Some(r) = w.refusal {
+                        let why = if heard { r.not_written } else { r.timed_out };
+                        p.event = p.event.refused(why);
                     }
                 }
                 for f in flushers.drain(..) {
@@ -254,7 +277,7 @@ impl Writer {
         all_ok
     }
 
-    fn write(&mut self, pending: &[Item], signed: &mut Signed) -> bool {
+    fn write(&mut self, pending: &mut [Item], signed: &mut Signed) -> Written {
         // A shared sink (the file, which sibling processes and other clients append to) is
         // locked for the whole batch, and the chain continues from where it stands now, not
         // from this writer's last batch. The cost is per batch: the lock, a stat, and a read of
@@ -294,6 +317,9 @@ impl Writer {
             };
             ready.push(ok);
         }
+        // Only now, with the sinks locked (which can take a while: another writer's batch),
+        // do strict callers start waiting for this batch rather than for their deadline.
+        take_waiters(pending);
         let mut head = base
             .as_ref()
             .map_or_else(|| self.head.clone(), |b| b.head.clone());
@@ -345,47 +371,93 @@ impl Writer {
                 line: &text[line.clone()],
             })
             .collect();
-        let mut any_ok = self.sinks.iter().all(|s| s.follows_others());
-        // Sinks that keep the lines first; followers (checkpoints) only after one of them did.
-        for pass in [false, true] {
-            if pass && !any_ok {
-                break;
+        // The chain advances only with the sinks that keep the lines durably (the file): a
+        // batch one of them could not take is not committed, and is signed again from that
+        // sink's own tail when retried, so no durable sink's chain has a gap and no line of
+        // it claims what its sink did not keep. The other sinks (tracing, callbacks) get
+        // only committed batches; followers (checkpoints) only after them. With no durable
+        // sink (best effort with tracing or callbacks alone), any sink taking it commits.
+        let keeps = |s: &dyn AuditSink| s.durable() && !s.follows_others();
+        let has_keeper = self.sinks.iter().any(|s| keeps(s.as_ref()));
+        let mut wrote = vec![false; self.sinks.len()];
+        let committed = if has_keeper {
+            self.write_pass(&keeps, &ready, &records, &mut wrote);
+            let all = (self.sinks.iter().zip(&wrote)).all(|(s, w)| *w || !keeps(s.as_ref()));
+            if !all {
+                self.revoke(&wrote);
             }
-            self.write_pass(pass, &ready, &records, &mut any_ok);
+            all
+        } else {
+            let lines = |s: &dyn AuditSink| !s.follows_others();
+            self.write_pass(&lines, &ready, &records, &mut wrote);
+            self.sinks.iter().all(|s| s.follows_others()) || wrote.iter().any(|w| *w)
+        };
+        if committed {
+            if has_keeper {
+                let others = |s: &dyn AuditSink| !s.follows_others() && !s.durable();
+                self.write_pass(&others, &ready, &records, &mut wrote);
+            }
+            let followers = |s: &dyn AuditSink| s.follows_others();
+            self.write_pass(&followers, &ready, &records, &mut wrote);
         }
+        // Strict mode's answer: every durable sink, followers included (a checkpoint store),
+        // wrote the batch.
+        let durable = committed
+            && self
+                .sinks
+                .iter()
+                .zip(&wrote)
+                .all(|(s, w)| *w || !s.durable());
         for sink in &mut self.sinks {
             let _ = catch_unwind(AssertUnwindSafe(|| sink.unlock_chain()));
         }
         signed.ready = ready;
         self.healthy
-            .store(any_ok, std::sync::atomic::Ordering::Release);
-        self.queue.set_sinks_failing(!any_ok);
-        if any_ok {
+            .store(durable, std::sync::atomic::Ordering::Release);
+        self.queue.set_sinks_failing(!committed);
+        if committed {
             self.lost = None;
             self.head = head;
             if let Ok(mut out) = self.head_out.lock() {
                 *out = self.head.clone();
             }
         }
-        any_ok
+        Written { committed, durable }
     }
 
-    /// Hands `records` to the ready sinks that are followers (or not, per `followers`); a
-    /// non-follower that wrote them sets `any_ok`.
+    /// Takes the batch back from the sinks that wrote it when another durable sink could not:
+    /// it is retried, and they would hold it twice.
+    fn revoke(&mut self, wrote: &[bool]) {
+        for (sink, _) in self.sinks.iter_mut().zip(wrote).filter(|(_, w)| **w) {
+            if let Ok(Err(e)) | Err(e) = catch_unwind(AssertUnwindSafe(|| sink.revoke_batch()))
+                .map_err(|_| std::io::Error::other("panicked"))
+            {
+                tracing::error!(
+                    target: "sealbox::audit",
+                    sink = sink.name(),
+                    error = %e,
+                    "audit sink wrote a batch another durable sink could not, and could not \
+                     take it back: it will hold the retried batch twice"
+                );
+            }
+        }
+    }
+
+    /// Hands `records` to the ready sinks `pick` chooses, noting in `wrote` which took them.
     fn write_pass(
         &mut self,
-        followers: bool,
+        pick: &dyn Fn(&dyn AuditSink) -> bool,
         ready: &[bool],
         records: &[AuditRecord<'_>],
-        any_ok: &mut bool,
+        wrote: &mut [bool],
     ) {
-        for (sink, ready) in self.sinks.iter_mut().zip(ready) {
-            if !*ready || sink.follows_others() != followers {
+        for ((sink, ready), wrote) in self.sinks.iter_mut().zip(ready).zip(wrote) {
+            if !*ready || !pick(sink.as_ref()) {
                 continue;
             }
             let result = catch_unwind(AssertUnwindSafe(|| sink.write_batch(records)));
             match result {
-                Ok(Ok(())) => *any_ok |= !followers,
+                Ok(Ok(())) => *wrote = true,
                 Ok(Err(e)) => tracing::error!(
                     target: "sealbox::audit",
                     sink = sink.name(),
@@ -398,6 +470,54 @@ impl Writer {
                     "audit sink panicked while writing a batch"
                 ),
             }
+        }
+    }
+}
+
+/// What became of a batch.
+struct Written {
+    /// The chain advanced: every sink that keeps lines durably wrote it (any sink, when
+    /// none does).
+    committed: bool,
+    /// Every durable sink wrote it, followers included: strict mode lets its accesses go.
+    durable: bool,
+}
+
+/// Takes the strict events of a batch about to be signed: their callers now wait for this
+/// batch's answer. An event whose caller already gave up (its `strict_timeout` ran out while
+/// it was queued) is written as what happened: its access was refused.
+fn take_waiters(items: &mut [Item]) {
+    for p in items {
+        let Some(w) = &p.waiter else { continue };
+        if w.state
+            .compare_exchange(WAITING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            == Err(GAVE_UP)
+        {
+            if let Some(r) = w.refusal {
+                p.event = p.event.refused(r.timed_out);
+            }
+            p.waiter = None;
+        }
+    }
+}
+
+/// Gives a strict caller its answer; `false` when it had given up already (its access was
+/// refused, whatever the answer).
+fn answer(w: &Waiter, ok: bool) -> bool {
+    let mut state = w.state.load(Ordering::Acquire);
+    loop {
+        if state == GAVE_UP {
+            return false;
+        }
+        match w
+            .state
+            .compare_exchange(state, ANSWERED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                let _ = w.answer.send(ok);
+                return true;
+            }
+            Err(now) => state = now,
         }
     }
 }

@@ -46,12 +46,13 @@ mod sealed;
 mod shared;
 mod slot;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 // Also named `cache::clock` by the client, which dates its answers with it.
+use crate::audit::Resource;
 pub(crate) use crate::clock;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::monitor::metrics::ClientMetrics;
 use crate::process::ProcessBound;
 use crate::store::SecretName;
@@ -89,7 +90,13 @@ struct Inner {
     sealer: Option<Sealer>,
     metrics: Arc<ClientMetrics>,
     runtime: BackgroundRuntime,
+    /// Told of every refresh-ahead read (the client audits them): the resource read, or
+    /// the resource asked for and the error.
+    refreshed: OnceLock<RefreshHook>,
 }
+
+/// See [`SecretCache::on_refresh_ahead`].
+pub(crate) type RefreshHook = Box<dyn Fn(Arc<Resource>, Option<ErrorKind>) + Send + Sync>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -177,6 +184,7 @@ impl SecretCache {
                 sealer,
                 metrics,
                 runtime: BackgroundRuntime::here(),
+                refreshed: OnceLock::new(),
             })),
         })
     }

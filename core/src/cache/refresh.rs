@@ -12,7 +12,7 @@ use super::entry::{Entry, SealedVersion, Value};
 use super::key::{IndexKey, KeyBytes};
 use super::probe::{CacheAnswer, Expired};
 use super::{HandleInner, LIFETIME_SLACK, SecretCache, Shared, VersionMeta, clock};
-use crate::audit::CacheOutcome;
+use crate::audit::{CacheOutcome, Resource};
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{SecretName, SecretStore, SecretVersion, Stage, VersionSelector};
 
@@ -65,11 +65,27 @@ impl BackgroundRuntime {
 }
 
 impl SecretCache {
+    /// Calls `hook` after every refresh-ahead read from a store (a read no caller waits
+    /// for, so that no other path sees it): the client audits them. Set once.
+    pub(crate) fn on_refresh_ahead(&self, hook: super::RefreshHook) {
+        let _ = self.inner.refreshed.set(hook);
+    }
+
     pub(super) fn spawn_refresh(&self, entry: Arc<Entry>) {
         let this = self.clone();
         self.inner.runtime.spawn(async move {
-            let _ = this.load(&entry, false).await;
+            let loaded = this.load(&entry, false).await;
             entry.refreshing.store(false, Ordering::Release);
+            if let Some(hook) = this.inner.refreshed.get() {
+                match loaded {
+                    Ok((Value::Plain(h), _)) => hook(h.meta().resource().clone(), None),
+                    Ok((Value::Sealed(v), _)) => hook(v.meta.resource().clone(), None),
+                    Err(e) => hook(
+                        Resource::in_store(entry.name.as_str(), entry.store_id.clone()),
+                        Some(e.kind()),
+                    ),
+                }
+            }
         });
     }
 

@@ -10,6 +10,9 @@
 //! the same client under another identity for per-request principals. [`BlockingSealbox`] is the
 //! synchronous facade the bindings use; its cache hits do not touch the runtime either.
 
+mod blocking;
+mod builder;
+mod changes;
 mod from_config;
 mod reopen;
 mod router;
@@ -24,6 +27,8 @@ use futures::future::Either;
 pub use crate::cache::handle::{RawSecretHandle, SecretHandle};
 pub(crate) use crate::cache::{HandleInner, VersionMeta};
 pub use crate::principal::Principal;
+pub use blocking::BlockingSealbox;
+pub use builder::SealboxBuilder;
 pub(crate) use reopen::Recipe;
 use router::Route;
 pub use router::Router;
@@ -95,185 +100,6 @@ const _: () = {
     assert_send_sync::<Sealbox>();
     assert_send_sync::<BlockingSealbox>();
 };
-
-/// Builds a [`Sealbox`].
-pub struct SealboxBuilder {
-    stores: Vec<(String, Arc<dyn SecretStore>)>,
-    routes: Vec<(String, String)>,
-    default_store: Option<String>,
-    principal: Option<Principal>,
-    cache: Option<CacheConfig>,
-    audit: Option<AuditLogBuilder>,
-    policy: Policy,
-    monitor: Option<MonitorConfig>,
-    hooks: Vec<AlertHook>,
-    /// How the client is to be made again, when not from these settings (a config).
-    recipe: Option<Recipe>,
-}
-
-impl Default for SealboxBuilder {
-    fn default() -> Self {
-        SealboxBuilder {
-            stores: Vec::new(),
-            routes: Vec::new(),
-            default_store: None,
-            principal: None,
-            cache: Some(CacheConfig::default()),
-            audit: None,
-            policy: Policy::default(),
-            monitor: None,
-            hooks: Vec::new(),
-            recipe: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for SealboxBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SealboxBuilder")
-            .field(
-                "stores",
-                &self.stores.iter().map(|(id, _)| id).collect::<Vec<_>>(),
-            )
-            .field("routes", &self.routes)
-            .field("default_store", &self.default_store)
-            .field("cache", &self.cache)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SealboxBuilder {
-    /// The default store (id `"default"`): names route here unless a route says otherwise.
-    pub fn store(self, store: Arc<dyn SecretStore>) -> Self {
-        self.named_store("default", store).default_store("default")
-    }
-
-    /// A store under an id, for routes and `sb://ID/...` references.
-    pub fn named_store(mut self, id: impl Into<String>, store: Arc<dyn SecretStore>) -> Self {
-        let id = id.into();
-        self.stores.retain(|(s, _)| *s != id);
-        self.stores.push((id, store));
-        self
-    }
-
-    /// Routes names under `prefix` (on `/` boundaries) to store `store_id`.
-    pub fn route(mut self, prefix: impl Into<String>, store_id: impl Into<String>) -> Self {
-        self.routes.push((prefix.into(), store_id.into()));
-        self
-    }
-
-    /// Which store gets names no route covers (default: the first store added).
-    pub fn default_store(mut self, store_id: impl Into<String>) -> Self {
-        self.default_store = Some(store_id.into());
-        self
-    }
-
-    /// The principal for calls that do not name one.
-    pub fn principal(mut self, principal: Principal) -> Self {
-        self.principal = Some(principal);
-        self
-    }
-
-    /// Cache settings (the cache is on by default with [`CacheConfig::default`]).
-    pub fn cache(mut self, config: CacheConfig) -> Self {
-        self.cache = config.enabled.then_some(config);
-        self
-    }
-
-    /// Turns the cache off.
-    pub fn no_cache(mut self) -> Self {
-        self.cache = None;
-        self
-    }
-
-    /// Audits every access through this log.
-    pub fn audit(mut self, audit: AuditLogBuilder) -> Self {
-        self.audit = Some(audit);
-        self
-    }
-
-    /// The access policy (default: no rules, everything allowed).
-    pub fn policy(mut self, policy: Policy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Turns on the detectors.
-    pub fn monitor(mut self, config: MonitorConfig) -> Self {
-        self.monitor = Some(config);
-        self
-    }
-
-    /// Calls `hook` for every alert (turns the monitor on with defaults if needed).
-    pub fn alert_hook(mut self, hook: impl Fn(&Alert) + Send + Sync + 'static) -> Self {
-        self.hooks.push(Arc::new(hook));
-        self
-    }
-
-    /// Makes the client [`Sealbox::reopen`] builds again from `recipe` rather than from
-    /// this builder's settings.
-    pub(crate) fn reopen_from(mut self, recipe: Recipe) -> Self {
-        self.recipe = Some(recipe);
-        self
-    }
-
-    /// Builds the client (starts the audit writer thread when auditing or monitoring).
-    pub fn build(mut self) -> Result<Sealbox> {
-        let recipe = match self.recipe.take() {
-            Some(r) => r,
-            None => Recipe::Builder(Box::new(reopen::BuilderRecipe {
-                stores: self.stores.clone(),
-                routes: self.routes.clone(),
-                default_store: self.default_store.clone(),
-                cache: self.cache.clone(),
-                audit: self.audit.as_ref().map(AuditLogBuilder::replica),
-                monitor: self.monitor.clone(),
-                hooks: self.hooks.clone(),
-            })),
-        };
-        let default = match (&self.default_store, self.stores.first()) {
-            (Some(d), _) => d.clone(),
-            (None, Some((id, _))) => id.clone(),
-            (None, None) => return Err(Error::config("a Sealbox needs at least one store")),
-        };
-        let router = Router::new(self.stores, self.routes, &default)?;
-        // Calibrate the latency clock now rather than on the first store call.
-        crate::monitor::metrics::latency_clock();
-        let metrics = Arc::new(ClientMetrics::default());
-        let monitor = match (self.monitor, self.hooks.is_empty()) {
-            (Some(config), _) => Some(Monitor::new(config, self.hooks, metrics.clone())?),
-            (None, false) => Some(Monitor::new(
-                MonitorConfig::default(),
-                self.hooks,
-                metrics.clone(),
-            )?),
-            (None, true) => None,
-        };
-        let audit = match (self.audit, monitor) {
-            (Some(b), Some(m)) => Some(b.observer(Box::new(m)).build()?),
-            (Some(b), None) => Some(b.build()?),
-            (None, Some(m)) => Some(AuditLog::builder().observer(Box::new(m)).build()?),
-            (None, None) => None,
-        };
-        let cache = self
-            .cache
-            .map(|c| SecretCache::new(c, metrics.clone()))
-            .transpose()?;
-        Ok(Sealbox {
-            inner: Arc::new(ProcessBound::new(Inner {
-                router,
-                cache,
-                audit,
-                policy_enforcing: std::sync::atomic::AtomicBool::new(self.policy.is_enforcing()),
-                policy: ArcSwap::from_pointee(self.policy),
-                metrics,
-                recipe,
-            })),
-            principal: self.principal.unwrap_or_default(),
-            source: None,
-        })
-    }
-}
 
 impl Sealbox {
     /// Starts a builder.
@@ -443,25 +269,6 @@ impl Sealbox {
                 tracing::error!(target: "sealbox::audit", error = %e, "could not queue an audit event");
                 error
             }
-        }
-    }
-
-    /// Strict audit mode refuses changes while no sink can write, so that nothing changes
-    /// without a record.
-    fn audit_ready_for_change(&self, action: Action, resource: &Arc<Resource>) -> Result<()> {
-        match &self.inner.audit {
-            Some(a) if a.mode() == crate::audit::AuditMode::Strict && !a.is_healthy() => {
-                let reason = "audit sink unavailable; change refused (strict mode)";
-                let event = self.event(action, resource.clone()).failed(reason);
-                Err(self.audit_failure(
-                    event,
-                    Error::new(
-                        ErrorKind::Unavailable,
-                        "the audit log cannot be written and audit mode is strict; no change was made",
-                    ),
-                ))
-            }
-            _ => Ok(()),
         }
     }
 
@@ -794,54 +601,6 @@ impl Sealbox {
         }
     }
 
-    /// Writes a new CURRENT version.
-    pub async fn put(&self, name: &str, value: &Secret) -> Result<VersionInfo> {
-        self.put_with(name, value, &PutOptions::default()).await
-    }
-
-    /// Writes a new version with options (stages, compare-and-set, ...).
-    pub async fn put_with(
-        &self,
-        name: &str,
-        value: &Secret,
-        options: &PutOptions,
-    ) -> Result<VersionInfo> {
-        self.alive()?;
-        // A version with no stage could never be read as CURRENT or by label; stores disagree
-        // on whether to accept one (AWS refuses), so the client refuses it for all of them.
-        if options.stages.is_empty() {
-            return Err(Error::invalid_input(
-                "a put must name at least one stage (the default is CURRENT)",
-            ));
-        }
-        let route = self.inner.router.resolve(name)?;
-        let resource = route.resource();
-        self.authorize(Capability::Write, Action::Write, &resource)?;
-        self.audit_ready_for_change(Action::Write, &resource)?;
-        self.inner.metrics.writes.incr();
-        let result = route.store.put(&route.name, value, options).await;
-        if let Some(cache) = &self.inner.cache {
-            cache.invalidate(&route.store_id, &route.name);
-        }
-        match result {
-            Ok(info) => {
-                let resource = Arc::new(Resource {
-                    version: Some(info.version.clone()),
-                    ..(*resource).clone()
-                });
-                self.audit_ok(self.event(Action::Write, resource))?;
-                Ok(info)
-            }
-            Err(e) => {
-                self.inner.metrics.store_error(e.kind());
-                let event = self
-                    .event(Action::Write, resource)
-                    .failed(e.kind().as_str());
-                Err(self.audit_failure(event, e))
-            }
-        }
-    }
-
     /// Lists every name under `prefix` (all pages, every store the prefix routes to). With a
     /// policy, only names the principal may `list` are returned.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
@@ -857,6 +616,7 @@ impl Sealbox {
         let explicit = prefix.starts_with("sb://");
         let policy = self.inner.policy.load();
         let mut out = Vec::new();
+        let mut withheld = 0usize;
         for (store_id, store, p) in targets {
             let mut options = ListOptions {
                 prefix: p,
@@ -871,24 +631,26 @@ impl Sealbox {
                         return Err(self.audit_failure(event, e));
                     }
                 };
-                out.extend(page.entries.into_iter().filter(|entry| {
-                    (explicit || self.inner.router.routes_to(entry.name.as_str(), &store_id))
-                        && (!policy.is_enforcing()
-                            || policy
-                                .check_at(
-                                    &self.principal,
-                                    Capability::List,
-                                    Location {
-                                        store: Some(&store_id),
-                                        default_route: self
-                                            .inner
-                                            .router
-                                            .routes_to(entry.name.as_str(), &store_id),
-                                    },
-                                    entry.name.as_str(),
-                                )
-                                .is_allowed())
-                }));
+                for entry in page.entries {
+                    let name = entry.name.as_str();
+                    let routed = self.inner.router.routes_to(name, &store_id);
+                    if !explicit && !routed {
+                        continue;
+                    }
+                    let location = Location {
+                        store: Some(&store_id),
+                        default_route: routed,
+                    };
+                    if policy.is_enforcing()
+                        && !policy
+                            .check_at(&self.principal, Capability::List, location, name)
+                            .is_allowed()
+                    {
+                        withheld += 1;
+                        continue;
+                    }
+                    out.push(entry);
+                }
                 match page.next_page_token {
                     Some(t) => options.page_token = Some(t),
                     None => break,
@@ -896,6 +658,18 @@ impl Sealbox {
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        if withheld > 0 {
+            // The names the policy withheld are a denial like any other: counted and audited
+            // (how many, never which), and the listing goes on with the rest.
+            self.inner.metrics.denies.incr();
+            let reason = format!("{withheld} names under this prefix withheld by the policy");
+            let denied = self.event(Action::List, resource.clone()).deny(reason);
+            if let Some(a) = &self.inner.audit
+                && let Err(e) = a.enqueue(denied)
+            {
+                tracing::error!(target: "sealbox::audit", error = %e, "could not queue an audit event");
+            }
+        }
         let mut e = self.event(Action::List, resource);
         e.reason = Some(format!("{} names", out.len()).into());
         self.audit_ok(e)?;
@@ -922,83 +696,6 @@ impl Sealbox {
         }
     }
 
-    /// Deletes `name`.
-    pub async fn delete(&self, name: &str, options: &DeleteOptions) -> Result<()> {
-        self.alive()?;
-        let route = self.inner.router.resolve(name)?;
-        let resource = route.resource();
-        self.authorize(Capability::Delete, Action::Delete, &resource)?;
-        self.audit_ready_for_change(Action::Delete, &resource)?;
-        self.inner.metrics.writes.incr();
-        let result = route.store.delete(&route.name, options).await;
-        if let Some(cache) = &self.inner.cache {
-            cache.invalidate(&route.store_id, &route.name);
-        }
-        match result {
-            Ok(()) => self.audit_ok(self.event(Action::Delete, resource)),
-            Err(e) => {
-                self.inner.metrics.store_error(e.kind());
-                let event = self
-                    .event(Action::Delete, resource)
-                    .failed(e.kind().as_str());
-                Err(self.audit_failure(event, e))
-            }
-        }
-    }
-
-    /// Moves `stage` to `version` of `name` (`None` removes it): which value readers get
-    /// changes, so this needs the `rotate` capability under a policy (not `write`). Audited
-    /// as a `rotate` event.
-    pub async fn set_stage(
-        &self,
-        name: &str,
-        stage: &Stage,
-        version: Option<&VersionId>,
-    ) -> Result<()> {
-        self.alive()?;
-        let route = self.inner.router.resolve(name)?;
-        let resource = route.resource();
-        self.authorize(Capability::Rotate, Action::Rotate, &resource)?;
-        self.audit_ready_for_change(Action::Rotate, &resource)?;
-        self.inner.metrics.writes.incr();
-        let result = route.store.set_stage(&route.name, stage, version).await;
-        self.finish_change(Action::Rotate, &route, resource, result)
-    }
-
-    /// Restores a deleted `name`: its versions become readable again, so this needs the
-    /// `rotate` capability under a policy, like a stage move. Audited as a `rotate` event.
-    pub async fn restore(&self, name: &str) -> Result<()> {
-        self.alive()?;
-        let route = self.inner.router.resolve(name)?;
-        let resource = route.resource();
-        self.authorize(Capability::Rotate, Action::Rotate, &resource)?;
-        self.audit_ready_for_change(Action::Rotate, &resource)?;
-        self.inner.metrics.writes.incr();
-        let result = route.store.restore(&route.name).await;
-        self.finish_change(Action::Rotate, &route, resource, result)
-    }
-
-    /// Drops the cached value of a changed secret and audits the change's outcome.
-    fn finish_change(
-        &self,
-        action: Action,
-        route: &Route,
-        resource: Arc<Resource>,
-        result: Result<()>,
-    ) -> Result<()> {
-        if let Some(cache) = &self.inner.cache {
-            cache.invalidate(&route.store_id, &route.name);
-        }
-        match result {
-            Ok(()) => self.audit_ok(self.event(action, resource)),
-            Err(e) => {
-                self.inner.metrics.store_error(e.kind());
-                let event = self.event(action, resource).failed(e.kind().as_str());
-                Err(self.audit_failure(event, e))
-            }
-        }
-    }
-
     /// Checks, under the policy, an operation done outside the client on `reference`'s
     /// store (key rotation and retirement, which the CLI runs on the vault itself): `admin`
     /// is needed on the names the keys protect (`*` for the master key, `NAMESPACE/*` for a
@@ -1010,55 +707,19 @@ impl Sealbox {
         self.authorize(Capability::Admin, Action::Key, &resource)
     }
 
-    /// Crypto-shreds a namespace of the store it routes to (`"predis"`, or
-    /// `"sb://STORE/predis"` to name the store): its keys are destroyed and its secrets
-    /// deleted, for good (see [`SecretStore::erase_namespace`]; the local vault is the store
-    /// that supports it). Needs the `admin` capability on `NAMESPACE/*` under a policy, as
-    /// the namespace's key operations do. The erasure is audited
-    /// here, whoever calls it: an `erase` event (`namespace.erase`) naming the namespace, the
-    /// store and the principal, whose `reason` says what was destroyed and which copies are
-    /// not covered ([`Erasure::summary`]). Every cached value is dropped, since any of them
-    /// may belong to the namespace.
-    pub async fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
-        let route = self.inner.router.resolve(namespace)?;
-        let resource = route.resource();
-        // The same rule as the namespace's key operations: `admin` on every name under it.
-        let covers = self
-            .inner
-            .router
-            .key_resource(&format!("{}/*", namespace.trim_end_matches('/')))?;
-        self.authorize(Capability::Admin, Action::Erase, &covers)?;
-        self.audit_ready_for_change(Action::Erase, &resource)?;
-        self.inner.metrics.writes.incr();
-        let result = route.store.erase_namespace(route.name.as_str()).await;
-        if let Some(cache) = &self.inner.cache {
-            cache.clear();
-        }
-        match result {
-            Ok(erasure) => {
-                let mut event = self.event(Action::Erase, resource);
-                event.reason = Some(erasure.summary().into());
-                self.audit_ok(event)?;
-                Ok(erasure)
-            }
-            Err(e) => {
-                self.inner.metrics.store_error(e.kind());
-                let event = self
-                    .event(Action::Erase, resource)
-                    .failed(e.kind().as_str());
-                Err(self.audit_failure(event, e))
-            }
-        }
-    }
-
     /// Records an event produced elsewhere (rotation, key operations, break-glass) under this
-    /// client's audit log; a no-op without one.
+    /// client's audit log; a no-op without one. It records what already happened: in strict
+    /// mode it waits for the durable sinks and fails `Unavailable` when they do not all
+    /// write it in time, but the event is written as it is, never as refused.
     pub fn record_event(&self, event: AuditEvent) -> Result<()> {
         self.alive()?;
         if event.action == Action::Rotate && event.success {
             self.inner.metrics.rotations.incr();
         }
-        self.audit_ok(event)
+        match &self.inner.audit {
+            Some(a) => a.record_outcome(event),
+            None => Ok(()),
+        }
     }
 
     /// Writes every queued audit event to the sinks (waits for the writer).
@@ -1085,188 +746,6 @@ impl Sealbox {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the sealbox runtime", e))
-    }
-}
-
-/// The synchronous facade over [`Sealbox`]; every method blocks the calling thread (cache hits
-/// return without entering the runtime). Must not be called from inside an async runtime.
-#[derive(Clone, Debug)]
-pub struct BlockingSealbox {
-    client: Sealbox,
-    /// Its workers exist only in the process that made it: a forked child never drops it.
-    rt: Arc<ProcessBound<tokio::runtime::Runtime>>,
-}
-
-impl BlockingSealbox {
-    /// Opens a client from a YAML config file.
-    pub fn from_config(path: impl AsRef<Path>) -> Result<BlockingSealbox> {
-        let rt = Sealbox::builder_runtime()?;
-        let client = rt.block_on(Sealbox::from_config(path))?;
-        Ok(BlockingSealbox {
-            client,
-            rt: Arc::new(ProcessBound::new(rt)),
-        })
-    }
-
-    /// Opens a client from a YAML config file with an explicit provider registry.
-    pub fn from_config_with(
-        path: impl AsRef<Path>,
-        registry: &crate::config::ProviderRegistry,
-    ) -> Result<BlockingSealbox> {
-        let rt = Sealbox::builder_runtime()?;
-        let client = rt.block_on(Sealbox::from_config_with(path, registry))?;
-        Ok(BlockingSealbox {
-            client,
-            rt: Arc::new(ProcessBound::new(rt)),
-        })
-    }
-
-    /// The async client behind this facade.
-    pub fn client(&self) -> &Sealbox {
-        &self.client
-    }
-
-    /// See [`Sealbox::reopen`]: a new client, on a runtime of its own, made as this one was.
-    /// In a forked child, call it before the child's first use of the client.
-    pub fn reopen(&self) -> Result<BlockingSealbox> {
-        let rt = Sealbox::builder_runtime()?;
-        let client = rt.block_on(self.client.reopen())?;
-        Ok(BlockingSealbox {
-            client,
-            rt: Arc::new(ProcessBound::new(rt)),
-        })
-    }
-
-    /// Runs a store call on this facade's runtime; in a forked child, where the runtime's
-    /// workers do not exist, answers `Forked` without entering it.
-    fn block_on<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
-        self.client.alive()?;
-        self.rt.block_on(call)
-    }
-
-    /// See [`Sealbox::as_principal`].
-    pub fn as_principal(&self, principal: Principal) -> BlockingSealbox {
-        BlockingSealbox {
-            client: self.client.as_principal(principal),
-            rt: self.rt.clone(),
-        }
-    }
-
-    /// See [`Sealbox::with_source`].
-    pub fn with_source(&self, source: impl AsRef<str>) -> BlockingSealbox {
-        BlockingSealbox {
-            client: self.client.with_source(source),
-            rt: self.rt.clone(),
-        }
-    }
-
-    /// See [`Sealbox::get_cached`].
-    #[inline]
-    pub fn get_cached(&self, reference: &[u8]) -> Option<Result<SecretHandle>> {
-        self.client.get_cached(reference)
-    }
-
-    /// See [`Sealbox::get`]. A hit does not enter the runtime.
-    pub fn get(&self, name: &str) -> Result<SecretHandle> {
-        self.get_bytes(name.as_bytes(), |_| Ok(name))
-    }
-
-    /// [`BlockingSealbox::get`] of a name received as bytes (from C, say): a hit needs no
-    /// UTF-8 check, as only valid names are cached, and the cache is probed once whatever
-    /// the outcome. Only a name the cache does not hold is turned into text, by `text`, whose
-    /// error is returned as is.
-    ///
-    /// ```
-    /// # use std::sync::Arc;
-    /// # use sealbox::{Error, ErrorKind, Sealbox, Secret, store::memory::MemoryStore};
-    /// # let client = Sealbox::builder().store(Arc::new(MemoryStore::new())).build()?.blocking()?;
-    /// # client.put("app/token", &Secret::random(32)?)?;
-    /// let text = |b| std::str::from_utf8(b).map_err(|_| Error::invalid_input("name is not UTF-8"));
-    /// let token = client.get_bytes(b"app/token", text)?; // a first read: checked, then routed
-    /// let hit = |_| -> Result<&str, Error> { unreachable!("a hit checks nothing") };
-    /// let again = client.get_bytes(b"app/token", hit)?;
-    /// assert_eq!(again.version(), token.version());
-    /// let err = client.get_bytes(b"app/\xff", text).unwrap_err();
-    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn get_bytes<'n, E: From<Error>>(
-        &self,
-        name: &'n [u8],
-        text: impl FnOnce(&'n [u8]) -> std::result::Result<&'n str, E>,
-    ) -> std::result::Result<SecretHandle, E> {
-        let c = &self.client;
-        Ok(match c.start_get(name) {
-            Ok(read) => read?,
-            // The entry holds the name it was read under: no text needed.
-            Err(Missed::Expired(cache, expired)) => {
-                self.rt.block_on(c.get_expired(cache, expired))?
-            }
-            Err(Missed::Absent) => self.rt.block_on(c.get_uncached(text(name)?))?,
-        })
-    }
-
-    /// See [`Sealbox::get_version`].
-    pub fn get_version(&self, name: &str, selector: &VersionSelector) -> Result<SecretHandle> {
-        if *selector == VersionSelector::Current {
-            return self.get(name);
-        }
-        self.block_on(self.client.get_version(name, selector))
-    }
-
-    /// See [`Sealbox::get_field`].
-    pub fn get_field(&self, name: &str, field: &str) -> Result<SecretString> {
-        self.get(name)?.secret().json_field(field)
-    }
-
-    /// See [`Sealbox::get_fields`]. A hit does not enter the runtime.
-    pub fn get_fields(&self, name: &str, fields: &[&str]) -> Result<Vec<SecretHandle>> {
-        self.get(name)?.fields(fields)
-    }
-
-    /// See [`Sealbox::refresh_now`].
-    pub fn refresh_now(&self, name: &str) -> Result<()> {
-        self.block_on(self.client.refresh_now(name))
-    }
-
-    /// See [`Sealbox::put`].
-    pub fn put(&self, name: &str, value: &Secret) -> Result<VersionInfo> {
-        self.block_on(self.client.put(name, value))
-    }
-
-    /// See [`Sealbox::put_with`].
-    pub fn put_with(
-        &self,
-        name: &str,
-        value: &Secret,
-        options: &PutOptions,
-    ) -> Result<VersionInfo> {
-        self.block_on(self.client.put_with(name, value, options))
-    }
-
-    /// See [`Sealbox::list`].
-    pub fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
-        self.block_on(self.client.list(prefix))
-    }
-
-    /// See [`Sealbox::describe`].
-    pub fn describe(&self, name: &str) -> Result<SecretMetadata> {
-        self.block_on(self.client.describe(name))
-    }
-
-    /// See [`Sealbox::delete`].
-    pub fn delete(&self, name: &str, options: &DeleteOptions) -> Result<()> {
-        self.block_on(self.client.delete(name, options))
-    }
-
-    /// See [`Sealbox::erase_namespace`].
-    pub fn erase_namespace(&self, namespace: &str) -> Result<Erasure> {
-        self.rt.block_on(self.client.erase_namespace(namespace))
-    }
-
-    /// See [`Sealbox::flush_audit`].
-    pub fn flush_audit(&self) -> Result<()> {
-        self.block_on(self.client.flush_audit())
     }
 }
 

@@ -195,6 +195,9 @@ impl Config {
         if let Some(d) = &self.default_store {
             printable("default_store: store id", d)?;
         }
+        if let Some(a) = &self.audit {
+            a.validate()?;
+        }
         match (&self.secrets, self.stores.is_empty()) {
             (None, true) => Err(Error::config(
                 "the config needs `secrets` (one store) or `stores` (several)",

@@ -7,6 +7,8 @@
 //!   `CURRENT` as it was and records the attempt; [`RotationEngine::rollback`] undoes.
 //! * A lease in the same store (a compare-and-set record with an expiry) keeps two processes,
 //!   on one host or many, from rotating one secret at once.
+//! * A [`Generator`] makes passwords (meeting a [`CredentialPolicy`], SOC2's by default),
+//!   hex and base64url tokens and API keys from the OS CSPRNG, straight into locked memory.
 //! * A [`Rotator`] puts the new value on its target and tests it there; [`Generated`] is the
 //!   one with no target.
 //!
@@ -16,10 +18,12 @@
 
 mod engine;
 pub mod generator;
+pub mod policy;
 mod record;
 mod rotator;
 
 pub use engine::{DEFAULT_LEASE_TTL, NewValue, RolledBack, Rotated, RotationEngine, Status};
 pub use generator::Generator;
+pub use policy::{CredentialPolicy, Violation};
 pub use record::{Failure, Lease, Step, record_name};
 pub use rotator::{Generated, Rotator, StepContext};

@@ -10,19 +10,21 @@
 //! * A [`Generator`] makes passwords (meeting a [`CredentialPolicy`], SOC2's by default),
 //!   hex and base64url tokens and API keys from the OS CSPRNG, straight into locked memory.
 //! * A [`Rotator`] puts the new value on its target and tests it there; [`Generated`] is the
-//!   one with no target.
+//!   one with no target, [`Exec`] runs a command with the value on its standard input.
 //!
 //! Every step is an audit event (`rotation_started`, `rotation_set`, `rotation_tested`,
 //! `rotation_finished`, `rotation_failed` at alert level, `rotation_rolled_back`) and counts
 //! in `sealbox_rotation_steps_total{step,outcome}`.
 
 mod engine;
+mod exec;
 pub mod generator;
 pub mod policy;
 mod record;
 mod rotator;
 
 pub use engine::{DEFAULT_LEASE_TTL, NewValue, RolledBack, Rotated, RotationEngine, Status};
+pub use exec::Exec;
 pub use generator::Generator;
 pub use policy::{CredentialPolicy, Violation};
 pub use record::{Failure, Lease, Step, record_name};

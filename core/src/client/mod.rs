@@ -477,7 +477,7 @@ impl Sealbox {
         }
     }
 
-    fn authorize(
+    pub(crate) fn authorize(
         &self,
         capability: Capability,
         action: Action,

@@ -12,10 +12,14 @@
 //! * A [`Rotator`] puts the new value on its target and tests it there; [`Generated`] is the
 //!   one with no target, [`Exec`] runs a command with the value on its standard input.
 //!
+//! * Through a client, [`Sealbox::rotation`](crate::Sealbox::rotation) checks the `rotate`
+//!   capability, routes, audits into the client's log and runs schedules (`run_due`).
+//!
 //! Every step is an audit event (`rotation_started`, `rotation_set`, `rotation_tested`,
 //! `rotation_finished`, `rotation_failed` at alert level, `rotation_rolled_back`) and counts
 //! in `sealbox_rotation_steps_total{step,outcome}`.
 
+mod client;
 mod engine;
 mod exec;
 pub mod generator;
@@ -23,6 +27,7 @@ pub mod policy;
 mod record;
 mod rotator;
 
+pub use client::{DueReport, Rotation, ScheduledStatus};
 pub use engine::{DEFAULT_LEASE_TTL, NewValue, RolledBack, Rotated, RotationEngine, Status};
 pub use exec::Exec;
 pub use generator::Generator;

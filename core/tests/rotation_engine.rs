@@ -353,6 +353,7 @@ async fn a_store_failure_at_every_call_of_a_rotation_leaves_current_and_resume_f
             assert!(status.pending.is_none() && status.lease.is_none(), "{kind}");
         }
         assert!(failed_calls >= 10, "{kind}: only {failed_calls} calls");
+        println!("{kind}: a failure injected at each of {failed_calls} store calls");
     }
 }
 
@@ -613,6 +614,7 @@ async fn a_rotation_killed_before_each_store_call_resumes_in_another_process() {
         kills >= 10,
         "a rotation makes at least 10 store calls; killed {kills}"
     );
+    println!("killed a rotating child before each of its {kills} store calls");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

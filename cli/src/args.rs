@@ -57,6 +57,11 @@ pub enum Command {
     Versions(NameArg),
     /// Move a stage (CURRENT, PENDING, PREVIOUS or a custom label) to a version, or remove it.
     Stage(StageArgs),
+    /// Rotate a secret now (create PENDING, set, test, promote), or every due one (--due).
+    Rotate(RotateArgs),
+    /// Rotation schedules and state.
+    #[command(subcommand)]
+    Rotation(RotationCommand),
     /// Key operations.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -365,4 +370,25 @@ mod tests {
         let r = Cli::try_parse_from(["sealbox", "get", "a/b", "--reveal", "--out", "f"]);
         assert!(r.is_err());
     }
+}
+
+/// `sealbox rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The secret to rotate (not with --due).
+    #[arg(required_unless_present = "due", conflicts_with = "due")]
+    pub name: Option<String>,
+    /// Rotate every secret of the config's rotation schedule whose period has passed.
+    #[arg(long)]
+    pub due: bool,
+    /// Undo the secret's last rotation (or abandon its unfinished one) instead.
+    #[arg(long, requires = "name")]
+    pub rollback: bool,
+}
+
+/// `sealbox rotation ...`.
+#[derive(Debug, Subcommand)]
+pub enum RotationCommand {
+    /// Last rotated, next due and last failure of every scheduled secret.
+    Status,
 }

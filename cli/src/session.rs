@@ -234,6 +234,23 @@ impl Session {
         })
     }
 
+    /// A client for rotation: the config's own, or one over the `--vault` vault (no policy,
+    /// no audit log, no cache), with the config's `rotation:` schedule when there is one.
+    pub async fn rotation_client(
+        &self,
+    ) -> Result<(Sealbox, Option<sealbox::config::rotation::RotationConfig>)> {
+        if let (Some(client), Some(config)) = (&self.client, &self.config) {
+            let schedule = sealbox::config::Config::from_path(config)?.rotation;
+            return Ok((client.clone(), schedule));
+        }
+        let vault = self.vault().await?;
+        let client = Sealbox::builder()
+            .store(Arc::new(vault))
+            .no_cache()
+            .build()?;
+        Ok((client, None))
+    }
+
     /// Writes everything the command left queued (audit events) before the process exits.
     pub async fn finish(&self) -> Result<()> {
         match &self.client {

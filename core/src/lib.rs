@@ -23,6 +23,7 @@ pub mod monitor;
 pub mod policy;
 mod principal;
 pub mod process;
+pub mod rotation;
 pub mod secret;
 pub mod store;
 

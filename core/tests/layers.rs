@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 /// after it. Blank lines separate the layers; within a layer the order is the one the
 /// modules' own imports need.
 const ORDER: &[&str] = &[
+    "rotation",
     "client",
     //
     "config",

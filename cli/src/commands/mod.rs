@@ -1,6 +1,7 @@
 //! Running a parsed command line: opening what it needs and dispatching to the command.
 
 pub mod audit;
+pub mod rotation;
 pub mod secrets;
 pub mod vault;
 
@@ -73,6 +74,8 @@ async fn run_on_session(session: &Session, command: Command, io: &mut Io<'_>) ->
         Command::Restore(a) => secrets::restore(store, &a.name).await,
         Command::Versions(a) => secrets::versions(store, &a.name).await,
         Command::Stage(a) => secrets::stage(store, a).await,
+        Command::Rotate(a) => rotation::rotate(session, a).await,
+        Command::Rotation(cmd) => rotation::run(session, cmd).await,
         Command::Keys(cmd) => vault::keys(session, cmd).await,
         Command::Namespace(cmd) => vault::namespace(session, cmd).await,
         Command::Verify => vault::verify(session).await,

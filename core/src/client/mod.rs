@@ -284,7 +284,7 @@ impl Sealbox {
         }
     }
 
-    fn authorize(
+    pub(crate) fn authorize(
         &self,
         capability: Capability,
         action: Action,

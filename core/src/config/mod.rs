@@ -46,6 +46,7 @@ mod interpolate;
 mod limits;
 mod master_key;
 mod registry;
+pub mod rotation;
 mod serde_errors;
 
 use std::collections::BTreeMap;
@@ -116,6 +117,9 @@ pub struct Config {
     /// Detectors (default: off).
     #[serde(default)]
     pub monitor: Option<MonitorConfig>,
+    /// Rotation schedules (default: none).
+    #[serde(default)]
+    pub rotation: Option<rotation::RotationConfig>,
     /// The config file's directory, which relative paths resolve against.
     #[serde(skip)]
     pub(crate) base_dir: Option<PathBuf>,

@@ -77,8 +77,8 @@ def write(c, project, prefix):
         c.update_secret(
             request={"secret": stale, "update_mask": field_mask_pb2.FieldMask(paths=["labels"])}
         )
-    except Exception as e:  # google.api_core.exceptions.FailedPrecondition
-        refused = type(e).__name__
+    except Exception as e:  # google.api_core.exceptions.BadRequest (HTTP 400)
+        refused = e.response.json()["error"]["status"]
     # A secret with no aliases at all, the way most tools write: sealbox reads latest as CURRENT.
     blob = c.create_secret(
         request={
@@ -115,7 +115,7 @@ def read(c, project, prefix):
     out["aliases"] = {k: str(v) for k, v in s.version_aliases.items()}
     out["labels"] = dict(s.labels)
     out["annotations"] = dict(s.annotations)
-    out["replication"] = "automatic" if s.replication.automatic else "user_managed"
+    out["replication"] = type(s.replication).pb(s.replication).WhichOneof("replication")
     versions = c.list_secret_versions(request={"parent": name, "page_size": 1})
     out["versions"] = [number(v.name) for v in versions]
     secrets = c.list_secrets(request={"parent": f"projects/{project}", "page_size": 1})

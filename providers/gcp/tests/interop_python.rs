@@ -68,7 +68,7 @@ async fn versions_the_python_client_wrote_and_staged_read_correctly_in_sealbox()
     let server = LocalSecretManager::start().await;
     let prefix = "interop/py-writes";
     let written = run(&py, &server.endpoint(), "write", &sealbox_gcp::names::secret_id(prefix).unwrap());
-    assert_eq!(written["stale_etag"], "FailedPrecondition", "{written}");
+    assert_eq!(written["stale_etag"], "FAILED_PRECONDITION", "{written}");
     let store = support::store(&server, prefix).await;
     let db = name("database");
 

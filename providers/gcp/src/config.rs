@@ -177,7 +177,9 @@ impl GcpConfig {
                 )));
             }
         }
-        if self.anonymous && (self.credentials_file.is_some() || self.impersonate_service_account.is_some()) {
+        if self.anonymous
+            && (self.credentials_file.is_some() || self.impersonate_service_account.is_some())
+        {
             return Err(Error::config(
                 "gcp anonymous: true sends no credentials; remove credentials_file and \
                  impersonate_service_account, or anonymous",
@@ -305,9 +307,7 @@ impl GcpConfig {
                     .with_target_principal(target.clone())
                     .with_delegates(self.delegates.clone())
                     .build()
-                    .map_err(|e| {
-                        Error::config(format!("gcp: cannot impersonate {target}: {e}"))
-                    })
+                    .map_err(|e| Error::config(format!("gcp: cannot impersonate {target}: {e}")))
             }
         }
     }
@@ -340,7 +340,9 @@ impl GcpConfig {
             builder = builder.with_endpoint(endpoint);
         }
         builder.build().await.map_err(|e| {
-            Error::config(format!("gcp: the Secret Manager client could not be built: {e}"))
+            Error::config(format!(
+                "gcp: the Secret Manager client could not be built: {e}"
+            ))
         })
     }
 }

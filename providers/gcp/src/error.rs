@@ -195,6 +195,9 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::NotFound);
         assert_eq!(err.provider_request_id(), Some("req-42"));
         assert!(err.message().contains("NOT_FOUND"), "{err}");
-        assert!(err.message().contains("not found or has no versions"), "{err}");
+        assert!(
+            err.message().contains("not found or has no versions"),
+            "{err}"
+        );
     }
 }

@@ -208,10 +208,16 @@ mod tests {
         assert_eq!(path_of_id("db_password"), None);
         assert_eq!(path_of_id("trailing_"), None);
         assert_eq!(path_of_id("lower_2e"), None);
-        assert_eq!(path_of_id("letter_41"), None, "escaped A has one spelling: A");
+        assert_eq!(
+            path_of_id("letter_41"),
+            None,
+            "escaped A has one spelling: A"
+        );
         assert_eq!(path_of_id("my-secret").as_deref(), Some("my-secret"));
         assert_eq!(
-            name_of_id("predis__prod__x", Some("predis/prod")).unwrap().as_str(),
+            name_of_id("predis__prod__x", Some("predis/prod"))
+                .unwrap()
+                .as_str(),
             "x"
         );
         assert_eq!(name_of_id("predis__prodx", Some("predis/prod")), None);

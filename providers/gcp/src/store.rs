@@ -199,9 +199,9 @@ impl GcpSecretManager {
         config.validate()?;
         let replication = match (&config.location, &config.replication) {
             (Some(_), _) => None,
-            (None, None) => Some(
-                model::Replication::new().set_automatic(model::replication::Automatic::new()),
-            ),
+            (None, None) => {
+                Some(model::Replication::new().set_automatic(model::replication::Automatic::new()))
+            }
             (None, Some(ReplicationConfig::Automatic { kms_key_name })) => {
                 let mut auto = model::replication::Automatic::new();
                 if let Some(k) = kms_key_name {
@@ -280,7 +280,13 @@ impl GcpSecretManager {
             return Ok(Some(*v));
         }
         let latest = format!("{resource}/versions/latest");
-        match self.client.get_secret_version().set_name(&latest).send().await {
+        match self
+            .client
+            .get_secret_version()
+            .set_name(&latest)
+            .send()
+            .await
+        {
             Ok(v) if v.state != model::secret_version::State::Destroyed => {
                 Ok(version_number(&v.name))
             }
@@ -543,8 +549,7 @@ impl SecretStore for GcpSecretManager {
             }
         };
         let mut stages = stages_of(&secret, number);
-        if !secret.version_aliases.contains_key(CURRENT) && *selector == VersionSelector::Current
-        {
+        if !secret.version_aliases.contains_key(CURRENT) && *selector == VersionSelector::Current {
             stages.push(Stage::Current);
         }
         Ok(SecretVersion {
@@ -754,9 +759,7 @@ impl SecretStore for GcpSecretManager {
             })
             .collect();
         let deleted = if is_deleted(&secret) {
-            Some(
-                system_time(secret.expire_time().map(|b| &**b)).unwrap_or_else(SystemTime::now),
-            )
+            Some(system_time(secret.expire_time().map(|b| &**b)).unwrap_or_else(SystemTime::now))
         } else {
             None
         };
@@ -794,24 +797,24 @@ impl SecretStore for GcpSecretManager {
             .send()
             .await
             .map_err(|e| error::from_gax(call("ListSecrets", &self.parent), e))?;
-        let mut entries: Vec<ListEntry> = page
-            .secrets
-            .iter()
-            .filter_map(|s| {
-                let id = s.name.rsplit_once("/secrets/")?.1;
-                if !id.starts_with(&id_prefix) {
-                    return None;
-                }
-                let name = names::name_of_id(id, self.prefix.as_deref())?;
-                let deleted = is_deleted(s);
-                (name.starts_with(&options.prefix) && (options.include_deleted || !deleted))
-                    .then(|| ListEntry {
-                        name,
-                        updated: system_time(s.create_time.as_ref()),
-                        deleted,
-                    })
-            })
-            .collect();
+        let mut entries: Vec<ListEntry> =
+            page.secrets
+                .iter()
+                .filter_map(|s| {
+                    let id = s.name.rsplit_once("/secrets/")?.1;
+                    if !id.starts_with(&id_prefix) {
+                        return None;
+                    }
+                    let name = names::name_of_id(id, self.prefix.as_deref())?;
+                    let deleted = is_deleted(s);
+                    (name.starts_with(&options.prefix) && (options.include_deleted || !deleted))
+                        .then(|| ListEntry {
+                            name,
+                            updated: system_time(s.create_time.as_ref()),
+                            deleted,
+                        })
+                })
+                .collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(ListPage {
             entries,
@@ -859,10 +862,7 @@ impl SecretStore for GcpSecretManager {
         let mut annotations = secret.annotations.clone();
         annotations.insert(ANNOTATION_DELETED.to_owned(), now_rfc3339());
         if let Some(prior) = secret.expire_time() {
-            annotations.insert(
-                ANNOTATION_PRIOR_EXPIRY.to_owned(),
-                String::from(**prior),
-            );
+            annotations.insert(ANNOTATION_PRIOR_EXPIRY.to_owned(), String::from(**prior));
         }
         let update = model::Secret::new()
             .set_etag(secret.etag.clone())
@@ -925,14 +925,17 @@ impl SecretStore for GcpSecretManager {
     ) -> Result<()> {
         let alias = names::to_alias(stage)?;
         if version.is_none() && *stage == Stage::Current {
-            return Err(Error::invalid_input("CURRENT cannot be removed, only moved"));
+            return Err(Error::invalid_input(
+                "CURRENT cannot be removed, only moved",
+            ));
         }
         let resource = self.resource(name)?;
         let target = match version {
             None => None,
-            Some(v) => Some(parse_version(v).ok_or_else(|| {
-                Error::not_found(format!("secret {name} has no version {v}"))
-            })?),
+            Some(v) => Some(
+                parse_version(v)
+                    .ok_or_else(|| Error::not_found(format!("secret {name} has no version {v}")))?,
+            ),
         };
         for _ in 0..MAX_ROUNDS {
             let secret = self.live_secret(name, &resource).await?;
@@ -1000,7 +1003,14 @@ mod tests {
     #[test]
     fn version_ids_are_positive_numbers() {
         assert_eq!(parse_version(&VersionId::new("3")), Some(3));
-        for bad in ["0", "-1", "03", "+3", "latest", "00000000-0000-4000-8000-00000000dead"] {
+        for bad in [
+            "0",
+            "-1",
+            "03",
+            "+3",
+            "latest",
+            "00000000-0000-4000-8000-00000000dead",
+        ] {
             assert_eq!(parse_version(&VersionId::new(bad)), None, "{bad}");
         }
         assert_eq!(version_number("projects/1/secrets/a/versions/12"), Some(12));
@@ -1011,7 +1021,12 @@ mod tests {
     fn tags_must_be_labels() {
         check_label("team", "platform").unwrap();
         check_label("tier", "").unwrap();
-        for (k, v) in [("Team", "x"), ("1x", "x"), ("team", "Platform"), ("t", "a b")] {
+        for (k, v) in [
+            ("Team", "x"),
+            ("1x", "x"),
+            ("team", "Platform"),
+            ("t", "a b"),
+        ] {
             assert_eq!(
                 check_label(k, v).unwrap_err().kind(),
                 ErrorKind::InvalidInput,
@@ -1027,7 +1042,9 @@ mod tests {
             .set_data(bytes::Bytes::from_static(b"value"))
             .set_data_crc32c(i64::from(crc32c::crc32c(b"value")));
         assert_eq!(
-            take_payload(&name, "1", Some(good)).unwrap().expose_secret(),
+            take_payload(&name, "1", Some(good))
+                .unwrap()
+                .expose_secret(),
             b"value"
         );
         let bad = model::SecretPayload::new()
@@ -1042,6 +1059,9 @@ mod tests {
         let k = token_key("conformance-token-0123456789abcdef-0123456789ab");
         assert!(k.len() <= 63);
         assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-        assert_eq!(k, token_key("conformance-token-0123456789abcdef-0123456789ab"));
+        assert_eq!(
+            k,
+            token_key("conformance-token-0123456789abcdef-0123456789ab")
+        );
     }
 }

@@ -46,9 +46,15 @@ fn authed_config(server: &LocalSecretManager) -> GcpConfig {
 
 async fn round_trip(store: &GcpSecretManager) -> sealbox::Result<()> {
     store
-        .put(&name("auth/probe"), &secret(b"authed"), &PutOptions::default())
+        .put(
+            &name("auth/probe"),
+            &secret(b"authed"),
+            &PutOptions::default(),
+        )
         .await?;
-    let got = store.get(&name("auth/probe"), &VersionSelector::Current).await?;
+    let got = store
+        .get(&name("auth/probe"), &VersionSelector::Current)
+        .await?;
     assert_eq!(got.value.expose_secret(), b"authed");
     Ok(())
 }
@@ -84,7 +90,10 @@ async fn a_service_account_key_file_authenticates_every_call() {
     round_trip(&store).await.unwrap();
     let seen = principals(&server);
     assert!(!seen.is_empty());
-    assert!(seen.iter().all(|p| p.as_deref() == Some(SOURCE)), "{seen:?}");
+    assert!(
+        seen.iter().all(|p| p.as_deref() == Some(SOURCE)),
+        "{seen:?}"
+    );
 
     // A key the server does not know (another key for the same account) is refused.
     let other_dir = dir.path().join("other");
@@ -129,7 +138,10 @@ async fn impersonation_acts_as_the_target_account_and_needs_the_grant() {
         "{log:?}"
     );
     let seen = principals(&server);
-    assert!(seen.iter().all(|p| p.as_deref() == Some(TARGET)), "{seen:?}");
+    assert!(
+        seen.iter().all(|p| p.as_deref() == Some(TARGET)),
+        "{seen:?}"
+    );
 }
 
 /// Runs only as the child of the test below, with `GOOGLE_APPLICATION_CREDENTIALS` set.
@@ -172,5 +184,8 @@ async fn application_default_credentials_come_from_the_environment() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
     let seen = principals(&server);
     assert!(!seen.is_empty());
-    assert!(seen.iter().all(|p| p.as_deref() == Some(SOURCE)), "{seen:?}");
+    assert!(
+        seen.iter().all(|p| p.as_deref() == Some(SOURCE)),
+        "{seen:?}"
+    );
 }

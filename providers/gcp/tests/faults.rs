@@ -62,7 +62,11 @@ async fn a_burst_of_503s_longer_than_the_retry_budget_ends_as_unavailable_and_bo
     assert!(err.provider_request_id().is_some(), "{err:?}");
     // max_attempts (3) for each of the two calls, never more.
     assert_eq!(server.requests() - before, 6);
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// The client's policy does not retry an attempt that timed out (it may have been applied):
@@ -88,8 +92,15 @@ async fn a_response_slower_than_the_attempt_timeout_ends_the_call_in_time() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.message().contains("timed out"), "{err}");
-    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
-    let got = store.get(&name("slow"), &VersionSelector::Current).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let got = store
+        .get(&name("slow"), &VersionSelector::Current)
+        .await
+        .unwrap();
     assert_eq!(got.value.expose_secret(), b"v");
 }
 
@@ -99,12 +110,18 @@ async fn a_truncated_response_is_never_taken_for_a_value() {
     let store = seeded(&server).await;
     for _ in 0..2 {
         server.inject(Fault::Truncate, 1);
-        match store.get(&name("svc/token"), &VersionSelector::Current).await {
+        match store
+            .get(&name("svc/token"), &VersionSelector::Current)
+            .await
+        {
             Ok(got) => assert_eq!(got.value.expose_secret(), b"t-1"),
             Err(e) => assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}"),
         }
     }
-    let got = store.get(&name("svc/token"), &VersionSelector::Current).await.unwrap();
+    let got = store
+        .get(&name("svc/token"), &VersionSelector::Current)
+        .await
+        .unwrap();
     assert_eq!(got.value.expose_secret(), b"t-1");
 }
 
@@ -121,7 +138,10 @@ async fn a_server_that_dies_is_unavailable_and_its_data_reads_again_after_restar
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
     server.restart().await;
-    let got = store.get(&name("svc/token"), &VersionSelector::Current).await.unwrap();
+    let got = store
+        .get(&name("svc/token"), &VersionSelector::Current)
+        .await
+        .unwrap();
     assert_eq!(got.value.expose_secret(), b"t-1");
 }
 
@@ -156,6 +176,9 @@ async fn a_write_whose_version_cannot_be_added_changes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-    let got = store.get(&name("svc/token"), &VersionSelector::Current).await.unwrap();
+    let got = store
+        .get(&name("svc/token"), &VersionSelector::Current)
+        .await
+        .unwrap();
     assert_eq!(got.value.expose_secret(), b"t-1");
 }

@@ -74,6 +74,9 @@ async fn bad_gcp_config_fails_naming_the_key() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{err}");
         assert!(err.message().contains(needle), "{needle}: {err}");
-        assert!(err.message().contains("stores.gcp.config") || needle.starts_with('/'), "{err}");
+        assert!(
+            err.message().contains("stores.gcp.config") || needle.starts_with('/'),
+            "{err}"
+        );
     }
 }

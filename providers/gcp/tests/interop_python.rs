@@ -12,9 +12,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use sealbox::store::{
-    PutOptions, SecretStore, Stage, VersionId, VersionSelector,
-};
+use sealbox::store::{PutOptions, SecretStore, Stage, VersionId, VersionSelector};
 use sealbox::{ErrorKind, ExposeSecret};
 use serde_json::Value;
 use support::{LocalSecretManager, PROJECT, name, secret};
@@ -22,7 +20,10 @@ use support::{LocalSecretManager, PROJECT, name, secret};
 fn python(test: &str) -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("SEALBOX_TEST_PYTHON").map(PathBuf::from),
-        Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/test-venv/bin/python"))),
+        Some(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/test-venv/bin/python"
+        ))),
     ];
     for p in candidates.into_iter().flatten() {
         let ok = Command::new(&p)
@@ -39,7 +40,9 @@ fn python(test: &str) -> Option<PathBuf> {
         "{test}: no Python with google-cloud-secret-manager (set SEALBOX_TEST_PYTHON or run \
          scripts/test.sh); CI must not skip it"
     );
-    eprintln!("SKIPPED {test}: no Python with google-cloud-secret-manager; set SEALBOX_TEST_PYTHON");
+    eprintln!(
+        "SKIPPED {test}: no Python with google-cloud-secret-manager; set SEALBOX_TEST_PYTHON"
+    );
     None
 }
 
@@ -67,7 +70,12 @@ async fn versions_the_python_client_wrote_and_staged_read_correctly_in_sealbox()
     let Some(py) = python(test) else { return };
     let server = LocalSecretManager::start().await;
     let prefix = "interop/py-writes";
-    let written = run(&py, &server.endpoint(), "write", &sealbox_gcp::names::secret_id(prefix).unwrap());
+    let written = run(
+        &py,
+        &server.endpoint(),
+        "write",
+        &sealbox_gcp::names::secret_id(prefix).unwrap(),
+    );
     assert_eq!(written["stale_etag"], "FAILED_PRECONDITION", "{written}");
     let store = support::store(&server, prefix).await;
     let db = name("database");
@@ -76,7 +84,11 @@ async fn versions_the_python_client_wrote_and_staged_read_correctly_in_sealbox()
     assert_eq!(current.version, id(&written["database"]["v2"]));
     assert_eq!(current.stages, vec![Stage::Current]);
     assert_eq!(
-        current.value.json_field("password").unwrap().expose_secret(),
+        current
+            .value
+            .json_field("password")
+            .unwrap()
+            .expose_secret(),
         "py-new"
     );
     let previous = store
@@ -85,7 +97,11 @@ async fn versions_the_python_client_wrote_and_staged_read_correctly_in_sealbox()
         .unwrap();
     assert_eq!(previous.version, id(&written["database"]["v1"]));
     assert_eq!(
-        previous.value.json_field("password").unwrap().expose_secret(),
+        previous
+            .value
+            .json_field("password")
+            .unwrap()
+            .expose_secret(),
         "py-old"
     );
     let meta = store.describe(&db).await.unwrap();
@@ -100,7 +116,10 @@ async fn versions_the_python_client_wrote_and_staged_read_correctly_in_sealbox()
         .unwrap();
     assert_eq!(latest_enabled.value.expose_secret(), &[0, 1, 2, 254, 255]);
     let disabled = store
-        .get(&blob, &VersionSelector::Version(id(&written["blob"]["disabled"])))
+        .get(
+            &blob,
+            &VersionSelector::Version(id(&written["blob"]["disabled"])),
+        )
         .await
         .unwrap_err();
     assert_eq!(disabled.kind(), ErrorKind::NotFound);
@@ -128,20 +147,36 @@ async fn versions_sealbox_wrote_read_correctly_in_the_python_client() {
         ..PutOptions::default()
     };
     let v1 = store.put(&n, &secret(b"first"), &described).await.unwrap();
-    let v2 = store.put(&n, &secret(b"second"), &PutOptions::default()).await.unwrap();
+    let v2 = store
+        .put(&n, &secret(b"second"), &PutOptions::default())
+        .await
+        .unwrap();
     let pending = PutOptions {
         stages: vec![Stage::Pending],
         ..PutOptions::default()
     };
     let v3 = store.put(&n, &secret(b"third"), &pending).await.unwrap();
     store
-        .put(&name("written-binary"), &secret(&[255, 0, 128]), &PutOptions::default())
+        .put(
+            &name("written-binary"),
+            &secret(&[255, 0, 128]),
+            &PutOptions::default(),
+        )
         .await
         .unwrap();
 
-    let seen = run(&py, &server.endpoint(), "read", &sealbox_gcp::names::secret_id(prefix).unwrap());
+    let seen = run(
+        &py,
+        &server.endpoint(),
+        "read",
+        &sealbox_gcp::names::secret_id(prefix).unwrap(),
+    );
     let check = |alias: &str, v: &VersionId, value: &str| {
-        assert_eq!(seen[alias]["version"].as_str(), Some(v.as_str()), "{alias}: {seen}");
+        assert_eq!(
+            seen[alias]["version"].as_str(),
+            Some(v.as_str()),
+            "{alias}: {seen}"
+        );
         assert_eq!(seen[alias]["value"].as_str(), Some(value), "{alias}");
     };
     check("previous", &v1.version, "first");
@@ -149,12 +184,18 @@ async fn versions_sealbox_wrote_read_correctly_in_the_python_client() {
     check("pending", &v3.version, "third");
     assert_eq!(seen["binary"], serde_json::json!([255, 0, 128]));
     assert_eq!(seen["labels"]["team"], "platform");
-    assert_eq!(seen["annotations"]["sealbox-description"], "written by sealbox");
+    assert_eq!(
+        seen["annotations"]["sealbox-description"],
+        "written by sealbox"
+    );
     assert_eq!(seen["replication"], "automatic");
     assert_eq!(seen["versions"], serde_json::json!(["3", "2", "1"]));
     let id_prefix = sealbox_gcp::names::secret_id(prefix).unwrap();
     assert_eq!(
         seen["ids"],
-        serde_json::json!([format!("{id_prefix}__written"), format!("{id_prefix}__written-binary")])
+        serde_json::json!([
+            format!("{id_prefix}__written"),
+            format!("{id_prefix}__written-binary")
+        ])
     );
 }

@@ -436,8 +436,7 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
         } else {
             &response.body
         };
-        if stream.write_all(head.as_bytes()).await.is_err()
-            || stream.write_all(body).await.is_err()
+        if stream.write_all(head.as_bytes()).await.is_err() || stream.write_all(body).await.is_err()
         {
             return;
         }
@@ -532,7 +531,11 @@ fn ts(t: OffsetDateTime) -> String {
 
 fn new_etag(shared: &Shared) -> String {
     let n = shared.next_id.fetch_add(1, Ordering::SeqCst);
-    format!("\"{:x}{:013x}\"", now().unix_timestamp_nanos() as u64 & 0xffff_ffff, n)
+    format!(
+        "\"{:x}{:013x}\"",
+        now().unix_timestamp_nanos() as u64 & 0xffff_ffff,
+        n
+    )
 }
 
 // ---- authentication --------------------------------------------------------------------
@@ -559,11 +562,16 @@ fn verify_jwt(auth: &Auth, token: &str) -> Result<String, Fail> {
     use rsa::pkcs1v15::{Signature, VerifyingKey};
     use rsa::signature::Verifier;
     let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(unauthenticated("not a JWT"));
     };
-    let decode = |p: &str| URL_SAFE_NO_PAD.decode(p).map_err(|_| unauthenticated("bad base64"));
+    let decode = |p: &str| {
+        URL_SAFE_NO_PAD
+            .decode(p)
+            .map_err(|_| unauthenticated("bad base64"))
+    };
     let header: Value =
         serde_json::from_slice(&decode(h)?).map_err(|_| unauthenticated("bad header"))?;
     let claims: Value =
@@ -579,8 +587,8 @@ fn verify_jwt(auth: &Auth, token: &str) -> Result<String, Fail> {
         .service_accounts
         .get(iss)
         .ok_or_else(|| unauthenticated("unknown service account"))?;
-    let sig = Signature::try_from(decode(s)?.as_slice())
-        .map_err(|_| unauthenticated("bad signature"))?;
+    let sig =
+        Signature::try_from(decode(s)?.as_slice()).map_err(|_| unauthenticated("bad signature"))?;
     VerifyingKey::<rsa::sha2::Sha256>::new(key.clone())
         .verify(format!("{h}.{c}").as_bytes(), &sig)
         .map_err(|_| unauthenticated("signature does not verify"))?;
@@ -691,9 +699,11 @@ fn route(shared: &Shared, req: &Request, principal: Option<&str>) -> Result<Valu
                 "payload": {"data": STANDARD.encode(&ver.data), "dataCrc32c": ver.crc.to_string()},
             }))
         }
-        ("POST", ["secrets", id, "versions", v], Some(action @ ("enable" | "disable" | "destroy"))) => {
-            ctx.change_version(&mut st, id, v, action, req)
-        }
+        (
+            "POST",
+            ["secrets", id, "versions", v],
+            Some(action @ ("enable" | "disable" | "destroy")),
+        ) => ctx.change_version(&mut st, id, v, action, req),
         _ => Err(not_found(format!("no route for {} {}", m, req.path))),
     }
 }
@@ -715,7 +725,8 @@ fn body_json(req: &Request) -> Result<Value, Fail> {
     if req.body.is_empty() {
         return Ok(json!({}));
     }
-    serde_json::from_slice(&req.body).map_err(|e| invalid(format!("Invalid JSON payload received. {e}")))
+    serde_json::from_slice(&req.body)
+        .map_err(|e| invalid(format!("Invalid JSON payload received. {e}")))
 }
 
 fn query<'r>(req: &'r Request, key: &str) -> Option<&'r str> {
@@ -742,7 +753,9 @@ fn string_map(v: &Value, what: &str) -> Result<BTreeMap<String, String>, Fail> {
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Fail> {
     let part = |c: char| c.is_lowercase() || c.is_numeric() || c == '_' || c == '-';
     if labels.len() > 64 {
-        return Err(invalid("No more than 64 labels can be assigned to a given resource."));
+        return Err(invalid(
+            "No more than 64 labels can be assigned to a given resource.",
+        ));
     }
     for (k, v) in labels {
         let key_ok = (1..=63).contains(&k.chars().count())
@@ -769,7 +782,9 @@ fn check_annotations(a: &BTreeMap<String, String>) -> Result<(), Fail> {
         total += k.len() + v.len();
     }
     if total >= 16 * 1024 {
-        return Err(invalid("The total size of annotations must be less than 16KiB."));
+        return Err(invalid(
+            "The total size of annotations must be less than 16KiB.",
+        ));
     }
     Ok(())
 }
@@ -792,7 +807,8 @@ fn parse_aliases(v: &Value) -> Result<BTreeMap<String, i64>, Fail> {
         .ok_or_else(|| invalid(format!("versionAliases.{k} must be an int64")))?;
         let ok = k.len() <= 63
             && k.starts_with(|c: char| c.is_ascii_alphabetic())
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             && k != "latest"
             && k != "NEW";
         if !ok {
@@ -801,7 +817,9 @@ fn parse_aliases(v: &Value) -> Result<BTreeMap<String, i64>, Fail> {
         out.insert(k.clone(), n);
     }
     if out.len() > 50 {
-        return Err(invalid("No more than 50 aliases can be assigned to a given secret."));
+        return Err(invalid(
+            "No more than 50 aliases can be assigned to a given secret.",
+        ));
     }
     Ok(out)
 }
@@ -928,7 +946,10 @@ impl Ctx<'_> {
     fn version<'s>(&self, id: &str, rec: &'s SecretRec, v: &str) -> Result<&'s VersionRec, Fail> {
         let number = match v {
             "latest" => rec.versions.last().map(|v| v.number),
-            v => v.parse::<i64>().ok().or_else(|| rec.aliases.get(v).copied()),
+            v => v
+                .parse::<i64>()
+                .ok()
+                .or_else(|| rec.aliases.get(v).copied()),
         };
         number
             .and_then(|n| rec.versions.iter().find(|x| x.number == n))
@@ -1030,7 +1051,11 @@ impl Ctx<'_> {
         let mut out = Map::new();
         out.insert(
             "secrets".into(),
-            Value::Array(page.iter().map(|(k, r)| self.secret_json(&k.2, r)).collect()),
+            Value::Array(
+                page.iter()
+                    .map(|(k, r)| self.secret_json(&k.2, r))
+                    .collect(),
+            ),
         );
         if rest.len() > size
             && let Some((_, last)) = page.last()
@@ -1077,9 +1102,7 @@ impl Ctx<'_> {
                 ));
             }
         } else if replication.is_some() {
-            return Err(invalid(
-                "Regional secrets cannot set a replication policy.",
-            ));
+            return Err(invalid("Regional secrets cannot set a replication policy."));
         }
         let labels = string_map(&body["labels"], "labels")?;
         check_labels(&labels)?;
@@ -1278,7 +1301,10 @@ impl Ctx<'_> {
         if rest.len() > size
             && let Some(last) = page.last()
         {
-            out.insert("nextPageToken".into(), json!(page_token(last.number as u64)));
+            out.insert(
+                "nextPageToken".into(),
+                json!(page_token(last.number as u64)),
+            );
         }
         out.insert("totalSize".into(), json!(rec.versions.len()));
         Ok(Value::Object(out))
@@ -1299,7 +1325,11 @@ impl Ctx<'_> {
         };
         let etag = new_etag(self.shared);
         let rec = st.secrets.get_mut(&self.key(id)).unwrap();
-        let ver = rec.versions.iter_mut().find(|x| x.number == number).unwrap();
+        let ver = rec
+            .versions
+            .iter_mut()
+            .find(|x| x.number == number)
+            .unwrap();
         if let Some(e) = body["etag"].as_str()
             && !e.is_empty()
             && e != ver.etag

@@ -402,8 +402,9 @@ pub fn credentials_from_secret(json: &Secret) -> Result<Credentials> {
 mod tests {
     use super::*;
 
+    /// As the config loader reads a block: YAML into JSON values, then the struct.
     fn parse(yaml: &str) -> Result<GcpConfig> {
-        let value: serde_norway::Value = serde_norway::from_str(yaml).unwrap();
+        let value: serde_json::Value = serde_norway::from_str(yaml).unwrap();
         GcpConfig::deserialize(value).map_err(|e| Error::config(e.to_string()))
     }
 

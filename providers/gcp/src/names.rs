@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn long_names_are_refused_with_the_limit() {
-        let err = secret_id(&"a/".repeat(100).trim_end_matches('/').to_owned()).unwrap_err();
+        let err = secret_id("a/".repeat(100).trim_end_matches('/')).unwrap_err();
         assert_eq!(err.kind(), sealbox::ErrorKind::InvalidInput);
         assert!(err.message().contains("255"), "{err}");
     }

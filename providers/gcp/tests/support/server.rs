@@ -359,8 +359,8 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
-            && i + 2 < b.len() + 0
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(hex, 16)
         {
             out.push(v);
             i += 3;
@@ -955,8 +955,8 @@ impl Ctx<'_> {
             .and_then(|n| rec.versions.iter().find(|x| x.number == n))
             .ok_or_else(|| {
                 not_found(format!(
-                    "Secret Version [{}] not found.",
-                    format!("{}/versions/{v}", self.secret_name(id))
+                    "Secret Version [{}/versions/{v}] not found.",
+                    self.secret_name(id)
                 ))
             })
     }
@@ -1042,7 +1042,7 @@ impl Ctx<'_> {
             .collect();
         let total = all.len();
         // Newest first (reverse creation), as the API documents.
-        all.sort_by(|a, b| b.1.seq.cmp(&a.1.seq));
+        all.sort_by_key(|b| std::cmp::Reverse(b.1.seq));
         let rest: Vec<_> = all
             .into_iter()
             .filter(|(_, r)| after.is_none_or(|a| r.seq < a))

@@ -9,6 +9,8 @@ use sealbox::Result;
 pub fn register() -> Result<()> {
     #[cfg(feature = "aws")]
     sealbox_aws::register_global()?;
+    #[cfg(feature = "gcp")]
+    sealbox_gcp::register_global()?;
     #[cfg(feature = "pkcs11")]
     sealbox_pkcs11::register_global()?;
     Ok(())
@@ -19,6 +21,8 @@ pub fn register() -> Result<()> {
 pub const NAMES: &[&str] = &[
     #[cfg(feature = "aws")]
     "aws",
+    #[cfg(feature = "gcp")]
+    "gcp",
 ];
 
 /// The key providers `register` adds.

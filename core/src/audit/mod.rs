@@ -49,14 +49,16 @@
 //! it). Open the client in each worker, after the fork: a child has no copy of its parent's
 //! writer thread, and forked copies of one open file would share one lock.
 //!
-//! A writer that dies mid-line (killed while writing) leaves a fragment without its newline.
-//! The next writer ends the fragment with a newline, signs an `audit.cut_off` line (seq and
+//! A writer that dies mid-line (killed while writing, or a crash) leaves a torn last line: a
+//! fragment without its newline. The next writer (another worker, or the service starting
+//! again) ends the fragment with a newline, signs a `torn_tail_recovered` line (seq and
 //! `prev_hash` continuing from the last complete line, `reason` giving the fragment's length)
 //! and goes on; [`verify_file`] accepts a fragment only when such a signed line follows it,
 //! and lists it in [`VerifyReport::cut_off_lines`] (its event is lost). When the `.head`
 //! anchor already vouched for the cut line, the next writer continues after the anchor
 //! instead, so verification reports the loss rather than passing over it. A fragment still at
-//! the end of the file is reported as broken.
+//! the end of the file is reported as broken. A last line cut just before its newline is
+//! whole: the next writer adds the newline and continues after it, recording nothing.
 
 mod chain;
 mod checkpoint;
@@ -82,7 +84,7 @@ pub use checkpoint::{
 };
 pub use event::{Action, AuditEvent, CacheOutcome, Level, Resource, next_request_id};
 pub use sink::{
-    AuditRecord, AuditSink, CUT_OFF_EVENT, CallbackSink, FileSink, FsyncPolicy, SharedTail,
+    AuditRecord, AuditSink, CallbackSink, FileSink, FsyncPolicy, SharedTail, TORN_TAIL_EVENT,
     TracingSink,
 };
 pub use verify::{
@@ -128,7 +130,10 @@ pub struct AuditConfig {
     /// When the file is fsynced.
     #[serde(default)]
     pub fsync: FsyncPolicy,
-    /// The chain key (32+ raw bytes). Default: `PATH.key` beside the log, created with 0600.
+    /// The chain key file (32+ raw bytes; refused when a symlink, another user's, or
+    /// accessible by group or others). Default, through a config: a `PATH.key` already beside
+    /// the log; else the key the default store keeps under its master key (a local vault);
+    /// else `PATH.key`, created with 0600.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
     /// Also emit every line through `tracing`.

@@ -18,7 +18,7 @@ use super::AuditObserver;
 use super::chain::{AuditKey, ChainHead, HASH_MARKER};
 use super::event::{Action, AuditEvent, BodyFormat, Resource};
 use super::queue::{Control, Item, Losses, Queue};
-use super::sink::{AuditRecord, AuditSink, CUT_OFF_EVENT, SharedTail};
+use super::sink::{AuditRecord, AuditSink, SharedTail, TORN_TAIL_EVENT};
 use crate::client::Principal;
 
 /// Reason written on the events of accesses that strict mode refused because no sink could
@@ -380,7 +380,7 @@ impl Writer {
 /// The signed line that follows a fragment another writer left cut off mid-line.
 fn cut_off_event(bytes: u64) -> AuditEvent {
     AuditEvent {
-        event: Some(CUT_OFF_EVENT),
+        event: Some(TORN_TAIL_EVENT),
         ..AuditEvent::access(
             Action::Alert,
             Principal::new("sealbox:audit"),
@@ -388,8 +388,9 @@ fn cut_off_event(bytes: u64) -> AuditEvent {
         )
     }
     .failed(format!(
-        "the line before this one is a fragment of {bytes} bytes cut off mid-line \
-         (a writer stopped while writing it); the chain continues from the line before it"
+        "torn tail recovered: the line before this one is a fragment of {bytes} bytes cut off \
+         mid-line (a writer was killed or the machine crashed while writing it; its event is \
+         lost); the chain continues from the line before it"
     ))
 }
 

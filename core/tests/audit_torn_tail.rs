@@ -85,8 +85,9 @@ fn a_last_line_torn_at_every_byte_is_recovered_when_the_service_starts_and_verif
             "cut at byte {cut}"
         );
 
-        start_service_and_write(&config)
-            .unwrap_or_else(|e| panic!("the service did not start with a log cut at byte {cut}: {e}"));
+        start_service_and_write(&config).unwrap_or_else(|e| {
+            panic!("the service did not start with a log cut at byte {cut}: {e}")
+        });
 
         let report = verify_file(&log, &key).unwrap();
         assert!(report.is_ok(), "cut at byte {cut}: {report:?}");
@@ -215,7 +216,10 @@ fn a_writer_killed_mid_append_leaves_a_torn_tail_the_restarted_service_recovers_
             .unwrap();
         // Let it append a while, then SIGKILL it at a moment of its choosing.
         while std::fs::metadata(&log).map_or(0, |m| m.len()) < 1 << 20 {
-            assert!(child.try_wait().unwrap().is_none(), "the writer died by itself");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the writer died by itself"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(Duration::from_micros(kills as u64 * 397 % 3000));
@@ -232,7 +236,11 @@ fn a_writer_killed_mid_append_leaves_a_torn_tail_the_restarted_service_recovers_
             .iter()
             .filter(|e| e["event"] == TORN_TAIL_EVENT)
             .count();
-        assert_eq!(report.cut_off_lines.len(), usize::from(ends_torn), "kill {kills}");
+        assert_eq!(
+            report.cut_off_lines.len(),
+            usize::from(ends_torn),
+            "kill {kills}"
+        );
         assert_eq!(markers, usize::from(ends_torn), "kill {kills}");
         torn += usize::from(ends_torn);
     }

@@ -17,14 +17,11 @@ use sealbox::audit::{
     verify_file_with,
 };
 use sealbox::config::{Config, ProviderRegistry};
-use sealbox::{Error, ErrorKind, Result, Secret};
+use sealbox::{Error, ErrorKind, Result};
 use serde::Serialize;
 
 use crate::args::AuditCommand;
 use crate::output::{Outcome, Report};
-
-/// Longest key file accepted (keys are 32 bytes; anything much larger is not a key file).
-const MAX_KEY_FILE: usize = 1024;
 
 #[derive(Debug, Serialize)]
 struct ProblemRow {
@@ -44,8 +41,9 @@ struct AuditVerifyReport {
     anchored: bool,
     /// Published checkpoints the log was checked against.
     checkpoints: u64,
-    /// Fragments a writer left cut off mid-line, each followed by the next writer's signed
-    /// `audit.cut_off` line (their events are lost; the chain holds).
+    /// Torn lines recovered: fragments a writer left cut off mid-line, each followed by the
+    /// next writer's signed `torn_tail_recovered` line (their events are lost; the chain
+    /// holds).
     cut_off_lines: Vec<u64>,
     problem: Option<ProblemRow>,
 }
@@ -62,8 +60,9 @@ impl Report for AuditVerifyReport {
         };
         if !self.cut_off_lines.is_empty() {
             out.push_str(&format!(
-                "note: line(s) {} were cut off mid-line by a writer that stopped; the next \
-                 writer marked each one and the chain continues\n",
+                "torn tail recovered at line(s) {}: a writer was killed or crashed mid-line \
+                 there (that event is lost); the next writer signed a torn_tail_recovered line \
+                 and the chain continues (not tampering)\n",
                 self.cut_off_lines
                     .iter()
                     .map(u64::to_string)
@@ -89,8 +88,7 @@ pub async fn run(command: AuditCommand, config: Option<&Path>) -> Result<Outcome
         allow_unanchored,
         checkpoints,
     } = command;
-    let key_path = audit_key_file.unwrap_or_else(|| default_key_path(&file));
-    let key = load_key(&key_path)?;
+    let key = chain_key(&file, audit_key_file, config).await?;
     let checkpoints = match checkpoints {
         Some(reference) => load_checkpoints(&reference, config).await?,
         None => Vec::new(),
@@ -168,29 +166,56 @@ fn render(file: &Path, report: &VerifyReport) -> Outcome {
     }
 }
 
-fn load_key(path: &PathBuf) -> Result<AuditKey> {
-    let mut file = std::fs::File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+/// The chain key, as the writers chose it: `--audit-key-file`; else `FILE.key` beside the log;
+/// else, with `--config`, the config's `audit.key_file` or the key its default store keeps
+/// under its master key (a local vault).
+async fn chain_key(
+    file: &Path,
+    key_file: Option<PathBuf>,
+    config: Option<&Path>,
+) -> Result<AuditKey> {
+    if let Some(path) = key_file {
+        return load_key(&path);
+    }
+    let beside = default_key_path(file);
+    let Some(config) = config.filter(|_| std::fs::symlink_metadata(&beside).is_err()) else {
+        return load_key(&beside);
+    };
+    crate::providers::register()?;
+    let config = Config::from_path(config)?;
+    if let Some(path) = config.audit_key_file() {
+        return load_key(&path);
+    }
+    config
+        .store_audit_key(&ProviderRegistry::global_snapshot())
+        .await?
+        .ok_or_else(|| {
             Error::config(format!(
-                "audit key file {} does not exist; pass --audit-key-file PATH",
-                path.display()
+                "no audit key for {}: no {} beside it, and the config's default store keeps \
+                 no audit key; pass --audit-key-file PATH",
+                file.display(),
+                beside.display()
             ))
-        } else {
-            Error::io(format!("opening audit key file {}", path.display()), e)
-        }
-    })?;
-    let secret = Secret::from_reader(&mut file, MAX_KEY_FILE)?;
-    AuditKey::new(&secret).map_err(|_| {
-        Error::config(format!(
-            "audit key file {} must hold at least 32 bytes",
+        })
+}
+
+/// The chain key in `path`, refused when a symlink, another user's, or readable by group or
+/// others (as the writers refuse it).
+fn load_key(path: &Path) -> Result<AuditKey> {
+    AuditKey::from_file(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => Error::config(format!(
+            "audit key file {} does not exist; pass --audit-key-file PATH (or --config CONFIG \
+             when the key is kept by the config's vault)",
             path.display()
-        ))
+        )),
+        _ => e,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sealbox::Secret;
     use sealbox::audit::{AuditLog, FsyncPolicy};
     use sealbox::store::memory::MemoryStore;
     use std::sync::Arc;
@@ -285,6 +310,8 @@ mod tests {
         let log = audited_log(dir.path()).await;
         let other = dir.path().join("other.key");
         std::fs::write(&other, [7u8; 32]).unwrap();
+        std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let mut outcome = verify(&log, Some(other)).await.unwrap();
         assert_eq!(outcome.take_failure().unwrap().kind(), ErrorKind::Integrity);
         let j = json(&outcome);

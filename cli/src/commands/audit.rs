@@ -323,4 +323,61 @@ mod tests {
             "{detail}"
         );
     }
+
+    fn human(outcome: &Outcome) -> String {
+        match outcome {
+            Outcome::Report { human, .. } => human.clone(),
+            Outcome::Written => String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recovered_torn_tail_is_reported_as_such_not_as_tampering() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let log = audited_log(dir.path()).await;
+        // A writer killed mid-line: half a line, no newline.
+        let text = std::fs::read_to_string(&log).unwrap();
+        let last = text.lines().last().unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(&last.as_bytes()[..last.len() / 2]).unwrap();
+        drop(f);
+        let torn_at = text.lines().count() as u64 + 1;
+        let mut outcome = verify(&log, None).await.unwrap();
+        assert!(
+            outcome.take_failure().is_some(),
+            "a torn tail nobody recovered fails"
+        );
+        // The next writer (the service starting again) recovers it.
+        audited_log(dir.path()).await;
+        let mut outcome = verify(&log, None).await.unwrap();
+        assert!(outcome.take_failure().is_none(), "{}", human(&outcome));
+        let j = json(&outcome);
+        assert_eq!(j["ok"], true, "{j}");
+        assert_eq!(j["cut_off_lines"], serde_json::json!([torn_at]), "{j}");
+        let h = human(&outcome);
+        assert!(h.contains(": ok,"), "{h}");
+        assert!(
+            h.contains(&format!("torn tail recovered at line(s) {torn_at}")),
+            "{h}"
+        );
+        assert!(h.contains("not tampering"), "{h}");
+    }
+
+    #[tokio::test]
+    async fn a_key_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = audited_log(dir.path()).await;
+        let key = default_key_path(&log);
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let err = verify(&log, None).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(
+            err.message()
+                .contains(&format!("chmod 600 {}", key.display())),
+            "{}",
+            err.message()
+        );
+    }
 }

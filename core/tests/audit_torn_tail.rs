@@ -250,3 +250,33 @@ fn a_writer_killed_mid_append_leaves_a_torn_tail_the_restarted_service_recovers_
     );
     eprintln!("{kills} kills, {torn} torn tails recovered");
 }
+
+/// The same tail search serves every writer of a shared log: a line longer than the old 64 KiB
+/// search window, written by one writer, must not stop the others.
+#[test]
+fn a_line_over_64_kib_from_one_writer_is_continued_by_the_next() {
+    use sealbox::audit::{Action, AuditEvent, Resource};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let config = service_config(dir.path(), &log);
+    let (a, b) = (
+        BlockingSealbox::from_config(&config).unwrap(),
+        BlockingSealbox::from_config(&config).unwrap(),
+    );
+    let long = "x".repeat(200 << 10);
+    a.client()
+        .record_event(AuditEvent::access(
+            Action::List,
+            sealbox::Principal::new("svc:web"),
+            Resource::named(&long),
+        ))
+        .unwrap();
+    a.flush_audit().unwrap();
+    b.put("app/after", &secret("v")).unwrap();
+    b.flush_audit()
+        .expect("the second writer continues after the long line");
+    drop((a, b));
+    let report = verify_file(&log, &chain_key(&log)).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.lines, 2);
+}

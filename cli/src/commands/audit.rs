@@ -1,8 +1,11 @@
 //! `sealbox audit verify FILE`: checks an audit log's keyed hash chain.
 //!
-//! The chain key is read from `--audit-key-file`, or from `FILE.key` beside the log (where the
-//! audit log keeps it when no key file is configured). Verification never creates a key: a
-//! missing key file is a config error, not a fresh key that would make every line look edited.
+//! The chain key is the one the writers used: `--audit-key-file`; else `FILE.key` beside the
+//! log; else, with `--config`, the config's `audit.key_file` or the key its local vault keeps
+//! wrapped by its master key (where a config with a local vault keeps it). A key file is
+//! refused when it is a symlink, another user's, or accessible by group or others.
+//! Verification never creates a key file: a missing one is a config error, not a fresh key
+//! that would make every line look edited.
 //!
 //! A log without its `FILE.head` anchor fails (`missing_anchor`) unless `--allow-unanchored`.
 //! The anchor only catches accidents: whoever can write the log can rewrite it. With

@@ -45,8 +45,10 @@
 //! another writer's batch); the hot path is unchanged. A writer waits up to 10 s for the lock
 //! (writers hold it for one batch); past that its batch fails and is retried like any sink
 //! failure, so readers are never refused because another writer is appending. All writers
-//! must use the same key: the first process creates `FILE.key` (atomically; the others read
-//! it). Open the client in each worker, after the fork: a child has no copy of its parent's
+//! must use the same key: through a config with a local vault, the key the vault keeps
+//! wrapped by its master key (see `LocalVault::audit_chain_key`); otherwise the first process
+//! creates `FILE.key` (atomically; the others read it), which is refused when it is a symlink,
+//! another user's, or accessible by group or others. Open the client in each worker, after the fork: a child has no copy of its parent's
 //! writer thread, and forked copies of one open file would share one lock.
 //!
 //! A writer that dies mid-line (killed while writing, or a crash) leaves a torn last line: a

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
-use sealbox::Secret;
 use sealbox::audit::{
     AuditKey, VerifyOptions, VerifyReport, default_key_path, log_files, verify_file_with,
 };
@@ -27,7 +26,7 @@ pub struct PyAuditReport {
     /// a cut-off tail).
     anchored: bool,
     /// Lines that are fragments a writer left cut off mid-line, each marked by the next
-    /// writer's signed `audit.cut_off` line (their events are lost; the chain holds).
+    /// writer's signed `torn_tail_recovered` line (their events are lost; the chain holds).
     cut_off_lines: Vec<u64>,
     /// The files verified as one chain (rotated ones first, then the active file).
     files: Vec<String>,
@@ -92,34 +91,64 @@ impl From<VerifyReport> for PyAuditReport {
     }
 }
 
-/// Reads the chain key from `path` without ever creating one (a verifier must not invent keys).
+/// Reads the chain key from `path` without ever creating one (a verifier must not invent keys),
+/// refusing a symlink, another user's file, or one readable by group or others.
 fn read_key(path: &Path) -> sealbox::Result<AuditKey> {
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| sealbox::Error::io(format!("opening audit key {}", path.display()), e))?;
-    let secret = Secret::from_reader(&mut file, 1024)?;
-    AuditKey::new(&secret)
+    AuditKey::from_file(path).map_err(|e| match e.kind() {
+        sealbox::ErrorKind::NotFound => sealbox::Error::io(
+            format!("opening audit key {}", path.display()),
+            std::io::ErrorKind::NotFound.into(),
+        ),
+        _ => e,
+    })
+}
+
+/// The chain key a config's writers use when no key file lies beside the log.
+fn config_key(config: &Path) -> sealbox::Result<AuditKey> {
+    let config = sealbox::config::Config::from_path(config)?;
+    if let Some(file) = config.audit_key_file() {
+        return read_key(&file);
+    }
+    // The vault is opened through `spawn_blocking`: it needs a runtime context.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| sealbox::Error::io("starting a runtime to open the config's store", e))?;
+    runtime
+        .block_on(config.store_audit_key(&sealbox::config::ProviderRegistry::global_snapshot()))?
+        .ok_or_else(|| {
+            sealbox::Error::config(
+                "no audit key: no key file beside the log, and the config's default store keeps \
+                 no audit key; pass key_file",
+            )
+        })
 }
 
 /// Verifies the audit log at `path` (its keyed hash chain and `.head` anchor; `path` is the
 /// active file, whose rotated files are verified first as one chain, or a directory holding
-/// one log) with the key in
-/// `key_file` (default: `PATH.key` beside the log). A tampered file is a report with
+/// one log) with the key in `key_file`; by default `PATH.key` beside the log, or when there
+/// is none and `config` is given, the config's `audit.key_file` or the key its local vault
+/// keeps under its master key. A tampered file is a report with
 /// `ok == False`; an unreadable file or key raises. A log without its anchor is a
 /// `"missing_anchor"` problem unless `allow_unanchored` (for a log that never had one).
 #[pyfunction]
-#[pyo3(signature = (path, *, key_file = None, allow_unanchored = false))]
+#[pyo3(signature = (path, *, key_file = None, allow_unanchored = false, config = None))]
 pub(crate) fn audit_verify(
     py: Python<'_>,
     path: PathBuf,
     key_file: Option<PathBuf>,
     allow_unanchored: bool,
+    config: Option<PathBuf>,
 ) -> BindingResult<PyAuditReport> {
     let report = py.detach(|| {
-        let key_path = match key_file {
-            Some(k) => k,
-            None => default_key_path(&log_files(&path)?.0),
+        let beside = default_key_path(&log_files(&path)?.0);
+        let key = match (key_file, config) {
+            (Some(file), _) => read_key(&file)?,
+            (None, Some(config)) if std::fs::symlink_metadata(&beside).is_err() => {
+                config_key(&config)?
+            }
+            (None, _) => read_key(&beside)?,
         };
-        let key = read_key(&key_path)?;
         let options = VerifyOptions {
             allow_unanchored,
             ..VerifyOptions::default()

@@ -121,6 +121,27 @@ def test_audit_verify_needs_the_key(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.key").exists(), "a verifier must not create keys"
 
 
+def test_audit_verify_of_a_vault_config_uses_the_key_its_vault_keeps(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        """
+secrets:
+  provider: local
+  config: {path: ./vault, key_file: ./master.key}
+audit: {path: ./audit.jsonl}
+""",
+    )
+    with sealbox.Sealbox.open(config) as sb:
+        sb.put("app/db", fresh_value())
+        sb.flush_audit()
+    log = tmp_path / "audit.jsonl"
+    # The chain key is wrapped by the vault's master key: nothing beside the log to steal.
+    assert not (tmp_path / "audit.jsonl.key").exists()
+    assert sealbox.audit_verify(log, config=config).ok
+    with pytest.raises(sealbox.SealboxError):
+        sealbox.audit_verify(log)
+
+
 def test_policy_denial_raises_access_denied_and_is_audited(tmp_path: Path) -> None:
     config = audited_config(
         tmp_path,

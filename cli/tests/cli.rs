@@ -228,7 +228,13 @@ fn a_config_with_a_local_store_serves_data_and_vault_commands_and_audits_them() 
     }
     assert!(text.contains("\"action\":\"key\""), "{text}");
     assert!(!text.contains("t0ken-value") && !text.contains("acme-value"));
+    // The chain key is the vault's, wrapped by its master key: nothing lies beside the log,
+    // and verify finds the key through the config.
+    assert!(!s.path("audit.jsonl.key").exists());
     let o = run(&["audit", "verify", log.to_str().unwrap()]);
+    assert_eq!(code(&o), 8, "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("--config"), "{}", stderr(&o));
+    let o = with_config(&["audit", "verify", log.to_str().unwrap()], b"");
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }
 

@@ -212,11 +212,7 @@ fn a_restore_through_a_config_is_audited() {
         .unwrap_or_else(|| panic!("no restore event: {text}"));
     assert!(line.contains("\"user\":\"user:ops\""), "{line}");
     assert!(line.contains("\"success\":true"), "{line}");
-    let o = run_with_env(
-        &["audit", "verify", s.path("audit.jsonl").to_str().unwrap()],
-        b"",
-        &[],
-    );
+    let o = with_config(&["audit", "verify", s.path("audit.jsonl").to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }
 

@@ -804,7 +804,7 @@ fn a_line_cut_off_by_a_writer_that_stopped_is_marked_by_the_next_writer_and_the_
     let after = lines(&path);
     assert_eq!(after[3].len(), cut);
     let marker: serde_json::Value = serde_json::from_str(&after[4]).unwrap();
-    assert_eq!(marker["event"], sealbox::audit::CUT_OFF_EVENT);
+    assert_eq!(marker["event"], sealbox::audit::TORN_TAIL_EVENT);
     assert_eq!(marker["seq"], 3);
     assert_eq!(marker["level"], "warn");
     assert!(

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use sealbox::audit::{AuditEvent, AuditKey, verify_file};
+use sealbox::audit::{AuditEvent, verify_file};
 use sealbox::keys::{DataKey, Envelope, KeyId, KeyVersion, LocalKeyFile};
 use sealbox::store::local::LocalVault;
 use sealbox::store::memory::MemoryStore;
@@ -351,8 +351,16 @@ fn a_config_client_with_an_audit_log_reopens_in_the_child_and_the_log_verifies()
     let (_audit, client) = take(&slot);
     client.get(NAME).unwrap();
     client.flush_audit().unwrap();
-    let mut raw = std::fs::read(sealbox::audit::default_key_path(&log)).unwrap();
-    let key = AuditKey::new(&Secret::from_mut_slice(&mut raw).unwrap()).unwrap();
+    // The chain key is the vault's (wrapped by its master key), the same in the child.
+    let key = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(
+            sealbox::config::Config::from_path(&config)
+                .unwrap()
+                .store_audit_key(&sealbox::config::ProviderRegistry::global_snapshot()),
+        )
+        .unwrap()
+        .unwrap();
     let report = verify_file(&log, &key).unwrap();
     assert!(report.is_ok(), "{report:?}");
     let reads = std::fs::read_to_string(&log)

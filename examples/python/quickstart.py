@@ -105,7 +105,8 @@ def main() -> None:
         print(sb.describe(NAME))
         sb.flush_audit()
 
-    report = sealbox.audit_verify(workdir / "audit.jsonl")
+    # The chain key is kept in the vault, wrapped by its master key: verify through the config.
+    report = sealbox.audit_verify(workdir / "audit.jsonl", config=config)
     print(f"audit log: {report.lines} events, chain verified: {report.ok}")
     if not report.ok:
         raise SystemExit(f"audit log problem: {report.problem_kind} at line {report.problem_line}")

@@ -214,9 +214,11 @@ def audit_verify(
     *,
     key_file: str | os.PathLike[str] | None = None,
     allow_unanchored: bool = False,
+    config: str | os.PathLike[str] | None = None,
 ) -> AuditReport:
     """Verifies an audit log's keyed hash chain and its ``PATH.head`` anchor (key default:
-    ``PATH.key``). A missing anchor is a ``"missing_anchor"`` problem unless
+    ``PATH.key``; without one, with ``config``, the key the config's local vault keeps under
+    its master key). A missing anchor is a ``"missing_anchor"`` problem unless
     ``allow_unanchored`` (for a log that never had one)."""
 
 @final

@@ -3,9 +3,12 @@
 //! FILE is the active file (the files rotated out of it, `FILE.NNNN...`, are verified first,
 //! in order, as one chain) or a directory holding one log.
 //!
-//! The chain key is read from `--audit-key-file`, or from `FILE.key` beside the log (where the
-//! audit log keeps it when no key file is configured). Verification never creates a key: a
-//! missing key file is a config error, not a fresh key that would make every line look edited.
+//! The chain key is the one the writers used: `--audit-key-file`; else `FILE.key` beside the
+//! log; else, with `--config`, the config's `audit.key_file` or the key its local vault keeps
+//! wrapped by its master key (where a config with a local vault keeps it). A key file is
+//! refused when it is a symlink, another user's, or accessible by group or others.
+//! Verification never creates a key file: a missing one is a config error, not a fresh key
+//! that would make every line look edited.
 //!
 //! A log without its `FILE.head` anchor fails (`missing_anchor`) unless `--allow-unanchored`.
 //! The anchor only catches accidents: whoever can write the log can rewrite it. With
@@ -20,14 +23,11 @@ use sealbox::audit::{
     read_checkpoints, verify_file_with,
 };
 use sealbox::config::{Config, ProviderRegistry};
-use sealbox::{Error, ErrorKind, Result, Secret};
+use sealbox::{Error, ErrorKind, Result};
 use serde::Serialize;
 
 use crate::args::AuditCommand;
 use crate::output::{Outcome, Report};
-
-/// Longest key file accepted (keys are 32 bytes; anything much larger is not a key file).
-const MAX_KEY_FILE: usize = 1024;
 
 #[derive(Debug, Serialize)]
 struct ProblemRow {
@@ -52,8 +52,9 @@ struct AuditVerifyReport {
     anchored: bool,
     /// Published checkpoints the log was checked against.
     checkpoints: u64,
-    /// Fragments a writer left cut off mid-line, each followed by the next writer's signed
-    /// `audit.cut_off` line (their events are lost; the chain holds).
+    /// Torn lines recovered: fragments a writer left cut off mid-line, each followed by the
+    /// next writer's signed `torn_tail_recovered` line (their events are lost; the chain
+    /// holds).
     cut_off_lines: Vec<u64>,
     problem: Option<ProblemRow>,
 }
@@ -80,8 +81,9 @@ impl Report for AuditVerifyReport {
         }
         if !self.cut_off_lines.is_empty() {
             out.push_str(&format!(
-                "note: line(s) {} were cut off mid-line by a writer that stopped; the next \
-                 writer marked each one and the chain continues\n",
+                "torn tail recovered at line(s) {}: a writer was killed or crashed mid-line \
+                 there (that event is lost); the next writer signed a torn_tail_recovered line \
+                 and the chain continues (not tampering)\n",
                 self.cut_off_lines
                     .iter()
                     .map(u64::to_string)
@@ -107,11 +109,7 @@ pub async fn run(command: AuditCommand, config: Option<&Path>) -> Result<Outcome
         allow_unanchored,
         checkpoints,
     } = command;
-    let key_path = match audit_key_file {
-        Some(k) => k,
-        None => default_key_path(&log_files(&file)?.0),
-    };
-    let key = load_key(&key_path)?;
+    let key = chain_key(&file, audit_key_file, config).await?;
     let checkpoints = match checkpoints {
         Some(reference) => load_checkpoints(&reference, config).await?,
         None => Vec::new(),
@@ -197,29 +195,56 @@ fn render(file: &Path, report: &VerifyReport) -> Outcome {
     }
 }
 
-fn load_key(path: &PathBuf) -> Result<AuditKey> {
-    let mut file = std::fs::File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+/// The chain key, as the writers chose it: `--audit-key-file`; else `FILE.key` beside the log;
+/// else, with `--config`, the config's `audit.key_file` or the key its default store keeps
+/// under its master key (a local vault).
+async fn chain_key(
+    file: &Path,
+    key_file: Option<PathBuf>,
+    config: Option<&Path>,
+) -> Result<AuditKey> {
+    if let Some(path) = key_file {
+        return load_key(&path);
+    }
+    let beside = default_key_path(&log_files(file)?.0);
+    let Some(config) = config.filter(|_| std::fs::symlink_metadata(&beside).is_err()) else {
+        return load_key(&beside);
+    };
+    crate::providers::register()?;
+    let config = Config::from_path(config)?;
+    if let Some(path) = config.audit_key_file() {
+        return load_key(&path);
+    }
+    config
+        .store_audit_key(&ProviderRegistry::global_snapshot())
+        .await?
+        .ok_or_else(|| {
             Error::config(format!(
-                "audit key file {} does not exist; pass --audit-key-file PATH",
-                path.display()
+                "no audit key for {}: no {} beside it, and the config's default store keeps \
+                 no audit key; pass --audit-key-file PATH",
+                file.display(),
+                beside.display()
             ))
-        } else {
-            Error::io(format!("opening audit key file {}", path.display()), e)
-        }
-    })?;
-    let secret = Secret::from_reader(&mut file, MAX_KEY_FILE)?;
-    AuditKey::new(&secret).map_err(|_| {
-        Error::config(format!(
-            "audit key file {} must hold at least 32 bytes",
+        })
+}
+
+/// The chain key in `path`, refused when a symlink, another user's, or readable by group or
+/// others (as the writers refuse it).
+fn load_key(path: &Path) -> Result<AuditKey> {
+    AuditKey::from_file(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => Error::config(format!(
+            "audit key file {} does not exist; pass --audit-key-file PATH (or --config CONFIG \
+             when the key is kept by the config's vault)",
             path.display()
-        ))
+        )),
+        _ => e,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sealbox::Secret;
     use sealbox::audit::{AuditLog, FsyncPolicy};
     use sealbox::store::memory::MemoryStore;
     use std::sync::Arc;
@@ -314,6 +339,8 @@ mod tests {
         let log = audited_log(dir.path()).await;
         let other = dir.path().join("other.key");
         std::fs::write(&other, [7u8; 32]).unwrap();
+        std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let mut outcome = verify(&log, Some(other)).await.unwrap();
         assert_eq!(outcome.take_failure().unwrap().kind(), ErrorKind::Integrity);
         let j = json(&outcome);
@@ -323,6 +350,63 @@ mod tests {
         assert!(
             detail.contains("audit key does not match this log"),
             "{detail}"
+        );
+    }
+
+    fn human(outcome: &Outcome) -> String {
+        match outcome {
+            Outcome::Report { human, .. } => human.clone(),
+            Outcome::Written => String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recovered_torn_tail_is_reported_as_such_not_as_tampering() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let log = audited_log(dir.path()).await;
+        // A writer killed mid-line: half a line, no newline.
+        let text = std::fs::read_to_string(&log).unwrap();
+        let last = text.lines().last().unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(&last.as_bytes()[..last.len() / 2]).unwrap();
+        drop(f);
+        let torn_at = text.lines().count() as u64 + 1;
+        let mut outcome = verify(&log, None).await.unwrap();
+        assert!(
+            outcome.take_failure().is_some(),
+            "a torn tail nobody recovered fails"
+        );
+        // The next writer (the service starting again) recovers it.
+        audited_log(dir.path()).await;
+        let mut outcome = verify(&log, None).await.unwrap();
+        assert!(outcome.take_failure().is_none(), "{}", human(&outcome));
+        let j = json(&outcome);
+        assert_eq!(j["ok"], true, "{j}");
+        assert_eq!(j["cut_off_lines"], serde_json::json!([torn_at]), "{j}");
+        let h = human(&outcome);
+        assert!(h.contains(": ok,"), "{h}");
+        assert!(
+            h.contains(&format!("torn tail recovered at line(s) {torn_at}")),
+            "{h}"
+        );
+        assert!(h.contains("not tampering"), "{h}");
+    }
+
+    #[tokio::test]
+    async fn a_key_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = audited_log(dir.path()).await;
+        let key = default_key_path(&log);
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let err = verify(&log, None).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(
+            err.message()
+                .contains(&format!("chmod 600 {}", key.display())),
+            "{}",
+            err.message()
         );
     }
 }

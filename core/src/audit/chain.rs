@@ -46,32 +46,65 @@ impl AuditKey {
     }
 
     /// Reads the key from `path` (32+ raw bytes), or creates it there with mode 0600 when the
-    /// file does not exist yet.
+    /// file does not exist yet. An existing file is checked as [`AuditKey::from_file`] does.
     pub fn load_or_create(path: &Path) -> Result<AuditKey> {
-        match std::fs::File::open(path) {
-            Ok(mut f) => {
-                let key = Secret::from_reader(&mut f, 1024)?;
-                AuditKey::new(&key).map_err(|_| {
-                    Error::config(format!(
-                        "audit key file {} must hold at least 32 bytes",
-                        path.display()
-                    ))
-                })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match AuditKey::from_file(path) {
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => {
                 let key = Secret::random(32)?;
                 if create_private(path, key.expose_secret())? {
                     AuditKey::new(&key)
                 } else {
                     // Another process (a sibling worker on the same config) created it first.
-                    AuditKey::load_or_create(path)
+                    AuditKey::from_file(path)
                 }
             }
-            Err(e) => Err(Error::io(
-                format!("opening audit key file {}", path.display()),
-                e,
-            )),
+            other => other,
         }
+    }
+
+    /// Reads the key from the existing file `path` (32+ raw bytes). Whoever can read the chain
+    /// key can sign lines that verify, and whoever owns the file can change it, so the file is
+    /// refused (`Config`, naming the file and the fix) when it is a symlink or not a regular
+    /// file, owned by another user than the one this process runs as, or accessible by group
+    /// or others. The checks run on the descriptor opened with `O_NOFOLLOW`, so they describe
+    /// the very file that is read. A missing file is `NotFound`.
+    pub fn from_file(path: &Path) -> Result<AuditKey> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let shown = path.display();
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            // O_NONBLOCK: a FIFO planted at the path must not hang the open.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| match (e.kind(), e.raw_os_error()) {
+                (std::io::ErrorKind::NotFound, _) => Error::new(
+                    crate::ErrorKind::NotFound,
+                    format!("audit key file {shown} does not exist"),
+                ),
+                (_, Some(libc::ELOOP)) => not_regular(path),
+                _ => Error::io(format!("opening audit key file {shown}"), e),
+            })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading audit key file {shown}"), e))?;
+        if !meta.file_type().is_file() {
+            return Err(not_regular(path));
+        }
+        crate::keys::check_owner(path, "audit key file", meta.uid())?;
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(Error::config(format!(
+                "audit key file {shown} is accessible by group or others (mode {mode:04o}): \
+                 whoever reads it can sign audit lines; run `chmod 600 {shown}`, and start a \
+                 new key and log if others may have read it"
+            )));
+        }
+        let key = Secret::from_reader(&mut file, 1024)?;
+        AuditKey::new(&key).map_err(|_| {
+            Error::config(format!(
+                "audit key file {shown} must hold at least 32 bytes"
+            ))
+        })
     }
 
     pub(crate) fn mac_hex(&self, data: &[u8]) -> String {
@@ -96,6 +129,14 @@ impl AuditKey {
             Err(_) => false,
         }
     }
+}
+
+fn not_regular(path: &Path) -> Error {
+    Error::config(format!(
+        "audit key file {} is not a regular file (symlinks are refused); point the config's \
+         audit.key_file at the file itself",
+        path.display()
+    ))
 }
 
 /// Creates `path` (mode 0600) holding `bytes`, or returns `false` when it already exists.

@@ -55,18 +55,22 @@
 //! another writer's batch); the hot path is unchanged. A writer waits up to 10 s for the lock
 //! (writers hold it for one batch); past that its batch fails and is retried like any sink
 //! failure, so readers are never refused because another writer is appending. All writers
-//! must use the same key: the first process creates `FILE.key` (atomically; the others read
-//! it). Open the client in each worker, after the fork: a child has no copy of its parent's
+//! must use the same key: through a config with a local vault, the key the vault keeps
+//! wrapped by its master key (see `LocalVault::audit_chain_key`); otherwise the first process
+//! creates `FILE.key` (atomically; the others read it), which is refused when it is a symlink,
+//! another user's, or accessible by group or others. Open the client in each worker, after the fork: a child has no copy of its parent's
 //! writer thread, and forked copies of one open file would share one lock.
 //!
-//! A writer that dies mid-line (killed while writing) leaves a fragment without its newline.
-//! The next writer ends the fragment with a newline, signs an `audit.cut_off` line (seq and
+//! A writer that dies mid-line (killed while writing, or a crash) leaves a torn last line: a
+//! fragment without its newline. The next writer (another worker, or the service starting
+//! again) ends the fragment with a newline, signs a `torn_tail_recovered` line (seq and
 //! `prev_hash` continuing from the last complete line, `reason` giving the fragment's length)
 //! and goes on; [`verify_file`] accepts a fragment only when such a signed line follows it,
 //! and lists it in [`VerifyReport::cut_off_lines`] (its event is lost). When the `.head`
 //! anchor already vouched for the cut line, the next writer continues after the anchor
 //! instead, so verification reports the loss rather than passing over it. A fragment still at
-//! the end of the file is reported as broken.
+//! the end of the file is reported as broken. A last line cut just before its newline is
+//! whole: the next writer adds the newline and continues after it, recording nothing.
 
 //!
 //! # Months of events
@@ -110,8 +114,8 @@ pub use checkpoint::{
 pub use event::{Action, AuditEvent, CacheOutcome, Coalesced, Level, Resource, next_request_id};
 pub use rotate::{Rotation, log_files};
 pub use sink::{
-    AuditRecord, AuditSink, CUT_OFF_EVENT, CallbackSink, Continues, FileSink, FsyncPolicy,
-    ROTATED_EVENT, SharedTail, TracingSink,
+    AuditRecord, AuditSink, CallbackSink, Continues, FileSink, FsyncPolicy, ROTATED_EVENT,
+    SharedTail, TORN_TAIL_EVENT, TracingSink,
 };
 pub use verify::{
     Problem, ProblemKind, VerifyOptions, VerifyReport, verify_file, verify_file_with,
@@ -158,7 +162,10 @@ pub struct AuditConfig {
     /// When the file is fsynced.
     #[serde(default)]
     pub fsync: FsyncPolicy,
-    /// The chain key (32+ raw bytes). Default: `PATH.key` beside the log, created with 0600.
+    /// The chain key file (32+ raw bytes; refused when a symlink, another user's, or
+    /// accessible by group or others). Default, through a config: a `PATH.key` already beside
+    /// the log; else the key the default store keeps under its master key (a local vault);
+    /// else `PATH.key`, created with 0600.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
     /// Also emit every line through `tracing`.

@@ -81,9 +81,11 @@ pub trait AuditSink: Send + 'static {
 pub struct SharedTail {
     /// The next seq and the hash the next line must name.
     pub head: ChainHead,
-    /// Bytes of a last line left without its newline (a writer that stopped mid-line). The
-    /// sink ends that fragment with a newline, and the next batch starts with a signed
-    /// [`CUT_OFF_EVENT`] line so that `verify_file` can tell the fragment from an edit.
+    /// Bytes of a torn last line: a fragment left without its newline by a writer that
+    /// stopped mid-line (killed, or the machine crashed). The sink ends that fragment with a
+    /// newline, and the next batch starts with a signed [`TORN_TAIL_EVENT`] line so that
+    /// `verify_file` can tell the fragment from an edit. A last line that is whole and
+    /// continues the chain but lacks only its newline is not torn: the sink adds the newline.
     pub cut_off: Option<u64>,
     /// The file is new (rotated) and the chain continues from the last line of the rotated
     /// file named here: the next batch starts with a signed [`ROTATED_EVENT`] line.
@@ -104,8 +106,12 @@ pub struct Continues {
 /// The `event` of the first line of a file started by rotation.
 pub const ROTATED_EVENT: &str = "audit.rotated";
 
-/// The `event` of the line a writer signs after a fragment cut off by another writer.
-pub const CUT_OFF_EVENT: &str = "audit.cut_off";
+/// The `event` of the line a writer signs after a torn last line (a fragment another writer,
+/// or this process before a crash, left cut off mid-line).
+pub const TORN_TAIL_EVENT: &str = "torn_tail_recovered";
+
+/// The name earlier versions gave [`TORN_TAIL_EVENT`]; `verify_file` accepts both.
+pub(crate) const LEGACY_TORN_TAIL_EVENT: &str = "audit.cut_off";
 
 /// When the file sink calls `fsync`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -128,8 +134,14 @@ const HEAD_EVERY: Duration = Duration::from_millis(100);
 /// writer is stuck while holding it, not contention.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// How much of the file's end is read to find its last line: a page, then 64 KiB.
-const TAIL_WINDOWS: [u64; 2] = [1 << 12, 1 << 16];
+/// How much of the file's end is read first to find its last line: a page (lines are well
+/// under 1 KiB), then four times more each time, up to [`TAIL_AT_MOST`].
+const TAIL_FIRST: u64 = 1 << 12;
+
+/// The most of the file's end read to find its last line (and a torn fragment after it):
+/// an event with a very long name makes a line as long, and a writer killed while appending
+/// it leaves a fragment as long. Past this, the file is refused as not ending in a line.
+const TAIL_AT_MOST: u64 = 64 << 20;
 
 /// An append-only JSON-lines file, with a `.head` anchor beside it so truncation of the tail
 /// is detected too. The file is checked before every batch: if it was removed or replaced, it is
@@ -160,8 +172,9 @@ pub struct FileSink {
     /// while the length is unchanged, no other writer appended and the tail need not be read.
     known_len: Option<u64>,
     known_head: Option<ChainHead>,
-    /// The file ends in a fragment cut off mid-line: the next batch starts with a newline.
-    cut_off: bool,
+    /// The file's last line has no newline (a torn fragment, or a whole line whose newline
+    /// was lost): the next batch starts with one.
+    newline_first: bool,
     rotation: Rotation,
     /// The time of the open file's first line (time rotation), once read.
     started: Option<((u64, u64), SystemTime)>,
@@ -219,7 +232,7 @@ impl FileSink {
             locked: false,
             known_len: None,
             known_head: None,
-            cut_off: false,
+            newline_first: false,
             rotation,
             started: None,
             locked_head: None,
@@ -228,7 +241,6 @@ impl FileSink {
         // Read under the lock: another process may be appending right now.
         let tail = sink.lock_chain();
         sink.unlock_chain();
-        sink.cut_off = false;
         match tail {
             Ok(t) => {
                 sink.resume = t.map(|t| t.head).filter(|h| *h != ChainHead::default());
@@ -316,10 +328,12 @@ impl FileSink {
         }
     }
 
-    /// Where the chain stands in the locked file of length `len`. A file without a complete
-    /// line that has rotated files beside it continues the newest one's chain.
-    fn read_tail(&self, key: &AuditKey, len: u64) -> io::Result<SharedTail> {
-        let (last, cut_off) = tail_of(&self.file, key, len)?;
+    /// Where the chain stands in the locked file of length `len`, and whether the file's last
+    /// line lacks its newline.
+    fn read_tail(&self, key: &AuditKey, len: u64) -> io::Result<(SharedTail, bool)> {
+        let (last, fragment) = tail_of(&self.file, key, len)?;
+        // A file without a complete line that has rotated files beside it continues the
+        // newest one's chain.
         let mut continues = None;
         let head = match last {
             Some(head) => head,
@@ -339,11 +353,24 @@ impl FileSink {
                 None => self.known_head.clone().unwrap_or_default(),
             },
         };
-        Ok(SharedTail {
+        let cut_off = fragment.as_ref().map(|f| f.len() as u64);
+        // Cut just before its newline, the last line is whole: nothing was lost.
+        if let Some(fragment) = &fragment
+            && let Some(after) = line_after(key, fragment, &head)
+        {
+            let tail = SharedTail {
+                head: after,
+                cut_off: None,
+                continues: None,
+            };
+            return Ok((tail, true));
+        }
+        let tail = SharedTail {
             head: self.after_anchor(key, head, len == 0 || cut_off.is_some()),
             cut_off,
             continues,
-        })
+        };
+        Ok((tail, cut_off.is_some()))
     }
 
     /// The time of the open file's first line, read once per file (time rotation only).
@@ -424,9 +451,9 @@ impl FileSink {
                 continues: None,
             });
         }
-        let tail = self.read_tail(key, len)?;
-        self.cut_off = tail.cut_off.is_some();
-        if !self.cut_off && tail.continues.is_none() {
+        let (tail, newline_first) = self.read_tail(key, len)?;
+        self.newline_first = newline_first;
+        if !newline_first && tail.continues.is_none() {
             self.known_len = Some(len);
             self.known_head = Some(tail.head.clone());
         }
@@ -489,7 +516,7 @@ impl FileSink {
             anchored: false,
         });
         self.buf.clear();
-        if std::mem::take(&mut self.cut_off) {
+        if std::mem::take(&mut self.newline_first) {
             self.buf.push(b'\n');
         }
         for r in records {
@@ -563,37 +590,49 @@ impl FileSink {
 }
 
 /// The chain head after the last complete line of `file` (of length `len`), `None` when it
-/// has none, and the length of a fragment after it (a line cut off mid-write).
-fn tail_of(file: &File, key: &AuditKey, len: u64) -> io::Result<(Option<ChainHead>, Option<u64>)> {
+/// has none, and the bytes of a fragment after it (a line cut off mid-write, or a whole line
+/// that lost its newline). The last line is searched for in the file's last [`TAIL_FIRST`]
+/// bytes, then in four times more each time, up to [`TAIL_AT_MOST`]: not found there, the
+/// file does not end in a line.
+fn tail_of(
+    file: &File,
+    key: &AuditKey,
+    len: u64,
+) -> io::Result<(Option<ChainHead>, Option<Vec<u8>>)> {
     use std::os::unix::fs::FileExt as _;
     let mut tail = Vec::new();
-    // The last line is searched for in the file's last 4 KiB (lines are well under 1
-    // KiB), then in its last 64 KiB.
-    for window in TAIL_WINDOWS.map(|w| len.min(w)) {
+    let mut window = 0;
+    loop {
+        window = (window * 4).clamp(TAIL_FIRST, TAIL_AT_MOST).min(len);
         tail.resize(window as usize, 0);
         file.read_exact_at(&mut tail, len - window)?;
         let whole_file = window == len;
-        // A fragment after the last newline was cut off mid-line by a writer that stopped.
+        let wider = || (window < TAIL_AT_MOST).then_some(()).ok_or_else(unverified);
         let complete = match tail.iter().rposition(|&b| b == b'\n') {
             Some(i) => i + 1,
             None if whole_file => 0,
-            None => continue,
+            None => {
+                wider()?;
+                continue;
+            }
         };
-        let cut_off = (complete < tail.len()).then(|| (tail.len() - complete) as u64);
         let body = &tail[..complete.saturating_sub(1)];
         let last = match body.iter().rposition(|&b| b == b'\n') {
             Some(i) => Some(&body[i + 1..]),
             None if complete == 0 => None,
             None if whole_file => Some(body),
-            None => continue,
+            None => {
+                wider()?;
+                continue;
+            }
         };
         let head = match last {
             Some(line) => Some(line_head(key, line).ok_or_else(unverified)?),
             None => None,
         };
-        return Ok((head, cut_off));
+        let fragment = (complete < tail.len()).then(|| tail[complete..].to_vec());
+        return Ok((head, fragment));
     }
-    Err(unverified())
 }
 
 /// The chain head after the last line of the (rotated, complete) file at `path`.
@@ -624,6 +663,15 @@ fn line_head(key: &AuditKey, line: &[u8]) -> Option<ChainHead> {
         next_seq: seq + 1,
         prev_hash: hash.to_owned(),
     })
+}
+
+/// The chain head after `line` when it is a line signed with `key` that continues the chain
+/// from `head` (its seq and `prev_hash` are the ones `head` expects).
+fn line_after(key: &AuditKey, line: &[u8], head: &ChainHead) -> Option<ChainHead> {
+    let after = line_head(key, line)?;
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    (after.next_seq == head.next_seq + 1 && v.get("prev_hash")?.as_str()? == head.prev_hash)
+        .then_some(after)
 }
 
 /// The `.head` anchor's seq and hash, when it is there and verifies under `key`.
@@ -701,7 +749,7 @@ impl AuditSink for FileSink {
         };
         let mut tail = self.tail(&key)?;
         // Whole lines only: a file ending in a fragment is rotated after the next batch.
-        if self.rotation.is_on() && tail.cut_off.is_none() {
+        if self.rotation.is_on() && tail.cut_off.is_none() && !self.newline_first {
             let len = self.file.metadata()?.len();
             let started = self.started();
             if self.rotation.due(len, started, SystemTime::now()) {

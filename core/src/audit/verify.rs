@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::chain::{self, AuditKey, GENESIS};
 use super::rotate;
-use super::sink::CUT_OFF_EVENT;
+use super::sink::{LEGACY_TORN_TAIL_EVENT, TORN_TAIL_EVENT};
 use crate::error::{Error, Result};
 
 /// What is wrong with a line.
@@ -100,8 +100,9 @@ pub struct VerifyReport {
     pub anchored: bool,
     /// How many published checkpoints the log was checked against.
     pub checkpoints: u64,
-    /// Lines that are fragments a writer left cut off mid-line (it stopped while writing), each
-    /// followed by the signed `audit.cut_off` line the next writer wrote: the event of such a
+    /// Torn lines that were recovered: fragments a writer left cut off mid-line (it was killed
+    /// or the machine crashed while writing), each followed by the signed
+    /// `torn_tail_recovered` line the next writer wrote: the event of such a
     /// line is lost, the chain is not broken. Line numbers within their file.
     pub cut_off_lines: Vec<u64>,
     /// The first problem, `None` when the file verifies.
@@ -136,7 +137,10 @@ fn parse(key: &AuditKey, text: &str) -> Option<Line> {
         prev,
         hash: hash.to_owned(),
         signed: key.verify_hex(body.as_bytes(), hash),
-        cut_off_marker: v.get("event").and_then(|e| e.as_str()) == Some(CUT_OFF_EVENT),
+        cut_off_marker: matches!(
+            v.get("event").and_then(|e| e.as_str()),
+            Some(TORN_TAIL_EVENT | LEGACY_TORN_TAIL_EVENT)
+        ),
     })
 }
 
@@ -190,7 +194,7 @@ enum Anchor {
 /// differs from the log's at its seq is [`ProblemKind::HashMismatch`].
 ///
 /// A fragment a writer left cut off mid-line (it stopped while writing) is not a problem when
-/// the next writer's signed `audit.cut_off` line follows it and continues the chain from the
+/// the next writer's signed `torn_tail_recovered` line follows it and continues the chain from the
 /// line before it: it is listed in [`VerifyReport::cut_off_lines`]. A cut-off fragment at the
 /// very end of the file is reported as broken.
 ///
@@ -243,7 +247,8 @@ pub fn verify_file_with(
         (start_seq, start_prev) = (seq, prev);
         report.retention_cut = Some(seq);
     }
-    // A broken line waiting to see whether a writer's `audit.cut_off` line follows it.
+    // A broken line waiting to see whether a writer's `torn_tail_recovered` line follows it.
+    // Anywhere else, a line that is not a signed line is tampering (or damage).
     let mut fragment: Option<Pos> = None;
     while let Some(text) = lines.next_line()? {
         let parsed = text.and_then(|t| parse(key, t));

@@ -20,7 +20,7 @@ use super::chain::{AuditKey, ChainHead, HASH_MARKER};
 use super::coalesce::Coalescer;
 use super::event::{Action, AuditEvent, BodyFormat, Resource};
 use super::queue::{ANSWERED, Control, GAVE_UP, Item, Losses, Queue, TAKEN, WAITING, Waiter};
-use super::sink::{AuditRecord, AuditSink, CUT_OFF_EVENT, Continues, ROTATED_EVENT, SharedTail};
+use super::sink::{AuditRecord, AuditSink, Continues, ROTATED_EVENT, SharedTail, TORN_TAIL_EVENT};
 use crate::principal::Principal;
 
 /// Lines signed and written per sink call: small enough that the batch text, the sink's
@@ -525,7 +525,7 @@ fn answer(w: &Waiter, ok: bool) -> bool {
 /// The signed line that follows a fragment another writer left cut off mid-line.
 fn cut_off_event(bytes: u64) -> AuditEvent {
     AuditEvent {
-        event: Some(CUT_OFF_EVENT),
+        event: Some(TORN_TAIL_EVENT),
         ..AuditEvent::access(
             Action::Alert,
             Principal::new("sealbox:audit"),
@@ -533,8 +533,9 @@ fn cut_off_event(bytes: u64) -> AuditEvent {
         )
     }
     .failed(format!(
-        "the line before this one is a fragment of {bytes} bytes cut off mid-line \
-         (a writer stopped while writing it); the chain continues from the line before it"
+        "torn tail recovered: the line before this one is a fragment of {bytes} bytes cut off \
+         mid-line (a writer was killed or the machine crashed while writing it; its event is \
+         lost); the chain continues from the line before it"
     ))
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{Recipe, Sealbox};
 use crate::audit::AuditLogBuilder;
-use crate::config::{Config, ProviderConfig, ProviderRegistry};
+use crate::config::{Config, ProviderConfig, ProviderRegistry, audit_key};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::principal::Principal;
@@ -43,21 +43,17 @@ impl Config {
             built.insert(id.clone(), store.clone());
             builder = builder.named_store(id.clone(), store);
         }
-        let default = match (&self.default_store, stores.as_slice()) {
-            (Some(d), _) => d.clone(),
-            (None, [(only, _, _)]) => only.clone(),
-            (None, _) => {
-                return Err(Error::config(
-                    "default_store: required when several stores are configured",
-                ));
-            }
+        let Some(default) = self.default_store_id() else {
+            return Err(Error::config(
+                "default_store: required when several stores are configured",
+            ));
         };
         if !stores.iter().any(|(id, _, _)| *id == default) {
             return Err(Error::config(format!(
                 "default_store: no store named {default:?}"
             )));
         }
-        builder = builder.default_store(default);
+        builder = builder.default_store(default.clone());
         for (prefix, store) in &self.routes {
             if !stores.iter().any(|(id, _, _)| id == store) {
                 return Err(Error::config(format!(
@@ -80,11 +76,16 @@ impl Config {
             let mut a = a.clone();
             a.path = a.path.as_deref().map(|p| self.path(p));
             a.key_file = a.key_file.as_deref().map(|p| self.path(p));
+            let from_store = audit_key::from_store(&a, built.get(&default))
+                .await
+                .map_err(|e| prefix_error("audit: the chain key from the default store", e))?;
             let by_id = |id: &str| built.get(id).cloned();
-            builder = builder.audit(
-                AuditLogBuilder::from_config_with_stores(&a, &by_id)
-                    .map_err(|e| prefix_error("audit", e))?,
-            );
+            let mut audit = AuditLogBuilder::from_config_with_stores(&a, &by_id)
+                .map_err(|e| prefix_error("audit", e))?;
+            if let Some(key) = from_store {
+                audit = audit.key(key);
+            }
+            builder = builder.audit(audit);
         }
         if let Some(p) = &self.policy {
             builder = builder.policy(Policy::from_config(p)?);

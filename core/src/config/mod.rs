@@ -41,6 +41,7 @@
 //! Interpolated values and provider settings are held in ordinary memory while the client is
 //! built; only values that reach a `Secret` (through [`ProviderConfig::secret`]) are locked.
 
+pub(crate) mod audit_key;
 mod builtin;
 mod interpolate;
 mod limits;

@@ -85,6 +85,14 @@ pub trait SecretStore: Send + Sync + std::fmt::Debug {
         ))
     }
 
+    /// The key an audit log configured with this store signs its chain with, held under the
+    /// store's own key hierarchy (the local vault keeps one wrapped by its master key, see
+    /// `LocalVault::audit_chain_key`). `None` (the default): the store keeps no such key, and
+    /// the audit log uses a key file.
+    async fn audit_chain_key(&self) -> Result<Option<Secret>> {
+        Ok(None)
+    }
+
     /// The same store opened afresh, for a process forked after this one was made (see
     /// [`Sealbox::reopen`](crate::Sealbox::reopen)): a child must not use what it inherited
     /// (wiped values and keys, the parent's connections and threads). The default refuses

@@ -66,6 +66,7 @@
 //! Reads run on the caller's thread (a WAL reader never waits for writers); writes run under
 //! [`tokio::task::spawn_blocking`] because they may wait for another process's write lock.
 
+mod audit_key;
 mod backup;
 mod key_storage;
 mod lifecycle;
@@ -907,6 +908,7 @@ impl LocalVault {
         let _lock = FileLock::acquire(self.path())?;
         let version = self.inner.keyring.rotate_master().await?;
         self.clear_key_caches();
+        self.rewrap_audit_chain_key().await?;
         Ok(version)
     }
 
@@ -920,6 +922,8 @@ impl LocalVault {
     /// `Unsupported` for providers that cannot retire (passphrase, environment, KMS).
     pub async fn retire_master(&self) -> Result<crate::keys::MasterRetirement> {
         let _lock = FileLock::acquire(self.path())?;
+        // The audit chain key must not stay under a version about to be removed.
+        self.rewrap_audit_chain_key().await?;
         let retired = self.inner.keyring.retire_master().await;
         self.clear_key_caches();
         let retired = retired?;

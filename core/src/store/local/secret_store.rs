@@ -30,6 +30,10 @@ impl SecretStore for LocalVault {
         "local"
     }
 
+    async fn audit_chain_key(&self) -> Result<Option<Secret>> {
+        LocalVault::audit_chain_key(self).await.map(Some)
+    }
+
     /// The vault at the same path, its master key provider reopened (a key file or a key
     /// variable is read again; a passphrase key cannot be and refuses).
     async fn reopen(&self) -> Result<Arc<dyn SecretStore>> {

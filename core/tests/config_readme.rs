@@ -12,7 +12,7 @@ use sealbox::config::ProviderRegistry;
 
 /// Providers registered by crates other than `sealbox`, whose blocks their own tests load (or,
 /// for key providers that need a KMS or an HSM, parse).
-const LOADED_ELSEWHERE: &[&str] = &["aws", "aws-kms", "pkcs11"];
+const LOADED_ELSEWHERE: &[&str] = &["aws", "aws-kms", "gcp", "pkcs11"];
 
 #[tokio::test]
 async fn every_markdown_config_parses_and_loads() {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use sealbox::audit::{Action, AuditEvent, Resource};
 use sealbox::config::{Config, LOCAL_MASTER_KEY_ID, ProviderConfig, ProviderRegistry};
 use sealbox::keys::{KeyId, KeyProvider, LocalKeyFile};
-use sealbox::store::local::LocalVault;
+use sealbox::store::local::{LocalVault, LocalVaultOptions};
 use sealbox::store::memory::MemoryStore;
 use sealbox::store::{Erasure, SecretStore};
 use sealbox::{Error, ErrorKind, Result, Sealbox};
@@ -175,17 +175,28 @@ async fn local_store_of_config(path: &Path) -> Result<(String, PathBuf, Arc<dyn 
 /// every secret of the config's local store, so it needs `admin` on all of it (`*`), as
 /// `backup create` does. The vault in place may not open (an older copy or a damaged file is
 /// why one restores), so the check runs on a client built from the config with that store
-/// stood in for by an empty memory store: the config's principal, routes and policy decide,
-/// and a denial is recorded in its audit log like any other.
+/// opened even when it is an older copy (it keeps the audit chain key the log is signed with),
+/// or, when it does not open at all, stood in for by an empty memory store: the config's
+/// principal, routes and policy decide, and a denial is recorded in its audit log like any
+/// other.
 pub async fn authorize_restore(config: &Path) -> Result<()> {
     crate::providers::register()?;
-    let (id, _, _) = local_store_of_config(config).await?;
+    let (id, vault_path, key) = local_store_of_config(config).await?;
+    let options = LocalVaultOptions {
+        allow_rollback: true,
+        ..LocalVaultOptions::default()
+    };
+    let in_place = LocalVault::open_with(&vault_path, key, options).await.ok();
     let mut registry = ProviderRegistry::global_snapshot();
-    registry
-        .stores
-        .register("local", |_: ProviderConfig| async {
-            Ok(Arc::new(MemoryStore::new()) as Arc<dyn SecretStore>)
-        });
+    registry.stores.register("local", move |_: ProviderConfig| {
+        let in_place = in_place.clone();
+        async move {
+            Ok(match in_place {
+                Some(vault) => Arc::new(vault) as Arc<dyn SecretStore>,
+                None => Arc::new(MemoryStore::new()) as Arc<dyn SecretStore>,
+            })
+        }
+    });
     let client = Sealbox::from_config_with(config, &registry).await?;
     let decision = client.authorize_key_operation(&format!("sb://{id}/*"));
     client.flush_audit().await?;

@@ -26,7 +26,10 @@ async fn every_markdown_gcp_config_parses_and_validates() {
         });
     let mut gcp = 0;
     for block in &markdown_configs::all_blocks() {
-        if !markdown_configs::providers(block).iter().any(|p| p == "gcp") {
+        if !markdown_configs::providers(block)
+            .iter()
+            .any(|p| p == "gcp")
+        {
             continue;
         }
         gcp += 1;

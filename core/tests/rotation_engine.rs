@@ -701,5 +701,8 @@ async fn a_value_made_from_the_current_one_sees_it_and_is_made_once() {
         2,
         "the resumed rotation kept its PENDING value"
     );
-    assert_eq!(current_value(store.as_ref()).await.1, b"initial-key+next+next");
+    assert_eq!(
+        current_value(store.as_ref()).await.1,
+        b"initial-key+next+next"
+    );
 }

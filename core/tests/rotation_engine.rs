@@ -660,3 +660,49 @@ async fn three_processes_rotate_a_due_secret_exactly_once() {
         assert_eq!(staged(store.as_ref(), Stage::Pending).await, None);
     }
 }
+
+/// `NewValue::FromCurrent` gets the value `CURRENT` holds when `PENDING` is written, and is
+/// not called again when a failed rotation resumes.
+#[tokio::test]
+async fn a_value_made_from_the_current_one_sees_it_and_is_made_once() {
+    let store: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+    seed(store.as_ref()).await;
+    let engine = RotationEngine::new(store.clone(), "memory");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let derive = |calls: Arc<AtomicUsize>| {
+        NewValue::FromCurrent(Box::new(move |current| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let mut next = match current {
+                Some(v) => v.expose_secret().to_vec(),
+                None => b"none".to_vec(),
+            };
+            next.extend_from_slice(b"+next");
+            Ok(secret(std::str::from_utf8(&next).unwrap()))
+        }))
+    };
+    engine
+        .rotate(&name(), &Generated, derive(calls.clone()))
+        .await
+        .unwrap();
+    assert_eq!(current_value(store.as_ref()).await.1, b"initial-key+next");
+    let flaky = Flaky::failing(Step::Set);
+    engine
+        .rotate(&name(), &flaky, derive(calls.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    *flaky.fail.lock().unwrap() = None;
+    engine
+        .rotate(&name(), &flaky, derive(calls.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the resumed rotation kept its PENDING value"
+    );
+    assert_eq!(
+        current_value(store.as_ref()).await.1,
+        b"initial-key+next+next"
+    );
+}

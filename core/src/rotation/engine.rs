@@ -17,12 +17,29 @@ use super::record::{self, Failure, Lease, Record, Step, Stored};
 use super::rotator::{Rotator, StepContext};
 
 /// Where the value of a new version comes from.
-#[derive(Debug)]
 pub enum NewValue {
     /// Generated when the `PENDING` version is created.
     Generate(Generator),
     /// Given by the caller (moved into the store, then wiped with the `Secret`).
     Given(Secret),
+    /// Made from the `CURRENT` value (none when there is no `CURRENT` version), read under the
+    /// rotation's lease just before `PENDING` is written: a value that depends on the one it
+    /// replaces, like the alternating-users strategy's "the other user", cannot be made from
+    /// a current value another process has since rotated away.
+    FromCurrent(DeriveFn),
+}
+
+/// Makes a new value from the current one (see [`NewValue::FromCurrent`]).
+pub type DeriveFn = Box<dyn FnOnce(Option<&Secret>) -> Result<Secret> + Send>;
+
+impl std::fmt::Debug for NewValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NewValue::Generate(g) => f.debug_tuple("Generate").field(g).finish(),
+            NewValue::Given(v) => f.debug_tuple("Given").field(v).finish(),
+            NewValue::FromCurrent(_) => f.write_str("FromCurrent(..)"),
+        }
+    }
 }
 
 /// How a call to [`RotationEngine::rotate`] ended.
@@ -352,6 +369,18 @@ impl RotationEngine {
         let value = match value {
             NewValue::Given(v) => v,
             NewValue::Generate(g) => g.generate()?,
+            NewValue::FromCurrent(derive) => {
+                let now = match current {
+                    Some(c) => Some(
+                        self.store
+                            .get(name, &VersionSelector::Version(c.clone()))
+                            .await?
+                            .value,
+                    ),
+                    None => None,
+                };
+                derive(now.as_ref())?
+            }
         };
         let options = PutOptions {
             stages: vec![Stage::Pending],

@@ -28,7 +28,9 @@ mod record;
 mod rotator;
 
 pub use client::{DueReport, Rotation, ScheduledStatus};
-pub use engine::{DEFAULT_LEASE_TTL, NewValue, RolledBack, Rotated, RotationEngine, Status};
+pub use engine::{
+    DEFAULT_LEASE_TTL, DeriveFn, NewValue, RolledBack, Rotated, RotationEngine, Status,
+};
 pub use exec::Exec;
 pub use generator::Generator;
 pub use policy::{CredentialPolicy, Violation};

@@ -76,6 +76,75 @@ pub enum Command {
     /// Online backups of the vault, and restoring one on purpose.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Find hard-coded credentials in files, staged changes or git history (and, with --vault or --config,
+    /// which ones are values stored in the vault). Exit 0: none found; 1: found; 2: error.
+    #[command(after_help = SCAN_HELP)]
+    Scan(ScanArgs),
+}
+
+/// The end of `sealbox scan --help`.
+const SCAN_HELP: &str = "\
+Exit codes of scan (its own, for CI and hooks):
+  0  no credential found
+  1  credentials found (each printed with its file, line, rule and a masked preview)
+  2  error (bad arguments, unreadable rules file or files, git failure, vault error)
+
+Accept a finding with a `sealbox:allow` comment on its line, or allowlist values or paths in a
+rules file (--rules). As a git pre-commit hook (.git/hooks/pre-commit):
+  #!/bin/sh
+  exec sealbox scan --staged";
+
+/// `sealbox scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files or directories to scan (default: the current directory).
+    #[arg(value_name = "PATH", conflicts_with_all = ["staged", "history"])]
+    pub paths: Vec<PathBuf>,
+
+    /// Scan the changes staged for the next commit (lines they add) in the git repository of
+    /// the current directory, or of --repo.
+    #[arg(long, conflicts_with = "history")]
+    pub staged: bool,
+
+    /// Scan the lines every commit reachable from HEAD added (each finding names its commit).
+    #[arg(long)]
+    pub history: bool,
+
+    /// With --history: only the commits after REF (`REF..HEAD`).
+    #[arg(long, value_name = "REF", requires = "history")]
+    pub since: Option<String>,
+
+    /// Move each value found on a `KEY=value` line of an env-style file (.env, *.env, shell)
+    /// into the vault and rewrite the line to `KEY=${KEY}`, keeping the original file as
+    /// FILE.sealbox-backup. A value already stored as a secret's CURRENT value keeps that name;
+    /// others are stored as PREFIX/key (see --prefix). Needs --vault/--key-file or --config.
+    #[arg(long, conflicts_with_all = ["staged", "history"])]
+    pub fix: bool,
+
+    /// With --fix: show what would be stored and the diff (values masked), change nothing.
+    #[arg(long, requires = "fix")]
+    pub dry_run: bool,
+
+    /// With --fix: where new secrets go, e.g. avesa/dev (CLICKHOUSE_PASSWORD becomes
+    /// avesa/dev/clickhouse-password).
+    #[arg(long, value_name = "NAME", requires = "fix")]
+    pub prefix: Option<String>,
+
+    /// With --staged or --history: the repository (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+
+    /// A TOML rules file adding to (or replacing, by id) the built-in rules and allowlist.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+
+    /// Also scan files that .gitignore and .ignore files leave out.
+    #[arg(long)]
+    pub no_ignore: bool,
+
+    /// Skip files larger than this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_file_size: u64,
 }
 
 /// One secret name.

@@ -25,6 +25,11 @@ pub const UNAVAILABLE: u8 = 7;
 /// Configuration or input is malformed (bad name, bad value, bad config file).
 pub const INVALID: u8 = 8;
 
+/// `sealbox scan` found credentials.
+pub const SCAN_FOUND: u8 = 1;
+/// `sealbox scan` failed (any error kind): a scanner's callers only need clean, found, failed.
+pub const SCAN_ERROR: u8 = 2;
+
 /// The exit code for an error of `kind`.
 pub fn for_kind(kind: ErrorKind) -> u8 {
     match kind {

@@ -41,6 +41,8 @@ fn main() -> ExitCode {
     };
     logging::install();
     let json = cli.json;
+    // `scan` has its own exit codes (0 clean, 1 found, 2 error), as scanners in CI have.
+    let scan = matches!(cli.command, args::Command::Scan(_));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -68,15 +70,19 @@ fn main() -> ExitCode {
         outcome
             .print(json, &mut stdout)
             .map_err(|e| sealbox::Error::io("writing to standard output", e))?;
-        failure.map_or(Ok(()), Err)
+        failure.map_or(Ok(outcome.exit_code()), Err)
     });
     match result {
-        Ok(()) => ExitCode::from(exit::OK),
+        Ok(code) => ExitCode::from(code.unwrap_or(exit::OK)),
         // The reader went away (`sealbox list | head -1`): nothing left to tell anyone.
         Err(e) if is_broken_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "sealbox: {e}");
-            ExitCode::from(exit::for_kind(e.kind()))
+            ExitCode::from(if scan {
+                exit::SCAN_ERROR
+            } else {
+                exit::for_kind(e.kind())
+            })
         }
     }
 }

@@ -24,6 +24,9 @@ pub enum Outcome {
         /// Set when the report describes a failure (a verification that found a problem): the
         /// report is printed, then the error, and the exit code is the error's.
         failure: Option<sealbox::Error>,
+        /// An exit code the command chose for a successful run (`scan`: 1 when it found
+        /// credentials); `None` is 0.
+        exit_code: Option<u8>,
     },
     /// The command already wrote its output (`get --reveal` writes raw bytes).
     Written,
@@ -38,6 +41,7 @@ impl Outcome {
             json: serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
             human: report.human(),
             failure: None,
+            exit_code: None,
         }
     }
 
@@ -49,8 +53,25 @@ impl Outcome {
                 json,
                 human,
                 failure: Some(failure),
+                exit_code: None,
             },
             written => written,
+        }
+    }
+
+    /// The same report, exiting with `code` after it is printed.
+    pub fn with_exit_code(mut self, code: u8) -> Outcome {
+        if let Outcome::Report { exit_code, .. } = &mut self {
+            *exit_code = Some(code);
+        }
+        self
+    }
+
+    /// The exit code the command chose, if any.
+    pub fn exit_code(&self) -> Option<u8> {
+        match self {
+            Outcome::Report { exit_code, .. } => *exit_code,
+            Outcome::Written => None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod rotation;
+pub mod scan;
 pub mod secrets;
 pub mod vault;
 
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<Outcome> {
             vault::restore(&locations, &file).await
         }
         Command::Verify if locations.config.is_none() => vault::verify_file(&locations).await,
+        Command::Scan(args) => scan::run(&locations, args).await,
         command => {
             let session = Session::open(&locations).await?;
             let result = run_on_session(&session, command, io).await;
@@ -80,8 +82,8 @@ async fn run_on_session(session: &Session, command: Command, io: &mut Io<'_>) ->
         Command::Namespace(cmd) => vault::namespace(session, cmd).await,
         Command::Verify => vault::verify(session).await,
         Command::Backup(cmd) => vault::backup(session, cmd).await,
-        Command::Init | Command::Audit(_) => Err(Error::internal(
-            "init and audit run without a session; dispatch is out of step",
+        Command::Init | Command::Audit(_) | Command::Scan(_) => Err(Error::internal(
+            "init, audit and scan run without a session; dispatch is out of step",
         )),
     }
 }

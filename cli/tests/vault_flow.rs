@@ -397,32 +397,35 @@ fn vault_db(v: &Vault) -> rusqlite::Connection {
     rusqlite::Connection::open(v.vault()).expect("open the vault file behind sealbox's back")
 }
 
-/// The envelope of `name` at `version`.
+/// The envelope of `name` at `version`: the current version's is stored once, in the
+/// secret's row (its version row holds an empty one); the others in their version rows.
 fn envelope(conn: &rusqlite::Connection, name: &str, version: i64) -> Vec<u8> {
     conn.query_row(
-        "SELECT envelope FROM versions WHERE version = ?2 AND secret_id = \
-         (SELECT id FROM secrets WHERE name = ?1)",
+        "SELECT CASE WHEN s.cur_version = v.version THEN s.cur_envelope ELSE v.envelope END \
+         FROM versions v JOIN secrets s ON s.id = v.secret_id \
+         WHERE s.name = ?1 AND v.version = ?2",
         rusqlite::params![name, version],
         |r| r.get(0),
     )
     .expect("read an envelope")
 }
 
+/// Writes `bytes` where `envelope` reads the envelope from.
 fn set_envelope(conn: &rusqlite::Connection, name: &str, version: i64, bytes: &[u8]) {
     let changed = conn
         .execute(
             "UPDATE versions SET envelope = ?3 WHERE version = ?2 AND secret_id = \
-             (SELECT id FROM secrets WHERE name = ?1)",
+             (SELECT id FROM secrets WHERE name = ?1 AND cur_version IS NOT ?2)",
             rusqlite::params![name, version, bytes],
         )
-        .expect("write an envelope");
+        .expect("write an envelope")
+        + conn
+            .execute(
+                "UPDATE secrets SET cur_envelope = ?3 WHERE name = ?1 AND cur_version = ?2",
+                rusqlite::params![name, version, bytes],
+            )
+            .expect("write the current version's envelope");
     assert_eq!(changed, 1);
-    // The secret's row carries a copy of its current version: an attacker edits it too.
-    conn.execute(
-        "UPDATE secrets SET cur_envelope = ?3 WHERE name = ?1 AND cur_version = ?2",
-        rusqlite::params![name, version, bytes],
-    )
-    .expect("write the current version's copy");
 }
 
 #[test]

@@ -175,8 +175,10 @@ async fn recover(db: &Path, key_file: &Path) -> Recovered {
     }
     let rows: Vec<StoredVersion> = conn
         .prepare(
-            "SELECT s.name, s.namespace, s.dek, v.version, v.envelope FROM secrets s \
-             JOIN versions v ON v.secret_id = s.id ORDER BY s.name, v.version",
+            // The current version's envelope is stored in the secret's row alone.
+            "SELECT s.name, s.namespace, s.dek, v.version, \
+             CASE WHEN v.version = s.cur_version THEN s.cur_envelope ELSE v.envelope END \
+             FROM secrets s JOIN versions v ON v.secret_id = s.id ORDER BY s.name, v.version",
         )
         .unwrap()
         .query_map([], |r| {
@@ -677,8 +679,8 @@ async fn retirement_moves_stragglers_to_fresh_keys_and_destroys_nothing_unless_a
     let conn = sql(&f.db);
     let original: Vec<u8> = conn
         .query_row(
-            "SELECT v.envelope FROM versions v JOIN secrets s ON s.id = v.secret_id \
-             WHERE s.name = 'ops/b'",
+            // Its one version is current: its envelope is stored in the secret's row.
+            "SELECT cur_envelope FROM secrets WHERE name = 'ops/b'",
             [],
             |r| r.get(0),
         )
@@ -687,8 +689,7 @@ async fn retirement_moves_stragglers_to_fresh_keys_and_destroys_nothing_unless_a
     *damaged.last_mut().unwrap() ^= 1;
     let set = |envelope: &[u8]| {
         conn.execute(
-            "UPDATE versions SET envelope = ?1 WHERE secret_id = \
-             (SELECT id FROM secrets WHERE name = 'ops/b')",
+            "UPDATE secrets SET cur_envelope = ?1 WHERE name = 'ops/b'",
             [envelope],
         )
         .unwrap()

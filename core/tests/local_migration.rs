@@ -120,6 +120,20 @@ async fn the_schema_3_fixture_migrates_on_open_and_reads_back_in_full() {
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.secrets, v3_fixture::SECRETS as u64);
     assert_eq!(report.versions_ok, versions);
+    // Each envelope is stored once: the current version's in its secret's row only.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (stored, doubled): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM versions WHERE length(envelope) > 0) + \
+             (SELECT count(*) FROM secrets WHERE cur_envelope IS NOT NULL), \
+             (SELECT count(*) FROM versions v JOIN secrets s ON s.id = v.secret_id \
+              WHERE v.version = s.cur_version AND length(v.envelope) > 0)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((stored, doubled), (versions as i64, 0));
+    drop(conn);
     // A deleted secret restores, and the migrated vault takes writes.
     let deleted: SecretName = v3_fixture::expected(7).name.parse().unwrap();
     vault.restore(&deleted).await.unwrap();

@@ -38,13 +38,37 @@ pub fn downgrade_to_v3(db: &Path) {
             .unwrap();
         }
     }
+    // Schema 4 stores the current version's envelope in the secret's row alone and keys
+    // `versions` by (secret, version) without a rowid; schema 3 had it in `versions`.
+    tx.execute_batch(
+        "UPDATE versions SET envelope = (SELECT cur_envelope FROM secrets s \
+             WHERE s.id = versions.secret_id) \
+         WHERE length(envelope) = 0 AND version = (SELECT cur_version FROM secrets s \
+             WHERE s.id = versions.secret_id);
+         CREATE TABLE versions_v3 (
+             id INTEGER PRIMARY KEY,
+             secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+             version INTEGER NOT NULL,
+             envelope BLOB NOT NULL,
+             created INTEGER NOT NULL,
+             token TEXT,
+             UNIQUE (secret_id, version)
+         );
+         INSERT INTO versions_v3 (secret_id, version, envelope, created, token)
+             SELECT secret_id, version, envelope, created, token FROM versions
+             ORDER BY secret_id, version;
+         DROP TABLE versions;
+         ALTER TABLE versions_v3 RENAME TO versions;
+         CREATE UNIQUE INDEX versions_token ON versions(secret_id, token) \
+             WHERE token IS NOT NULL;",
+    )
+    .unwrap();
     tx.execute_batch(
         "ALTER TABLE secrets DROP COLUMN stages;
          ALTER TABLE secrets DROP COLUMN cur_version;
          ALTER TABLE secrets DROP COLUMN cur_envelope;
          ALTER TABLE secrets DROP COLUMN cur_created;
          ALTER TABLE secrets DROP COLUMN mac;
-         ALTER TABLE versions DROP COLUMN mac;
          DELETE FROM meta WHERE key IN ('mac_key', 'secrets_set');
          UPDATE meta SET value = '3' WHERE key = 'schema_version';",
     )

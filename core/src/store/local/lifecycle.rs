@@ -29,7 +29,7 @@ use rusqlite::{OptionalExtension, params};
 use secrecy::ExposeSecret;
 
 use super::key_storage::{count_kek_uses, retire_old_keks};
-use super::mac::{META_NAMESPACE, read_versions};
+use super::mac::{ENVELOPE, META_NAMESPACE, read_versions};
 use super::schema::sql_error;
 use super::{
     FileLock, LocalVault, WRITE_RETRIES, blocking, now_ms, open_value, to_time, value_aad,
@@ -267,16 +267,10 @@ impl LocalVault {
                 let Some((name, namespace, dek, next)) = head else {
                     return Err(Error::not_found("the secret no longer exists"));
                 };
-                let versions: Vec<(i64, Vec<u8>)> = conn
-                    .prepare_cached(
-                        "SELECT version, envelope FROM versions WHERE secret_id = ?1 \
-                         ORDER BY version",
-                    )
-                    .and_then(|mut s| {
-                        s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .and_then(|rows| rows.collect())
-                    })
-                    .map_err(err)?;
+                let versions: Vec<(i64, Vec<u8>)> = read_versions(&conn, id)?
+                    .into_iter()
+                    .map(|v| (v.version, v.envelope))
+                    .collect();
                 (name, namespace, dek, next, versions)
             };
             let limit = self.dek_limit();
@@ -462,11 +456,11 @@ impl LocalVault {
         self.clear_key_caches();
         let rows: Vec<NamespaceVersion> = {
             let conn = self.inner.pool.get()?;
-            conn.prepare_cached(
-                "SELECT s.id, s.name, s.dek, v.version, v.envelope FROM secrets s \
+            conn.prepare_cached(&format!(
+                "SELECT s.id, s.name, s.dek, v.version, {ENVELOPE} FROM secrets s \
                  JOIN versions v ON v.secret_id = s.id WHERE s.namespace = ?1 \
-                 ORDER BY s.id, v.version",
-            )
+                 ORDER BY s.id, v.version"
+            ))
             .and_then(|mut s| {
                 s.query_map([ns.as_str()], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))

@@ -16,9 +16,11 @@
 //! - A `secrets` row: the store id, the row id and every column: name, namespace, wrapped DEK,
 //!   next version, created, updated, last rotated, description, tags, rotation period, purge
 //!   time (delete state and recovery deadline), DEK creation and uses, the stage map
-//!   (`CURRENT=3,PREVIOUS=2`) and the copy of the current version (number, envelope, created).
+//!   (`CURRENT=3,PREVIOUS=2`) and its current version (number, envelope, created).
 //! - A `versions` row: the store id, its secret's row id, version number, envelope, created,
-//!   idempotency token.
+//!   idempotency token. The current version's envelope is stored once, in the secret's row
+//!   (its `versions` row holds `x''`); the version's MAC binds that envelope all the same, so
+//!   moving it between the rows when CURRENT moves reseals only the secret's row.
 //! - The set of secrets: `meta.secrets_set`, the XOR of a MAC of `(store id, row id, name)`
 //!   for every row of `secrets`, kept in step by every insert and delete.
 //!
@@ -70,7 +72,8 @@ struct Fields(Vec<u8>);
 
 impl Fields {
     fn new(label: &str, store_id: &str) -> Fields {
-        let mut f = Fields(Vec::with_capacity(256));
+        // A secrets row with its wrapped DEK and current envelope encodes to about 550 bytes.
+        let mut f = Fields(Vec::with_capacity(768));
         f.bytes(label.as_bytes());
         f.bytes(store_id.as_bytes());
         f
@@ -322,24 +325,64 @@ impl MacKey {
     }
 
     /// Recomputes the MAC of secret row `id` (after the transaction changed it), first
-    /// refreshing its copy of the current version from `versions`.
+    /// moving its current version's envelope into the row: the envelope of a version that is
+    /// no longer current goes back to its `versions` row, the new current version's leaves its
+    /// `versions` row (which keeps an empty envelope, `x''`). Each envelope is stored once, and
+    /// every `versions` MAC binds the envelope wherever it is stored, so the move reseals
+    /// nothing but this row.
     pub(crate) fn seal_secret(&self, tx: &Connection, id: i64) -> Result<()> {
         let err = |e| sql_error("sealing a secret's record", e);
         let Some(mut row) = read_secret_by_id(tx, id)? else {
             return Ok(());
         };
         let current = row.stage("CURRENT");
+        if let (Some(old), Some(envelope)) = (row.cur_version, row.cur_envelope.as_deref())
+            && Some(old) != current
+        {
+            tx.prepare_cached(
+                "UPDATE versions SET envelope = ?3 \
+                 WHERE secret_id = ?1 AND version = ?2 AND length(envelope) = 0",
+            )
+            .and_then(|mut s| s.execute(params![id, old, envelope]))
+            .map_err(err)?;
+        }
         let copy: Option<(i64, Vec<u8>, i64)> = match current {
-            Some(v) => tx
-                .prepare_cached(
-                    "SELECT version, envelope, created FROM versions \
-                     WHERE secret_id = ?1 AND version = ?2",
-                )
-                .and_then(|mut s| {
-                    s.query_row([id, v], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .optional()
-                })
-                .map_err(err)?,
+            Some(v) => {
+                let stored: Option<(Vec<u8>, i64)> = tx
+                    .prepare_cached(
+                        "SELECT envelope, created FROM versions \
+                         WHERE secret_id = ?1 AND version = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row([id, v], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(err)?;
+                match stored {
+                    None => None,
+                    // Written (or re-encrypted) by this transaction: it moves to the row.
+                    Some((envelope, created)) if !envelope.is_empty() => {
+                        tx.prepare_cached(
+                            "UPDATE versions SET envelope = x'' \
+                             WHERE secret_id = ?1 AND version = ?2",
+                        )
+                        .and_then(|mut s| s.execute([id, v]))
+                        .map_err(err)?;
+                        Some((v, envelope, created))
+                    }
+                    // Already in the row.
+                    Some((_, created)) => match (row.cur_version, row.cur_envelope.take()) {
+                        (Some(c), Some(envelope)) if c == v => Some((v, envelope, created)),
+                        _ => {
+                            return Err(tampered(&format!(
+                                "secret {}: version {v} has no envelope in either of its \
+                                 records; the record",
+                                row.name
+                            )));
+                        }
+                    },
+                }
+            }
             None => None,
         };
         row.cur_version = copy.as_ref().map(|c| c.0);
@@ -479,7 +522,14 @@ fn stored_set(conn: &Connection) -> Result<[u8; 32]> {
     Ok(set)
 }
 
-/// One `versions` row.
+/// A version's envelope in a query joining `versions v` to `secrets s`: its own row's, or,
+/// when that is empty and the version is current, the one in its secret's row (the only copy:
+/// see [`MacKey::seal_secret`]). An empty envelope on another version stays empty and fails
+/// the version's MAC.
+pub(crate) const ENVELOPE: &str = "CASE WHEN length(v.envelope) = 0 AND v.version = s.cur_version \
+    THEN s.cur_envelope ELSE v.envelope END";
+
+/// One `versions` row (its envelope wherever it is stored, see [`ENVELOPE`]).
 #[derive(Clone, Debug)]
 pub(crate) struct VersionRow {
     pub version: i64,
@@ -495,10 +545,10 @@ pub(crate) fn read_version(
     secret_id: i64,
     version: i64,
 ) -> Result<Option<VersionRow>> {
-    conn.prepare_cached(
-        "SELECT version, envelope, created, token, mac FROM versions \
-         WHERE secret_id = ?1 AND version = ?2",
-    )
+    conn.prepare_cached(&format!(
+        "SELECT v.version, {ENVELOPE}, v.created, v.token, v.mac FROM versions v \
+         JOIN secrets s ON s.id = v.secret_id WHERE v.secret_id = ?1 AND v.version = ?2"
+    ))
     .and_then(|mut s| {
         s.query_row([secret_id, version], |r| {
             Ok(VersionRow {
@@ -516,10 +566,10 @@ pub(crate) fn read_version(
 
 /// Every version row of secret row `secret_id`, by version (unchecked).
 pub(crate) fn read_versions(conn: &Connection, secret_id: i64) -> Result<Vec<VersionRow>> {
-    conn.prepare_cached(
-        "SELECT version, envelope, created, token, mac FROM versions \
-         WHERE secret_id = ?1 ORDER BY version",
-    )
+    conn.prepare_cached(&format!(
+        "SELECT v.version, {ENVELOPE}, v.created, v.token, v.mac FROM versions v \
+         JOIN secrets s ON s.id = v.secret_id WHERE v.secret_id = ?1 ORDER BY v.version"
+    ))
     .and_then(|mut s| {
         s.query_map([secret_id], |r| {
             Ok(VersionRow {

@@ -5,9 +5,11 @@
 //! # Layout (schema 4)
 //! - `secrets`: one row per secret: name, namespace, its DEK wrapped by the namespace KEK with
 //!   the DEK's creation time and use count, metadata, soft-delete purge time, its stage map
-//!   (`CURRENT=3,PREVIOUS=2`), a copy of its current version (number, envelope, created), and
-//!   a MAC. A current read touches this row only (through the name index).
-//! - `versions`: one row per version: the value sealed with the secret's DEK, and a MAC.
+//!   (`CURRENT=3,PREVIOUS=2`), its current version (number, envelope, created), and a MAC.
+//!   A current read touches this row only (through the name index).
+//! - `versions`: one row per version: the value sealed with the secret's DEK (empty for the
+//!   current version, whose envelope is stored once, in the secret's row, and moves back here
+//!   in the transaction that makes another version current), and a MAC.
 //! - `key_namespaces`, `master_checks`: the key hierarchy's records ([`crate::keys::KeyStorage`]).
 //! - `meta`: schema version, store id, key epoch, write counter, the wrapped metadata key and
 //!   the MAC of the set of secrets (and, in a backup, when it was taken).

@@ -26,16 +26,31 @@ pub(crate) const SCHEMA_VERSION: u32 = 4;
 /// ([`upgrade_to_4`]).
 pub(crate) const SQL_VERSION: u32 = 3;
 
-/// 3 -> 4: authenticated metadata, and the secret's row carries its stage map and a copy of its
-/// current version, so a current read touches that row only. The `stages` table is folded
-/// into `secrets.stages` and dropped.
+/// 3 -> 4: authenticated metadata, and the secret's row carries its stage map and its current
+/// version (whose envelope moves there from `versions`), so a current read touches that row
+/// only. The `stages` table is folded into `secrets.stages` and dropped. `versions` is rebuilt
+/// keyed by `(secret_id, version)` without a rowid: the key it was always looked up by, and
+/// no second index holding the same pair.
 const TO_4: &str = r#"
     ALTER TABLE secrets ADD COLUMN stages TEXT NOT NULL DEFAULT '';
     ALTER TABLE secrets ADD COLUMN cur_version INTEGER;
     ALTER TABLE secrets ADD COLUMN cur_envelope BLOB;
     ALTER TABLE secrets ADD COLUMN cur_created INTEGER;
     ALTER TABLE secrets ADD COLUMN mac BLOB;
-    ALTER TABLE versions ADD COLUMN mac BLOB;
+    CREATE TABLE versions_4 (
+        secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        envelope BLOB NOT NULL,
+        created INTEGER NOT NULL,
+        token TEXT,
+        mac BLOB,
+        PRIMARY KEY (secret_id, version)
+    ) WITHOUT ROWID;
+    INSERT INTO versions_4 (secret_id, version, envelope, created, token)
+        SELECT secret_id, version, envelope, created, token FROM versions;
+    DROP TABLE versions;
+    ALTER TABLE versions_4 RENAME TO versions;
+    CREATE UNIQUE INDEX versions_token ON versions(secret_id, token) WHERE token IS NOT NULL;
 "#;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.

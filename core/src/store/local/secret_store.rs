@@ -62,7 +62,7 @@ impl SecretStore for LocalVault {
                     .optional()
                 })
                 .map_err(|e| sql_error("reading a secret", e))?;
-            let Some((row, epoch)) = found else {
+            let Some((mut row, epoch)) = found else {
                 return Err(not_found(name));
             };
             // The row decides everything below (which version, whether deleted): it must be
@@ -81,14 +81,15 @@ impl SecretStore for LocalVault {
             let Some(wanted) = wanted else {
                 return Err(no_version());
             };
-            // The current version's copy in the secret's row answers most reads; another
+            // The current version, stored in the secret's row, answers most reads; another
             // version costs one more lookup, its own row checked against its MAC.
             let version = if Some(wanted) == row.cur_version
-                && let (Some(envelope), Some(created)) = (&row.cur_envelope, row.cur_created)
+                && let Some(created) = row.cur_created
+                && let Some(envelope) = row.cur_envelope.take()
             {
                 mac::VersionRow {
                     version: wanted,
-                    envelope: envelope.clone(),
+                    envelope,
                     created,
                     token: None,
                     mac: None,

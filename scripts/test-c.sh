@@ -6,7 +6,9 @@
 #   2. builds libsealbox with the workspace target/ and dev profile and installs it, with its
 #      CMake package and pkg-config file, into target/sealbox-c/prefix,
 #   3. builds the C and C++ tests against that package with -Wall -Wextra -Wpedantic -Werror
-#      under AddressSanitizer + UndefinedBehaviorSanitizer and runs them,
+#      under AddressSanitizer + UndefinedBehaviorSanitizer and runs them (the C test's
+#      `provider: gcp` case against the local GCP Secret Manager started here, from the crate
+#      sealbox-gcp-local, and stopped at the end),
 #   4. runs them again under valgrind memcheck (zero errors, zero definite leaks),
 #   5. builds the C example with pkg-config and the C++ example with find_package(sealbox),
 #      and runs both against a throwaway config and local vault.
@@ -28,7 +30,18 @@ step() { echo; echo "==> $*"; }
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
 bad() { failed=$((failed + 1)); echo "FAILED: $*" >&2; }
 skip() { skipped=$((skipped + 1)); echo "SKIP: $*"; }
+gcp_pid=
+stop_gcp() {
+  # Only the server this script started, by its pid.
+  if [ -n "$gcp_pid" ]; then
+    kill "$gcp_pid" 2>/dev/null
+    wait "$gcp_pid" 2>/dev/null
+    gcp_pid=
+  fi
+}
+trap stop_gcp EXIT
 finish() {
+  stop_gcp
   echo
   echo "test-c: $passed passed, $failed failed, $skipped skipped"
   [ "$failed" -eq 0 ]
@@ -81,6 +94,31 @@ if cmake -S "$ROOT/bindings-c" -B "$WORK/build-lib" -DCMAKE_INSTALL_PREFIX="$PRE
 else
   bad "building or installing libsealbox"
   finish
+fi
+
+# ---- 2b. the local GCP Secret Manager, for the C test's `provider: gcp` config ----
+step "local GCP Secret Manager (crate sealbox-gcp-local)"
+if (cd "$ROOT" && cargo build --quiet -p sealbox-gcp-local --bin local-secret-manager); then
+  "$TARGET/debug/local-secret-manager" >"$WORK/gcp-server.out" 2>"$WORK/gcp-server.log" &
+  gcp_pid=$!
+  for _ in $(seq 1 100); do
+    [ -s "$WORK/gcp-server.out" ] && break
+    kill -0 "$gcp_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  SEALBOX_TEST_GCP_ENDPOINT=$(head -n 1 "$WORK/gcp-server.out")
+  case $SEALBOX_TEST_GCP_ENDPOINT in
+    http://127.0.0.1:*)
+      export SEALBOX_TEST_GCP_ENDPOINT
+      ok "local Secret Manager at $SEALBOX_TEST_GCP_ENDPOINT"
+      ;;
+    *)
+      cat "$WORK/gcp-server.log" >&2
+      bad "the local Secret Manager did not start"
+      ;;
+  esac
+else
+  bad "building the local Secret Manager"
 fi
 
 # ---- 3. tests under ASan + UBSan ----

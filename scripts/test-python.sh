@@ -2,7 +2,8 @@
 # Builds the sealbox Python wheel (abi3, CPython >= 3.11) in a venv, installs it, and checks it:
 # stubtest (stubs vs the compiled module), mypy --strict (package, tests, example, bench) and
 # pytest (warnings are errors, xfail is strict). The AWS tests use a moto server started with
-# scripts/moto.sh (its own venv), or the one SEALBOX_TEST_AWS_ENDPOINT names.
+# scripts/moto.sh (its own venv), or the one SEALBOX_TEST_AWS_ENDPOINT names; the GCP tests start
+# the local Secret Manager (crate sealbox-gcp-local, built here).
 #
 # Needs only python3 >= 3.11 with venv, and the Rust toolchain. The venv lives in
 # target/py-venv (override with SEALBOX_PY_VENV); the wheel is built with the workspace's dev
@@ -47,6 +48,12 @@ if [[ -z "${SEALBOX_TEST_AWS_ENDPOINT:-}" && -z "${SEALBOX_PY_NO_MOTO:-}" && -x 
     export SEALBOX_TEST_AWS_ENDPOINT
     trap '"$root/scripts/moto.sh" stop "$moto_port" >/dev/null 2>&1 || true' EXIT
 fi
+
+# The GCP tests run against the local Secret Manager, which tests/test_gcp.py starts and stops
+# from this binary.
+echo "==> building the local GCP Secret Manager"
+(cd "$root" && cargo build --quiet -p sealbox-gcp-local --bin local-secret-manager)
+export SEALBOX_TEST_GCP_SERVER="${CARGO_TARGET_DIR:-$root/target}/debug/local-secret-manager"
 
 cd "$root/bindings-python"
 echo "==> stubtest"

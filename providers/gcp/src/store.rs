@@ -27,12 +27,22 @@
 //! newest 20 tokens are kept.
 //!
 //! **Delete and restore.** GCP deletes a secret at once and for good. A soft delete here
-//! marks the secret (annotation `sealbox-deleted-at`) and sets GCP's `expire_time` to the end
-//! of the recovery window, so GCP itself purges it then. sealbox hides a marked secret from
-//! `get`, `list` and writes; `restore` removes the mark and the expiry (putting back an expiry
-//! the secret had before). What restore cannot do: bring back a secret after the window
-//! (GCP has purged it) or after a force delete; and other GCP clients still read a
-//! soft-deleted secret's versions until it expires.
+//! marks the secret (annotation `sealbox-deleted-at`), moves its version aliases into the
+//! annotation `sealbox-deleted-aliases` and sets GCP's `expire_time` to the end of the
+//! recovery window, so GCP itself purges it then; all in one update conditional on the etag.
+//! sealbox hides a marked secret from `get`, `list` and writes; `restore` removes the mark and
+//! the expiry (putting back an expiry the secret had before) and puts the aliases back. What
+//! restore cannot do: bring back a secret after the window (GCP has purged it) or after a
+//! force delete. Other GCP clients find no alias on a soft-deleted secret, but still read its
+//! versions by number until it expires.
+//!
+//! **Reads.** A read by stage (`CURRENT` included) is one call: `AccessSecretVersion` by
+//! alias, whose answer names the version. Since a soft-deleted secret has no aliases, an
+//! alias that answers is a live secret's. The result carries the stage it was read by;
+//! `describe` lists every stage of every version. A read by version number, and a read by
+//! stage that found nothing, also read the secret's metadata (concurrently with the value):
+//! to hide a soft-deleted secret, to tell a missing secret from a missing stage or a disabled
+//! version, and to read `latest` as `CURRENT` for a secret with no `current` alias.
 //!
 //! Memory: values pass through the Google client as `bytes::Bytes` and its JSON (base64)
 //! request and response bodies, which sealbox cannot wipe. The decoded value is moved into
@@ -72,6 +82,9 @@ const MAX_TOKENS: usize = 20;
 pub const ANNOTATION_DESCRIPTION: &str = "sealbox-description";
 /// Annotation marking a soft-deleted secret (RFC 3339 time of the delete).
 pub const ANNOTATION_DELETED: &str = "sealbox-deleted-at";
+/// Annotation keeping the version aliases of a soft-deleted secret (JSON, alias -> version):
+/// a soft delete moves them here, so no alias answers while the secret is deleted.
+pub const ANNOTATION_DELETED_ALIASES: &str = "sealbox-deleted-aliases";
 /// Annotation keeping an expiry the secret had before a soft delete.
 pub const ANNOTATION_PRIOR_EXPIRY: &str = "sealbox-prior-expire-time";
 /// Prefix of the annotations recording idempotency tokens.
@@ -124,10 +137,10 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// The stages the aliases of `secret` put on `version`.
+/// The stages the aliases of `secret` put on `version` (for a soft-deleted secret, the
+/// aliases it will have back when restored).
 fn stages_of(secret: &model::Secret, version: i64) -> Vec<Stage> {
-    let mut out: Vec<Stage> = secret
-        .version_aliases
+    let mut out: Vec<Stage> = aliases_of(secret)
         .iter()
         .filter(|(_, v)| **v == version)
         .filter_map(|(a, _)| names::from_alias(a))
@@ -138,6 +151,14 @@ fn stages_of(secret: &model::Secret, version: i64) -> Vec<Stage> {
 
 fn is_deleted(secret: &model::Secret) -> bool {
     secret.annotations.contains_key(ANNOTATION_DELETED)
+}
+
+/// The secret's aliases; for a soft-deleted one, those its delete put aside.
+fn aliases_of(secret: &model::Secret) -> HashMap<String, i64> {
+    match secret.annotations.get(ANNOTATION_DELETED_ALIASES) {
+        Some(saved) if is_deleted(secret) => serde_json::from_str(saved).unwrap_or_default(),
+        _ => secret.version_aliases.clone(),
+    }
 }
 
 /// The annotation key recording an idempotency token (a hash: tokens may be long or odd).
@@ -458,6 +479,68 @@ impl GcpSecretManager {
         }
     }
 
+    /// `get` with the secret's metadata read beside the value (two calls, concurrent): reads
+    /// by version number, and the cases where a read by alias found nothing, so the error
+    /// says why (missing, soft-deleted, disabled version) or CURRENT falls back to `latest`.
+    async fn get_checked(
+        &self,
+        name: &SecretName,
+        resource: &str,
+        selector: &VersionSelector,
+    ) -> Result<SecretVersion> {
+        let reference: String = match selector {
+            VersionSelector::Current => CURRENT.to_owned(),
+            VersionSelector::Stage(stage) => names::to_alias(stage)?.to_owned(),
+            VersionSelector::Version(id) => match parse_version(id) {
+                Some(n) => n.to_string(),
+                None => {
+                    return Err(Error::not_found(format!(
+                        "secret {name} has no version {id} (GCP versions are numbers)"
+                    )));
+                }
+            },
+        };
+        // Metadata (deleted mark, aliases) and value in one round trip of latency.
+        let (secret, value) = futures::join!(
+            self.live_secret(name, resource),
+            self.access(name, resource, &reference)
+        );
+        let secret = secret?;
+        let (number, value) = match value {
+            Ok(v) => v,
+            // A secret without a `current` alias (written by another tool): CURRENT is latest.
+            Err(e)
+                if e.kind() == ErrorKind::NotFound
+                    && *selector == VersionSelector::Current
+                    && !secret.version_aliases.contains_key(CURRENT) =>
+            {
+                self.access(name, resource, "latest").await?
+            }
+            Err(e) => {
+                return Err(match selector {
+                    VersionSelector::Stage(s) if e.message().contains("has no version") => {
+                        error::rekind(
+                            &e,
+                            ErrorKind::NotFound,
+                            format!("secret {name} has no version staged {s}"),
+                        )
+                    }
+                    _ => e,
+                });
+            }
+        };
+        let mut stages = stages_of(&secret, number);
+        if !secret.version_aliases.contains_key(CURRENT) && *selector == VersionSelector::Current {
+            stages.push(Stage::Current);
+        }
+        Ok(SecretVersion {
+            value,
+            version: VersionId::from(number as u64),
+            stages,
+            created: None,
+        })
+    }
+
     /// A put retried with a recorded token: the recorded version when the value is the same.
     async fn replay(
         &self,
@@ -507,57 +590,32 @@ impl SecretStore for GcpSecretManager {
 
     async fn get(&self, name: &SecretName, selector: &VersionSelector) -> Result<SecretVersion> {
         let resource = self.resource(name)?;
-        let reference: String = match selector {
-            VersionSelector::Current => CURRENT.to_owned(),
-            VersionSelector::Stage(stage) => names::to_alias(stage)?.to_owned(),
-            VersionSelector::Version(id) => match parse_version(id) {
-                Some(n) => n.to_string(),
-                None => {
-                    return Err(Error::not_found(format!(
-                        "secret {name} has no version {id} (GCP versions are numbers)"
-                    )));
-                }
-            },
-        };
-        // Metadata (deleted mark, aliases) and value in one round trip of latency.
-        let (secret, value) = futures::join!(
-            self.live_secret(name, &resource),
-            self.access(name, &resource, &reference)
-        );
-        let secret = secret?;
-        let (number, value) = match value {
-            Ok(v) => v,
-            // A secret without a `current` alias (written by another tool): CURRENT is latest.
-            Err(e)
-                if e.kind() == ErrorKind::NotFound
-                    && *selector == VersionSelector::Current
-                    && !secret.version_aliases.contains_key(CURRENT) =>
-            {
-                self.access(name, &resource, "latest").await?
-            }
-            Err(e) => {
-                return Err(match selector {
-                    VersionSelector::Stage(s) if e.message().contains("has no version") => {
-                        error::rekind(
-                            &e,
-                            ErrorKind::NotFound,
-                            format!("secret {name} has no version staged {s}"),
-                        )
-                    }
-                    _ => e,
-                });
+        let stage = match selector {
+            VersionSelector::Current => Stage::Current,
+            VersionSelector::Stage(stage) => stage.clone(),
+            VersionSelector::Version(_) => {
+                return self.get_checked(name, &resource, selector).await;
             }
         };
-        let mut stages = stages_of(&secret, number);
-        if !secret.version_aliases.contains_key(CURRENT) && *selector == VersionSelector::Current {
-            stages.push(Stage::Current);
+        // By stage: one call, the access by alias. A soft delete moves every alias into an
+        // annotation in the same conditional update that marks the secret (see `delete`), so
+        // an alias that answers belongs to a live secret; and the answer names the version.
+        // The stages reported are the one read by; `describe` lists every stage.
+        let read = self.access(name, &resource, names::to_alias(&stage)?).await;
+        match read {
+            Ok((number, value)) => Ok(SecretVersion {
+                value,
+                version: VersionId::from(number as u64),
+                stages: vec![stage],
+                created: None,
+            }),
+            // Missing, deleted, no `current` alias (another tool's secret) or a disabled
+            // version: the metadata tells which.
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.get_checked(name, &resource, selector).await
+            }
+            Err(e) => Err(e),
         }
-        Ok(SecretVersion {
-            value,
-            version: VersionId::from(number as u64),
-            stages,
-            created: None,
-        })
     }
 
     async fn put(
@@ -740,7 +798,7 @@ impl SecretStore for GcpSecretManager {
             .filter(|v| v.state != model::secret_version::State::Destroyed)
             .collect();
         versions.sort_by_key(|v| version_number(&v.name));
-        let fallback_current = (!secret.version_aliases.contains_key(CURRENT))
+        let fallback_current = (!aliases_of(&secret).contains_key(CURRENT))
             .then(|| versions.last().and_then(|v| version_number(&v.name)))
             .flatten();
         let infos: Vec<VersionInfo> = versions
@@ -864,12 +922,22 @@ impl SecretStore for GcpSecretManager {
         if let Some(prior) = secret.expire_time() {
             annotations.insert(ANNOTATION_PRIOR_EXPIRY.to_owned(), String::from(**prior));
         }
+        // The aliases go aside in the same update: a read by stage is then one call (no alias
+        // answers for a deleted secret), and other GCP clients reading by alias find nothing.
+        let aliases = serde_json::to_string(&secret.version_aliases)
+            .map_err(|e| Error::internal(format!("recording the aliases of secret {name}: {e}")))?;
+        annotations.insert(ANNOTATION_DELETED_ALIASES.to_owned(), aliases);
         let update = model::Secret::new()
             .set_etag(secret.etag.clone())
             .set_annotations(annotations)
+            .set_version_aliases(HashMap::<String, i64>::new())
             .set_expire_time(purge_at);
         match self
-            .update_if_unchanged(&resource, update, &["annotations", "expire_time"])
+            .update_if_unchanged(
+                &resource,
+                update,
+                &["annotations", "version_aliases", "expire_time"],
+            )
             .await?
         {
             Some(_) => Ok(()),
@@ -894,19 +962,30 @@ impl SecretStore for GcpSecretManager {
                 format!("secret {name} is not deleted; nothing to restore"),
             ));
         }
+        // The aliases the delete put aside, beside any another tool added since.
+        let mut aliases = aliases_of(&secret);
+        for (alias, version) in &secret.version_aliases {
+            aliases.entry(alias.clone()).or_insert(*version);
+        }
         let mut annotations = secret.annotations.clone();
         annotations.remove(ANNOTATION_DELETED);
+        annotations.remove(ANNOTATION_DELETED_ALIASES);
         let prior = annotations
             .remove(ANNOTATION_PRIOR_EXPIRY)
             .and_then(|t| Timestamp::try_from(&t).ok());
         let mut update = model::Secret::new()
             .set_etag(secret.etag.clone())
-            .set_annotations(annotations);
+            .set_annotations(annotations)
+            .set_version_aliases(aliases);
         if let Some(t) = prior {
             update = update.set_expire_time(t);
         }
         match self
-            .update_if_unchanged(&resource, update, &["annotations", "expire_time"])
+            .update_if_unchanged(
+                &resource,
+                update,
+                &["annotations", "version_aliases", "expire_time"],
+            )
             .await?
         {
             Some(_) => Ok(()),

@@ -1,16 +1,16 @@
 //! Shared set-up: a local Secret Manager per test and stores pointed at it.
 #![allow(dead_code)]
 
-pub mod server;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sealbox::store::SecretName;
 use sealbox_gcp::{GcpConfig, GcpSecretManager};
 
+// The local Secret Manager is a crate of its own (`providers/gcp/local`), so the binding
+// tests and the benches run it too.
 #[allow(unused_imports)]
-pub use server::{Fault, LocalSecretManager};
+pub use sealbox_gcp_local::{Fault, LocalSecretManager};
 
 /// The project every local test uses.
 pub const PROJECT: &str = "sealbox-test";

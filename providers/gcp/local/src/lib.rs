@@ -9,14 +9,18 @@
 //! detail, lists are newest first and paged with opaque tokens, an etag mismatch is
 //! `FAILED_PRECONDITION` (HTTP 400), access to a disabled or destroyed version is
 //! `FAILED_PRECONDITION`, an existing id is `ALREADY_EXISTS` (409), anything missing is
-//! `NOT_FOUND` (404). Known differences from the real service are listed in the crate README.
+//! `NOT_FOUND` (404). Known differences from the real service are listed in
+//! `providers/gcp/README.md`.
 //!
 //! Tests can inject faults (an HTTP status with optional `Retry-After`, a delay, a truncated
 //! body), stop and restart the server on the same port with its data, and require real
 //! credentials: self-signed service-account JWTs (RS256, checked against the public key the
 //! test registered) and access tokens the server's own `generateAccessToken` (the IAM
 //! Credentials API) issued for an impersonated account.
-#![allow(dead_code)]
+//!
+//! The crate `sealbox-gcp`'s tests start it in-process ([`LocalSecretManager::start`]); the
+//! Python and C binding tests and the `gcp` bench run it as a process, the binary
+//! `local-secret-manager` (`src/main.rs`), which prints its endpoint and serves until killed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -129,6 +133,15 @@ pub struct LocalSecretManager {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LocalSecretManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSecretManager")
+            .field("addr", &self.addr)
+            .field("running", &self.task.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LocalSecretManager {

@@ -705,7 +705,9 @@ fn keys_rotate_due_then_retire_leaves_fresh_keys_only_and_every_value() {
         rusqlite::Connection::open(db)
             .unwrap()
             .prepare(
-                "SELECT s.name, s.dek, v.envelope FROM secrets s JOIN versions v \
+                // The current version's envelope is stored once, in the secret's row.
+                "SELECT s.name, s.dek, CASE WHEN v.version = s.cur_version \
+                 THEN s.cur_envelope ELSE v.envelope END FROM secrets s JOIN versions v \
                  ON v.secret_id = s.id ORDER BY s.name, v.version",
             )
             .unwrap()

@@ -37,8 +37,8 @@ async fn throttled_reads_are_retried_until_they_pass() {
         .await
         .unwrap();
     assert_eq!(got.value.expose_secret(), b"t-1");
-    // Two calls per read (metadata and value), plus the two throttled attempts.
-    assert_eq!(server.requests() - before, 4);
+    // One call per read by stage (an access by alias), plus the two throttled attempts.
+    assert_eq!(server.requests() - before, 3);
 }
 
 #[tokio::test]
@@ -60,8 +60,8 @@ async fn a_burst_of_503s_longer_than_the_retry_budget_ends_as_unavailable_and_bo
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.provider_request_id().is_some(), "{err:?}");
-    // max_attempts (3) for each of the two calls, never more.
-    assert_eq!(server.requests() - before, 6);
+    // max_attempts (3) for the one call of a read by stage, never more.
+    assert_eq!(server.requests() - before, 3);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",

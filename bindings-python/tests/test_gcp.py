@@ -67,6 +67,8 @@ def endpoint() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert proc.returncode == 0, f"the local Secret Manager exited with {proc.returncode}"
 
 
@@ -189,3 +191,4 @@ def test_missing_and_unreachable(tmp_path: Path, endpoint: str, prefix: str) -> 
     with pytest.raises(urllib.error.HTTPError) as http:
         _rest(endpoint, "GET", f"secrets/{_secret_id(prefix, 'missing')}")
     assert http.value.code == 404
+    http.value.close()

@@ -112,7 +112,7 @@ type Owner = ProcessBound<Inner>;
 /// The cache. Cheap to clone.
 ///
 /// In a process forked after the cache was made, the client refuses every read with
-/// [`ErrorKind::Forked`](crate::ErrorKind::Forked) before it reaches the cache, and the
+/// [`ErrorKind::Forked`] before it reaches the cache, and the
 /// cache's own methods do nothing there (its values are wiped and its maintenance thread does
 /// not exist).
 #[derive(Clone)]

@@ -223,15 +223,26 @@ pub fn mariadb() -> Server {
     let data = dir.path().join("data");
     let socket = dir.path().join("sock");
     let log = dir.path().join("server.log");
-    run(
-        run_as
-            .command("mariadb-install-db")
-            .args(["--no-defaults", "--auth-root-authentication-method=normal"])
-            .args(["--skip-test-db", "--skip-name-resolve"])
-            .arg(format!("--datadir={}", data.display())),
-        "mariadb-install-db",
-        &log,
-    );
+    // Each server gets a temporary-table directory of its own: bootstraps that ran at once
+    // with the shared /tmp crashed mariadbd (SIGSEGV in `ha_maria::drop_table`, CI of stop 35).
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir tmp");
+    run_as.own(&tmp);
+    {
+        // One bootstrap at a time in this test binary, for the same reason.
+        static BOOTSTRAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = BOOTSTRAP.lock().unwrap_or_else(|e| e.into_inner());
+        run(
+            run_as
+                .command("mariadb-install-db")
+                .args(["--no-defaults", "--auth-root-authentication-method=normal"])
+                .args(["--skip-test-db", "--skip-name-resolve"])
+                .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--tmpdir={}", tmp.display())),
+            "mariadb-install-db",
+            &log,
+        );
+    }
     let port = free_port();
     // The general log (statements) is the server's own file; its other output goes apart.
     let out = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
@@ -239,6 +250,7 @@ pub fn mariadb() -> Server {
         .command("mariadbd")
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .arg(format!("--socket={}", socket.display()))
         .arg(format!("--port={port}"))
         .arg("--bind-address=127.0.0.1")

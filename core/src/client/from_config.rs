@@ -1,11 +1,9 @@
 //! Building a client from a [`Config`]: the client consumes the config, so the building lives
 //! here and the config knows nothing of the client.
 
-use std::collections::BTreeMap;
-
 use super::{Recipe, Sealbox};
 use crate::audit::AuditLogBuilder;
-use crate::config::{Config, ProviderConfig, ProviderRegistry, audit_key};
+use crate::config::{Config, ProviderRegistry, audit_key};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::principal::Principal;
@@ -30,18 +28,9 @@ impl Config {
     ) -> Result<Sealbox> {
         let mut builder = Sealbox::builder().reopen_from(recipe);
         let stores = self.store_configs();
-        let mut built = BTreeMap::new();
-        for (id, at, store) in &stores {
-            let pc = ProviderConfig::new(
-                store.provider.clone(),
-                format!("{at}.config"),
-                store.config.clone(),
-                self.base_dir.clone(),
-            )
-            .with_key_providers(registry.keys.clone());
-            let store = registry.stores.build(pc).await?;
-            built.insert(id.clone(), store.clone());
-            builder = builder.named_store(id.clone(), store);
+        let built = self.build_stores(registry, None).await?;
+        for (id, _, _) in &stores {
+            builder = builder.named_store(id.clone(), built[id].clone());
         }
         let Some(default) = self.default_store_id() else {
             return Err(Error::config(

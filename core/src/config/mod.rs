@@ -46,6 +46,7 @@ mod builtin;
 mod interpolate;
 mod limits;
 mod master_key;
+mod refs;
 mod registry;
 pub mod rotation;
 mod serde_errors;
@@ -232,15 +233,15 @@ impl Config {
     }
 
     /// Builds only the store with id `id` (`default` for a single `secrets:` store), e.g. to
-    /// read the audit checkpoints kept in it.
+    /// read the audit checkpoints kept in it, with the stores its `sb://` references name.
     pub async fn build_store(
         &self,
         registry: &ProviderRegistry,
         id: &str,
     ) -> Result<std::sync::Arc<dyn crate::store::SecretStore>> {
         let stores = self.store_configs();
-        let (_, at, store) = stores.iter().find(|(i, _, _)| i == id).ok_or_else(|| {
-            Error::config(format!(
+        if !stores.iter().any(|(i, _, _)| i == id) {
+            return Err(Error::config(format!(
                 "no store named {id:?} in the config (stores: {}; a single `secrets:` store \
                  is `default`)",
                 stores
@@ -248,15 +249,95 @@ impl Config {
                     .map(|(i, _, _)| i.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ))
-        })?;
-        let pc = ProviderConfig::new(
-            store.provider.clone(),
-            format!("{at}.config"),
-            store.config.clone(),
-            self.base_dir.clone(),
-        );
-        registry.stores.build(pc).await
+            )));
+        }
+        let mut built = self.build_stores(registry, Some(id)).await?;
+        Ok(built.remove(id).expect("the store asked for is built"))
+    }
+
+    /// Builds the stores (all, or `only` and the stores its references need), each after the
+    /// stores its `sb://` references name, each reference read into locked memory for it.
+    pub(crate) async fn build_stores(
+        &self,
+        registry: &ProviderRegistry,
+        only: Option<&str>,
+    ) -> Result<BTreeMap<String, std::sync::Arc<dyn crate::store::SecretStore>>> {
+        let stores = self.store_configs();
+        let ids: Vec<String> = stores.iter().map(|(id, _, _)| id.clone()).collect();
+        let default = self.default_store_id();
+        let mut refs = Vec::with_capacity(stores.len());
+        let mut names = Vec::with_capacity(stores.len());
+        for (_, at, store) in &stores {
+            let found = refs::collect(&format!("{at}.config"), &store.config)?;
+            let mut named = Vec::with_capacity(found.len());
+            for (key, r) in &found {
+                let target = match (&r.store, &default) {
+                    (Some(s), _) => s.clone(),
+                    (None, Some(d)) => d.clone(),
+                    (None, None) => {
+                        return Err(Error::config(format!(
+                            "{key}: sb:///NAME names the default store, and this config has \
+                             no default_store"
+                        )));
+                    }
+                };
+                named.push((key.clone(), target));
+            }
+            names.push(named);
+            refs.push(found);
+        }
+        let wanted: Option<std::collections::BTreeSet<usize>> = only.map(|id| {
+            // `id` and, transitively, the stores it references.
+            let mut want = std::collections::BTreeSet::new();
+            let mut todo: Vec<usize> = ids.iter().position(|i| i == id).into_iter().collect();
+            while let Some(i) = todo.pop() {
+                if want.insert(i) {
+                    for (_, target) in &names[i] {
+                        todo.extend(ids.iter().position(|x| x == target));
+                    }
+                }
+            }
+            want
+        });
+        // Only the stores to build are checked: a broken store the one asked for does not
+        // need stays out of the way.
+        if let Some(w) = &wanted {
+            for (i, n) in names.iter_mut().enumerate() {
+                if !w.contains(&i) {
+                    n.clear();
+                }
+            }
+        }
+        let order = refs::build_order(&ids, &names)?;
+        let mut built: BTreeMap<String, std::sync::Arc<dyn crate::store::SecretStore>> =
+            BTreeMap::new();
+        for i in order {
+            if wanted.as_ref().is_some_and(|w| !w.contains(&i)) {
+                continue;
+            }
+            let (id, at, store) = &stores[i];
+            let targets: BTreeMap<&str, &str> = names[i]
+                .iter()
+                .map(|(k, t)| (k.as_str(), t.as_str()))
+                .collect();
+            let resolved = refs::Resolved::read(&refs[i], &|key: &str| {
+                let target = targets.get(key)?;
+                Some((target.to_string(), built.get(*target)?.clone()))
+            })
+            .await?;
+            let pc = ProviderConfig::new(
+                store.provider.clone(),
+                format!("{at}.config"),
+                store.config.clone(),
+                self.base_dir.clone(),
+            )
+            .with_key_providers(registry.keys.clone())
+            .with_refs(resolved.clone());
+            let built_store = registry.stores.build(pc).await?;
+            resolved.check_all_taken(&store.provider)?;
+            built.insert(id.clone(), built_store);
+        }
+        Ok(built)
     }
 }
 

@@ -169,6 +169,8 @@ pub struct ProviderConfig {
     /// The key providers a `master_key:` block may name (`None`: the global registry's).
     key_providers: Option<Factories<dyn KeyProvider>>,
     create: bool,
+    /// The values of the block's `sb://` references, read when the config was built.
+    refs: super::refs::Resolved,
 }
 
 impl std::fmt::Debug for ProviderConfig {
@@ -197,6 +199,34 @@ impl ProviderConfig {
             base_dir,
             key_providers: None,
             create: true,
+            refs: Default::default(),
+        }
+    }
+
+    pub(crate) fn with_refs(mut self, refs: super::refs::Resolved) -> Self {
+        self.refs = refs;
+        self
+    }
+
+    /// The mapping under `key` as a block of its own (key path `<this block>.key`), for
+    /// providers that read a nested block's secret settings (`auth: {token: ...}`) with
+    /// [`ProviderConfig::secret`]. `Ok(None)` when absent; an error when not a mapping.
+    pub fn child(&self, key: &str) -> Result<Option<ProviderConfig>> {
+        match self.value.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v @ serde_json::Value::Object(_)) => Ok(Some(ProviderConfig {
+                provider: self.provider.clone(),
+                key_path: format!("{}.{key}", self.key_path),
+                value: v.clone(),
+                base_dir: self.base_dir.clone(),
+                key_providers: self.key_providers.clone(),
+                create: self.create,
+                refs: self.refs.clone(),
+            })),
+            Some(_) => Err(Error::config(format!(
+                "{}.{key}: expected a mapping",
+                self.key_path
+            ))),
         }
     }
 
@@ -260,6 +290,7 @@ impl ProviderConfig {
             base_dir: self.base_dir.clone(),
             key_providers: self.key_providers.clone(),
             create: self.create,
+            refs: self.refs.clone(),
         };
         self.key_factories().build(block).await.map(Some)
     }
@@ -326,8 +357,10 @@ impl ProviderConfig {
         }
     }
 
-    /// A secret setting, given inline as `key` or read from the file named by `key_file`
-    /// (trailing newline removed). Both at once is an error.
+    /// A secret setting, given inline as `key`, as an `sb://STORE/NAME#FIELD` reference to
+    /// another configured store (read into locked memory when the config was built: see
+    /// the `refs` module), or read from the file named by `key_file` (trailing newline
+    /// removed). Two of them at once is an error.
     pub fn secret(&self, key: &str) -> Result<Option<SecretString>> {
         let file_key = format!("{key}_file");
         let inline = self.string(key)?;
@@ -337,6 +370,16 @@ impl ProviderConfig {
                 "{}: set either {key} or {file_key}, not both",
                 self.key_path
             ))),
+            (Some(v), None) if v.starts_with("sb://") => {
+                let at = format!("{}.{key}", self.key_path);
+                match self.refs.take(&at) {
+                    Some(value) => value.map(Some),
+                    None => Err(Error::config(format!(
+                        "{at}: sb:// references are read when a whole config is built \
+                         (Config::build, a --config file); this store was built on its own"
+                    ))),
+                }
+            }
             (Some(v), None) => Ok(Some(SecretString::from_string(v)?)),
             (None, Some(path)) => {
                 let mut f = std::fs::File::open(&path).map_err(|e| {

@@ -9,12 +9,17 @@
 //!       location: europe-west1              # optional: regional secrets (regional endpoint)
 //!       prefix: predis/prod                 # optional: names live under predis/prod/...
 //!       credentials_file: /run/secrets/sa.json   # optional; default: application default credentials
+//!       # or the key JSON kept in another configured store (e.g. the embedded vault):
+//!       # credentials: sb://vault/gcp/sa-key
 //!       impersonate_service_account: sealbox-reader@predis-prod.iam.gserviceaccount.com
 //!       replication: {user_managed: {replicas: [{location: europe-west1}, {location: europe-west4}]}}
 //!       endpoint: http://127.0.0.1:8085      # optional: tests, private endpoints
 //! ```
 //!
-//! Credentials, in order: `anonymous: true` (local servers only); `credentials_file` (any JSON
+//! Credentials, in order: `anonymous: true` (local servers only); `credentials_file` or
+//! `credentials` (an `sb://STORE/NAME` reference to the JSON kept in another store, read into
+//! locked memory when the config is built; inline JSON works too but puts a key in the file)
+//! (any JSON
 //! the Google auth library reads: a service-account key, an `authorized_user` file, an
 //! `impersonated_service_account` file, or an `external_account` file for workload identity
 //! federation); otherwise application default credentials (`GOOGLE_APPLICATION_CREDENTIALS`,
@@ -50,6 +55,14 @@ pub struct GcpConfig {
     /// A credentials JSON file (service-account key, authorized user, impersonated service
     /// account or external account). Default: application default credentials.
     pub credentials_file: Option<PathBuf>,
+    /// The credentials JSON itself, in locked memory: what `credentials:` (usually an
+    /// `sb://` reference) resolved to. Set by the config loader, not deserialized.
+    #[serde(
+        default,
+        rename = "credentials",
+        deserialize_with = "InlineCredentials::skip"
+    )]
+    pub credentials: Option<InlineCredentials>,
     /// Send no credentials (local test servers and emulators only).
     #[serde(default)]
     pub anonymous: bool,
@@ -82,6 +95,32 @@ pub struct GcpConfig {
     /// Largest backoff. Default 5 s.
     #[serde(default, with = "humantime_serde")]
     pub max_backoff: Option<Duration>,
+}
+
+/// A credentials JSON held in locked memory; compared in constant time, never shown.
+#[derive(Clone)]
+pub struct InlineCredentials(pub std::sync::Arc<Secret>);
+
+impl InlineCredentials {
+    /// The YAML value is a reference or text that the loader reads through
+    /// `ProviderConfig::secret`; serde only skips it.
+    fn skip<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Self>, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| None)
+    }
+}
+
+impl PartialEq for InlineCredentials {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0)
+    }
+}
+
+impl Eq for InlineCredentials {}
+
+impl fmt::Debug for InlineCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InlineCredentials([redacted])")
+    }
 }
 
 /// Replication of a global secret's payload, fixed when the secret is created.
@@ -120,6 +159,7 @@ impl fmt::Debug for GcpConfig {
             .field("location", &self.location)
             .field("prefix", &self.prefix)
             .field("credentials_file", &self.credentials_file)
+            .field("credentials", &self.credentials)
             .field("anonymous", &self.anonymous)
             .field(
                 "impersonate_service_account",
@@ -178,14 +218,19 @@ impl GcpConfig {
             }
         }
         if self.anonymous
-            && (self.credentials_file.is_some() || self.impersonate_service_account.is_some())
+            && (self.credentials_file.is_some()
+                || self.credentials.is_some()
+                || self.impersonate_service_account.is_some())
         {
             return Err(Error::config(
-                "gcp anonymous: true sends no credentials; remove credentials_file and \
+                "gcp anonymous: true sends no credentials; remove credentials(_file) and \
                  impersonate_service_account, or anonymous",
             ));
         }
-        if self.iam_endpoint.is_some() && self.credentials_file.is_none() {
+        if self.iam_endpoint.is_some()
+            && self.credentials_file.is_none()
+            && self.credentials.is_none()
+        {
             return Err(Error::config(
                 "gcp iam_endpoint needs credentials_file (application default credentials \
                  impersonate through the default IAM endpoint only)",
@@ -268,9 +313,15 @@ impl GcpConfig {
         if self.anonymous {
             return Ok(anonymous::Builder::new().build());
         }
-        let json = match &self.credentials_file {
-            Some(path) => Some(read_credentials_file(path)?),
-            None => None,
+        let json = match (&self.credentials_file, &self.credentials) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "gcp: set either credentials or credentials_file, not both",
+                ));
+            }
+            (Some(path), None) => Some(read_credentials_file(path)?),
+            (None, Some(inline)) => Some(parse_credentials(&inline.0, "(credentials:)")?),
+            (None, None) => None,
         };
         match (&self.impersonate_service_account, json) {
             (None, Some(json)) => credentials_from_json(json),

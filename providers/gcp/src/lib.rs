@@ -60,6 +60,11 @@ pub fn register(registry: &mut ProviderRegistry) {
         .register(PROVIDER, |c: ProviderConfig| async move {
             let mut config: GcpConfig = c.deserialize()?;
             config.credentials_file = c.path("credentials_file")?;
+            if c.value().get("credentials").is_some() {
+                config.credentials = c
+                    .secret("credentials")?
+                    .map(|s| config::InlineCredentials(Arc::new(s.into_secret())));
+            }
             config.validate().map_err(|e| {
                 sealbox::Error::config(format!("{}: {}", c.key_path(), e.message()))
             })?;

@@ -109,6 +109,65 @@ async fn a_service_account_key_file_authenticates_every_call() {
     assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
 }
 
+/// The service-account key kept in the embedded vault, named by `credentials:
+/// sb://vault/...`: no key file on disk when the client is built, and every call is the
+/// account's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_account_key_kept_in_the_local_vault_authenticates_every_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalSecretManager::start().await;
+    server.require_auth();
+    let (public, file) = service_account(dir.path(), SOURCE);
+    server.add_service_account(SOURCE, public);
+    let vault = format!(
+        "  vault:\n    provider: local\n    config: {{path: {0}/vault, master_key: \
+         {{provider: key_file, path: {0}/master.key}}}}\n",
+        dir.path().display()
+    );
+    let mut registry = sealbox::config::ProviderRegistry::with_builtins();
+    sealbox_gcp::register(&mut registry);
+    let only_vault = format!("default_store: vault\nstores:\n{vault}");
+    let keeper = sealbox::config::Config::from_yaml_str(&only_vault)
+        .unwrap()
+        .build(&registry)
+        .await
+        .unwrap();
+    let key = std::fs::read(&file).unwrap();
+    keeper
+        .put(
+            "gcp/sa-key",
+            &sealbox::Secret::from_mut_slice(&mut key.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
+    drop(keeper);
+    std::fs::remove_file(&file).unwrap();
+
+    let both = format!(
+        "default_store: gcp\nstores:\n{vault}  gcp:\n    provider: gcp\n    config: \
+         {{project: {}, endpoint: {}, credentials: sb://vault/gcp/sa-key}}\n",
+        support::PROJECT,
+        server.endpoint()
+    );
+    let client = sealbox::config::Config::from_yaml_str(&both)
+        .unwrap()
+        .build(&registry)
+        .await
+        .unwrap();
+    client
+        .put("sb://gcp/auth/probe", &secret(b"authed"))
+        .await
+        .unwrap();
+    let got = client.get("sb://gcp/auth/probe").await.unwrap();
+    assert_eq!(got.expose_secret(), b"authed");
+    let seen = principals(&server);
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|p| p.as_deref() == Some(SOURCE)),
+        "{seen:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impersonation_acts_as_the_target_account_and_needs_the_grant() {
     let dir = tempfile::tempdir().unwrap();

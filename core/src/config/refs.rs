@@ -48,7 +48,7 @@ impl StoreRef {
             ))
         };
         let (path, field) = match rest.split_once('#') {
-            Some((_, f)) if f.is_empty() => return Err(bad("the field after # is empty")),
+            Some((_, "")) => return Err(bad("the field after # is empty")),
             Some((p, f)) => (p, Some(f.to_owned())),
             None => (rest, None),
         };
@@ -56,7 +56,7 @@ impl StoreRef {
         if name.is_empty() {
             return Err(bad("no secret name"));
         }
-        SecretName::new(name).map_err(|e| bad(&e.message().to_owned()))?;
+        SecretName::new(name).map_err(|e| bad(e.message()))?;
         Ok(Some(StoreRef {
             store: (!store.is_empty()).then(|| store.to_owned()),
             name: name.to_owned(),
@@ -155,6 +155,9 @@ pub(crate) fn build_order(ids: &[String], refs: &[Vec<(String, String)>]) -> Res
     Ok(order)
 }
 
+/// A store and the id it has in the config.
+pub(crate) type NamedStore = (String, Arc<dyn SecretStore>);
+
 /// The values of a block's references, read at build, and which of them the provider took.
 #[derive(Clone, Default)]
 pub(crate) struct Resolved {
@@ -167,7 +170,7 @@ impl Resolved {
     /// the id and the built store it names.
     pub async fn read(
         refs: &[(String, StoreRef)],
-        store_of: &dyn Fn(&str) -> Option<(String, Arc<dyn SecretStore>)>,
+        store_of: &dyn Fn(&str) -> Option<NamedStore>,
     ) -> Result<Resolved> {
         let mut values = BTreeMap::new();
         for (at, r) in refs {

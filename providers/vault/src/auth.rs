@@ -568,23 +568,30 @@ fn take_token(auth: AuthInfo) -> Result<(Secret, Option<(Duration, bool)>)> {
 }
 
 fn login_failed(method: &str, mount: &str, e: ClientError) -> Error {
+    let texts = error::texts(&e).join("; ");
+    let target = format!("auth/{mount}/login");
     let err = error::from_client(
         Call {
             operation: "login",
-            target: &format!("auth/{mount}/login"),
+            target: &target,
         },
         e,
     );
-    let kind = match err.kind() {
-        ErrorKind::Unavailable => ErrorKind::Unavailable,
-        _ => ErrorKind::AccessDenied,
+    if err.kind() == ErrorKind::Unavailable {
+        return err;
+    }
+    // Vault's text, without the policy hint that 403s on other paths get.
+    let said = if texts.is_empty() {
+        err.message().to_owned()
+    } else {
+        texts
     };
     error::rekind(
         &err,
-        kind,
+        ErrorKind::AccessDenied,
         format!(
-            "Vault {method} login failed: {}; check the role and credentials",
-            err.message()
+            "Vault {method} login on {target} failed: {said}; check the role and the \
+             credentials it was given"
         ),
     )
 }

@@ -162,7 +162,11 @@ async fn a_failed_login_is_access_denied_with_vaults_text_and_no_secret_id() {
     });
     let err = VaultKv::connect(&config).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
-    assert!(err.message().contains("approle login failed"), "{err}");
+    assert!(
+        err.message()
+            .contains("approle login on auth/approle/login failed"),
+        "{err}"
+    );
     assert!(err.message().contains("invalid"), "Vault's own text: {err}");
     assert!(!format!("{err} {err:?}").contains("xyzzy"), "{err:?}");
 }

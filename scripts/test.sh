@@ -2,7 +2,8 @@
 # The whole sealbox test suite: the README's test command, and what .ci/run calls.
 #
 # From a fresh machine with only the toolchains, it creates a Python venv (moto's server, boto3,
-# maturin, pytest, mypy), starts moto on 127.0.0.1 on a free port, runs the Rust suite (every
+# maturin, pytest, mypy), starts moto on 127.0.0.1 on a free port, makes sure the Vault server
+# binary is built (scripts/vault-server.sh ensure: cached by version), runs the Rust suite (every
 # crate, unit + integration + doc tests, the conformance suite against every store), the Python
 # binding suite, the C/C++ suite (ASan/UBSan + valgrind) and the cache's unit tests under
 # valgrind, then stops moto.
@@ -34,6 +35,13 @@ trap 'bash "$root/scripts/moto.sh" stop' EXIT
 echo "moto listening on $SEALBOX_TEST_AWS_ENDPOINT"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN || true
+
+# --- Vault, built once from the Go module proxy and cached by version (see vault-server.sh) ---
+step "Vault server binary"
+vault_started=$(date +%s)
+SEALBOX_VAULT_BIN=$(bash "$root/scripts/vault-server.sh" ensure)
+export SEALBOX_VAULT_BIN
+echo "Vault binary $SEALBOX_VAULT_BIN ready in $(( $(date +%s) - vault_started ))s"
 
 # --- Rust ---------------------------------------------------------------------------------------
 step "cargo test (workspace)"

@@ -11,6 +11,8 @@ pub fn register() -> Result<()> {
     sealbox_aws::register_global()?;
     #[cfg(feature = "gcp")]
     sealbox_gcp::register_global()?;
+    #[cfg(feature = "vault")]
+    sealbox_vault::register_global()?;
     #[cfg(feature = "pkcs11")]
     sealbox_pkcs11::register_global()?;
     Ok(())
@@ -23,6 +25,8 @@ pub const NAMES: &[&str] = &[
     "aws",
     #[cfg(feature = "gcp")]
     "gcp",
+    #[cfg(feature = "vault")]
+    "vault",
 ];
 
 /// The key providers `register` adds.
@@ -32,6 +36,8 @@ pub const KEY_NAMES: &[&str] = &[
     "aws-kms",
     #[cfg(feature = "pkcs11")]
     "pkcs11",
+    #[cfg(feature = "vault")]
+    "vault-transit",
 ];
 
 #[cfg(test)]

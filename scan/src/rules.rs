@@ -279,7 +279,9 @@ mod tests {
             "slack-token",
             "stripe-key",
             "url-password",
+            "connection-string-password",
             "password-assignment",
+            "password-ini",
             "password-unquoted",
             "generic-secret",
         ] {

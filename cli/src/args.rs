@@ -155,6 +155,16 @@ pub struct ScanArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_file_size: u64,
 
+    /// Leave out the findings this baseline file lists (accepted ones, by fingerprint; never
+    /// values). Findings not in it are reported as usual.
+    #[arg(long, value_name = "FILE", conflicts_with = "write_baseline")]
+    pub baseline: Option<PathBuf>,
+
+    /// Write every finding's fingerprint to FILE as a baseline of accepted findings (for
+    /// --baseline), and exit 0 unless the scan failed.
+    #[arg(long, value_name = "FILE", conflicts_with = "fix")]
+    pub write_baseline: Option<PathBuf>,
+
     /// Output: text for people (the default), json (as --json), or sarif (SARIF 2.1.0, for
     /// code-scanning uploads such as GitHub's upload-sarif). Every form shows a masked preview
     /// of each value, never the value.

@@ -848,3 +848,48 @@ fn a_dash_scans_standard_input() {
     let o = run_with_env(&["scan", "-"], b"nothing here\n", &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+#[test]
+fn a_baseline_accepts_known_findings_and_reports_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    plant(root);
+    let root_s = root.to_str().unwrap();
+    let baseline = tempfile::tempdir().unwrap();
+    let file = baseline.path().join("sealbox-baseline.txt");
+    let file_s = file.to_str().unwrap();
+    let o = scan(&["scan", "--write-baseline", file_s, root_s]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written.lines().filter(|l| !l.starts_with('#')).count(), 11);
+    for value in planted() {
+        for line in value.lines() {
+            assert!(!written.contains(&line[..8]), "{written}");
+        }
+    }
+
+    let o = scan(&["scan", "--baseline", file_s, root_s]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("11 accepted by the baseline"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Lines added above a known finding keep it known; a new credential is reported.
+    let env = root.join(".env");
+    let old = std::fs::read_to_string(&env).unwrap();
+    std::fs::write(
+        &env,
+        format!("# moved down\n\n{old}DB_PASSWORD={DB_PASSWORD}\n"),
+    )
+    .unwrap();
+    let o = scan(&["--json", "scan", "--baseline", file_s, root_s]);
+    assert_eq!(code(&o), 1);
+    assert_nothing_leaked(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let f = v["findings"].as_array().unwrap();
+    assert_eq!(f.len(), 1, "{v}");
+    assert_eq!(f[0]["line"], 6);
+    assert_eq!(v["baselined"], 11);
+}

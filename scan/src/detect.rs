@@ -59,6 +59,7 @@ impl Rules {
                     preview: mask(value),
                     length: value.len(),
                     commit: None,
+                    fingerprint: String::new(),
                     vault: Vec::new(),
                     value: Secret::init_with(value.len(), |buf| {
                         buf.copy_from_slice(value);

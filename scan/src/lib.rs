@@ -6,6 +6,7 @@
 //! The walker is ripgrep's (`ignore`). A found value is kept only in locked memory
 //! ([`sealbox::Secret`]) and shown only as a masked preview ([`finding::mask`]).
 
+pub mod baseline;
 pub mod detect;
 pub mod finding;
 pub mod fix;

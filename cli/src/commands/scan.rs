@@ -30,6 +30,9 @@ struct VaultSummary {
 struct ScanOutput {
     #[serde(flatten)]
     report: ScanReport,
+    /// Findings left out as listed in --baseline.
+    #[serde(skip_serializing_if = "is_zero")]
+    baselined: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     vault: Option<VaultSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,6 +95,9 @@ impl Report for ScanOutput {
             r.skipped_binary,
             r.skipped_large,
         ));
+        if self.baselined > 0 {
+            s.push_str(&format!("; {} accepted by the baseline", self.baselined));
+        }
         if let Some(v) = &self.vault {
             s.push_str(&format!(
                 "; compared with {} versions of {} secrets in the vault",
@@ -125,6 +131,10 @@ impl Report for ScanOutput {
         }
         s
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn plural(n: u64) -> &'static str {
@@ -188,6 +198,20 @@ pub async fn run(locations: &Locations, args: ScanArgs, io: &mut Io<'_>) -> Resu
         };
         sealbox_scan::scan_paths(&rules, &paths, &options)?
     };
+    sealbox_scan::baseline::assign(&mut report.findings);
+    let mut baselined = 0;
+    if let Some(path) = &args.baseline {
+        let accepted = sealbox_scan::baseline::load(path)?;
+        let before = report.findings.len();
+        report
+            .findings
+            .retain(|f| !accepted.contains(&f.fingerprint));
+        baselined = before - report.findings.len();
+    }
+    if let Some(path) = &args.write_baseline {
+        std::fs::write(path, sealbox_scan::baseline::render(&report.findings))
+            .map_err(|e| Error::io(format!("writing the baseline {}", path.display()), e))?;
+    }
     let mut fixed = None;
     let vault = if has_vault {
         let session = Session::open(locations).await?;
@@ -226,13 +250,14 @@ pub async fn run(locations: &Locations, args: ScanArgs, io: &mut Io<'_>) -> Resu
     };
     let code = if !report.errors.is_empty() {
         exit::SCAN_ERROR
-    } else if remaining > 0 {
+    } else if remaining > 0 && args.write_baseline.is_none() {
         exit::SCAN_FOUND
     } else {
         exit::OK
     };
     let output = ScanOutput {
         report,
+        baselined,
         vault,
         fix: fixed,
     };

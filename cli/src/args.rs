@@ -90,14 +90,20 @@ Exit codes of scan (its own, for CI and hooks):
   2  error (bad arguments, unreadable rules file or files, git failure, vault error)
 
 Accept a finding with a `sealbox:allow` comment on its line, or allowlist values or paths in a
-rules file (--rules). As a git pre-commit hook (.git/hooks/pre-commit):
+rules file (--rules). As a git pre-commit hook: `sealbox scan install-hook` writes .git/hooks/pre-commit:
   #!/bin/sh
   exec sealbox scan --staged";
 
 /// `sealbox scan`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ScanArgs {
-    /// Files or directories to scan (default: the current directory).
+    /// Instead of scanning: set scanning up.
+    #[command(subcommand)]
+    pub action: Option<ScanAction>,
+
+    /// Files or directories to scan (default: the current directory); `-` alone scans
+    /// standard input.
     #[arg(value_name = "PATH", conflicts_with_all = ["staged", "history"])]
     pub paths: Vec<PathBuf>,
 
@@ -114,8 +120,10 @@ pub struct ScanArgs {
     #[arg(long, value_name = "REF", requires = "history")]
     pub since: Option<String>,
 
-    /// Move each value found on a `KEY=value` line of an env-style file (.env, *.env, shell)
-    /// into the vault and rewrite the line to `KEY=${KEY}`, keeping the original file as
+    /// Move each value found into the vault and rewrite it to a reference where the file's
+    /// format has one: a `KEY=value` line of an env-style file (.env, *.env, shell) becomes
+    /// `KEY=${KEY}`; a whole string value in YAML or JSON becomes `sb:///NAME` (for a sealbox
+    /// client to resolve). Only the value's bytes change; the original file is kept as
     /// FILE.sealbox-backup. A value already stored as a secret's CURRENT value keeps that name;
     /// others are stored as PREFIX/key (see --prefix). Needs --vault/--key-file or --config.
     #[arg(long, conflicts_with_all = ["staged", "history"])]
@@ -126,7 +134,8 @@ pub struct ScanArgs {
     pub dry_run: bool,
 
     /// With --fix: where new secrets go, e.g. avesa/dev (CLICKHOUSE_PASSWORD becomes
-    /// avesa/dev/clickhouse-password).
+    /// avesa/dev/clickhouse-password; YAML's spring.datasource.password becomes
+    /// avesa/dev/spring-datasource-password).
     #[arg(long, value_name = "NAME", requires = "fix")]
     pub prefix: Option<String>,
 
@@ -145,6 +154,49 @@ pub struct ScanArgs {
     /// Skip files larger than this many bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_file_size: u64,
+
+    /// Leave out the findings this baseline file lists (accepted ones, by fingerprint; never
+    /// values). Findings not in it are reported as usual.
+    #[arg(long, value_name = "FILE", conflicts_with = "write_baseline")]
+    pub baseline: Option<PathBuf>,
+
+    /// Write every finding's fingerprint to FILE as a baseline of accepted findings (for
+    /// --baseline), and exit 0 unless the scan failed.
+    #[arg(long, value_name = "FILE", conflicts_with = "fix")]
+    pub write_baseline: Option<PathBuf>,
+
+    /// Output: text for people (the default), json (as --json), or sarif (SARIF 2.1.0, for
+    /// code-scanning uploads such as GitHub's upload-sarif). Every form shows a masked preview
+    /// of each value, never the value.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<ScanFormat>,
+}
+
+/// `sealbox scan ACTION`.
+#[derive(Debug, Subcommand)]
+pub enum ScanAction {
+    /// Write the pre-commit hook (it runs `sealbox scan --staged`) into the git repository of
+    /// the current directory or --repo, where git looks for hooks (core.hooksPath honoured).
+    /// For the pre-commit framework, use the `sealbox-scan` hook of .pre-commit-hooks.yaml.
+    InstallHook {
+        /// The repository (default: the current directory).
+        #[arg(long, value_name = "DIR")]
+        repo: Option<PathBuf>,
+        /// Move another pre-commit hook that is there aside (as pre-commit.sealbox-backup).
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+/// `sealbox scan --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScanFormat {
+    /// One line per finding, then a summary.
+    Text,
+    /// One JSON document (what --json prints).
+    Json,
+    /// A SARIF 2.1.0 log.
+    Sarif,
 }
 
 /// One secret name.

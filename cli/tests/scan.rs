@@ -606,3 +606,290 @@ fn fix_moves_env_values_into_the_vault_and_rewrites_the_file_with_a_backup() {
     assert_eq!(doc["findings"].as_array().unwrap().len(), 1, "{doc}");
     assert_eq!(doc["findings"][0]["rule"], "url-password");
 }
+
+#[test]
+fn fix_rewrites_yaml_and_json_values_to_sb_references_and_nothing_else() {
+    let v = Scratch::init();
+    let tree = tempfile::tempdir().unwrap();
+    let yaml = tree.path().join("application.yml");
+    let yaml_text = format!(
+        "# billing\nspring:\n  datasource:\n    username: billing\n    password: {DB_PASSWORD}  # rotated monthly\n  \
+         mail:\n    password: \"{CH_PASSWORD}\"\nreports:\n  url: postgresql://reports:{API_TOKEN}@db/reports\n"
+    );
+    std::fs::write(&yaml, &yaml_text).unwrap();
+    let json = tree.path().join("appsettings.json");
+    let json_text = format!(
+        "{{\n  \"Stripe\": {{ \"SecretKey\": \"{STRIPE}\" }},\n  \"Slack\": {{\"token\": \"{SLACK}\", \"channel\": \"#ops\"}}\n}}\n"
+    );
+    std::fs::write(&json, &json_text).unwrap();
+    let dir_s = tree.path().to_str().unwrap();
+
+    let o = v.run(
+        &["scan", "--fix", "--dry-run", "--prefix", "billing", dir_s],
+        b"",
+    );
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_nothing_leaked(&o);
+    let text = stdout(&o);
+    assert!(
+        text.contains("+    password: sb:///billing/spring-datasource-password  # rotated monthly"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "+  \"Slack\": {\"token\": \"sb:///billing/slack-token\", \"channel\": \"#ops\"}"
+        ),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&yaml).unwrap(), yaml_text);
+    assert_eq!(std::fs::read_to_string(&json).unwrap(), json_text);
+
+    let o = v.run(
+        &["--json", "scan", "--fix", "--prefix", "billing", dir_s],
+        b"",
+    );
+    assert_nothing_leaked(&o);
+    assert_eq!(code(&o), 1, "the URL's password stays: {}", stderr(&o));
+    // Byte for byte, the files differ only where the values were.
+    assert_eq!(
+        std::fs::read_to_string(&yaml).unwrap(),
+        yaml_text
+            .replace(DB_PASSWORD, "sb:///billing/spring-datasource-password")
+            .replace(CH_PASSWORD, "sb:///billing/spring-mail-password")
+    );
+    assert_eq!(
+        std::fs::read_to_string(&json).unwrap(),
+        json_text
+            .replace(STRIPE, "sb:///billing/stripe-secretkey")
+            .replace(SLACK, "sb:///billing/slack-token")
+    );
+    let parsed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(parsed["Slack"]["channel"], "#ops");
+    for (file, original) in [(&yaml, &yaml_text), (&json, &json_text)] {
+        let mut backup = file.as_os_str().to_owned();
+        backup.push(".sealbox-backup");
+        assert_eq!(&std::fs::read_to_string(backup).unwrap(), original);
+    }
+    for (name, value) in [
+        ("billing/spring-datasource-password", DB_PASSWORD),
+        ("billing/spring-mail-password", CH_PASSWORD),
+        ("billing/stripe-secretkey", STRIPE),
+        ("billing/slack-token", SLACK),
+    ] {
+        let got = v.run(&["get", name, "--reveal"], b"");
+        assert_eq!(stdout(&got), value, "{name}");
+    }
+    // Scanned again, the references are not findings; only the URL is left (the backups hold
+    // the values, as they must, until the user deletes them).
+    let o = v.run(
+        &[
+            "--json",
+            "scan",
+            yaml.to_str().unwrap(),
+            json.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rules: Vec<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["url-password"], "{doc}");
+}
+
+/// SARIF 2.1.0 as GitHub code scanning takes it: `version`, `runs[].tool.driver` with the
+/// rules, and per result `ruleId` (and a `ruleIndex` pointing at that rule), `message.text`
+/// and a physical location relative to the source root.
+#[test]
+fn sarif_output_is_a_2_1_0_log_of_every_finding_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    plant(root);
+    let o = Command::new(env!("CARGO_BIN_EXE_sealbox"))
+        .args(["scan", "--format", "sarif", "."])
+        .current_dir(root)
+        .env_remove("SEALBOX_VAULT")
+        .env_remove("SEALBOX_KEY_FILE")
+        .env_remove("SEALBOX_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_nothing_leaked(&o);
+    let log: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(log["version"], "2.1.0");
+    assert!(log["$schema"].as_str().unwrap().contains("sarif-2.1.0"));
+    let runs = log["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    let driver = &runs[0]["tool"]["driver"];
+    assert_eq!(driver["name"], "sealbox-scan");
+    let rules = driver["rules"].as_array().unwrap();
+    assert!(
+        rules
+            .iter()
+            .all(|r| r["id"].is_string() && r["shortDescription"]["text"].is_string())
+    );
+    assert_eq!(runs[0]["invocations"][0]["executionSuccessful"], true);
+    let mut got: Vec<(String, u64, String)> = Vec::new();
+    for r in runs[0]["results"].as_array().unwrap() {
+        let id = r["ruleId"].as_str().unwrap();
+        let index = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[index]["id"], id);
+        assert_eq!(r["level"], "error");
+        assert!(r["message"]["text"].as_str().unwrap().contains('…'), "{r}");
+        let loc = &r["locations"][0]["physicalLocation"];
+        assert_eq!(loc["artifactLocation"]["uriBaseId"], "%SRCROOT%");
+        let uri = loc["artifactLocation"]["uri"].as_str().unwrap();
+        assert!(!uri.starts_with('.') || uri.starts_with(".env"), "{uri}");
+        let region = &loc["region"];
+        let (line, end_line) = (
+            region["startLine"].as_u64().unwrap(),
+            region["endLine"].as_u64().unwrap(),
+        );
+        assert!(
+            region["startColumn"].as_u64().unwrap() >= 1 && end_line >= line,
+            "{region}"
+        );
+        got.push((uri.to_owned(), line, id.to_owned()));
+    }
+    got.sort();
+    let want: Vec<(String, u64, String)> = [
+        (".env", 2, "password-unquoted"),
+        (".env", 3, "generic-secret"),
+        ("config/app.yaml", 2, "slack-token"),
+        ("config/app.yaml", 4, "stripe-key"),
+        ("config/app.yaml", 6, "jwt"),
+        ("config/maps.json", 2, "gcp-api-key"),
+        ("keys/deploy_key", 1, "private-key"),
+        ("scripts/deploy.sh", 2, "aws-access-key-id"),
+        ("scripts/deploy.sh", 3, "aws-secret-access-key"),
+        ("scripts/deploy.sh", 4, "github-token"),
+        ("src/cspm/db.py", 3, "password-assignment"),
+    ]
+    .iter()
+    .map(|(p, l, r)| ((*p).to_owned(), *l, (*r).to_owned()))
+    .collect();
+    assert_eq!(got, want);
+
+    // --format json is the --json document.
+    let o = scan(&["scan", "--format", "json", root.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 11);
+}
+
+#[test]
+fn install_hook_writes_the_hook_git_runs_and_keeps_another_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    let repo_s = repo.to_str().unwrap();
+    assert!(git(repo, &["init", "-q"]).status.success());
+    let o = scan(&["scan", "install-hook", "--repo", repo_s]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let hook = repo.join(".git/hooks/pre-commit");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scan/hooks/pre-commit");
+    assert_eq!(
+        std::fs::read(&hook).unwrap(),
+        std::fs::read(&shipped).unwrap()
+    );
+    // Installing again changes nothing.
+    let o = scan(&["scan", "install-hook", "--repo", repo_s]);
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains("already"), "{}", stdout(&o));
+
+    // Git runs it: a commit adding a token is refused.
+    write(
+        repo,
+        "settings.py",
+        &format!("GITHUB_TOKEN = \"{GITHUB}\"\n"),
+    );
+    assert!(git(repo, &["add", "."]).status.success());
+    let o = git(repo, &["commit", "-q", "-m", "add token"]);
+    assert!(
+        !o.status.success(),
+        "the installed hook let a credential through"
+    );
+    assert_nothing_leaked(&o);
+
+    // Another hook is not overwritten, unless --replace, which keeps it aside.
+    std::fs::write(&hook, "#!/bin/sh\nexec make lint\n").unwrap();
+    let o = scan(&["scan", "install-hook", "--repo", repo_s]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("--replace"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&hook).unwrap(),
+        "#!/bin/sh\nexec make lint\n"
+    );
+    let o = scan(&["scan", "install-hook", "--replace", "--repo", repo_s]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(repo.join(".git/hooks/pre-commit.sealbox-backup")).unwrap(),
+        "#!/bin/sh\nexec make lint\n"
+    );
+    assert_eq!(
+        std::fs::read(&hook).unwrap(),
+        std::fs::read(&shipped).unwrap()
+    );
+}
+
+#[test]
+fn a_dash_scans_standard_input() {
+    let input = format!("deploy:\n  token: {GITHUB}\n");
+    let o = run_with_env(&["--json", "scan", "-"], input.as_bytes(), &[]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_nothing_leaked(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["findings"][0]["path"], "<stdin>");
+    assert_eq!(v["findings"][0]["line"], 2);
+    assert_eq!(v["findings"][0]["rule"], "github-token");
+    let o = run_with_env(&["scan", "-"], b"nothing here\n", &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn a_baseline_accepts_known_findings_and_reports_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    plant(root);
+    let root_s = root.to_str().unwrap();
+    let baseline = tempfile::tempdir().unwrap();
+    let file = baseline.path().join("sealbox-baseline.txt");
+    let file_s = file.to_str().unwrap();
+    let o = scan(&["scan", "--write-baseline", file_s, root_s]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written.lines().filter(|l| !l.starts_with('#')).count(), 11);
+    for value in planted() {
+        for line in value.lines() {
+            assert!(!written.contains(&line[..8]), "{written}");
+        }
+    }
+
+    let o = scan(&["scan", "--baseline", file_s, root_s]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("11 accepted by the baseline"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Lines added above a known finding keep it known; a new credential is reported.
+    let env = root.join(".env");
+    let old = std::fs::read_to_string(&env).unwrap();
+    std::fs::write(
+        &env,
+        format!("# moved down\n\n{old}DB_PASSWORD={DB_PASSWORD}\n"),
+    )
+    .unwrap();
+    let o = scan(&["--json", "scan", "--baseline", file_s, root_s]);
+    assert_eq!(code(&o), 1);
+    assert_nothing_leaked(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let f = v["findings"].as_array().unwrap();
+    assert_eq!(f.len(), 1, "{v}");
+    assert_eq!(f[0]["line"], 6);
+    assert_eq!(v["baselined"], 11);
+}

@@ -40,6 +40,10 @@ impl Rules {
                 if value.is_empty()
                     || spans.iter().any(|&(s, e)| start < e && s < end)
                     || !self.accepts(rule, value)
+                    || rule.allow_match.iter().any(|a| {
+                        caps.get(0)
+                            .is_some_and(|whole| a.is_match(whole.as_bytes()))
+                    })
                     || allowed_inline(text, start, end)
                 {
                     continue;
@@ -55,6 +59,7 @@ impl Rules {
                     preview: mask(value),
                     length: value.len(),
                     commit: None,
+                    fingerprint: String::new(),
                     vault: Vec::new(),
                     value: Secret::init_with(value.len(), |buf| {
                         buf.copy_from_slice(value);

@@ -29,6 +29,10 @@ pub struct Finding {
     /// The commit that added it (history scans).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// Names this finding in a baseline ([`crate::baseline`]); set by
+    /// [`crate::baseline::assign`], empty before.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
     /// The secrets in the vault holding this value, when a vault was given.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub vault: Vec<VaultMatch>,

@@ -6,11 +6,14 @@
 //! The walker is ripgrep's (`ignore`). A found value is kept only in locked memory
 //! ([`sealbox::Secret`]) and shown only as a masked preview ([`finding::mask`]).
 
+pub mod baseline;
 pub mod detect;
 pub mod finding;
 pub mod fix;
 pub mod history;
+pub mod hook;
 pub mod rules;
+pub mod sarif;
 pub mod staged;
 pub mod vault;
 pub mod walk;

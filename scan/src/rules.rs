@@ -39,6 +39,8 @@ struct RuleDef {
     #[serde(default)]
     allow: Vec<String>,
     #[serde(default)]
+    allow_match: Vec<String>,
+    #[serde(default)]
     positive: Vec<String>,
     #[serde(default)]
     negative: Vec<String>,
@@ -69,6 +71,8 @@ pub struct Rule {
     pub(crate) entropy: Option<f64>,
     pub(crate) needs_digit: bool,
     pub(crate) allow: Vec<Regex>,
+    /// Regexes over the whole match (key and value): one that matches drops the finding.
+    pub(crate) allow_match: Vec<Regex>,
 }
 
 /// A compiled rule set: the rules, one `RegexSet` over all of them, the keyword automaton and
@@ -180,6 +184,11 @@ impl Rules {
                 .iter()
                 .map(|a| compile_regex(a, &def.id))
                 .collect::<Result<Vec<_>>>()?;
+            let allow_match = def
+                .allow_match
+                .iter()
+                .map(|a| compile_regex(a, &def.id))
+                .collect::<Result<Vec<_>>>()?;
             rules.push(Rule {
                 id: def.id,
                 description: def.description,
@@ -190,6 +199,7 @@ impl Rules {
                 entropy: def.entropy,
                 needs_digit: def.needs_digit,
                 allow,
+                allow_match,
             });
         }
         for (i, r) in rules.iter().enumerate() {
@@ -269,7 +279,9 @@ mod tests {
             "slack-token",
             "stripe-key",
             "url-password",
+            "connection-string-password",
             "password-assignment",
+            "password-ini",
             "password-unquoted",
             "generic-secret",
         ] {

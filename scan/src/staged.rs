@@ -100,7 +100,7 @@ pub(crate) fn added_lines(diff: &[u8]) -> BTreeSet<usize> {
 }
 
 /// Runs `git -C repo ARGS` and returns its standard output.
-fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>> {
+pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>> {
     let out = Command::new("git")
         .arg("-C")
         .arg(repo)
@@ -109,7 +109,7 @@ fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>> {
         .map_err(|e| {
             Error::new(
                 ErrorKind::Unavailable,
-                format!("cannot run git for --staged: {e}; install git or scan paths instead"),
+                format!("cannot run git: {e}; install git, or scan paths instead"),
             )
             .with_source(e)
         })?;

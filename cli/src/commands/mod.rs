@@ -53,7 +53,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<Outcome> {
             vault::restore(&locations, &file).await
         }
         Command::Verify if locations.config.is_none() => vault::verify_file(&locations).await,
-        Command::Scan(args) => scan::run(&locations, args).await,
+        Command::Scan(args) => scan::run(&locations, args, io).await,
         command => {
             let session = Session::open(&locations).await?;
             let result = run_on_session(&session, command, io).await;

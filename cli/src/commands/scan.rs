@@ -1,6 +1,7 @@
 //! `sealbox scan`: hard-coded credentials in files, staged changes or git history, and which of them are
 //! values stored in the vault. Output shows a masked preview of each value, never the value.
 
+use std::io::Read;
 use std::path::PathBuf;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,8 @@ use sealbox_scan::fix::{self, Edit};
 use sealbox_scan::{Finding, Rules, ScanReport, VaultIndex, WalkOptions};
 use serde::Serialize;
 
-use crate::args::ScanArgs;
+use crate::args::{ScanAction, ScanArgs, ScanFormat};
+use crate::commands::Io;
 use crate::exit;
 use crate::output::{Outcome, Report};
 use crate::session::{Locations, Session};
@@ -28,6 +30,9 @@ struct VaultSummary {
 struct ScanOutput {
     #[serde(flatten)]
     report: ScanReport,
+    /// Findings left out as listed in --baseline.
+    #[serde(skip_serializing_if = "is_zero")]
+    baselined: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     vault: Option<VaultSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,6 +95,9 @@ impl Report for ScanOutput {
             r.skipped_binary,
             r.skipped_large,
         ));
+        if self.baselined > 0 {
+            s.push_str(&format!("; {} accepted by the baseline", self.baselined));
+        }
         if let Some(v) = &self.vault {
             s.push_str(&format!(
                 "; compared with {} versions of {} secrets in the vault",
@@ -125,12 +133,25 @@ impl Report for ScanOutput {
     }
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// The path findings in standard input are reported at (`sealbox scan -`).
+const STDIN_PATH: &str = "<stdin>";
+
 /// Runs a scan; opens the vault only when --vault or --config names one.
-pub async fn run(locations: &Locations, args: ScanArgs) -> Result<Outcome> {
+pub async fn run(locations: &Locations, args: ScanArgs, io: &mut Io<'_>) -> Result<Outcome> {
+    if let Some(ScanAction::InstallHook { repo, replace }) = &args.action {
+        let repo = repo.clone().unwrap_or_else(|| PathBuf::from("."));
+        return Ok(Outcome::report(&HookReport(sealbox_scan::hook::install(
+            &repo, *replace,
+        )?)));
+    }
     let has_vault = locations.vault.is_some() || locations.config.is_some();
     if args.fix && !has_vault {
         return Err(Error::config(
@@ -148,6 +169,14 @@ pub async fn run(locations: &Locations, args: ScanArgs) -> Result<Outcome> {
             args.since.as_deref(),
             args.max_file_size,
         )?
+    } else if args.paths.iter().any(|p| p.as_os_str() == "-") {
+        if args.paths.len() > 1 || args.fix {
+            return Err(Error::invalid_input(
+                "`-` scans standard input alone, and --fix cannot rewrite it; give `-` by itself \
+                 without --fix",
+            ));
+        }
+        scan_stdin(&rules, io.stdin, args.max_file_size)?
     } else {
         let paths = if args.paths.is_empty() {
             vec![PathBuf::from(".")]
@@ -169,6 +198,20 @@ pub async fn run(locations: &Locations, args: ScanArgs) -> Result<Outcome> {
         };
         sealbox_scan::scan_paths(&rules, &paths, &options)?
     };
+    sealbox_scan::baseline::assign(&mut report.findings);
+    let mut baselined = 0;
+    if let Some(path) = &args.baseline {
+        let accepted = sealbox_scan::baseline::load(path)?;
+        let before = report.findings.len();
+        report
+            .findings
+            .retain(|f| !accepted.contains(&f.fingerprint));
+        baselined = before - report.findings.len();
+    }
+    if let Some(path) = &args.write_baseline {
+        std::fs::write(path, sealbox_scan::baseline::render(&report.findings))
+            .map_err(|e| Error::io(format!("writing the baseline {}", path.display()), e))?;
+    }
     let mut fixed = None;
     let vault = if has_vault {
         let session = Session::open(locations).await?;
@@ -207,21 +250,93 @@ pub async fn run(locations: &Locations, args: ScanArgs) -> Result<Outcome> {
     };
     let code = if !report.errors.is_empty() {
         exit::SCAN_ERROR
-    } else if remaining > 0 {
+    } else if remaining > 0 && args.write_baseline.is_none() {
         exit::SCAN_FOUND
     } else {
         exit::OK
     };
     let output = ScanOutput {
         report,
+        baselined,
         vault,
         fix: fixed,
     };
-    Ok(Outcome::report(&output).with_exit_code(code))
+    let outcome = match args.format {
+        Some(ScanFormat::Sarif) => {
+            Outcome::report(&Document(sealbox_scan::sarif::log(&output.report, &rules)))
+        }
+        Some(ScanFormat::Json) => Outcome::report(&Document(
+            serde_json::to_value(&output).unwrap_or(serde_json::Value::Null),
+        )),
+        Some(ScanFormat::Text) | None => Outcome::report(&output),
+    };
+    Ok(outcome.with_exit_code(code))
 }
 
-/// Moves the findings that sit on env-style assignments into the vault and rewrites their
-/// files; with `dry_run`, only plans it.
+/// What `scan install-hook` did.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct HookReport(sealbox_scan::hook::Installed);
+
+impl Report for HookReport {
+    fn human(&self) -> String {
+        let h = &self.0;
+        let mut s = match &h.backup {
+            Some(b) => format!("moved the pre-commit hook that was there to {b}\n"),
+            None => String::new(),
+        };
+        s.push_str(&if h.written {
+            format!(
+                "wrote {}: each commit is now scanned (`sealbox scan --staged`); it needs `sealbox` \
+                 on PATH\n",
+                h.hook
+            )
+        } else {
+            format!("{} is already this hook; nothing to do\n", h.hook)
+        });
+        s
+    }
+}
+
+/// An output already in its final form (a SARIF log, or the JSON --format json asked for):
+/// printed as this JSON whether or not --json is given.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Document(serde_json::Value);
+
+impl Report for Document {
+    fn human(&self) -> String {
+        let mut s = serde_json::to_string_pretty(&self.0).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+/// Scans what standard input holds (up to `max` bytes; more is an error, not a silent cut).
+fn scan_stdin(rules: &Rules, stdin: &mut dyn Read, max: u64) -> Result<ScanReport> {
+    let mut text = Vec::new();
+    stdin
+        .take(max.saturating_add(1))
+        .read_to_end(&mut text)
+        .map_err(|e| Error::io("reading standard input", e))?;
+    if text.len() as u64 > max {
+        return Err(Error::invalid_input(format!(
+            "standard input is larger than --max-file-size ({max} bytes); raise it or scan a file"
+        )));
+    }
+    let mut report = ScanReport::default();
+    if text[..text.len().min(8192)].contains(&0) {
+        report.skipped_binary = 1;
+        return Ok(report);
+    }
+    report.files_scanned = 1;
+    report.bytes_scanned = text.len() as u64;
+    report.findings = rules.scan_bytes(STDIN_PATH, &text)?;
+    Ok(report)
+}
+
+/// Moves the findings that have a reference form (env-style assignments, whole YAML and JSON
+/// string values) into the vault and rewrites their files; with `dry_run`, only plans it.
 async fn fix_findings(
     store: &dyn SecretStore,
     findings: &[Finding],
@@ -241,13 +356,16 @@ async fn fix_findings(
     let mut stored: Vec<(String, &Secret)> = Vec::new();
     for (path, found) in by_file {
         let text = std::fs::read(path).map_err(|e| Error::io(format!("reading {path}"), e))?;
+        let hidden: Vec<(usize, usize)> =
+            found.iter().filter_map(|f| fix::span(f, &text)).collect();
         let mut edits = Vec::new();
         for f in found {
-            let Some(edit) = fix::plan(f, &text) else {
+            let Some(mut edit) = fix::plan(f, &text) else {
                 out.left.push(Left {
                     path: path.to_owned(),
                     line: f.line,
-                    reason: "not a KEY=value line of an env-style file; move it by hand",
+                    reason: "no reference form here (only a KEY=value line of an env-style file \
+                             or a whole string value in YAML or JSON has one); move it by hand",
                 });
                 continue;
             };
@@ -266,8 +384,10 @@ async fn fix_findings(
                             f.line
                         ))
                     })?;
-                    let key = edit.variable.to_ascii_lowercase().replace('_', "-");
-                    (format!("{}/{key}", prefix.trim_end_matches('/')), true)
+                    (
+                        format!("{}/{}", prefix.trim_end_matches('/'), edit.name_hint()),
+                        true,
+                    )
                 }
             };
             let name_ok = SecretName::new(&name)?;
@@ -278,7 +398,7 @@ async fn fix_findings(
                         ErrorKind::Conflict,
                         format!(
                             "{path}:{}: another value found in this scan goes to {name} too; \
-                             rename one of the variables or fix the files one at a time",
+                             rename one of the keys or fix the files one at a time",
                             f.line
                         ),
                     ));
@@ -308,6 +428,7 @@ async fn fix_findings(
             if put {
                 stored.push((name.clone(), f.value()));
             }
+            edit.refer_to(&name);
             edits.push(edit.clone());
             out.fixed.push(Fixed {
                 edit,
@@ -318,7 +439,7 @@ async fn fix_findings(
         if edits.is_empty() {
             continue;
         }
-        out.diff.push_str(&fix::masked_diff(&text, &edits));
+        out.diff.push_str(&fix::masked_diff(&text, &edits, &hidden));
         if !dry_run {
             let backup = fix::rewrite_with_backup(
                 std::path::Path::new(path),

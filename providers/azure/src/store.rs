@@ -613,7 +613,8 @@ impl SecretStore for AzureKeyVault {
                 )));
             }
         }
-        let existing = self.live(name, &kv).await?;
+        // Not `live`: a name taken by another spelling is a conflict for a write.
+        let existing = self.versions(&kv).await?;
         if let Some(versions) = &existing
             && let Some(recorded) = versions.recorded_name()
             && recorded != full

@@ -44,7 +44,9 @@ pub use http::{Request, Response};
 pub const DEFAULT_TENANT: &str = "00000000-0000-4000-8000-5ea1b0c5ea1b";
 /// The resource Key Vault tokens are for.
 pub const RESOURCE: &str = "https://vault.azure.net";
-/// The API versions the server accepts (7.x up to the newest stable, and the SDK's date form).
+/// The API versions the server accepts: 7.x up to 7.6, and the date-named versions the
+/// official SDKs send by default (Rust `azure_security_keyvault_secrets` 1.0: 2025-07-01;
+/// Python `azure-keyvault-secrets` 4.12: 2026-04-01).
 pub const API_VERSIONS: &[&str] = &[
     "7.0",
     "7.1",
@@ -54,6 +56,7 @@ pub const API_VERSIONS: &[&str] = &[
     "7.5",
     "7.6",
     "2025-07-01",
+    "2026-04-01",
 ];
 
 /// A fault applied to the next request(s), in order.
@@ -313,6 +316,22 @@ fn route(shared: &Shared, req: &Request) -> Result<Response, Fail> {
     // The Entra ID token endpoint: /TENANT/oauth2/v2.0/token.
     if let [tenant, "oauth2", "v2.0", "token"] = seg.as_slice() {
         return Ok(token_endpoint(shared, req, tenant));
+    }
+    // OpenID discovery, which MSAL (under Python's azure-identity) reads before a token.
+    if let [tenant, "v2.0", ".well-known", "openid-configuration"] = seg.as_slice() {
+        let base = format!("{}/{tenant}", shared.base);
+        return Ok(Response::json(
+            200,
+            &json!({
+                "issuer": format!("{base}/v2.0"),
+                "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
+                "token_endpoint": format!("{base}/oauth2/v2.0/token"),
+                "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
+                "response_types_supported": ["code", "id_token", "token"],
+                "grant_types_supported": ["client_credentials"],
+                "tenant_region_scope": null,
+            }),
+        ));
     }
     let collection = seg.first().copied().unwrap_or_default();
     if !matches!(

@@ -11,6 +11,8 @@ pub fn register() -> Result<()> {
     sealbox_aws::register_global()?;
     #[cfg(feature = "gcp")]
     sealbox_gcp::register_global()?;
+    #[cfg(feature = "azure")]
+    sealbox_azure::register_global()?;
     #[cfg(feature = "pkcs11")]
     sealbox_pkcs11::register_global()?;
     Ok(())
@@ -23,6 +25,8 @@ pub const NAMES: &[&str] = &[
     "aws",
     #[cfg(feature = "gcp")]
     "gcp",
+    #[cfg(feature = "azure")]
+    "azure",
 ];
 
 /// The key providers `register` adds.

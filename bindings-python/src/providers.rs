@@ -17,7 +17,11 @@ pub(crate) fn register_missing() {
     if !registry.stores.names().any(|n| n == sealbox_gcp::PROVIDER) {
         sealbox_gcp::register(&mut registry);
     }
-    if !registry.stores.names().any(|n| n == sealbox_azure::PROVIDER) {
+    if !registry
+        .stores
+        .names()
+        .any(|n| n == sealbox_azure::PROVIDER)
+    {
         sealbox_azure::register(&mut registry);
     }
     if !registry.keys.names().any(|n| n == sealbox_pkcs11::PROVIDER) {

@@ -13,6 +13,8 @@ pub fn register() -> Result<()> {
     sealbox_gcp::register_global()?;
     #[cfg(feature = "vault")]
     sealbox_vault::register_global()?;
+    #[cfg(feature = "azure")]
+    sealbox_azure::register_global()?;
     #[cfg(feature = "pkcs11")]
     sealbox_pkcs11::register_global()?;
     Ok(())
@@ -27,6 +29,8 @@ pub const NAMES: &[&str] = &[
     "gcp",
     #[cfg(feature = "vault")]
     "vault",
+    #[cfg(feature = "azure")]
+    "azure",
 ];
 
 /// The key providers `register` adds.

@@ -430,6 +430,17 @@ impl ProviderConfig {
             .string(key)?
             .map(|p| resolve(self.base_dir.as_deref(), &p)))
     }
+
+    /// A path found deeper in the block (`credential.token_file`), resolved like [`path`]
+    /// does: a relative path is taken from the config file's directory.
+    ///
+    /// [`path`]: ProviderConfig::path
+    pub fn resolve_path(&self, raw: &Path) -> PathBuf {
+        match raw.to_str() {
+            Some(p) => resolve(self.base_dir.as_deref(), p),
+            None => raw.to_path_buf(),
+        }
+    }
 }
 
 pub(crate) fn resolve(base: Option<&Path>, p: &str) -> PathBuf {

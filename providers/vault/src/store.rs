@@ -368,7 +368,10 @@ impl VaultKv {
             Some(p) => format!("{p}/{name}"),
             None => name.to_string(),
         };
-        if path == LOCK_ROOT || path.starts_with(&format!("{LOCK_ROOT}/")) {
+        if path
+            .strip_prefix(LOCK_ROOT)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        {
             return Err(Error::invalid_input(format!(
                 "secret name {name}: {LOCK_ROOT}/ holds sealbox's write leases; use another name"
             )));
@@ -673,9 +676,8 @@ impl VaultKv {
         custom: &HashMap<String, String>,
     ) -> Result<SecretVersion> {
         let n = r.metadata.version;
-        let what = format!("secret {name} version {n}");
         Ok(SecretVersion {
-            value: value::decode(r.data, &what)?,
+            value: value::decode(r.data, || format!("secret {name} version {n}"))?,
             version: VersionId::from(n),
             stages: stages_on(custom, n, fallback_current),
             created: parse_time(&r.metadata.created_time),
@@ -701,7 +703,7 @@ impl VaultKv {
             .await?;
         match r {
             Ok(resp) => Ok(SecretVersion {
-                value: value::decode(resp.data, &format!("secret {name}"))?,
+                value: value::decode(resp.data, || format!("secret {name}"))?,
                 version: VersionId::from(1u64),
                 stages: vec![Stage::Current],
                 created: None,
@@ -850,10 +852,10 @@ impl SecretStore for VaultKv {
             _ => Stage::Current,
         };
         // One call when the stage is on the latest version: its answer carries the metadata.
-        let latest = self.read_data(&path, None).await?;
-        let (custom, latest_version, fallback) = match &latest {
+        let mut latest = self.read_data(&path, None).await?;
+        let (custom, latest_version, fallback) = match &mut latest {
             Some(r) => {
-                let custom = r.metadata.custom_metadata.clone().unwrap_or_default();
+                let custom = r.metadata.custom_metadata.take().unwrap_or_default();
                 let v = r.metadata.version;
                 (custom, Some(v), Some(v))
             }
@@ -941,7 +943,9 @@ impl SecretStore for VaultKv {
                     let earlier = self.read_data(&path, Some(v)).await?;
                     let same = match &earlier {
                         Some(r) => {
-                            let was = value::decode(r.data.clone(), "the earlier put")?;
+                            let was = value::decode(r.data.clone(), || {
+                                format!("secret {name} version {v}")
+                            })?;
                             same_bytes(was.expose_secret(), value.expose_secret())
                         }
                         None => false,

@@ -777,13 +777,8 @@ impl VaultKv {
     }
 }
 
-#[async_trait]
-impl SecretStore for VaultKv {
-    fn kind(&self) -> &'static str {
-        "vault"
-    }
-
-    fn capabilities(&self) -> Capabilities {
+impl VaultKv {
+    fn capabilities_now(&self) -> Capabilities {
         if self.read_only() {
             return Capabilities {
                 list_paging: true,
@@ -804,7 +799,11 @@ impl SecretStore for VaultKv {
         }
     }
 
-    async fn get(&self, name: &SecretName, selector: &VersionSelector) -> Result<SecretVersion> {
+    async fn get_now(
+        &self,
+        name: &SecretName,
+        selector: &VersionSelector,
+    ) -> Result<SecretVersion> {
         if self.read_only() {
             return self.get_v1(name, selector).await;
         }
@@ -896,7 +895,7 @@ impl SecretStore for VaultKv {
         }
     }
 
-    async fn put(
+    async fn put_now(
         &self,
         name: &SecretName,
         value: &Secret,
@@ -927,7 +926,26 @@ impl SecretStore for VaultKv {
             .map(|s| Ok((s.clone(), stage_key(s)?)))
             .collect::<Result<_>>()?;
         let path = self.path(name)?;
-        let data = value::encode(value);
+        let mut data = value::encode(value);
+        let out = self
+            .put_locked(name, value, options, &path, &data, &stage_keys)
+            .await;
+        value::wipe(&mut data);
+        out
+    }
+}
+
+impl VaultKv {
+    async fn put_locked(
+        &self,
+        name: &SecretName,
+        value: &Secret,
+        options: &PutOptions,
+        path: &str,
+        data: &Value,
+        stage_keys: &[(Stage, String)],
+    ) -> Result<VersionInfo> {
+        let path = path.to_owned();
         self.locked(&path, async {
             let meta = self.read_meta(&path).await?;
             if meta.as_ref().is_some_and(Meta::is_deleted) {
@@ -987,7 +1005,7 @@ impl SecretStore for VaultKv {
                 }
             }
             let cas = meta.as_ref().map_or(0, |m| m.current_version);
-            let Some(n) = self.write_data(&path, &data, cas).await? else {
+            let Some(n) = self.write_data(&path, data, cas).await? else {
                 return Err(Error::new(
                     ErrorKind::Conflict,
                     format!(
@@ -1002,7 +1020,7 @@ impl SecretStore for VaultKv {
             {
                 custom.insert(stage_key(&Stage::Current)?, c.to_string());
             }
-            for (stage, key) in &stage_keys {
+            for (stage, key) in stage_keys {
                 if *stage == Stage::Current
                     && let Some(old) = current.filter(|c| *c != n)
                 {
@@ -1043,6 +1061,30 @@ impl SecretStore for VaultKv {
             })
         })
         .await
+    }
+}
+
+#[async_trait]
+impl SecretStore for VaultKv {
+    fn kind(&self) -> &'static str {
+        "vault"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities_now()
+    }
+
+    async fn get(&self, name: &SecretName, selector: &VersionSelector) -> Result<SecretVersion> {
+        self.get_now(name, selector).await
+    }
+
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &Secret,
+        options: &PutOptions,
+    ) -> Result<VersionInfo> {
+        self.put_now(name, value, options).await
     }
 
     async fn describe(&self, name: &SecretName) -> Result<SecretMetadata> {

@@ -39,6 +39,18 @@ pub fn encode(value: &Secret) -> Value {
     Value::Object(map)
 }
 
+/// Wipes the strings of a data map [`encode`] made, once it is sent (the request body vaultrs
+/// serialised from it is out of reach).
+pub fn wipe(data: &mut Value) {
+    if let Value::Object(map) = data {
+        for v in map.values_mut() {
+            if let Value::String(s) = v {
+                zeroize::Zeroize::zeroize(s);
+            }
+        }
+    }
+}
+
 /// The sealbox value of a KV secret's data. `what` names the secret and version for errors
 /// (built only when one happens).
 pub fn decode(data: Value, what: impl Fn() -> String) -> Result<Secret> {

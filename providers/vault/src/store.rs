@@ -368,7 +368,10 @@ impl VaultKv {
             Some(p) => format!("{p}/{name}"),
             None => name.to_string(),
         };
-        if path == LOCK_ROOT || path.starts_with(&format!("{LOCK_ROOT}/")) {
+        if path
+            .strip_prefix(LOCK_ROOT)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        {
             return Err(Error::invalid_input(format!(
                 "secret name {name}: {LOCK_ROOT}/ holds sealbox's write leases; use another name"
             )));
@@ -673,9 +676,8 @@ impl VaultKv {
         custom: &HashMap<String, String>,
     ) -> Result<SecretVersion> {
         let n = r.metadata.version;
-        let what = format!("secret {name} version {n}");
         Ok(SecretVersion {
-            value: value::decode(r.data, &what)?,
+            value: value::decode(r.data, || format!("secret {name} version {n}"))?,
             version: VersionId::from(n),
             stages: stages_on(custom, n, fallback_current),
             created: parse_time(&r.metadata.created_time),
@@ -701,7 +703,7 @@ impl VaultKv {
             .await?;
         match r {
             Ok(resp) => Ok(SecretVersion {
-                value: value::decode(resp.data, &format!("secret {name}"))?,
+                value: value::decode(resp.data, || format!("secret {name}"))?,
                 version: VersionId::from(1u64),
                 stages: vec![Stage::Current],
                 created: None,
@@ -775,13 +777,8 @@ impl VaultKv {
     }
 }
 
-#[async_trait]
-impl SecretStore for VaultKv {
-    fn kind(&self) -> &'static str {
-        "vault"
-    }
-
-    fn capabilities(&self) -> Capabilities {
+impl VaultKv {
+    fn capabilities_now(&self) -> Capabilities {
         if self.read_only() {
             return Capabilities {
                 list_paging: true,
@@ -802,7 +799,11 @@ impl SecretStore for VaultKv {
         }
     }
 
-    async fn get(&self, name: &SecretName, selector: &VersionSelector) -> Result<SecretVersion> {
+    async fn get_now(
+        &self,
+        name: &SecretName,
+        selector: &VersionSelector,
+    ) -> Result<SecretVersion> {
         if self.read_only() {
             return self.get_v1(name, selector).await;
         }
@@ -850,10 +851,10 @@ impl SecretStore for VaultKv {
             _ => Stage::Current,
         };
         // One call when the stage is on the latest version: its answer carries the metadata.
-        let latest = self.read_data(&path, None).await?;
-        let (custom, latest_version, fallback) = match &latest {
+        let mut latest = self.read_data(&path, None).await?;
+        let (custom, latest_version, fallback) = match &mut latest {
             Some(r) => {
-                let custom = r.metadata.custom_metadata.clone().unwrap_or_default();
+                let custom = r.metadata.custom_metadata.take().unwrap_or_default();
                 let v = r.metadata.version;
                 (custom, Some(v), Some(v))
             }
@@ -894,7 +895,7 @@ impl SecretStore for VaultKv {
         }
     }
 
-    async fn put(
+    async fn put_now(
         &self,
         name: &SecretName,
         value: &Secret,
@@ -925,7 +926,26 @@ impl SecretStore for VaultKv {
             .map(|s| Ok((s.clone(), stage_key(s)?)))
             .collect::<Result<_>>()?;
         let path = self.path(name)?;
-        let data = value::encode(value);
+        let mut data = value::encode(value);
+        let out = self
+            .put_locked(name, value, options, &path, &data, &stage_keys)
+            .await;
+        value::wipe(&mut data);
+        out
+    }
+}
+
+impl VaultKv {
+    async fn put_locked(
+        &self,
+        name: &SecretName,
+        value: &Secret,
+        options: &PutOptions,
+        path: &str,
+        data: &Value,
+        stage_keys: &[(Stage, String)],
+    ) -> Result<VersionInfo> {
+        let path = path.to_owned();
         self.locked(&path, async {
             let meta = self.read_meta(&path).await?;
             if meta.as_ref().is_some_and(Meta::is_deleted) {
@@ -941,7 +961,9 @@ impl SecretStore for VaultKv {
                     let earlier = self.read_data(&path, Some(v)).await?;
                     let same = match &earlier {
                         Some(r) => {
-                            let was = value::decode(r.data.clone(), "the earlier put")?;
+                            let was = value::decode(r.data.clone(), || {
+                                format!("secret {name} version {v}")
+                            })?;
                             same_bytes(was.expose_secret(), value.expose_secret())
                         }
                         None => false,
@@ -983,7 +1005,7 @@ impl SecretStore for VaultKv {
                 }
             }
             let cas = meta.as_ref().map_or(0, |m| m.current_version);
-            let Some(n) = self.write_data(&path, &data, cas).await? else {
+            let Some(n) = self.write_data(&path, data, cas).await? else {
                 return Err(Error::new(
                     ErrorKind::Conflict,
                     format!(
@@ -998,7 +1020,7 @@ impl SecretStore for VaultKv {
             {
                 custom.insert(stage_key(&Stage::Current)?, c.to_string());
             }
-            for (stage, key) in &stage_keys {
+            for (stage, key) in stage_keys {
                 if *stage == Stage::Current
                     && let Some(old) = current.filter(|c| *c != n)
                 {
@@ -1039,6 +1061,30 @@ impl SecretStore for VaultKv {
             })
         })
         .await
+    }
+}
+
+#[async_trait]
+impl SecretStore for VaultKv {
+    fn kind(&self) -> &'static str {
+        "vault"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities_now()
+    }
+
+    async fn get(&self, name: &SecretName, selector: &VersionSelector) -> Result<SecretVersion> {
+        self.get_now(name, selector).await
+    }
+
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &Secret,
+        options: &PutOptions,
+    ) -> Result<VersionInfo> {
+        self.put_now(name, value, options).await
     }
 
     async fn describe(&self, name: &SecretName) -> Result<SecretMetadata> {

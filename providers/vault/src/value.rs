@@ -39,12 +39,25 @@ pub fn encode(value: &Secret) -> Value {
     Value::Object(map)
 }
 
-/// The sealbox value of a KV secret's data. `what` names the secret and version for errors.
-pub fn decode(data: Value, what: &str) -> Result<Secret> {
+/// Wipes the strings of a data map [`encode`] made, once it is sent (the request body vaultrs
+/// serialised from it is out of reach).
+pub fn wipe(data: &mut Value) {
+    if let Value::Object(map) = data {
+        for v in map.values_mut() {
+            if let Value::String(s) = v {
+                zeroize::Zeroize::zeroize(s);
+            }
+        }
+    }
+}
+
+/// The sealbox value of a KV secret's data. `what` names the secret and version for errors
+/// (built only when one happens).
+pub fn decode(data: Value, what: impl Fn() -> String) -> Result<Secret> {
     let Value::Object(mut map) = data else {
         return Err(Error::new(
             ErrorKind::Integrity,
-            format!("{what}: Vault returned data that is not a JSON object"),
+            format!("{}: Vault returned data that is not a JSON object", what()),
         ));
     };
     if map.len() == 1 {
@@ -56,17 +69,17 @@ pub fn decode(data: Value, what: &str) -> Result<Secret> {
             let decoded = Zeroizing::new(STANDARD.decode(s.as_bytes()).map_err(|_| {
                 Error::new(
                     ErrorKind::Integrity,
-                    format!("{what}: {VALUE_BASE64_KEY} is not standard base64"),
+                    format!("{}: {VALUE_BASE64_KEY} is not standard base64", what()),
                 )
             })?);
             return Secret::from_zeroizing(decoded);
         }
     }
     // serde_json's map is ordered by key: the same object always reads as the same bytes.
-    let json = Zeroizing::new(
-        serde_json::to_vec(&Value::Object(map))
-            .map_err(|_| Error::internal(format!("{what}: re-encoding Vault's JSON failed")))?,
-    );
+    let json =
+        Zeroizing::new(serde_json::to_vec(&Value::Object(map)).map_err(|_| {
+            Error::internal(format!("{}: re-encoding Vault's JSON failed", what()))
+        })?);
     Secret::from_zeroizing(json)
 }
 
@@ -88,7 +101,7 @@ mod tests {
             "é\u{0}".as_bytes(),
         ] {
             let data = encode(&secret(v));
-            let back = decode(data, "x").unwrap();
+            let back = decode(data, || "x".into()).unwrap();
             assert_eq!(back.expose_secret(), v);
         }
         assert_eq!(
@@ -100,7 +113,7 @@ mod tests {
     #[test]
     fn objects_other_tools_wrote_read_as_sorted_json() {
         let data = serde_json::json!({"username": "app", "password": "pw", "port": 5432});
-        let s = decode(data, "x").unwrap();
+        let s = decode(data, || "x".into()).unwrap();
         assert_eq!(
             s.expose_secret(),
             br#"{"password":"pw","port":5432,"username":"app"}"#
@@ -109,14 +122,17 @@ mod tests {
         // Two keys, one of them "value": an object, not a text value.
         let both = serde_json::json!({"value": "a", "other": "b"});
         assert_eq!(
-            decode(both, "x").unwrap().expose_secret(),
+            decode(both, || "x".into()).unwrap().expose_secret(),
             br#"{"other":"b","value":"a"}"#
         );
     }
 
     #[test]
     fn bad_base64_is_an_integrity_error_without_the_data() {
-        let err = decode(serde_json::json!({"value_base64": "%%secretish%%"}), "x v1").unwrap_err();
+        let err = decode(serde_json::json!({"value_base64": "%%secretish%%"}), || {
+            "x v1".into()
+        })
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Integrity);
         assert!(!err.message().contains("secretish"), "{err}");
     }

@@ -19,11 +19,23 @@ async fn a_sealed_vault_is_unavailable_and_the_cache_serves_stale_within_max_sta
         return;
     };
     // Dev mode prints its one unseal key in its log.
-    let unseal_key = server
-        .log_text()
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Unseal Key: ").map(str::to_owned))
-        .expect("the dev server's unseal key in its log");
+    let started = Instant::now();
+    let unseal_key = loop {
+        let key = server
+            .log_text()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Unseal Key: ").map(str::to_owned));
+        match key {
+            Some(k) => break k,
+            None if started.elapsed() < Duration::from_secs(15) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None => panic!(
+                "no unseal key in the dev server's log:\n{}",
+                server.log_text()
+            ),
+        }
+    };
     let store = server.store("app").await;
     store
         .put(&name("svc/key"), &secret(b"before"), &PutOptions::default())

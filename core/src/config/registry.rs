@@ -418,12 +418,6 @@ impl ProviderConfig {
         self.base_dir.as_deref()
     }
 
-    /// Resolves `p` as [`ProviderConfig::path`] resolves a setting: relative to
-    /// [`ProviderConfig::base_dir`].
-    pub fn resolve_path(&self, p: &str) -> PathBuf {
-        resolve(self.base_dir.as_deref(), p)
-    }
-
     /// A path setting, resolved against the config file's directory when relative.
     pub fn path(&self, key: &str) -> Result<Option<PathBuf>> {
         Ok(self

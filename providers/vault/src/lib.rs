@@ -115,7 +115,7 @@ fn resolve_paths(c: &ProviderConfig, config: &mut VaultConfig) -> sealbox::Resul
     config.client_key = c.path("client_key")?;
     let resolve = |p: &mut Option<std::path::PathBuf>| {
         if let Some(path) = p.as_mut() {
-            *path = c.resolve_path(&path.to_string_lossy());
+            *path = c.resolve_path(path);
         }
     };
     match &mut config.auth {

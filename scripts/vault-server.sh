@@ -31,6 +31,18 @@ ensure() {
         echo "$bin"
         return 0
     fi
+    # One build at a time: .ci/run starts one in the background while Rust compiles, and the
+    # test command's own `ensure` then waits for it here instead of starting a second.
+    mkdir -p "$dir"
+    exec 9>"$dir/.lock"
+    if ! flock -n 9; then
+        echo "vault-server.sh: another build of Vault $version is running; waiting for it" >&2
+        flock 9
+    fi
+    if [[ -x "$bin" ]]; then
+        echo "$bin"
+        return 0
+    fi
     command -v go >/dev/null 2>&1 ||
         die "Go is not installed; install Go 1.25 or later (it builds Vault $version from the Go module proxy)"
     local gov

@@ -183,6 +183,12 @@ impl RotationEngine {
         value: NewValue,
         period: Duration,
     ) -> Result<Option<Rotated>> {
+        // Looked at first without the lease: a fleet running this on a timer writes the
+        // record (on AWS, a new version of it) only when there is something to do.
+        let peek = record::read(self.store.as_ref(), name).await?;
+        if !self.is_due(name, &peek.record, period).await? {
+            return Ok(None);
+        }
         let mut stored = match self.acquire(name).await {
             Ok(s) => s,
             Err(e) if e.kind() == ErrorKind::Conflict => return Ok(None),
@@ -226,7 +232,7 @@ impl RotationEngine {
                     .and_then(|v| v.created)
             })
         });
-        let pending = pending_of(&meta).map(|v| {
+        let pending = unfinished(&meta, &r).map(|v| {
             let done = r
                 .pending
                 .as_deref()
@@ -247,7 +253,7 @@ impl RotationEngine {
 
     async fn is_due(&self, name: &SecretName, r: &Record, period: Duration) -> Result<bool> {
         let meta = self.store.describe(name).await?;
-        if pending_of(&meta).is_some() {
+        if unfinished(&meta, r).is_some() {
             return Ok(true);
         }
         let last = r.last_rotated_ms.map(record::from_ms).or_else(|| {
@@ -278,12 +284,23 @@ impl RotationEngine {
             .await
             .map_err(|e| (Step::Create, e))?;
         let current = meta.version_with_stage(&Stage::Current).cloned();
+        if pending_of(&meta).is_some_and(|p| current.as_ref() == Some(&p))
+            && unfinished(&meta, &stored.record).is_none()
+        {
+            // `PENDING` on the `CURRENT` version, not left by this engine: a rotation that
+            // finished elsewhere (AWS's rotation functions leave `AWSPENDING` on the version
+            // they promote). Nothing to resume; the label goes before a new version is made.
+            self.store
+                .set_stage(name, &Stage::Pending, None)
+                .await
+                .map_err(|e| (Step::Create, e))?;
+        }
         // Killed after `PENDING` was removed, before the record said so: the current version
         // is the one the record was rotating, and only the record is left to write.
         let finished_unrecorded = current
             .clone()
             .filter(|c| stored.record.pending.as_deref() == Some(c.as_str()));
-        let (pending, resumed) = match (pending_of(&meta), finished_unrecorded) {
+        let (pending, resumed) = match (unfinished(&meta, &stored.record), finished_unrecorded) {
             (Some(p), _) | (None, Some(p)) => (p, true),
             (None, None) => (
                 self.create(name, current.as_ref(), value, stored)
@@ -340,10 +357,22 @@ impl RotationEngine {
         }
         // The promotion is the commit point: before it readers get the old value, after it
         // the new one, and the rotation has happened whatever follows.
-        self.store
+        if let Err(e) = self
+            .store
             .set_stage(name, &Stage::Current, Some(&pending))
             .await
-            .map_err(|e| (Step::Finish, e))?;
+        {
+            // An error does not say the promotion did not happen (a call that timed out
+            // after AWS applied it): look, rather than report CURRENT unchanged when it moved.
+            let promoted = self
+                .store
+                .describe(name)
+                .await
+                .is_ok_and(|m| m.version_with_stage(&Stage::Current) == Some(&pending));
+            if !promoted {
+                return Err((Step::Finish, e));
+            }
+        }
         if let Err(e) = self.finish(name, &pending, stored).await {
             // What is left (a PENDING stage on the current version, the record's last
             // rotation time) is cleaned up by the next run of this secret's rotation.
@@ -655,6 +684,16 @@ impl RotationEngine {
 /// The version staged `PENDING`, if any.
 fn pending_of(meta: &SecretMetadata) -> Option<VersionId> {
     meta.version_with_stage(&Stage::Pending).cloned()
+}
+
+/// The version an unfinished rotation staged: `PENDING` on a version that is not `CURRENT`,
+/// or on the `CURRENT` one when the record says this engine's rotation promoted it and was
+/// stopped before removing the stage. (`PENDING` left on `CURRENT` otherwise marks a finished
+/// rotation, as AWS's own rotation functions leave it.)
+fn unfinished(meta: &SecretMetadata, r: &Record) -> Option<VersionId> {
+    let p = pending_of(meta)?;
+    let on_current = meta.version_with_stage(&Stage::Current) == Some(&p);
+    (!on_current || r.pending.as_deref() == Some(p.as_str())).then_some(p)
 }
 
 /// `PID@HOST/TAG`: unique per engine, readable in a status.

@@ -5,6 +5,13 @@
 //! process that reaches the store sees it. It holds names, ids and times, never a value.
 //! Every write of it is a compare-and-set on the version read before: a process that lost
 //! its lease (it expired and another took it) learns so on its next write and stops.
+//!
+//! On a store whose compare-and-set is not atomic (AWS Secrets Manager checks the current
+//! version, then writes), the write also carries an idempotency token made from the version
+//! it replaces. Every store keeps the contract that a token names one value: of two
+//! processes that read the same version and write different records, the second gets
+//! `Conflict` from the store itself, however close together the two writes come (on AWS the
+//! token is the new version's `ClientRequestToken`, which can name only one version).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -121,6 +128,17 @@ pub(crate) struct Stored {
     pub(crate) version: Option<VersionId>,
 }
 
+/// The idempotency token of the one version that may follow `version` of the record
+/// `rec_name`: 64 hex digits, so AWS takes it as the new version's id as it is.
+fn successor_token(rec_name: &SecretName, version: &VersionId) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"sealbox rotation record successor\0");
+    ctx.update(rec_name.as_str().as_bytes());
+    ctx.update(b"\0");
+    ctx.update(version.as_str().as_bytes());
+    hex::encode(ctx.finish())
+}
+
 /// Reads `name`'s record (an empty one when there is none).
 pub(crate) async fn read(store: &dyn SecretStore, name: &SecretName) -> Result<Stored> {
     let rec_name = record_name(name)?;
@@ -163,10 +181,20 @@ pub(crate) async fn write(
         d.copy_from_slice(&json);
         Ok(())
     })?;
+    let cas_is_atomic = store.capabilities().compare_and_set;
     let options = PutOptions {
         stages: vec![Stage::Current],
         expected_current: Some(stored.version.clone()),
-        description: Some(format!("sealbox rotation record of {name} (no values)")),
+        // A creation is atomic on every store (it fails when the name exists).
+        idempotency_token: match &stored.version {
+            Some(v) if !cas_is_atomic => Some(successor_token(&rec_name, v)),
+            _ => None,
+        },
+        // Given once, when the record is made: on AWS a description is a call of its own.
+        description: stored
+            .version
+            .is_none()
+            .then(|| format!("sealbox rotation record of {name} (no values)")),
         ..PutOptions::default()
     };
     let info = store.put(&rec_name, &value, &options).await.map_err(|e| {

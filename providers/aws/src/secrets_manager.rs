@@ -12,7 +12,10 @@
 //! - **No atomic compare-and-set.** `PutOptions::expected_current` is checked with a
 //!   `DescribeSecret` before the write, so two writers can both pass the check; the capability
 //!   `compare_and_set` is therefore `false`. Creating a new secret (`expected_current:
-//!   Some(None)`) *is* atomic: `CreateSecret` fails if the name exists.
+//!   Some(None)`) *is* atomic: `CreateSecret` fails if the name exists. A writer that needs an
+//!   atomic compare-and-set on an existing secret gives an idempotency token made from the
+//!   version it expects (the rotation lease does): the token becomes the new version's id,
+//!   which AWS lets exist once, so of two such writers the second gets `Conflict`.
 //! - **A version needs at least one stage**, so `PutOptions::stages` must not be empty.
 //! - **Recovery windows are whole days from 7 to 30**; shorter or longer windows are refused.
 //!
@@ -524,6 +527,10 @@ impl SecretStore for AwsSecretsManager {
                         format!("secret {name} is deleted; restore it before writing"),
                     ));
                 }
+                // The describe just said it exists and is not deleted: no second look.
+                let info = self.put_value(name, &id, value, &labels, token).await?;
+                self.update_metadata(&id, options).await?;
+                return Ok(info);
             }
             None => {}
         }

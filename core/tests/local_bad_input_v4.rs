@@ -343,12 +343,12 @@ async fn a_vault_from_a_newer_schema_is_unsupported_and_untouched() {
     let v = content_vault(root.path()).await;
     rusqlite::Connection::open(v.db())
         .unwrap()
-        .execute_batch("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+        .execute_batch("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
         .unwrap();
     let before = fs::read(v.db()).unwrap();
     let err = v.open().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedVersion, "{err}");
-    assert!(err.message().contains("schema version 5"), "{err}");
+    assert!(err.message().contains("schema version 6"), "{err}");
     assert_eq!(fs::read(v.db()).unwrap(), before);
 }
 

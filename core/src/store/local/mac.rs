@@ -1,6 +1,7 @@
 //! Authenticated metadata: every row that decides what a read returns or a listing shows
-//! carries an HMAC-SHA-256 under the vault's metadata key, checked when a store read uses the
-//! row and by `verify`; every write recomputes it inside its transaction.
+//! carries an HMAC-SHA-256 under the vault's metadata key, truncated to 128 bits
+//! ([`ROW_MAC_LEN`]), checked when a store read uses the row and by `verify`; every write
+//! recomputes it inside its transaction.
 //!
 //! # The key
 //! A random 256-bit key made once per vault, wrapped like a DEK under the KEK of the reserved
@@ -13,6 +14,9 @@
 //! # What each MAC binds
 //! Fields are encoded with a type tag and a length, after a label naming the row kind, so no
 //! two rows or field lists encode alike.
+//! Wrapped DEKs and envelopes are bound as stored (schema 5's compact forms, see the `compact`
+//! module); the bytes those forms leave out are rebuilt from MACed columns and are associated
+//! data of the AEAD that opens them.
 //! - A `secrets` row: the store id, the row id and every column: name, namespace, wrapped DEK,
 //!   next version, created, updated, last rotated, description, tags, rotation period, purge
 //!   time (delete state and recovery deadline), DEK creation and uses, the stage map
@@ -58,6 +62,20 @@ pub(crate) const MAC_KEY_ROW: &str = "mac_key";
 
 /// `meta` row holding the MAC of the set of secrets (hex).
 const SET_ROW: &str = "secrets_set";
+
+/// Bytes of a row's MAC: HMAC-SHA-256 truncated to 128 bits (RFC 2104 section 5 allows
+/// truncation to no less than half the output; RFC 4868's HMAC-SHA-256-128 is the same).
+/// A forgery still has to guess 128 bits, and a guess costs a write to the file followed by a
+/// read that reports `Integrity`; schema 4 stored all 32 bytes.
+pub(crate) const ROW_MAC_LEN: usize = 16;
+
+/// Which layout's MAC encoding: the current one, or schema 4's (read once, by the upgrade,
+/// to check each row before it is rewritten and resealed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    V4,
+    Current,
+}
 
 /// The vault's metadata key and the store id every MAC binds.
 #[derive(Clone)]
@@ -116,6 +134,12 @@ impl Fields {
     }
 }
 
+/// Selects the secrets of namespace `?1` through the name index (schema 5 keeps no index on
+/// `namespace`): a namespace is the leading segments of its secrets' names, so all of them
+/// sort in `?1 .. ?1 || '0'` (`'0'` follows `'/'`), and the `namespace` column keeps exactly
+/// that namespace's own.
+pub(crate) const IN_NAMESPACE: &str = "name >= ?1 AND name < ?1 || '0' AND namespace = ?1";
+
 /// The columns of a `secrets` row, in [`SECRET_COLUMNS`] order.
 pub(crate) const SECRET_COLUMNS: &str = "id, name, namespace, dek, next_version, created, \
     updated, last_rotated, description, tags, rotation_period, purge_at, dek_created, dek_uses, \
@@ -136,6 +160,7 @@ pub(crate) struct SecretRow {
     pub tags: String,
     pub rotation_period: Option<i64>,
     pub purge_at: Option<i64>,
+    /// When the DEK was made; `None`: with the secret (`created`).
     pub dek_created: Option<i64>,
     pub dek_uses: i64,
     pub stages: String,
@@ -235,13 +260,37 @@ impl MacKey {
         hmac::sign(&key, &fields.0)
     }
 
+    /// A row's MAC: HMAC-SHA-256 truncated to its first [`ROW_MAC_LEN`] bytes.
+    fn row_mac(&self, fields: &Fields) -> [u8; ROW_MAC_LEN] {
+        let mut out = [0u8; ROW_MAC_LEN];
+        out.copy_from_slice(&self.sign(fields).as_ref()[..ROW_MAC_LEN]);
+        out
+    }
+
+    /// Whether `mac` is the row MAC of `fields` (in constant time).
     fn check(&self, fields: &Fields, mac: Option<&[u8]>) -> bool {
+        mac.is_some_and(|m| {
+            m.len() == ROW_MAC_LEN
+                && bool::from(subtle::ConstantTimeEq::ct_eq(m, &self.row_mac(fields)[..]))
+        })
+    }
+
+    /// Whether `mac` is the schema-4 MAC of `fields` (full HMAC-SHA-256), for the upgrade.
+    fn check_v4(&self, fields: &Fields, mac: Option<&[u8]>) -> bool {
         let key = hmac::Key::new(hmac::HMAC_SHA256, self.key.material().expose_secret());
         mac.is_some_and(|m| hmac::verify(&key, &fields.0, m).is_ok())
     }
 
     fn secret_fields(&self, r: &SecretRow) -> Fields {
-        let mut f = Fields::new("sealbox/local/secrets-row/v1", &self.store_id);
+        self.secret_fields_as(Layout::Current, r)
+    }
+
+    fn secret_fields_as(&self, layout: Layout, r: &SecretRow) -> Fields {
+        let label = match layout {
+            Layout::V4 => "sealbox/local/secrets-row/v1",
+            Layout::Current => "sealbox/local/secrets-row/v2",
+        };
+        let mut f = Fields::new(label, &self.store_id);
         f.int(r.id)
             .text(&r.name)
             .text(&r.namespace)
@@ -271,7 +320,30 @@ impl MacKey {
         created: i64,
         token: Option<&str>,
     ) -> Fields {
-        let mut f = Fields::new("sealbox/local/versions-row/v1", &self.store_id);
+        self.version_fields_as(
+            Layout::Current,
+            secret_id,
+            version,
+            envelope,
+            created,
+            token,
+        )
+    }
+
+    fn version_fields_as(
+        &self,
+        layout: Layout,
+        secret_id: i64,
+        version: i64,
+        envelope: &[u8],
+        created: i64,
+        token: Option<&str>,
+    ) -> Fields {
+        let label = match layout {
+            Layout::V4 => "sealbox/local/versions-row/v1",
+            Layout::Current => "sealbox/local/versions-row/v2",
+        };
+        let mut f = Fields::new(label, &self.store_id);
         f.int(secret_id)
             .int(version)
             .bytes(envelope)
@@ -388,7 +460,7 @@ impl MacKey {
         row.cur_version = copy.as_ref().map(|c| c.0);
         row.cur_created = copy.as_ref().map(|c| c.2);
         row.cur_envelope = copy.map(|c| c.1);
-        let mac = self.sign(&self.secret_fields(&row));
+        let mac = self.row_mac(&self.secret_fields(&row));
         tx.prepare_cached(
             "UPDATE secrets SET cur_version = ?2, cur_envelope = ?3, cur_created = ?4, \
              mac = ?5 WHERE id = ?1",
@@ -399,7 +471,7 @@ impl MacKey {
                 row.cur_version,
                 row.cur_envelope,
                 row.cur_created,
-                mac.as_ref()
+                &mac[..]
             ])
         })
         .map_err(err)?;
@@ -412,7 +484,7 @@ impl MacKey {
         let Some(v) = read_version(tx, secret_id, version)? else {
             return Ok(());
         };
-        let mac = self.sign(&self.version_fields(
+        let mac = self.row_mac(&self.version_fields(
             secret_id,
             v.version,
             &v.envelope,
@@ -420,8 +492,57 @@ impl MacKey {
             v.token.as_deref(),
         ));
         tx.prepare_cached("UPDATE versions SET mac = ?3 WHERE secret_id = ?1 AND version = ?2")
-            .and_then(|mut s| s.execute(params![secret_id, version, mac.as_ref()]))
+            .and_then(|mut s| s.execute(params![secret_id, version, &mac[..]]))
             .map_err(err)?;
+        Ok(())
+    }
+
+    /// Whether `row` carries a valid schema-4 MAC (for the upgrade to schema 5).
+    pub(crate) fn check_v4_secret(&self, row: &SecretRow) -> bool {
+        self.check_v4(&self.secret_fields_as(Layout::V4, row), row.mac.as_deref())
+    }
+
+    /// Whether version row `v` of secret row `secret_id` carries a valid schema-4 MAC.
+    pub(crate) fn check_v4_version(&self, secret_id: i64, v: &VersionRow) -> bool {
+        let f = self.version_fields_as(
+            Layout::V4,
+            secret_id,
+            v.version,
+            &v.envelope,
+            v.created,
+            v.token.as_deref(),
+        );
+        self.check_v4(&f, v.mac.as_deref())
+    }
+
+    /// Stores the MAC of secret row `id` as it stands (`None`: no valid MAC, so that a row
+    /// the upgrade found edited keeps failing its check), without moving any envelope.
+    pub(crate) fn reseal_secret_as_is(&self, tx: &Connection, id: i64, valid: bool) -> Result<()> {
+        let Some(row) = read_secret_by_id(tx, id)? else {
+            return Ok(());
+        };
+        let mac = valid.then(|| self.row_mac(&self.secret_fields(&row)));
+        tx.prepare_cached("UPDATE secrets SET mac = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id, mac.as_ref().map(|m| &m[..])]))
+            .map_err(|e| sql_error("sealing a secret's record", e))?;
+        Ok(())
+    }
+
+    /// Stores the MAC of version `version` of secret row `secret_id` as it stands, or none
+    /// (see [`MacKey::reseal_secret_as_is`]).
+    pub(crate) fn reseal_version_as_is(
+        &self,
+        tx: &Connection,
+        secret_id: i64,
+        version: i64,
+        valid: bool,
+    ) -> Result<()> {
+        if valid {
+            return self.seal_version(tx, secret_id, version);
+        }
+        tx.prepare_cached("UPDATE versions SET mac = NULL WHERE secret_id = ?1 AND version = ?2")
+            .and_then(|mut s| s.execute([secret_id, version]))
+            .map_err(|e| sql_error("sealing a version record", e))?;
         Ok(())
     }
 
@@ -602,7 +723,7 @@ pub(crate) fn check_complete(name: &str, next_version: i64, versions: &[VersionR
     )))
 }
 
-fn read_secret_by_id(conn: &Connection, id: i64) -> Result<Option<SecretRow>> {
+pub(crate) fn read_secret_by_id(conn: &Connection, id: i64) -> Result<Option<SecretRow>> {
     conn.prepare_cached(&format!(
         "SELECT {SECRET_COLUMNS} FROM secrets WHERE id = ?1"
     ))

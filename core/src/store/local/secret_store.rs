@@ -195,7 +195,7 @@ impl SecretStore for LocalVault {
                     Ok(()) => {
                         let dek_id = KeyId::new(format!("dek:{}", random_hex(12)?))?;
                         self.new_dek(&ns, dek_id).await.map(|(d, w)| {
-                            let bytes = w.to_bytes();
+                            let bytes = w.to_compact();
                             (Arc::new(d), w, bytes, true)
                         })
                     }

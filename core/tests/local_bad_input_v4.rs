@@ -240,8 +240,10 @@ async fn a_byte_flipped_in_any_table_is_an_integrity_error_never_a_wrong_value()
         ),
         (
             "versions",
-            "SELECT v.mac FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = 'app/described'",
-            Some("app/described"),
+            // A current version's row has no MAC of its own (its secret's record vouches for
+            // it): the MAC to flip is that of a version that is not current.
+            "SELECT v.mac FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = 'app/two' AND v.version = 1",
+            Some("app/two"),
         ),
         (
             "key_namespaces",

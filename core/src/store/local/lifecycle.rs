@@ -318,7 +318,7 @@ impl LocalVault {
                     return Ok(false);
                 };
                 for v in read_versions(&tx, id)? {
-                    db.mac.check_version(&row.name, &v, id)?;
+                    db.mac.check_version(&v, &row)?;
                 }
                 // Unchanged DEK and no version added since the read: every version is in
                 // `sealed`, so none is left under the old key.

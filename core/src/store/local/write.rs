@@ -153,7 +153,7 @@ pub(super) fn write_version(conn: &PooledConn, req: WriteRequest) -> Result<Writ
                 if let Some(v) = earlier
                     && let Some(stored) = mac::read_version(&tx, row.id, v)?
                 {
-                    mac.check_version(name, &stored, row.id)?;
+                    mac.check_version(&stored, &row)?;
                     let aad = value_aad(&req.store_id, &req.namespace, name, v, &req.wrapped);
                     let value = open_value(&req.dek, &aad, &stored.envelope)?;
                     if !value.ct_eq(&req.value) {

@@ -23,8 +23,12 @@
 //!   (`CURRENT=3,PREVIOUS=2`) and its current version (number, envelope, created).
 //! - A `versions` row: the store id, its secret's row id, version number, envelope, created,
 //!   idempotency token. The current version's envelope is stored once, in the secret's row
-//!   (its `versions` row holds `x''`); the version's MAC binds that envelope all the same, so
-//!   moving it between the rows when CURRENT moves reseals only the secret's row.
+//!   (its `versions` row holds `x''`), and that row has no MAC of its own unless it holds an
+//!   idempotency token: the secret's row binds its number, envelope and creation time, and a
+//!   check takes it on the record's word only when it matches those exactly and has no token.
+//!   The version leaving the record when CURRENT moves is checked against the record before
+//!   it gets its own MAC back, and the one entering is checked against its MAC before it
+//!   loses it.
 //! - The set of secrets: `meta.secrets_set`, the XOR of a MAC of `(store id, row id, name)`
 //!   for every row of `secrets`, kept in step by every insert and delete.
 //!

@@ -190,7 +190,11 @@ async fn recover(db: &Path, key_file: &Path) -> Recovered {
     let mut deks: Vec<(String, Secret)> = Vec::new();
     let mut targets = Vec::new();
     for (secret_name, ns, dek_bytes, version, envelope) in rows {
-        let wrapped = WrappedDek::from_bytes(&dek_bytes).unwrap();
+        // Schema 5 keeps the wrapped DEK and each value without the header bytes their
+        // row implies (the namespace, the DEK); put them back as a holder of the file would.
+        let wrapped = WrappedDek::from_compact(&ns, &dek_bytes).unwrap();
+        let envelope =
+            Envelope::attach_header(wrapped.dek_id().as_str(), wrapped.dek_version(), &envelope);
         let label = format!(
             "DEK {} v{} of {secret_name}",
             wrapped.dek_id().as_str(),

@@ -240,8 +240,10 @@ async fn a_byte_flipped_in_any_table_is_an_integrity_error_never_a_wrong_value()
         ),
         (
             "versions",
-            "SELECT v.mac FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = 'app/described'",
-            Some("app/described"),
+            // A current version's row has no MAC of its own (its secret's record vouches for
+            // it): the MAC to flip is that of a version that is not current.
+            "SELECT v.mac FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = 'app/two' AND v.version = 1",
+            Some("app/two"),
         ),
         (
             "key_namespaces",
@@ -343,12 +345,12 @@ async fn a_vault_from_a_newer_schema_is_unsupported_and_untouched() {
     let v = content_vault(root.path()).await;
     rusqlite::Connection::open(v.db())
         .unwrap()
-        .execute_batch("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+        .execute_batch("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
         .unwrap();
     let before = fs::read(v.db()).unwrap();
     let err = v.open().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedVersion, "{err}");
-    assert!(err.message().contains("schema version 5"), "{err}");
+    assert!(err.message().contains("schema version 6"), "{err}");
     assert_eq!(fs::read(v.db()).unwrap(), before);
 }
 

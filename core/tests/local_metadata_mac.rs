@@ -302,3 +302,47 @@ async fn a_version_row_moved_to_another_secret_is_integrity() {
     assert_verify_names(&vault, "app/api").await;
     assert_verify_names(&vault, "app/db").await;
 }
+
+/// The row of a secret's current version has no MAC of its own (schema 5): its secret's record
+/// binds its number, creation time and envelope. An edit of that row is still caught, both by
+/// the reads that use it and when a later write moves the version out of the record (which
+/// gives the row its own MAC again, so the move must not vouch for an edited row).
+#[tokio::test]
+async fn an_edited_current_version_row_is_caught_and_not_resealed_by_a_later_write() {
+    let f = Fixture::new().await;
+    let macs: Vec<Option<Vec<u8>>> = rusqlite::Connection::open(f.db())
+        .unwrap()
+        .prepare(
+            "SELECT v.mac FROM versions v JOIN secrets s ON s.id = v.secret_id \
+             WHERE s.name = 'app/db' ORDER BY v.version",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(macs[0].is_some() && macs[1].is_none(), "{macs:?}");
+    for sql in [
+        "UPDATE versions SET created = created - 86400000 WHERE version = 2 \
+         AND secret_id = (SELECT id FROM secrets WHERE name = 'app/db')",
+        "UPDATE versions SET token = 'planted' WHERE version = 2 \
+         AND secret_id = (SELECT id FROM secrets WHERE name = 'app/db')",
+    ] {
+        let f = Fixture::new().await;
+        f.edit(sql);
+        let vault = f.open().await;
+        assert_tampered(
+            &vault.describe(&name("app/db")).await.unwrap_err(),
+            "app/db",
+        );
+        assert_verify_names(&vault, "app/db").await;
+        // A new version moves version 2 out of the record: refused, nothing written.
+        let err = vault
+            .put(&name("app/db"), &secret("third"), &PutOptions::default())
+            .await
+            .unwrap_err();
+        assert_tampered(&err, "app/db");
+        assert_eq!(current(&vault, "app/db").await.unwrap(), "current-password");
+        assert_verify_names(&vault, "app/db").await;
+    }
+}

@@ -1,6 +1,9 @@
-//! Migration of a vault written by the previous layout (schema 3, `fixtures/vault-v3.sqlite3`,
-//! made by main before authenticated metadata) to schema 4: it runs on open, and afterwards
-//! every value, stage, tag, description and deletion reads back as written.
+//! Migration of vaults written by the previous layouts to schema 5 (the compact rows): schema 3
+//! (`fixtures/vault-v3.sqlite3`, made by main before authenticated metadata) and schema 4
+//! (`fixtures/vault-v4.sqlite3`, made by main before the compact rows, with the same
+//! contents). It runs on open, and afterwards every value, stage, tag, description and
+//! deletion reads back as written. An edit made to a schema-4 file before the upgrade is not
+//! laundered by it: the upgrade reseals only rows whose schema-4 MAC checks.
 
 #[path = "support/v3_fixture.rs"]
 mod v3_fixture;
@@ -19,13 +22,17 @@ fn key_at(path: &Path) -> Arc<dyn KeyProvider> {
     Arc::new(LocalKeyFile::open(KeyId::new("local").unwrap(), path).unwrap())
 }
 
-/// Copies the fixture into a temporary directory, `0600` as sealbox requires.
-fn fixture() -> (tempfile::TempDir, PathBuf, PathBuf) {
+/// Copies fixture `vault-vN` into a temporary directory, `0600` as sealbox requires.
+fn fixture(version: u32) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let db = dir.path().join("vault.sqlite3");
     let key = dir.path().join("master.key");
-    for (from, to) in [("vault-v3.sqlite3", &db), ("vault-v3.key", &key)] {
+    let (from_db, from_key) = (
+        format!("vault-v{version}.sqlite3"),
+        format!("vault-v{version}.key"),
+    );
+    for (from, to) in [(from_db, &db), (from_key, &key)] {
         fs::copy(src.join(from), to).unwrap();
         fs::set_permissions(to, fs::Permissions::from_mode(0o600)).unwrap();
     }
@@ -53,10 +60,40 @@ async fn read(vault: &LocalVault, name: &SecretName, selector: VersionSelector) 
 
 #[tokio::test]
 async fn the_schema_3_fixture_migrates_on_open_and_reads_back_in_full() {
-    let (_dir, db, key) = fixture();
-    assert_eq!(schema_version(&db), "3");
+    migrates_and_reads_back_in_full(3).await;
+}
+
+#[tokio::test]
+async fn the_schema_4_fixture_migrates_on_open_and_reads_back_in_full() {
+    migrates_and_reads_back_in_full(4).await;
+}
+
+/// The compact forms: a wrapped DEK without the namespace's header bytes (75 bytes for a
+/// generated id), a value envelope without the DEK's (nonce, ciphertext, tag), 16-byte MACs,
+/// and no namespace index.
+fn assert_compact(db: &Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let (dek, short_envelopes, macs, indexes): (i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT max(length(dek)) FROM secrets), \
+             (SELECT count(*) FROM secrets WHERE substr(cur_envelope, 1, 4) = CAST('SBXE' AS BLOB)) \
+              + (SELECT count(*) FROM versions WHERE substr(envelope, 1, 4) = CAST('SBXE' AS BLOB)), \
+             (SELECT count(*) FROM secrets WHERE length(mac) != 16) \
+              + (SELECT count(*) FROM versions WHERE length(mac) != 16), \
+             (SELECT count(*) FROM sqlite_master WHERE name = 'secrets_namespace')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((dek, short_envelopes, macs, indexes), (75, 0, 0, 0));
+}
+
+async fn migrates_and_reads_back_in_full(from: u32) {
+    let (_dir, db, key) = fixture(from);
+    assert_eq!(schema_version(&db), from.to_string());
     let vault = LocalVault::open(&db, key_at(&key)).await.unwrap();
-    assert_eq!(schema_version(&db), "4", "opening migrated the file");
+    assert_eq!(schema_version(&db), "5", "opening migrated the file");
+    assert_compact(&db);
     let mut versions = 0;
     for i in 0..v3_fixture::SECRETS {
         let e = v3_fixture::expected(i);
@@ -146,4 +183,59 @@ async fn the_schema_3_fixture_migrates_on_open_and_reads_back_in_full() {
     // Opening again migrates nothing and still verifies.
     let vault = LocalVault::open(&db, key_at(&key)).await.unwrap();
     assert!(vault.verify().await.unwrap().is_ok());
+}
+
+/// Rows edited in a schema-4 file before it is upgraded keep failing afterwards: the upgrade
+/// rewrites every row, but reseals only those whose schema-4 MAC checks, so it cannot turn an
+/// attacker's edit into a row the vault vouches for.
+#[tokio::test]
+async fn edits_made_before_the_upgrade_are_not_laundered_by_it() {
+    let (_dir, db, key) = fixture(4);
+    // CURRENT moved back to an older version by hand, and a version row's time changed.
+    let moved = v3_fixture::expected(1);
+    let edited = v3_fixture::expected(3);
+    assert_eq!((moved.values.len(), edited.values.len()), (2, 4));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE secrets SET stages = 'CURRENT=1,PREVIOUS=2' WHERE name = ?1",
+        [&moved.name],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE versions SET created = created + 1 WHERE version = 1 \
+         AND secret_id = (SELECT id FROM secrets WHERE name = ?1)",
+        [&edited.name],
+    )
+    .unwrap();
+    drop(conn);
+    let vault = LocalVault::open(&db, key_at(&key)).await.unwrap();
+    assert_eq!(schema_version(&db), "5");
+    let moved_name: SecretName = moved.name.parse().unwrap();
+    let err = vault
+        .get(&moved_name, &VersionSelector::Current)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    let edited_name: SecretName = edited.name.parse().unwrap();
+    let err = vault
+        .get(
+            &edited_name,
+            &VersionSelector::Version(VersionId::from(1u64)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    // The edited secret's other versions, and every other secret, read as written.
+    let (current, _) = read(&vault, &edited_name, VersionSelector::Current).await;
+    assert_eq!(current, *edited.values.last().unwrap());
+    let report = vault.verify().await.unwrap();
+    let mut failed: Vec<(&str, Option<i64>)> = report
+        .failures
+        .iter()
+        .map(|f| (f.name.as_str(), f.version))
+        .collect();
+    failed.sort();
+    let mut expected = vec![(moved.name.as_str(), None), (edited.name.as_str(), Some(1))];
+    expected.sort();
+    assert_eq!(failed, expected, "{report:?}");
 }

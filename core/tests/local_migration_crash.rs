@@ -1,6 +1,6 @@
-//! Crash safety of the schema 3 -> 4 migration: a child process opening (and so migrating) a
+//! Crash safety of the schema 3 -> 5 migration: a child process opening (and so migrating) a
 //! 10,000-secret schema-3 vault is killed with SIGKILL at random points. After every kill the
-//! file is schema 3 or schema 4, never in between, and it opens (migrating if still 3),
+//! file is schema 3 or schema 5, never in between, and it opens (migrating if still 3),
 //! verifies, and reads back the values written.
 //!
 //! The child is this test binary re-executed with `SEALBOX_MIGRATE_CHILD` set, running
@@ -142,7 +142,7 @@ async fn a_migration_killed_at_random_points_leaves_schema_3_or_4_and_a_vault_th
     );
     assert_eq!(
         v3_layout::schema_version(&calibrate.join("vault.sqlite3")),
-        "4"
+        "5"
     );
 
     let mut jitter = Jitter(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
@@ -159,11 +159,11 @@ async fn a_migration_killed_at_random_points_leaves_schema_3_or_4_and_a_vault_th
         let version = v3_layout::schema_version(&db);
         match version.as_str() {
             "3" => found[0] += 1,
-            "4" => found[1] += 1,
+            "5" => found[1] += 1,
             other => panic!("run {run}: killed after {at:?}, schema version {other}"),
         }
         let vault = LocalVault::open(&db, key(&dir)).await.unwrap();
-        assert_eq!(v3_layout::schema_version(&db), "4");
+        assert_eq!(v3_layout::schema_version(&db), "5");
         let report = vault.verify().await.unwrap();
         assert!(report.is_ok(), "run {run}: {report:?}");
         assert_eq!(report.secrets, SECRETS as u64);
@@ -179,7 +179,7 @@ async fn a_migration_killed_at_random_points_leaves_schema_3_or_4_and_a_vault_th
     }
     eprintln!(
         "uninterrupted migration (process start to exit) {full:?}; after {KILLS} kills: {} \
-         found at schema 3, {} at schema 4",
+         found at schema 3, {} at schema 5",
         found[0], found[1]
     );
 }

@@ -17,6 +17,16 @@
 //! followed by the caller's context (for the vault: store, namespace, name, version and key
 //! ids), so an envelope cannot be moved to another record or have its header edited.
 //!
+//! # Stored without its key's part of the header
+//! A store that keeps an envelope beside the record of the key that sealed it (the local vault
+//! keeps a value beside its wrapped DEK, a wrapped DEK beside its namespace) need not store
+//! the bytes that record already holds: magic, format, algorithm, key id length, key id and
+//! key version (`11 + n` bytes). [`Envelope::detach_header`] drops them and
+//! [`Envelope::attach_header`] rebuilds them from the key's id and version before opening.
+//! The rebuilt header is still the first part of the associated data, so nothing loses
+//! authentication: a body stored beside the wrong key's record rebuilds a header that was
+//! never sealed and fails the tag ([`ErrorKind::Integrity`]).
+//!
 //! [`Envelope::parse`] is total: every input gives a view or a typed error, never a panic
 //! (fuzzed by `fuzz/fuzz_targets/envelope_parse.rs`). Errors: [`ErrorKind::Truncated`] when
 //! bytes run out, [`ErrorKind::UnsupportedVersion`] for an unknown format version or algorithm,
@@ -366,6 +376,53 @@ impl Envelope {
     }
 }
 
+impl Envelope {
+    /// The envelope without the part of its header that names the sealing key (`11 + n`
+    /// bytes: magic, format, algorithm, key id length, key id, key version), leaving nonce,
+    /// ciphertext and tag; see the module docs. `Integrity` when `envelope` does not start
+    /// with exactly that header for `key_id` and `key_version` (it was not sealed by that key,
+    /// or is not a format-1 envelope).
+    pub fn detach_header<'b>(
+        envelope: &'b [u8],
+        key_id: &str,
+        key_version: KeyVersion,
+    ) -> Result<&'b [u8]> {
+        let implied = implied_header(key_id, key_version);
+        match envelope.strip_prefix(implied.as_slice()) {
+            Some(body) if body.len() >= NONCE_LEN + TAG_LEN => Ok(body),
+            _ => Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "envelope is not one sealed by key {key_id} {key_version}: its header \
+                     names another key or is damaged"
+                ),
+            )),
+        }
+    }
+
+    /// The envelope `body` (from [`Envelope::detach_header`]) with the header of key
+    /// `key_id` version `key_version` put back in front, ready for [`Envelope::open`].
+    pub fn attach_header(key_id: &str, key_version: KeyVersion, body: &[u8]) -> Vec<u8> {
+        let mut out = implied_header(key_id, key_version);
+        out.extend_from_slice(body);
+        out
+    }
+}
+
+/// The header bytes before the nonce for a key: magic, format, algorithm, key id length, key
+/// id, key version. A key id longer than a header can name gives a header no envelope has.
+fn implied_header(key_id: &str, key_version: KeyVersion) -> Vec<u8> {
+    let id = key_id.as_bytes();
+    let mut out = Vec::with_capacity(FIXED_HEADER + id.len() + 4 + NONCE_LEN + 96);
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT_V1);
+    out.push(Algorithm::Aes256Gcm.id());
+    out.push(u8::try_from(id.len()).unwrap_or(0));
+    out.extend_from_slice(id);
+    out.extend_from_slice(&key_version.to_be_bytes());
+    out
+}
+
 /// Parses an envelope that should be sealed by `key`. When the header names exactly that key
 /// (the normal case) the id bytes are compared with the key's own id instead of being
 /// validated byte by byte; anything else goes through the full parser for the precise error.
@@ -516,6 +573,50 @@ mod tests {
         let mut env = Envelope::seal(&k, b"c", b"in place").unwrap();
         let pt = Envelope::open_in_place(&k, b"c", &mut env).unwrap();
         assert_eq!(pt, b"in place");
+    }
+
+    #[test]
+    fn a_detached_body_opens_only_with_its_own_key_s_header() {
+        let k = key("k", 1);
+        let env = Envelope::seal(&k, b"ctx", b"value").unwrap();
+        let body = Envelope::detach_header(&env, "k", KeyVersion::FIRST).unwrap();
+        assert_eq!(
+            body.len(),
+            NONCE_LEN + 5 + TAG_LEN,
+            "only nonce, ciphertext and tag stay"
+        );
+        let rebuilt = Envelope::attach_header("k", KeyVersion::FIRST, body);
+        assert_eq!(rebuilt, env);
+        assert_eq!(
+            Envelope::open(&k, b"ctx", &rebuilt)
+                .unwrap()
+                .expose_secret(),
+            b"value"
+        );
+        // Another key's header is refused on detach, and a body given another key's header
+        // fails authentication even under a key of that name.
+        let v2 = KeyVersion::new(2).unwrap();
+        assert_eq!(
+            Envelope::detach_header(&env, "k", v2).unwrap_err().kind(),
+            ErrorKind::Integrity
+        );
+        assert_eq!(
+            Envelope::detach_header(&env, "other", KeyVersion::FIRST)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Integrity
+        );
+        let other = DataKey::from_secret(
+            KeyId::new("k").unwrap(),
+            v2,
+            k.material().try_clone().unwrap(),
+        )
+        .unwrap();
+        let forged = Envelope::attach_header("k", v2, body);
+        assert_eq!(
+            Envelope::open(&other, b"ctx", &forged).unwrap_err().kind(),
+            ErrorKind::Integrity
+        );
     }
 
     #[test]

@@ -116,6 +116,142 @@ impl WrappedDek {
     }
 }
 
+/// First byte of [`WrappedDek::to_compact`] when the DEK id is `dek:` and 24 lowercase hex
+/// digits (the ids stores generate), kept as the 12 bytes they spell.
+const COMPACT_HEX_ID: u8 = 1;
+/// First byte of [`WrappedDek::to_compact`] for any other DEK id, kept length-prefixed.
+const COMPACT_LITERAL_ID: u8 = 2;
+/// The prefix of generated DEK ids that [`COMPACT_HEX_ID`] implies.
+const HEX_ID_PREFIX: &str = "dek:";
+const HEX_ID_BYTES: usize = 12;
+
+impl WrappedDek {
+    /// The form for a store that keeps the wrapped DEK in a record naming its namespace:
+    /// what [`WrappedDek::to_bytes`] holds less the bytes that namespace implies (the record's
+    /// magic and format, the envelope header's part naming the KEK, see
+    /// [`Envelope::detach_header`]), and a generated id (`dek:` + 24 hex digits) as its 12
+    /// bytes:
+    ///
+    /// ```text
+    /// 1      form: 1 = generated id (12 bytes follow), 2 = other id (length byte, id)
+    /// 12|1+n DEK id
+    /// 1..5   DEK version (unsigned LEB128, shortest form)
+    /// 1..5   KEK version (likewise)
+    /// 60     the envelope's nonce, sealed key and tag
+    /// ```
+    ///
+    /// Everything dropped is still authenticated: the rebuilt header and the DEK's AAD
+    /// (namespace, DEK id and version) are associated data of the unwrap.
+    pub fn to_compact(&self) -> Vec<u8> {
+        let id = self.dek_id.as_str();
+        let view = Envelope::parse(&self.envelope).ok();
+        let (kek_version, body) = match view.and_then(|v| {
+            Envelope::detach_header(&self.envelope, v.key_id(), v.key_version())
+                .ok()
+                .map(|b| (v.key_version(), b))
+        }) {
+            Some(found) => found,
+            // `WrappedDek`s are only made from parsed envelopes.
+            None => (KeyVersion::FIRST, &self.envelope[..]),
+        };
+        let mut out = Vec::with_capacity(2 + id.len() + 8 + body.len());
+        match hex_id(id) {
+            Some(raw) => {
+                out.push(COMPACT_HEX_ID);
+                out.extend_from_slice(&raw);
+            }
+            None => {
+                out.push(COMPACT_LITERAL_ID);
+                // KeyId guarantees at most 128 bytes.
+                out.push(id.len() as u8);
+                out.extend_from_slice(id.as_bytes());
+            }
+        }
+        put_varint(&mut out, self.dek_version.get());
+        put_varint(&mut out, kek_version.get());
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// Parses [`WrappedDek::to_compact`] output kept for namespace `namespace`. Total: never
+    /// panics; `Truncated` or `Integrity` on bad input.
+    pub fn from_compact(namespace: &str, bytes: &[u8]) -> Result<WrappedDek> {
+        let short = || Error::new(ErrorKind::Truncated, "wrapped DEK record is truncated");
+        let malformed =
+            |what: &str| Error::new(ErrorKind::Integrity, format!("wrapped DEK record: {what}"));
+        let (id, rest) = match bytes.first() {
+            Some(&COMPACT_HEX_ID) => {
+                let raw = bytes.get(1..1 + HEX_ID_BYTES).ok_or_else(short)?;
+                (
+                    format!("{HEX_ID_PREFIX}{}", hex::encode(raw)),
+                    &bytes[1 + HEX_ID_BYTES..],
+                )
+            }
+            Some(&COMPACT_LITERAL_ID) => {
+                let len = usize::from(*bytes.get(1).ok_or_else(short)?);
+                let raw = bytes.get(2..2 + len).ok_or_else(short)?;
+                let id = std::str::from_utf8(raw).map_err(|_| malformed("invalid DEK id"))?;
+                (id.to_owned(), &bytes[2 + len..])
+            }
+            Some(_) => return Err(malformed("unknown form")),
+            None => return Err(short()),
+        };
+        let dek_id = KeyId::new(id).map_err(|_| malformed("invalid DEK id"))?;
+        let version = |rest: &mut &[u8]| {
+            let (v, len) = get_varint(rest).ok_or_else(|| malformed("bad key version"))?;
+            *rest = &rest[len..];
+            KeyVersion::new(v).map_err(|_| malformed("key version 0"))
+        };
+        let mut rest = rest;
+        let dek_version = version(&mut rest)?;
+        let kek_version = version(&mut rest)?;
+        let envelope = Envelope::attach_header(namespace, kek_version, rest);
+        Envelope::parse(&envelope)?;
+        Ok(WrappedDek {
+            dek_id,
+            dek_version,
+            envelope,
+        })
+    }
+}
+
+/// Appends `v` as unsigned LEB128 (7 bits a byte, low bits first).
+fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads an unsigned LEB128 `u32` in its shortest form: the value and the bytes it took.
+fn get_varint(bytes: &[u8]) -> Option<(u32, usize)> {
+    let mut v: u64 = 0;
+    for (i, b) in bytes.iter().take(5).enumerate() {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            // A last byte of 0 after others is a longer spelling of a shorter number.
+            let shortest = i == 0 || *b != 0;
+            return (shortest && v <= u64::from(u32::MAX)).then_some((v as u32, i + 1));
+        }
+    }
+    None
+}
+
+/// The 12 bytes a generated DEK id (`dek:` + 24 lowercase hex digits) spells, if it is one.
+fn hex_id(id: &str) -> Option<[u8; HEX_ID_BYTES]> {
+    let digits = id.strip_prefix(HEX_ID_PREFIX)?;
+    let lower = digits
+        .bytes()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if digits.len() != 2 * HEX_ID_BYTES || !lower {
+        return None;
+    }
+    let mut raw = [0u8; HEX_ID_BYTES];
+    hex::decode_to_slice(digits, &mut raw).ok()?;
+    Some(raw)
+}
+
 impl std::fmt::Debug for WrappedDek {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WrappedDek")
@@ -908,6 +1044,70 @@ mod tests {
     fn cached_keks(keyring: &Keyring) -> usize {
         let cache = keyring.cache.read().unwrap();
         cache.values().map(|s| s.lock().len()).sum()
+    }
+
+    #[tokio::test]
+    async fn the_compact_form_round_trips_and_unwraps_only_in_its_namespace() {
+        let master = EnvKey::from_base64(
+            KeyId::new("env").unwrap(),
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "test key",
+        )
+        .unwrap();
+        let keyring = Keyring::open(Arc::new(master), Arc::new(MemoryKeyStorage::new()))
+            .await
+            .unwrap();
+        let ns = KeyId::new("app").unwrap();
+        let other = KeyId::new("ops").unwrap();
+        keyring
+            .new_dek(&other, KeyId::new("x").unwrap())
+            .await
+            .unwrap();
+        for (id, len) in [
+            ("dek:00112233445566778899aabb", 1 + 12 + 2 + 60),
+            ("metadata-mac", 2 + 12 + 2 + 60),
+        ] {
+            let (dek, wrapped) = keyring.new_dek(&ns, KeyId::new(id).unwrap()).await.unwrap();
+            let compact = wrapped.to_compact();
+            assert_eq!(compact.len(), len, "{id}");
+            assert!(compact.len() < wrapped.to_bytes().len());
+            let back = WrappedDek::from_compact("app", &compact).unwrap();
+            assert_eq!(back, wrapped);
+            let unwrapped = keyring.unwrap_dek(&ns, &back).await.unwrap();
+            assert_eq!(
+                unwrapped.material().expose_secret(),
+                dek.material().expose_secret()
+            );
+            // Read as another namespace's record, it names a KEK that never sealed it.
+            let moved = WrappedDek::from_compact("ops", &compact).unwrap();
+            assert!(keyring.unwrap_dek(&other, &moved).await.is_err());
+            for cut in 0..compact.len() {
+                let _ = WrappedDek::from_compact("app", &compact[..cut]);
+            }
+        }
+        // An id that looks generated but is upper case keeps its spelling.
+        let upper = KeyId::new("dek:00112233445566778899AABB").unwrap();
+        let (_, wrapped) = keyring.new_dek(&ns, upper).await.unwrap();
+        assert_eq!(
+            WrappedDek::from_compact("app", &wrapped.to_compact()).unwrap(),
+            wrapped
+        );
+    }
+
+    #[test]
+    fn versions_in_the_compact_form_have_one_spelling() {
+        for v in [1u32, 127, 128, 300, 16_383, 16_384, u32::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(get_varint(&out), Some((v, out.len())), "{v}");
+        }
+        assert_eq!(get_varint(&[0x81, 0x00]), None, "a longer spelling of 1");
+        assert_eq!(
+            get_varint(&[0xff, 0xff, 0xff, 0xff, 0x1f]),
+            None,
+            "above u32"
+        );
+        assert_eq!(get_varint(&[0x80, 0x80]), None, "runs out");
     }
 
     #[tokio::test]

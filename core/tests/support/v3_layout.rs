@@ -7,6 +7,8 @@
 
 use std::path::Path;
 
+use sealbox::keys::{Envelope, WrappedDek};
+
 /// The schema-3 `stages` table, as the old build created it.
 const STAGES_V3: &str = "CREATE TABLE stages (
         secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
@@ -15,7 +17,7 @@ const STAGES_V3: &str = "CREATE TABLE stages (
         PRIMARY KEY (secret_id, stage)
     ) WITHOUT ROWID;";
 
-/// Rewrites the closed schema-4 vault at `db` into the schema-3 layout.
+/// Rewrites the closed schema-5 vault at `db` into the schema-3 layout.
 pub fn downgrade_to_v3(db: &Path) {
     let mut conn = rusqlite::Connection::open(db).unwrap();
     let tx = conn.transaction().unwrap();
@@ -63,8 +65,42 @@ pub fn downgrade_to_v3(db: &Path) {
              WHERE token IS NOT NULL;",
     )
     .unwrap();
+    // Schema 5 keeps wrapped DEKs and envelopes without the header bytes their row implies;
+    // schema 3 stored them whole, and indexed secrets by namespace.
+    let deks: Vec<(i64, String, Vec<u8>)> = tx
+        .prepare("SELECT id, namespace, dek FROM secrets")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (id, namespace, dek) in deks {
+        let wrapped = WrappedDek::from_compact(&namespace, &dek).unwrap();
+        tx.execute(
+            "UPDATE secrets SET dek = ?2 WHERE id = ?1",
+            rusqlite::params![id, wrapped.to_bytes()],
+        )
+        .unwrap();
+        let versions: Vec<(i64, Vec<u8>)> = tx
+            .prepare("SELECT id, envelope FROM versions WHERE secret_id = ?1")
+            .unwrap()
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (row, body) in versions {
+            let envelope =
+                Envelope::attach_header(wrapped.dek_id().as_str(), wrapped.dek_version(), &body);
+            tx.execute(
+                "UPDATE versions SET envelope = ?2 WHERE id = ?1",
+                rusqlite::params![row, envelope],
+            )
+            .unwrap();
+        }
+    }
     tx.execute_batch(
-        "ALTER TABLE secrets DROP COLUMN stages;
+        "CREATE INDEX secrets_namespace ON secrets(namespace);
+         ALTER TABLE secrets DROP COLUMN stages;
          ALTER TABLE secrets DROP COLUMN cur_version;
          ALTER TABLE secrets DROP COLUMN cur_envelope;
          ALTER TABLE secrets DROP COLUMN cur_created;

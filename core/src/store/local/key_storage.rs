@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::mac::IN_NAMESPACE;
 use super::pool::Pool;
 use super::schema::sql_error;
 use crate::error::{Error, ErrorKind, Result};
@@ -120,14 +121,14 @@ pub(crate) fn retire_old_keks(tx: &Connection, namespace: &KeyId) -> Result<Vec<
         return Ok(Vec::new());
     };
     let deks: Vec<Vec<u8>> = tx
-        .prepare_cached("SELECT dek FROM secrets WHERE namespace = ?1")
+        .prepare_cached(&format!("SELECT dek FROM secrets WHERE {IN_NAMESPACE}"))
         .and_then(|mut s| {
             s.query_map([namespace.as_str()], |r| r.get(0))
                 .and_then(|rows| rows.collect())
         })
         .map_err(|e| sql_error("reading DEKs", e))?;
     for bytes in &deks {
-        if WrappedDek::from_bytes(bytes)?.kek_version() != current {
+        if WrappedDek::from_compact(namespace.as_str(), bytes)?.kek_version() != current {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(

@@ -29,13 +29,14 @@ use rusqlite::{OptionalExtension, params};
 use secrecy::ExposeSecret;
 
 use super::key_storage::{count_kek_uses, retire_old_keks};
-use super::mac::{ENVELOPE, META_NAMESPACE, read_versions};
+use super::mac::{ENVELOPE, IN_NAMESPACE, META_NAMESPACE, read_versions};
 use super::schema::sql_error;
 use super::{
-    FileLock, LocalVault, WRITE_RETRIES, blocking, now_ms, open_value, to_time, value_aad,
+    FileLock, LocalVault, WRITE_RETRIES, blocking, now_ms, open_value, seal_value, to_time,
+    value_aad,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::{Envelope, KeyId, KeyRole, KeyVersion, MAX_USES, RotationSchedule, WrappedDek};
+use crate::keys::{KeyId, KeyRole, KeyVersion, MAX_USES, RotationSchedule, WrappedDek};
 use crate::store::SecretName;
 
 /// The result of rotating one secret's DEK.
@@ -229,12 +230,14 @@ impl LocalVault {
     pub(super) async fn rotate_namespace_deks(&self, ns: &KeyId) -> Result<u64> {
         let ids: Vec<i64> = {
             let conn = self.inner.pool.get()?;
-            conn.prepare_cached("SELECT id FROM secrets WHERE namespace = ?1 ORDER BY id")
-                .and_then(|mut s| {
-                    s.query_map([ns.as_str()], |r| r.get(0))
-                        .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| sql_error("reading secrets", e))?
+            conn.prepare_cached(&format!(
+                "SELECT id FROM secrets WHERE {IN_NAMESPACE} ORDER BY id"
+            ))
+            .and_then(|mut s| {
+                s.query_map([ns.as_str()], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| sql_error("reading secrets", e))?
         };
         let mut n = 0;
         for id in ids {
@@ -298,13 +301,10 @@ impl LocalVault {
                 let old_aad = value_aad(&inner.store_id, &namespace, &name, *version, &old_wrapped);
                 let value = open_value(&old_dek, &old_aad, envelope)?;
                 let aad = value_aad(&inner.store_id, &namespace, &name, *version, &new_wrapped);
-                sealed.push((
-                    *version,
-                    Envelope::seal(&new_dek, &aad, value.expose_secret())?,
-                ));
+                sealed.push((*version, seal_value(&new_dek, &aad, value.expose_secret())?));
             }
             let count = sealed.len() as u64;
-            let new_bytes = new_wrapped.to_bytes();
+            let new_bytes = new_wrapped.to_compact();
             let kek_version = new_wrapped.kek_version();
             let kek_limit = self.kek_limit();
             let db = inner.clone();
@@ -318,7 +318,7 @@ impl LocalVault {
                     return Ok(false);
                 };
                 for v in read_versions(&tx, id)? {
-                    db.mac.check_version(&row.name, &v, id)?;
+                    db.mac.check_version(&v, &row)?;
                 }
                 // Unchanged DEK and no version added since the read: every version is in
                 // `sealed`, so none is left under the old key.
@@ -406,7 +406,7 @@ impl LocalVault {
             }
             let mut deks_rotated = 0;
             for row in self.dek_rows(Some(&namespace))? {
-                if WrappedDek::from_bytes(&row.dek)?.kek_version() != current {
+                if WrappedDek::from_compact(&row.namespace, &row.dek)?.kek_version() != current {
                     self.rotate_secret(row.id).await.map_err(|e| {
                         Error::new(
                             e.kind(),
@@ -458,7 +458,7 @@ impl LocalVault {
             let conn = self.inner.pool.get()?;
             conn.prepare_cached(&format!(
                 "SELECT s.id, s.name, s.dek, v.version, {ENVELOPE} FROM secrets s \
-                 JOIN versions v ON v.secret_id = s.id WHERE s.namespace = ?1 \
+                 JOIN versions v ON v.secret_id = s.id WHERE s.{IN_NAMESPACE} \
                  ORDER BY s.id, v.version"
             ))
             .and_then(|mut s| {
@@ -595,7 +595,7 @@ impl LocalVault {
         }
         let dek_limit = self.dek_limit();
         for row in self.dek_rows(None)? {
-            let wrapped = WrappedDek::from_bytes(&row.dek)?;
+            let wrapped = WrappedDek::from_compact(&row.namespace, &row.dek)?;
             let created = to_time(row.created);
             keys.push(KeyInfo {
                 role: KeyRole::Dek,

@@ -1,6 +1,7 @@
 //! Authenticated metadata: every row that decides what a read returns or a listing shows
-//! carries an HMAC-SHA-256 under the vault's metadata key, checked when a store read uses the
-//! row and by `verify`; every write recomputes it inside its transaction.
+//! carries an HMAC-SHA-256 under the vault's metadata key, truncated to 128 bits
+//! ([`ROW_MAC_LEN`]), checked when a store read uses the row and by `verify`; every write
+//! recomputes it inside its transaction.
 //!
 //! # The key
 //! A random 256-bit key made once per vault, wrapped like a DEK under the KEK of the reserved
@@ -13,14 +14,21 @@
 //! # What each MAC binds
 //! Fields are encoded with a type tag and a length, after a label naming the row kind, so no
 //! two rows or field lists encode alike.
+//! Wrapped DEKs and envelopes are bound as stored (schema 5's compact forms, see the `compact`
+//! module); the bytes those forms leave out are rebuilt from MACed columns and are associated
+//! data of the AEAD that opens them.
 //! - A `secrets` row: the store id, the row id and every column: name, namespace, wrapped DEK,
 //!   next version, created, updated, last rotated, description, tags, rotation period, purge
 //!   time (delete state and recovery deadline), DEK creation and uses, the stage map
 //!   (`CURRENT=3,PREVIOUS=2`) and its current version (number, envelope, created).
 //! - A `versions` row: the store id, its secret's row id, version number, envelope, created,
 //!   idempotency token. The current version's envelope is stored once, in the secret's row
-//!   (its `versions` row holds `x''`); the version's MAC binds that envelope all the same, so
-//!   moving it between the rows when CURRENT moves reseals only the secret's row.
+//!   (its `versions` row holds `x''`), and that row has no MAC of its own unless it holds an
+//!   idempotency token: the secret's row binds its number, envelope and creation time, and a
+//!   check takes it on the record's word only when it matches those exactly and has no token.
+//!   The version leaving the record when CURRENT moves is checked against the record before
+//!   it gets its own MAC back, and the one entering is checked against its MAC before it
+//!   loses it.
 //! - The set of secrets: `meta.secrets_set`, the XOR of a MAC of `(store id, row id, name)`
 //!   for every row of `secrets`, kept in step by every insert and delete.
 //!
@@ -58,6 +66,20 @@ pub(crate) const MAC_KEY_ROW: &str = "mac_key";
 
 /// `meta` row holding the MAC of the set of secrets (hex).
 const SET_ROW: &str = "secrets_set";
+
+/// Bytes of a row's MAC: HMAC-SHA-256 truncated to 128 bits (RFC 2104 section 5 allows
+/// truncation to no less than half the output; RFC 4868's HMAC-SHA-256-128 is the same).
+/// A forgery still has to guess 128 bits, and a guess costs a write to the file followed by a
+/// read that reports `Integrity`; schema 4 stored all 32 bytes.
+pub(crate) const ROW_MAC_LEN: usize = 16;
+
+/// Which layout's MAC encoding: the current one, or schema 4's (read once, by the upgrade,
+/// to check each row before it is rewritten and resealed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    V4,
+    Current,
+}
 
 /// The vault's metadata key and the store id every MAC binds.
 #[derive(Clone)]
@@ -116,6 +138,12 @@ impl Fields {
     }
 }
 
+/// Selects the secrets of namespace `?1` through the name index (schema 5 keeps no index on
+/// `namespace`): a namespace is the leading segments of its secrets' names, so all of them
+/// sort in `?1 .. ?1 || '0'` (`'0'` follows `'/'`), and the `namespace` column keeps exactly
+/// that namespace's own.
+pub(crate) const IN_NAMESPACE: &str = "name >= ?1 AND name < ?1 || '0' AND namespace = ?1";
+
 /// The columns of a `secrets` row, in [`SECRET_COLUMNS`] order.
 pub(crate) const SECRET_COLUMNS: &str = "id, name, namespace, dek, next_version, created, \
     updated, last_rotated, description, tags, rotation_period, purge_at, dek_created, dek_uses, \
@@ -136,6 +164,7 @@ pub(crate) struct SecretRow {
     pub tags: String,
     pub rotation_period: Option<i64>,
     pub purge_at: Option<i64>,
+    /// When the DEK was made; `None`: with the secret (`created`).
     pub dek_created: Option<i64>,
     pub dek_uses: i64,
     pub stages: String,
@@ -235,13 +264,37 @@ impl MacKey {
         hmac::sign(&key, &fields.0)
     }
 
+    /// A row's MAC: HMAC-SHA-256 truncated to its first [`ROW_MAC_LEN`] bytes.
+    fn row_mac(&self, fields: &Fields) -> [u8; ROW_MAC_LEN] {
+        let mut out = [0u8; ROW_MAC_LEN];
+        out.copy_from_slice(&self.sign(fields).as_ref()[..ROW_MAC_LEN]);
+        out
+    }
+
+    /// Whether `mac` is the row MAC of `fields` (in constant time).
     fn check(&self, fields: &Fields, mac: Option<&[u8]>) -> bool {
+        mac.is_some_and(|m| {
+            m.len() == ROW_MAC_LEN
+                && bool::from(subtle::ConstantTimeEq::ct_eq(m, &self.row_mac(fields)[..]))
+        })
+    }
+
+    /// Whether `mac` is the schema-4 MAC of `fields` (full HMAC-SHA-256), for the upgrade.
+    fn check_v4(&self, fields: &Fields, mac: Option<&[u8]>) -> bool {
         let key = hmac::Key::new(hmac::HMAC_SHA256, self.key.material().expose_secret());
         mac.is_some_and(|m| hmac::verify(&key, &fields.0, m).is_ok())
     }
 
     fn secret_fields(&self, r: &SecretRow) -> Fields {
-        let mut f = Fields::new("sealbox/local/secrets-row/v1", &self.store_id);
+        self.secret_fields_as(Layout::Current, r)
+    }
+
+    fn secret_fields_as(&self, layout: Layout, r: &SecretRow) -> Fields {
+        let label = match layout {
+            Layout::V4 => "sealbox/local/secrets-row/v1",
+            Layout::Current => "sealbox/local/secrets-row/v2",
+        };
+        let mut f = Fields::new(label, &self.store_id);
         f.int(r.id)
             .text(&r.name)
             .text(&r.namespace)
@@ -271,7 +324,30 @@ impl MacKey {
         created: i64,
         token: Option<&str>,
     ) -> Fields {
-        let mut f = Fields::new("sealbox/local/versions-row/v1", &self.store_id);
+        self.version_fields_as(
+            Layout::Current,
+            secret_id,
+            version,
+            envelope,
+            created,
+            token,
+        )
+    }
+
+    fn version_fields_as(
+        &self,
+        layout: Layout,
+        secret_id: i64,
+        version: i64,
+        envelope: &[u8],
+        created: i64,
+        token: Option<&str>,
+    ) -> Fields {
+        let label = match layout {
+            Layout::V4 => "sealbox/local/versions-row/v1",
+            Layout::Current => "sealbox/local/versions-row/v2",
+        };
+        let mut f = Fields::new(label, &self.store_id);
         f.int(secret_id)
             .int(version)
             .bytes(envelope)
@@ -298,10 +374,15 @@ impl MacKey {
         )))
     }
 
-    /// `Integrity` naming the secret and version unless the version row's MAC matches.
-    pub(crate) fn check_version(&self, name: &str, v: &VersionRow, secret_id: i64) -> Result<()> {
+    /// `Integrity` naming the secret and version unless version row `v` of the secret whose
+    /// (checked) record is `row` is one this vault wrote: its own MAC matches, or it has none
+    /// and is exactly what the record vouches for (see [`vouched_by_record`]).
+    pub(crate) fn check_version(&self, v: &VersionRow, row: &SecretRow) -> Result<()> {
+        if vouched_by_record(v, row) {
+            return Ok(());
+        }
         let f = self.version_fields(
-            secret_id,
+            row.id,
             v.version,
             &v.envelope,
             v.created,
@@ -311,8 +392,8 @@ impl MacKey {
             return Ok(());
         }
         Err(tampered(&format!(
-            "secret {name} version {}: its version record",
-            v.version
+            "secret {} version {}: its version record",
+            row.name, v.version
         )))
     }
 
@@ -330,65 +411,64 @@ impl MacKey {
     /// `versions` row (which keeps an empty envelope, `x''`). Each envelope is stored once, and
     /// every `versions` MAC binds the envelope wherever it is stored, so the move reseals
     /// nothing but this row.
+    ///
+    /// A version row is checked before it moves either way: the one leaving the record gets a
+    /// MAC of its own only if the record vouched for it, the one entering loses its MAC (see
+    /// [`vouched_by_record`]) only if that MAC matched. So a move never turns an edited row
+    /// into one the vault vouches for.
     pub(crate) fn seal_secret(&self, tx: &Connection, id: i64) -> Result<()> {
         let err = |e| sql_error("sealing a secret's record", e);
+        // The caller checked the record before changing it, and only this function writes its
+        // current-version columns: they are as last sealed.
         let Some(mut row) = read_secret_by_id(tx, id)? else {
             return Ok(());
         };
         let current = row.stage("CURRENT");
-        if let (Some(old), Some(envelope)) = (row.cur_version, row.cur_envelope.as_deref())
+        if let (Some(old), Some(envelope)) = (row.cur_version, row.cur_envelope.clone())
             && Some(old) != current
+            && let Some((leaving, _)) = stored_version(tx, &row, old)?
         {
+            self.check_version(&leaving, &row)?;
             tx.prepare_cached(
                 "UPDATE versions SET envelope = ?3 \
                  WHERE secret_id = ?1 AND version = ?2 AND length(envelope) = 0",
             )
             .and_then(|mut s| s.execute(params![id, old, envelope]))
             .map_err(err)?;
+            self.seal_version(tx, id, old)?;
         }
         let copy: Option<(i64, Vec<u8>, i64)> = match current {
-            Some(v) => {
-                let stored: Option<(Vec<u8>, i64)> = tx
-                    .prepare_cached(
-                        "SELECT envelope, created FROM versions \
-                         WHERE secret_id = ?1 AND version = ?2",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row([id, v], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()
-                    })
-                    .map_err(err)?;
-                match stored {
-                    None => None,
-                    // Written (or re-encrypted) by this transaction: it moves to the row.
-                    Some((envelope, created)) if !envelope.is_empty() => {
+            Some(v) => match stored_version(tx, &row, v)? {
+                None => None,
+                Some((entering, own_envelope)) => {
+                    self.check_version(&entering, &row)?;
+                    if own_envelope {
+                        // Written (or re-encrypted) by this transaction: it moves to the
+                        // record, whose MAC vouches for it from now on; a row with an
+                        // idempotency token (which the record does not hold) keeps its own.
                         tx.prepare_cached(
-                            "UPDATE versions SET envelope = x'' \
+                            "UPDATE versions SET envelope = x'', \
+                             mac = CASE WHEN token IS NULL THEN NULL ELSE mac END \
                              WHERE secret_id = ?1 AND version = ?2",
                         )
                         .and_then(|mut s| s.execute([id, v]))
                         .map_err(err)?;
-                        Some((v, envelope, created))
+                    } else if row.cur_version != Some(v) {
+                        return Err(tampered(&format!(
+                            "secret {}: version {v} has no envelope in either of its \
+                             records; the record",
+                            row.name
+                        )));
                     }
-                    // Already in the row.
-                    Some((_, created)) => match (row.cur_version, row.cur_envelope.take()) {
-                        (Some(c), Some(envelope)) if c == v => Some((v, envelope, created)),
-                        _ => {
-                            return Err(tampered(&format!(
-                                "secret {}: version {v} has no envelope in either of its \
-                                 records; the record",
-                                row.name
-                            )));
-                        }
-                    },
+                    Some((v, entering.envelope, entering.created))
                 }
-            }
+            },
             None => None,
         };
         row.cur_version = copy.as_ref().map(|c| c.0);
         row.cur_created = copy.as_ref().map(|c| c.2);
         row.cur_envelope = copy.map(|c| c.1);
-        let mac = self.sign(&self.secret_fields(&row));
+        let mac = self.row_mac(&self.secret_fields(&row));
         tx.prepare_cached(
             "UPDATE secrets SET cur_version = ?2, cur_envelope = ?3, cur_created = ?4, \
              mac = ?5 WHERE id = ?1",
@@ -399,7 +479,7 @@ impl MacKey {
                 row.cur_version,
                 row.cur_envelope,
                 row.cur_created,
-                mac.as_ref()
+                &mac[..]
             ])
         })
         .map_err(err)?;
@@ -412,7 +492,7 @@ impl MacKey {
         let Some(v) = read_version(tx, secret_id, version)? else {
             return Ok(());
         };
-        let mac = self.sign(&self.version_fields(
+        let mac = self.row_mac(&self.version_fields(
             secret_id,
             v.version,
             &v.envelope,
@@ -420,9 +500,69 @@ impl MacKey {
             v.token.as_deref(),
         ));
         tx.prepare_cached("UPDATE versions SET mac = ?3 WHERE secret_id = ?1 AND version = ?2")
-            .and_then(|mut s| s.execute(params![secret_id, version, mac.as_ref()]))
+            .and_then(|mut s| s.execute(params![secret_id, version, &mac[..]]))
             .map_err(err)?;
         Ok(())
+    }
+
+    /// Whether `row` carries a valid schema-4 MAC (for the upgrade to schema 5).
+    pub(crate) fn check_v4_secret(&self, row: &SecretRow) -> bool {
+        self.check_v4(&self.secret_fields_as(Layout::V4, row), row.mac.as_deref())
+    }
+
+    /// Whether version row `v` of secret row `secret_id` carries a valid schema-4 MAC.
+    pub(crate) fn check_v4_version(&self, secret_id: i64, v: &VersionRow) -> bool {
+        let f = self.version_fields_as(
+            Layout::V4,
+            secret_id,
+            v.version,
+            &v.envelope,
+            v.created,
+            v.token.as_deref(),
+        );
+        self.check_v4(&f, v.mac.as_deref())
+    }
+
+    /// Stores the MAC of secret row `id` as it stands (`None`: no valid MAC, so that a row
+    /// the upgrade found edited keeps failing its check), without moving any envelope.
+    pub(crate) fn reseal_secret_as_is(&self, tx: &Connection, id: i64, valid: bool) -> Result<()> {
+        let Some(row) = read_secret_by_id(tx, id)? else {
+            return Ok(());
+        };
+        let mac = valid.then(|| self.row_mac(&self.secret_fields(&row)));
+        tx.prepare_cached("UPDATE secrets SET mac = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id, mac.as_ref().map(|m| &m[..])]))
+            .map_err(|e| sql_error("sealing a secret's record", e))?;
+        Ok(())
+    }
+
+    /// Stores the MAC of version `version` of secret row `secret_id` as it stands: none for
+    /// the current version the record vouches for (see [`vouched_by_record`]), and an empty
+    /// one, which never matches, when `valid` is false.
+    pub(crate) fn reseal_version_as_is(
+        &self,
+        tx: &Connection,
+        secret_id: i64,
+        version: i64,
+        valid: bool,
+    ) -> Result<()> {
+        let set = |mac: Option<&[u8]>| {
+            tx.prepare_cached("UPDATE versions SET mac = ?3 WHERE secret_id = ?1 AND version = ?2")
+                .and_then(|mut s| s.execute(params![secret_id, version, mac]))
+                .map(drop)
+                .map_err(|e| sql_error("sealing a version record", e))
+        };
+        if !valid {
+            return set(Some(&[]));
+        }
+        let Some(row) = read_secret_by_id(tx, secret_id)? else {
+            return Ok(());
+        };
+        match stored_version(tx, &row, version)? {
+            Some((v, false)) if v.token.is_none() && row.cur_version == Some(version) => set(None),
+            Some(_) => self.seal_version(tx, secret_id, version),
+            None => Ok(()),
+        }
     }
 
     /// Reads and checks secret row `id`.
@@ -529,6 +669,54 @@ fn stored_set(conn: &Connection) -> Result<[u8; 32]> {
 pub(crate) const ENVELOPE: &str = "CASE WHEN length(v.envelope) = 0 AND v.version = s.cur_version \
     THEN s.cur_envelope ELSE v.envelope END";
 
+/// Whether version row `v` (without a MAC of its own) is exactly the current version that the
+/// secret's record `row` holds: same number, creation time and envelope, and no idempotency
+/// token (the record does not hold one). Such a row needs no MAC: the record's MAC binds
+/// every field it has, which saves 16 bytes on the row of every secret's current version. A
+/// row with a MAC is never taken on the record's word.
+fn vouched_by_record(v: &VersionRow, row: &SecretRow) -> bool {
+    v.mac.is_none()
+        && v.token.is_none()
+        && row.cur_version == Some(v.version)
+        && row.cur_created == Some(v.created)
+        && row.cur_envelope.as_deref() == Some(&v.envelope[..])
+}
+
+/// Version `version` of `row`'s secret as stored, with its envelope wherever it is (the
+/// record's copy when its own is empty and it is the record's current version), and whether
+/// its own row held the envelope.
+fn stored_version(
+    tx: &Connection,
+    row: &SecretRow,
+    version: i64,
+) -> Result<Option<(VersionRow, bool)>> {
+    let stored: Option<VersionRow> = tx
+        .prepare_cached(
+            "SELECT version, envelope, created, token, mac FROM versions \
+             WHERE secret_id = ?1 AND version = ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row([row.id, version], |r| {
+                Ok(VersionRow {
+                    version: r.get(0)?,
+                    envelope: r.get(1)?,
+                    created: r.get(2)?,
+                    token: r.get(3)?,
+                    mac: r.get(4)?,
+                })
+            })
+            .optional()
+        })
+        .map_err(|e| sql_error("reading a version", e))?;
+    Ok(stored.map(|mut v| {
+        let own = !v.envelope.is_empty();
+        if !own && row.cur_version == Some(version) {
+            v.envelope = row.cur_envelope.clone().unwrap_or_default();
+        }
+        (v, own)
+    }))
+}
+
 /// One `versions` row (its envelope wherever it is stored, see [`ENVELOPE`]).
 #[derive(Clone, Debug)]
 pub(crate) struct VersionRow {
@@ -602,7 +790,7 @@ pub(crate) fn check_complete(name: &str, next_version: i64, versions: &[VersionR
     )))
 }
 
-fn read_secret_by_id(conn: &Connection, id: i64) -> Result<Option<SecretRow>> {
+pub(crate) fn read_secret_by_id(conn: &Connection, id: i64) -> Result<Option<SecretRow>> {
     conn.prepare_cached(&format!(
         "SELECT {SECRET_COLUMNS} FROM secrets WHERE id = ?1"
     ))

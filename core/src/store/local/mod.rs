@@ -2,11 +2,15 @@
 //! `rusqlite` with SQLite bundled), every value and every key stored only as envelopes under
 //! the key hierarchy.
 //!
-//! # Layout (schema 4)
+//! # Layout (schema 5)
 //! - `secrets`: one row per secret: name, namespace, its DEK wrapped by the namespace KEK with
 //!   the DEK's creation time and use count, metadata, soft-delete purge time, its stage map
 //!   (`CURRENT=3,PREVIOUS=2`), its current version (number, envelope, created), and a MAC.
-//!   A current read touches this row only (through the name index).
+//!   A current read touches this row only (through the name index). There is no index on
+//!   `namespace`: a namespace's secrets are found by name prefix.
+//! - Ciphertexts are stored without the header bytes their row implies (see the `compact`
+//!   module): a wrapped DEK without its namespace's, a value without its DEK's. Both are
+//!   rebuilt on read and stay associated data of their AEAD.
 //! - `versions`: one row per version: the value sealed with the secret's DEK (empty for the
 //!   current version, whose envelope is stored once, in the secret's row, and moves back here
 //!   in the transaction that makes another version current), and a MAC.
@@ -14,14 +18,17 @@
 //! - `meta`: schema version, store id, key epoch, write counter, the wrapped metadata key and
 //!   the MAC of the set of secrets (and, in a backup, when it was taken).
 //!
-//! Schema 3 (a `stages` table, no MACs) is upgraded on open, in one transaction.
+//! Schema 3 (a `stages` table, no MACs) and schema 4 (whole envelopes, 32-byte MACs) are
+//! upgraded on open, each in one transaction; the upgrade from 4 reseals only rows whose MAC
+//! checks, so an edit made before it keeps failing after it.
 //!
 //! # Guarantees
 //! - **Binding.** A value's AAD binds the store id, namespace, name, version, and the DEK's id
 //!   and version; a DEK's AAD (in the keyring) binds namespace and DEK id. A ciphertext copied
 //!   to another row, name, version or vault fails with [`ErrorKind::Integrity`].
 //! - **Authenticated metadata.** Every `secrets` and `versions` row, and the set of secrets,
-//!   carries an HMAC-SHA-256 under the vault's metadata key (see the `mac` module), checked on
+//!   carries an HMAC-SHA-256 (truncated to 128 bits on rows) under the vault's metadata key
+//!   (see the `mac` module), checked on
 //!   every store read that uses the row and by `verify`: an edited stage, delete state,
 //!   deadline, description, tag or version row is [`ErrorKind::Integrity`] naming the secret.
 //! - **Atomicity.** Every write is one `BEGIN IMMEDIATE` transaction with `synchronous = FULL`:
@@ -70,6 +77,7 @@
 
 mod audit_key;
 mod backup;
+mod compact;
 mod key_storage;
 mod lifecycle;
 mod mac;
@@ -99,7 +107,7 @@ pub use self::lifecycle::{DekRotation, DueRotation, KekRetirement, KeyInfo, KeyS
 use self::mac::{MAC_KEY_ID, MAC_KEY_ROW, META_NAMESPACE, MacKey};
 use self::pool::{Pool, open_connection};
 pub use self::rollback::PUBLISH_EVERY;
-use self::schema::{SCHEMA_VERSION, SQL_VERSION, sql_error};
+use self::schema::{MAC_VERSION, SCHEMA_VERSION, SQL_VERSION, sql_error};
 pub use self::verify::{VerifyFailure, VerifyReport};
 use self::write::write_tx;
 use super::{
@@ -316,9 +324,10 @@ fn purge_due(tx: &rusqlite::Transaction<'_>, mac: &MacKey, now: i64) -> Result<u
     )
 }
 
-/// The vault's metadata key, unwrapped from `meta.mac_key`; for a vault of schema 3 (made by
-/// an earlier build, or `create` interrupted) a new one is made and the vault upgraded to
-/// schema 4 in one transaction (see `schema::upgrade_to_4`).
+/// The vault's metadata key, unwrapped from `meta.mac_key`; a vault of schema 4 is then
+/// upgraded to schema 5 in one transaction (`schema::upgrade_to_5`). For a vault of schema 3
+/// (made by an earlier build, or `create` interrupted) a new key is made and the vault
+/// upgraded to schema 5 in one transaction (`schema::upgrade_from_3`).
 async fn open_mac_key(pool: &Arc<Pool>, keyring: &Keyring, store_id: &str) -> Result<MacKey> {
     let ns = KeyId::new(META_NAMESPACE)?;
     let stored = |pool: &Arc<Pool>| -> Result<(u32, Option<String>)> {
@@ -335,7 +344,7 @@ async fn open_mac_key(pool: &Arc<Pool>, keyring: &Keyring, store_id: &str) -> Re
         Ok((version, key))
     };
     let (version, key) = stored(pool)?;
-    if version == SCHEMA_VERSION {
+    if version >= MAC_VERSION {
         let Some(hex_key) = key else {
             return Err(Error::new(
                 ErrorKind::Integrity,
@@ -371,7 +380,23 @@ async fn open_mac_key(pool: &Arc<Pool>, keyring: &Keyring, store_id: &str) -> Re
                 ),
                 _ => e,
             })?;
-        return Ok(MacKey::new(Arc::new(key), store_id));
+        let mac = MacKey::new(Arc::new(key), store_id);
+        if version < SCHEMA_VERSION {
+            let (pool, mac) = (pool.clone(), mac.clone());
+            let upgraded = blocking(move || {
+                let _lock = FileLock::acquire(pool.path())?;
+                let mut conn = pool.get()?;
+                schema::upgrade_to_5(&mut conn, &mac)
+            })
+            .await?;
+            if upgraded == MAC_VERSION {
+                tracing::info!(
+                    target: "sealbox::local",
+                    "upgraded the vault to schema 5 (compact rows)"
+                );
+            }
+        }
+        return Ok(mac);
     }
     let (key, wrapped) = keyring.new_dek(&ns, KeyId::new(MAC_KEY_ID)?).await?;
     let mac = MacKey::new(Arc::new(key), store_id);
@@ -381,14 +406,14 @@ async fn open_mac_key(pool: &Arc<Pool>, keyring: &Keyring, store_id: &str) -> Re
         blocking(move || {
             let _lock = FileLock::acquire(pool.path())?;
             let mut conn = pool.get()?;
-            schema::upgrade_to_4(&mut conn, &mac, &wrapped_hex)
+            schema::upgrade_from_3(&mut conn, &mac, &wrapped_hex)
         })
         .await?
     };
     if upgraded == SQL_VERSION {
         tracing::info!(
             target: "sealbox::local",
-            "upgraded the vault to schema 4 (authenticated metadata)"
+            "upgraded the vault to schema 5 (authenticated metadata, compact rows)"
         );
         return Ok(mac);
     }
@@ -433,13 +458,23 @@ fn value_aad(
     aad
 }
 
-/// Opens a value envelope with its row's DEK. The DEK comes from the same row, so an envelope
-/// naming another key was moved here from elsewhere: that is `Integrity`, not `WrongKey`.
-fn open_value(dek: &DataKey, aad: &[u8], envelope: &[u8]) -> Result<Secret> {
-    Envelope::open(dek, aad, envelope).map_err(|e| match e.kind() {
-        ErrorKind::WrongKey => Error::new(
+/// Seals a value for storage beside its DEK's record: the envelope without the header part
+/// naming the DEK, which the row's wrapped DEK implies (see [`Envelope::detach_header`]).
+fn seal_value(dek: &DataKey, aad: &[u8], value: &[u8]) -> Result<Vec<u8>> {
+    let envelope = Envelope::seal(dek, aad, value)?;
+    Envelope::detach_header(&envelope, dek.id().as_str(), dek.version()).map(<[u8]>::to_vec)
+}
+
+/// Opens a stored value (from [`seal_value`]) with its row's DEK, whose id and version
+/// rebuild the envelope's header. The header is associated data, so a value moved here from
+/// another secret fails authentication: `Integrity`.
+fn open_value(dek: &DataKey, aad: &[u8], stored: &[u8]) -> Result<Secret> {
+    let envelope = Envelope::attach_header(dek.id().as_str(), dek.version(), stored);
+    Envelope::open(dek, aad, &envelope).map_err(|e| match e.kind() {
+        ErrorKind::WrongKey | ErrorKind::Truncated => Error::new(
             ErrorKind::Integrity,
-            "the stored ciphertext belongs to another secret (moved or tampered with)",
+            "the stored ciphertext is damaged or belongs to another secret (moved or tampered \
+             with)",
         ),
         _ => e,
     })
@@ -606,7 +641,7 @@ impl LocalVault {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| sql_error("reading the vault identity", e))?;
-        if version == SCHEMA_VERSION {
+        if version >= MAC_VERSION {
             schema::check_application_id(&conn, &db, file_id, &store_id)?;
         }
         let counter = Counter::open(provider.as_ref(), &store_id, || rollback::stored(&conn))?;
@@ -868,7 +903,7 @@ impl LocalVault {
         namespace: &KeyId,
         wrapped_bytes: &[u8],
     ) -> Result<(Arc<DataKey>, WrappedDek)> {
-        let wrapped = WrappedDek::from_bytes(wrapped_bytes)?;
+        let wrapped = WrappedDek::from_compact(namespace.as_str(), wrapped_bytes)?;
         if let Ok(deks) = self.inner.deks.lock()
             && let Some((bytes, dek)) = deks.get(&id)
             && bytes.as_slice() == wrapped_bytes
@@ -1005,7 +1040,10 @@ impl LocalVault {
             let tx = conn.begin_write("erasing a namespace")?;
             let n = inner.mac.delete_secrets(
                 &tx,
-                "DELETE FROM secrets WHERE namespace = ?1 RETURNING id, name",
+                &format!(
+                    "DELETE FROM secrets WHERE {} RETURNING id, name",
+                    mac::IN_NAMESPACE
+                ),
                 [&owned],
             )? as u64;
             let count = rollback::bump(&tx)?;
@@ -1058,11 +1096,11 @@ impl LocalVault {
                 1,
                 &wrapped,
             );
-            let envelope = Envelope::seal(&dek, &aad, value.expose_secret())?;
+            let envelope = seal_value(&dek, &aad, value.expose_secret())?;
             rows.push((
                 name.as_str().to_owned(),
                 ns.as_str().to_owned(),
-                wrapped.to_bytes(),
+                wrapped.to_compact(),
                 envelope,
                 wrapped.kek_version(),
             ));
@@ -1075,8 +1113,7 @@ impl LocalVault {
             let mut secret = tx
                 .prepare(
                     "INSERT INTO secrets (name, namespace, dek, next_version, created, updated, \
-                     dek_created, dek_uses, stages) VALUES (?1, ?2, ?3, 2, ?4, ?4, ?4, 1, \
-                     'CURRENT=1')",
+                     dek_uses, stages) VALUES (?1, ?2, ?3, 2, ?4, ?4, 1, 'CURRENT=1')",
                 )
                 .map_err(err)?;
             let mut version = tx

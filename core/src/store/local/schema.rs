@@ -15,16 +15,25 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::compact::{self, Trust};
 use super::mac::{MAC_KEY_ROW, MacKey, StageMap};
 
 use crate::error::{Error, ErrorKind, Result};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: u32 = 4;
+pub(crate) const SCHEMA_VERSION: u32 = 5;
 
-/// The last version reached by SQL alone; the step to 4 needs the metadata key
-/// ([`upgrade_to_4`]).
+/// The last version reached by SQL alone; the steps to 4 and 5 need the metadata key
+/// ([`upgrade_from_3`], [`upgrade_to_5`]).
 pub(crate) const SQL_VERSION: u32 = 3;
+
+/// The first version with authenticated metadata (a metadata key, row MACs, the file's
+/// application id).
+pub(crate) const MAC_VERSION: u32 = 4;
+
+/// 4 -> 5, after the rows are rewritten in the compact forms (see the `compact` module):
+/// the namespace index goes (a namespace's secrets are found by name prefix).
+const TO_5: &str = "DROP INDEX IF EXISTS secrets_namespace;";
 
 /// 3 -> 4: authenticated metadata, and the secret's row carries its stage map and its current
 /// version (whose envelope moves there from `versions`), so a current read touches that row
@@ -528,13 +537,56 @@ pub(crate) fn migrate(conn: &mut Connection, target: u32, store_id: &str) -> Res
     Ok(from)
 }
 
-/// 3 -> 4 in one transaction: the new columns, each secret's stage map and current-version
-/// copy, a MAC on every row and the set MAC (under `mac`, whose wrapped form `wrapped_key` is
-/// stored in `meta`), the `stages` table dropped, version 4 recorded. A crash at any point
-/// leaves version 3 untouched or version 4 complete. Returns the version found (another
+/// 4 -> 5 in one transaction: every secret's wrapped DEK and envelopes rewritten in the
+/// compact forms, each row resealed only if its schema-4 MAC checks (see
+/// [`compact::compact_secret`]), the namespace index dropped, version 5 recorded. A crash at
+/// any point leaves version 4 untouched or version 5 complete. Returns the version found
+/// (another process may have upgraded first: then nothing is done).
+pub(crate) fn upgrade_to_5(conn: &mut Connection, mac: &MacKey) -> Result<u32> {
+    let err = |e| sql_error("upgrading the vault to schema 5", e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let from = stored_version(&tx)?;
+    check_version(from)?;
+    if from != MAC_VERSION {
+        return Ok(from);
+    }
+    check_tables(&tx, from)?;
+    for id in secret_ids(&tx)? {
+        compact::compact_secret(&tx, mac, id, Trust::CheckedV4)?;
+    }
+    tx.execute_batch(TO_5).map_err(err)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+        [SCHEMA_VERSION.to_string()],
+    )
+    .map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(from)
+}
+
+fn secret_ids(tx: &Connection) -> Result<Vec<i64>> {
+    tx.prepare("SELECT id FROM secrets ORDER BY id")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+        })
+        .map_err(|e| sql_error("reading secrets", e))
+}
+
+/// 3 -> 5 in one transaction: the columns of schema 4, each secret's stage map and
+/// current-version copy, its wrapped DEK and envelopes in the compact forms, a MAC on every
+/// row and the set MAC (under `mac`, whose wrapped form `wrapped_key` is stored in `meta`),
+/// the `stages` table and the namespace index dropped, version 5 recorded. A crash at any
+/// point leaves version 3 untouched or version 5 complete. Returns the version found (another
 /// process may have upgraded first: then nothing is done).
-pub(crate) fn upgrade_to_4(conn: &mut Connection, mac: &MacKey, wrapped_key: &str) -> Result<u32> {
-    let err = |e| sql_error("upgrading the vault to schema 4", e);
+pub(crate) fn upgrade_from_3(
+    conn: &mut Connection,
+    mac: &MacKey,
+    wrapped_key: &str,
+) -> Result<u32> {
+    let err = |e| sql_error("upgrading the vault to schema 5", e);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
@@ -565,6 +617,9 @@ pub(crate) fn upgrade_to_4(conn: &mut Connection, mac: &MacKey, wrapped_key: &st
         )
         .map_err(err)?;
     }
+    for id in secret_ids(&tx)? {
+        compact::compact_secret(&tx, mac, id, Trust::Unsealed)?;
+    }
     let versions: Vec<(i64, i64)> = tx
         .prepare("SELECT secret_id, version FROM versions")
         .and_then(|mut s| {
@@ -587,6 +642,7 @@ pub(crate) fn upgrade_to_4(conn: &mut Connection, mac: &MacKey, wrapped_key: &st
         mac.toggle_member(&tx, id, &name)?;
     }
     tx.execute_batch("DROP TABLE stages").map_err(err)?;
+    tx.execute_batch(TO_5).map_err(err)?;
     let store_id: String = tx
         .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
             r.get(0)

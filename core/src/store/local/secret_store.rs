@@ -97,7 +97,7 @@ impl SecretStore for LocalVault {
             } else {
                 match mac::read_version(&conn, row.id, wanted)? {
                     Some(v) => {
-                        self.inner.mac.check_version(name.as_str(), &v, row.id)?;
+                        self.inner.mac.check_version(&v, &row)?;
                         v
                     }
                     None if wanted >= 1 && wanted < row.next_version => {
@@ -195,7 +195,7 @@ impl SecretStore for LocalVault {
                     Ok(()) => {
                         let dek_id = KeyId::new(format!("dek:{}", random_hex(12)?))?;
                         self.new_dek(&ns, dek_id).await.map(|(d, w)| {
-                            let bytes = w.to_bytes();
+                            let bytes = w.to_compact();
                             (Arc::new(d), w, bytes, true)
                         })
                     }
@@ -259,7 +259,7 @@ impl SecretStore for LocalVault {
         }
         let versions = mac::read_versions(&conn, row.id)?;
         for v in &versions {
-            mac.check_version(name.as_str(), v, row.id)?;
+            mac.check_version(v, &row)?;
         }
         mac::check_complete(name.as_str(), row.next_version, &versions)?;
         let map = row.stage_map();

@@ -128,7 +128,7 @@ impl LocalVault {
                     ));
                 }
                 for v in versions {
-                    if let Err(e) = mac.check_version(&secret.name, &v, secret.id) {
+                    if let Err(e) = mac.check_version(&v, &secret) {
                         failures.push(fail(&secret.name, Some(v.version), e));
                         continue;
                     }

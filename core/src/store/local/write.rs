@@ -12,9 +12,11 @@ use super::key_storage::count_kek_uses;
 use super::mac::{self, MacKey, SecretRow, StageMap};
 use super::pool::PooledConn;
 use super::schema::sql_error;
-use super::{Inner, blocking, now_ms, open_value, parse_version, rollback, to_time, value_aad};
+use super::{
+    Inner, blocking, now_ms, open_value, parse_version, rollback, seal_value, to_time, value_aad,
+};
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::{DataKey, Envelope, WrappedDek};
+use crate::keys::{DataKey, WrappedDek};
 use crate::secret::Secret;
 use crate::store::{PutOptions, SecretName, Stage, VersionId, VersionInfo};
 
@@ -102,7 +104,7 @@ pub(super) fn write_version(conn: &PooledConn, req: WriteRequest) -> Result<Writ
             };
             tx.prepare_cached(
                 "INSERT INTO secrets (name, namespace, dek, next_version, created, updated, \
-                 dek_created, dek_uses) VALUES (?1, ?2, ?3, 1, ?4, ?4, ?4, 0)",
+                 dek_uses) VALUES (?1, ?2, ?3, 1, ?4, ?4, 0)",
             )
             .and_then(|mut s| s.execute(params![name, req.namespace, req.wrapped_bytes, now]))
             .map_err(err)?;
@@ -121,7 +123,8 @@ pub(super) fn write_version(conn: &PooledConn, req: WriteRequest) -> Result<Writ
                 tags: "{}".to_owned(),
                 rotation_period: None,
                 purge_at: None,
-                dek_created: Some(now),
+                // A DEK made with its secret dates from the secret's creation.
+                dek_created: None,
                 dek_uses: 0,
                 stages: String::new(),
                 cur_version: None,
@@ -150,7 +153,7 @@ pub(super) fn write_version(conn: &PooledConn, req: WriteRequest) -> Result<Writ
                 if let Some(v) = earlier
                     && let Some(stored) = mac::read_version(&tx, row.id, v)?
                 {
-                    mac.check_version(name, &stored, row.id)?;
+                    mac.check_version(&stored, &row)?;
                     let aad = value_aad(&req.store_id, &req.namespace, name, v, &req.wrapped);
                     let value = open_value(&req.dek, &aad, &stored.envelope)?;
                     if !value.ct_eq(&req.value) {
@@ -200,7 +203,7 @@ pub(super) fn write_version(conn: &PooledConn, req: WriteRequest) -> Result<Writ
         }
     }
     let aad = value_aad(&req.store_id, &req.namespace, name, version, &req.wrapped);
-    let envelope = Envelope::seal(&req.dek, &aad, req.value.expose_secret())?;
+    let envelope = seal_value(&req.dek, &aad, req.value.expose_secret())?;
     tx.prepare_cached(
         "INSERT INTO versions (secret_id, version, envelope, created, token) VALUES (?1, ?2, ?3, ?4, ?5)",
     )

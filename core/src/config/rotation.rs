@@ -243,4 +243,35 @@ secrets:
             );
         }
     }
+
+    #[test]
+    fn a_registered_rotator_keeps_its_settings_and_debug_hides_the_password() {
+        let c: RotationConfig = serde_norway::from_str(
+            r#"
+secrets:
+  "db/*":
+    type: user_password
+    rotator: {postgres: {host: db1, admin_user: admin, admin_password: hunter2-inline, user: app}}
+"#,
+        )
+        .unwrap();
+        let RotatorConfig::Registered { name, settings } = &c.rule_for("db/app").unwrap().1.rotator
+        else {
+            panic!("not a registered rotator");
+        };
+        assert_eq!(name, "postgres");
+        assert_eq!(settings["user"], "app");
+        let debug = format!("{c:?}");
+        assert!(debug.contains("postgres"), "{debug}");
+        assert!(!debug.contains("hunter2-inline"), "{debug}");
+        for bad in [
+            "{type: x, rotator: {postgres: {}, mysql: {}}}",
+            "{type: x, rotator: {postgres: [1, 2]}}",
+            "{type: x, rotator: postgres}",
+        ] {
+            let text = format!("secrets: {{\"a/*\": {bad}}}");
+            let e = serde_norway::from_str::<RotationConfig>(&text).unwrap_err();
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+    }
 }

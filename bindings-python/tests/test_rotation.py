@@ -126,7 +126,7 @@ def test_bad_arguments_raise_typed_errors(sb: sealbox.Sealbox) -> None:
     with pytest.raises(sealbox.InvalidInput, match="timeout"):
         sb.rotate(NAME, timeout=5.0)
     with pytest.raises(TypeError):
-        sb.rotate(NAME, command="/bin/true")  # type: ignore[arg-type]
+        sb.rotate(NAME, command="/bin/true")
     with pytest.raises(sealbox.InvalidInput):
         sb.rotate("../escape")
 

@@ -115,8 +115,8 @@ typedef struct sb_metadata sb_metadata;
 
 // One secret's rotation state, from `sb_rotation_status`: last rotation time, the version an
 // unfinished rotation staged `PENDING`, the last failure and the failure count. Never holds a
-// value. Free it with `sb_rotation_status_free`.
-typedef struct sb_rotation_status sb_rotation_status;
+// value. Free it with `sb_rotation_state_free`.
+typedef struct sb_rotation_state sb_rotation_state;
 
 // A secret value (locked memory, wiped when freed) and the version it came from.
 //
@@ -522,51 +522,51 @@ sb_result sb_rollback(const struct sb_client *client,
 // writable.
 sb_result sb_rotation_status(const struct sb_client *client,
                              const char *name,
-                             struct sb_rotation_status **status_out);
+                             struct sb_rotation_state **status_out);
 
 // Writes when the secret was last rotated (else when its current version was written), in
 // seconds since the Unix epoch, to `*unix_seconds_out`. `SB_RESULT_NOT_FOUND` when unknown.
 //
 // # Safety
 // `status` is NULL or live; `unix_seconds_out` is NULL or writable.
-sb_result sb_rotation_status_last_rotated(const struct sb_rotation_status *status,
-                                          int64_t *unix_seconds_out);
+sb_result sb_rotation_state_last_rotated(const struct sb_rotation_state *status,
+                                         int64_t *unix_seconds_out);
 
 // Gives the version an unfinished rotation staged `PENDING` as `*id_out`/`*len_out` (UTF-8,
-// not NUL-terminated, valid until `sb_rotation_status_free`). `SB_RESULT_NOT_FOUND` when no
+// not NUL-terminated, valid until `sb_rotation_state_free`). `SB_RESULT_NOT_FOUND` when no
 // rotation is unfinished.
 //
 // # Safety
 // `status` is NULL or live; `id_out` and `len_out` are NULL or writable.
-sb_result sb_rotation_status_pending(const struct sb_rotation_status *status,
-                                     const char **id_out,
-                                     size_t *len_out);
+sb_result sb_rotation_state_pending(const struct sb_rotation_state *status,
+                                    const char **id_out,
+                                    size_t *len_out);
 
 // Writes the number of failed attempts since the last finished rotation to `*count_out`.
 //
 // # Safety
 // `status` is NULL or live; `count_out` is NULL or writable.
-sb_result sb_rotation_status_failures(const struct sb_rotation_status *status,
-                                      uint32_t *count_out);
+sb_result sb_rotation_state_failures(const struct sb_rotation_state *status,
+                                     uint32_t *count_out);
 
 // Gives the last failure since the last finished rotation: the step that failed (`create`,
 // `set`, `test`, `finish`, ...) as `*step_out`/`*step_len_out` and the reason (no value in
 // it) as `*reason_out`/`*reason_len_out`, all UTF-8, not NUL-terminated, valid until
-// `sb_rotation_status_free`. `SB_RESULT_NOT_FOUND` when there was none.
+// `sb_rotation_state_free`. `SB_RESULT_NOT_FOUND` when there was none.
 //
 // # Safety
 // `status` is NULL or live; the four outputs are NULL or writable.
-sb_result sb_rotation_status_last_failure(const struct sb_rotation_status *status,
-                                          const char **step_out,
-                                          size_t *step_len_out,
-                                          const char **reason_out,
-                                          size_t *reason_len_out);
+sb_result sb_rotation_state_last_failure(const struct sb_rotation_state *status,
+                                         const char **step_out,
+                                         size_t *step_len_out,
+                                         const char **reason_out,
+                                         size_t *reason_len_out);
 
 // Frees a rotation status. NULL is accepted and ignored.
 //
 // # Safety
 // `status` is NULL or live and not used again.
-void sb_rotation_status_free(struct sb_rotation_status *status);
+void sb_rotation_state_free(struct sb_rotation_state *status);
 
 // Gives a view of the secret's bytes: `*data_out` points to `*len_out` bytes in locked
 // memory, valid until `sb_secret_free(secret)`. The bytes are not NUL-terminated and may

@@ -416,32 +416,32 @@ class Client {
 
   /// `name`'s rotation state.
   RotationStatus rotation_status(const std::string& name) const {
-    sb_rotation_status* st = nullptr;
+    sb_rotation_state* st = nullptr;
     detail::check(sb_rotation_status(raw_, name.c_str(), &st));
     RotationStatus out;
     try {
       int64_t t = 0;
-      if (sb_rotation_status_last_rotated(st, &t) == SB_RESULT_OK) {
+      if (sb_rotation_state_last_rotated(st, &t) == SB_RESULT_OK) {
         out.last_rotated_unix_seconds = t;
       }
       const char* id = nullptr;
       size_t len = 0;
-      if (sb_rotation_status_pending(st, &id, &len) == SB_RESULT_OK) out.pending.assign(id, len);
-      detail::check(sb_rotation_status_failures(st, &out.failures));
+      if (sb_rotation_state_pending(st, &id, &len) == SB_RESULT_OK) out.pending.assign(id, len);
+      detail::check(sb_rotation_state_failures(st, &out.failures));
       const char* step = nullptr;
       size_t step_len = 0;
       const char* reason = nullptr;
       size_t reason_len = 0;
-      if (sb_rotation_status_last_failure(st, &step, &step_len, &reason, &reason_len) ==
+      if (sb_rotation_state_last_failure(st, &step, &step_len, &reason, &reason_len) ==
           SB_RESULT_OK) {
         out.last_failure_step.assign(step, step_len);
         out.last_failure_reason.assign(reason, reason_len);
       }
     } catch (...) {
-      sb_rotation_status_free(st);
+      sb_rotation_state_free(st);
       throw;
     }
-    sb_rotation_status_free(st);
+    sb_rotation_state_free(st);
     return out;
   }
 

@@ -51,9 +51,9 @@ pub use metrics::{sb_memory_lock_failures, sb_metrics_prometheus};
 pub use process::sb_harden_process;
 pub use result::{sb_result, sb_result_name};
 pub use rotation::{
-    sb_rollback, sb_rotate, sb_rotation_status, sb_rotation_status_failures,
-    sb_rotation_status_free, sb_rotation_status_last_failure, sb_rotation_status_last_rotated,
-    sb_rotation_status_pending,
+    sb_rollback, sb_rotate, sb_rotation_state_failures, sb_rotation_state_free,
+    sb_rotation_state_last_failure, sb_rotation_state_last_rotated, sb_rotation_state_pending,
+    sb_rotation_status,
 };
 pub use secret::{sb_secret, sb_secret_data, sb_secret_free, sb_secret_version};
 

@@ -14,13 +14,13 @@ use crate::result::sb_result;
 
 /// One secret's rotation state, from `sb_rotation_status`: last rotation time, the version an
 /// unfinished rotation staged `PENDING`, the last failure and the failure count. Never holds a
-/// value. Free it with `sb_rotation_status_free`.
+/// value. Free it with `sb_rotation_state_free`.
 #[derive(Debug)]
-pub struct sb_rotation_status {
+pub struct sb_rotation_state {
     _private: [u8; 0],
 }
 
-impl BoxedHandle for sb_rotation_status {
+impl BoxedHandle for sb_rotation_state {
     type Rust = Status;
 }
 
@@ -132,7 +132,7 @@ pub unsafe extern "C" fn sb_rollback(
 pub unsafe extern "C" fn sb_rotation_status(
     client: *const sb_client,
     name: *const c_char,
-    status_out: *mut *mut sb_rotation_status,
+    status_out: *mut *mut sb_rotation_state,
 ) -> sb_result {
     ffi_boundary("sb_rotation_status", || {
         // SAFETY: NULL or live by contract.
@@ -142,7 +142,7 @@ pub unsafe extern "C" fn sb_rotation_status(
         let out = out_param(status_out, "status_out")?;
         let status = client.run(client.client().rotation().status_of(name))?;
         // SAFETY: checked non-NULL, writable by contract.
-        unsafe { write_out(out, sb_rotation_status::into_raw(status)) };
+        unsafe { write_out(out, sb_rotation_state::into_raw(status)) };
         Ok(())
     })
 }
@@ -153,13 +153,13 @@ pub unsafe extern "C" fn sb_rotation_status(
 /// # Safety
 /// `status` is NULL or live; `unix_seconds_out` is NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sb_rotation_status_last_rotated(
-    status: *const sb_rotation_status,
+pub unsafe extern "C" fn sb_rotation_state_last_rotated(
+    status: *const sb_rotation_state,
     unix_seconds_out: *mut i64,
 ) -> sb_result {
-    ffi_boundary("sb_rotation_status_last_rotated", || {
+    ffi_boundary("sb_rotation_state_last_rotated", || {
         // SAFETY: NULL or live by contract.
-        let s = unsafe { sb_rotation_status::borrow(status, "status") }?;
+        let s = unsafe { sb_rotation_state::borrow(status, "status") }?;
         let out = out_param(unix_seconds_out, "unix_seconds_out")?;
         let t = s.last_rotated.ok_or_else(|| {
             Failure::new(
@@ -174,20 +174,20 @@ pub unsafe extern "C" fn sb_rotation_status_last_rotated(
 }
 
 /// Gives the version an unfinished rotation staged `PENDING` as `*id_out`/`*len_out` (UTF-8,
-/// not NUL-terminated, valid until `sb_rotation_status_free`). `SB_RESULT_NOT_FOUND` when no
+/// not NUL-terminated, valid until `sb_rotation_state_free`). `SB_RESULT_NOT_FOUND` when no
 /// rotation is unfinished.
 ///
 /// # Safety
 /// `status` is NULL or live; `id_out` and `len_out` are NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sb_rotation_status_pending(
-    status: *const sb_rotation_status,
+pub unsafe extern "C" fn sb_rotation_state_pending(
+    status: *const sb_rotation_state,
     id_out: *mut *const c_char,
     len_out: *mut usize,
 ) -> sb_result {
-    ffi_boundary("sb_rotation_status_pending", || {
+    ffi_boundary("sb_rotation_state_pending", || {
         // SAFETY: NULL or live by contract.
-        let s = unsafe { sb_rotation_status::borrow(status, "status") }?;
+        let s = unsafe { sb_rotation_state::borrow(status, "status") }?;
         let id_out = out_param(id_out, "id_out")?;
         let len_out = out_param(len_out, "len_out")?;
         let (id, _) = s.pending.as_ref().ok_or_else(|| {
@@ -210,13 +210,13 @@ pub unsafe extern "C" fn sb_rotation_status_pending(
 /// # Safety
 /// `status` is NULL or live; `count_out` is NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sb_rotation_status_failures(
-    status: *const sb_rotation_status,
+pub unsafe extern "C" fn sb_rotation_state_failures(
+    status: *const sb_rotation_state,
     count_out: *mut u32,
 ) -> sb_result {
-    ffi_boundary("sb_rotation_status_failures", || {
+    ffi_boundary("sb_rotation_state_failures", || {
         // SAFETY: NULL or live by contract.
-        let s = unsafe { sb_rotation_status::borrow(status, "status") }?;
+        let s = unsafe { sb_rotation_state::borrow(status, "status") }?;
         let out = out_param(count_out, "count_out")?;
         // SAFETY: checked non-NULL, writable by contract.
         unsafe { write_out(out, s.failures) };
@@ -227,21 +227,21 @@ pub unsafe extern "C" fn sb_rotation_status_failures(
 /// Gives the last failure since the last finished rotation: the step that failed (`create`,
 /// `set`, `test`, `finish`, ...) as `*step_out`/`*step_len_out` and the reason (no value in
 /// it) as `*reason_out`/`*reason_len_out`, all UTF-8, not NUL-terminated, valid until
-/// `sb_rotation_status_free`. `SB_RESULT_NOT_FOUND` when there was none.
+/// `sb_rotation_state_free`. `SB_RESULT_NOT_FOUND` when there was none.
 ///
 /// # Safety
 /// `status` is NULL or live; the four outputs are NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sb_rotation_status_last_failure(
-    status: *const sb_rotation_status,
+pub unsafe extern "C" fn sb_rotation_state_last_failure(
+    status: *const sb_rotation_state,
     step_out: *mut *const c_char,
     step_len_out: *mut usize,
     reason_out: *mut *const c_char,
     reason_len_out: *mut usize,
 ) -> sb_result {
-    ffi_boundary("sb_rotation_status_last_failure", || {
+    ffi_boundary("sb_rotation_state_last_failure", || {
         // SAFETY: NULL or live by contract.
-        let s = unsafe { sb_rotation_status::borrow(status, "status") }?;
+        let s = unsafe { sb_rotation_state::borrow(status, "status") }?;
         let step_out = out_param(step_out, "step_out")?;
         let step_len_out = out_param(step_len_out, "step_len_out")?;
         let reason_out = out_param(reason_out, "reason_out")?;
@@ -272,9 +272,9 @@ pub unsafe extern "C" fn sb_rotation_status_last_failure(
 /// # Safety
 /// `status` is NULL or live and not used again.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sb_rotation_status_free(status: *mut sb_rotation_status) {
-    ffi_free_boundary("sb_rotation_status_free", || {
+pub unsafe extern "C" fn sb_rotation_state_free(status: *mut sb_rotation_state) {
+    ffi_free_boundary("sb_rotation_state_free", || {
         // SAFETY: NULL or live and never used again, by contract.
-        unsafe { sb_rotation_status::free(status) }
+        unsafe { sb_rotation_state::free(status) }
     })
 }

@@ -631,20 +631,20 @@ static void test_rotation(void) {
   CHECK(s != NULL && !bytes_equal(s, "first-key"));
   sb_secret_free(s);
 
-  sb_rotation_status *st = NULL;
+  sb_rotation_state *st = NULL;
   CHECK_RESULT(sb_rotation_status(c, name, &st), SB_RESULT_OK);
   int64_t t = 0;
-  CHECK_RESULT(sb_rotation_status_last_rotated(st, &t), SB_RESULT_OK);
+  CHECK_RESULT(sb_rotation_state_last_rotated(st, &t), SB_RESULT_OK);
   CHECK(t > 1700000000);
   uint32_t failures = 99;
-  CHECK_RESULT(sb_rotation_status_failures(st, &failures), SB_RESULT_OK);
+  CHECK_RESULT(sb_rotation_state_failures(st, &failures), SB_RESULT_OK);
   CHECK(failures == 0);
   const char *str = SENTINEL, *str2 = SENTINEL;
   size_t len = 7, len2 = 7;
-  CHECK_RESULT(sb_rotation_status_pending(st, &str, &len), SB_RESULT_NOT_FOUND);
+  CHECK_RESULT(sb_rotation_state_pending(st, &str, &len), SB_RESULT_NOT_FOUND);
   CHECK(str == SENTINEL && len == 7);
-  CHECK_RESULT(sb_rotation_status_last_failure(st, &str, &len, &str2, &len2), SB_RESULT_NOT_FOUND);
-  sb_rotation_status_free(st);
+  CHECK_RESULT(sb_rotation_state_last_failure(st, &str, &len, &str2, &len2), SB_RESULT_NOT_FOUND);
+  sb_rotation_state_free(st);
 
   /* Rollback of the finished rotation: the first value is CURRENT again. */
   CHECK_RESULT(sb_rollback(c, name, NULL, 0), SB_RESULT_OK);
@@ -684,25 +684,25 @@ static void test_rotation(void) {
   CHECK(strcmp(now, second) == 0);
   st = NULL;
   CHECK_RESULT(sb_rotation_status(c, name, &st), SB_RESULT_OK);
-  CHECK_RESULT(sb_rotation_status_failures(st, &failures), SB_RESULT_OK);
+  CHECK_RESULT(sb_rotation_state_failures(st, &failures), SB_RESULT_OK);
   CHECK(failures == 1);
-  CHECK_RESULT(sb_rotation_status_last_failure(st, &str, &len, &str2, &len2), SB_RESULT_OK);
+  CHECK_RESULT(sb_rotation_state_last_failure(st, &str, &len, &str2, &len2), SB_RESULT_OK);
   CHECK(len == 3 && memcmp(str, "set", 3) == 0);
   CHECK(len2 > 0 && memchr(str2, 0, len2) == NULL);
-  CHECK_RESULT(sb_rotation_status_pending(st, &str, &len), SB_RESULT_OK);
+  CHECK_RESULT(sb_rotation_state_pending(st, &str, &len), SB_RESULT_OK);
   CHECK(len > 0);
-  sb_rotation_status_free(st);
+  sb_rotation_state_free(st);
   /* Rollback abandons the unfinished rotation through a command that accepts the restore. */
   const char *accept[] = {"/bin/sh", "-c", "cat >/dev/null", "sh"};
   CHECK_RESULT(sb_rollback(c, name, accept, 4), SB_RESULT_OK);
   st = NULL;
   CHECK_RESULT(sb_rotation_status(c, name, &st), SB_RESULT_OK);
-  CHECK_RESULT(sb_rotation_status_pending(st, &str, &len), SB_RESULT_NOT_FOUND);
+  CHECK_RESULT(sb_rotation_state_pending(st, &str, &len), SB_RESULT_NOT_FOUND);
 
   /* Misuse. */
   const sb_result N = SB_RESULT_NULL_PARAMETER;
   const char *with_null[] = {"/bin/sh", NULL};
-  sb_rotation_status *stout = SENTINEL;
+  sb_rotation_state *stout = SENTINEL;
   CHECK_RESULT(sb_rotate(NULL, name, NULL, 0), N);
   CHECK_RESULT(sb_rotate(c, NULL, NULL, 0), N);
   CHECK_RESULT(sb_rotate(c, name, NULL, 2), N);
@@ -715,13 +715,13 @@ static void test_rotation(void) {
   CHECK_RESULT(sb_rotation_status(c, NULL, &stout), N);
   CHECK_RESULT(sb_rotation_status(c, name, NULL), N);
   CHECK(stout == SENTINEL);
-  CHECK_RESULT(sb_rotation_status_last_rotated(NULL, &t), N);
-  CHECK_RESULT(sb_rotation_status_last_rotated(st, NULL), N);
-  CHECK_RESULT(sb_rotation_status_pending(st, NULL, &len), N);
-  CHECK_RESULT(sb_rotation_status_failures(st, NULL), N);
-  CHECK_RESULT(sb_rotation_status_last_failure(st, &str, &len, NULL, &len2), N);
-  sb_rotation_status_free(st);
-  sb_rotation_status_free(NULL);
+  CHECK_RESULT(sb_rotation_state_last_rotated(NULL, &t), N);
+  CHECK_RESULT(sb_rotation_state_last_rotated(st, NULL), N);
+  CHECK_RESULT(sb_rotation_state_pending(st, NULL, &len), N);
+  CHECK_RESULT(sb_rotation_state_failures(st, NULL), N);
+  CHECK_RESULT(sb_rotation_state_last_failure(st, &str, &len, NULL, &len2), N);
+  sb_rotation_state_free(st);
+  sb_rotation_state_free(NULL);
   CHECK_RESULT(sb_rotate(c, "predis/prod/api/never-written", NULL, 0), SB_RESULT_NOT_FOUND);
   sb_client_free(c);
 

@@ -113,6 +113,11 @@ typedef struct sb_list_iter sb_list_iter;
 // a value. Free it with `sb_metadata_free`.
 typedef struct sb_metadata sb_metadata;
 
+// One secret's rotation state, from `sb_rotation_status`: last rotation time, the version an
+// unfinished rotation staged `PENDING`, the last failure and the failure count. Never holds a
+// value. Free it with `sb_rotation_state_free`.
+typedef struct sb_rotation_state sb_rotation_state;
+
 // A secret value (locked memory, wiped when freed) and the version it came from.
 //
 // Returned by `sb_get`, `sb_get_version`, `sb_get_stage`, `sb_get_field` and
@@ -475,6 +480,93 @@ sb_result sb_harden_process(void);
 // number that is not a code. The string is static and NUL-terminated; never free it.
 // Never fails and never returns NULL.
 const char *sb_result_name(uint32_t code);
+
+// Rotates `name` now: creates a `PENDING` version, sets it on the target, tests it there and
+// promotes it to `CURRENT` (the old one becomes `PREVIOUS`); an interrupted rotation of it is
+// resumed instead. Needs the `rotate` capability under the client's policy.
+//
+// With `command` NULL and `command_len` 0, the rotator and the new value come from the config
+// file's rotation schedule (`generated` and a random token without one). Else `command` is
+// `command_len` NUL-terminated strings, a program and its arguments, run for each step with
+// the step's name (`set`, `test`) appended and the new value (a random base64url token) on its
+// standard input; a non-zero exit fails the step.
+//
+// On failure `CURRENT` is unchanged, the attempt shows in `sb_rotation_status`, and the code
+// says why (`SB_RESULT_UNAVAILABLE` for a failed command or target, `SB_RESULT_ACCESS_DENIED`,
+// `SB_RESULT_CONFLICT` while another process rotates it, ...).
+//
+// # Safety
+// `client` is NULL or live; `name` is NULL or NUL-terminated; `command` is NULL or points to
+// `command_len` pointers, each NULL or NUL-terminated.
+sb_result sb_rotate(const struct sb_client *client,
+                    const char *name,
+                    const char *const *command,
+                    size_t command_len);
+
+// Undoes `name`'s last rotation (its `PREVIOUS` version becomes `CURRENT` again, and the
+// target gets it back) or abandons its unfinished one (`PENDING` is dropped). The target is
+// told through the schedule's rotator, or through `command` (the step name is `restore`),
+// as `sb_rotate` takes it.
+//
+// # Safety
+// As `sb_rotate`.
+sb_result sb_rollback(const struct sb_client *client,
+                      const char *name,
+                      const char *const *command,
+                      size_t command_len);
+
+// Reads `name`'s rotation state. On success writes a new status handle to `*status_out`.
+//
+// # Safety
+// `client` is NULL or live; `name` is NULL or NUL-terminated; `status_out` is NULL or
+// writable.
+sb_result sb_rotation_status(const struct sb_client *client,
+                             const char *name,
+                             struct sb_rotation_state **status_out);
+
+// Writes when the secret was last rotated (else when its current version was written), in
+// seconds since the Unix epoch, to `*unix_seconds_out`. `SB_RESULT_NOT_FOUND` when unknown.
+//
+// # Safety
+// `status` is NULL or live; `unix_seconds_out` is NULL or writable.
+sb_result sb_rotation_state_last_rotated(const struct sb_rotation_state *status,
+                                         int64_t *unix_seconds_out);
+
+// Gives the version an unfinished rotation staged `PENDING` as `*id_out`/`*len_out` (UTF-8,
+// not NUL-terminated, valid until `sb_rotation_state_free`). `SB_RESULT_NOT_FOUND` when no
+// rotation is unfinished.
+//
+// # Safety
+// `status` is NULL or live; `id_out` and `len_out` are NULL or writable.
+sb_result sb_rotation_state_pending(const struct sb_rotation_state *status,
+                                    const char **id_out,
+                                    size_t *len_out);
+
+// Writes the number of failed attempts since the last finished rotation to `*count_out`.
+//
+// # Safety
+// `status` is NULL or live; `count_out` is NULL or writable.
+sb_result sb_rotation_state_failures(const struct sb_rotation_state *status,
+                                     uint32_t *count_out);
+
+// Gives the last failure since the last finished rotation: the step that failed (`create`,
+// `set`, `test`, `finish`, ...) as `*step_out`/`*step_len_out` and the reason (no value in
+// it) as `*reason_out`/`*reason_len_out`, all UTF-8, not NUL-terminated, valid until
+// `sb_rotation_state_free`. `SB_RESULT_NOT_FOUND` when there was none.
+//
+// # Safety
+// `status` is NULL or live; the four outputs are NULL or writable.
+sb_result sb_rotation_state_last_failure(const struct sb_rotation_state *status,
+                                         const char **step_out,
+                                         size_t *step_len_out,
+                                         const char **reason_out,
+                                         size_t *reason_len_out);
+
+// Frees a rotation status. NULL is accepted and ignored.
+//
+// # Safety
+// `status` is NULL or live and not used again.
+void sb_rotation_state_free(struct sb_rotation_state *status);
 
 // Gives a view of the secret's bytes: `*data_out` points to `*len_out` bytes in locked
 // memory, valid until `sb_secret_free(secret)`. The bytes are not NUL-terminated and may

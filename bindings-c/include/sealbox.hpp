@@ -192,6 +192,20 @@ struct Metadata {
   int64_t updated_unix_seconds = 0;
 };
 
+/// What rotation_status() reports about a secret's rotation (never a value).
+struct RotationStatus {
+  /// Last rotation (else last write of the current version), seconds since the Unix epoch;
+  /// 0 when unknown.
+  int64_t last_rotated_unix_seconds = 0;
+  /// The version an unfinished rotation staged PENDING; empty when none.
+  std::string pending;
+  /// Failed attempts since the last finished rotation.
+  uint32_t failures = 0;
+  /// The step of the last failure (`set`, `test`, ...) and why; empty when none.
+  std::string last_failure_step;
+  std::string last_failure_reason;
+};
+
 /// A sealbox client. Move-only and thread-safe.
 class Client {
  public:
@@ -382,6 +396,55 @@ class Client {
     return out;
   }
 
+  /// Rotates `name` now (create PENDING, set it on the target, test it, promote it; an
+  /// interrupted rotation is resumed). With no `command`, the config's rotation schedule says
+  /// how; else `command` (a program and its arguments) runs for each step with the step name
+  /// appended and the new value on its standard input. Throws Error on failure (CURRENT is
+  /// then unchanged).
+  void rotate(const std::string& name, const std::vector<std::string>& command = {}) const {
+    std::vector<const char*> argv = c_strings(command);
+    detail::check(sb_rotate(raw_, name.c_str(), argv.empty() ? nullptr : argv.data(), argv.size()));
+  }
+
+  /// Undoes `name`'s last rotation, or abandons its unfinished one; the target is told
+  /// through the schedule's rotator or `command`, as rotate() takes it.
+  void rollback(const std::string& name, const std::vector<std::string>& command = {}) const {
+    std::vector<const char*> argv = c_strings(command);
+    detail::check(
+        sb_rollback(raw_, name.c_str(), argv.empty() ? nullptr : argv.data(), argv.size()));
+  }
+
+  /// `name`'s rotation state.
+  RotationStatus rotation_status(const std::string& name) const {
+    sb_rotation_state* st = nullptr;
+    detail::check(sb_rotation_status(raw_, name.c_str(), &st));
+    RotationStatus out;
+    try {
+      int64_t t = 0;
+      if (sb_rotation_state_last_rotated(st, &t) == SB_RESULT_OK) {
+        out.last_rotated_unix_seconds = t;
+      }
+      const char* id = nullptr;
+      size_t len = 0;
+      if (sb_rotation_state_pending(st, &id, &len) == SB_RESULT_OK) out.pending.assign(id, len);
+      detail::check(sb_rotation_state_failures(st, &out.failures));
+      const char* step = nullptr;
+      size_t step_len = 0;
+      const char* reason = nullptr;
+      size_t reason_len = 0;
+      if (sb_rotation_state_last_failure(st, &step, &step_len, &reason, &reason_len) ==
+          SB_RESULT_OK) {
+        out.last_failure_step.assign(step, step_len);
+        out.last_failure_reason.assign(reason, reason_len);
+      }
+    } catch (...) {
+      sb_rotation_state_free(st);
+      throw;
+    }
+    sb_rotation_state_free(st);
+    return out;
+  }
+
   /// Writes queued audit events to the sinks.
   void flush_audit() const { detail::check(sb_audit_flush(raw_)); }
 
@@ -410,6 +473,14 @@ class Client {
   static const uint8_t* non_null_data(ByteView value) noexcept {
     static const std::byte empty{};
     return reinterpret_cast<const uint8_t*>(value.data() != nullptr ? value.data() : &empty);
+  }
+
+  /// Pointers to each string's characters, valid while `strings` lives.
+  static std::vector<const char*> c_strings(const std::vector<std::string>& strings) {
+    std::vector<const char*> out;
+    out.reserve(strings.size());
+    for (const std::string& s : strings) out.push_back(s.c_str());
+    return out;
   }
 
   sb_client* raw_ = nullptr;

@@ -31,6 +31,7 @@ mod params;
 mod process;
 mod providers;
 mod result;
+mod rotation;
 mod secret;
 
 use std::ffi::c_char;
@@ -49,6 +50,11 @@ pub use metadata::{
 pub use metrics::{sb_memory_lock_failures, sb_metrics_prometheus};
 pub use process::sb_harden_process;
 pub use result::{sb_result, sb_result_name};
+pub use rotation::{
+    sb_rollback, sb_rotate, sb_rotation_state_failures, sb_rotation_state_free,
+    sb_rotation_state_last_failure, sb_rotation_state_last_rotated, sb_rotation_state_pending,
+    sb_rotation_status,
+};
 pub use secret::{sb_secret, sb_secret_data, sb_secret_free, sb_secret_version};
 
 /// Major version of this library (checked against Cargo.toml by a test).

@@ -156,7 +156,7 @@ pub unsafe extern "C" fn sb_metadata_updated(
 }
 
 /// Seconds since the epoch, negative before it, saturating far outside `i64`.
-fn unix_seconds(t: SystemTime) -> i64 {
+pub(crate) fn unix_seconds(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),

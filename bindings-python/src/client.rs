@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyDict, PyType};
 use sealbox::client::{BlockingSealbox, Principal};
 use sealbox::config::open_local_vault;
+use sealbox::rotation::{Generator, NewValue};
 use sealbox::store::memory::MemoryStore;
 use sealbox::store::{DeleteOptions, PutOptions, Stage, VersionId, VersionSelector};
 use sealbox::{ExposeSecret, Sealbox};
@@ -20,6 +21,7 @@ use sealbox::{ExposeSecret, Sealbox};
 use crate::errors::BindingResult;
 use crate::memlock::warn_if_unlocked;
 use crate::metadata::PySecretMetadata;
+use crate::rotation::{PyRolledBack, PyRotated, PyRotationStatus, exec_rotator};
 use crate::secret::PySecret;
 use crate::value::SecretInput;
 
@@ -383,6 +385,94 @@ impl PySealbox {
         };
         py.detach(|| client.delete(name, &options))?;
         Ok(())
+    }
+
+    /// Rotates `name` now: creates a `PENDING` version, sets it on the target, tests it there
+    /// and promotes it to `CURRENT` (the old one becomes `PREVIOUS`), resuming an interrupted
+    /// rotation of it instead if there is one. Needs the `rotate` capability.
+    ///
+    /// The rotator and the new value come from the config's rotation schedule (`generated` and
+    /// a random token without one) unless given: `command=[PROGRAM, ARG...]` runs that program
+    /// for each step (`set`, `test`; `restore` on rollback) with the value on its standard
+    /// input, killed after `timeout` seconds (60 by default); `value` (`bytes`, `bytearray`,
+    /// `memoryview` or `str`; a `bytearray` is zeroed once staged) is the new value instead of
+    /// a generated one. Raises the step's error (`Unavailable` for a failed command, ...):
+    /// `CURRENT` is then unchanged and the failure shows in `rotation_status`.
+    #[pyo3(signature = (name, *, value = None, command = None, timeout = None))]
+    fn rotate(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        value: Option<&Bound<'_, PyAny>>,
+        command: Option<Vec<String>>,
+        timeout: Option<f64>,
+    ) -> BindingResult<PyRotated> {
+        let client = self.client()?;
+        let input = value.map(SecretInput::extract).transpose()?;
+        let given = input
+            .as_ref()
+            .map(|i| i.secret().try_clone())
+            .transpose()?
+            .map(NewValue::Given);
+        let exec = match command {
+            Some(argv) => Some(exec_rotator(argv, timeout)?),
+            None if timeout.is_some() => {
+                return Err(
+                    sealbox::Error::invalid_input("timeout applies only with command").into(),
+                );
+            }
+            None => None,
+        };
+        let done = py.detach(|| {
+            let rotation = client.client().rotation();
+            match (exec, given) {
+                (Some(exec), Some(v)) => client.run(rotation.rotate_with(name, &exec, v)),
+                (Some(exec), None) => client.run(rotation.rotate_with(
+                    name,
+                    &exec,
+                    NewValue::Generate(Generator::Base64Url { bytes: 32 }),
+                )),
+                (None, Some(v)) => client.run(rotation.rotate_to(name, v)),
+                (None, None) => client.run(rotation.rotate(name)),
+            }
+        })?;
+        if let Some(input) = input {
+            input.wipe_source(py);
+        }
+        Ok(done.into())
+    }
+
+    /// Undoes `name`'s last rotation (its `PREVIOUS` version becomes `CURRENT` again and the
+    /// target is told) or abandons its unfinished one (`PENDING` is dropped). The target is
+    /// told through the schedule's rotator, or through `command` as `rotate` runs it.
+    #[pyo3(signature = (name, *, command = None, timeout = None))]
+    fn rollback(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        command: Option<Vec<String>>,
+        timeout: Option<f64>,
+    ) -> BindingResult<PyRolledBack> {
+        let client = self.client()?;
+        let exec = command
+            .map(|argv| exec_rotator(argv, timeout))
+            .transpose()?;
+        let done = py.detach(|| {
+            let rotation = client.client().rotation();
+            match &exec {
+                Some(exec) => client.run(rotation.rollback_with(name, exec)),
+                None => client.run(rotation.rollback(name)),
+            }
+        })?;
+        Ok(done.into())
+    }
+
+    /// `name`'s rotation state (see `RotationStatus`): no value, only versions, times and
+    /// failure reasons.
+    fn rotation_status(&self, py: Python<'_>, name: &str) -> BindingResult<PyRotationStatus> {
+        let client = self.client()?;
+        let status = py.detach(|| client.run(client.client().rotation().status_of(name)))?;
+        Ok(PyRotationStatus::new(py, status)?)
     }
 
     /// Writes every queued audit event to the configured sinks.

@@ -10,6 +10,7 @@ mod errors;
 mod memlock;
 mod metadata;
 mod providers;
+mod rotation;
 mod secret;
 mod value;
 
@@ -42,6 +43,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metadata::PySecretMetadata>()?;
     m.add_class::<metadata::PyVersionInfo>()?;
     m.add_class::<audit::PyAuditReport>()?;
+    m.add_class::<rotation::PyRotated>()?;
+    m.add_class::<rotation::PyRolledBack>()?;
+    m.add_class::<rotation::PyRotationStatus>()?;
     m.add_function(wrap_pyfunction!(audit::audit_verify, m)?)?;
     m.add_class::<Baseline>()?;
     m.add_function(wrap_pyfunction!(_baseline, m)?)?;

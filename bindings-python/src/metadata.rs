@@ -165,7 +165,7 @@ static TIMEZONE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static TIMEDELTA: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// A `SystemTime` as an aware UTC `datetime.datetime`.
-fn datetime(py: Python<'_>, t: Option<SystemTime>) -> PyResult<Option<Py<PyAny>>> {
+pub(crate) fn datetime(py: Python<'_>, t: Option<SystemTime>) -> PyResult<Option<Py<PyAny>>> {
     let Some(t) = t else { return Ok(None) };
     let secs = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs_f64(),

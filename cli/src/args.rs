@@ -62,6 +62,9 @@ pub enum Command {
     /// Rotation schedules and state.
     #[command(subcommand)]
     Rotation(RotationCommand),
+    /// Credential policy checks of stored secrets.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Key operations.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -505,6 +508,24 @@ pub struct RotateArgs {
     /// Undo the secret's last rotation (or abandon its unfinished one) instead.
     #[arg(long, requires = "name")]
     pub rollback: bool,
+}
+
+/// `sealbox policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Report every stored secret whose CURRENT value breaks the credential policy (SOC2 by
+    /// default: 16 characters or more, upper, lower, digit and special, no repeated character,
+    /// no dictionary word, estimated strength 90 bits or more), naming the rules it breaks and
+    /// never a value. A JSON credential's `password` field is checked. Exit 0: none breaks it;
+    /// 1: some do; other codes: errors, as for every command.
+    Check {
+        /// Check only the secrets under these name prefixes (default: every secret).
+        #[arg(value_name = "PREFIX")]
+        prefixes: Vec<String>,
+        /// Check only a minimum length (API keys and tokens) instead of the SOC2 rules.
+        #[arg(long, value_name = "CHARS")]
+        min_length: Option<usize>,
+    },
 }
 
 /// `sealbox rotation ...`.

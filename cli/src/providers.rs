@@ -1,6 +1,6 @@
 //! The provider crates this build registers, so a `--config` file can name their stores
-//! (`provider: aws`) and key providers (`master_key: {provider: pkcs11}`). Each is a cargo
-//! feature of `sealbox-cli`, on by default.
+//! (`provider: aws`), key providers (`master_key: {provider: pkcs11}`) and rotators
+//! (`rotator: {postgres: {...}}`). Each is a cargo feature of `sealbox-cli`, on by default.
 
 use sealbox::Result;
 
@@ -17,6 +17,8 @@ pub fn register() -> Result<()> {
     sealbox_azure::register_global()?;
     #[cfg(feature = "pkcs11")]
     sealbox_pkcs11::register_global()?;
+    #[cfg(feature = "db-rotators")]
+    sealbox_db_rotators::register_global()?;
     Ok(())
 }
 
@@ -31,6 +33,15 @@ pub const NAMES: &[&str] = &[
     "vault",
     #[cfg(feature = "azure")]
     "azure",
+];
+
+/// The rotators `register` adds (beside the built-in `generated` and `exec`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const ROTATOR_NAMES: &[&str] = &[
+    #[cfg(feature = "db-rotators")]
+    "postgres",
+    #[cfg(feature = "db-rotators")]
+    "mysql",
 ];
 
 /// The key providers `register` adds.
@@ -61,5 +72,9 @@ mod tests {
         }
         assert!(registry.stores.names().any(|n| n == "local"));
         assert!(registry.keys.names().any(|n| n == "key_file"));
+        let rotators = sealbox::rotation::RotatorRegistry::global_snapshot();
+        for name in ROTATOR_NAMES {
+            assert!(rotators.names().any(|n| n == *name), "{name}");
+        }
     }
 }

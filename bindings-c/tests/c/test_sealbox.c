@@ -2,6 +2,7 @@
  * The C ABI as a C program sees it: round trips, misuse (NULL for every pointer parameter,
  * invalid UTF-8), secrets outliving their client, 8 threads x 10k gets on one client, and a
  * scan of the whole process memory showing that sb_secret_free leaves no copy of a value;
+ * rotation (sb_rotate, sb_rollback, sb_rotation_status) with a command rotator;
  * and a `provider: gcp` config against the local GCP Secret Manager.
  *
  * Built by scripts/test-c.sh with -Wall -Wextra -Wpedantic -Werror, under ASan+UBSan and
@@ -586,6 +587,149 @@ static void test_open_local(void) {
   CHECK(system(cmd) == 0);
 }
 
+/* The whole contents of a small file, NUL-terminated, into `buf`; 0 when unreadable. */
+static int read_file(const char *path, char *buf, size_t cap) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return 0;
+  size_t n = fread(buf, 1, cap - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  return 1;
+}
+
+static void current_version(sb_client *c, const char *name, char *out, size_t cap) {
+  sb_metadata *md = NULL;
+  const char *id = NULL;
+  size_t len = 0;
+  out[0] = 0;
+  if (sb_describe(c, name, &md) != SB_RESULT_OK) return;
+  if (sb_metadata_current_version(md, &id, &len) == SB_RESULT_OK && len < cap) {
+    memcpy(out, id, len);
+    out[len] = 0;
+  }
+  sb_metadata_free(md);
+}
+
+/*
+ * Rotation through the C ABI: sb_rotate promotes a new value and sb_rollback restores the old;
+ * a command rotator gets each step's name as its last argument and the value on stdin; a
+ * failing step answers SB_RESULT_UNAVAILABLE with CURRENT unchanged and shows in the status;
+ * NULL and malformed arguments are answered with codes and leave outputs untouched.
+ */
+static void test_rotation(void) {
+  const char *name = "predis/prod/api/key";
+  sb_client *c = open_memory();
+  CHECK_RESULT(sb_put(c, name, (const uint8_t *)"first-key", 9), SB_RESULT_OK);
+  char first[64], second[64], now[64];
+  current_version(c, name, first, sizeof first);
+
+  CHECK_RESULT(sb_rotate(c, name, NULL, 0), SB_RESULT_OK);
+  current_version(c, name, second, sizeof second);
+  CHECK(second[0] != 0 && strcmp(first, second) != 0);
+  sb_secret *s = NULL;
+  CHECK_RESULT(sb_get(c, name, &s), SB_RESULT_OK);
+  CHECK(s != NULL && !bytes_equal(s, "first-key"));
+  sb_secret_free(s);
+
+  sb_rotation_state *st = NULL;
+  CHECK_RESULT(sb_rotation_status(c, name, &st), SB_RESULT_OK);
+  int64_t t = 0;
+  CHECK_RESULT(sb_rotation_state_last_rotated(st, &t), SB_RESULT_OK);
+  CHECK(t > 1700000000);
+  uint32_t failures = 99;
+  CHECK_RESULT(sb_rotation_state_failures(st, &failures), SB_RESULT_OK);
+  CHECK(failures == 0);
+  const char *str = SENTINEL, *str2 = SENTINEL;
+  size_t len = 7, len2 = 7;
+  CHECK_RESULT(sb_rotation_state_pending(st, &str, &len), SB_RESULT_NOT_FOUND);
+  CHECK(str == SENTINEL && len == 7);
+  CHECK_RESULT(sb_rotation_state_last_failure(st, &str, &len, &str2, &len2), SB_RESULT_NOT_FOUND);
+  sb_rotation_state_free(st);
+
+  /* Rollback of the finished rotation: the first value is CURRENT again. */
+  CHECK_RESULT(sb_rollback(c, name, NULL, 0), SB_RESULT_OK);
+  current_version(c, name, now, sizeof now);
+  CHECK(strcmp(now, first) == 0);
+  s = NULL;
+  CHECK_RESULT(sb_get(c, name, &s), SB_RESULT_OK);
+  CHECK(s != NULL && bytes_equal(s, "first-key"));
+  sb_secret_free(s);
+
+  /* A command rotator: records the steps and the value each got. */
+  char dir[] = "/tmp/sealbox-c-rotate-XXXXXX";
+  if (mkdtemp(dir) == NULL) {
+    CHECK(0);
+    sb_client_free(c);
+    return;
+  }
+  const char *record = "cat > \"$0/$1.value\"; echo \"$1\" >> \"$0/steps\"";
+  const char *argv[] = {"/bin/sh", "-c", record, dir};
+  CHECK_RESULT(sb_rotate(c, name, argv, 4), SB_RESULT_OK);
+  char path[160], buf[256];
+  snprintf(path, sizeof path, "%s/steps", dir);
+  CHECK(read_file(path, buf, sizeof buf) && strcmp(buf, "set\ntest\n") == 0);
+  snprintf(path, sizeof path, "%s/set.value", dir);
+  CHECK(read_file(path, buf, sizeof buf));
+  s = NULL;
+  CHECK_RESULT(sb_get(c, name, &s), SB_RESULT_OK);
+  CHECK(s != NULL && bytes_equal(s, buf));
+  sb_secret_free(s);
+
+  /* A command failing at its set step: UNAVAILABLE, CURRENT unchanged, recorded. */
+  current_version(c, name, second, sizeof second);
+  const char *failing[] = {"/bin/sh", "-c", "cat >/dev/null; echo refused >&2; exit 3", "sh"};
+  CHECK_RESULT(sb_rotate(c, name, failing, 4), SB_RESULT_UNAVAILABLE);
+  CHECK(strstr(last_error(), "refused") != NULL);
+  current_version(c, name, now, sizeof now);
+  CHECK(strcmp(now, second) == 0);
+  st = NULL;
+  CHECK_RESULT(sb_rotation_status(c, name, &st), SB_RESULT_OK);
+  CHECK_RESULT(sb_rotation_state_failures(st, &failures), SB_RESULT_OK);
+  CHECK(failures == 1);
+  CHECK_RESULT(sb_rotation_state_last_failure(st, &str, &len, &str2, &len2), SB_RESULT_OK);
+  CHECK(len == 3 && memcmp(str, "set", 3) == 0);
+  CHECK(len2 > 0 && memchr(str2, 0, len2) == NULL);
+  CHECK_RESULT(sb_rotation_state_pending(st, &str, &len), SB_RESULT_OK);
+  CHECK(len > 0);
+  sb_rotation_state_free(st);
+  /* Rollback abandons the unfinished rotation through a command that accepts the restore. */
+  const char *accept[] = {"/bin/sh", "-c", "cat >/dev/null", "sh"};
+  CHECK_RESULT(sb_rollback(c, name, accept, 4), SB_RESULT_OK);
+  st = NULL;
+  CHECK_RESULT(sb_rotation_status(c, name, &st), SB_RESULT_OK);
+  CHECK_RESULT(sb_rotation_state_pending(st, &str, &len), SB_RESULT_NOT_FOUND);
+
+  /* Misuse. */
+  const sb_result N = SB_RESULT_NULL_PARAMETER;
+  const char *with_null[] = {"/bin/sh", NULL};
+  sb_rotation_state *stout = SENTINEL;
+  CHECK_RESULT(sb_rotate(NULL, name, NULL, 0), N);
+  CHECK_RESULT(sb_rotate(c, NULL, NULL, 0), N);
+  CHECK_RESULT(sb_rotate(c, name, NULL, 2), N);
+  CHECK_RESULT(sb_rotate(c, name, with_null, 2), N);
+  CHECK_RESULT(sb_rotate(c, name, accept, 0), SB_RESULT_INVALID_INPUT);
+  CHECK_RESULT(sb_rotate(c, INVALID_UTF8, NULL, 0), SB_RESULT_INVALID_UTF8);
+  CHECK_RESULT(sb_rollback(NULL, name, NULL, 0), N);
+  CHECK_RESULT(sb_rollback(c, NULL, NULL, 0), N);
+  CHECK_RESULT(sb_rotation_status(NULL, name, &stout), N);
+  CHECK_RESULT(sb_rotation_status(c, NULL, &stout), N);
+  CHECK_RESULT(sb_rotation_status(c, name, NULL), N);
+  CHECK(stout == SENTINEL);
+  CHECK_RESULT(sb_rotation_state_last_rotated(NULL, &t), N);
+  CHECK_RESULT(sb_rotation_state_last_rotated(st, NULL), N);
+  CHECK_RESULT(sb_rotation_state_pending(st, NULL, &len), N);
+  CHECK_RESULT(sb_rotation_state_failures(st, NULL), N);
+  CHECK_RESULT(sb_rotation_state_last_failure(st, &str, &len, NULL, &len2), N);
+  sb_rotation_state_free(st);
+  sb_rotation_state_free(NULL);
+  CHECK_RESULT(sb_rotate(c, "predis/prod/api/never-written", NULL, 0), SB_RESULT_NOT_FOUND);
+  sb_client_free(c);
+
+  char cmd[200];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CHECK(system(cmd) == 0);
+}
+
 /* Standard base64 of `len` bytes into `out` (room for 4 * ceil(len / 3) + 1). */
 static void base64_encode(const uint8_t *in, size_t len, char *out) {
   static const char ALPHABET[] =
@@ -1041,6 +1185,7 @@ int main(void) {
   test_secret_outlives_client();
   test_open_errors();
   test_open_local();
+  test_rotation();
   test_fork_after_warming();
   test_harden_process();
   test_threads_share_one_client();

@@ -46,6 +46,40 @@ TEST(Client, StagedPutLeavesCurrentAndRefreshNowAnswers) {
   EXPECT_THROW(client.refresh_now("app/never-written"), sealbox::Error);
 }
 
+TEST(Client, RotateRollbackAndRotationStatus) {
+  auto client = sealbox::Client::open_memory();
+  client.put("predis/prod/api/key", std::string_view("first-key"));
+  const std::string first = client.describe("predis/prod/api/key").current_version;
+  client.rotate("predis/prod/api/key");
+  EXPECT_NE(client.get("predis/prod/api/key").str(), "first-key");
+  sealbox::RotationStatus status = client.rotation_status("predis/prod/api/key");
+  EXPECT_GT(status.last_rotated_unix_seconds, 1700000000);
+  EXPECT_TRUE(status.pending.empty());
+  EXPECT_EQ(status.failures, 0u);
+
+  // A command that refuses its set step: an Error with the code, CURRENT unchanged.
+  const std::string rotated = client.describe("predis/prod/api/key").current_version;
+  try {
+    client.rotate("predis/prod/api/key", {"/bin/sh", "-c", "cat >/dev/null; exit 4", "sh"});
+    FAIL() << "expected sealbox::Error";
+  } catch (const sealbox::Error& e) {
+    EXPECT_EQ(e.code(), SB_RESULT_UNAVAILABLE);
+    EXPECT_NE(std::string(e.what()).find("set"), std::string::npos);
+  }
+  EXPECT_EQ(client.describe("predis/prod/api/key").current_version, rotated);
+  status = client.rotation_status("predis/prod/api/key");
+  EXPECT_EQ(status.failures, 1u);
+  EXPECT_EQ(status.last_failure_step, "set");
+  EXPECT_FALSE(status.pending.empty());
+
+  // Abandon it, then undo the finished rotation: the first value is back.
+  client.rollback("predis/prod/api/key", {"/bin/sh", "-c", "cat >/dev/null", "sh"});
+  EXPECT_TRUE(client.rotation_status("predis/prod/api/key").pending.empty());
+  client.rollback("predis/prod/api/key");
+  EXPECT_EQ(client.describe("predis/prod/api/key").current_version, first);
+  EXPECT_EQ(client.get("predis/prod/api/key").str(), "first-key");
+}
+
 TEST(Client, PutGetRoundTripWithVersions) {
   auto client = sealbox::Client::open_memory();
   client.put("predis/prod/database/password", std::string_view("v1"));

@@ -20,6 +20,13 @@ A :class:`Secret` never shows its value in ``repr``/``str``, refuses pickling an
 wiped on ``close()`` or at the end of its ``with`` block; :meth:`Secret.reveal` and
 :meth:`Secret.reveal_bytes` are the explicit, unprotected copies.
 
+Rotation (create ``PENDING``, set it on the target, test it, promote it; resumable, undoable)::
+
+    done = sb.rotate("predis/prod/api/key")                  # the config's schedule says how
+    sb.rotate("predis/prod/clickhouse", command=["/usr/local/bin/rotate-clickhouse"])
+    sb.rotation_status("predis/prod/api/key").last_failure_reason
+    sb.rollback("predis/prod/api/key")
+
 Errors are :class:`SealboxError` subclasses; no message contains a secret value.
 """
 
@@ -41,7 +48,17 @@ from sealbox._errors import (
     Unsupported,
 )
 from sealbox._fields import SecretFields
-from sealbox._native import AuditReport, Secret, SecretMetadata, VersionInfo, __version__, audit_verify
+from sealbox._native import (
+    AuditReport,
+    RolledBack,
+    Rotated,
+    RotationStatus,
+    Secret,
+    SecretMetadata,
+    VersionInfo,
+    __version__,
+    audit_verify,
+)
 
 __all__ = [
     "Sealbox",
@@ -49,6 +66,9 @@ __all__ = [
     "SecretMetadata",
     "VersionInfo",
     "AuditReport",
+    "Rotated",
+    "RolledBack",
+    "RotationStatus",
     "audit_verify",
     "SealboxError",
     "NotFound",

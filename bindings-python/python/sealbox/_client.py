@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from sealbox import _native
 from sealbox._fields import SecretFields
-from sealbox._native import Secret, SecretMetadata
+from sealbox._native import RolledBack, Rotated, RotationStatus, Secret, SecretMetadata
 
 __all__ = ["Sealbox"]
 
@@ -124,6 +124,27 @@ class Sealbox(_native.Sealbox):
     async def adelete(self, name: str, *, force: bool = False) -> None:
         """Async :meth:`delete`."""
         await asyncio.to_thread(self.delete, name, force=force)
+
+    async def arotate(
+        self,
+        name: str,
+        *,
+        value: bytes | bytearray | memoryview | str | None = None,
+        command: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Rotated:
+        """Async :meth:`rotate`."""
+        return await asyncio.to_thread(self.rotate, name, value=value, command=command, timeout=timeout)
+
+    async def arollback(
+        self, name: str, *, command: Sequence[str] | None = None, timeout: float | None = None
+    ) -> RolledBack:
+        """Async :meth:`rollback`."""
+        return await asyncio.to_thread(self.rollback, name, command=command, timeout=timeout)
+
+    async def arotation_status(self, name: str) -> RotationStatus:
+        """Async :meth:`rotation_status`."""
+        return await asyncio.to_thread(self.rotation_status, name)
 
     async def aflush_audit(self) -> None:
         """Async :meth:`flush_audit`."""

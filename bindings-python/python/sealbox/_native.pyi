@@ -16,6 +16,9 @@ __all__ = [
     "SecretMetadata",
     "VersionInfo",
     "AuditReport",
+    "Rotated",
+    "RolledBack",
+    "RotationStatus",
     "audit_verify",
     "_Baseline",
     "_baseline",
@@ -80,6 +83,21 @@ class Sealbox:
         """Metadata of a secret, never its value."""
     def delete(self, name: str, *, force: bool = False) -> None:
         """Deletes a secret (soft delete unless ``force``)."""
+    def rotate(
+        self,
+        name: str,
+        *,
+        value: bytes | bytearray | memoryview | str | None = None,
+        command: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Rotated:
+        """Rotates ``name`` (create PENDING, set, test, promote), resuming an interrupted
+        rotation; with the config schedule's rotator, or ``command`` run per step with the value
+        on its standard input; ``value`` instead of a generated one."""
+    def rollback(self, name: str, *, command: Sequence[str] | None = None, timeout: float | None = None) -> RolledBack:
+        """Undoes ``name``'s last rotation, or abandons its unfinished one."""
+    def rotation_status(self, name: str) -> RotationStatus:
+        """``name``'s rotation state: times, versions, failures; never a value."""
     def flush_audit(self) -> None:
         """Writes every queued audit event to the sinks."""
     def _reopen_after_fork(self) -> str | None:
@@ -180,6 +198,51 @@ class SecretMetadata:
     def tags(self) -> dict[str, str]: ...
     @property
     def rotation_period(self) -> datetime.timedelta | None: ...
+
+@final
+class Rotated:
+    """How a rotation ended."""
+
+    @property
+    def current(self) -> str: ...
+    @property
+    def previous(self) -> str | None: ...
+    @property
+    def resumed(self) -> bool: ...
+
+@final
+class RolledBack:
+    """What a rollback did: ``outcome`` is ``"rolled_back"`` or ``"abandoned"``."""
+
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def undone(self) -> str | None: ...
+
+@final
+class RotationStatus:
+    """One secret's rotation state, without its value."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def last_rotated(self) -> datetime.datetime | None: ...
+    @property
+    def pending(self) -> str | None: ...
+    @property
+    def pending_step(self) -> str | None: ...
+    @property
+    def last_failure_at(self) -> datetime.datetime | None: ...
+    @property
+    def last_failure_step(self) -> str | None: ...
+    @property
+    def last_failure_reason(self) -> str | None: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def lease_holder(self) -> str | None: ...
 
 @final
 class AuditReport:

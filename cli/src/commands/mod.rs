@@ -1,6 +1,7 @@
 //! Running a parsed command line: opening what it needs and dispatching to the command.
 
 pub mod audit;
+pub mod policy;
 pub mod rotation;
 pub mod scan;
 pub mod secrets;
@@ -78,6 +79,7 @@ async fn run_on_session(session: &Session, command: Command, io: &mut Io<'_>) ->
         Command::Stage(a) => secrets::stage(store, a).await,
         Command::Rotate(a) => rotation::rotate(session, a).await,
         Command::Rotation(cmd) => rotation::run(session, cmd).await,
+        Command::Policy(cmd) => policy::run(store, cmd).await,
         Command::Keys(cmd) => vault::keys(session, cmd).await,
         Command::Namespace(cmd) => vault::namespace(session, cmd).await,
         Command::Verify => vault::verify(session).await,

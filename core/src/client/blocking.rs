@@ -59,6 +59,19 @@ impl BlockingSealbox {
         self.rt.block_on(call)
     }
 
+    /// Runs an async call of the client (or of something built on it, such as
+    /// [`Sealbox::rotation`]) to completion on this facade's runtime; in a forked child answers
+    /// `Forked` without entering it.
+    ///
+    /// ```no_run
+    /// # fn f(sb: &sealbox::BlockingSealbox) -> sealbox::Result<()> {
+    /// let done = sb.run(sb.client().rotation().rotate("predis/prod/api/key"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn run<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        self.block_on(call)
+    }
+
     /// See [`Sealbox::as_principal`].
     pub fn as_principal(&self, principal: Principal) -> BlockingSealbox {
         BlockingSealbox {

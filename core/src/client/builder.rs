@@ -16,6 +16,7 @@ pub struct SealboxBuilder {
     pub(super) hooks: Vec<AlertHook>,
     /// How the client is to be made again, when not from these settings (a config).
     recipe: Option<Recipe>,
+    rotation: Option<RotationConfig>,
 }
 
 impl Default for SealboxBuilder {
@@ -31,6 +32,7 @@ impl Default for SealboxBuilder {
             monitor: None,
             hooks: Vec::new(),
             recipe: None,
+            rotation: None,
         }
     }
 }
@@ -124,6 +126,13 @@ impl SealboxBuilder {
         self
     }
 
+    /// The rotation schedule [`Sealbox::rotation`] uses (a config file's `rotation:`
+    /// section, which [`Sealbox::from_config`] passes here).
+    pub fn rotation_schedule(mut self, schedule: RotationConfig) -> Self {
+        self.rotation = Some(schedule);
+        self
+    }
+
     /// Builds the client (starts the audit writer thread when auditing or monitoring).
     pub fn build(mut self) -> Result<Sealbox> {
         let recipe = match self.recipe.take() {
@@ -136,6 +145,7 @@ impl SealboxBuilder {
                 audit: self.audit.as_ref().map(AuditLogBuilder::replica),
                 monitor: self.monitor.clone(),
                 hooks: self.hooks.clone(),
+                rotation: self.rotation.clone(),
             })),
         };
         let default = match (&self.default_store, self.stores.first()) {
@@ -178,6 +188,7 @@ impl SealboxBuilder {
                 policy: ArcSwap::from_pointee(self.policy),
                 metrics,
                 recipe,
+                rotation: self.rotation,
             })),
             principal: self.principal.unwrap_or_default(),
             source: None,

@@ -82,6 +82,9 @@ impl Config {
         if let Some(m) = &self.monitor {
             builder = builder.monitor(m.clone());
         }
+        if let Some(r) = &self.rotation {
+            builder = builder.rotation_schedule(r.clone());
+        }
         builder.build()
     }
 }

@@ -35,6 +35,7 @@ pub use router::Router;
 
 use crate::audit::{Action, AuditEvent, AuditLog, AuditLogBuilder, CacheOutcome, Resource};
 use crate::cache::{CacheAnswer, CacheConfig, Expired, Probe, SecretCache};
+use crate::config::rotation::RotationConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::metrics::{ClientMetrics, MetricsSnapshot};
 use crate::monitor::{Alert, AlertHook, Monitor, MonitorConfig};
@@ -56,6 +57,8 @@ struct Inner {
     metrics: Arc<ClientMetrics>,
     /// How to make this client again in a forked child ([`Sealbox::reopen`]).
     recipe: Recipe,
+    /// The config's `rotation:` section, for [`Sealbox::rotation`].
+    rotation: Option<RotationConfig>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -201,6 +204,12 @@ impl Sealbox {
     /// The router (store ids, routes).
     pub fn router(&self) -> &Router {
         &self.inner.router
+    }
+
+    /// The rotation schedule this client was built with (a config file's `rotation:`
+    /// section), which [`Sealbox::rotation`] uses.
+    pub fn rotation_schedule(&self) -> Option<&RotationConfig> {
+        self.inner.rotation.as_ref()
     }
 
     /// The cache, when enabled.

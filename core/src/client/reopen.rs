@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::{Sealbox, SealboxBuilder};
 use crate::audit::AuditReplica;
 use crate::cache::CacheConfig;
+use crate::config::rotation::RotationConfig;
 use crate::config::{Config, ProviderRegistry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::{AlertHook, MonitorConfig};
@@ -43,6 +44,7 @@ pub(crate) struct BuilderRecipe {
     pub(crate) audit: Option<Option<AuditReplica>>,
     pub(crate) monitor: Option<MonitorConfig>,
     pub(crate) hooks: Vec<AlertHook>,
+    pub(crate) rotation: Option<RotationConfig>,
 }
 
 impl std::fmt::Debug for Recipe {
@@ -88,6 +90,9 @@ impl BuilderRecipe {
         }
         for (prefix, store) in &self.routes {
             builder = builder.route(prefix.clone(), store.clone());
+        }
+        if let Some(r) = &self.rotation {
+            builder = builder.rotation_schedule(r.clone());
         }
         if let Some(d) = &self.default_store {
             builder = builder.default_store(d.clone());

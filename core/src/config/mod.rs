@@ -148,6 +148,9 @@ impl Config {
                 }
             })
             .map(Path::to_path_buf);
+        if let Some(r) = &mut config.rotation {
+            r.base_dir = config.base_dir.clone();
+        }
         Ok(config)
     }
 

@@ -8,9 +8,20 @@
 //!     "predis/prod/clickhouse/password":
 //!       type: user_password
 //!       rotator: {exec: ["/usr/local/bin/rotate-clickhouse", "--host", "ch1"]}
+//!     "predis/prod/postgres/app":
+//!       type: user_password
+//!       rotator:
+//!         postgres: {host: db1, port: 5432, admin_user: admin,
+//!                    admin_password_file: /run/secrets/pg-admin, user: app,
+//!                    strategy: alternating_users}
 //! ```
+//!
+//! A rotator other than `generated` and `exec` is a map with one key, the name a rotator
+//! crate registered ([`crate::rotation::RotatorRegistry`]: `postgres` and `mysql` come from
+//! `sealbox-db-rotators`), whose value is that rotator's settings.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -34,6 +45,9 @@ pub struct RotationConfig {
     /// matched by several takes the longest pattern.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRotation>,
+    /// The config file's directory, which relative paths in rotator settings resolve against.
+    #[serde(skip)]
+    pub(crate) base_dir: Option<PathBuf>,
 }
 
 /// How one secret (or pattern of secrets) rotates.
@@ -51,8 +65,9 @@ pub struct SecretRotation {
     pub length: Option<usize>,
 }
 
-/// Which rotator: `generated`, or `{exec: [PROGRAM, ARG...]}`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+/// Which rotator: `generated`, `{exec: [PROGRAM, ARG...]}`, or `{NAME: {SETTINGS}}` for one a
+/// rotator crate registered.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawRotator")]
 pub enum RotatorConfig {
     /// No target: a new version is the whole rotation.
@@ -60,6 +75,27 @@ pub enum RotatorConfig {
     Generated,
     /// A command (program then arguments) run per step with the value on stdin.
     Exec(Vec<String>),
+    /// A rotator from the rotator registry (`postgres`, `mysql`), with its settings.
+    Registered {
+        /// The registered name.
+        name: String,
+        /// Its settings, read by its factory (they may hold a password: `Debug` redacts).
+        settings: serde_json::Value,
+    },
+}
+
+impl std::fmt::Debug for RotatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RotatorConfig::Generated => f.write_str("Generated"),
+            RotatorConfig::Exec(argv) => f.debug_tuple("Exec").field(argv).finish(),
+            RotatorConfig::Registered { name, settings } => f
+                .debug_struct("Registered")
+                .field("name", name)
+                .field("settings", &super::Redacted(settings))
+                .finish(),
+        }
+    }
 }
 
 /// The YAML forms of a rotator (a name, or a map with one key).
@@ -68,6 +104,7 @@ pub enum RotatorConfig {
 enum RawRotator {
     Name(String),
     Exec(ExecSpec),
+    Registered(BTreeMap<String, serde_json::Value>),
 }
 
 #[derive(Deserialize)]
@@ -82,17 +119,40 @@ impl TryFrom<RawRotator> for RotatorConfig {
         match raw {
             RawRotator::Name(n) if n == "generated" => Ok(RotatorConfig::Generated),
             RawRotator::Name(n) => Err(format!(
-                "unknown rotator {n:?}; use generated or {{exec: [PROGRAM, ARG...]}}"
+                "unknown rotator {n:?}; use generated, {{exec: [PROGRAM, ARG...]}} or a \
+                 registered rotator with its settings, like {{postgres: {{host: ..., user: ...}}}}"
             )),
             RawRotator::Exec(ExecSpec { exec }) if exec.is_empty() => {
                 Err("an exec rotator needs a program: {exec: [PROGRAM, ARG...]}".to_owned())
             }
             RawRotator::Exec(ExecSpec { exec }) => Ok(RotatorConfig::Exec(exec)),
+            RawRotator::Registered(map) if map.len() == 1 => {
+                let Some((name, settings)) = map.into_iter().next() else {
+                    return Err("a rotator map needs one key".to_owned());
+                };
+                if !settings.is_object() && !settings.is_null() {
+                    return Err(format!(
+                        "the settings of rotator {name:?} must be a mapping, like \
+                         {{{name}: {{host: ..., user: ...}}}}"
+                    ));
+                }
+                Ok(RotatorConfig::Registered { name, settings })
+            }
+            RawRotator::Registered(map) => Err(format!(
+                "a rotator map names one rotator, this one names {}: {}",
+                map.len(),
+                map.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
         }
     }
 }
 
 impl RotationConfig {
+    /// The directory relative paths in rotator settings resolve against (the config file's).
+    pub fn base_dir(&self) -> Option<&Path> {
+        self.base_dir.as_deref()
+    }
+
     /// The period of credential type `kind`.
     pub fn period(&self, kind: &str) -> Option<Duration> {
         self.types.get(kind).copied().or_else(|| {
@@ -181,6 +241,37 @@ secrets:
                 serde_norway::from_str::<RotationConfig>(&text).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn a_registered_rotator_keeps_its_settings_and_debug_hides_the_password() {
+        let c: RotationConfig = serde_norway::from_str(
+            r#"
+secrets:
+  "db/*":
+    type: user_password
+    rotator: {postgres: {host: db1, admin_user: admin, admin_password: hunter2-inline, user: app}}
+"#,
+        )
+        .unwrap();
+        let RotatorConfig::Registered { name, settings } = &c.rule_for("db/app").unwrap().1.rotator
+        else {
+            panic!("not a registered rotator");
+        };
+        assert_eq!(name, "postgres");
+        assert_eq!(settings["user"], "app");
+        let debug = format!("{c:?}");
+        assert!(debug.contains("postgres"), "{debug}");
+        assert!(!debug.contains("hunter2-inline"), "{debug}");
+        for bad in [
+            "{type: x, rotator: {postgres: {}, mysql: {}}}",
+            "{type: x, rotator: {postgres: [1, 2]}}",
+            "{type: x, rotator: postgres}",
+        ] {
+            let text = format!("secrets: {{\"a/*\": {bad}}}");
+            let e = serde_norway::from_str::<RotationConfig>(&text).unwrap_err();
+            assert!(!e.to_string().contains("hunter2"), "{e}");
         }
     }
 }

@@ -2,11 +2,13 @@
 //! `rotate` capability checked under its policy, every step in its audit log, its cache
 //! dropped for the rotated secret, and schedules from the `rotation:` section.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::audit::Action;
 use crate::client::Sealbox;
+use crate::config::ProviderConfig;
 use crate::config::rotation::{RotationConfig, RotatorConfig, SecretRotation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::Capability;
@@ -16,6 +18,7 @@ use super::engine::{NewValue, RolledBack, Rotated, RotationEngine, Status};
 use super::exec::Exec;
 use super::generator::Generator;
 use super::policy::CredentialPolicy;
+use super::registry::{RotatorRegistry, RotatorSettings};
 use super::rotator::{Generated, Rotator};
 
 impl Sealbox {
@@ -23,18 +26,21 @@ impl Sealbox {
     pub fn rotation(&self) -> Rotation<'_> {
         Rotation {
             sb: self,
-            schedule: None,
+            schedule: self.rotation_schedule().cloned(),
+            rotators: None,
             lease_ttl: super::engine::DEFAULT_LEASE_TTL,
         }
     }
 }
 
 /// Rotates secrets through a client. Each call needs the `rotate` capability on the name
-/// under the client's policy; the store is reached through the client's routes.
+/// under the client's policy; the store is reached through the client's routes. The schedule
+/// is the client's config's `rotation:` section unless [`Rotation::schedule`] gives one.
 #[derive(Debug)]
 pub struct Rotation<'a> {
     sb: &'a Sealbox,
     schedule: Option<RotationConfig>,
+    rotators: Option<RotatorRegistry>,
     lease_ttl: Duration,
 }
 
@@ -72,6 +78,13 @@ impl<'a> Rotation<'a> {
         self
     }
 
+    /// The registry a schedule's `{NAME: {SETTINGS}}` rotators are built from (default: the
+    /// global one, [`RotatorRegistry::global`]).
+    pub fn rotators(mut self, registry: RotatorRegistry) -> Rotation<'a> {
+        self.rotators = Some(registry);
+        self
+    }
+
     /// How long a rotation's lease lasts without a step renewing it.
     pub fn lease_ttl(mut self, ttl: Duration) -> Rotation<'a> {
         self.lease_ttl = ttl;
@@ -82,7 +95,14 @@ impl<'a> Rotation<'a> {
     /// `generated` rotator and a 32-byte base64url token without one), resuming an
     /// interrupted rotation.
     pub async fn rotate(&self, name: &str) -> Result<Rotated> {
-        let (rotator, value) = self.plan(name)?;
+        let (rotator, value) = self.plan(name).await?;
+        self.rotate_with(name, rotator.as_ref(), value).await
+    }
+
+    /// Rotates `name` to `value` (a value the caller made, say) with the rotator its schedule
+    /// entry gives.
+    pub async fn rotate_to(&self, name: &str, value: NewValue) -> Result<Rotated> {
+        let (rotator, _) = self.plan(name).await?;
         self.rotate_with(name, rotator.as_ref(), value).await
     }
 
@@ -102,9 +122,18 @@ impl<'a> Rotation<'a> {
     /// Undoes `name`'s last rotation, or abandons its unfinished one (see
     /// [`RotationEngine::rollback`]), telling the target through its scheduled rotator.
     pub async fn rollback(&self, name: &str) -> Result<RolledBack> {
-        let (rotator, _) = self.plan(name)?;
+        let (rotator, _) = self.plan(name).await?;
         let (engine, secret) = self.engine(name)?;
         let out = engine.rollback(&secret, rotator.as_ref()).await;
+        self.dropped_from_cache(name);
+        out
+    }
+
+    /// Undoes `name`'s last rotation with `rotator` (the one it was rotated with, when that is
+    /// not the schedule's).
+    pub async fn rollback_with(&self, name: &str, rotator: &dyn Rotator) -> Result<RolledBack> {
+        let (engine, secret) = self.engine(name)?;
+        let out = engine.rollback(&secret, rotator).await;
         self.dropped_from_cache(name);
         out
     }
@@ -116,7 +145,7 @@ impl<'a> Rotation<'a> {
         let mut report = DueReport::default();
         for (name, rule) in self.scheduled().await? {
             let period = self.period(&rule)?;
-            let (rotator, value) = self.plan(name.as_str())?;
+            let (rotator, value) = self.plan(name.as_str()).await?;
             let (engine, secret) = self.engine(name.as_str())?;
             match engine
                 .rotate_if_due(&secret, rotator.as_ref(), value, period)
@@ -206,14 +235,15 @@ impl<'a> Rotation<'a> {
     }
 
     /// The rotator and value source for `name`.
-    fn plan(&self, name: &str) -> Result<(Arc<dyn Rotator>, NewValue)> {
+    async fn plan(&self, name: &str) -> Result<(Arc<dyn Rotator>, NewValue)> {
         let rule = self.schedule.as_ref().and_then(|s| s.rule_for(name));
-        let Some((_, rule)) = rule else {
+        let Some((pattern, rule)) = rule else {
             return Ok((
                 Arc::new(Generated),
                 NewValue::Generate(Generator::Base64Url { bytes: 32 }),
             ));
         };
+        let generator = Self::generator(name, rule)?;
         let rotator: Arc<dyn Rotator> = match &rule.rotator {
             RotatorConfig::Generated => Arc::new(Generated),
             RotatorConfig::Exec(argv) => {
@@ -222,8 +252,35 @@ impl<'a> Rotation<'a> {
                 })?;
                 Arc::new(Exec::new(program, args.to_vec()))
             }
+            RotatorConfig::Registered {
+                name: rotator,
+                settings,
+            } => {
+                let at = format!("rotation.secrets.{pattern:?}.rotator.{rotator}");
+                let config = ProviderConfig::new(
+                    rotator.clone(),
+                    at,
+                    settings.clone(),
+                    self.schedule
+                        .as_ref()
+                        .and_then(|s| s.base_dir())
+                        .map(Path::to_path_buf),
+                );
+                let settings = RotatorSettings::new(config, generator.clone(), self.sb.clone());
+                let registry = match &self.rotators {
+                    Some(r) => r.clone(),
+                    None => RotatorRegistry::global_snapshot(),
+                };
+                registry.build(rotator, settings).await?
+            }
         };
-        let generator = match rule.kind.as_str() {
+        let value = rotator.pending_value(generator);
+        Ok((rotator, value))
+    }
+
+    /// The generator `rule`'s credential type calls for.
+    fn generator(name: &str, rule: &SecretRotation) -> Result<Generator> {
+        Ok(match rule.kind.as_str() {
             "api_key" => Generator::ApiKey {
                 prefix: "sbk".into(),
                 bytes: rule.length.unwrap_or(32),
@@ -245,8 +302,7 @@ impl<'a> Rotation<'a> {
             _ => Generator::Base64Url {
                 bytes: rule.length.unwrap_or(32),
             },
-        };
-        Ok((rotator, NewValue::Generate(generator)))
+        })
     }
 
     /// The engine for `name`'s store, after checking the `rotate` capability.

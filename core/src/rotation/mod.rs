@@ -10,7 +10,8 @@
 //! * A [`Generator`] makes passwords (meeting a [`CredentialPolicy`], SOC2's by default),
 //!   hex and base64url tokens and API keys from the OS CSPRNG, straight into locked memory.
 //! * A [`Rotator`] puts the new value on its target and tests it there; [`Generated`] is the
-//!   one with no target, [`Exec`] runs a command with the value on its standard input.
+//!   one with no target, [`Exec`] runs a command with the value on its standard input;
+//!   others (`postgres`, `mysql`) come from rotator crates through the [`RotatorRegistry`].
 //!
 //! * Through a client, [`Sealbox::rotation`](crate::Sealbox::rotation) checks the `rotate`
 //!   capability, routes, audits into the client's log and runs schedules (`run_due`).
@@ -25,6 +26,7 @@ mod exec;
 pub mod generator;
 pub mod policy;
 mod record;
+mod registry;
 mod rotator;
 
 pub use client::{DueReport, Rotation, ScheduledStatus};
@@ -35,4 +37,5 @@ pub use exec::Exec;
 pub use generator::Generator;
 pub use policy::{CredentialPolicy, Violation};
 pub use record::{Failure, Lease, Step, record_name};
+pub use registry::{RotatorFactory, RotatorFuture, RotatorRegistry, RotatorSettings};
 pub use rotator::{Generated, Rotator, StepContext};

@@ -7,6 +7,9 @@ use crate::error::Result;
 use crate::secret::Secret;
 use crate::store::{SecretName, VersionId};
 
+use super::engine::NewValue;
+use super::generator::Generator;
+
 /// What a rotator step is told about the rotation it serves.
 #[derive(Clone, Debug)]
 pub struct StepContext<'a> {
@@ -38,6 +41,13 @@ pub trait Rotator: Send + Sync + std::fmt::Debug {
     /// default the same as [`Rotator::set`].
     async fn restore(&self, step: &StepContext<'_>, value: &Secret) -> Result<()> {
         self.set(step, value).await
+    }
+
+    /// The value a scheduled rotation with this rotator stages, given the `generator` the
+    /// secret's type calls for. By default that generator's output; a rotator whose value
+    /// depends on the current one (a database user's next credential) makes its own.
+    fn pending_value(&self, generator: Generator) -> NewValue {
+        NewValue::Generate(generator)
     }
 }
 

@@ -20,6 +20,10 @@
 //!   keeps its password until the next rotation, so readers never fail provided a value read is
 //!   used within one rotation period.
 //!
+//! From a config file, a rotation schedule names them as `rotator: {postgres: {...}}` or
+//! `{mysql: {...}}` once [`register_global`] (or [`register`]) has added them to the rotator
+//! registry; the settings are described in the `config` module's source and the README.
+//!
 //! Use [`Postgres::new_value`] / [`Mysql::new_value`] as the rotation's value: it reads the
 //! current value under the rotation's lease to pick the user (see
 //! [`NewValue::FromCurrent`](sealbox::rotation::NewValue::FromCurrent)).
@@ -28,12 +32,14 @@
 //! (said per rotator), are never sent to the server in clear (each rotator sends the server's
 //! password hash, not the password), and never appear in an error or a log line.
 
+mod config;
 mod credential;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 
+pub use config::{NAMES, register, register_global};
 pub use credential::Strategy;
 #[cfg(feature = "mysql")]
 pub use mysql::Mysql;

@@ -150,6 +150,12 @@ impl Rotator for Postgres {
         "postgres"
     }
 
+    /// The strategy's next user with a new password from this rotator's generator (which a
+    /// config-built rotator takes from the schedule): see [`Postgres::new_value`].
+    fn pending_value(&self, _generator: Generator) -> NewValue {
+        self.new_value()
+    }
+
     async fn set(&self, _step: &StepContext<'_>, value: &Secret) -> Result<()> {
         let login = Login::parse(value)?;
         self.users.check(&login.username)?;

@@ -89,7 +89,7 @@ def sealbox_version(exe):
 
 def gitleaks_version(exe):
     v = run([exe, "version"]).stdout.decode().strip()
-    if v.startswith("v") or v[:1].isdigit():
+    if v[:1].isdigit() or v[:2] in ("v0", "v1", "v8", "v9"):
         return v.lstrip("v")
     # `go install` builds print "version is set by build process"; the module version is
     # in the binary's build info.
@@ -152,8 +152,7 @@ def places_ds(out):
 def scan(tool, exe, root, out):
     """Runs one tool over `root`, its report in `out`; returns the wall time in seconds."""
     cmd, ok, stdout_to = {"sealbox": sealbox_cmd, "gitleaks": gitleaks_cmd, "detect-secrets": ds_cmd}[tool](exe, out)
-    sink = open(stdout_to, "wb") if stdout_to else subprocess.DEVNULL
-    with sink:
+    with open(stdout_to or os.devnull, "wb") as sink:
         start = time.perf_counter()
         run(cmd, cwd=root, ok=ok, stdout=sink)
         return time.perf_counter() - start
@@ -251,7 +250,7 @@ def main():
 
     print()
     if mb is not None:
-        print(f"Speed: {mb:.0f} MB in {files} files, median of {a.runs} interleaved runs. "
+        print(f"Speed: {mb:.1f} MB in {files} files, median of {a.runs} interleaved runs. "
               f"Detection: {planted} planted credentials, matched by file and line.")
     print()
     print("| tool | version | MB/s | recall | precision |")

@@ -45,7 +45,7 @@ echo "Vault binary $SEALBOX_VAULT_BIN ready in $(( $(date +%s) - vault_started )
 
 # --- Rust ---------------------------------------------------------------------------------------
 step "cargo test (workspace)"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 # --- Python binding -------------------------------------------------------------------------------
 step "Python binding"

@@ -2,7 +2,7 @@
 //! and loads with its `${VARS}` set: the documentation cannot drift from the schema without
 //! this failing. Blocks are found by content (see `support/markdown_configs.rs`), so the
 //! documents can be rewritten and reordered freely. Blocks naming a provider that lives in
-//! another crate are loaded by that crate's tests (`providers/aws/tests/config_files.rs`).
+//! another crate are loaded by that crate's tests (`providers/*/tests/config_files.rs`).
 
 #[path = "support/markdown_configs.rs"]
 mod markdown_configs;
@@ -12,7 +12,15 @@ use sealbox::config::ProviderRegistry;
 
 /// Providers registered by crates other than `sealbox`, whose blocks their own tests load (or,
 /// for key providers that need a KMS or an HSM, parse).
-const LOADED_ELSEWHERE: &[&str] = &["aws", "aws-kms", "gcp", "pkcs11"];
+const LOADED_ELSEWHERE: &[&str] = &[
+    "aws",
+    "aws-kms",
+    "gcp",
+    "azure",
+    "vault",
+    "vault-transit",
+    "pkcs11",
+];
 
 #[tokio::test]
 async fn every_markdown_config_parses_and_loads() {

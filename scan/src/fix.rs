@@ -3,7 +3,7 @@
 //!
 //! Two shapes are rewritten, where the reference form is unambiguous:
 //! * env-style files (`.env`, `*.env`, shell): a `KEY=value` or `export KEY=value` line
-//!   (optionally quoted) becomes `KEY=${KEY}` ([`env`]);
+//!   (optionally quoted) becomes `KEY=${KEY}` ([`mod@env`]);
 //! * YAML and JSON config files: a value that is a whole string scalar of a mapping key
 //!   becomes the secret's reference `sb:///NAME`, which a sealbox client resolves ([`config`]).
 //!
